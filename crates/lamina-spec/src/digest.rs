@@ -1,0 +1,440 @@
+//! The definition digest: the identity of an image definition, the same on every machine.
+//!
+//! | goes in | why |
+//! |---|---|
+//! | version tag `lamina-definition-v1` | any change to this encoding must change every digest, so old cache entries are never misread |
+//! | the `# escape=` character | it changes how `\` and `` ` `` read in the values kept unexpanded |
+//! | global `ARG`s (name, default) | they feed `FROM` lines |
+//! | each stage: base, `--platform`, `AS` name | they pick what the stage starts from and how later stages refer to it |
+//! | each instruction with all its fields, in order (flags, heredoc bodies, exec vs shell form, the JSON spelling of `COPY`) | they are the build; the JSON form counts because a `<<` source is a heredoc only outside it |
+//! | whitespace and quotes inside shell commands | the shell sees them: `echo  a` and `echo a` may differ for a program |
+//! | for each `COPY`/`ADD` with local sources: every match (source index, path relative to the source directory) and every entry (name, kind, permission bits, size, blake3 of the content, symlink target), in order | they are the files the step copies |
+//!
+//! | left out | why |
+//! |---|---|
+//! | absolute paths (the source directories, `host_path`s) | location independence: the same project in another folder or on another machine has the same digest |
+//! | mtimes, ctimes, inode numbers | checkouts and `touch` change them without changing content |
+//! | owners (uid/gid) of inputs | COPY sets 0:0 unless `--chown` says otherwise, and `--chown` is in the instruction |
+//! | files hidden by `.dockerignore` or `--exclude` | they are never copied |
+//! | the host's interpreter, OS or platform | the build runs in the image, not on the host |
+//! | comments, blank lines, line continuations, keyword case, the `# syntax=` directive | the model is canonical: two spellings that parse to the same model are the same definition; Lamina runs the model itself, not the frontend `# syntax=` names |
+//! | remote content (URL and git sources of `ADD`, `--from` images) | not local; `ADD --checksum` pins a URL inside the instruction |
+//!
+//! The encoding is hand-written, not derived, so that it only changes on purpose: every
+//! variant and field has a tag byte, strings and lists are prefixed with their length as a
+//! little-endian `u64`, and optional values with a presence byte. A change to the model
+//! (a new field or instruction) that cannot be encoded as before must bump the version tag.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::context::{Context, StepRef};
+use crate::error::{Result, SpecError};
+use crate::inputs::{
+    EntryKind, IgnoreRules, SourceMatch, is_local_source, resolve_copy_inputs_with,
+};
+use crate::instruction::{
+    ArgDecl, Command, Copy, Dockerfile, Healthcheck, Heredoc, Instruction, Run, Stage,
+};
+
+/// The version tag that opens every encoding.
+pub const DIGEST_VERSION: &str = "lamina-definition-v1";
+
+/// The blake3 digest of a definition's canonical encoding; written `blake3:<64 hex>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DefinitionDigest([u8; 32]);
+
+impl DefinitionDigest {
+    /// Wraps raw digest bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        DefinitionDigest(bytes)
+    }
+
+    /// The raw digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64 lowercase hex digits, without the `blake3:` prefix.
+    pub fn to_hex(&self) -> String {
+        use fmt::Write;
+        self.0
+            .iter()
+            .fold(String::with_capacity(64), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            })
+    }
+}
+
+impl fmt::Display for DefinitionDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blake3:{}", self.to_hex())
+    }
+}
+
+impl fmt::Debug for DefinitionDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DefinitionDigest({self})")
+    }
+}
+
+impl FromStr for DefinitionDigest {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = |reason| SpecError::InvalidDigest {
+            digest: s.to_string(),
+            reason,
+        };
+        let hex = s
+            .strip_prefix("blake3:")
+            .ok_or_else(|| invalid("missing 'blake3:' prefix"))?;
+        if hex.len() != 64 {
+            return Err(invalid("wrong length"));
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Ok(c - b'0'),
+                b'a'..=b'f' => Ok(c - b'a' + 10),
+                _ => Err(invalid("not a lowercase hex digit")),
+            };
+            *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Ok(DefinitionDigest(bytes))
+    }
+}
+
+/// Digests `dockerfile` with the local inputs of its `COPY`/`ADD` steps, each resolved
+/// against `context.root_for(step)` under that directory's `.dockerignore` (see
+/// [`crate::inputs`]). Fails if a local source is missing, escapes its directory, or cannot
+/// be read.
+pub fn definition_digest(dockerfile: &Dockerfile, context: &Context) -> Result<DefinitionDigest> {
+    let mut ignores: HashMap<PathBuf, IgnoreRules> = HashMap::new();
+    let mut enc = Encoder::new();
+    enc.str(DIGEST_VERSION);
+    enc.tag(1);
+    enc.u64(u64::from(dockerfile.escape));
+    enc.tag(2);
+    enc.len(dockerfile.global_args.len());
+    for arg in &dockerfile.global_args {
+        enc.arg(arg);
+    }
+    enc.tag(3);
+    enc.len(dockerfile.stages.len());
+    for (stage_index, stage) in dockerfile.stages.iter().enumerate() {
+        enc.stage_header(stage);
+        for (instruction_index, instruction) in stage.instructions.iter().enumerate() {
+            let step = StepRef {
+                stage: stage_index,
+                instruction: instruction_index,
+            };
+            let inputs = match instruction {
+                Instruction::Copy(copy) => {
+                    local_inputs(copy, context.root_for(step), &mut ignores)?
+                }
+                _ => Vec::new(),
+            };
+            enc.instruction(instruction, &inputs);
+        }
+    }
+    Ok(DefinitionDigest(*enc.hasher.finalize().as_bytes()))
+}
+
+/// The inputs of one COPY/ADD, loading each source directory's ignore rules once.
+fn local_inputs(
+    copy: &Copy,
+    root: &Path,
+    ignores: &mut HashMap<PathBuf, IgnoreRules>,
+) -> Result<Vec<SourceMatch>> {
+    if copy.from.is_some() || !copy.sources.iter().any(|s| is_local_source(copy, s)) {
+        return Ok(Vec::new());
+    }
+    let ignore = match ignores.entry(root.to_path_buf()) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(slot) => slot.insert(IgnoreRules::load(root)?),
+    };
+    resolve_copy_inputs_with(copy, root, ignore)
+}
+
+/// Streams the canonical encoding into blake3.
+struct Encoder {
+    hasher: blake3::Hasher,
+}
+
+impl Encoder {
+    fn new() -> Self {
+        Encoder {
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    fn tag(&mut self, tag: u8) {
+        self.hasher.update(&[tag]);
+    }
+
+    fn u64(&mut self, value: u64) {
+        self.hasher.update(&value.to_le_bytes());
+    }
+
+    fn len(&mut self, len: usize) {
+        self.u64(len as u64);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.len(bytes.len());
+        self.hasher.update(bytes);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    fn bool(&mut self, b: bool) {
+        self.tag(u8::from(b));
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.tag(0),
+            Some(s) => {
+                self.tag(1);
+                self.str(s);
+            }
+        }
+    }
+
+    fn strs(&mut self, list: &[String]) {
+        self.len(list.len());
+        for s in list {
+            self.str(s);
+        }
+    }
+
+    fn pairs(&mut self, pairs: &[(String, String)]) {
+        self.len(pairs.len());
+        for (k, v) in pairs {
+            self.str(k);
+            self.str(v);
+        }
+    }
+
+    fn arg(&mut self, arg: &ArgDecl) {
+        self.str(&arg.name);
+        self.opt_str(arg.default.as_deref());
+    }
+
+    fn stage_header(&mut self, stage: &Stage) {
+        self.tag(1);
+        self.str(&stage.base);
+        self.tag(2);
+        self.opt_str(stage.platform.as_deref());
+        self.tag(3);
+        self.opt_str(stage.name.as_deref());
+        self.tag(4);
+        self.len(stage.instructions.len());
+    }
+
+    fn command(&mut self, command: &Command) {
+        match command {
+            Command::Exec(argv) => {
+                self.tag(1);
+                self.strs(argv);
+            }
+            Command::Shell(text) => {
+                self.tag(2);
+                self.str(text);
+            }
+        }
+    }
+
+    fn heredocs(&mut self, heredocs: &[Heredoc]) {
+        self.len(heredocs.len());
+        for h in heredocs {
+            self.str(&h.delimiter);
+            self.str(&h.body);
+            self.bool(h.strip_tabs);
+            self.bool(h.expand);
+        }
+    }
+
+    /// One instruction; `inputs` are its resolved local inputs (empty for all but COPY/ADD).
+    fn instruction(&mut self, instruction: &Instruction, inputs: &[SourceMatch]) {
+        match instruction {
+            Instruction::Run(run) => self.run(run),
+            Instruction::Copy(copy) => self.copy(copy, inputs),
+            Instruction::Env(pairs) => {
+                self.tag(0x03);
+                self.pairs(pairs);
+            }
+            Instruction::Arg(args) => {
+                self.tag(0x04);
+                self.len(args.len());
+                for arg in args {
+                    self.arg(arg);
+                }
+            }
+            Instruction::Workdir(path) => {
+                self.tag(0x05);
+                self.str(path);
+            }
+            Instruction::User(user) => {
+                self.tag(0x06);
+                self.str(user);
+            }
+            Instruction::Label(pairs) => {
+                self.tag(0x07);
+                self.pairs(pairs);
+            }
+            Instruction::Expose(ports) => {
+                self.tag(0x08);
+                self.strs(ports);
+            }
+            Instruction::Volume(paths) => {
+                self.tag(0x09);
+                self.strs(paths);
+            }
+            Instruction::Shell(argv) => {
+                self.tag(0x0a);
+                self.strs(argv);
+            }
+            Instruction::Entrypoint(command) => {
+                self.tag(0x0b);
+                self.command(command);
+            }
+            Instruction::Cmd(command) => {
+                self.tag(0x0c);
+                self.command(command);
+            }
+            Instruction::StopSignal(signal) => {
+                self.tag(0x0d);
+                self.str(signal);
+            }
+            Instruction::Healthcheck(check) => {
+                self.tag(0x0e);
+                self.healthcheck(check);
+            }
+            Instruction::Onbuild(inner) => {
+                // Runs in images built on this one, with their context: no inputs here.
+                self.tag(0x0f);
+                self.instruction(inner, &[]);
+            }
+            Instruction::Maintainer(name) => {
+                self.tag(0x10);
+                self.str(name);
+            }
+        }
+    }
+
+    fn run(&mut self, run: &Run) {
+        self.tag(0x01);
+        self.tag(1);
+        self.command(&run.command);
+        self.tag(2);
+        self.strs(&run.mounts);
+        self.tag(3);
+        self.opt_str(run.network.as_deref());
+        self.tag(4);
+        self.opt_str(run.security.as_deref());
+        self.tag(5);
+        self.heredocs(&run.heredocs);
+    }
+
+    fn copy(&mut self, copy: &Copy, inputs: &[SourceMatch]) {
+        self.tag(0x02);
+        self.tag(1);
+        self.bool(copy.add);
+        self.tag(2);
+        self.strs(&copy.sources);
+        self.tag(3);
+        self.str(&copy.dest);
+        self.tag(4);
+        self.bool(copy.json_form);
+        self.tag(5);
+        self.opt_str(copy.from.as_deref());
+        self.tag(6);
+        self.opt_str(copy.chown.as_deref());
+        self.tag(7);
+        self.opt_str(copy.chmod.as_deref());
+        self.tag(8);
+        self.bool(copy.link);
+        self.tag(9);
+        self.bool(copy.parents);
+        self.tag(10);
+        self.strs(&copy.excludes);
+        self.tag(11);
+        self.opt_str(copy.checksum.as_deref());
+        self.tag(12);
+        match copy.keep_git_dir {
+            None => self.tag(0),
+            Some(keep) => {
+                self.tag(1);
+                self.bool(keep);
+            }
+        }
+        self.tag(13);
+        self.heredocs(&copy.heredocs);
+        self.tag(14);
+        self.inputs(inputs);
+    }
+
+    fn inputs(&mut self, inputs: &[SourceMatch]) {
+        self.len(inputs.len());
+        for m in inputs {
+            self.len(m.source);
+            self.str(&m.path);
+            self.len(m.entries.len());
+            for entry in &m.entries {
+                self.str(&entry.name);
+                match &entry.kind {
+                    EntryKind::File { size, hash } => {
+                        self.tag(1);
+                        self.u64(*size);
+                        self.hasher.update(hash);
+                    }
+                    EntryKind::Dir => self.tag(2),
+                    EntryKind::Symlink { target } => {
+                        self.tag(3);
+                        self.bytes(target);
+                    }
+                }
+                self.u64(u64::from(entry.mode));
+            }
+        }
+    }
+
+    fn healthcheck(&mut self, check: &Healthcheck) {
+        match check {
+            Healthcheck::None => self.tag(0),
+            Healthcheck::Check {
+                command,
+                interval,
+                timeout,
+                start_period,
+                start_interval,
+                retries,
+            } => {
+                self.tag(1);
+                self.command(command);
+                self.opt_str(interval.as_deref());
+                self.opt_str(timeout.as_deref());
+                self.opt_str(start_period.as_deref());
+                self.opt_str(start_interval.as_deref());
+                match retries {
+                    None => self.tag(0),
+                    Some(n) => {
+                        self.tag(1);
+                        self.u64(u64::from(*n));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! Walking a directory into [`TreeEntry`]s and hashing the files of many entries at once.
+
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::ignore::{IgnoreRules, MatchState};
+use super::{EntryKind, TreeEntry};
+use crate::error::{Result, SpecError};
+
+/// Files at least this large are hashed with several threads (on top of the per-file
+/// parallelism); below it, splitting one file costs more than it gains.
+const RAYON_FILE_SIZE: u64 = 1 << 20;
+
+/// One set of rules applied during a walk, with the walked directory's place under the
+/// rules' base directory.
+#[derive(Debug, Clone)]
+pub(super) struct Filter<'a> {
+    rules: &'a IgnoreRules,
+    /// Path of the current directory relative to the rules' base (`""` at the base).
+    rel: String,
+    state: MatchState,
+    /// The current directory is ignored by these rules.
+    ignored: bool,
+}
+
+impl<'a> Filter<'a> {
+    /// A filter for a walk that starts at `rel` under the rules' base (`""` for the base).
+    pub(super) fn at(rules: &'a IgnoreRules, rel: &str) -> Self {
+        if rules.is_empty() || rel.is_empty() {
+            return Filter {
+                rules,
+                rel: rel.to_string(),
+                state: MatchState::default(),
+                ignored: false,
+            };
+        }
+        let state = rules.state_for(rel);
+        let ignored = rules.decide(&state);
+        Filter {
+            rules,
+            rel: rel.to_string(),
+            state,
+            ignored,
+        }
+    }
+
+    /// Whether the starting point itself is ignored.
+    pub(super) fn ignored(&self) -> bool {
+        self.ignored
+    }
+
+    fn child(&self, name: &str) -> Self {
+        if self.rules.is_empty() {
+            return Filter {
+                rules: self.rules,
+                rel: String::new(),
+                state: MatchState::default(),
+                ignored: false,
+            };
+        }
+        let rel = if self.rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.rel)
+        };
+        let state = if self.rel.is_empty() {
+            self.rules.state_for(&rel)
+        } else {
+            self.rules.child_state(&self.state, &rel)
+        };
+        let ignored = self.rules.decide(&state);
+        Filter {
+            rules: self.rules,
+            rel,
+            state,
+            ignored,
+        }
+    }
+
+    /// Something below an ignored directory may still be included by an exception.
+    fn may_reinclude(&self) -> bool {
+        !self.ignored || self.rules.has_exceptions()
+    }
+}
+
+/// The entry for `path` itself, named `name`; files get their hash later.
+pub(super) fn entry_for(path: &Path, name: String, meta: &Metadata) -> Result<TreeEntry> {
+    let file_type = meta.file_type();
+    let kind = if file_type.is_dir() {
+        EntryKind::Dir
+    } else if file_type.is_file() {
+        EntryKind::File {
+            size: meta.len(),
+            hash: [0; 32],
+        }
+    } else if file_type.is_symlink() {
+        let target = std::fs::read_link(path).map_err(|source| io_error(path, source))?;
+        EntryKind::Symlink {
+            target: target.into_os_string().into_vec(),
+        }
+    } else {
+        return Err(SpecError::UnsupportedInput {
+            path: path.to_path_buf(),
+            reason: "it is a socket, fifo or device; only files, directories and symlinks can be copied",
+        });
+    };
+    Ok(TreeEntry {
+        name,
+        kind,
+        mode: meta.permissions().mode() & 0o7777,
+        host_path: path.to_path_buf(),
+    })
+}
+
+/// The contents of directory `dir` (named `name`; `.` for a walk's top), files hashed,
+/// skipping what any filter ignores but descending into ignored directories that an
+/// exception may re-include. Children are handled in parallel (stat, hash, recurse) and
+/// collected in name order, so the result does not depend on scheduling.
+pub(super) fn walk(dir: &Path, name: &str, filters: &[Filter<'_>]) -> Result<Vec<TreeEntry>> {
+    let mut children: Vec<OsString> = std::fs::read_dir(dir)
+        .map_err(|source| io_error(dir, source))?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|source| io_error(dir, source))?;
+    children.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let parts = children
+        .into_par_iter()
+        .map(|child| walk_child(dir, name, filters, child))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// One child of a walked directory: nothing, one entry, or a directory and its contents.
+fn walk_child(
+    dir: &Path,
+    name: &str,
+    filters: &[Filter<'_>],
+    child: OsString,
+) -> Result<Vec<TreeEntry>> {
+    let path = dir.join(&child);
+    let Some(child) = child.to_str() else {
+        return Err(SpecError::UnsupportedInput {
+            path,
+            reason: "its name is not valid UTF-8",
+        });
+    };
+    let child_filters: Vec<Filter<'_>> = filters.iter().map(|f| f.child(child)).collect();
+    let ignored = child_filters.iter().any(Filter::ignored);
+    let child_name = if name == "." {
+        child.to_string()
+    } else {
+        format!("{name}/{child}")
+    };
+    let meta = std::fs::symlink_metadata(&path).map_err(|source| io_error(&path, source))?;
+    if meta.is_dir() {
+        if ignored && !child_filters.iter().all(Filter::may_reinclude) {
+            return Ok(Vec::new());
+        }
+        let inner = walk(&path, &child_name, &child_filters)?;
+        if ignored && inner.is_empty() {
+            // Ignored directory with nothing re-included below it.
+            return Ok(Vec::new());
+        }
+        let mut entries = Vec::with_capacity(inner.len() + 1);
+        entries.push(entry_for(&path, child_name, &meta)?);
+        entries.extend(inner);
+        Ok(entries)
+    } else if ignored {
+        Ok(Vec::new())
+    } else {
+        let mut entry = entry_for(&path, child_name, &meta)?;
+        hash_entry(&mut entry)?;
+        Ok(vec![entry])
+    }
+}
+
+/// Hashes a file entry in place (other kinds are left alone); the recorded size becomes the
+/// number of bytes hashed.
+pub(super) fn hash_entry(entry: &mut TreeEntry) -> Result<()> {
+    let EntryKind::File { size, hash } = &mut entry.kind else {
+        return Ok(());
+    };
+    let (bytes, digest) = hash_file(&entry.host_path, *size)?;
+    *size = bytes;
+    *hash = digest;
+    Ok(())
+}
+
+/// blake3 of one file: small files are read, files of 16 KiB and more are memory-mapped
+/// (by blake3), files of `RAYON_FILE_SIZE` and more are also split across threads.
+/// `size_hint` is the size seen when walking.
+fn hash_file(path: &Path, size_hint: u64) -> Result<(u64, [u8; 32])> {
+    let mut hasher = blake3::Hasher::new();
+    let result = if size_hint >= RAYON_FILE_SIZE {
+        hasher.update_mmap_rayon(path)
+    } else {
+        hasher.update_mmap(path)
+    };
+    result.map_err(|source| io_error(path, source))?;
+    Ok((hasher.count(), *hasher.finalize().as_bytes()))
+}
+
+pub(super) fn io_error(path: &Path, source: std::io::Error) -> SpecError {
+    SpecError::Io {
+        path: PathBuf::from(path),
+        source,
+    }
+}

@@ -1,0 +1,309 @@
+//! Parsing Dockerfile text into a [`Dockerfile`], following the Dockerfile reference and
+//! BuildKit's parser where the reference is silent.
+//!
+//! What is read, in order:
+//! - parser directives (`# syntax=`, `# escape=`, `# check=`; case-insensitive, only before
+//!   anything else; `check` is accepted and dropped, it only tunes linting);
+//! - logical lines: a line ending in the escape character continues on the next line;
+//!   comment lines and blank lines inside a continuation are skipped, as BuildKit does;
+//! - here-document bodies after `RUN`, `COPY` and `ADD` lines that name them (`<<EOF`,
+//!   `<<-EOF`, `<<"EOF"`, `<<'EOF'`, several per line);
+//! - each instruction, with its flags checked.
+//!
+//! Values are kept raw (see [`crate::instruction`]): quotes intact, variables unexpanded.
+//! Flag values are the exception: they are stored as Docker's flag reader returns them,
+//! quotes removed but variables unexpanded (`--chown="$USER"` is stored as `$USER`).
+//!
+//! Deviations from Docker, each to keep `parse(render(df)) == df`:
+//! - a logical line whose text ends in the escape character (only possible when the file
+//!   ends inside a line continuation) is an error;
+//! - text after a JSON array (`CMD ["a"] # note`) is ignored, as Docker does, but such a
+//!   line names no here-documents.
+
+mod flags;
+mod heredoc;
+mod instructions;
+pub(crate) mod words;
+
+#[cfg(test)]
+pub(crate) mod strategy;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::path::Path;
+
+use crate::error::{Result, SpecError};
+use crate::instruction::{Dockerfile, Heredoc, Stage};
+use instructions::{Parsed, parse_line, split_line};
+use words::{Json, json_array};
+
+pub(crate) use heredoc::{heredocs_in, is_heredoc_word};
+
+impl Dockerfile {
+    /// Parses Dockerfile text. Errors name the file as `Dockerfile` and the 1-based line of
+    /// the instruction at fault.
+    pub fn parse(text: &str) -> Result<Dockerfile> {
+        parse_text(text, Path::new("Dockerfile"))
+    }
+
+    /// Reads and parses the Dockerfile at `path`.
+    pub fn parse_file(path: &Path) -> Result<Dockerfile> {
+        let bytes = std::fs::read(path).map_err(|source| SpecError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match String::from_utf8(bytes) {
+            Ok(text) => parse_text(&text, path),
+            Err(err) => {
+                let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+                let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+                Err(SpecError::DockerfileSyntax {
+                    file: path.to_path_buf(),
+                    line,
+                    reason: "the text is not valid UTF-8; save the file as UTF-8".to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Parser directives seen so far.
+struct Directives {
+    escape: char,
+    syntax: Option<String>,
+    seen: Vec<String>,
+    /// Set at the first line that is not a directive: later ones are plain comments.
+    done: bool,
+}
+
+impl Directives {
+    /// Looks at `line` (left-trimmed, newline removed) while directives are still allowed.
+    fn check(&mut self, line: &str) -> Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        let Some((name, value)) = directive(line) else {
+            self.done = true;
+            return Ok(());
+        };
+        if !matches!(name.as_str(), "escape" | "syntax" | "check") {
+            self.done = true;
+            return Ok(());
+        }
+        if self.seen.contains(&name) {
+            return Err(format!(
+                "the {name} parser directive is given twice; keep one"
+            ));
+        }
+        match name.as_str() {
+            "escape" => {
+                self.escape = match value {
+                    "\\" => '\\',
+                    "`" => '`',
+                    _ => {
+                        return Err(format!("invalid escape character {value:?}: use \\ or `"));
+                    }
+                };
+            }
+            "syntax" => self.syntax = Some(value.to_string()),
+            _ => {}
+        }
+        self.seen.push(name);
+        Ok(())
+    }
+}
+
+/// `# name=value` as BuildKit matches it
+/// (`^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$`), name in lower case.
+fn directive(line: &str) -> Option<(String, &str)> {
+    let blank = [' ', '\t'];
+    let rest = line.strip_prefix('#')?.trim_start_matches(blank);
+    let name_len = rest
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(rest.len());
+    let name = &rest[..name_len];
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let value = rest[name_len..]
+        .trim_start_matches(blank)
+        .strip_prefix('=')?;
+    let value = value.trim_matches(blank);
+    if value.is_empty() {
+        return None;
+    }
+    Some((name.to_ascii_lowercase(), value))
+}
+
+fn is_comment(line: &str) -> bool {
+    line.trim_start().starts_with('#')
+}
+
+fn trim_newline(line: &str) -> &str {
+    line.trim_end_matches(['\r', '\n'])
+}
+
+/// Removes a trailing line continuation (the escape character, then only blanks and tabs);
+/// the flag says whether the logical line ends here.
+fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
+    match line.trim_end_matches([' ', '\t']).strip_suffix(escape) {
+        Some(kept) => (kept, false),
+        None => (line, true),
+    }
+}
+
+fn parse_text(text: &str, file: &Path) -> Result<Dockerfile> {
+    let error = |line: usize, reason: String| SpecError::DockerfileSyntax {
+        file: file.to_path_buf(),
+        line,
+        reason,
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut directives = Directives {
+        escape: '\\',
+        syntax: None,
+        seen: Vec::new(),
+        done: false,
+    };
+    let mut builder = Builder::default();
+    let mut next = 0;
+    while next < lines.len() {
+        let start = next + 1;
+        let first = trim_newline(lines[next]).trim_start();
+        next += 1;
+        directives
+            .check(first)
+            .map_err(|reason| error(start, reason))?;
+        if is_comment(first) {
+            continue;
+        }
+        let escape = directives.escape;
+        let (head, mut ended) = trim_continuation(first, escape);
+        if ended && head.is_empty() {
+            continue;
+        }
+        let mut logical = head.to_string();
+        while !ended && next < lines.len() {
+            let line = trim_newline(lines[next]);
+            next += 1;
+            if is_comment(line) || line.trim_start().is_empty() {
+                continue;
+            }
+            let (part, end) = trim_continuation(line, escape);
+            logical.push_str(part);
+            ended = end;
+        }
+        if logical.trim_end().ends_with(escape) {
+            return Err(error(
+                start,
+                format!(
+                    "the instruction ends with the escape character {escape:?} at the end of \
+                     the file; remove it or finish the instruction"
+                ),
+            ));
+        }
+        if logical.trim().is_empty() {
+            continue;
+        }
+        let line = split_line(&logical).map_err(|reason| error(start, reason))?;
+        let mut heredocs = Vec::new();
+        if line.kind.takes_heredocs() && json_array(line.args) == Json::Invalid {
+            let specs = heredocs_in(line.args).map_err(|reason| error(start, reason))?;
+            for spec in specs {
+                let (doc, after) = read_heredoc(&lines, next, spec).ok_or_else(|| {
+                    error(start, "a here-document is not terminated; end it with a line holding only its delimiter".to_string())
+                })?;
+                heredocs.push(doc);
+                next = after;
+            }
+        }
+        let parsed = parse_line(&line, heredocs, escape).map_err(|reason| error(start, reason))?;
+        builder.add(parsed).map_err(|reason| error(start, reason))?;
+    }
+    let last_line = lines.len().max(1);
+    builder
+        .finish(directives)
+        .map_err(|reason| error(last_line, reason))
+}
+
+/// Reads the body of one here-document starting at `lines[from]`; returns it and the index
+/// of the line after its delimiter, or `None` when the file ends first.
+fn read_heredoc(
+    lines: &[&str],
+    from: usize,
+    spec: heredoc::HeredocSpec,
+) -> Option<(Heredoc, usize)> {
+    let mut body = String::new();
+    for (index, line) in lines.iter().enumerate().skip(from) {
+        let mut candidate = trim_newline(line);
+        if spec.strip_tabs {
+            candidate = candidate.trim_start_matches('\t');
+        }
+        if candidate == spec.name {
+            let doc = Heredoc {
+                delimiter: spec.name,
+                body,
+                strip_tabs: spec.strip_tabs,
+                expand: spec.expand,
+            };
+            return Some((doc, index + 1));
+        }
+        body.push_str(line);
+    }
+    None
+}
+
+/// Puts parsed lines together into stages.
+#[derive(Default)]
+struct Builder {
+    global_args: Vec<crate::instruction::ArgDecl>,
+    stages: Vec<Stage>,
+}
+
+impl Builder {
+    fn add(&mut self, parsed: Parsed) -> Result<(), String> {
+        match parsed {
+            Parsed::From(from) => {
+                if let Some(name) = &from.name {
+                    let taken = self.stages.iter().filter_map(|s| s.name.as_deref());
+                    if taken.into_iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                        return Err(format!("stage name {name:?} is used twice; rename one"));
+                    }
+                }
+                let mut stage = Stage::from_base(from.base);
+                stage.platform = from.platform;
+                stage.name = from.name;
+                self.stages.push(stage);
+            }
+            Parsed::Instruction(instruction) => match self.stages.last_mut() {
+                Some(stage) => stage.instructions.push(instruction),
+                None => match instruction {
+                    crate::instruction::Instruction::Arg(args) => self.global_args.extend(args),
+                    _ => {
+                        return Err(format!(
+                            "{} comes before the first FROM; only ARG may come before FROM",
+                            instruction.keyword()
+                        ));
+                    }
+                },
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(self, directives: Directives) -> Result<Dockerfile, String> {
+        if self.stages.is_empty() {
+            return Err(
+                "the Dockerfile has no FROM instruction; start a stage with FROM <image>"
+                    .to_string(),
+            );
+        }
+        Ok(Dockerfile {
+            escape: directives.escape,
+            syntax: directives.syntax,
+            global_args: self.global_args,
+            stages: self.stages,
+        })
+    }
+}

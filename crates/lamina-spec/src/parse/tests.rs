@@ -1,0 +1,692 @@
+//! Parser tests: every instruction form, every error (with its line), realistic Dockerfiles,
+//! and the round trip `parse(render(df)) == df` over generated models.
+
+use proptest::prelude::*;
+
+use super::strategy;
+use crate::error::SpecError;
+use crate::instruction::{
+    ArgDecl, Command, Copy, Dockerfile, Healthcheck, Heredoc, Instruction, Run, Stage,
+};
+
+fn parse(text: &str) -> Dockerfile {
+    match Dockerfile::parse(text) {
+        Ok(df) => df,
+        Err(err) => panic!("{text:?} does not parse: {err}"),
+    }
+}
+
+/// The instructions of the only stage of `FROM x` followed by `body`.
+fn body(body: &str) -> Vec<Instruction> {
+    let df = parse(&format!("FROM x\n{body}"));
+    assert_eq!(df.stages.len(), 1);
+    df.stages
+        .into_iter()
+        .next()
+        .map(|s| s.instructions)
+        .unwrap_or_default()
+}
+
+fn one(line: &str) -> Instruction {
+    let mut all = body(line);
+    assert_eq!(all.len(), 1, "{line:?} gave {all:?}");
+    all.remove(0)
+}
+
+/// The (line, reason) of the error `text` gives.
+fn error(text: &str) -> (usize, String) {
+    match Dockerfile::parse(text) {
+        Err(SpecError::DockerfileSyntax { file, line, reason }) => {
+            assert_eq!(file, std::path::Path::new("Dockerfile"));
+            (line, reason)
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(df) => panic!("{text:?} parsed: {df:?}"),
+    }
+}
+
+fn assert_error(text: &str, line: usize, contains: &str) {
+    let (at, reason) = error(text);
+    assert_eq!(at, line, "{text:?}: {reason}");
+    assert!(
+        reason.contains(contains),
+        "{text:?}: {reason:?} lacks {contains:?}"
+    );
+    assert!(!reason.ends_with('.'), "{reason}");
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|s| s.to_string()).collect()
+}
+
+fn pair(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+fn shell(text: &str) -> Command {
+    Command::Shell(text.to_string())
+}
+
+#[test]
+fn from_forms() {
+    let df = parse("from --platform=linux/arm64 golang:1.22 as Build\nFROM build\nFROM scratch");
+    assert_eq!(df.stages[0].base, "golang:1.22");
+    assert_eq!(df.stages[0].platform.as_deref(), Some("linux/arm64"));
+    assert_eq!(df.stages[0].name.as_deref(), Some("Build"));
+    assert_eq!(df.stages[1], Stage::from_base("build"));
+    assert_eq!(df.stages[2], Stage::from_base("scratch"));
+    assert_eq!(df.escape, '\\');
+    assert_eq!(df.syntax, None);
+}
+
+#[test]
+fn global_args_and_directives() {
+    let df = parse(
+        "# syntax=docker/dockerfile:1.7\n# Escape=`\n# a comment\nARG A=1 B\nARG C\nFROM ${A}",
+    );
+    assert_eq!(df.syntax.as_deref(), Some("docker/dockerfile:1.7"));
+    assert_eq!(df.escape, '`');
+    assert_eq!(
+        df.global_args,
+        vec![
+            ArgDecl {
+                name: "A".into(),
+                default: Some("1".into())
+            },
+            ArgDecl {
+                name: "B".into(),
+                default: None
+            },
+            ArgDecl {
+                name: "C".into(),
+                default: None
+            },
+        ]
+    );
+    // After the first non-directive line, directives are plain comments.
+    let df = parse("FROM x\n# escape=`\nRUN a \\\n b");
+    assert_eq!(df.escape, '\\');
+    assert_eq!(
+        df.stages[0].instructions,
+        vec![Instruction::Run(Run::shell("a  b"))]
+    );
+    let df = parse("# unknown=1\n# escape=`\nFROM x");
+    assert_eq!(df.escape, '\\');
+    // `check` is accepted and dropped; a BOM is skipped.
+    let df = parse("\u{feff}# check=skip=all\n#escape = `\nFROM x");
+    assert_eq!(df.escape, '`');
+}
+
+#[test]
+fn run_forms() {
+    assert_eq!(
+        one("RUN echo hi  there"),
+        Instruction::Run(Run::shell("echo hi  there"))
+    );
+    assert_eq!(
+        one(r#"RUN ["echo", "a b"]"#),
+        Instruction::Run(Run {
+            command: Command::Exec(strings(&["echo", "a b"])),
+            ..Run::shell("")
+        })
+    );
+    // Not JSON: shell form, as Docker does.
+    assert_eq!(
+        one("RUN [ -f x ] && echo"),
+        Instruction::Run(Run::shell("[ -f x ] && echo"))
+    );
+    assert_eq!(
+        one(r#"RUN ["a", "b""#),
+        Instruction::Run(Run::shell(r#"["a", "b""#))
+    );
+    let Instruction::Run(run) = one(
+        "RUN --mount=type=cache,target=/root/.cache --mount=\"type=secret,id=a b\" \
+         --network=none --security=insecure make",
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        run.mounts,
+        strings(&["type=cache,target=/root/.cache", "type=secret,id=a b"])
+    );
+    assert_eq!(run.network.as_deref(), Some("none"));
+    assert_eq!(run.security.as_deref(), Some("insecure"));
+    assert_eq!(run.command, shell("make"));
+    // `--` ends the flags.
+    assert_eq!(
+        one("RUN -- --version"),
+        Instruction::Run(Run::shell("--version"))
+    );
+}
+
+#[test]
+fn continuations_comments_and_blank_lines() {
+    let text = "FROM x\nRUN apt-get update \\\n  # a comment inside\n\n    && apt-get install -y \\\n      curl\n# trailing comment\n\nRUN b";
+    let df = parse(text);
+    assert_eq!(
+        df.stages[0].instructions,
+        vec![
+            Instruction::Run(Run::shell(
+                "apt-get update     && apt-get install -y       curl"
+            )),
+            Instruction::Run(Run::shell("b")),
+        ]
+    );
+    // CRLF line ends and continuation followed by blanks.
+    let df = parse("FROM x\r\nRUN a \\  \r\n b\r\n");
+    assert_eq!(
+        df.stages[0].instructions,
+        vec![Instruction::Run(Run::shell("a  b"))]
+    );
+    // With the backtick escape, a backslash is ordinary.
+    let df = parse("# escape=`\nFROM x\nRUN dir c:\\ `\n  /w\nWORKDIR c:\\app");
+    assert_eq!(
+        df.stages[0].instructions,
+        vec![
+            Instruction::Run(Run::shell("dir c:\\   /w")),
+            Instruction::Workdir("c:\\app".into()),
+        ]
+    );
+}
+
+#[test]
+fn heredocs() {
+    let text = "FROM x\nRUN <<EOF\necho $HOME\nEOF\nRUN cat <<-'A' >/x 3<<\"B\"\n\tone\n\tA\ntwo\nB\nCOPY <<conf /etc/x.conf\nk=v\nconf\n";
+    let ins = parse(text).stages.remove(0).instructions;
+    let doc = |d: &str, body: &str, strip_tabs: bool, expand: bool| Heredoc {
+        delimiter: d.into(),
+        body: body.into(),
+        strip_tabs,
+        expand,
+    };
+    assert_eq!(
+        ins[0],
+        Instruction::Run(Run {
+            heredocs: vec![doc("EOF", "echo $HOME\n", false, true)],
+            ..Run::shell("<<EOF")
+        })
+    );
+    assert_eq!(
+        ins[1],
+        Instruction::Run(Run {
+            heredocs: vec![
+                doc("A", "\tone\n", true, false),
+                doc("B", "two\n", false, false)
+            ],
+            ..Run::shell("cat <<-'A' >/x 3<<\"B\"")
+        })
+    );
+    let mut copy = Copy::new(strings(&["<<conf"]), "/etc/x.conf");
+    copy.heredocs = vec![doc("conf", "k=v\n", false, true)];
+    assert_eq!(ins[2], Instruction::Copy(copy));
+    // Quoted `<<` is not a here-document; nor is one under ONBUILD.
+    assert_eq!(
+        one("RUN echo '<<EOF'"),
+        Instruction::Run(Run::shell("echo '<<EOF'"))
+    );
+    assert_eq!(
+        body("ONBUILD RUN <<EOF\nRUN y"),
+        vec![
+            Instruction::Onbuild(Box::new(Instruction::Run(Run::shell("<<EOF")))),
+            Instruction::Run(Run::shell("y"))
+        ]
+    );
+}
+
+#[test]
+fn copy_and_add_forms() {
+    let Instruction::Copy(c) = one(
+        "COPY --from=build --chown=app:app --chmod=755 --link --parents --exclude=*.md \
+         --exclude=.git a b/ /dst/",
+    ) else {
+        panic!()
+    };
+    assert!(!c.add && !c.json_form && c.link && c.parents);
+    assert_eq!(c.sources, strings(&["a", "b/"]));
+    assert_eq!(c.dest, "/dst/");
+    assert_eq!(c.from.as_deref(), Some("build"));
+    assert_eq!(c.chown.as_deref(), Some("app:app"));
+    assert_eq!(c.chmod.as_deref(), Some("755"));
+    assert_eq!(c.excludes, strings(&["*.md", ".git"]));
+    let Instruction::Copy(c) =
+        one("ADD --checksum=sha256:abc --keep-git-dir=false --link=false https://x/y.tgz /y")
+    else {
+        panic!()
+    };
+    assert!(c.add && !c.link);
+    assert_eq!(c.checksum.as_deref(), Some("sha256:abc"));
+    assert_eq!(c.keep_git_dir, Some(false));
+    let Instruction::Copy(c) = one(r#"COPY ["my file", "$HOME/x y"]"#) else {
+        panic!()
+    };
+    assert!(c.json_form);
+    assert_eq!(c.sources, strings(&["my file"]));
+    assert_eq!(c.dest, "$HOME/x y");
+    // Blank splitting ignores quotes, as Docker does.
+    let Instruction::Copy(c) = one(r#"COPY "a b" /c"#) else {
+        panic!()
+    };
+    assert_eq!(c.sources, strings(&["\"a", "b\""]));
+}
+
+#[test]
+fn env_label_arg_forms() {
+    assert_eq!(
+        one(r#"ENV A=1 B="two words" C=x\ y D="#),
+        Instruction::Env(vec![
+            pair("A", "1"),
+            pair("B", "\"two words\""),
+            pair("C", "x\\ y"),
+            pair("D", "")
+        ])
+    );
+    assert_eq!(
+        one("ENV A  hello   world"),
+        Instruction::Env(vec![pair("A", "hello   world")])
+    );
+    assert_eq!(
+        one(r#"LABEL "com.example.v"="1.0" multi="a \
+ b""#),
+        Instruction::Label(vec![
+            pair("\"com.example.v\"", "\"1.0\""),
+            pair("multi", "\"a  b\"")
+        ])
+    );
+    assert_eq!(
+        one("LABEL maintainer me"),
+        Instruction::Label(vec![pair("maintainer", "me")])
+    );
+    assert_eq!(
+        one("ARG A B=${A:-x}"),
+        Instruction::Arg(vec![
+            ArgDecl {
+                name: "A".into(),
+                default: None
+            },
+            ArgDecl {
+                name: "B".into(),
+                default: Some("${A:-x}".into())
+            },
+        ])
+    );
+}
+
+#[test]
+fn simple_instructions() {
+    let ins = body(
+        "WORKDIR /my app\nUSER app:app\nEXPOSE 80 443/tcp ${PORT}\nVOLUME /a /b\nVOLUME [\"/c d\"]\n\
+         SHELL [\"powershell\", \"-c\"]\nENTRYPOINT [\"/bin/app\"]\nCMD python app.py\nCMD []\n\
+         STOPSIGNAL SIGTERM\nMAINTAINER Jane <j@x>\nonbuild copy . /src",
+    );
+    assert_eq!(
+        ins,
+        vec![
+            Instruction::Workdir("/my app".into()),
+            Instruction::User("app:app".into()),
+            Instruction::Expose(strings(&["80", "443/tcp", "${PORT}"])),
+            Instruction::Volume(strings(&["/a", "/b"])),
+            Instruction::Volume(strings(&["/c d"])),
+            Instruction::Shell(strings(&["powershell", "-c"])),
+            Instruction::Entrypoint(Command::Exec(strings(&["/bin/app"]))),
+            Instruction::Cmd(shell("python app.py")),
+            Instruction::Cmd(Command::Exec(vec![])),
+            Instruction::StopSignal("SIGTERM".into()),
+            Instruction::Maintainer("Jane <j@x>".into()),
+            Instruction::Onbuild(Box::new(Instruction::Copy(Copy::new(
+                strings(&["."]),
+                "/src"
+            )))),
+        ]
+    );
+}
+
+#[test]
+fn healthcheck_forms() {
+    assert_eq!(
+        one("HEALTHCHECK none"),
+        Instruction::Healthcheck(Healthcheck::None)
+    );
+    assert_eq!(
+        one(
+            "HEALTHCHECK --interval=30s --timeout=1m30s --start-period=5s --start-interval=500ms \
+             --retries=3 CMD curl -f http://localhost/ || exit 1"
+        ),
+        Instruction::Healthcheck(Healthcheck::Check {
+            command: shell("curl -f http://localhost/ || exit 1"),
+            interval: Some("30s".into()),
+            timeout: Some("1m30s".into()),
+            start_period: Some("5s".into()),
+            start_interval: Some("500ms".into()),
+            retries: Some(3),
+        })
+    );
+    assert_eq!(
+        one(r#"HEALTHCHECK cmd ["/bin/check"]"#),
+        Instruction::Healthcheck(Healthcheck::Check {
+            command: Command::Exec(strings(&["/bin/check"])),
+            interval: None,
+            timeout: None,
+            start_period: None,
+            start_interval: None,
+            retries: None,
+        })
+    );
+}
+
+#[test]
+fn errors_name_the_line() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("FROM x\nFOO bar", 2, "unknown instruction \"FOO\""),
+        ("RUN x\nFROM y", 1, "RUN comes before the first FROM"),
+        ("# only a comment\n", 1, "no FROM"),
+        ("", 1, "no FROM"),
+        ("FROM", 1, "FROM takes an image"),
+        ("FROM a b", 1, "FROM takes an image"),
+        ("FROM a AS 1x", 1, "invalid stage name"),
+        ("FROM a AS b\nFROM c AS B", 2, "used twice"),
+        ("FROM --platform x", 1, "needs a value"),
+        ("FROM x\n\nRUN", 3, "RUN needs an argument"),
+        ("FROM x\nRUN --foo=1 x", 2, "unknown flag --foo for RUN"),
+        ("FROM x\nRUN --network=bridge x", 2, "not a mode"),
+        ("FROM x\nRUN --security=x y", 2, "not a mode"),
+        ("FROM x\nRUN []", 2, "runs nothing"),
+        ("FROM x\nRUN [1, 2]", 2, "not strings"),
+        ("FROM x\nRUN <<EOF\necho", 2, "not terminated"),
+        ("FROM x\nRUN a \\\n b <<EOF\nbody\n", 2, "not terminated"),
+        ("FROM x\nCOPY a", 2, "at least one source and a destination"),
+        (
+            "FROM x\nCOPY --checksum=x a b",
+            2,
+            "unknown flag --checksum for COPY",
+        ),
+        ("FROM x\nADD --from=x a b", 2, "unknown flag --from for ADD"),
+        ("FROM x\nCOPY --link=maybe a b", 2, "true or false"),
+        ("FROM x\nCOPY --from=a --from=b a b", 2, "twice"),
+        ("FROM x\nCOPY a <<EOF\nx\nEOF", 2, "destination"),
+        ("FROM x\nENV", 2, "ENV needs"),
+        ("FROM x\nENV A", 2, "no value"),
+        ("FROM x\nENV A=1 B", 2, "no '='"),
+        ("FROM x\nENV --x A=1", 2, "ENV takes no flags"),
+        ("FROM x\nLABEL =x", 2, "empty name"),
+        ("FROM x\nARG", 2, "ARG needs a name"),
+        ("FROM x\nARG =1", 2, "empty name"),
+        ("FROM x\nWORKDIR", 2, "WORKDIR needs an argument"),
+        ("FROM x\nUSER", 2, "USER needs"),
+        ("FROM x\nEXPOSE", 2, "EXPOSE needs"),
+        ("FROM x\nVOLUME []", 2, "can not be empty"),
+        ("FROM x\nVOLUME [\"\"]", 2, "can not be empty"),
+        ("FROM x\nSHELL /bin/sh -c", 2, "JSON array"),
+        ("FROM x\nSHELL []", 2, "at least one word"),
+        ("FROM x\nCMD", 2, "CMD needs"),
+        ("FROM x\nENTRYPOINT [true]", 2, "not strings"),
+        ("FROM x\nSTOPSIGNAL", 2, "STOPSIGNAL needs"),
+        ("FROM x\nHEALTHCHECK", 2, "needs NONE or CMD"),
+        ("FROM x\nHEALTHCHECK NONE x", 2, "no arguments"),
+        ("FROM x\nHEALTHCHECK --interval=1s NONE", 2, "no options"),
+        ("FROM x\nHEALTHCHECK CHECK x", 2, "unknown HEALTHCHECK type"),
+        ("FROM x\nHEALTHCHECK CMD", 2, "needs a command"),
+        ("FROM x\nHEALTHCHECK CMD []", 2, "needs a command"),
+        (
+            "FROM x\nHEALTHCHECK --interval=5 CMD x",
+            2,
+            "not a duration",
+        ),
+        (
+            "FROM x\nHEALTHCHECK --timeout=10us CMD x",
+            2,
+            "shorter than 1ms",
+        ),
+        ("FROM x\nHEALTHCHECK --retries=-1 CMD x", 2, "negative"),
+        ("FROM x\nHEALTHCHECK --retries=x CMD x", 2, "not a count"),
+        (
+            "FROM x\nHEALTHCHECK --bogus=1 CMD x",
+            2,
+            "unknown flag --bogus",
+        ),
+        ("FROM x\nONBUILD", 2, "ONBUILD needs"),
+        (
+            "FROM x\nONBUILD ONBUILD RUN x",
+            2,
+            "not allowed as an ONBUILD trigger",
+        ),
+        (
+            "FROM x\nONBUILD FROM y",
+            2,
+            "not allowed as an ONBUILD trigger",
+        ),
+        (
+            "FROM x\nONBUILD MAINTAINER y",
+            2,
+            "not allowed as an ONBUILD trigger",
+        ),
+        ("FROM x\nONBUILD BOGUS y", 2, "unknown instruction"),
+        ("# escape=x\nFROM x", 1, "invalid escape character"),
+        ("# escape=`\n# escape=\\\nFROM x", 2, "given twice"),
+        ("FROM x\nRUN echo \\\\\\", 2, "escape character"),
+    ];
+    for (text, line, contains) in cases {
+        assert_error(text, *line, contains);
+    }
+}
+
+#[test]
+fn parse_file_reads_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Dockerfile.dev");
+    std::fs::write(&path, "FROM x\nRUN true\n").unwrap();
+    let df = Dockerfile::parse_file(&path).unwrap();
+    assert_eq!(
+        df.stages[0].instructions,
+        vec![Instruction::Run(Run::shell("true"))]
+    );
+    std::fs::write(&path, "FROM x\nBAD\n").unwrap();
+    match Dockerfile::parse_file(&path) {
+        Err(SpecError::DockerfileSyntax { file, line: 2, .. }) => assert_eq!(file, path),
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&path, b"FROM x\nRUN \xff\n").unwrap();
+    match Dockerfile::parse_file(&path) {
+        Err(SpecError::DockerfileSyntax {
+            line: 2, reason, ..
+        }) => assert!(reason.contains("UTF-8")),
+        other => panic!("{other:?}"),
+    }
+    match Dockerfile::parse_file(&dir.path().join("missing")) {
+        Err(SpecError::Io { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+const MULTI_STAGE: &str = r#"# syntax=docker/dockerfile:1
+ARG PY=3.12
+ARG BASE=python:${PY}-slim
+
+FROM --platform=$BUILDPLATFORM ${BASE} AS build
+ARG PIP_INDEX
+ENV PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY --chown=app:app requirements.txt .
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -m venv /opt/venv && \
+    pip install ${PIP_INDEX:+--index-url $PIP_INDEX} -r requirements.txt
+COPY <<EOF /src/settings.py
+DEBUG = False
+NAME = "${APP_NAME:-demo}"
+EOF
+RUN <<-"SCRIPT" bash
+	set -eu
+	echo building
+	SCRIPT
+
+FROM ${BASE}
+LABEL org.opencontainers.image.title="demo app" version=1
+COPY --from=build --link /opt/venv /opt/venv
+COPY --from=build /src /app
+USER 1000:1000
+EXPOSE 8000
+HEALTHCHECK --interval=30s --retries=3 CMD ["python", "-c", "import urllib.request"]
+ENTRYPOINT ["/opt/venv/bin/python"]
+CMD ["/app/main.py"]
+"#;
+
+#[test]
+fn realistic_multi_stage() {
+    let df = parse(MULTI_STAGE);
+    assert_eq!(df.global_args.len(), 2);
+    assert_eq!(df.stages.len(), 2);
+    let build = &df.stages[0];
+    assert_eq!(build.name.as_deref(), Some("build"));
+    assert_eq!(build.base, "${BASE}");
+    assert_eq!(
+        build.instructions[1],
+        Instruction::Env(vec![
+            pair("PIP_NO_CACHE_DIR", "1"),
+            pair("PATH", "/opt/venv/bin:$PATH"),
+        ])
+    );
+    let Instruction::Run(run) = &build.instructions[4] else {
+        panic!()
+    };
+    assert_eq!(
+        run.command,
+        shell(
+            "python -m venv /opt/venv &&     pip install ${PIP_INDEX:+--index-url $PIP_INDEX} -r requirements.txt"
+        )
+    );
+    let Instruction::Copy(settings) = &build.instructions[5] else {
+        panic!()
+    };
+    assert_eq!(
+        settings.heredocs[0].body,
+        "DEBUG = False\nNAME = \"${APP_NAME:-demo}\"\n"
+    );
+    let Instruction::Run(script) = &build.instructions[6] else {
+        panic!()
+    };
+    assert_eq!(script.heredocs[0].body, "\tset -eu\n\techo building\n");
+    assert!(script.heredocs[0].strip_tabs && !script.heredocs[0].expand);
+    let Instruction::Copy(venv) = &df.stages[1].instructions[1] else {
+        panic!()
+    };
+    assert_eq!(venv.from.as_deref(), Some("build"));
+    assert_eq!(parse(&df.render()), df);
+}
+
+#[test]
+fn realistic_windows_escape() {
+    let text = "# escape=`\nFROM mcr.microsoft.com/windows/servercore:ltsc2022\n\
+                SHELL [\"powershell\", \"-Command\"]\nRUN New-Item -ItemType Directory C:\\app ; `\n    \
+                Write-Host done\nCOPY app\\ C:\\app\\\nWORKDIR C:\\app\n";
+    let df = parse(text);
+    assert_eq!(df.escape, '`');
+    assert_eq!(
+        df.stages[0].instructions[1],
+        Instruction::Run(Run::shell(
+            "New-Item -ItemType Directory C:\\app ;     Write-Host done"
+        ))
+    );
+    assert_eq!(
+        df.stages[0].instructions[2],
+        Instruction::Copy(Copy::new(strings(&["app\\"]), "C:\\app\\"))
+    );
+    assert_eq!(parse(&df.render()), df);
+}
+
+#[test]
+fn render_then_parse_keeps_odd_but_valid_models() {
+    let odd = [
+        "FROM x\nENV A b=c\n",
+        "FROM x\nRUN -- --help\n",
+        "FROM x\nWORKDIR -- --x\n",
+        "FROM x\nCOPY [x <<EOF /d\nbody\nEOF\n",
+        "FROM x\nVOLUME [abc\n",
+        "FROM x\nCMD [\"a\"] # trailing note\n",
+        "FROM x\nRUN --mount=\"a \\\"b\\\" \\\\c\" x\n",
+        "FROM x\nLABEL \"a b\"=c\n",
+        "FROM x\nENV A \"unclosed\n",
+        "FROM x\nHEALTHCHECK --retries= --interval= CMD x\n",
+        "FROM x\nHEALTHCHECK CMD --x\n",
+        "FROM x\nONBUILD RUN -- --x\n",
+        "FROM -- --x AS y\n",
+        // Found by fuzzing: a word ending in an escaped escape must not end a line.
+        "ARG a\\\\ b\nARG c\nFROM x\n",
+    ];
+    for text in odd {
+        let df = parse(text);
+        assert_eq!(
+            parse(&df.render()),
+            df,
+            "{text:?} rendered as {:?}",
+            df.render()
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn render_then_parse_is_identity(df in strategy::dockerfile()) {
+        let text = df.render();
+        let back = Dockerfile::parse(&text);
+        prop_assert!(back.is_ok(), "{text}\n{back:?}");
+        prop_assert_eq!(back.ok(), Some(df), "{}", text);
+    }
+
+    #[test]
+    fn whatever_parses_round_trips(text in hostile_text()) {
+        if let Ok(df) = Dockerfile::parse(&text) {
+            let rendered = df.render();
+            prop_assert_eq!(Dockerfile::parse(&rendered).ok(), Some(df), "{:?}", rendered);
+        }
+    }
+}
+
+/// Dockerfile-shaped text full of the characters that matter to the parser: quotes,
+/// escapes, brackets, `<<`, `--`, `=`, `#`, blanks and line breaks.
+pub(crate) fn hostile_text() -> impl Strategy<Value = String> {
+    let keyword = prop_oneof![
+        Just("FROM"),
+        Just("RUN"),
+        Just("COPY"),
+        Just("ADD"),
+        Just("ENV"),
+        Just("ARG"),
+        Just("LABEL"),
+        Just("WORKDIR"),
+        Just("EXPOSE"),
+        Just("VOLUME"),
+        Just("CMD"),
+        Just("ENTRYPOINT"),
+        Just("HEALTHCHECK"),
+        Just("ONBUILD"),
+        Just("SHELL"),
+        Just("USER"),
+        Just("# escape=`"),
+        Just("# syntax=x"),
+        Just("#"),
+        Just(""),
+    ];
+    let word = prop_oneof![
+        3 => "[a-c/.]{1,3}",
+        2 => "(--|<<-?|[=\\\\`\"'\\[\\]$,{}#a-c]|EOF|CMD|NONE|RUN|\\[\"a\"\\]){0,4}",
+    ];
+    let sep = prop_oneof![
+        Just(" "),
+        Just("  "),
+        Just("\t"),
+        Just(" \\\n"),
+        Just("\n"),
+        Just(" `\n")
+    ];
+    let line = (keyword, proptest::collection::vec((sep, word), 0..5)).prop_map(|(k, parts)| {
+        let mut line = k.to_string();
+        for (sep, word) in parts {
+            line.push_str(sep);
+            line.push_str(&word);
+        }
+        line
+    });
+    let prefix = prop_oneof![Just(""), Just("# escape=`\n")];
+    (prefix, proptest::collection::vec(line, 1..4))
+        .prop_map(|(prefix, lines)| format!("{prefix}FROM x\n{}\n", lines.join("\n")))
+}

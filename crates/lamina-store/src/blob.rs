@@ -1,0 +1,267 @@
+//! Writing blobs: [`BlobWriter`] stages bytes in a temp file while hashing them, and
+//! `commit` turns the staging into a stored [`BlobInfo`].
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rocksdb::WriteBatch;
+
+use crate::fsutil::{create_temp, persist, remove_if_exists};
+use crate::index;
+use crate::lease::{Lease, member_key};
+use crate::records::{from_ms, now_ms};
+use crate::{BlobInfo, BlobKind, Digest, Store, StoreError};
+
+/// A blob being written: `Write` into it, then [`BlobWriter::commit`]. Dropping it without
+/// committing deletes the staged bytes.
+pub struct BlobWriter<'s> {
+    store: &'s Store,
+    kind: BlobKind,
+    out: Option<BufWriter<File>>,
+    temp: PathBuf,
+    blake3: blake3::Hasher,
+    sha256: sha2::Sha256,
+    size: u64,
+    lease: Option<[u8; 16]>,
+}
+
+impl std::fmt::Debug for BlobWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("kind", &self.kind)
+            .field("temp", &self.temp)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s> BlobWriter<'s> {
+    pub(crate) fn new(store: &'s Store, kind: BlobKind) -> Result<Self, StoreError> {
+        use sha2::Digest as _;
+        let (file, temp) = create_temp(&store.layout.tmp)?;
+        Ok(BlobWriter {
+            store,
+            kind,
+            out: Some(BufWriter::with_capacity(256 * 1024, file)),
+            temp,
+            blake3: blake3::Hasher::new(),
+            sha256: sha2::Sha256::new(),
+            size: 0,
+            lease: None,
+        })
+    }
+
+    /// Protects the blob with `lease` from the moment it is committed (atomically with the
+    /// commit), so GC cannot take it before the build that wrote it references it.
+    pub fn lease(mut self, lease: &Lease<'_>) -> Self {
+        self.lease = Some(lease.id_bytes());
+        self
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Stores the blob under the digest of what was written.
+    pub fn commit(self) -> Result<BlobInfo, StoreError> {
+        self.finish(None, None)
+    }
+
+    /// Stores the blob only if it hashes to `expected` (blake3 or sha256) and, if given, has
+    /// `size` bytes; otherwise nothing is kept and the mismatch is the error.
+    pub fn commit_verified(self, expected: &Digest, size: Option<u64>) -> Result<BlobInfo, StoreError> {
+        self.finish(Some(expected), size)
+    }
+
+    fn finish(mut self, expected: Option<&Digest>, size: Option<u64>) -> Result<BlobInfo, StoreError> {
+        use sha2::Digest as _;
+        let out = self.out.take().ok_or_else(|| StoreError::Io {
+            path: self.temp.clone(),
+            source: io::Error::other("writer already finished"),
+        })?;
+        let file = out.into_inner().map_err(|e| StoreError::Io {
+            path: self.temp.clone(),
+            source: e.into_error(),
+        })?;
+        let blake3 = Digest::blake3(*self.blake3.finalize().as_bytes());
+        let sha256 = Digest::sha256(std::mem::take(&mut self.sha256).finalize().into());
+        let reject = |err: StoreError| -> Result<BlobInfo, StoreError> {
+            remove_if_exists(&self.temp)?;
+            Err(err)
+        };
+        if let Some(expected) = expected {
+            let actual = match expected.algorithm() {
+                crate::Algorithm::Blake3 => blake3,
+                crate::Algorithm::Sha256 => sha256,
+            };
+            if actual != *expected {
+                drop(file);
+                return reject(StoreError::DigestMismatch { expected: *expected, actual });
+            }
+        }
+        if let Some(expected) = size.filter(|&s| s != self.size) {
+            drop(file);
+            return reject(StoreError::SizeMismatch { digest: blake3, expected, actual: self.size });
+        }
+        let staged = Staged { file, temp: &self.temp, blake3, sha256, size: self.size, kind: self.kind };
+        let info = self.store.commit(staged, self.lease);
+        if info.is_err() {
+            remove_if_exists(&self.temp)?;
+        }
+        let info = info?;
+        self.store.maybe_auto_gc();
+        Ok(info)
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        let out = self.out.as_mut().ok_or_else(|| io::Error::other("writer already finished"))?;
+        let n = out.write(buf)?;
+        self.blake3.update(&buf[..n]);
+        self.sha256.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), |out| out.flush())
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            // Abandoned: the staged bytes are worthless; a failure here leaves a temp file
+            // that the next open removes.
+            let _ = remove_if_exists(&self.temp);
+        }
+    }
+}
+
+/// Hashed, flushed bytes in a temp file, ready to be committed.
+struct Staged<'a> {
+    file: File,
+    temp: &'a Path,
+    blake3: Digest,
+    sha256: Digest,
+    size: u64,
+    kind: BlobKind,
+}
+
+impl Store {
+    /// Starts writing a blob.
+    pub fn writer(&self, kind: BlobKind) -> Result<BlobWriter<'_>, StoreError> {
+        BlobWriter::new(self, kind)
+    }
+
+    /// Stores everything `reader` yields. The bytes are staged while hashed; if they turn
+    /// out to be stored already, the staging is dropped and nothing is written to the store.
+    pub fn put(&self, kind: BlobKind, mut reader: impl Read) -> Result<BlobInfo, StoreError> {
+        let mut w = self.writer(kind)?;
+        let temp = w.temp.clone();
+        io::copy(&mut reader, &mut w).map_err(StoreError::io(temp))?;
+        w.commit()
+    }
+
+    /// Stores `reader`'s bytes only if they hash to `expected` (and have `size` bytes, if
+    /// given); see [`BlobWriter::commit_verified`].
+    pub fn put_verified(
+        &self,
+        kind: BlobKind,
+        mut reader: impl Read,
+        expected: &Digest,
+        size: Option<u64>,
+    ) -> Result<BlobInfo, StoreError> {
+        let mut w = self.writer(kind)?;
+        let temp = w.temp.clone();
+        io::copy(&mut reader, &mut w).map_err(StoreError::io(temp))?;
+        w.commit_verified(expected, size)
+    }
+
+    /// Stores `data`. A blob already stored costs one hash and one index lookup.
+    pub fn put_bytes(&self, kind: BlobKind, data: &[u8]) -> Result<BlobInfo, StoreError> {
+        let key = *blake3::hash(data).as_bytes();
+        if let Some(info) = self.dedupe_hit(&key, data.len() as u64)? {
+            return Ok(info);
+        }
+        let mut w = self.writer(kind)?;
+        let temp = w.temp.clone();
+        w.write_all(data).map_err(StoreError::io(temp))?;
+        w.commit()
+    }
+
+    /// Stores a file's bytes. The file is hashed (memory-mapped) first; if it is already
+    /// stored nothing is copied.
+    pub fn put_file(&self, kind: BlobKind, path: impl AsRef<Path>) -> Result<BlobInfo, StoreError> {
+        let path = path.as_ref();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(path).map_err(StoreError::io(path))?;
+        let len = std::fs::metadata(path).map_err(StoreError::io(path))?.len();
+        if let Some(info) = self.dedupe_hit(hasher.finalize().as_bytes(), len)? {
+            return Ok(info);
+        }
+        let mut file = File::open(path).map_err(StoreError::io(path))?;
+        self.put(kind, &mut file)
+    }
+
+    /// If the blob exists, counts a hit and returns it.
+    fn dedupe_hit(&self, key: &[u8; 32], size: u64) -> Result<Option<BlobInfo>, StoreError> {
+        let Some(info) = self.record(key)? else { return Ok(None) };
+        let mut batch = WriteBatch::default();
+        self.index.count(&mut batch, index::LOGICAL_BYTES, size as i64);
+        self.index.count(&mut batch, index::HITS, 1);
+        self.index.write_relaxed(batch)?;
+        self.touch(&info)?;
+        // The record may have been collected between the lookup and the touch.
+        self.record(key)
+    }
+
+    /// Moves staged bytes into place and indexes them, or recognises a duplicate.
+    fn commit(&self, staged: Staged<'_>, lease: Option<[u8; 16]>) -> Result<BlobInfo, StoreError> {
+        let key = *staged.blake3.as_bytes();
+        let _gate = self.shared();
+        let _stripe = self.stripe(&key);
+        if let Some(lease) = lease {
+            self.check_lease(&lease)?;
+        }
+        let mut batch = WriteBatch::default();
+        self.index.count(&mut batch, index::LOGICAL_BYTES, staged.size as i64);
+        if let Some(lease) = lease {
+            batch.put_cf(self.index.cf(index::LEASES), member_key(&lease, &key), b"");
+        }
+        if let Some(info) = self.record(&key)? {
+            // Lost the race to an identical writer (or the bytes were stored long ago):
+            // that is success, and our staging is simply dropped.
+            drop(staged.file);
+            remove_if_exists(staged.temp)?;
+            self.index.count(&mut batch, index::HITS, 1);
+            self.index.write(batch)?;
+            return Ok(info);
+        }
+        // Pending first: if we die between the rename and the index commit, the next
+        // open removes the unindexed file.
+        self.index.put(index::PENDING, &key, &[])?;
+        persist(staged.file, staged.temp, &self.layout.blob_path(&key))?;
+        let now = from_ms(now_ms());
+        let info = BlobInfo {
+            digest: staged.blake3,
+            sha256: staged.sha256,
+            size: staged.size,
+            kind: staged.kind,
+            created: now,
+            last_used: now,
+        };
+        batch.put_cf(self.index.cf(index::BLOBS), key, info.encode());
+        batch.put_cf(self.index.cf(index::SHA256), staged.sha256.as_bytes(), key);
+        batch.delete_cf(self.index.cf(index::PENDING), key);
+        self.index.count(&mut batch, index::STORED_BYTES, staged.size as i64);
+        self.index.count(&mut batch, index::BLOB_COUNT, 1);
+        self.index.count(&mut batch, index::MISSES, 1);
+        self.index.write(batch)?;
+        Ok(info)
+    }
+}

@@ -1,0 +1,269 @@
+//! Garbage collection: mark from roots, sweep the rest, then enforce the size budget.
+//!
+//! Roots: named images, unexpired cache entries, live leases, and anything created or used
+//! within `min_age`. A digest reached from a root keeps its blob and, if it names a layer
+//! record, the record and every variant blob. With a `max_size`, unexpired cache entries
+//! are dropped least-recently-used first until what is kept fits.
+//!
+//! Crash safety: the index batch that deletes blob records also lists their files in the
+//! `pending` family; files are unlinked after the batch commits, and `pending` is cleared
+//! last. A crash anywhere leaves either records with files, or pending files that the next
+//! open removes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rocksdb::WriteBatch;
+
+use crate::digest::hex;
+use crate::fsutil::remove_if_exists;
+use crate::index::{self, key32};
+use crate::lease::duration_ms;
+use crate::records::{LeaseHeader, now_ms, to_ms};
+use crate::{BlobInfo, CacheRecord, ImageRecord, LayerRecord, Store, StoreError};
+
+/// What a GC did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Blobs deleted.
+    pub blobs_removed: u64,
+    /// Bytes freed by deleting them.
+    pub bytes_freed: u64,
+    /// Layer records deleted.
+    pub layers_removed: u64,
+    /// Cache entries deleted because their TTL ran out.
+    pub cache_expired: u64,
+    /// Unexpired cache entries deleted to meet the size budget.
+    pub cache_evicted: u64,
+    /// Expired leases deleted.
+    pub leases_expired: u64,
+    /// Blobs kept.
+    pub blobs_kept: u64,
+    /// Bytes kept.
+    pub bytes_kept: u64,
+    /// False if roots alone exceed `max_size`.
+    pub budget_met: bool,
+    /// Wall time taken.
+    pub duration: Duration,
+}
+
+/// Reachability over digests: a layer key pulls in its variants.
+struct Marker<'a> {
+    layers: &'a HashMap<[u8; 32], LayerRecord>,
+    marked: HashSet<[u8; 32]>,
+}
+
+impl Marker<'_> {
+    /// Marks `digest` and what it implies; returns the newly marked digests.
+    fn mark(&mut self, digest: [u8; 32], newly: &mut Vec<[u8; 32]>) {
+        if self.marked.insert(digest) {
+            newly.push(digest);
+        }
+        if let Some(layer) = self.layers.get(&digest) {
+            for v in &layer.variants {
+                if self.marked.insert(*v.digest.as_bytes()) {
+                    newly.push(*v.digest.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+fn cache_refs(rec: &CacheRecord) -> impl Iterator<Item = [u8; 32]> + '_ {
+    rec.layer.iter().chain(std::iter::once(&rec.config)).map(|d| *d.as_bytes())
+}
+
+fn corrupt(kind: &'static str, key: &[u8], reason: String) -> StoreError {
+    StoreError::CorruptRecord { kind, key: hex(key), reason }
+}
+
+impl Store {
+    /// Collects garbage now. Refuses (with `CorruptRecord`) if a root record does not
+    /// decode, since sweeping without knowing every root could lose a named image's blobs.
+    pub fn gc(&self) -> Result<GcReport, StoreError> {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.gc_locked()
+    }
+
+    /// Runs GC if automatic GC is on and enough time has passed (less when over budget).
+    pub(crate) fn maybe_auto_gc(&self) {
+        if !self.options.auto_gc {
+            return;
+        }
+        let now = now_ms();
+        let last = self.last_gc_ms.load(Ordering::Relaxed);
+        let over_budget = self.options.max_size.is_some_and(|max| {
+            self.index.counter(index::STORED_BYTES).is_ok_and(|s| s > 0 && s as u64 > max)
+        });
+        let interval = if over_budget { 1_000 } else { duration_ms(self.options.gc_interval) };
+        if now.saturating_sub(last) < interval {
+            return;
+        }
+        if self.last_gc_ms.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            // The put that triggered this already succeeded; a failed GC is retried on the
+            // next trigger and surfaces in an explicit `gc` or `fsck`.
+            let _ = self.gc();
+        }
+    }
+
+    fn gc_locked(&self) -> Result<GcReport, StoreError> {
+        let start = Instant::now();
+        let now = now_ms();
+        let grace = duration_ms(self.options.min_age);
+        let young = |t: u64| now.saturating_sub(t) < grace;
+        let mut report = GcReport { budget_met: true, ..GcReport::default() };
+        let mut batch = WriteBatch::default();
+
+        let mut layers = HashMap::new();
+        for item in self.index.scan(index::LAYERS) {
+            let (k, v) = item?;
+            let key = key32(index::LAYERS, &k)?;
+            let rec = LayerRecord::decode(&key, &v).map_err(|e| corrupt(index::LAYERS, &k, e.0))?;
+            layers.insert(key, rec);
+        }
+        let mut marker = Marker { layers: &layers, marked: HashSet::new() };
+        let mut scratch = Vec::new();
+
+        // Leases: headers sort before their members (a key is a prefix of its members').
+        let mut live: Option<[u8; 16]> = None;
+        for item in self.index.scan(index::LEASES) {
+            let (k, v) = item?;
+            if k.len() == 16 {
+                let header = LeaseHeader::decode(&v).map_err(|e| corrupt(index::LEASES, &k, e.0))?;
+                let id = <[u8; 16]>::try_from(&k[..]).unwrap_or_default();
+                if header.expires_ms > now {
+                    live = Some(id);
+                } else {
+                    live = None;
+                    report.leases_expired += 1;
+                    batch.delete_cf(self.index.cf(index::LEASES), &k);
+                }
+            } else if k.len() == 48 {
+                if live.is_some_and(|id| k[..16] == id) {
+                    marker.mark(key32(index::LEASES, &k[16..])?, &mut scratch);
+                } else {
+                    batch.delete_cf(self.index.cf(index::LEASES), &k);
+                }
+            } else {
+                return Err(corrupt(index::LEASES, &k, format!("key has {} bytes", k.len())));
+            }
+        }
+
+        for item in self.index.scan(index::IMAGES) {
+            let (k, v) = item?;
+            let rec = ImageRecord::decode(&k, &v).map_err(|e| corrupt(index::IMAGES, &k, e.0))?;
+            for d in std::iter::once(&rec.manifest).chain(&rec.references) {
+                marker.mark(*d.as_bytes(), &mut scratch);
+            }
+        }
+
+        // Cache entries: expired ones go (unless young); the rest are roots, possibly
+        // subject to the budget below.
+        let mut candidates = Vec::new();
+        for item in self.index.scan(index::CACHE) {
+            let (k, v) = item?;
+            let key = key32(index::CACHE, &k)?;
+            let rec = CacheRecord::decode(&key, &v).map_err(|e| corrupt(index::CACHE, &k, e.0))?;
+            let expired = to_ms(rec.expires(self.options.default_ttl)) <= now;
+            if young(to_ms(rec.created)) {
+                for d in cache_refs(&rec) {
+                    marker.mark(d, &mut scratch);
+                }
+            } else if expired {
+                report.cache_expired += 1;
+                batch.delete_cf(self.index.cf(index::CACHE), key);
+            } else {
+                candidates.push(rec);
+            }
+        }
+
+        let mut blobs: HashMap<[u8; 32], BlobInfo> = HashMap::new();
+        for item in self.index.scan(index::BLOBS) {
+            let (k, v) = item?;
+            let key = key32(index::BLOBS, &k)?;
+            // A corrupt blob record is fsck's business; GC leaves it alone.
+            if let Ok(info) = BlobInfo::decode(&key, &v) {
+                if young(to_ms(info.last_used)) {
+                    marker.mark(key, &mut scratch);
+                }
+                blobs.insert(key, info);
+            }
+        }
+        for (key, rec) in &layers {
+            if young(to_ms(rec.created)) {
+                marker.mark(*key, &mut scratch);
+            }
+        }
+
+        let size_of = |d: &[u8; 32]| blobs.get(d).map_or(0, |b| b.size);
+        let mut kept: u64 = marker.marked.iter().map(size_of).sum();
+        // Newest first: keep entries while they fit, then evict the rest (strict LRU).
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.last_used));
+        let mut evicting = false;
+        for rec in candidates {
+            if !evicting {
+                scratch.clear();
+                for d in cache_refs(&rec) {
+                    marker.mark(d, &mut scratch);
+                }
+                let extra: u64 = scratch.iter().map(size_of).sum();
+                match self.options.max_size {
+                    Some(max) if kept + extra > max => {
+                        for d in &scratch {
+                            marker.marked.remove(d);
+                        }
+                        evicting = true;
+                    }
+                    _ => {
+                        kept += extra;
+                        continue;
+                    }
+                }
+            }
+            report.cache_evicted += 1;
+            batch.delete_cf(self.index.cf(index::CACHE), rec.key);
+        }
+        if let Some(max) = self.options.max_size {
+            report.budget_met = kept <= max;
+        }
+
+        let mut doomed = Vec::new();
+        for (key, info) in &blobs {
+            if marker.marked.contains(key) {
+                report.blobs_kept += 1;
+                report.bytes_kept += info.size;
+                continue;
+            }
+            batch.delete_cf(self.index.cf(index::BLOBS), key);
+            batch.delete_cf(self.index.cf(index::SHA256), info.sha256.as_bytes());
+            batch.put_cf(self.index.cf(index::PENDING), key, b"");
+            self.index.count(&mut batch, index::STORED_BYTES, -(info.size as i64));
+            self.index.count(&mut batch, index::BLOB_COUNT, -1);
+            report.blobs_removed += 1;
+            report.bytes_freed += info.size;
+            doomed.push(*key);
+        }
+        for key in layers.keys() {
+            if !marker.marked.contains(key) {
+                batch.delete_cf(self.index.cf(index::LAYERS), key);
+                report.layers_removed += 1;
+            }
+        }
+        batch.put_cf(self.index.cf(index::META), index::LAST_GC, now.to_le_bytes());
+        self.index.write(batch)?;
+        self.last_gc_ms.store(now, Ordering::Relaxed);
+
+        let mut done = WriteBatch::default();
+        for key in &doomed {
+            remove_if_exists(&self.layout.blob_path(key))?;
+            done.delete_cf(self.index.cf(index::PENDING), key);
+        }
+        if !done.is_empty() {
+            self.index.write(done)?;
+        }
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+}

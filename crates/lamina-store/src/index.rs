@@ -1,0 +1,158 @@
+//! The RocksDB index: one column family per kind of record (see docs/format.md).
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, MergeOperands, Options,
+    WriteBatch, WriteOptions,
+};
+
+use crate::StoreError;
+
+/// Blob records: blake3 → [`crate::BlobInfo`].
+pub(crate) const BLOBS: &str = "blobs";
+/// sha256 → blake3 aliases.
+pub(crate) const SHA256: &str = "sha256";
+/// Layer records: blake3 of the uncompressed tar → [`crate::LayerRecord`].
+pub(crate) const LAYERS: &str = "layers";
+/// Cache entries: step cache key → [`crate::CacheRecord`].
+pub(crate) const CACHE: &str = "cache";
+/// Images: `name:tag` → [`crate::ImageRecord`].
+pub(crate) const IMAGES: &str = "images";
+/// Leases: id (16 bytes) → header; id ‖ blake3 → empty (a protected blob).
+pub(crate) const LEASES: &str = "leases";
+/// Blob files that may exist without a record (a put or GC in flight): blake3 → empty.
+pub(crate) const PENDING: &str = "pending";
+/// Counters (merged as i64 additions) and small settings.
+pub(crate) const META: &str = "meta";
+
+const FAMILIES: [&str; 8] = [BLOBS, SHA256, LAYERS, CACHE, IMAGES, LEASES, PENDING, META];
+
+/// Counter keys in [`META`].
+pub(crate) const STORED_BYTES: &[u8] = b"counter/stored_bytes";
+pub(crate) const BLOB_COUNT: &[u8] = b"counter/blob_count";
+pub(crate) const LOGICAL_BYTES: &[u8] = b"counter/logical_bytes";
+pub(crate) const HITS: &[u8] = b"counter/dedupe_hits";
+pub(crate) const MISSES: &[u8] = b"counter/dedupe_misses";
+/// Last GC time (ms since epoch, 8 bytes LE), for rate-limiting automatic GC across opens.
+pub(crate) const LAST_GC: &[u8] = b"last_gc";
+
+/// A key/value pair read from the index.
+pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// The open database.
+pub(crate) struct Index {
+    db: DB,
+    path: PathBuf,
+    write_opts: WriteOptions,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Sums i64 little-endian operands onto the existing value; malformed values count as 0 so a
+/// damaged counter degrades to a wrong statistic, never to a failed write.
+fn add_i64(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let read = |v: &[u8]| <[u8; 8]>::try_from(v).map_or(0, i64::from_le_bytes);
+    let mut total = existing.map_or(0, read);
+    for op in operands {
+        total = total.wrapping_add(read(op));
+    }
+    Some(total.to_le_bytes().to_vec())
+}
+
+impl Index {
+    /// Opens (creating if needed) the database at `path`.
+    pub(crate) fn open(path: &Path, sync: bool) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(2);
+        let families = FAMILIES.iter().map(|name| {
+            let mut cf = Options::default();
+            if *name == META {
+                cf.set_merge_operator_associative("lamina-add-i64", add_i64);
+            }
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, families)
+            .map_err(|source| StoreError::Index { path: path.to_path_buf(), source })?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(sync);
+        Ok(Index { db, path: path.to_path_buf(), write_opts })
+    }
+
+    fn err(&self) -> impl FnOnce(rocksdb::Error) -> StoreError + '_ {
+        |source| StoreError::Index { path: self.path.clone(), source }
+    }
+
+    /// The handle of a column family opened in [`Index::open`].
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every name in FAMILIES is opened (or created) by `open`, so this cannot fail.
+        self.db.cf_handle(name).expect("column family opened at start")
+    }
+
+    pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf), key).map_err(self.err())
+    }
+
+    pub(crate) fn put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db.put_cf_opt(self.cf(cf), key, value, &self.write_opts).map_err(self.err())
+    }
+
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.db.write_opt(batch, &self.write_opts).map_err(self.err())
+    }
+
+    /// Writes without fsync: for statistics and last-used times, where losing the last
+    /// few updates to a power cut is harmless.
+    pub(crate) fn write_relaxed(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.db.write(batch).map_err(self.err())
+    }
+
+    /// Adds `delta` to a counter in `batch`.
+    pub(crate) fn count(&self, batch: &mut WriteBatch, key: &[u8], delta: i64) {
+        batch.merge_cf(self.cf(META), key, delta.to_le_bytes());
+    }
+
+    /// A counter's value (0 if never written).
+    pub(crate) fn counter(&self, key: &[u8]) -> Result<i64, StoreError> {
+        Ok(self
+            .get(META, key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, i64::from_le_bytes))
+    }
+
+    /// Every entry of a column family, in key order.
+    pub(crate) fn scan(&self, cf: &str) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
+        self.db.iterator_cf(self.cf(cf), IteratorMode::Start).map(|r| r.map_err(self.err()))
+    }
+
+    /// The entries whose key starts with `prefix`.
+    pub(crate) fn scan_prefix<'a>(
+        &'a self,
+        cf: &str,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Result<Entry, StoreError>> + 'a {
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward))
+            .map(|r| r.map_err(self.err()))
+            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A key from the index as a fixed 32-byte digest, or a corruption error naming it.
+pub(crate) fn key32(kind: &'static str, key: &[u8]) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(key).map_err(|_| StoreError::CorruptRecord {
+        kind,
+        key: crate::digest::hex(key),
+        reason: format!("key has {} bytes, expected 32", key.len()),
+    })
+}

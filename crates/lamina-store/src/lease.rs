@@ -1,0 +1,123 @@
+//! Leases: a build in progress protects the blobs it writes until it references them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rocksdb::WriteBatch;
+
+use crate::digest::hex;
+use crate::index;
+use crate::records::{LeaseHeader, now_ms};
+use crate::{Digest, Store, StoreError};
+
+/// The key of a blob protected by lease `id`.
+pub(crate) fn member_key(id: &[u8; 16], blob: &[u8; 32]) -> [u8; 48] {
+    let mut key = [0u8; 48];
+    key[..16].copy_from_slice(id);
+    key[16..].copy_from_slice(blob);
+    key
+}
+
+/// A GC root held by a build in progress: every blob added to it (or written with
+/// [`crate::BlobWriter::lease`]) survives GC until the lease is released or expires.
+/// Dropping the lease releases it; the expiry covers processes that die holding one.
+#[derive(Debug)]
+pub struct Lease<'s> {
+    store: &'s Store,
+    id: [u8; 16],
+    released: bool,
+}
+
+impl Lease<'_> {
+    pub(crate) fn id_bytes(&self) -> [u8; 16] {
+        self.id
+    }
+
+    /// The lease id, hex.
+    pub fn id(&self) -> String {
+        hex(&self.id)
+    }
+
+    /// Protects an already stored blob (or layer record) with this lease.
+    pub fn add(&self, digest: &Digest) -> Result<(), StoreError> {
+        let _gate = self.store.shared();
+        self.store.check_lease(&self.id)?;
+        let key = self.store.resolve(digest)?.ok_or(StoreError::NotFound { digest: *digest })?;
+        self.store.index.put(index::LEASES, &member_key(&self.id, &key), &[])
+    }
+
+    /// Extends the lease to expire `ttl` from now.
+    pub fn renew(&self, ttl: Duration) -> Result<(), StoreError> {
+        let _gate = self.store.shared();
+        let mut header = self.store.check_lease(&self.id)?;
+        header.expires_ms = now_ms().saturating_add(duration_ms(ttl));
+        self.store.index.put(index::LEASES, &self.id, &header.encode())
+    }
+
+    /// Ends the lease; its blobs become collectable unless something else references them.
+    pub fn release(mut self) -> Result<(), StoreError> {
+        self.released = true;
+        self.store.release_lease(&self.id)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            // Best effort: if this fails the lease still expires on its own.
+            let _ = self.store.release_lease(&self.id);
+        }
+    }
+}
+
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Store {
+    /// Takes a lease that expires `ttl` from now unless renewed or released.
+    pub fn lease(&self, ttl: Duration) -> Result<Lease<'_>, StoreError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut seed = blake3::Hasher::new();
+        seed.update(&std::process::id().to_le_bytes());
+        seed.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        seed.update(&nanos.to_le_bytes());
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&seed.finalize().as_bytes()[..16]);
+        let now = now_ms();
+        let header = LeaseHeader {
+            created_ms: now,
+            expires_ms: now.saturating_add(duration_ms(ttl)),
+            pid: std::process::id(),
+        };
+        self.index.put(index::LEASES, &id, &header.encode())?;
+        Ok(Lease { store: self, id, released: false })
+    }
+
+    /// The header of a live lease, or `LeaseReleased`.
+    pub(crate) fn check_lease(&self, id: &[u8; 16]) -> Result<LeaseHeader, StoreError> {
+        let released = || StoreError::LeaseReleased { lease: hex(id) };
+        let value = self.index.get(index::LEASES, id)?.ok_or_else(released)?;
+        let header = LeaseHeader::decode(&value).map_err(|e| StoreError::CorruptRecord {
+            kind: index::LEASES,
+            key: hex(id),
+            reason: e.0,
+        })?;
+        if header.expires_ms <= now_ms() {
+            return Err(released());
+        }
+        Ok(header)
+    }
+
+    pub(crate) fn release_lease(&self, id: &[u8; 16]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for item in self.index.scan_prefix(index::LEASES, id) {
+            let (key, _) = item?;
+            batch.delete_cf(self.index.cf(index::LEASES), key);
+        }
+        self.index.write(batch)
+    }
+}

@@ -1,0 +1,203 @@
+//! Records that reference blobs: layers, cache entries and named images.
+
+use std::time::SystemTime;
+
+use crate::digest::hex;
+use crate::index;
+use crate::records::{from_ms, now_ms, to_ms};
+use crate::store::TOUCH_GRANULARITY_MS;
+use crate::{
+    CacheEntry, CacheRecord, Digest, ImageRecord, ImageState, LayerRecord, Store, StoreError,
+};
+
+const MAX_IMAGE_NAME: usize = 4096;
+
+fn corrupt(kind: &'static str, key: String) -> impl FnOnce(crate::encoding::DecodeError) -> StoreError {
+    move |e| StoreError::CorruptRecord { kind, key, reason: e.0 }
+}
+
+impl Store {
+    /// Resolves a digest that must be stored (sha256 through its alias).
+    fn require(&self, digest: &Digest) -> Result<Digest, StoreError> {
+        match self.resolve(digest)? {
+            Some(key) if self.index.get(index::BLOBS, &key)?.is_some() => Ok(Digest::blake3(key)),
+            Some(key) if self.index.get(index::LAYERS, &key)?.is_some() => Ok(Digest::blake3(key)),
+            _ => Err(StoreError::NotFound { digest: *digest }),
+        }
+    }
+
+    /// Records a layer (keyed by `layer.digest`, the blake3 of its uncompressed tar). An
+    /// existing record keeps its creation time and gains the new variants.
+    pub fn put_layer(&self, layer: &LayerRecord) -> Result<LayerRecord, StoreError> {
+        let _gate = self.shared();
+        let key = *layer.digest.as_bytes();
+        let _stripe = self.stripe(&key);
+        let mut record = layer.clone();
+        record.created = from_ms(now_ms());
+        if let Some(old) = self.layer(&layer.digest)? {
+            record.created = old.created;
+            for v in old.variants {
+                if !record.variants.iter().any(|n| n.compression == v.compression) {
+                    record.variants.push(v);
+                }
+            }
+        }
+        self.index.put(index::LAYERS, &key, &record.encode())?;
+        Ok(record)
+    }
+
+    /// The layer record for the blake3 of an uncompressed tar.
+    pub fn layer(&self, digest: &Digest) -> Result<Option<LayerRecord>, StoreError> {
+        let Some(key) = self.resolve(digest)? else { return Ok(None) };
+        match self.index.get(index::LAYERS, &key)? {
+            None => Ok(None),
+            Some(v) => LayerRecord::decode(&key, &v)
+                .map(Some)
+                .map_err(corrupt(index::LAYERS, Digest::blake3(key).to_string())),
+        }
+    }
+
+    /// Stores what a build step produced under its cache key. The layer and config must
+    /// already be stored.
+    pub fn put_cache_entry(&self, key: &[u8; 32], entry: &CacheEntry) -> Result<CacheRecord, StoreError> {
+        let _gate = self.shared();
+        let layer = entry.layer.as_ref().map(|l| self.require(l)).transpose()?;
+        let config = self.require(&entry.config)?;
+        let now = from_ms(now_ms());
+        let record =
+            CacheRecord { key: *key, layer, config, created: now, last_used: now, ttl: entry.ttl };
+        self.index.put(index::CACHE, key, &record.encode())?;
+        Ok(record)
+    }
+
+    /// Looks a cache key up; an expired entry is a miss. A hit counts as a use and pushes
+    /// the expiry back.
+    pub fn cache_entry(&self, key: &[u8; 32]) -> Result<Option<CacheRecord>, StoreError> {
+        let Some(mut record) = self.cache_record(key)? else { return Ok(None) };
+        let now = now_ms();
+        if to_ms(record.expires(self.options.default_ttl)) <= now {
+            return Ok(None);
+        }
+        if now.saturating_sub(to_ms(record.last_used)) >= TOUCH_GRANULARITY_MS {
+            let _gate = self.shared();
+            // GC may have removed it between the read and the gate.
+            if self.index.get(index::CACHE, key)?.is_some() {
+                record.last_used = from_ms(now);
+                self.index.put(index::CACHE, key, &record.encode())?;
+            }
+        }
+        Ok(Some(record))
+    }
+
+    pub(crate) fn cache_record(&self, key: &[u8; 32]) -> Result<Option<CacheRecord>, StoreError> {
+        match self.index.get(index::CACHE, key)? {
+            None => Ok(None),
+            Some(v) => CacheRecord::decode(key, &v).map(Some).map_err(corrupt(index::CACHE, hex(key))),
+        }
+    }
+
+    /// Deletes a cache entry; returns whether it existed.
+    pub fn remove_cache_entry(&self, key: &[u8; 32]) -> Result<bool, StoreError> {
+        let existed = self.index.get(index::CACHE, key)?.is_some();
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(self.index.cf(index::CACHE), key);
+        self.index.write(batch)?;
+        Ok(existed)
+    }
+
+    /// Names an image: `name` (`name:tag`) now points at `manifest` and keeps everything in
+    /// `references` (blobs or layers) alive. The manifest must be stored; references may
+    /// still be missing while `state` is `Incomplete`. A retag keeps `pinned` and `created`.
+    pub fn tag_image(
+        &self,
+        name: &str,
+        manifest: &Digest,
+        references: &[Digest],
+        state: ImageState,
+    ) -> Result<ImageRecord, StoreError> {
+        check_name(name)?;
+        let _gate = self.shared();
+        let manifest = self.require(manifest)?;
+        let mut refs = Vec::with_capacity(references.len());
+        for r in references {
+            match (state, self.resolve(r)?) {
+                (ImageState::Complete, _) => refs.push(self.require(r)?),
+                (_, Some(key)) => refs.push(Digest::blake3(key)),
+                (_, None) => return Err(StoreError::NotFound { digest: *r }),
+            }
+        }
+        let now = from_ms(now_ms());
+        let old = self.image(name)?;
+        let record = ImageRecord {
+            name: name.to_owned(),
+            manifest,
+            references: refs,
+            state,
+            pinned: old.as_ref().is_some_and(|o| o.pinned),
+            created: old.map_or(now, |o| o.created),
+            updated: now,
+        };
+        self.index.put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        Ok(record)
+    }
+
+    /// The image called `name`.
+    pub fn image(&self, name: &str) -> Result<Option<ImageRecord>, StoreError> {
+        match self.index.get(index::IMAGES, name.as_bytes())? {
+            None => Ok(None),
+            Some(v) => ImageRecord::decode(name.as_bytes(), &v)
+                .map(Some)
+                .map_err(corrupt(index::IMAGES, format!("{name:?}"))),
+        }
+    }
+
+    /// Every named image, sorted by name.
+    pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.index.scan(index::IMAGES) {
+            let (k, v) = item?;
+            let record = ImageRecord::decode(&k, &v)
+                .map_err(corrupt(index::IMAGES, String::from_utf8_lossy(&k).into_owned()))?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Pins or unpins an image; pinned images refuse [`Store::remove_image`].
+    pub fn set_pinned(&self, name: &str, pinned: bool) -> Result<ImageRecord, StoreError> {
+        let _gate = self.shared();
+        let mut record =
+            self.image(name)?.ok_or_else(|| StoreError::ImageNotFound { name: name.to_owned() })?;
+        record.pinned = pinned;
+        record.updated = SystemTime::now();
+        self.index.put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        Ok(record)
+    }
+
+    /// Removes a name; what only it referenced becomes collectable.
+    pub fn remove_image(&self, name: &str) -> Result<ImageRecord, StoreError> {
+        let record =
+            self.image(name)?.ok_or_else(|| StoreError::ImageNotFound { name: name.to_owned() })?;
+        if record.pinned {
+            return Err(StoreError::Pinned { name: name.to_owned() });
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(self.index.cf(index::IMAGES), name.as_bytes());
+        self.index.write(batch)?;
+        Ok(record)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    let invalid = |reason| Err(StoreError::InvalidImageName { name: name.to_owned(), reason });
+    if name.is_empty() {
+        return invalid("the name is empty");
+    }
+    if name.len() > MAX_IMAGE_NAME {
+        return invalid("the name is longer than 4096 bytes");
+    }
+    if name.chars().any(char::is_control) {
+        return invalid("the name contains control characters");
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! [`Store`]: opening, recovery, blob lookups and reads.
+
+use std::fs::File;
+use std::io::Read;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use rocksdb::WriteBatch;
+
+use crate::fsutil::{Layout, remove_if_exists};
+use crate::index::{self, Index};
+use crate::lock::StoreLock;
+use crate::records::{from_ms, now_ms, to_ms};
+use crate::{Algorithm, BlobInfo, Digest, StoreError};
+
+/// Last-used times are rewritten at most this often, so hot reads stay read-only.
+pub(crate) const TOUCH_GRANULARITY_MS: u64 = 60_000;
+const STRIPES: usize = 64;
+
+/// How a [`Store`] behaves; `StoreOptions::default()` suits a developer machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Cache entries expire this long after their last use unless they set their own TTL
+    /// (default 24 h).
+    pub default_ttl: Duration,
+    /// Nothing created or used more recently than this is ever evicted (default 10 min).
+    pub min_age: Duration,
+    /// Evict least-recently-used cache entries while stored bytes exceed this.
+    pub max_size: Option<u64>,
+    /// How long `open` waits for another process to release the store (default 30 s).
+    pub lock_timeout: Duration,
+    /// Run GC automatically after writes, at most once per `gc_interval` (default on).
+    pub auto_gc: bool,
+    /// Minimum time between automatic GCs (default 10 min).
+    pub gc_interval: Duration,
+    /// fsync index writes (default on); off trades power-loss safety for speed, a killed
+    /// process still loses nothing.
+    pub sync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            default_ttl: Duration::from_secs(24 * 60 * 60),
+            min_age: Duration::from_secs(10 * 60),
+            max_size: None,
+            lock_timeout: Duration::from_secs(30),
+            auto_gc: true,
+            gc_interval: Duration::from_secs(10 * 60),
+            sync: true,
+        }
+    }
+}
+
+/// The content-addressed store: blobs by blake3 in files, records in a RocksDB index.
+///
+/// `Store` is `Send + Sync`: share it between threads by reference or `Arc`. Only one
+/// process has a store open at a time; see [`StoreOptions::lock_timeout`].
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) layout: Layout,
+    pub(crate) index: Index,
+    pub(crate) options: StoreOptions,
+    /// Writers that add records or blobs hold it shared; GC and fsck hold it exclusively,
+    /// so a sweep never races a put or a new reference.
+    pub(crate) gate: RwLock<()>,
+    /// Serialises commits (and touches) of the same digest within the process.
+    stripes: Vec<Mutex<()>>,
+    pub(crate) last_gc_ms: AtomicU64,
+    /// Declared last: dropped after the index is closed.
+    _lock: StoreLock,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`, waiting up to
+    /// `options.lock_timeout` for another process to close it, and recovers from any crash
+    /// of the previous holder (temp files, half-done puts and GCs).
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
+        let root = path.as_ref();
+        std::fs::create_dir_all(root).map_err(StoreError::io(root))?;
+        let layout = Layout::new(root);
+        let lock = StoreLock::acquire(&layout.lock, options.lock_timeout)?;
+        layout.create_or_check()?;
+        let index = Index::open(&layout.index, options.sync)?;
+        let last_gc = index
+            .get(index::META, index::LAST_GC)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
+        let store = Store {
+            layout,
+            index,
+            options,
+            gate: RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            last_gc_ms: AtomicU64::new(last_gc),
+            _lock: lock,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Opens the store at [`crate::default_location`].
+    pub fn open_default(options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open(crate::default_location()?, options)
+    }
+
+    /// The store's root directory.
+    pub fn path(&self) -> &Path {
+        &self.layout.root
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Removes leftovers of a crashed holder: temp files, and blob files whose put or GC
+    /// did not reach its index commit (listed in the `pending` family).
+    fn recover(&self) -> Result<(), StoreError> {
+        let tmp = &self.layout.tmp;
+        for entry in std::fs::read_dir(tmp).map_err(StoreError::io(tmp))? {
+            let entry = entry.map_err(StoreError::io(tmp))?;
+            remove_if_exists(&entry.path())?;
+        }
+        let mut batch = WriteBatch::default();
+        for item in self.index.scan(index::PENDING) {
+            let (key, _) = item?;
+            batch.delete_cf(self.index.cf(index::PENDING), &key);
+            let Ok(digest) = <[u8; 32]>::try_from(&key[..]) else { continue };
+            if self.index.get(index::BLOBS, &digest)?.is_none() {
+                remove_if_exists(&self.layout.blob_path(&digest))?;
+            }
+        }
+        if !batch.is_empty() {
+            self.index.write(batch)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stripe(&self, digest: &[u8; 32]) -> MutexGuard<'_, ()> {
+        let i = usize::from(digest[0]) % STRIPES;
+        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The blake3 key for `digest`, following the sha256 alias if needed.
+    pub(crate) fn resolve(&self, digest: &Digest) -> Result<Option<[u8; 32]>, StoreError> {
+        match digest.algorithm() {
+            Algorithm::Blake3 => Ok(Some(*digest.as_bytes())),
+            Algorithm::Sha256 => match self.index.get(index::SHA256, digest.as_bytes())? {
+                None => Ok(None),
+                Some(v) => index::key32(index::SHA256, &v).map(Some),
+            },
+        }
+    }
+
+    /// The blob record under a blake3 key.
+    pub(crate) fn record(&self, key: &[u8; 32]) -> Result<Option<BlobInfo>, StoreError> {
+        match self.index.get(index::BLOBS, key)? {
+            None => Ok(None),
+            Some(v) => BlobInfo::decode(key, &v).map(Some).map_err(|e| {
+                StoreError::CorruptRecord {
+                    kind: index::BLOBS,
+                    key: Digest::blake3(*key).to_string(),
+                    reason: e.0,
+                }
+            }),
+        }
+    }
+
+    /// Looks a blob up by blake3 or sha256 digest; a miss is `Ok(None)`.
+    pub fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StoreError> {
+        match self.resolve(digest)? {
+            Some(key) => self.record(&key),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the store holds the blob.
+    pub fn contains(&self, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self.stat(digest)?.is_some())
+    }
+
+    /// Where a stored blob's file lives (for hard-linking or handing to other tools; never
+    /// write to it).
+    pub fn blob_path(&self, info: &BlobInfo) -> PathBuf {
+        self.layout.blob_path(info.digest.as_bytes())
+    }
+
+    /// Marks a blob used now if its record is older than the touch granularity.
+    pub(crate) fn touch(&self, info: &BlobInfo) -> Result<(), StoreError> {
+        let now = now_ms();
+        if now.saturating_sub(to_ms(info.last_used)) < TOUCH_GRANULARITY_MS {
+            return Ok(());
+        }
+        let key = *info.digest.as_bytes();
+        let _gate = self.shared();
+        let _stripe = self.stripe(&key);
+        // Re-read under the locks: GC may have removed it since.
+        if let Some(mut current) = self.record(&key)? {
+            current.last_used = from_ms(now);
+            self.index.put(index::BLOBS, &key, &current.encode())?;
+        }
+        Ok(())
+    }
+
+    fn open_file(&self, digest: &Digest) -> Result<Option<(BlobInfo, File)>, StoreError> {
+        let Some(info) = self.stat(digest)? else { return Ok(None) };
+        let path = self.blob_path(&info);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob { digest: info.digest, path });
+            }
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let len = file.metadata().map_err(StoreError::io(&path))?.len();
+        if len != info.size {
+            return Err(StoreError::CorruptBlob {
+                digest: info.digest,
+                path,
+                reason: format!("file has {len} bytes, the index says {}", info.size),
+            });
+        }
+        self.touch(&info)?;
+        Ok(Some((info, file)))
+    }
+
+    /// Opens a blob for reading; a miss is `Ok(None)`. Bytes are not re-hashed (see
+    /// [`Store::verify`]), but a size mismatch or a missing file is an error.
+    pub fn get(&self, digest: &Digest) -> Result<Option<Blob>, StoreError> {
+        Ok(self.open_file(digest)?.map(|(info, file)| Blob { info, file }))
+    }
+
+    /// Reads a whole blob into memory.
+    pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(mut blob) = self.get(digest)? else { return Ok(None) };
+        let mut out = Vec::with_capacity(usize::try_from(blob.info.size).unwrap_or(0));
+        let path = self.blob_path(&blob.info);
+        blob.read_to_end(&mut out).map_err(StoreError::io(path))?;
+        Ok(Some(out))
+    }
+
+    /// Memory-maps a blob; a miss is `Ok(None)`.
+    pub fn map(&self, digest: &Digest) -> Result<Option<BlobMap>, StoreError> {
+        let Some((info, file)) = self.open_file(digest)? else { return Ok(None) };
+        if info.size == 0 {
+            return Ok(Some(BlobMap { info, map: None }));
+        }
+        // SAFETY: blob files are immutable once renamed into place: the store never writes
+        // to them again, and GC only unlinks them, which leaves existing mappings valid.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(StoreError::io(self.layout.blob_path(info.digest.as_bytes())))?;
+        Ok(Some(BlobMap { info, map: Some(map) }))
+    }
+
+    /// Re-hashes a blob and checks size, blake3 and sha256 against its record.
+    pub fn verify(&self, digest: &Digest) -> Result<BlobInfo, StoreError> {
+        let info = self.stat(digest)?.ok_or(StoreError::NotFound { digest: *digest })?;
+        verify_file(&self.blob_path(&info), &info)?;
+        Ok(info)
+    }
+}
+
+/// Hashes the file at `path` and compares it with `info`.
+pub(crate) fn verify_file(path: &Path, info: &BlobInfo) -> Result<(), StoreError> {
+    use sha2::Digest as _;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::MissingBlob { digest: info.digest, path: path.to_path_buf() });
+        }
+        Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+    };
+    let mut b3 = blake3::Hasher::new();
+    let mut s2 = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(StoreError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        b3.update(&buf[..n]);
+        s2.update(&buf[..n]);
+        size += n as u64;
+    }
+    let corrupt = |reason: String| StoreError::CorruptBlob {
+        digest: info.digest,
+        path: path.to_path_buf(),
+        reason,
+    };
+    if size != info.size {
+        return Err(corrupt(format!("file has {size} bytes, the index says {}", info.size)));
+    }
+    let actual = Digest::blake3(*b3.finalize().as_bytes());
+    if actual != info.digest {
+        return Err(corrupt(format!("content hashes to {actual}")));
+    }
+    let actual = Digest::sha256(s2.finalize().into());
+    if actual != info.sha256 {
+        return Err(corrupt(format!("content's sha256 is {actual}, the index says {}", info.sha256)));
+    }
+    Ok(())
+}
+
+/// An open blob: its record and a reader over its bytes.
+#[derive(Debug)]
+pub struct Blob {
+    /// The blob's record.
+    pub info: BlobInfo,
+    file: File,
+}
+
+impl Blob {
+    /// The underlying file.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+}
+
+impl Read for Blob {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+/// A memory-mapped blob; derefs to its bytes.
+#[derive(Debug)]
+pub struct BlobMap {
+    /// The blob's record.
+    pub info: BlobInfo,
+    /// `None` for the empty blob (empty files cannot be mapped).
+    map: Option<memmap2::Mmap>,
+}
+
+impl Deref for BlobMap {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+impl AsRef<[u8]> for BlobMap {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}

@@ -1,0 +1,49 @@
+//! Architecture invariant: dependencies between Lamina crates go one way, bottom to top.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// Layer of each Lamina crate; a crate may depend only on crates of a lower layer.
+/// `lamina-exec` pulls bases through `lamina-export`'s registry client, hence export < exec.
+const LAYERS: [(&str, u8); 7] = [
+    ("lamina-spec", 0),
+    ("lamina-store", 0),
+    ("lamina-layer", 0),
+    ("lamina-export", 1),
+    ("lamina-exec", 2),
+    ("lamina", 3),
+    ("lamina-benches", 4),
+];
+
+#[test]
+fn lamina_crates_depend_only_downwards() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let layers: BTreeMap<&str, u8> = LAYERS.into_iter().collect();
+
+    let mut checked = 0;
+    for package in metadata["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap();
+        let layer = *layers.get(name).unwrap_or_else(|| {
+            panic!("workspace crate {name} has no layer in LAYERS: add it with its place")
+        });
+        for dep in package["dependencies"].as_array().unwrap() {
+            let dep_name = dep["name"].as_str().unwrap();
+            if let Some(&dep_layer) = layers.get(dep_name) {
+                assert!(
+                    dep_layer < layer,
+                    "{name} (layer {layer}) must not depend on {dep_name} (layer {dep_layer})"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "expected the workspace's crates in cargo metadata");
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: each drives the real `lamina` binary (or the workspace's metadata).
+
+mod crate_graph;
+mod definitions;
+mod support;

@@ -1,0 +1,44 @@
+//! Helpers for running the `lamina` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `lamina` with `args` in `cwd` and returns its output.
+pub fn lamina(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the lamina binary runs")
+}
+
+/// Runs `lamina` and asserts success, returning stdout.
+pub fn lamina_ok(cwd: &Path, args: &[&str]) -> String {
+    let output = lamina(cwd, args);
+    assert!(
+        output.status.success(),
+        "lamina {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("stdout is UTF-8")
+}
+
+/// Runs `lamina`, asserts failure, and returns stderr.
+pub fn lamina_err(cwd: &Path, args: &[&str]) -> String {
+    let output = lamina(cwd, args);
+    assert!(
+        !output.status.success(),
+        "lamina {args:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).expect("stderr is UTF-8")
+}
+
+/// Writes `files` (relative name, content) under `dir`, creating folders.
+pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    for (name, content) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+}
