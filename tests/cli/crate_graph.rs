@@ -20,11 +20,21 @@ const LAYERS: [(&str, u8); 7] = [
 fn lamina_crates_depend_only_downwards() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(&root)
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let layers: BTreeMap<&str, u8> = LAYERS.into_iter().collect();
 
@@ -45,5 +55,8 @@ fn lamina_crates_depend_only_downwards() {
         }
         checked += 1;
     }
-    assert!(checked >= 3, "expected the workspace's crates in cargo metadata");
+    assert!(
+        checked >= 3,
+        "expected the workspace's crates in cargo metadata"
+    );
 }

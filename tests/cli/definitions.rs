@@ -27,7 +27,10 @@ entrypoint = ["python", "app.py"]
 "#;
 
 fn write_app(dir: &Path) {
-    write_tree(dir, &[("lamina.toml", APP_TOML), ("app.py", "print('hello')\n")]);
+    write_tree(
+        dir,
+        &[("lamina.toml", APP_TOML), ("app.py", "print('hello')\n")],
+    );
 }
 
 #[test]
@@ -59,15 +62,22 @@ fn digest_ignores_location_and_mtimes_but_not_content() {
     write_app(&second.path().join("nested/checkout"));
 
     let digest = lamina_ok(first.path(), &["digest", "lamina.toml"]);
-    assert!(digest.starts_with("blake3:") && digest.trim().len() == 7 + 64, "{digest}");
+    assert!(
+        digest.starts_with("blake3:") && digest.trim().len() == 7 + 64,
+        "{digest}"
+    );
     // Same definition elsewhere, named by absolute path from another working directory.
     let elsewhere = second.path().join("nested/checkout/lamina.toml");
-    assert_eq!(lamina_ok(first.path(), &["digest", elsewhere.to_str().unwrap()]), digest);
+    assert_eq!(
+        lamina_ok(first.path(), &["digest", elsewhere.to_str().unwrap()]),
+        digest
+    );
 
     // New mtime, same bytes: same digest.
     let app = first.path().join("app.py");
     let file = std::fs::File::options().write(true).open(&app).unwrap();
-    file.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
     assert_eq!(lamina_ok(first.path(), &["digest", "lamina.toml"]), digest);
 
     // One byte changed: new digest.
@@ -87,7 +97,10 @@ fn check_accepts_a_directory_holding_a_definition() {
 #[test]
 fn bad_python_version_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    write_tree(dir.path(), &[("lamina.toml", "[image]\ndebian_slim = \"2.7\"\n")]);
+    write_tree(
+        dir.path(),
+        &[("lamina.toml", "[image]\ndebian_slim = \"2.7\"\n")],
+    );
     let err = lamina_err(dir.path(), &["check", "lamina.toml"]);
     assert!(err.contains("lamina.toml:2:"), "{err}");
     assert!(err.contains("'2.7'"), "{err}");
@@ -124,11 +137,21 @@ fn dockerfile_definitions_parse_render_and_digest() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(
         dir.path(),
-        &[("Dockerfile", MULTI_STAGE), ("Cargo.toml", "[package]\n"), ("src/main.rs", "fn main() {}\n")],
+        &[
+            ("Dockerfile", MULTI_STAGE),
+            ("Cargo.toml", "[package]\n"),
+            ("src/main.rs", "fn main() {}\n"),
+        ],
     );
     let rendered = lamina_ok(dir.path(), &["dockerfile", "Dockerfile"]);
-    assert!(rendered.contains("FROM rust:${RUST_VERSION}-slim AS build\n"), "{rendered}");
-    assert!(rendered.contains("RUN <<EOF\nset -e\ncargo build --release\nEOF\n"), "{rendered}");
+    assert!(
+        rendered.contains("FROM rust:${RUST_VERSION}-slim AS build\n"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("RUN <<EOF\nset -e\ncargo build --release\nEOF\n"),
+        "{rendered}"
+    );
     assert!(!rendered.contains("# comments"), "{rendered}");
     let out = lamina_ok(dir.path(), &["check", "Dockerfile"]);
     assert!(out.contains("2 stages"), "{out}");
@@ -147,7 +170,10 @@ fn dockerfile_definitions_parse_render_and_digest() {
 #[test]
 fn dockerfile_syntax_errors_carry_the_line_number() {
     let dir = tempfile::tempdir().unwrap();
-    write_tree(dir.path(), &[("Dockerfile", "FROM alpine\nRUN true\nFROBNICATE now\n")]);
+    write_tree(
+        dir.path(),
+        &[("Dockerfile", "FROM alpine\nRUN true\nFROBNICATE now\n")],
+    );
     let err = lamina_err(dir.path(), &["check", "Dockerfile"]);
     assert!(err.contains("Dockerfile:3"), "{err}");
     assert!(err.to_lowercase().contains("frobnicate"), "{err}");

@@ -26,7 +26,10 @@ pub struct Context {
 impl Context {
     /// A context whose sources all resolve against `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Context { root: root.into(), step_roots: BTreeMap::new() }
+        Context {
+            root: root.into(),
+            step_roots: BTreeMap::new(),
+        }
     }
 
     /// The directory sources resolve against by default (a Dockerfile's folder, a TOML
@@ -42,11 +45,15 @@ impl Context {
 
     /// The directory that the sources of instruction `step` resolve against.
     pub fn root_for(&self, step: StepRef) -> &Path {
-        self.step_roots.get(&step).map_or(self.root.as_path(), PathBuf::as_path)
+        self.step_roots
+            .get(&step)
+            .map_or(self.root.as_path(), PathBuf::as_path)
     }
 
     /// Instructions with a root of their own, in order.
     pub fn step_roots(&self) -> impl Iterator<Item = (StepRef, &Path)> {
-        self.step_roots.iter().map(|(step, root)| (*step, root.as_path()))
+        self.step_roots
+            .iter()
+            .map(|(step, root)| (*step, root.as_path()))
     }
 }

@@ -29,11 +29,16 @@ pub enum SpecError {
     #[error("'{}' is not a directory; use add_local_file for files", path.display())]
     NotADirectory { path: PathBuf },
     /// A Python version that is not of the form 3.X or 3.X.Y.
-    #[error("invalid python version '{version}': use a series like 3.12 or an exact version like 3.12.10")]
+    #[error(
+        "invalid python version '{version}': use a series like 3.12 or an exact version like 3.12.10"
+    )]
     InvalidPythonVersion { version: String },
     /// A well-formed Python version outside the supported series.
     #[error("unsupported python version '{version}': supported series are {}", supported.join(", "))]
-    UnsupportedPythonVersion { version: String, supported: Vec<&'static str> },
+    UnsupportedPythonVersion {
+        version: String,
+        supported: Vec<&'static str>,
+    },
     /// `pip_install_from_requirements` named a file that does not exist.
     #[error("requirements file '{}' does not exist", path.display())]
     RequirementsMissing { path: PathBuf },
@@ -42,7 +47,12 @@ pub enum SpecError {
     InvalidPyproject { path: PathBuf, reason: String },
     /// A builder argument that cannot be rendered into a valid instruction.
     #[error("{method}: invalid {what} {value:?}: {reason}")]
-    InvalidArgument { method: &'static str, what: &'static str, value: String, reason: String },
+    InvalidArgument {
+        method: &'static str,
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
 
     /// A definition directory with neither `lamina.toml` nor `Dockerfile` in it.
     #[error("no lamina.toml or Dockerfile in '{}'; name the definition file itself", dir.display())]
@@ -51,40 +61,74 @@ pub enum SpecError {
     // ---- Dockerfiles ----------------------------------------------------------------
     /// A Dockerfile that does not parse; `line` is 1-based.
     #[error("{}:{line}: {reason}", file.display())]
-    DockerfileSyntax { file: PathBuf, line: usize, reason: String },
+    DockerfileSyntax {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
     /// A `${VAR:?message}` reference to an unset variable, or a malformed reference.
     #[error("line {line}: cannot expand variables in {word:?}: {reason}")]
-    Expansion { line: usize, word: String, reason: String },
+    Expansion {
+        line: usize,
+        word: String,
+        reason: String,
+    },
     /// Like `Expansion`, for a parsed model, which has no line numbers: `location` names the
     /// instruction (`stage 2 (build), instruction 3 (COPY)`) or the function called.
     #[error("{location}: cannot expand variables in {word:?}: {reason}")]
-    ExpansionAt { location: String, word: String, reason: String },
+    ExpansionAt {
+        location: String,
+        word: String,
+        reason: String,
+    },
 
     // ---- TOML definitions -------------------------------------------------------------
     /// A TOML definition file that does not parse or has the wrong shape; 1-based position.
     #[error("{}:{line}:{column}: {reason}", file.display())]
-    TomlDefinition { file: PathBuf, line: usize, column: usize, reason: String },
+    TomlDefinition {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
 
     // ---- local inputs and digests -----------------------------------------------------
     /// A COPY/ADD source that matches nothing in its context directory.
     #[error("COPY source '{source_name}' matches no file in the context '{}'", context.display())]
-    CopySourceNotFound { source_name: String, context: PathBuf },
+    CopySourceNotFound {
+        source_name: String,
+        context: PathBuf,
+    },
     /// A COPY/ADD source that climbs out of its context directory.
     #[error("COPY source '{source_name}' is outside the context '{}'", context.display())]
-    CopySourceOutsideContext { source_name: String, context: PathBuf },
+    CopySourceOutsideContext {
+        source_name: String,
+        context: PathBuf,
+    },
     /// An ignore pattern (from .dockerignore or an ignore list) that is not a valid glob.
     #[error("invalid ignore pattern '{pattern}' in {origin}: {reason}")]
-    InvalidIgnorePattern { pattern: String, origin: String, reason: String },
+    InvalidIgnorePattern {
+        pattern: String,
+        origin: String,
+        reason: String,
+    },
     /// A COPY/ADD source whose wildcards do not form a valid pattern.
-    #[error("COPY source '{source_name}' is not a valid pattern: {reason}; escape '*', '?' and '[' with '\\' to use them literally")]
+    #[error(
+        "COPY source '{source_name}' is not a valid pattern: {reason}; escape '*', '?' and '[' with '\\' to use them literally"
+    )]
     InvalidCopySource { source_name: String, reason: String },
     /// A local input that cannot be copied or hashed (a socket or device, a name that is
     /// not UTF-8).
     #[error("cannot use '{}' as a COPY input: {reason}; remove or rename it, or add it to .dockerignore", path.display())]
     UnsupportedInput { path: PathBuf, reason: &'static str },
     /// A definition digest string that is not `blake3:` and 64 lowercase hex digits.
-    #[error("invalid definition digest '{digest}': {reason}; expected 'blake3:' followed by 64 lowercase hex digits")]
-    InvalidDigest { digest: String, reason: &'static str },
+    #[error(
+        "invalid definition digest '{digest}': {reason}; expected 'blake3:' followed by 64 lowercase hex digits"
+    )]
+    InvalidDigest {
+        digest: String,
+        reason: &'static str,
+    },
 }
 
 /// `Result` with [`SpecError`].

@@ -20,7 +20,12 @@ pub struct Dockerfile {
 
 impl Default for Dockerfile {
     fn default() -> Self {
-        Dockerfile { escape: '\\', syntax: None, global_args: Vec::new(), stages: Vec::new() }
+        Dockerfile {
+            escape: '\\',
+            syntax: None,
+            global_args: Vec::new(),
+            stages: Vec::new(),
+        }
     }
 }
 
@@ -38,7 +43,12 @@ pub struct Stage {
 impl Stage {
     /// `FROM <base>` with no platform, no name and no instructions yet.
     pub fn from_base(base: impl Into<String>) -> Self {
-        Stage { base: base.into(), platform: None, name: None, instructions: Vec::new() }
+        Stage {
+            base: base.into(),
+            platform: None,
+            name: None,
+            instructions: Vec::new(),
+        }
     }
 }
 

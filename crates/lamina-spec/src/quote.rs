@@ -13,7 +13,11 @@ pub fn shell_quote(word: &str) -> String {
 
 /// Quotes each word and joins them with single spaces.
 pub fn shell_join<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String {
-    words.into_iter().map(|w| shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+    words
+        .into_iter()
+        .map(|w| shell_quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Wraps `word` in double quotes for a POSIX shell, escaping `\`, `"`, `$` and `` ` `` so the
@@ -48,6 +52,9 @@ mod tests {
 
     #[test]
     fn double_quote_escapes_shell_specials() {
-        assert_eq!(shell_double_quote(r#"say "hi" $HOME `x` \n"#), r#""say \"hi\" \$HOME \`x\` \\n""#);
+        assert_eq!(
+            shell_double_quote(r#"say "hi" $HOME `x` \n"#),
+            r#""say \"hi\" \$HOME \`x\` \\n""#
+        );
     }
 }

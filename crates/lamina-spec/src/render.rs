@@ -14,7 +14,8 @@
 use crate::instruction::{
     ArgDecl, Command, Copy, Dockerfile, Healthcheck, Heredoc, Instruction, Run, Stage,
 };
-use crate::parse::words::{Json, json_array, parse_name_val, parse_words};
+use crate::parse::heredocs_in;
+use crate::parse::words::{Json, is_blank, json_array, parse_name_val, parse_words};
 
 impl Dockerfile {
     /// The Dockerfile as text: parser directives, global `ARG`s, then each stage's `FROM`
@@ -31,13 +32,25 @@ impl Dockerfile {
             out.push(self.escape);
             out.push('\n');
         }
-        if !self.global_args.is_empty() {
-            // One line, words in order: a word may end in an escaped escape character
-            // (`a\\`), which only reads back when it is not last on its line, and the
-            // parser only produces such words before other words of the same line.
-            let words: Vec<String> = self.global_args.iter().map(render_arg).collect();
+        // One `ARG` per line (a word with an unclosed quote runs to the end of its line),
+        // except that a word ending in the escape character and whitespace (`a\\`, an
+        // escaped escape, or `a\<tab>`) stays on the line of the word after it, as it was
+        // written: the parser takes a line ending so for a continuation or rejects it.
+        let mut line: Vec<String> = Vec::new();
+        for arg in &self.global_args {
+            let word = render_arg(arg);
+            let glued = word.trim_end().ends_with(self.escape);
+            line.push(word);
+            if !glued {
+                out.push_str("ARG ");
+                push_text(&mut out, &line.join(" "));
+                out.push('\n');
+                line.clear();
+            }
+        }
+        if !line.is_empty() {
             out.push_str("ARG ");
-            push_text(&mut out, &words.join(" "));
+            push_text(&mut out, &line.join(" "));
             out.push('\n');
         }
         for stage in &self.stages {
@@ -112,10 +125,9 @@ fn render_instruction(instruction: &Instruction, escape: char, out: &mut String,
         }
         Instruction::Volume(paths) => {
             out.push(' ');
-            if needs_json(paths.iter()) {
-                out.push_str(&json_list(paths));
-            } else {
-                push_text(out, &paths.join(" "));
+            match plain_lists(paths).into_iter().next() {
+                Some(text) => push_text(out, &text),
+                None => out.push_str(&json_list(paths)),
             }
         }
         Instruction::Shell(words) => {
@@ -184,13 +196,30 @@ fn render_copy(copy: &Copy, out: &mut String) {
         push_flag(out, "keep-git-dir", if keep { "true" } else { "false" });
     }
     out.push(' ');
-    let paths = copy.sources.iter().chain(std::iter::once(&copy.dest));
-    if copy.json_form || needs_json(paths.clone()) {
-        let all: Vec<String> = paths.cloned().collect();
-        out.push_str(&json_list(&all));
+    let paths: Vec<String> = copy.sources.iter().chain([&copy.dest]).cloned().collect();
+    let candidates = if copy.json_form {
+        Vec::new()
     } else {
-        let all: Vec<&str> = paths.map(String::as_str).collect();
-        push_text(out, &all.join(" "));
+        plain_lists(&paths)
+    };
+    // Docker finds here-documents with a shell lexer, where `\` escapes the blank after it:
+    // take the spacing under which the lexer finds exactly this instruction's documents.
+    let names_docs = |text: &String| {
+        let found = heredocs_in(text).unwrap_or_default();
+        found.len() == copy.heredocs.len()
+            && found.iter().zip(&copy.heredocs).all(|(spec, doc)| {
+                spec.name == doc.delimiter
+                    && spec.strip_tabs == doc.strip_tabs
+                    && spec.expand == doc.expand
+            })
+    };
+    let chosen = candidates
+        .iter()
+        .find(|text| names_docs(text))
+        .or(candidates.first());
+    match chosen {
+        Some(text) => push_text(out, text),
+        None => out.push_str(&json_list(&paths)),
     }
 }
 
@@ -259,15 +288,36 @@ fn render_pairs(keyword: &str, pairs: &[(String, String)], escape: char) -> Stri
     equals
 }
 
-/// Whether a list of paths must be printed in JSON form to read back unchanged: the
-/// blank-separated form cannot hold empty words or whitespace, and text that starts like a
-/// JSON array would be read as one.
-fn needs_json<'a>(words: impl Iterator<Item = &'a String>) -> bool {
-    let words: Vec<&str> = words.map(String::as_str).collect();
-    words
-        .iter()
-        .any(|w| w.is_empty() || w.chars().any(char::is_whitespace))
-        || json_array(&words.join(" ")) != Json::Invalid
+/// A list of paths in blank-separated form, in each spacing that reads back (none when the
+/// form cannot hold the paths: it cannot hold empty words or blanks, and text that reads
+/// as a JSON array is taken for one). Words are joined with spaces, or, when that makes
+/// JSON (`[[` and `]]`), with vertical tabs, a blank for Docker but not whitespace for JSON;
+/// and with one or two blanks after a word ending in `\`, where the lexer that looks for
+/// here-documents takes the first blank as escaped.
+fn plain_lists(words: &[String]) -> Vec<String> {
+    if words.iter().any(|w| w.is_empty() || w.contains(is_blank)) {
+        return Vec::new();
+    }
+    let mut texts = Vec::new();
+    for blank in [" ", "\u{b}"] {
+        for double_after_escape in [false, true] {
+            let mut text = String::new();
+            for (i, word) in words.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(blank);
+                    if double_after_escape && words[i - 1].ends_with('\\') {
+                        text.push_str(blank);
+                    }
+                }
+                text.push_str(word);
+            }
+            // Other whitespace (say U+00A0) splits nothing, but is trimmed at the ends.
+            if text.trim() == text && json_array(&text) == Json::Invalid {
+                texts.push(text);
+            }
+        }
+    }
+    texts
 }
 
 /// `["a", "b"]`, each string JSON-escaped.

@@ -38,7 +38,9 @@ pub fn load_definition(path: &Path) -> Result<Image, SpecError> {
 
 fn resolve_definition_path(path: &Path) -> Result<PathBuf, SpecError> {
     if !path.exists() {
-        return Err(SpecError::LocalPathMissing { path: path.to_path_buf() });
+        return Err(SpecError::LocalPathMissing {
+            path: path.to_path_buf(),
+        });
     }
     if !path.is_dir() {
         return Ok(path.to_path_buf());
@@ -47,7 +49,9 @@ fn resolve_definition_path(path: &Path) -> Result<PathBuf, SpecError> {
         .iter()
         .map(|name| path.join(name))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| SpecError::DefinitionNotFound { dir: path.to_path_buf() })
+        .ok_or_else(|| SpecError::DefinitionNotFound {
+            dir: path.to_path_buf(),
+        })
 }
 
 #[cfg(test)]
@@ -56,19 +60,37 @@ mod tests {
 
     #[test]
     fn kind_is_decided_by_extension() {
-        assert_eq!(DefinitionKind::of(Path::new("a/lamina.toml")), DefinitionKind::Toml);
-        assert_eq!(DefinitionKind::of(Path::new("a/image.TOML")), DefinitionKind::Toml);
-        assert_eq!(DefinitionKind::of(Path::new("a/Dockerfile")), DefinitionKind::Dockerfile);
-        assert_eq!(DefinitionKind::of(Path::new("a/build.dockerfile")), DefinitionKind::Dockerfile);
+        assert_eq!(
+            DefinitionKind::of(Path::new("a/lamina.toml")),
+            DefinitionKind::Toml
+        );
+        assert_eq!(
+            DefinitionKind::of(Path::new("a/image.TOML")),
+            DefinitionKind::Toml
+        );
+        assert_eq!(
+            DefinitionKind::of(Path::new("a/Dockerfile")),
+            DefinitionKind::Dockerfile
+        );
+        assert_eq!(
+            DefinitionKind::of(Path::new("a/build.dockerfile")),
+            DefinitionKind::Dockerfile
+        );
     }
 
     #[test]
     fn directory_prefers_lamina_toml_then_dockerfile() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        assert_eq!(resolve_definition_path(dir.path()).unwrap(), dir.path().join("Dockerfile"));
+        assert_eq!(
+            resolve_definition_path(dir.path()).unwrap(),
+            dir.path().join("Dockerfile")
+        );
         std::fs::write(dir.path().join("lamina.toml"), "").unwrap();
-        assert_eq!(resolve_definition_path(dir.path()).unwrap(), dir.path().join("lamina.toml"));
+        assert_eq!(
+            resolve_definition_path(dir.path()).unwrap(),
+            dir.path().join("lamina.toml")
+        );
     }
 
     #[test]

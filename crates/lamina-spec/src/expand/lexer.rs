@@ -131,6 +131,9 @@ impl State<'_> {
                 '$' => {
                     let value = self.dollar()?;
                     result.push_str(&value);
+                    if result.len() > MAX_EXPANDED_LEN {
+                        return Err(TOO_LONG.to_string());
+                    }
                     fields.add_string(&value);
                 }
                 '\'' if !self.lexer.skip_quotes => {
@@ -215,6 +218,9 @@ impl State<'_> {
                 Some('$') => {
                     let value = self.dollar()?;
                     text.push_str(&value);
+                    if text.len() > MAX_EXPANDED_LEN {
+                        return Err(TOO_LONG.to_string());
+                    }
                 }
                 Some(c) => {
                     self.pos += 1;
@@ -405,6 +411,13 @@ impl State<'_> {
         Ok(Pattern::new(&pattern, self.lexer.escape)?.replace(&value, &replacement, all))
     }
 }
+
+/// The longest text one word may expand to: variables that repeat each other
+/// (`ARG B=$A$A`, `ARG C=$B$B`, ...) grow exponentially.
+const MAX_EXPANDED_LEN: usize = 1 << 20;
+
+const TOO_LONG: &str =
+    "the expanded text is longer than 1 MiB; check for variables built from each other";
 
 const MISSING_BRACE: &str = "missing '}' after a '${' reference";
 

@@ -59,12 +59,12 @@ impl Pattern {
         Ok(Pattern { tokens })
     }
 
-    /// Whether the whole of `text` matches.
-    fn matches(&self, text: &[char]) -> bool {
-        // can[j]: the tokens seen so far can match text[..j].
+    /// For each `j` in `0..=text.len()`, whether the pattern matches `text[..j]`: one pass
+    /// over the text per token.
+    fn prefix_matches(tokens: &[Token], text: &[char]) -> Vec<bool> {
         let mut can = vec![false; text.len() + 1];
         can[0] = true;
-        for token in &self.tokens {
+        for token in tokens {
             let mut next = vec![false; text.len() + 1];
             for j in 0..=text.len() {
                 next[j] = match token {
@@ -72,33 +72,32 @@ impl Pattern {
                     _ => j > 0 && can[j - 1] && token_matches(token, text[j - 1]),
                 };
             }
+            if !next.contains(&true) {
+                return next;
+            }
             can = next;
         }
-        can[text.len()]
+        can
     }
 
     /// `value` without its shortest (or longest) matching prefix.
     pub(crate) fn trim_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let mut lengths: Vec<usize> = (0..=chars.len()).collect();
-        if longest {
-            lengths.reverse();
-        }
-        match lengths.into_iter().find(|&n| self.matches(&chars[..n])) {
+        let can = Self::prefix_matches(&self.tokens, &chars);
+        match pick(&can, longest) {
             Some(n) => chars[n..].iter().collect(),
             None => value.to_string(),
         }
     }
 
-    /// `value` without its shortest (or longest) matching suffix.
+    /// `value` without its shortest (or longest) matching suffix: a prefix match of the
+    /// reversed pattern on the reversed text.
     pub(crate) fn trim_suffix(&self, value: &str, longest: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let mut starts: Vec<usize> = (0..=chars.len()).rev().collect();
-        if longest {
-            starts.reverse();
-        }
-        match starts.into_iter().find(|&s| self.matches(&chars[s..])) {
-            Some(s) => chars[..s].iter().collect(),
+        let reversed: Vec<char> = value.chars().rev().collect();
+        let tokens: Vec<Token> = self.tokens.iter().rev().cloned().collect();
+        let can = Self::prefix_matches(&tokens, &reversed);
+        match pick(&can, longest) {
+            Some(n) => reversed[n..].iter().rev().collect(),
             None => value.to_string(),
         }
     }
@@ -110,10 +109,8 @@ impl Pattern {
         let mut pos = 0;
         while pos <= chars.len() {
             let found = (pos..=chars.len()).find_map(|start| {
-                (start..=chars.len())
-                    .rev()
-                    .find(|&end| self.matches(&chars[start..end]))
-                    .map(|end| (start, end))
+                let can = Self::prefix_matches(&self.tokens, &chars[start..]);
+                pick(&can, true).map(|len| (start, start + len))
             });
             let Some((start, end)) = found else { break };
             out.extend(&chars[pos..start]);
@@ -135,6 +132,15 @@ impl Pattern {
             out.extend(&chars[pos..]);
         }
         out
+    }
+}
+
+/// The shortest (or longest) length that matched.
+fn pick(can: &[bool], longest: bool) -> Option<usize> {
+    if longest {
+        can.iter().rposition(|&m| m)
+    } else {
+        can.iter().position(|&m| m)
     }
 }
 

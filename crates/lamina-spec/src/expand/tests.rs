@@ -109,6 +109,20 @@ fn errors_say_what_is_wrong() {
 }
 
 #[test]
+fn runaway_expansion_is_bounded() {
+    let mut text = String::from("ARG A0=xxxxxxxxxxxxxxxx\n");
+    for i in 1..40 {
+        text.push_str(&format!("ARG A{i}=$A{p}$A{p}$A{p}$A{p}\n", p = i - 1));
+    }
+    text.push_str("FROM x\n");
+    let err = Dockerfile::parse(&text)
+        .unwrap()
+        .expand(&BTreeMap::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("longer than 1 MiB"), "{err}");
+}
+
+#[test]
 fn field_splitting() {
     let lookup = vars(&[("PORTS", "80  443/tcp"), ("E", "")]);
     let words = |w: &str| expand_words(w, &lookup, '\\').unwrap();

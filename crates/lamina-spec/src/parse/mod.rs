@@ -26,9 +26,11 @@ mod instructions;
 pub(crate) mod words;
 
 #[cfg(test)]
+mod round_trip;
+#[cfg(test)]
 pub(crate) mod strategy;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 use std::path::Path;
 
