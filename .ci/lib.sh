@@ -6,19 +6,23 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lamina/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 mkdir -p "$CARGO_TARGET_DIR"
 
-# ensure_debian_packages CMD=PACKAGE...: installs PACKAGE when CMD is not on PATH.
+# ensure_debian_packages PACKAGE...: installs the Debian packages that are not installed yet.
 ensure_debian_packages() {
-    local missing=() pair
-    for pair in "$@"; do
-        command -v "${pair%%=*}" >/dev/null 2>&1 || missing+=("${pair#*=}")
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "installing Debian packages: ${missing[*]}"
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# Build needs: bindgen (RocksDB bindings) needs libclang; RocksDB's C++ needs a C++ compiler.
+BUILD_PACKAGES=(libclang-dev g++ make)
 
 # ensure_cargo_tool BINARY CRATE: installs CRATE from the Rust crate registry when missing.
 ensure_cargo_tool() {

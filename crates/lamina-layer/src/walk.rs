@@ -1,0 +1,249 @@
+//! Reading source trees: metadata, extended attributes and the sorted entry plan.
+//!
+//! Every producer (a plain tree, an overlay upper directory, a diff of two trees) turns its
+//! input into a [`Plan`]: the archive entries in their final order, each with the metadata that
+//! was read once. The writer then only streams file contents.
+
+use std::ffi::OsStr;
+use std::fs::{self, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::LayerError;
+
+/// Extended attributes, sorted by name.
+pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A source file with everything read from it before its contents.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) path: PathBuf,
+    pub(crate) meta: Metadata,
+    /// All attributes, `trusted.overlay.*` included (see [`layer_xattrs`]).
+    pub(crate) xattrs: Xattrs,
+}
+
+/// One archive entry to write; names are archive paths without a trailing slash.
+#[derive(Debug)]
+pub(crate) enum PlanEntry {
+    Node {
+        name: Vec<u8>,
+        node: Box<Node>,
+    },
+    /// `.wh.<last component of name>` in the parent of `name`.
+    Whiteout {
+        name: Vec<u8>,
+    },
+    /// `.wh..wh..opq` inside `dir`.
+    Opaque {
+        dir: Vec<u8>,
+    },
+}
+
+pub(crate) type Plan = Vec<PlanEntry>;
+
+/// How to read special files in a directory being walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A plain tree: devices are devices.
+    Tree,
+    /// An overlayfs upper directory: 0:0 character devices are whiteouts and
+    /// `trusted.overlay.opaque=y` marks opaque directories.
+    OverlayUpper,
+}
+
+pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
+pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
+
+/// Reads a node's metadata and extended attributes without following symlinks.
+pub(crate) fn read_node(path: &Path) -> Result<Node, LayerError> {
+    let meta = fs::symlink_metadata(path).map_err(LayerError::reading(path))?;
+    let xattrs = read_xattrs(path)?;
+    Ok(Node {
+        path: path.to_owned(),
+        meta,
+        xattrs,
+    })
+}
+
+fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
+    use rustix::fs::{lgetxattr, lgetxattr_query, llistxattr, llistxattr_query};
+    let err = |e: rustix::io::Errno| LayerError::Source {
+        path: path.to_owned(),
+        source: e.into(),
+    };
+    // Attributes can change between the size query and the read; retry on ERANGE.
+    for _ in 0..8 {
+        let size = match llistxattr_query(path) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let mut list = vec![0u8; size];
+        let n = match llistxattr(path, &mut list[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(err(e)),
+        };
+        let mut out = Vec::new();
+        for name in list[..n].split(|&c| c == 0).filter(|s| !s.is_empty()) {
+            let value = loop {
+                let len = match lgetxattr_query(path, name) {
+                    Ok(len) => len,
+                    Err(rustix::io::Errno::NODATA) => break None,
+                    Err(e) => return Err(err(e)),
+                };
+                let mut v = vec![0u8; len];
+                match lgetxattr(path, name, &mut v[..]) {
+                    Ok(n) => {
+                        v.truncate(n);
+                        break Some(v);
+                    }
+                    Err(rustix::io::Errno::RANGE) => continue,
+                    Err(rustix::io::Errno::NODATA) => break None,
+                    Err(e) => return Err(err(e)),
+                }
+            };
+            if let Some(v) = value {
+                out.push((name.to_vec(), v));
+            }
+        }
+        out.sort();
+        return Ok(out);
+    }
+    Err(err(rustix::io::Errno::RANGE))
+}
+
+/// The attributes a layer carries: all but `trusted.overlay.*`, with names PAX can hold.
+pub(crate) fn layer_xattrs(node: &Node) -> Result<Xattrs, LayerError> {
+    let mut out = Vec::new();
+    for (k, v) in &node.xattrs {
+        if k.starts_with(OVERLAY_XATTR) {
+            continue;
+        }
+        if k.contains(&b'=') || k.contains(&b'\n') {
+            return Err(LayerError::UnsupportedXattr {
+                path: node.path.clone(),
+                name: String::from_utf8_lossy(k).into_owned(),
+            });
+        }
+        out.push((k.clone(), v.clone()));
+    }
+    Ok(out)
+}
+
+pub(crate) fn xattr<'a>(node: &'a Node, name: &[u8]) -> Option<&'a [u8]> {
+    node.xattrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// The names in a directory, in byte order.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<Vec<u8>>, LayerError> {
+    let mut names = Vec::new();
+    for e in fs::read_dir(dir).map_err(LayerError::reading(dir))? {
+        let e = e.map_err(LayerError::reading(dir))?;
+        names.push(e.file_name().as_bytes().to_vec());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// `prefix/name`, or `name` at the root.
+pub(crate) fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    if prefix.is_empty() {
+        return name.to_vec();
+    }
+    [prefix, b"/", name].concat()
+}
+
+pub(crate) fn child_path(dir: &Path, name: &[u8]) -> PathBuf {
+    dir.join(OsStr::from_bytes(name))
+}
+
+/// A sibling's entries, kept together so siblings sort by their archive names while each
+/// directory's subtree follows it directly (depth-first, like `tar --sort=name`).
+pub(crate) struct Sibling {
+    pub(crate) key: Vec<u8>,
+    pub(crate) entries: Plan,
+}
+
+pub(crate) fn flatten(mut siblings: Vec<Sibling>, out: &mut Plan) {
+    siblings.sort_by(|a, b| a.key.cmp(&b.key));
+    for s in siblings {
+        out.extend(s.entries);
+    }
+}
+
+fn is_overlay_whiteout(node: &Node) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = node.meta.file_type();
+    (ft.is_char_device() && node.meta.rdev() == 0)
+        || (ft.is_file()
+            && node.meta.len() == 0
+            && xattr(node, b"trusted.overlay.whiteout").is_some())
+}
+
+/// Refuses overlay attributes whose meaning a layer cannot carry.
+pub(crate) fn check_overlay_features(node: &Node) -> Result<(), LayerError> {
+    for attr in ["trusted.overlay.redirect", "trusted.overlay.metacopy"] {
+        if xattr(node, attr.as_bytes()).is_some() {
+            return Err(LayerError::OverlayFeature {
+                path: node.path.clone(),
+                attribute: attr.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Plans every entry below `dir` (not `dir` itself), whose archive path is `prefix`.
+pub(crate) fn walk(
+    dir: &Path,
+    prefix: &[u8],
+    source: Source,
+    out: &mut Plan,
+) -> Result<(), LayerError> {
+    let mut siblings = Vec::new();
+    for name in list_dir(dir)? {
+        let path = child_path(dir, &name);
+        let node = read_node(&path)?;
+        let archive = join(prefix, &name);
+        if source == Source::OverlayUpper && is_overlay_whiteout(&node) {
+            siblings.push(Sibling {
+                key: [WHITEOUT_PREFIX, &name].concat(),
+                entries: vec![PlanEntry::Whiteout { name: archive }],
+            });
+            continue;
+        }
+        if name.starts_with(WHITEOUT_PREFIX) {
+            return Err(LayerError::ReservedName { path });
+        }
+        let mut entries = Vec::new();
+        if source == Source::OverlayUpper {
+            check_overlay_features(&node)?;
+        }
+        let is_dir = node.meta.is_dir();
+        let opaque = source == Source::OverlayUpper
+            && is_dir
+            && xattr(&node, b"trusted.overlay.opaque") == Some(b"y");
+        entries.push(PlanEntry::Node {
+            name: archive.clone(),
+            node: Box::new(node),
+        });
+        if opaque {
+            entries.push(PlanEntry::Opaque {
+                dir: archive.clone(),
+            });
+        }
+        if is_dir {
+            walk(&path, &archive, source, &mut entries)?;
+        }
+        siblings.push(Sibling { key: name, entries });
+    }
+    flatten(siblings, out);
+    Ok(())
+}
