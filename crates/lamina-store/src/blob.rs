@@ -71,11 +71,19 @@ impl<'s> BlobWriter<'s> {
 
     /// Stores the blob only if it hashes to `expected` (blake3 or sha256) and, if given, has
     /// `size` bytes; otherwise nothing is kept and the mismatch is the error.
-    pub fn commit_verified(self, expected: &Digest, size: Option<u64>) -> Result<BlobInfo, StoreError> {
+    pub fn commit_verified(
+        self,
+        expected: &Digest,
+        size: Option<u64>,
+    ) -> Result<BlobInfo, StoreError> {
         self.finish(Some(expected), size)
     }
 
-    fn finish(mut self, expected: Option<&Digest>, size: Option<u64>) -> Result<BlobInfo, StoreError> {
+    fn finish(
+        mut self,
+        expected: Option<&Digest>,
+        size: Option<u64>,
+    ) -> Result<BlobInfo, StoreError> {
         use sha2::Digest as _;
         let out = self.out.take().ok_or_else(|| StoreError::Io {
             path: self.temp.clone(),
@@ -98,14 +106,28 @@ impl<'s> BlobWriter<'s> {
             };
             if actual != *expected {
                 drop(file);
-                return reject(StoreError::DigestMismatch { expected: *expected, actual });
+                return reject(StoreError::DigestMismatch {
+                    expected: *expected,
+                    actual,
+                });
             }
         }
         if let Some(expected) = size.filter(|&s| s != self.size) {
             drop(file);
-            return reject(StoreError::SizeMismatch { digest: blake3, expected, actual: self.size });
+            return reject(StoreError::SizeMismatch {
+                digest: blake3,
+                expected,
+                actual: self.size,
+            });
         }
-        let staged = Staged { file, temp: &self.temp, blake3, sha256, size: self.size, kind: self.kind };
+        let staged = Staged {
+            file,
+            temp: &self.temp,
+            blake3,
+            sha256,
+            size: self.size,
+            kind: self.kind,
+        };
         let info = self.store.commit(staged, self.lease);
         if info.is_err() {
             remove_if_exists(&self.temp)?;
@@ -119,7 +141,10 @@ impl<'s> BlobWriter<'s> {
 impl Write for BlobWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         use sha2::Digest as _;
-        let out = self.out.as_mut().ok_or_else(|| io::Error::other("writer already finished"))?;
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("writer already finished"))?;
         let n = out.write(buf)?;
         self.blake3.update(&buf[..n]);
         self.sha256.update(&buf[..n]);
@@ -199,7 +224,9 @@ impl Store {
     pub fn put_file(&self, kind: BlobKind, path: impl AsRef<Path>) -> Result<BlobInfo, StoreError> {
         let path = path.as_ref();
         let mut hasher = blake3::Hasher::new();
-        hasher.update_mmap_rayon(path).map_err(StoreError::io(path))?;
+        hasher
+            .update_mmap_rayon(path)
+            .map_err(StoreError::io(path))?;
         let len = std::fs::metadata(path).map_err(StoreError::io(path))?.len();
         if let Some(info) = self.dedupe_hit(hasher.finalize().as_bytes(), len)? {
             return Ok(info);
@@ -210,9 +237,12 @@ impl Store {
 
     /// If the blob exists, counts a hit and returns it.
     fn dedupe_hit(&self, key: &[u8; 32], size: u64) -> Result<Option<BlobInfo>, StoreError> {
-        let Some(info) = self.record(key)? else { return Ok(None) };
+        let Some(info) = self.record(key)? else {
+            return Ok(None);
+        };
         let mut batch = WriteBatch::default();
-        self.index.count(&mut batch, index::LOGICAL_BYTES, size as i64);
+        self.index
+            .count(&mut batch, index::LOGICAL_BYTES, size as i64);
         self.index.count(&mut batch, index::HITS, 1);
         self.index.write_relaxed(batch)?;
         self.touch(&info)?;
@@ -229,7 +259,8 @@ impl Store {
             self.check_lease(&lease)?;
         }
         let mut batch = WriteBatch::default();
-        self.index.count(&mut batch, index::LOGICAL_BYTES, staged.size as i64);
+        self.index
+            .count(&mut batch, index::LOGICAL_BYTES, staged.size as i64);
         if let Some(lease) = lease {
             batch.put_cf(self.index.cf(index::LEASES), member_key(&lease, &key), b"");
         }
@@ -258,7 +289,8 @@ impl Store {
         batch.put_cf(self.index.cf(index::BLOBS), key, info.encode());
         batch.put_cf(self.index.cf(index::SHA256), staged.sha256.as_bytes(), key);
         batch.delete_cf(self.index.cf(index::PENDING), key);
-        self.index.count(&mut batch, index::STORED_BYTES, staged.size as i64);
+        self.index
+            .count(&mut batch, index::STORED_BYTES, staged.size as i64);
         self.index.count(&mut batch, index::BLOB_COUNT, 1);
         self.index.count(&mut batch, index::MISSES, 1);
         self.index.write(batch)?;

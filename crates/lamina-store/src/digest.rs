@@ -34,12 +34,18 @@ pub struct Digest {
 impl Digest {
     /// A blake3 digest from its raw bytes.
     pub const fn blake3(bytes: [u8; 32]) -> Self {
-        Digest { algorithm: Algorithm::Blake3, bytes }
+        Digest {
+            algorithm: Algorithm::Blake3,
+            bytes,
+        }
     }
 
     /// A sha256 digest from its raw bytes.
     pub const fn sha256(bytes: [u8; 32]) -> Self {
-        Digest { algorithm: Algorithm::Sha256, bytes }
+        Digest {
+            algorithm: Algorithm::Sha256,
+            bytes,
+        }
     }
 
     /// The blake3 digest of `data`.
@@ -74,9 +80,9 @@ impl Digest {
             input: input.to_owned(),
             reason,
         };
-        let (algo, hex) = input
-            .split_once(':')
-            .ok_or_else(|| invalid("expected `algorithm:hex`, e.g. `sha256:` followed by 64 hex digits"))?;
+        let (algo, hex) = input.split_once(':').ok_or_else(|| {
+            invalid("expected `algorithm:hex`, e.g. `sha256:` followed by 64 hex digits")
+        })?;
         let algorithm = match algo {
             "blake3" => Algorithm::Blake3,
             "sha256" => Algorithm::Sha256,
@@ -153,7 +159,13 @@ mod tests {
 
     #[test]
     fn bad_text_is_rejected_with_the_input_named() {
-        for bad in ["", "sha256", "md5:00", "sha256:abc", &format!("sha256:{}", "g".repeat(64))] {
+        for bad in [
+            "",
+            "sha256",
+            "md5:00",
+            "sha256:abc",
+            &format!("sha256:{}", "g".repeat(64)),
+        ] {
             let err = Digest::parse(bad).unwrap_err();
             assert!(matches!(err, StoreError::InvalidDigest { ref input, .. } if input == bad));
         }

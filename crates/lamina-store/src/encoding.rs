@@ -135,11 +135,19 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn opt_varint(&mut self) -> Result<Option<u64>, DecodeError> {
-        if self.tag()? { self.varint().map(Some) } else { Ok(None) }
+        if self.tag()? {
+            self.varint().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     pub(crate) fn opt_bytes32(&mut self) -> Result<Option<[u8; 32]>, DecodeError> {
-        if self.tag()? { self.bytes32().map(Some) } else { Ok(None) }
+        if self.tag()? {
+            self.bytes32().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// A list length, bounded by the bytes left so a corrupt length cannot allocate wildly.
@@ -199,7 +207,10 @@ mod tests {
         assert!(Decoder::new(&[9, 1, 2]).is_err());
         let mut dec = Decoder::new(&[1, 0xff, 0xff]).unwrap();
         assert!(dec.varint().is_err());
-        let mut dec = Decoder::new(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).unwrap();
+        let mut dec = Decoder::new(&[
+            1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ])
+        .unwrap();
         assert!(dec.varint().is_err());
         let mut dec = Decoder::new(&[1, 5]).unwrap();
         assert!(dec.opt_varint().is_err());

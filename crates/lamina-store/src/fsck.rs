@@ -25,7 +25,10 @@ pub struct FsckOptions {
 
 impl Default for FsckOptions {
     fn default() -> Self {
-        FsckOptions { repair: false, verify_content: true }
+        FsckOptions {
+            repair: false,
+            verify_content: true,
+        }
     }
 }
 
@@ -99,10 +102,22 @@ impl fmt::Display for FsckIssue {
                 write!(f, "corrupt {kind} record {key}: {reason}")
             }
             FsckIssue::MissingBlob { digest, path } => {
-                write!(f, "blob {digest} is indexed but {} is missing", path.display())
+                write!(
+                    f,
+                    "blob {digest} is indexed but {} is missing",
+                    path.display()
+                )
             }
-            FsckIssue::CorruptBlob { digest, path, reason } => {
-                write!(f, "blob {digest} at {} is corrupt: {reason}", path.display())
+            FsckIssue::CorruptBlob {
+                digest,
+                path,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "blob {digest} at {} is corrupt: {reason}",
+                    path.display()
+                )
             }
             FsckIssue::OrphanFile { path } => write!(f, "{} is not indexed", path.display()),
             FsckIssue::DanglingAlias { sha256 } => write!(f, "alias {sha256} names no blob"),
@@ -110,8 +125,15 @@ impl fmt::Display for FsckIssue {
             FsckIssue::DanglingReference { owner, digest } => {
                 write!(f, "{owner} refers to {digest}, which is not stored")
             }
-            FsckIssue::CounterDrift { counter, recorded, actual } => {
-                write!(f, "counter {counter} is {recorded}, records add up to {actual}")
+            FsckIssue::CounterDrift {
+                counter,
+                recorded,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "counter {counter} is {recorded}, records add up to {actual}"
+                )
             }
         }
     }
@@ -152,7 +174,11 @@ impl Check<'_> {
         } else {
             hex(key)
         };
-        self.report.issues.push(FsckIssue::CorruptRecord { kind, key: printable, reason });
+        self.report.issues.push(FsckIssue::CorruptRecord {
+            kind,
+            key: printable,
+            reason,
+        });
         self.batch.delete_cf(self.store.index.cf(kind), key);
     }
 }
@@ -204,7 +230,10 @@ impl Store {
                         path: path.clone(),
                         reason: format!("file has {} bytes, the index says {}", m.len(), info.size),
                     }),
-                    Err(_) => Err(StoreError::MissingBlob { digest: info.digest, path: path.clone() }),
+                    Err(_) => Err(StoreError::MissingBlob {
+                        digest: info.digest,
+                        path: path.clone(),
+                    }),
                 }
             };
             let issue = match checked {
@@ -212,9 +241,17 @@ impl Store {
                 Err(StoreError::MissingBlob { digest, path }) => {
                     Some(FsckIssue::MissingBlob { digest, path })
                 }
-                Err(StoreError::CorruptBlob { digest, path, reason }) => {
+                Err(StoreError::CorruptBlob {
+                    digest,
+                    path,
+                    reason,
+                }) => {
                     c.files_to_remove.push(path.clone());
-                    Some(FsckIssue::CorruptBlob { digest, path, reason })
+                    Some(FsckIssue::CorruptBlob {
+                        digest,
+                        path,
+                        reason,
+                    })
                 }
                 Err(e) => return Err(e),
             };
@@ -254,17 +291,23 @@ impl Store {
         }
         for (key, sha) in &sha_of {
             if !aliased.contains(key) {
-                c.report.issues.push(FsckIssue::MissingAlias { digest: Digest::blake3(*key) });
+                c.report.issues.push(FsckIssue::MissingAlias {
+                    digest: Digest::blake3(*key),
+                });
                 c.batch.put_cf(idx.cf(index::SHA256), sha.as_bytes(), key);
             }
         }
 
         // Files nobody names.
-        for shard in std::fs::read_dir(&self.layout.blobs).map_err(StoreError::io(&self.layout.blobs))? {
+        for shard in
+            std::fs::read_dir(&self.layout.blobs).map_err(StoreError::io(&self.layout.blobs))?
+        {
             let shard = shard.map_err(StoreError::io(&self.layout.blobs))?;
             let shard_name = shard.file_name().to_string_lossy().into_owned();
             if !shard.path().is_dir() {
-                c.report.issues.push(FsckIssue::OrphanFile { path: shard.path() });
+                c.report
+                    .issues
+                    .push(FsckIssue::OrphanFile { path: shard.path() });
                 c.files_to_remove.push(shard.path());
                 continue;
             }
@@ -273,7 +316,9 @@ impl Store {
                 let name = format!("{shard_name}{}", file.file_name().to_string_lossy());
                 let known = unhex32(&name).is_some_and(|d| good.contains(&d) && hex(&d) == name);
                 if !known && !c.files_to_remove.contains(&file.path()) {
-                    c.report.issues.push(FsckIssue::OrphanFile { path: file.path() });
+                    c.report
+                        .issues
+                        .push(FsckIssue::OrphanFile { path: file.path() });
                     c.files_to_remove.push(file.path());
                 }
             }
@@ -291,7 +336,11 @@ impl Store {
             let recorded = idx.counter(key)?;
             let actual = kept + removing;
             if recorded != actual {
-                c.report.issues.push(FsckIssue::CounterDrift { counter, recorded, actual });
+                c.report.issues.push(FsckIssue::CounterDrift {
+                    counter,
+                    recorded,
+                    actual,
+                });
             }
             if recorded != kept {
                 idx.count(&mut c.batch, key, kept - recorded);
@@ -299,12 +348,20 @@ impl Store {
         }
 
         if options.repair && !c.report.issues.is_empty() {
-            let Check { report, batch, files_to_remove, .. } = c;
+            let Check {
+                report,
+                batch,
+                files_to_remove,
+                ..
+            } = c;
             idx.write(batch)?;
             for path in &files_to_remove {
                 remove_if_exists(path)?;
             }
-            return Ok(FsckReport { repaired: true, ..report });
+            return Ok(FsckReport {
+                repaired: true,
+                ..report
+            });
         }
         Ok(c.report)
     }
@@ -335,7 +392,7 @@ impl Store {
             match rec {
                 Err(reason) => c.corrupt(index::CACHE, &k, reason),
                 Ok(rec) => {
-                    let missing = rec.layer.iter().chain([&rec.config]).find(|d| !present(*d));
+                    let missing = rec.layer.iter().chain([&rec.config]).find(|d| !present(d));
                     if let Some(d) = missing {
                         c.report.issues.push(FsckIssue::DanglingReference {
                             owner: format!("cache entry {}", hex(&k)),

@@ -47,7 +47,10 @@ impl Layout {
         match fs::read_to_string(&self.format) {
             Ok(found) if found == FORMAT_V1 => {}
             Ok(found) => {
-                return Err(StoreError::UnsupportedFormat { path: self.format.clone(), found });
+                return Err(StoreError::UnsupportedFormat {
+                    path: self.format.clone(),
+                    found,
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 fs::create_dir_all(&self.tmp).map_err(StoreError::io(&self.tmp))?;
@@ -60,10 +63,16 @@ impl Layout {
                 sync_dir(&self.blobs)?;
                 // The marker goes last: a store without it is (re)initialised on open.
                 let (mut file, tmp) = create_temp(&self.tmp)?;
-                file.write_all(FORMAT_V1.as_bytes()).map_err(StoreError::io(&tmp))?;
+                file.write_all(FORMAT_V1.as_bytes())
+                    .map_err(StoreError::io(&tmp))?;
                 persist(file, &tmp, &self.format)?;
             }
-            Err(e) => return Err(StoreError::Io { path: self.format.clone(), source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: self.format.clone(),
+                    source: e,
+                });
+            }
         }
         fs::create_dir_all(&self.tmp).map_err(StoreError::io(&self.tmp))?;
         Ok(())
@@ -79,7 +88,12 @@ pub(crate) fn create_temp(dir: &Path) -> Result<(File, PathBuf), StoreError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let path = dir.join(format!("{}-{n}-{nanos:x}.tmp", std::process::id()));
-        match OpenOptions::new().write(true).read(true).create_new(true).open(&path) {
+        match OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(file) => return Ok((file, path)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(StoreError::Io { path, source: e }),
@@ -102,7 +116,9 @@ pub(crate) fn persist(file: File, temp: &Path, target: &Path) -> Result<(), Stor
 
 /// fsyncs a directory so renames and unlinks in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(dir))
 }
 
 /// Removes a file; a file already gone is fine.
@@ -110,7 +126,10 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<bool, StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -121,7 +140,12 @@ pub(crate) fn dir_size(dir: &Path) -> Result<(u64, u64), StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(StoreError::Io { path: dir.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            });
+        }
     };
     for entry in entries {
         let entry = entry.map_err(StoreError::io(dir))?;

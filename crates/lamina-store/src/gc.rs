@@ -72,11 +72,18 @@ impl Marker<'_> {
 }
 
 fn cache_refs(rec: &CacheRecord) -> impl Iterator<Item = [u8; 32]> + '_ {
-    rec.layer.iter().chain(std::iter::once(&rec.config)).map(|d| *d.as_bytes())
+    rec.layer
+        .iter()
+        .chain(std::iter::once(&rec.config))
+        .map(|d| *d.as_bytes())
 }
 
 fn corrupt(kind: &'static str, key: &[u8], reason: String) -> StoreError {
-    StoreError::CorruptRecord { kind, key: hex(key), reason }
+    StoreError::CorruptRecord {
+        kind,
+        key: hex(key),
+        reason,
+    }
 }
 
 impl Store {
@@ -95,13 +102,23 @@ impl Store {
         let now = now_ms();
         let last = self.last_gc_ms.load(Ordering::Relaxed);
         let over_budget = self.options.max_size.is_some_and(|max| {
-            self.index.counter(index::STORED_BYTES).is_ok_and(|s| s > 0 && s as u64 > max)
+            self.index
+                .counter(index::STORED_BYTES)
+                .is_ok_and(|s| s > 0 && s as u64 > max)
         });
-        let interval = if over_budget { 1_000 } else { duration_ms(self.options.gc_interval) };
+        let interval = if over_budget {
+            1_000
+        } else {
+            duration_ms(self.options.gc_interval)
+        };
         if now.saturating_sub(last) < interval {
             return;
         }
-        if self.last_gc_ms.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if self
+            .last_gc_ms
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             // The put that triggered this already succeeded; a failed GC is retried on the
             // next trigger and surfaces in an explicit `gc` or `fsck`.
             let _ = self.gc();
@@ -113,7 +130,10 @@ impl Store {
         let now = now_ms();
         let grace = duration_ms(self.options.min_age);
         let young = |t: u64| now.saturating_sub(t) < grace;
-        let mut report = GcReport { budget_met: true, ..GcReport::default() };
+        let mut report = GcReport {
+            budget_met: true,
+            ..GcReport::default()
+        };
         let mut batch = WriteBatch::default();
 
         let mut layers = HashMap::new();
@@ -123,7 +143,10 @@ impl Store {
             let rec = LayerRecord::decode(&key, &v).map_err(|e| corrupt(index::LAYERS, &k, e.0))?;
             layers.insert(key, rec);
         }
-        let mut marker = Marker { layers: &layers, marked: HashSet::new() };
+        let mut marker = Marker {
+            layers: &layers,
+            marked: HashSet::new(),
+        };
         let mut scratch = Vec::new();
 
         // Leases: headers sort before their members (a key is a prefix of its members').
@@ -131,7 +154,8 @@ impl Store {
         for item in self.index.scan(index::LEASES) {
             let (k, v) = item?;
             if k.len() == 16 {
-                let header = LeaseHeader::decode(&v).map_err(|e| corrupt(index::LEASES, &k, e.0))?;
+                let header =
+                    LeaseHeader::decode(&v).map_err(|e| corrupt(index::LEASES, &k, e.0))?;
                 let id = <[u8; 16]>::try_from(&k[..]).unwrap_or_default();
                 if header.expires_ms > now {
                     live = Some(id);
@@ -147,7 +171,11 @@ impl Store {
                     batch.delete_cf(self.index.cf(index::LEASES), &k);
                 }
             } else {
-                return Err(corrupt(index::LEASES, &k, format!("key has {} bytes", k.len())));
+                return Err(corrupt(
+                    index::LEASES,
+                    &k,
+                    format!("key has {} bytes", k.len()),
+                ));
             }
         }
 
@@ -239,7 +267,8 @@ impl Store {
             batch.delete_cf(self.index.cf(index::BLOBS), key);
             batch.delete_cf(self.index.cf(index::SHA256), info.sha256.as_bytes());
             batch.put_cf(self.index.cf(index::PENDING), key, b"");
-            self.index.count(&mut batch, index::STORED_BYTES, -(info.size as i64));
+            self.index
+                .count(&mut batch, index::STORED_BYTES, -(info.size as i64));
             self.index.count(&mut batch, index::BLOB_COUNT, -1);
             report.blobs_removed += 1;
             report.bytes_freed += info.size;
@@ -251,7 +280,11 @@ impl Store {
                 report.layers_removed += 1;
             }
         }
-        batch.put_cf(self.index.cf(index::META), index::LAST_GC, now.to_le_bytes());
+        batch.put_cf(
+            self.index.cf(index::META),
+            index::LAST_GC,
+            now.to_le_bytes(),
+        );
         self.index.write(batch)?;
         self.last_gc_ms.store(now, Ordering::Relaxed);
 

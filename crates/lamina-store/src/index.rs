@@ -49,7 +49,9 @@ pub(crate) struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,21 +80,33 @@ impl Index {
             }
             ColumnFamilyDescriptor::new(*name, cf)
         });
-        let db = DB::open_cf_descriptors(&opts, path, families)
-            .map_err(|source| StoreError::Index { path: path.to_path_buf(), source })?;
+        let db =
+            DB::open_cf_descriptors(&opts, path, families).map_err(|source| StoreError::Index {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(sync);
-        Ok(Index { db, path: path.to_path_buf(), write_opts })
+        Ok(Index {
+            db,
+            path: path.to_path_buf(),
+            write_opts,
+        })
     }
 
     fn err(&self) -> impl FnOnce(rocksdb::Error) -> StoreError + '_ {
-        |source| StoreError::Index { path: self.path.clone(), source }
+        |source| StoreError::Index {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// The handle of a column family opened in [`Index::open`].
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         // Every name in FAMILIES is opened (or created) by `open`, so this cannot fail.
-        self.db.cf_handle(name).expect("column family opened at start")
+        self.db
+            .cf_handle(name)
+            .expect("column family opened at start")
     }
 
     pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -100,11 +114,15 @@ impl Index {
     }
 
     pub(crate) fn put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db.put_cf_opt(self.cf(cf), key, value, &self.write_opts).map_err(self.err())
+        self.db
+            .put_cf_opt(self.cf(cf), key, value, &self.write_opts)
+            .map_err(self.err())
     }
 
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.db.write_opt(batch, &self.write_opts).map_err(self.err())
+        self.db
+            .write_opt(batch, &self.write_opts)
+            .map_err(self.err())
     }
 
     /// Writes without fsync: for statistics and last-used times, where losing the last
@@ -128,7 +146,9 @@ impl Index {
 
     /// Every entry of a column family, in key order.
     pub(crate) fn scan(&self, cf: &str) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
-        self.db.iterator_cf(self.cf(cf), IteratorMode::Start).map(|r| r.map_err(self.err()))
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::Start)
+            .map(|r| r.map_err(self.err()))
     }
 
     /// The entries whose key starts with `prefix`.

@@ -42,8 +42,13 @@ impl Lease<'_> {
     pub fn add(&self, digest: &Digest) -> Result<(), StoreError> {
         let _gate = self.store.shared();
         self.store.check_lease(&self.id)?;
-        let key = self.store.resolve(digest)?.ok_or(StoreError::NotFound { digest: *digest })?;
-        self.store.index.put(index::LEASES, &member_key(&self.id, &key), &[])
+        let key = self
+            .store
+            .resolve(digest)?
+            .ok_or(StoreError::NotFound { digest: *digest })?;
+        self.store
+            .index
+            .put(index::LEASES, &member_key(&self.id, &key), &[])
     }
 
     /// Extends the lease to expire `ttl` from now.
@@ -51,7 +56,9 @@ impl Lease<'_> {
         let _gate = self.store.shared();
         let mut header = self.store.check_lease(&self.id)?;
         header.expires_ms = now_ms().saturating_add(duration_ms(ttl));
-        self.store.index.put(index::LEASES, &self.id, &header.encode())
+        self.store
+            .index
+            .put(index::LEASES, &self.id, &header.encode())
     }
 
     /// Ends the lease; its blobs become collectable unless something else references them.
@@ -94,7 +101,11 @@ impl Store {
             pid: std::process::id(),
         };
         self.index.put(index::LEASES, &id, &header.encode())?;
-        Ok(Lease { store: self, id, released: false })
+        Ok(Lease {
+            store: self,
+            id,
+            released: false,
+        })
     }
 
     /// The header of a live lease, or `LeaseReleased`.

@@ -62,8 +62,8 @@ pub use fsck::{FsckIssue, FsckOptions, FsckReport};
 pub use gc::GcReport;
 pub use lease::Lease;
 pub use records::{
-    BlobInfo, BlobKind, CacheEntry, CacheRecord, Compression, ImageRecord, ImageState,
-    LayerRecord, LayerVariant,
+    BlobInfo, BlobKind, CacheEntry, CacheRecord, Compression, ImageRecord, ImageState, LayerRecord,
+    LayerVariant,
 };
 pub use stats::{DiskUsage, KindUsage, Stats};
 pub use store::{Blob, BlobMap, Store, StoreOptions};

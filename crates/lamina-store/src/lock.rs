@@ -52,7 +52,10 @@ impl StoreLock {
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(StoreError::Io { path: path.to_path_buf(), source: e });
+                    return Err(StoreError::Io {
+                        path: path.to_path_buf(),
+                        source: e,
+                    });
                 }
             }
         }

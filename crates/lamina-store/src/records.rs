@@ -7,7 +7,8 @@ use crate::encoding::{DecodeError, Decoder, Encoder};
 
 /// Milliseconds since the Unix epoch, the time unit of every record.
 pub(crate) fn to_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The inverse of [`to_ms`].
@@ -35,8 +36,12 @@ pub enum BlobKind {
 
 impl BlobKind {
     /// Every kind, in `du` order.
-    pub const ALL: [BlobKind; 4] =
-        [BlobKind::Layer, BlobKind::Config, BlobKind::Manifest, BlobKind::Other];
+    pub const ALL: [BlobKind; 4] = [
+        BlobKind::Layer,
+        BlobKind::Config,
+        BlobKind::Manifest,
+        BlobKind::Other,
+    ];
 
     fn code(self) -> u8 {
         match self {
@@ -173,7 +178,9 @@ pub struct LayerRecord {
 impl LayerRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
-        e.bytes32(self.diff_id.as_bytes()).varint(self.size).varint(to_ms(self.created));
+        e.bytes32(self.diff_id.as_bytes())
+            .varint(self.size)
+            .varint(to_ms(self.created));
         e.varint(self.variants.len() as u64);
         for v in &self.variants {
             e.u8(v.compression.code())
@@ -200,7 +207,13 @@ impl LayerRecord {
             });
         }
         d.end()?;
-        Ok(LayerRecord { digest: Digest::blake3(*key), diff_id, size, variants, created })
+        Ok(LayerRecord {
+            digest: Digest::blake3(*key),
+            diff_id,
+            size,
+            variants,
+            created,
+        })
     }
 }
 
@@ -239,7 +252,9 @@ impl CacheRecord {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let ttl = self.ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let ttl = self
+            .ttl
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         Encoder::new()
             .opt_bytes32(self.layer.as_ref().map(Digest::as_bytes))
             .bytes32(self.config.as_bytes())
@@ -302,7 +317,9 @@ impl ImageRecord {
             ImageState::Incomplete => 0,
             ImageState::Complete => 1,
         });
-        e.u8(u8::from(self.pinned)).varint(to_ms(self.created)).varint(to_ms(self.updated));
+        e.u8(u8::from(self.pinned))
+            .varint(to_ms(self.created))
+            .varint(to_ms(self.updated));
         e.varint(self.references.len() as u64);
         for r in &self.references {
             e.bytes32(r.as_bytes());
@@ -333,7 +350,15 @@ impl ImageRecord {
             references.push(Digest::blake3(d.bytes32()?));
         }
         d.end()?;
-        Ok(ImageRecord { name, manifest, references, state, pinned, created, updated })
+        Ok(ImageRecord {
+            name,
+            manifest,
+            references,
+            state,
+            pinned,
+            created,
+            updated,
+        })
     }
 }
 
@@ -360,7 +385,11 @@ impl LeaseHeader {
         let expires_ms = d.varint()?;
         let pid = u32::try_from(d.varint()?).map_err(|_| DecodeError("pid overflows".into()))?;
         d.end()?;
-        Ok(LeaseHeader { created_ms, expires_ms, pid })
+        Ok(LeaseHeader {
+            created_ms,
+            expires_ms,
+            pid,
+        })
     }
 }
 
@@ -384,16 +413,27 @@ mod tests {
             created: t(5),
             last_used: t(9),
         };
-        assert_eq!(BlobInfo::decode(b.as_bytes(), &blob.encode()).unwrap(), blob);
+        assert_eq!(
+            BlobInfo::decode(b.as_bytes(), &blob.encode()).unwrap(),
+            blob
+        );
 
         let layer = LayerRecord {
             digest: b,
             diff_id: s,
             size: 10,
-            variants: vec![LayerVariant { compression: Compression::Zstd, digest: b, sha256: s, size: 3 }],
+            variants: vec![LayerVariant {
+                compression: Compression::Zstd,
+                digest: b,
+                sha256: s,
+                size: 3,
+            }],
             created: t(1),
         };
-        assert_eq!(LayerRecord::decode(b.as_bytes(), &layer.encode()).unwrap(), layer);
+        assert_eq!(
+            LayerRecord::decode(b.as_bytes(), &layer.encode()).unwrap(),
+            layer
+        );
 
         let cache = CacheRecord {
             key: [3; 32],
@@ -403,7 +443,10 @@ mod tests {
             last_used: t(2),
             ttl: Some(Duration::from_secs(60)),
         };
-        assert_eq!(CacheRecord::decode(&[3; 32], &cache.encode()).unwrap(), cache);
+        assert_eq!(
+            CacheRecord::decode(&[3; 32], &cache.encode()).unwrap(),
+            cache
+        );
         assert_eq!(cache.expires(Duration::from_secs(1)), t(60_002));
 
         let image = ImageRecord {
@@ -415,9 +458,16 @@ mod tests {
             created: t(1),
             updated: t(2),
         };
-        assert_eq!(ImageRecord::decode(b"app:v1", &image.encode()).unwrap(), image);
+        assert_eq!(
+            ImageRecord::decode(b"app:v1", &image.encode()).unwrap(),
+            image
+        );
 
-        let lease = LeaseHeader { created_ms: 1, expires_ms: 2, pid: 77 };
+        let lease = LeaseHeader {
+            created_ms: 1,
+            expires_ms: 2,
+            pid: 77,
+        };
         assert_eq!(LeaseHeader::decode(&lease.encode()).unwrap(), lease);
     }
 
@@ -434,7 +484,10 @@ mod tests {
         };
         let bytes = blob.encode();
         for cut in 0..bytes.len() {
-            assert!(BlobInfo::decode(b.as_bytes(), &bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                BlobInfo::decode(b.as_bytes(), &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -12,8 +12,15 @@ use crate::{
 
 const MAX_IMAGE_NAME: usize = 4096;
 
-fn corrupt(kind: &'static str, key: String) -> impl FnOnce(crate::encoding::DecodeError) -> StoreError {
-    move |e| StoreError::CorruptRecord { kind, key, reason: e.0 }
+fn corrupt(
+    kind: &'static str,
+    key: String,
+) -> impl FnOnce(crate::encoding::DecodeError) -> StoreError {
+    move |e| StoreError::CorruptRecord {
+        kind,
+        key,
+        reason: e.0,
+    }
 }
 
 impl Store {
@@ -37,7 +44,11 @@ impl Store {
         if let Some(old) = self.layer(&layer.digest)? {
             record.created = old.created;
             for v in old.variants {
-                if !record.variants.iter().any(|n| n.compression == v.compression) {
+                if !record
+                    .variants
+                    .iter()
+                    .any(|n| n.compression == v.compression)
+                {
                     record.variants.push(v);
                 }
             }
@@ -48,7 +59,9 @@ impl Store {
 
     /// The layer record for the blake3 of an uncompressed tar.
     pub fn layer(&self, digest: &Digest) -> Result<Option<LayerRecord>, StoreError> {
-        let Some(key) = self.resolve(digest)? else { return Ok(None) };
+        let Some(key) = self.resolve(digest)? else {
+            return Ok(None);
+        };
         match self.index.get(index::LAYERS, &key)? {
             None => Ok(None),
             Some(v) => LayerRecord::decode(&key, &v)
@@ -59,13 +72,23 @@ impl Store {
 
     /// Stores what a build step produced under its cache key. The layer and config must
     /// already be stored.
-    pub fn put_cache_entry(&self, key: &[u8; 32], entry: &CacheEntry) -> Result<CacheRecord, StoreError> {
+    pub fn put_cache_entry(
+        &self,
+        key: &[u8; 32],
+        entry: &CacheEntry,
+    ) -> Result<CacheRecord, StoreError> {
         let _gate = self.shared();
         let layer = entry.layer.as_ref().map(|l| self.require(l)).transpose()?;
         let config = self.require(&entry.config)?;
         let now = from_ms(now_ms());
-        let record =
-            CacheRecord { key: *key, layer, config, created: now, last_used: now, ttl: entry.ttl };
+        let record = CacheRecord {
+            key: *key,
+            layer,
+            config,
+            created: now,
+            last_used: now,
+            ttl: entry.ttl,
+        };
         self.index.put(index::CACHE, key, &record.encode())?;
         Ok(record)
     }
@@ -73,7 +96,9 @@ impl Store {
     /// Looks a cache key up; an expired entry is a miss. A hit counts as a use and pushes
     /// the expiry back.
     pub fn cache_entry(&self, key: &[u8; 32]) -> Result<Option<CacheRecord>, StoreError> {
-        let Some(mut record) = self.cache_record(key)? else { return Ok(None) };
+        let Some(mut record) = self.cache_record(key)? else {
+            return Ok(None);
+        };
         let now = now_ms();
         if to_ms(record.expires(self.options.default_ttl)) <= now {
             return Ok(None);
@@ -92,7 +117,9 @@ impl Store {
     pub(crate) fn cache_record(&self, key: &[u8; 32]) -> Result<Option<CacheRecord>, StoreError> {
         match self.index.get(index::CACHE, key)? {
             None => Ok(None),
-            Some(v) => CacheRecord::decode(key, &v).map(Some).map_err(corrupt(index::CACHE, hex(key))),
+            Some(v) => CacheRecord::decode(key, &v)
+                .map(Some)
+                .map_err(corrupt(index::CACHE, hex(key))),
         }
     }
 
@@ -137,7 +164,8 @@ impl Store {
             created: old.map_or(now, |o| o.created),
             updated: now,
         };
-        self.index.put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        self.index
+            .put(index::IMAGES, name.as_bytes(), &record.encode())?;
         Ok(record)
     }
 
@@ -156,8 +184,10 @@ impl Store {
         let mut out = Vec::new();
         for item in self.index.scan(index::IMAGES) {
             let (k, v) = item?;
-            let record = ImageRecord::decode(&k, &v)
-                .map_err(corrupt(index::IMAGES, String::from_utf8_lossy(&k).into_owned()))?;
+            let record = ImageRecord::decode(&k, &v).map_err(corrupt(
+                index::IMAGES,
+                String::from_utf8_lossy(&k).into_owned(),
+            ))?;
             out.push(record);
         }
         Ok(out)
@@ -166,20 +196,25 @@ impl Store {
     /// Pins or unpins an image; pinned images refuse [`Store::remove_image`].
     pub fn set_pinned(&self, name: &str, pinned: bool) -> Result<ImageRecord, StoreError> {
         let _gate = self.shared();
-        let mut record =
-            self.image(name)?.ok_or_else(|| StoreError::ImageNotFound { name: name.to_owned() })?;
+        let mut record = self.image(name)?.ok_or_else(|| StoreError::ImageNotFound {
+            name: name.to_owned(),
+        })?;
         record.pinned = pinned;
         record.updated = SystemTime::now();
-        self.index.put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        self.index
+            .put(index::IMAGES, name.as_bytes(), &record.encode())?;
         Ok(record)
     }
 
     /// Removes a name; what only it referenced becomes collectable.
     pub fn remove_image(&self, name: &str) -> Result<ImageRecord, StoreError> {
-        let record =
-            self.image(name)?.ok_or_else(|| StoreError::ImageNotFound { name: name.to_owned() })?;
+        let record = self.image(name)?.ok_or_else(|| StoreError::ImageNotFound {
+            name: name.to_owned(),
+        })?;
         if record.pinned {
-            return Err(StoreError::Pinned { name: name.to_owned() });
+            return Err(StoreError::Pinned {
+                name: name.to_owned(),
+            });
         }
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_cf(self.index.cf(index::IMAGES), name.as_bytes());
@@ -189,7 +224,12 @@ impl Store {
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {
-    let invalid = |reason| Err(StoreError::InvalidImageName { name: name.to_owned(), reason });
+    let invalid = |reason| {
+        Err(StoreError::InvalidImageName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return invalid("the name is empty");
     }

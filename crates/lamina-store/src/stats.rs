@@ -41,7 +41,11 @@ impl Stats {
     /// Fraction of puts that were dedupe hits.
     pub fn hit_rate(&self) -> f64 {
         let total = self.dedupe_hits + self.dedupe_misses;
-        if total == 0 { 0.0 } else { self.dedupe_hits as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            self.dedupe_hits as f64 / total as f64
+        }
     }
 }
 
@@ -113,8 +117,14 @@ impl Store {
 
     /// Disk usage per blob kind, plus the index and staging directories.
     pub fn du(&self) -> Result<DiskUsage, StoreError> {
-        let mut kinds: Vec<KindUsage> =
-            BlobKind::ALL.iter().map(|&kind| KindUsage { kind, blobs: 0, bytes: 0 }).collect();
+        let mut kinds: Vec<KindUsage> = BlobKind::ALL
+            .iter()
+            .map(|&kind| KindUsage {
+                kind,
+                blobs: 0,
+                bytes: 0,
+            })
+            .collect();
         for info in self.blobs() {
             let info = info?;
             if let Some(k) = kinds.iter_mut().find(|k| k.kind == info.kind) {

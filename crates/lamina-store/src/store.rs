@@ -129,7 +129,9 @@ impl Store {
         for item in self.index.scan(index::PENDING) {
             let (key, _) = item?;
             batch.delete_cf(self.index.cf(index::PENDING), &key);
-            let Ok(digest) = <[u8; 32]>::try_from(&key[..]) else { continue };
+            let Ok(digest) = <[u8; 32]>::try_from(&key[..]) else {
+                continue;
+            };
             if self.index.get(index::BLOBS, &digest)?.is_none() {
                 remove_if_exists(&self.layout.blob_path(&digest))?;
             }
@@ -164,13 +166,13 @@ impl Store {
     pub(crate) fn record(&self, key: &[u8; 32]) -> Result<Option<BlobInfo>, StoreError> {
         match self.index.get(index::BLOBS, key)? {
             None => Ok(None),
-            Some(v) => BlobInfo::decode(key, &v).map(Some).map_err(|e| {
-                StoreError::CorruptRecord {
+            Some(v) => BlobInfo::decode(key, &v)
+                .map(Some)
+                .map_err(|e| StoreError::CorruptRecord {
                     kind: index::BLOBS,
                     key: Digest::blake3(*key).to_string(),
                     reason: e.0,
-                }
-            }),
+                }),
         }
     }
 
@@ -211,12 +213,17 @@ impl Store {
     }
 
     fn open_file(&self, digest: &Digest) -> Result<Option<(BlobInfo, File)>, StoreError> {
-        let Some(info) = self.stat(digest)? else { return Ok(None) };
+        let Some(info) = self.stat(digest)? else {
+            return Ok(None);
+        };
         let path = self.blob_path(&info);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingBlob { digest: info.digest, path });
+                return Err(StoreError::MissingBlob {
+                    digest: info.digest,
+                    path,
+                });
             }
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
@@ -235,12 +242,16 @@ impl Store {
     /// Opens a blob for reading; a miss is `Ok(None)`. Bytes are not re-hashed (see
     /// [`Store::verify`]), but a size mismatch or a missing file is an error.
     pub fn get(&self, digest: &Digest) -> Result<Option<Blob>, StoreError> {
-        Ok(self.open_file(digest)?.map(|(info, file)| Blob { info, file }))
+        Ok(self
+            .open_file(digest)?
+            .map(|(info, file)| Blob { info, file }))
     }
 
     /// Reads a whole blob into memory.
     pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(mut blob) = self.get(digest)? else { return Ok(None) };
+        let Some(mut blob) = self.get(digest)? else {
+            return Ok(None);
+        };
         let mut out = Vec::with_capacity(usize::try_from(blob.info.size).unwrap_or(0));
         let path = self.blob_path(&blob.info);
         blob.read_to_end(&mut out).map_err(StoreError::io(path))?;
@@ -249,20 +260,28 @@ impl Store {
 
     /// Memory-maps a blob; a miss is `Ok(None)`.
     pub fn map(&self, digest: &Digest) -> Result<Option<BlobMap>, StoreError> {
-        let Some((info, file)) = self.open_file(digest)? else { return Ok(None) };
+        let Some((info, file)) = self.open_file(digest)? else {
+            return Ok(None);
+        };
         if info.size == 0 {
             return Ok(Some(BlobMap { info, map: None }));
         }
         // SAFETY: blob files are immutable once renamed into place: the store never writes
         // to them again, and GC only unlinks them, which leaves existing mappings valid.
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(StoreError::io(self.layout.blob_path(info.digest.as_bytes())))?;
-        Ok(Some(BlobMap { info, map: Some(map) }))
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(
+            self.layout.blob_path(info.digest.as_bytes()),
+        ))?;
+        Ok(Some(BlobMap {
+            info,
+            map: Some(map),
+        }))
     }
 
     /// Re-hashes a blob and checks size, blake3 and sha256 against its record.
     pub fn verify(&self, digest: &Digest) -> Result<BlobInfo, StoreError> {
-        let info = self.stat(digest)?.ok_or(StoreError::NotFound { digest: *digest })?;
+        let info = self
+            .stat(digest)?
+            .ok_or(StoreError::NotFound { digest: *digest })?;
         verify_file(&self.blob_path(&info), &info)?;
         Ok(info)
     }
@@ -274,9 +293,17 @@ pub(crate) fn verify_file(path: &Path, info: &BlobInfo) -> Result<(), StoreError
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::MissingBlob { digest: info.digest, path: path.to_path_buf() });
+            return Err(StoreError::MissingBlob {
+                digest: info.digest,
+                path: path.to_path_buf(),
+            });
         }
-        Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
     };
     let mut b3 = blake3::Hasher::new();
     let mut s2 = sha2::Sha256::new();
@@ -297,7 +324,10 @@ pub(crate) fn verify_file(path: &Path, info: &BlobInfo) -> Result<(), StoreError
         reason,
     };
     if size != info.size {
-        return Err(corrupt(format!("file has {size} bytes, the index says {}", info.size)));
+        return Err(corrupt(format!(
+            "file has {size} bytes, the index says {}",
+            info.size
+        )));
     }
     let actual = Digest::blake3(*b3.finalize().as_bytes());
     if actual != info.digest {
@@ -305,7 +335,10 @@ pub(crate) fn verify_file(path: &Path, info: &BlobInfo) -> Result<(), StoreError
     }
     let actual = Digest::sha256(s2.finalize().into());
     if actual != info.sha256 {
-        return Err(corrupt(format!("content's sha256 is {actual}, the index says {}", info.sha256)));
+        return Err(corrupt(format!(
+            "content's sha256 is {actual}, the index says {}",
+            info.sha256
+        )));
     }
     Ok(())
 }

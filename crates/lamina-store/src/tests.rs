@@ -4,7 +4,11 @@ use super::*;
 use crate::index;
 
 fn open(dir: &std::path::Path) -> Store {
-    let options = StoreOptions { min_age: std::time::Duration::ZERO, auto_gc: false, ..Default::default() };
+    let options = StoreOptions {
+        min_age: std::time::Duration::ZERO,
+        auto_gc: false,
+        ..Default::default()
+    };
     Store::open(dir.join("s"), options).unwrap()
 }
 
@@ -13,7 +17,10 @@ fn corrupt_blob_record_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let info = store.put_bytes(BlobKind::Other, b"abc").unwrap();
-    store.index.put(index::BLOBS, info.digest.as_bytes(), &[1, 0xff]).unwrap();
+    store
+        .index
+        .put(index::BLOBS, info.digest.as_bytes(), &[1, 0xff])
+        .unwrap();
     let err = store.stat(&info.digest).unwrap_err();
     match &err {
         StoreError::CorruptRecord { kind, key, .. } => {
@@ -23,9 +30,24 @@ fn corrupt_blob_record_is_an_error_naming_it() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(err.to_string().contains("fsck"));
-    let report = store.fsck(FsckOptions { repair: true, verify_content: true }).unwrap();
-    assert!(report.issues.iter().any(|i| matches!(i, FsckIssue::CorruptRecord { kind: "blobs", .. })));
-    assert!(report.issues.iter().any(|i| matches!(i, FsckIssue::OrphanFile { .. })));
+    let report = store
+        .fsck(FsckOptions {
+            repair: true,
+            verify_content: true,
+        })
+        .unwrap();
+    assert!(
+        report
+            .issues
+            .iter()
+            .any(|i| matches!(i, FsckIssue::CorruptRecord { kind: "blobs", .. }))
+    );
+    assert!(
+        report
+            .issues
+            .iter()
+            .any(|i| matches!(i, FsckIssue::OrphanFile { .. }))
+    );
     assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
     assert_eq!(store.stat(&info.digest).unwrap(), None);
 }
@@ -34,10 +56,19 @@ fn corrupt_blob_record_is_an_error_naming_it() {
 fn corrupt_image_record_stops_gc_instead_of_losing_roots() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.index.put(index::IMAGES, b"app:v1", &[1, 2, 3]).unwrap();
+    store
+        .index
+        .put(index::IMAGES, b"app:v1", &[1, 2, 3])
+        .unwrap();
     let err = store.gc().unwrap_err();
-    assert!(matches!(err, StoreError::CorruptRecord { kind: "images", .. }), "{err}");
-    assert!(matches!(store.image("app:v1"), Err(StoreError::CorruptRecord { .. })));
+    assert!(
+        matches!(err, StoreError::CorruptRecord { kind: "images", .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        store.image("app:v1"),
+        Err(StoreError::CorruptRecord { .. })
+    ));
 }
 
 #[test]
@@ -48,7 +79,10 @@ fn pending_file_without_record_is_removed_on_open() {
         let store = open(dir.path());
         let path = store.layout.blob_path(digest.as_bytes());
         std::fs::write(&path, b"half-written").unwrap();
-        store.index.put(index::PENDING, digest.as_bytes(), &[]).unwrap();
+        store
+            .index
+            .put(index::PENDING, digest.as_bytes(), &[])
+            .unwrap();
         std::fs::write(store.layout.tmp.join("junk.tmp"), b"x").unwrap();
         path
     };
@@ -66,10 +100,19 @@ fn counters_drift_is_found_and_fixed() {
     let mut batch = rocksdb::WriteBatch::default();
     store.index.count(&mut batch, index::STORED_BYTES, 100);
     store.index.write(batch).unwrap();
-    let report = store.fsck(FsckOptions { repair: true, verify_content: false }).unwrap();
+    let report = store
+        .fsck(FsckOptions {
+            repair: true,
+            verify_content: false,
+        })
+        .unwrap();
     assert_eq!(
         report.issues,
-        vec![FsckIssue::CounterDrift { counter: "stored_bytes", recorded: 105, actual: 5 }]
+        vec![FsckIssue::CounterDrift {
+            counter: "stored_bytes",
+            recorded: 105,
+            actual: 5
+        }]
     );
     assert_eq!(store.stats().unwrap().stored_bytes, 5);
 }
@@ -77,7 +120,12 @@ fn counters_drift_is_found_and_fixed() {
 #[test]
 fn location_follows_env_precedence() {
     let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| std::ffi::OsString::from(*v))
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| std::ffi::OsString::from(*v))
+        }
     };
     assert_eq!(
         location_from(env(&[("LAMINA_STORE", "/s"), ("HOME", "/h")])).unwrap(),
@@ -91,5 +139,8 @@ fn location_follows_env_precedence() {
         location_from(env(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")])).unwrap(),
         PathBuf::from("/h/.cache/lamina/store")
     );
-    assert!(matches!(location_from(env(&[])), Err(StoreError::NoLocation)));
+    assert!(matches!(
+        location_from(env(&[])),
+        Err(StoreError::NoLocation)
+    ));
 }

@@ -1,0 +1,254 @@
+//! GC, TTL, size budget, leases and accounting.
+
+use std::io::Write;
+use std::time::Duration;
+
+use lamina_store::{
+    BlobKind, CacheEntry, Compression, Digest, FsckOptions, ImageState, LayerRecord, LayerVariant,
+    Store, StoreError, StoreOptions,
+};
+
+use super::{data, open, quick};
+
+#[test]
+fn gc_keeps_roots_and_sweeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let loose = store.put_bytes(BlobKind::Other, b"loose").unwrap();
+    let manifest = store.put_bytes(BlobKind::Manifest, b"manifest").unwrap();
+    let config = store.put_bytes(BlobKind::Config, b"config").unwrap();
+    let gz = store.put_bytes(BlobKind::Layer, b"gzip bytes").unwrap();
+    let tar = Digest::blake3_of(b"tar bytes");
+    store
+        .put_layer(&LayerRecord {
+            digest: tar,
+            diff_id: Digest::sha256_of(b"tar bytes"),
+            size: 9,
+            variants: vec![LayerVariant {
+                compression: Compression::Gzip,
+                digest: gz.digest,
+                sha256: gz.sha256,
+                size: gz.size,
+            }],
+            created: std::time::SystemTime::now(),
+        })
+        .unwrap();
+    // References by sha256 resolve to blake3.
+    store
+        .tag_image(
+            "app:v1",
+            &manifest.sha256,
+            &[config.sha256, tar],
+            ImageState::Complete,
+        )
+        .unwrap();
+
+    let report = store.gc().unwrap();
+    assert_eq!((report.blobs_removed, report.bytes_freed), (1, 5));
+    assert_eq!(report.blobs_kept, 3);
+    assert!(store.stat(&loose.digest).unwrap().is_none());
+    assert!(!store.blob_path(&loose).exists());
+    for kept in [&manifest, &config, &gz] {
+        store.verify(&kept.digest).unwrap();
+    }
+    assert!(store.layer(&tar).unwrap().is_some());
+
+    // Pinned images refuse removal; once removed, everything goes.
+    store.set_pinned("app:v1", true).unwrap();
+    assert!(matches!(
+        store.remove_image("app:v1"),
+        Err(StoreError::Pinned { .. })
+    ));
+    store.set_pinned("app:v1", false).unwrap();
+    store.remove_image("app:v1").unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!((report.blobs_removed, report.layers_removed), (3, 1));
+    assert_eq!(store.stats().unwrap().stored_bytes, 0);
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
+}
+
+#[test]
+fn young_blobs_survive_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        min_age: Duration::from_secs(600),
+        ..quick()
+    };
+    let store = Store::open(dir.path().join("store"), options).unwrap();
+    let info = store.put_bytes(BlobKind::Other, b"fresh").unwrap();
+    assert_eq!(store.gc().unwrap().blobs_removed, 0);
+    store.verify(&info.digest).unwrap();
+}
+
+#[test]
+fn cache_entries_expire_after_their_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        default_ttl: Duration::from_millis(150),
+        ..quick()
+    };
+    let store = Store::open(dir.path().join("store"), options).unwrap();
+    let short = store.put_bytes(BlobKind::Config, b"short-lived").unwrap();
+    let long = store.put_bytes(BlobKind::Config, b"long-lived").unwrap();
+    let entry = |config: Digest, ttl| CacheEntry {
+        layer: None,
+        config,
+        ttl,
+    };
+    store
+        .put_cache_entry(&[1; 32], &entry(short.digest, None))
+        .unwrap();
+    store
+        .put_cache_entry(
+            &[2; 32],
+            &entry(long.digest, Some(Duration::from_secs(3600))),
+        )
+        .unwrap();
+    assert!(store.cache_entry(&[1; 32]).unwrap().is_some());
+    assert_eq!(store.gc().unwrap().blobs_removed, 0);
+
+    std::thread::sleep(Duration::from_millis(250));
+    assert!(
+        store.cache_entry(&[1; 32]).unwrap().is_none(),
+        "expired entries are misses"
+    );
+    let report = store.gc().unwrap();
+    assert_eq!((report.cache_expired, report.blobs_removed), (1, 1));
+    assert!(store.stat(&short.digest).unwrap().is_none());
+    assert_eq!(
+        store.cache_entry(&[2; 32]).unwrap().unwrap().config,
+        long.digest
+    );
+
+    let missing = CacheEntry {
+        layer: Some(Digest::blake3_of(b"x")),
+        config: long.digest,
+        ttl: None,
+    };
+    assert!(matches!(
+        store.put_cache_entry(&[3; 32], &missing),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn size_budget_evicts_least_recently_used_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_size: Some(2_500),
+        ..quick()
+    };
+    let store = Store::open(dir.path().join("store"), options).unwrap();
+    for i in 0..4u8 {
+        let blob = store
+            .put_bytes(BlobKind::Config, &data(u64::from(i) + 10, 1000))
+            .unwrap();
+        store
+            .put_cache_entry(
+                &[i; 32],
+                &CacheEntry {
+                    layer: None,
+                    config: blob.digest,
+                    ttl: None,
+                },
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let report = store.gc().unwrap();
+    assert_eq!(report.cache_evicted, 2);
+    assert!(report.budget_met);
+    assert!(store.stats().unwrap().stored_bytes <= 2_500);
+    assert!(store.cache_entry(&[0; 32]).unwrap().is_none());
+    assert!(store.cache_entry(&[1; 32]).unwrap().is_none());
+    assert!(store.cache_entry(&[2; 32]).unwrap().is_some());
+    assert!(store.cache_entry(&[3; 32]).unwrap().is_some());
+}
+
+#[test]
+fn leases_protect_blobs_of_builds_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let lease = store.lease(Duration::from_secs(60)).unwrap();
+    let mut w = store.writer(BlobKind::Layer).unwrap().lease(&lease);
+    w.write_all(b"layer being built").unwrap();
+    let written = w.commit().unwrap();
+    let added = store
+        .put_bytes(BlobKind::Config, b"config being built")
+        .unwrap();
+    lease.add(&added.sha256).unwrap();
+    assert_eq!(store.stats().unwrap().leases, 1);
+    assert_eq!(store.gc().unwrap().blobs_removed, 0);
+    lease.release().unwrap();
+    assert_eq!(store.gc().unwrap().blobs_removed, 2);
+    assert!(store.stat(&written.digest).unwrap().is_none());
+
+    let expired = store.lease(Duration::from_millis(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(matches!(
+        expired.add(&added.digest),
+        Err(StoreError::LeaseReleased { .. })
+    ));
+    assert_eq!(store.gc().unwrap().leases_expired, 1);
+}
+
+#[test]
+fn accounting_matches_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut keep = Vec::new();
+    for i in 0..40 {
+        let info = store
+            .put_bytes(BlobKind::Layer, &data(100 + i, (i as usize) * 997))
+            .unwrap();
+        if i % 2 == 0 {
+            keep.push(info.digest);
+        }
+    }
+    let check = |store: &Store| {
+        let stats = store.stats().unwrap();
+        let du = store.du().unwrap();
+        assert_eq!(stats.stored_bytes, du.blob_files_bytes);
+        let by_kind: u64 = du.kinds.iter().map(|k| k.bytes).sum();
+        assert_eq!(by_kind, du.blob_files_bytes);
+        assert!(du.index_bytes > 0);
+        assert_eq!(
+            du.total_bytes(),
+            du.blob_files_bytes + du.index_bytes + du.tmp_bytes
+        );
+    };
+    check(&store);
+    let manifest = store.put_bytes(BlobKind::Manifest, b"m").unwrap();
+    store
+        .tag_image("keep:1", &manifest.digest, &keep, ImageState::Complete)
+        .unwrap();
+    assert_eq!(store.gc().unwrap().blobs_removed, 20);
+    check(&store);
+    drop(store);
+    check(&open(dir.path()));
+}
+
+#[test]
+fn automatic_gc_runs_after_writes_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store"), options_with_auto()).unwrap();
+    // A fresh store has never collected: the first put triggers GC, which (min_age 0)
+    // takes the unreferenced blob; the next put falls inside the interval.
+    let first = store.put_bytes(BlobKind::Other, b"first").unwrap();
+    assert!(store.stat(&first.digest).unwrap().is_none());
+    let second = store.put_bytes(BlobKind::Other, b"second").unwrap();
+    assert!(store.stat(&second.digest).unwrap().is_some());
+    drop(store);
+    // The last GC time persists, so reopening does not collect again at once.
+    let store = Store::open(dir.path().join("store"), options_with_auto()).unwrap();
+    store.put_bytes(BlobKind::Other, b"third").unwrap();
+    assert!(store.stat(&second.digest).unwrap().is_some());
+}
+
+fn options_with_auto() -> StoreOptions {
+    StoreOptions {
+        auto_gc: true,
+        gc_interval: Duration::from_secs(3600),
+        ..quick()
+    }
+}
