@@ -131,5 +131,22 @@ pub enum SpecError {
     },
 }
 
+impl SpecError {
+    /// The error for a failed read of a local input: `LocalPathMissing` when it is absent,
+    /// `Io` otherwise.
+    pub fn reading(path: &std::path::Path, source: std::io::Error) -> SpecError {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            SpecError::LocalPathMissing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            SpecError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+}
+
 /// `Result` with [`SpecError`].
 pub type Result<T, E = SpecError> = std::result::Result<T, E>;

@@ -183,7 +183,7 @@ pub fn resolve_copy_inputs_with(
 /// that `ignore` (with paths relative to `dir`) does not hide, sorted byte-wise by name.
 /// Symlinks are not followed.
 pub fn hash_tree(dir: &Path, ignore: &IgnoreRules) -> Result<Vec<TreeEntry>> {
-    let meta = std::fs::metadata(dir).map_err(|source| missing_or_io(dir, source))?;
+    let meta = std::fs::metadata(dir).map_err(|source| SpecError::reading(dir, source))?;
     if !meta.is_dir() {
         return Err(SpecError::NotADirectory {
             path: dir.to_path_buf(),
@@ -196,23 +196,14 @@ pub fn hash_tree(dir: &Path, ignore: &IgnoreRules) -> Result<Vec<TreeEntry>> {
 }
 
 fn canonical_root(root: &Path) -> Result<PathBuf> {
-    let canonical = std::fs::canonicalize(root).map_err(|source| missing_or_io(root, source))?;
+    let canonical =
+        std::fs::canonicalize(root).map_err(|source| SpecError::reading(root, source))?;
     if !canonical.is_dir() {
         return Err(SpecError::NotADirectory {
             path: root.to_path_buf(),
         });
     }
     Ok(canonical)
-}
-
-fn missing_or_io(path: &Path, source: std::io::Error) -> SpecError {
-    if source.kind() == std::io::ErrorKind::NotFound {
-        SpecError::LocalPathMissing {
-            path: path.to_path_buf(),
-        }
-    } else {
-        io_error(path, source)
-    }
 }
 
 /// A source split into cleaned components, and how many leading components `--parents`

@@ -61,20 +61,7 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
 
 /// Fails unless `path` exists and is of `kind` (symlinks followed).
 pub(super) fn check_kind(path: &Path, kind: Kind) -> Result<()> {
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SpecError::LocalPathMissing {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(source) => {
-            return Err(SpecError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+    let metadata = std::fs::metadata(path).map_err(|error| SpecError::reading(path, error))?;
     match kind {
         Kind::File if !metadata.is_file() => Err(SpecError::NotAFile {
             path: path.to_path_buf(),

@@ -156,15 +156,7 @@ impl Image {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let argv: Vec<String> = argv.into_iter().map(|a| a.as_ref().to_string()).collect();
-        let shown = format!("{argv:?}");
-        self.append(
-            "entrypoint",
-            "argv",
-            &shown,
-            Instruction::Entrypoint(Command::Exec(argv)),
-            None,
-        )
+        self.exec_form("entrypoint", argv, Instruction::Entrypoint)
     }
 
     /// `CMD ["a", "b"]` (exec form).
@@ -173,13 +165,26 @@ impl Image {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.exec_form("cmd", argv, Instruction::Cmd)
+    }
+
+    fn exec_form<I, S>(
+        self,
+        method: &'static str,
+        argv: I,
+        instruction: fn(Command) -> Instruction,
+    ) -> Result<Image>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let argv: Vec<String> = argv.into_iter().map(|a| a.as_ref().to_string()).collect();
         let shown = format!("{argv:?}");
         self.append(
-            "cmd",
+            method,
             "argv",
             &shown,
-            Instruction::Cmd(Command::Exec(argv)),
+            instruction(Command::Exec(argv)),
             None,
         )
     }

@@ -40,20 +40,7 @@ const STEP_KEYS: &str = "pip_install, pip_install_from_requirements, pip_install
 
 /// Reads a definition file; relative paths in it resolve against the file's folder.
 pub fn load_definition(path: &Path) -> Result<Image> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SpecError::LocalPathMissing {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(source) => {
-            return Err(SpecError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+    let text = std::fs::read_to_string(path).map_err(|error| SpecError::reading(path, error))?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let base_dir = if base_dir.as_os_str().is_empty() {
         Path::new(".")
