@@ -1,4 +1,4 @@
-//! `gen-tree <dir> [--preset small|large|mixed] [--small-files N] [--small-min BYTES]
+//! `gen-tree <dir> [--preset small|large|mixed|layer] [--small-files N] [--small-min BYTES]
 //! [--small-max BYTES] [--large-files N] [--large-mib MIB] [--seed N]`
 //!
 //! Writes a deterministic benchmark tree (see `lamina_benches::generate_tree`) and prints
@@ -22,10 +22,12 @@ fn main() -> Result<(), Box<dyn Error>> {
                     "small" => TreeSpec::small_files(),
                     "large" => TreeSpec::large_files(),
                     "mixed" => TreeSpec::mixed(),
+                    "layer" => TreeSpec::layer(),
                     other => {
-                        return Err(
-                            format!("unknown preset {other:?}: use small, large or mixed").into(),
-                        );
+                        return Err(format!(
+                            "unknown preset {other:?}: use small, large, mixed or layer"
+                        )
+                        .into());
                     }
                 }
             }
@@ -40,8 +42,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             extra => return Err(format!("unexpected argument {extra:?}").into()),
         }
     }
-    let dir =
-        dir.ok_or("usage: gen-tree <dir> [--preset small|large|mixed] [--small-files N] ...")?;
+    let dir = dir
+        .ok_or("usage: gen-tree <dir> [--preset small|large|mixed|layer] [--small-files N] ...")?;
     let stats = generate_tree(&dir, &spec)?;
     writeln!(
         std::io::stdout().lock(),

@@ -60,6 +60,16 @@ impl TreeSpec {
             ..TreeSpec::small_files()
         }
     }
+
+    /// About 500 MB for layer benchmarks: 10,000 files of 1–16 KiB plus 6 files of 64 MiB.
+    pub fn layer() -> Self {
+        TreeSpec {
+            small_files: 10_000,
+            large_files: 6,
+            large_size: 64 << 20,
+            ..TreeSpec::small_files()
+        }
+    }
 }
 
 impl Default for TreeSpec {

@@ -156,11 +156,12 @@ impl LayerWriter {
         let o = &self.options;
         let compressed = o.compression != Compression::None;
         let level = o.level.unwrap_or(o.compression.default_level());
-        let blob = BlobHasher::new(out, compressed);
+        let blob = BlobHasher::new(out, compressed).map_err(LayerError::sink)?;
         let enc =
             Encoder::new(blob, o.compression, level, o.zstd_workers).map_err(LayerError::sink)?;
         // Large buffer in front of the hashers: blake3 is fastest on big updates.
-        let mut tar = BufWriter::with_capacity(1 << 20, TarHasher::new(enc));
+        let hasher = TarHasher::new(enc).map_err(LayerError::sink)?;
+        let mut tar = BufWriter::with_capacity(1 << 20, hasher);
         let mut links = HashMap::new();
         let mut buf = vec![0u8; 1 << 20];
         for entry in plan {
@@ -170,9 +171,10 @@ impl LayerWriter {
         let hasher = tar
             .into_inner()
             .map_err(|e| LayerError::sink(e.into_error()))?;
-        let (enc, diff_id, blake3, uncompressed_size) = hasher.finish();
+        let (enc, diff_id, blake3, uncompressed_size) =
+            hasher.finish().map_err(LayerError::sink)?;
         let blob = enc.finish().map_err(LayerError::sink)?;
-        let (mut out, digest, size) = blob.finish();
+        let (mut out, digest, size) = blob.finish().map_err(LayerError::sink)?;
         out.flush().map_err(LayerError::sink)?;
         Ok(LayerInfo {
             diff_id,

@@ -279,20 +279,20 @@ fn valid_stage_name(name: &str) -> bool {
 
 fn parse_run(args: &str, flags: &Flags, heredocs: Vec<Heredoc>) -> Result<Run, String> {
     let network = flags.string("network");
-    if let Some(mode) = &network {
-        if !matches!(mode.as_str(), "default" | "none" | "host") {
-            return Err(format!(
-                "RUN --network={mode} is not a mode; use default, none or host"
-            ));
-        }
+    if let Some(mode) = &network
+        && !matches!(mode.as_str(), "default" | "none" | "host")
+    {
+        return Err(format!(
+            "RUN --network={mode} is not a mode; use default, none or host"
+        ));
     }
     let security = flags.string("security");
-    if let Some(mode) = &security {
-        if !matches!(mode.as_str(), "sandbox" | "insecure") {
-            return Err(format!(
-                "RUN --security={mode} is not a mode; use sandbox or insecure"
-            ));
-        }
+    if let Some(mode) = &security
+        && !matches!(mode.as_str(), "sandbox" | "insecure")
+    {
+        return Err(format!(
+            "RUN --security={mode} is not a mode; use sandbox or insecure"
+        ));
     }
     let command = parse_command("RUN", args)?;
     if command == Command::Exec(Vec::new()) {

@@ -1,0 +1,232 @@
+//! `lamina cache stats|gc|fsck|du`: look into and maintain the store.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use lamina::store::{FsckOptions, Store, StoreOptions};
+use serde_json::json;
+
+use super::units;
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Blob, layer, cache-entry and image counts; stored and logical bytes; dedupe ratio.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove expired cache entries, entries over the size budget (least recently used
+    /// first) and every blob no named image, live cache entry or lease still needs.
+    Gc {
+        /// Keep the store under this size, e.g. 20GiB.
+        #[arg(long, value_parser = units::parse_size, value_name = "SIZE")]
+        max_size: Option<u64>,
+        /// Cache entries expire this long after last use, e.g. 24h (entries with a TTL of
+        /// their own keep it).
+        #[arg(long, value_parser = units::parse_duration, value_name = "DURATION")]
+        ttl: Option<Duration>,
+        /// Never evict anything created or used more recently than this [default: 10min].
+        #[arg(long, value_parser = units::parse_duration, value_name = "DURATION")]
+        min_age: Option<Duration>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every blob's content and every index record; exits non-zero on problems.
+    Fsck {
+        /// Remove what is corrupt or dangling (blobs that no longer match their digest,
+        /// records of missing blobs, stray files).
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bytes on disk by kind of blob, index and staging area.
+    Du {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(
+    store_dir: Option<PathBuf>,
+    command: CacheCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut options = StoreOptions::default();
+    if let CacheCommand::Gc { max_size, ttl, min_age, .. } = &command {
+        options.max_size = *max_size;
+        options.default_ttl = ttl.unwrap_or(options.default_ttl);
+        options.min_age = min_age.unwrap_or(options.min_age);
+    }
+    let dir = match store_dir {
+        Some(dir) => dir,
+        None => lamina::store::default_location()?,
+    };
+    let store = Store::open(&dir, options)
+        .with_context(|| format!("cannot open the store at '{}'", dir.display()))?;
+    match command {
+        CacheCommand::Stats { json } => stats(&store, json, out)?,
+        CacheCommand::Gc { json, .. } => gc(&store, json, out)?,
+        CacheCommand::Fsck { repair, json } => fsck(&store, repair, json, out)?,
+        CacheCommand::Du { json } => du(&store, json, out)?,
+    }
+    Ok(out.flush()?)
+}
+
+fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let stats = store.stats()?;
+    if as_json {
+        let value = json!({
+            "store": store.path(),
+            "blobs": stats.blobs,
+            "stored_bytes": stats.stored_bytes,
+            "logical_bytes": stats.logical_bytes,
+            "dedupe_ratio": stats.dedupe_ratio(),
+            "dedupe_hits": stats.dedupe_hits,
+            "dedupe_misses": stats.dedupe_misses,
+            "hit_rate": stats.hit_rate(),
+            "layers": stats.layers,
+            "cache_entries": stats.cache_entries,
+            "images": stats.images,
+            "leases": stats.leases,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    writeln!(out, "store          {}", store.path().display())?;
+    writeln!(out, "blobs          {}", stats.blobs)?;
+    writeln!(out, "stored         {}", units::size(stats.stored_bytes))?;
+    writeln!(out, "logical        {}", units::size(stats.logical_bytes))?;
+    writeln!(out, "dedupe ratio   {:.2}", stats.dedupe_ratio())?;
+    writeln!(
+        out,
+        "puts           {} new, {} already stored ({:.1}% hits)",
+        stats.dedupe_misses,
+        stats.dedupe_hits,
+        stats.hit_rate() * 100.0
+    )?;
+    writeln!(out, "layers         {}", stats.layers)?;
+    writeln!(out, "cache entries  {}", stats.cache_entries)?;
+    writeln!(out, "images         {}", stats.images)?;
+    writeln!(out, "leases         {}", stats.leases)?;
+    Ok(())
+}
+
+fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let report = store.gc()?;
+    if as_json {
+        let value = json!({
+            "blobs_removed": report.blobs_removed,
+            "bytes_freed": report.bytes_freed,
+            "layers_removed": report.layers_removed,
+            "cache_expired": report.cache_expired,
+            "cache_evicted": report.cache_evicted,
+            "leases_expired": report.leases_expired,
+            "blobs_kept": report.blobs_kept,
+            "bytes_kept": report.bytes_kept,
+            "budget_met": report.budget_met,
+            "seconds": report.duration.as_secs_f64(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "removed {} blob(s), {} freed; kept {} blob(s), {}",
+        report.blobs_removed,
+        units::size(report.bytes_freed),
+        report.blobs_kept,
+        units::size(report.bytes_kept),
+    )?;
+    writeln!(
+        out,
+        "cache entries: {} expired, {} evicted for size; {} layer record(s) and {} lease(s) removed",
+        report.cache_expired, report.cache_evicted, report.layers_removed, report.leases_expired,
+    )?;
+    if !report.budget_met {
+        writeln!(
+            out,
+            "note: named images and live entries alone exceed --max-size; remove images with \
+             care or raise the budget"
+        )?;
+    }
+    Ok(())
+}
+
+fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let options = FsckOptions { repair, ..FsckOptions::default() };
+    let report = store.fsck(options)?;
+    let issues: Vec<String> = report.issues.iter().map(ToString::to_string).collect();
+    if as_json {
+        let value = json!({
+            "blobs_checked": report.blobs_checked,
+            "records_checked": report.records_checked,
+            "issues": issues,
+            "repaired": report.repaired,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        for issue in &issues {
+            writeln!(out, "{issue}")?;
+        }
+        writeln!(
+            out,
+            "checked {} blob(s) and {} record(s): {} issue(s){}",
+            report.blobs_checked,
+            report.records_checked,
+            issues.len(),
+            if report.repaired && !issues.is_empty() { ", repaired" } else { "" },
+        )?;
+    }
+    if !issues.is_empty() && !report.repaired {
+        out.flush()?;
+        anyhow::bail!(
+            "the store at '{}' has {} issue(s); run `lamina cache fsck --repair` to remove what \
+             is corrupt or dangling",
+            store.path().display(),
+            issues.len()
+        );
+    }
+    Ok(())
+}
+
+fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let usage = store.du()?;
+    if as_json {
+        let kinds: serde_json::Map<String, serde_json::Value> = usage
+            .kinds
+            .iter()
+            .map(|k| (k.kind.name().to_string(), json!({ "blobs": k.blobs, "bytes": k.bytes })))
+            .collect();
+        let value = json!({
+            "kinds": kinds,
+            "blob_files_bytes": usage.blob_files_bytes,
+            "index_bytes": usage.index_bytes,
+            "tmp_bytes": usage.tmp_bytes,
+            "total_bytes": usage.total_bytes(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    for kind in &usage.kinds {
+        writeln!(
+            out,
+            "{:<10} {:>8} blob(s) {:>12}",
+            kind.kind.name(),
+            kind.blobs,
+            units::size(kind.bytes)
+        )?;
+    }
+    writeln!(out, "{:<10} {:>25}", "blob files", units::size(usage.blob_files_bytes))?;
+    writeln!(out, "{:<10} {:>25}", "index", units::size(usage.index_bytes))?;
+    writeln!(out, "{:<10} {:>25}", "staging", units::size(usage.tmp_bytes))?;
+    writeln!(out, "{:<10} {:>25}", "total", units::size(usage.total_bytes()))?;
+    Ok(())
+}

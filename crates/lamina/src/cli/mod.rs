@@ -1,0 +1,54 @@
+//! Command-line arguments and dispatch.
+
+mod cache;
+mod definition;
+mod units;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Lamina: content-addressed container image builds with a layer cache.
+#[derive(Debug, Parser)]
+#[command(name = "lamina", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The store directory [default: $XDG_CACHE_HOME/lamina/store, else ~/.cache/lamina/store].
+    #[arg(long, global = true, env = lamina::store::STORE_ENV, value_name = "DIR")]
+    store: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the Dockerfile that a definition renders to.
+    Dockerfile {
+        /// A .toml definition, a Dockerfile, or a directory holding lamina.toml or Dockerfile.
+        definition: PathBuf,
+    },
+    /// Print the definition digest: blake3 of the instructions and every local input's content.
+    Digest {
+        /// A .toml definition, a Dockerfile, or a directory holding lamina.toml or Dockerfile.
+        definition: PathBuf,
+    },
+    /// Validate a definition and every local input it names.
+    Check {
+        /// A .toml definition, a Dockerfile, or a directory holding lamina.toml or Dockerfile.
+        definition: PathBuf,
+    },
+    /// Inspect and maintain the store: stats, garbage collection, consistency checks.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Dockerfile { definition } => definition::dockerfile(&definition, &mut out),
+        Command::Digest { definition } => definition::digest(&definition, &mut out),
+        Command::Check { definition } => definition::check(&definition, &mut out),
+        Command::Cache(command) => cache::run(cli.store, command, &mut out),
+    }
+}

@@ -1,0 +1,48 @@
+//! Human-readable sizes and durations for arguments and output.
+
+use std::time::Duration;
+
+/// Parses a size such as `500MB`, `10GiB` or `1048576` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| format!("invalid size '{text}': use bytes or a unit, e.g. 500MB or 10GiB"))
+}
+
+/// Parses a duration such as `24h`, `90min`, `2days` or `30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|_| format!("invalid duration '{text}': use a number and unit, e.g. 24h or 30min"))
+}
+
+/// Formats bytes with binary units (`1.5 GiB`).
+pub fn size(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert!(parse_size("ten").unwrap_err().contains("'ten'"));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("90min"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_duration("soon").unwrap_err().contains("'soon'"));
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,16 @@
+//! The facade's error type: one variant per lower crate, so callers can match on the kind.
+
+/// An error from any part of Lamina, as the facade returns it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The definition (builder input, Dockerfile, TOML file, local inputs).
+    #[error(transparent)]
+    Spec(#[from] lamina_spec::SpecError),
+    /// The content-addressed store.
+    #[error(transparent)]
+    Store(#[from] lamina_store::StoreError),
+    /// Writing or reading a layer.
+    #[error(transparent)]
+    Layer(#[from] lamina_layer::LayerError),
+}

@@ -1,0 +1,122 @@
+//! Layers into the store: a [`LayerWriter`] streams straight into a store blob (no temporary
+//! copy of the whole layer), and the layer record links the uncompressed tar's digests with
+//! the compressed variant just written.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use lamina_layer::LayerWriter;
+use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Lease, Store};
+
+use crate::Error;
+
+/// What a layer is made from.
+#[derive(Debug, Clone, Copy)]
+pub enum LayerSource<'a> {
+    /// Every entry of a directory tree.
+    Tree(&'a Path),
+    /// An overlayfs upper directory (whiteouts and opaque directories become OCI markers).
+    OverlayUpper(&'a Path),
+    /// The change from `lower` to `upper`, when overlayfs is not available.
+    Diff { lower: &'a Path, upper: &'a Path },
+}
+
+/// Writes a layer from `source` directly into a new blob of `store`, then records it.
+///
+/// The blob is committed only if the bytes the store hashed match the compressed digest the
+/// layer writer computed (a cross-check that costs a second sha256 of the compressed stream,
+/// never a second read of any file). With `lease`, GC cannot take the blob from the moment it
+/// lands until the caller references it.
+pub fn store_layer(
+    store: &Store,
+    writer: &LayerWriter,
+    source: LayerSource<'_>,
+    lease: Option<&Lease<'_>>,
+) -> Result<LayerRecord, Error> {
+    let mut blob = store.writer(BlobKind::Layer)?;
+    if let Some(lease) = lease {
+        blob = blob.lease(lease);
+    }
+    let info = match source {
+        LayerSource::Tree(root) => writer.write_tree(root, &mut blob)?,
+        LayerSource::OverlayUpper(upper) => writer.write_overlay_upper(upper, &mut blob)?,
+        LayerSource::Diff { lower, upper } => writer.diff_trees(lower, upper, &mut blob)?,
+    };
+    let compressed = Digest::sha256(info.digest.0);
+    let stored = blob.commit_verified(&compressed, Some(info.size))?;
+    let record = LayerRecord {
+        digest: Digest::blake3(info.blake3.0),
+        diff_id: Digest::sha256(info.diff_id.0),
+        size: info.uncompressed_size,
+        variants: vec![LayerVariant {
+            compression: store_compression(writer.options().compression),
+            digest: stored.digest,
+            sha256: stored.sha256,
+            size: stored.size,
+        }],
+        created: SystemTime::now(),
+    };
+    Ok(store.put_layer(&record)?)
+}
+
+fn store_compression(compression: lamina_layer::Compression) -> lamina_store::Compression {
+    match compression {
+        lamina_layer::Compression::None => lamina_store::Compression::None,
+        lamina_layer::Compression::Gzip => lamina_store::Compression::Gzip,
+        lamina_layer::Compression::Zstd => lamina_store::Compression::Zstd,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_layer::{Compression, LayerOptions, Unpacker};
+    use lamina_store::StoreOptions;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/motd"), "hello\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_layer_lands_in_the_store_with_its_variants_linked() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path(), StoreOptions::default()).unwrap();
+        let src = tree();
+        let options = LayerOptions::default().mtime_clamp(Some(0));
+
+        let zstd = LayerWriter::new(options.clone().compression(Compression::Zstd));
+        let first = store_layer(&store, &zstd, LayerSource::Tree(src.path()), None).unwrap();
+        let gzip = LayerWriter::new(options.compression(Compression::Gzip));
+        let both = store_layer(&store, &gzip, LayerSource::Tree(src.path()), None).unwrap();
+
+        // Same tar, two encodings: one record keyed by the tar's blake3, two variants.
+        assert_eq!(both.digest, first.digest);
+        assert_eq!(both.diff_id, first.diff_id);
+        assert_eq!(both.variants.len(), 2);
+        assert_eq!(store.layer(&first.digest).unwrap().unwrap(), both);
+
+        // Each variant is a stored blob that unpacks to the tree, with the recorded diff_id.
+        for variant in &both.variants {
+            let bytes = store.read(&variant.digest).unwrap().unwrap();
+            assert_eq!(bytes.len() as u64, variant.size);
+            let out = tempfile::tempdir().unwrap();
+            let stats = Unpacker::default().unpack(&bytes[..], out.path()).unwrap();
+            assert_eq!(stats.diff_id.0, *both.diff_id.as_bytes());
+            assert_eq!(std::fs::read(out.path().join("etc/motd")).unwrap(), b"hello\n");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_in_the_store() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path(), StoreOptions::default()).unwrap();
+        let missing = store_dir.path().join("no-such-tree");
+        let writer = LayerWriter::new(LayerOptions::default());
+        let err = store_layer(&store, &writer, LayerSource::Tree(&missing), None).unwrap_err();
+        assert!(matches!(err, Error::Layer(_)), "{err:?}");
+        assert_eq!(store.stats().unwrap().blobs, 0);
+    }
+}

@@ -1,0 +1,132 @@
+//! `lamina cache stats|gc|fsck|du` on a real store.
+
+use std::path::Path;
+
+use lamina::store::{BlobKind, ImageState, Store, StoreOptions};
+
+use crate::support::{lamina_err, lamina_ok};
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A store with one named image (manifest + config) and one unreferenced blob.
+fn populated_store(dir: &Path) -> (String, String) {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let config = store.put_bytes(BlobKind::Config, b"{\"architecture\":\"amd64\"}").unwrap();
+    let manifest = store.put_bytes(BlobKind::Manifest, b"{\"manifest\":1}").unwrap();
+    let loose = store.put_bytes(BlobKind::Layer, b"not referenced by anything").unwrap();
+    // The same bytes again: a dedupe hit, nothing written.
+    store.put_bytes(BlobKind::Layer, b"not referenced by anything").unwrap();
+    store
+        .tag_image("app:1", &manifest.digest, &[config.digest], ImageState::Complete)
+        .unwrap();
+    (config.digest.to_string(), loose.digest.to_string())
+}
+
+#[test]
+fn stats_and_du_report_what_the_store_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    populated_store(&store);
+    let store_arg = store.to_str().unwrap();
+
+    let stats = json(&lamina_ok(tmp.path(), &["--store", store_arg, "cache", "stats", "--json"]));
+    assert_eq!(stats["blobs"], 3);
+    assert_eq!(stats["images"], 1);
+    assert_eq!(stats["dedupe_hits"], 1);
+    assert!(stats["dedupe_ratio"].as_f64().unwrap() > 1.0, "{stats}");
+
+    let text = lamina_ok(tmp.path(), &["--store", store_arg, "cache", "stats"]);
+    assert!(text.contains("blobs          3"), "{text}");
+
+    let du = json(&lamina_ok(tmp.path(), &["--store", store_arg, "cache", "du", "--json"]));
+    assert_eq!(du["kinds"]["layer"]["blobs"], 1);
+    assert_eq!(du["kinds"]["config"]["blobs"], 1);
+    let stored = stats["stored_bytes"].as_u64().unwrap();
+    assert_eq!(du["blob_files_bytes"].as_u64().unwrap(), stored);
+}
+
+#[test]
+fn store_location_comes_from_the_environment_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("from-env");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args(["cache", "stats", "--json"])
+        .env("LAMINA_STORE", &store)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stats = json(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(stats["store"], store.to_str().unwrap());
+    assert!(store.join("LOCK").exists() || store.read_dir().unwrap().next().is_some());
+}
+
+#[test]
+fn gc_keeps_named_images_and_removes_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let (config, loose) = populated_store(&store);
+    let store_arg = store.to_str().unwrap();
+
+    // Fresh blobs are protected by the minimum age.
+    let kept = json(&lamina_ok(tmp.path(), &["--store", store_arg, "cache", "gc", "--json"]));
+    assert_eq!(kept["blobs_removed"], 0);
+
+    let swept = json(&lamina_ok(
+        tmp.path(),
+        &["--store", store_arg, "cache", "gc", "--min-age", "0s", "--json"],
+    ));
+    assert_eq!(swept["blobs_removed"], 1);
+    assert_eq!(swept["blobs_kept"], 2);
+
+    let reopened = Store::open(&store, StoreOptions::default()).unwrap();
+    assert!(reopened.contains(&config.parse().unwrap()).unwrap());
+    assert!(!reopened.contains(&loose.parse().unwrap()).unwrap());
+}
+
+#[test]
+fn fsck_finds_a_corrupt_blob_and_repair_removes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let (config, _) = populated_store(&store);
+    let store_arg = store.to_str().unwrap();
+    let clean = lamina_ok(tmp.path(), &["--store", store_arg, "cache", "fsck"]);
+    assert!(clean.contains("0 issue(s)"), "{clean}");
+
+    let path = {
+        let opened = Store::open(&store, StoreOptions::default()).unwrap();
+        let info = opened.stat(&config.parse().unwrap()).unwrap().unwrap();
+        opened.blob_path(&info)
+    };
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).unwrap();
+    std::fs::write(&path, b"{\"architecture\":\"arm64\"}").unwrap();
+
+    let err = lamina_err(tmp.path(), &["--store", store_arg, "cache", "fsck"]);
+    assert!(err.contains("--repair"), "{err}");
+    let report = json(&String::from_utf8(
+        crate::support::lamina(tmp.path(), &["--store", store_arg, "cache", "fsck", "--json"])
+            .stdout,
+    )
+    .unwrap());
+    let issues = report["issues"].as_array().unwrap();
+    assert!(issues.iter().any(|i| i.as_str().unwrap().contains(&config)), "{report}");
+
+    lamina_ok(tmp.path(), &["--store", store_arg, "cache", "fsck", "--repair"]);
+    let after = lamina_ok(tmp.path(), &["--store", store_arg, "cache", "fsck"]);
+    assert!(after.contains("0 issue(s)"), "{after}");
+}
+
+#[test]
+fn bad_sizes_and_durations_say_what_to_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let err = lamina_err(tmp.path(), &["--store", store_arg, "cache", "gc", "--max-size", "lots"]);
+    assert!(err.contains("invalid size 'lots'"), "{err}");
+    let err = lamina_err(tmp.path(), &["--store", store_arg, "cache", "gc", "--ttl", "soon"]);
+    assert!(err.contains("invalid duration 'soon'"), "{err}");
+}
