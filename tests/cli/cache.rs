@@ -13,13 +13,26 @@ fn json(text: &str) -> serde_json::Value {
 /// A store with one named image (manifest + config) and one unreferenced blob.
 fn populated_store(dir: &Path) -> (String, String) {
     let store = Store::open(dir, StoreOptions::default()).unwrap();
-    let config = store.put_bytes(BlobKind::Config, b"{\"architecture\":\"amd64\"}").unwrap();
-    let manifest = store.put_bytes(BlobKind::Manifest, b"{\"manifest\":1}").unwrap();
-    let loose = store.put_bytes(BlobKind::Layer, b"not referenced by anything").unwrap();
+    let config = store
+        .put_bytes(BlobKind::Config, b"{\"architecture\":\"amd64\"}")
+        .unwrap();
+    let manifest = store
+        .put_bytes(BlobKind::Manifest, b"{\"manifest\":1}")
+        .unwrap();
+    let loose = store
+        .put_bytes(BlobKind::Layer, b"not referenced by anything")
+        .unwrap();
     // The same bytes again: a dedupe hit, nothing written.
-    store.put_bytes(BlobKind::Layer, b"not referenced by anything").unwrap();
     store
-        .tag_image("app:1", &manifest.digest, &[config.digest], ImageState::Complete)
+        .put_bytes(BlobKind::Layer, b"not referenced by anything")
+        .unwrap();
+    store
+        .tag_image(
+            "app:1",
+            &manifest.digest,
+            &[config.digest],
+            ImageState::Complete,
+        )
         .unwrap();
     (config.digest.to_string(), loose.digest.to_string())
 }
@@ -31,7 +44,10 @@ fn stats_and_du_report_what_the_store_holds() {
     populated_store(&store);
     let store_arg = store.to_str().unwrap();
 
-    let stats = json(&lamina_ok(tmp.path(), &["--store", store_arg, "cache", "stats", "--json"]));
+    let stats = json(&lamina_ok(
+        tmp.path(),
+        &["--store", store_arg, "cache", "stats", "--json"],
+    ));
     assert_eq!(stats["blobs"], 3);
     assert_eq!(stats["images"], 1);
     assert_eq!(stats["dedupe_hits"], 1);
@@ -40,7 +56,10 @@ fn stats_and_du_report_what_the_store_holds() {
     let text = lamina_ok(tmp.path(), &["--store", store_arg, "cache", "stats"]);
     assert!(text.contains("blobs          3"), "{text}");
 
-    let du = json(&lamina_ok(tmp.path(), &["--store", store_arg, "cache", "du", "--json"]));
+    let du = json(&lamina_ok(
+        tmp.path(),
+        &["--store", store_arg, "cache", "du", "--json"],
+    ));
     assert_eq!(du["kinds"]["layer"]["blobs"], 1);
     assert_eq!(du["kinds"]["config"]["blobs"], 1);
     let stored = stats["stored_bytes"].as_u64().unwrap();
@@ -56,7 +75,11 @@ fn store_location_comes_from_the_environment_too() {
         .env("LAMINA_STORE", &store)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stats = json(&String::from_utf8(output.stdout).unwrap());
     assert_eq!(stats["store"], store.to_str().unwrap());
     assert!(store.join("LOCK").exists() || store.read_dir().unwrap().next().is_some());
@@ -70,12 +93,23 @@ fn gc_keeps_named_images_and_removes_the_rest() {
     let store_arg = store.to_str().unwrap();
 
     // Fresh blobs are protected by the minimum age.
-    let kept = json(&lamina_ok(tmp.path(), &["--store", store_arg, "cache", "gc", "--json"]));
+    let kept = json(&lamina_ok(
+        tmp.path(),
+        &["--store", store_arg, "cache", "gc", "--json"],
+    ));
     assert_eq!(kept["blobs_removed"], 0);
 
     let swept = json(&lamina_ok(
         tmp.path(),
-        &["--store", store_arg, "cache", "gc", "--min-age", "0s", "--json"],
+        &[
+            "--store",
+            store_arg,
+            "cache",
+            "gc",
+            "--min-age",
+            "0s",
+            "--json",
+        ],
     ));
     assert_eq!(swept["blobs_removed"], 1);
     assert_eq!(swept["blobs_kept"], 2);
@@ -107,15 +141,26 @@ fn fsck_finds_a_corrupt_blob_and_repair_removes_it() {
 
     let err = lamina_err(tmp.path(), &["--store", store_arg, "cache", "fsck"]);
     assert!(err.contains("--repair"), "{err}");
-    let report = json(&String::from_utf8(
-        crate::support::lamina(tmp.path(), &["--store", store_arg, "cache", "fsck", "--json"])
+    let report = json(
+        &String::from_utf8(
+            crate::support::lamina(
+                tmp.path(),
+                &["--store", store_arg, "cache", "fsck", "--json"],
+            )
             .stdout,
-    )
-    .unwrap());
+        )
+        .unwrap(),
+    );
     let issues = report["issues"].as_array().unwrap();
-    assert!(issues.iter().any(|i| i.as_str().unwrap().contains(&config)), "{report}");
+    assert!(
+        issues.iter().any(|i| i.as_str().unwrap().contains(&config)),
+        "{report}"
+    );
 
-    lamina_ok(tmp.path(), &["--store", store_arg, "cache", "fsck", "--repair"]);
+    lamina_ok(
+        tmp.path(),
+        &["--store", store_arg, "cache", "fsck", "--repair"],
+    );
     let after = lamina_ok(tmp.path(), &["--store", store_arg, "cache", "fsck"]);
     assert!(after.contains("0 issue(s)"), "{after}");
 }
@@ -125,8 +170,14 @@ fn bad_sizes_and_durations_say_what_to_write() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let store_arg = store.to_str().unwrap();
-    let err = lamina_err(tmp.path(), &["--store", store_arg, "cache", "gc", "--max-size", "lots"]);
+    let err = lamina_err(
+        tmp.path(),
+        &["--store", store_arg, "cache", "gc", "--max-size", "lots"],
+    );
     assert!(err.contains("invalid size 'lots'"), "{err}");
-    let err = lamina_err(tmp.path(), &["--store", store_arg, "cache", "gc", "--ttl", "soon"]);
+    let err = lamina_err(
+        tmp.path(),
+        &["--store", store_arg, "cache", "gc", "--ttl", "soon"],
+    );
     assert!(err.contains("invalid duration 'soon'"), "{err}");
 }

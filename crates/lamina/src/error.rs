@@ -13,4 +13,9 @@ pub enum Error {
     /// Writing or reading a layer.
     #[error(transparent)]
     Layer(#[from] lamina_layer::LayerError),
+    /// A layer compression that the store's records cannot name yet.
+    #[error(
+        "layers of type {media_type} cannot be recorded in the store yet; use zstd, gzip or none"
+    )]
+    UnsupportedCompression { media_type: &'static str },
 }

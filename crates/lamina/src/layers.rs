@@ -49,7 +49,7 @@ pub fn store_layer(
         diff_id: Digest::sha256(info.diff_id.0),
         size: info.uncompressed_size,
         variants: vec![LayerVariant {
-            compression: store_compression(writer.options().compression),
+            compression: store_compression(writer.options().compression)?,
             digest: stored.digest,
             sha256: stored.sha256,
             size: stored.size,
@@ -59,11 +59,17 @@ pub fn store_layer(
     Ok(store.put_layer(&record)?)
 }
 
-fn store_compression(compression: lamina_layer::Compression) -> lamina_store::Compression {
+fn store_compression(
+    compression: lamina_layer::Compression,
+) -> Result<lamina_store::Compression, Error> {
     match compression {
-        lamina_layer::Compression::None => lamina_store::Compression::None,
-        lamina_layer::Compression::Gzip => lamina_store::Compression::Gzip,
-        lamina_layer::Compression::Zstd => lamina_store::Compression::Zstd,
+        lamina_layer::Compression::None => Ok(lamina_store::Compression::None),
+        lamina_layer::Compression::Gzip => Ok(lamina_store::Compression::Gzip),
+        lamina_layer::Compression::Zstd => Ok(lamina_store::Compression::Zstd),
+        // A compression the layer engine learns before the store's record format does.
+        other => Err(Error::UnsupportedCompression {
+            media_type: other.media_type(),
+        }),
     }
 }
 
@@ -105,7 +111,10 @@ mod tests {
             let out = tempfile::tempdir().unwrap();
             let stats = Unpacker::default().unpack(&bytes[..], out.path()).unwrap();
             assert_eq!(stats.diff_id.0, *both.diff_id.as_bytes());
-            assert_eq!(std::fs::read(out.path().join("etc/motd")).unwrap(), b"hello\n");
+            assert_eq!(
+                std::fs::read(out.path().join("etc/motd")).unwrap(),
+                b"hello\n"
+            );
         }
     }
 

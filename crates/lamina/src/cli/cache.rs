@@ -60,7 +60,13 @@ pub fn run(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut options = StoreOptions::default();
-    if let CacheCommand::Gc { max_size, ttl, min_age, .. } = &command {
+    if let CacheCommand::Gc {
+        max_size,
+        ttl,
+        min_age,
+        ..
+    } = &command
+    {
         options.max_size = *max_size;
         options.default_ttl = ttl.unwrap_or(options.default_ttl);
         options.min_age = min_age.unwrap_or(options.min_age);
@@ -161,7 +167,10 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
 }
 
 fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let options = FsckOptions { repair, ..FsckOptions::default() };
+    let options = FsckOptions {
+        repair,
+        ..FsckOptions::default()
+    };
     let report = store.fsck(options)?;
     let issues: Vec<String> = report.issues.iter().map(ToString::to_string).collect();
     if as_json {
@@ -182,7 +191,11 @@ fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> any
             report.blobs_checked,
             report.records_checked,
             issues.len(),
-            if report.repaired && !issues.is_empty() { ", repaired" } else { "" },
+            if report.repaired && !issues.is_empty() {
+                ", repaired"
+            } else {
+                ""
+            },
         )?;
     }
     if !issues.is_empty() && !report.repaired {
@@ -203,7 +216,12 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
         let kinds: serde_json::Map<String, serde_json::Value> = usage
             .kinds
             .iter()
-            .map(|k| (k.kind.name().to_string(), json!({ "blobs": k.blobs, "bytes": k.bytes })))
+            .map(|k| {
+                (
+                    k.kind.name().to_string(),
+                    json!({ "blobs": k.blobs, "bytes": k.bytes }),
+                )
+            })
             .collect();
         let value = json!({
             "kinds": kinds,
@@ -224,9 +242,29 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             units::size(kind.bytes)
         )?;
     }
-    writeln!(out, "{:<10} {:>25}", "blob files", units::size(usage.blob_files_bytes))?;
-    writeln!(out, "{:<10} {:>25}", "index", units::size(usage.index_bytes))?;
-    writeln!(out, "{:<10} {:>25}", "staging", units::size(usage.tmp_bytes))?;
-    writeln!(out, "{:<10} {:>25}", "total", units::size(usage.total_bytes()))?;
+    writeln!(
+        out,
+        "{:<10} {:>25}",
+        "blob files",
+        units::size(usage.blob_files_bytes)
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>25}",
+        "index",
+        units::size(usage.index_bytes)
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>25}",
+        "staging",
+        units::size(usage.tmp_bytes)
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>25}",
+        "total",
+        units::size(usage.total_bytes())
+    )?;
     Ok(())
 }
