@@ -24,6 +24,29 @@ ensure_debian_packages() {
 # Build needs: bindgen (RocksDB bindings) needs libclang; RocksDB's C++ needs a C++ compiler.
 BUILD_PACKAGES=(libclang-dev g++ make)
 
+# ensure_rocksdb_lib: RocksDB's C++ is compiled once per machine into a static library kept
+# beside the target directory, and every cargo command links it (ROCKSDB_LIB_DIR). Left to
+# itself, librocksdb-sys recompiles the C++ (~25 min on 2 cores) for each profile and each
+# change of its build dependencies' features, e.g. when a new proc-macro crate joins the graph.
+ensure_rocksdb_lib() {
+    if [ -n "${ROCKSDB_LIB_DIR:-}" ]; then
+        return 0
+    fi
+    local version dir built
+    version="$(awk '$0 == "name = \"librocksdb-sys\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
+    dir="$HOME/.cache/lamina/rocksdb-$version"
+    if [ ! -f "$dir/librocksdb.a" ]; then
+        step "building RocksDB $version once for this machine (~25 min on 2 cores)"
+        cargo build --locked -p librocksdb-sys
+        built="$(ls -t "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)"
+        mkdir -p "$dir"
+        # Debug info is most of the archive's 1.4 GB and slows every link.
+        strip --strip-debug -o "$dir/librocksdb.a.tmp" "$built"
+        mv "$dir/librocksdb.a.tmp" "$dir/librocksdb.a"
+    fi
+    export ROCKSDB_LIB_DIR="$dir" ROCKSDB_STATIC=1
+}
+
 # ensure_cargo_tool BINARY CRATE: installs CRATE from the Rust crate registry when missing.
 ensure_cargo_tool() {
     command -v "$1" >/dev/null 2>&1 && return 0

@@ -1,7 +1,7 @@
 //! `fsck`: check every blob and index record; optionally repair by removing what is
 //! corrupt or dangling.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -76,6 +76,17 @@ pub enum FsckIssue {
         /// The blob.
         digest: Digest,
     },
+    /// A diff_id alias whose layer record is missing or has another diff_id (repair deletes
+    /// it).
+    DanglingDiffId {
+        /// The alias.
+        diff_id: Digest,
+    },
+    /// A layer record without its diff_id alias (repair adds it).
+    MissingDiffId {
+        /// The layer.
+        layer: Digest,
+    },
     /// A cache entry or complete image refers to something not stored (repair deletes
     /// the cache entry, or marks the image incomplete).
     DanglingReference {
@@ -122,6 +133,12 @@ impl fmt::Display for FsckIssue {
             FsckIssue::OrphanFile { path } => write!(f, "{} is not indexed", path.display()),
             FsckIssue::DanglingAlias { sha256 } => write!(f, "alias {sha256} names no blob"),
             FsckIssue::MissingAlias { digest } => write!(f, "blob {digest} has no sha256 alias"),
+            FsckIssue::DanglingDiffId { diff_id } => {
+                write!(f, "diff_id alias {diff_id} names no layer")
+            }
+            FsckIssue::MissingDiffId { layer } => {
+                write!(f, "layer {layer} has no diff_id alias")
+            }
             FsckIssue::DanglingReference { owner, digest } => {
                 write!(f, "{owner} refers to {digest}, which is not stored")
             }
@@ -370,17 +387,20 @@ impl Store {
     fn fsck_records(&self, c: &mut Check<'_>, good: &HashSet<[u8; 32]>) -> Result<(), StoreError> {
         let idx = &self.index;
         let mut layers = HashSet::new();
+        let mut diff_id_of = HashMap::new();
         for item in idx.scan(index::LAYERS) {
             let (k, v) = item?;
             c.report.records_checked += 1;
             match key32(index::LAYERS, &k).map(|key| LayerRecord::decode(&key, &v)) {
-                Ok(Ok(_)) => {
-                    layers.insert(key32(index::LAYERS, &k)?);
+                Ok(Ok(rec)) => {
+                    layers.insert(*rec.digest.as_bytes());
+                    diff_id_of.insert(*rec.digest.as_bytes(), rec.diff_id);
                 }
                 Ok(Err(e)) => c.corrupt(index::LAYERS, &k, e.0),
                 Err(e) => c.corrupt(index::LAYERS, &k, e.to_string()),
             }
         }
+        self.fsck_diff_ids(c, &diff_id_of)?;
         let present = |d: &Digest| good.contains(d.as_bytes()) || layers.contains(d.as_bytes());
         for item in idx.scan(index::CACHE) {
             let (k, v) = item?;
@@ -435,6 +455,41 @@ impl Store {
                 }
                 48 => {}
                 n => c.corrupt(index::LEASES, &k, format!("key has {n} bytes")),
+            }
+        }
+        Ok(())
+    }
+
+    /// diff_id aliases both ways, like the sha256 aliases of blobs.
+    fn fsck_diff_ids(
+        &self,
+        c: &mut Check<'_>,
+        diff_id_of: &HashMap<[u8; 32], Digest>,
+    ) -> Result<(), StoreError> {
+        let idx = &self.index;
+        let mut aliased = HashSet::new();
+        for item in idx.scan(index::DIFF_IDS) {
+            let (k, v) = item?;
+            c.report.records_checked += 1;
+            let target = <[u8; 32]>::try_from(&v[..]).ok();
+            let ok = target
+                .and_then(|t| diff_id_of.get(&t))
+                .is_some_and(|d| d.as_bytes()[..] == k[..]);
+            if ok {
+                aliased.insert(target.unwrap_or_default());
+            } else {
+                let diff_id = Digest::sha256(<[u8; 32]>::try_from(&k[..]).unwrap_or_default());
+                c.report.issues.push(FsckIssue::DanglingDiffId { diff_id });
+                c.batch.delete_cf(idx.cf(index::DIFF_IDS), &k);
+            }
+        }
+        for (key, diff_id) in diff_id_of {
+            if !aliased.contains(key) {
+                c.report.issues.push(FsckIssue::MissingDiffId {
+                    layer: Digest::blake3(*key),
+                });
+                c.batch
+                    .put_cf(idx.cf(index::DIFF_IDS), diff_id.as_bytes(), key);
             }
         }
         Ok(())

@@ -274,9 +274,10 @@ impl Store {
             report.bytes_freed += info.size;
             doomed.push(*key);
         }
-        for key in layers.keys() {
+        for (key, rec) in &layers {
             if !marker.marked.contains(key) {
                 batch.delete_cf(self.index.cf(index::LAYERS), key);
+                batch.delete_cf(self.index.cf(index::DIFF_IDS), rec.diff_id.as_bytes());
                 report.layers_removed += 1;
             }
         }

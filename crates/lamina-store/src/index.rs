@@ -15,6 +15,8 @@ pub(crate) const BLOBS: &str = "blobs";
 pub(crate) const SHA256: &str = "sha256";
 /// Layer records: blake3 of the uncompressed tar → [`crate::LayerRecord`].
 pub(crate) const LAYERS: &str = "layers";
+/// diff_id (sha256 of the uncompressed tar) → layer key (blake3 of the same tar).
+pub(crate) const DIFF_IDS: &str = "diff_ids";
 /// Cache entries: step cache key → [`crate::CacheRecord`].
 pub(crate) const CACHE: &str = "cache";
 /// Images: `name:tag` → [`crate::ImageRecord`].
@@ -26,7 +28,9 @@ pub(crate) const PENDING: &str = "pending";
 /// Counters (merged as i64 additions) and small settings.
 pub(crate) const META: &str = "meta";
 
-const FAMILIES: [&str; 8] = [BLOBS, SHA256, LAYERS, CACHE, IMAGES, LEASES, PENDING, META];
+const FAMILIES: [&str; 9] = [
+    BLOBS, SHA256, LAYERS, DIFF_IDS, CACHE, IMAGES, LEASES, PENDING, META,
+];
 
 /// Counter keys in [`META`].
 pub(crate) const STORED_BYTES: &[u8] = b"counter/stored_bytes";

@@ -2,6 +2,8 @@
 
 use std::time::SystemTime;
 
+use rocksdb::WriteBatch;
+
 use crate::digest::hex;
 use crate::index;
 use crate::records::{from_ms, now_ms, to_ms};
@@ -53,8 +55,30 @@ impl Store {
                 }
             }
         }
-        self.index.put(index::LAYERS, &key, &record.encode())?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.index.cf(index::LAYERS), key, record.encode());
+        batch.put_cf(
+            self.index.cf(index::DIFF_IDS),
+            record.diff_id.as_bytes(),
+            key,
+        );
+        self.index.write(batch)?;
         Ok(record)
+    }
+
+    /// The layer record whose uncompressed tar has this sha256 (an OCI `diff_id`, as image
+    /// configs list them), or `Ok(None)`.
+    pub fn layer_by_diff_id(&self, diff_id: &Digest) -> Result<Option<LayerRecord>, StoreError> {
+        if diff_id.algorithm() != crate::Algorithm::Sha256 {
+            return Ok(None);
+        }
+        match self.index.get(index::DIFF_IDS, diff_id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => {
+                let key = index::key32(index::DIFF_IDS, &v)?;
+                self.layer(&Digest::blake3(key))
+            }
+        }
     }
 
     /// The layer record for the blake3 of an uncompressed tar.

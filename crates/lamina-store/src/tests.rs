@@ -144,3 +144,51 @@ fn location_follows_env_precedence() {
         Err(StoreError::NoLocation)
     ));
 }
+
+#[test]
+fn diff_id_aliases_are_checked_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let tar = b"layer tar";
+    let layer = LayerRecord {
+        digest: Digest::blake3_of(tar),
+        diff_id: Digest::sha256_of(tar),
+        size: tar.len() as u64,
+        variants: Vec::new(),
+        created: std::time::SystemTime::UNIX_EPOCH,
+    };
+    store.put_layer(&layer).unwrap();
+    let stray = Digest::sha256_of(b"no such layer");
+    store
+        .index
+        .put(index::DIFF_IDS, stray.as_bytes(), layer.digest.as_bytes())
+        .unwrap();
+    store
+        .index
+        .write({
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete_cf(store.index.cf(index::DIFF_IDS), layer.diff_id.as_bytes());
+            batch
+        })
+        .unwrap();
+    assert_eq!(store.layer_by_diff_id(&layer.diff_id).unwrap(), None);
+
+    let report = store
+        .fsck(FsckOptions {
+            repair: true,
+            verify_content: false,
+        })
+        .unwrap();
+    assert!(
+        report
+            .issues
+            .contains(&FsckIssue::DanglingDiffId { diff_id: stray })
+    );
+    assert!(report.issues.contains(&FsckIssue::MissingDiffId {
+        layer: layer.digest
+    }));
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
+    let found = store.layer_by_diff_id(&layer.diff_id).unwrap().unwrap();
+    assert_eq!(found.digest, layer.digest);
+    assert_eq!(store.layer_by_diff_id(&stray).unwrap(), None);
+}

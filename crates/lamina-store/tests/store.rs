@@ -381,6 +381,22 @@ fn layer_records_merge_variants() {
     assert_eq!(got.created, first.created);
     assert_eq!(got.diff_id, Digest::sha256_of(b"tar"));
     assert!(store.layer(&Digest::blake3_of(b"other")).unwrap().is_none());
+    let by_diff_id = store.layer_by_diff_id(&Digest::sha256_of(b"tar")).unwrap();
+    assert_eq!(by_diff_id, Some(got));
+    assert_eq!(
+        store
+            .layer_by_diff_id(&Digest::sha256_of(b"other"))
+            .unwrap(),
+        None
+    );
+    // Unreferenced, the record goes at GC, and its diff_id alias with it.
+    store.gc().unwrap();
+    assert_eq!(store.layer(&tar).unwrap(), None);
+    assert_eq!(
+        store.layer_by_diff_id(&Digest::sha256_of(b"tar")).unwrap(),
+        None
+    );
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
 }
 
 #[test]

@@ -13,6 +13,12 @@ pub enum Error {
     /// Writing or reading a layer.
     #[error(transparent)]
     Layer(#[from] lamina_layer::LayerError),
+    /// Building an image.
+    #[error(transparent)]
+    Exec(#[from] lamina_exec::ExecError),
+    /// Moving images in and out of the store (archives, registries).
+    #[error(transparent)]
+    Export(#[from] lamina_export::ExportError),
     /// A layer compression that the store's records cannot name yet.
     #[error(
         "layers of type {media_type} cannot be recorded in the store yet; use zstd, gzip or none"

@@ -1,18 +1,23 @@
 //! `lamina`: the facade over Lamina's crates, and the `lamina` command-line tool.
 //!
-//! Today the facade loads and checks image definitions ([`load_definition`]) and stores
-//! layers ([`store_layer`]); the `Engine` type that builds images arrives with the executor.
-//! Re-exports give embedders one dependency: [`spec`] is `lamina-spec`, [`store`] is
-//! `lamina-store`, [`layer`] is `lamina-layer`.
+//! [`Engine`] opens a store and builds images into it, one cached layer per step;
+//! [`load_definition`] reads a definition file (TOML or Dockerfile). Re-exports give embedders
+//! one dependency: [`spec`] is `lamina-spec`, [`store`] is `lamina-store`, [`layer`] is
+//! `lamina-layer`, [`exec`] is `lamina-exec`, [`export`] is `lamina-export`.
 
+pub use lamina_exec as exec;
+pub use lamina_export as export;
 pub use lamina_layer as layer;
 pub use lamina_spec as spec;
 pub use lamina_store as store;
 
 mod definition;
+mod engine;
 mod error;
 mod layers;
 
 pub use definition::{DefinitionKind, load_definition};
+pub use engine::Engine;
 pub use error::Error;
+pub use lamina_exec::{BuildEvent, BuildOptions, BuildReport, MissReason};
 pub use layers::{LayerSource, store_layer};

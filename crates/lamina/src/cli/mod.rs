@@ -1,7 +1,10 @@
 //! Command-line arguments and dispatch.
 
+mod build;
 mod cache;
 mod definition;
+mod image;
+mod progress;
 mod units;
 
 use std::path::PathBuf;
@@ -37,6 +40,11 @@ enum Command {
         /// A .toml definition, a Dockerfile, or a directory holding lamina.toml or Dockerfile.
         definition: PathBuf,
     },
+    /// Build a definition into the store, every step a cached layer.
+    Build(build::BuildArgs),
+    /// List, inspect, name, remove, import and export images in the store.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Inspect and maintain the store: stats, garbage collection, consistency checks.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -50,5 +58,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest { definition } => definition::digest(&definition, &mut out),
         Command::Check { definition } => definition::check(&definition, &mut out),
         Command::Cache(command) => cache::run(cli.store, command, &mut out),
+        Command::Build(args) => build::run(cli.store, args, &mut out),
+        Command::Image(command) => image::run(cli.store, command, &mut out),
     }
+}
+
+/// Opens the engine on `--store`, `$LAMINA_STORE` or the default location.
+fn engine(store_dir: Option<PathBuf>) -> anyhow::Result<lamina::Engine> {
+    let engine = match store_dir {
+        Some(dir) => lamina::Engine::open(&dir),
+        None => lamina::Engine::open_default(),
+    };
+    Ok(engine?)
 }

@@ -21,9 +21,29 @@ pub fn size(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
+/// Formats a duration for progress lines: `850 ms`, `12.3 s`, `4m05s`.
+pub fn elapsed(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", duration.as_secs_f64())
+    } else {
+        let secs = duration.as_secs();
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elapsed_picks_a_readable_unit() {
+        assert_eq!(elapsed(Duration::from_micros(850_400)), "850 ms");
+        assert_eq!(elapsed(Duration::from_millis(12_340)), "12.3 s");
+        assert_eq!(elapsed(Duration::from_secs(245)), "4m05s");
+    }
 
     #[test]
     fn sizes_parse_with_and_without_units() {

@@ -1,0 +1,480 @@
+//! COPY and ADD: the sources are staged into a temporary tree laid out as the rootfs (the
+//! destination below its root), which then becomes the layer.
+//!
+//! Destination rules, as Docker's: a relative destination is relative to `WORKDIR`; the
+//! destination is a directory when it ends in `/` (or is `.`), when there are several
+//! sources or matches, when a source has a wildcard, or when the source is a directory
+//! (whose contents are copied); otherwise a single file is written at the destination path.
+//! Unlike BuildKit, an existing directory in the image at a destination without a trailing
+//! `/` is not detected: write the `/`. Copied entries are owned by 0:0 unless `--chown`
+//! says otherwise (names resolve against the image's `/etc/passwd` and `/etc/group`);
+//! `--chmod` takes octal modes. Directories created on the way to the destination are
+//! 0755 root.
+//!
+//! Not supported, with an error saying so: URL and git sources of ADD, and ADD's
+//! extraction of local archives (a local tar, gzip, bzip2, xz or zstd file).
+
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use lamina_spec::Copy;
+use lamina_spec::inputs::{EntryKind, SourceMatch};
+use lamina_store::LayerRecord;
+
+use super::config::resolve_path;
+use super::layers::{self, io};
+use super::steps::{Build, StageState};
+use crate::ExecError;
+
+/// Where staged entries go and who owns them.
+struct Stage {
+    root: PathBuf,
+    /// The destination inside `root`.
+    dest: PathBuf,
+    dest_is_dir: bool,
+    chmod: Option<u32>,
+    /// Every entry placed (for `--chown`).
+    placed: Vec<PathBuf>,
+    /// Directories and their final modes, applied last so that read-only directories can
+    /// still be filled.
+    dir_modes: Vec<(PathBuf, u32)>,
+}
+
+impl Build<'_> {
+    /// Runs a COPY/ADD that missed the cache; `matches` are its resolved local inputs.
+    pub(crate) fn copy_step(
+        &self,
+        s: usize,
+        index: usize,
+        text: &str,
+        copy: &Copy,
+        state: &mut StageState,
+        matches: &[SourceMatch],
+    ) -> Result<Option<LayerRecord>, ExecError> {
+        let invalid = |reason: String| ExecError::InvalidStep {
+            index,
+            text: text.to_string(),
+            reason,
+        };
+        let unsupported = |reason: String| ExecError::UnsupportedStep {
+            index,
+            text: text.to_string(),
+            reason,
+        };
+        for source in &copy.sources {
+            if ["http://", "https://", "git@"].iter().any(|p| source.starts_with(p)) {
+                return Err(unsupported(format!(
+                    "remote source {source}: download it into the context first and COPY it"
+                )));
+            }
+        }
+        if copy.add {
+            check_no_archives(matches).map_err(unsupported)?;
+        }
+        let chmod = copy
+            .chmod
+            .as_deref()
+            .map(|m| {
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| invalid(format!("--chmod={m} is not an octal mode like 0755")))
+            })
+            .transpose()?;
+        let owner = match &copy.chown {
+            None => None,
+            Some(spec) => Some(self.resolve_owner(spec, state).map_err(invalid)?),
+        };
+
+        let work_dir = &self.inner.config.work_dir;
+        let staging = layers::temp_dir(work_dir, "copy-")?;
+        let dest = resolve_path(state.config.workdir(), &copy.dest);
+        let wildcard = copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
+        let raw_dest = copy.dest.as_str();
+        let dest_is_dir = raw_dest.ends_with('/')
+            || raw_dest == "."
+            || raw_dest.ends_with("/.")
+            || copy.sources.len() > 1
+            || wildcard
+            || matches.len() > 1
+            || matches
+                .first()
+                .is_some_and(|m| m.entries.first().is_some_and(|e| e.kind == EntryKind::Dir));
+        let mut stage = Stage {
+            dest: staging.path().join(dest.trim_start_matches('/')),
+            root: staging.path().to_path_buf(),
+            dest_is_dir,
+            chmod,
+            placed: Vec::new(),
+            dir_modes: Vec::new(),
+        };
+
+        self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
+        match &copy.from {
+            None => stage_matches(matches, &mut stage)?,
+            Some(from) => {
+                let layers = self.from_layers(s, from);
+                let source_root = layers::temp_dir(work_dir, "from-")?;
+                layers::materialize(&self.inner.store, &layers, source_root.path())?;
+                for source in copy.sources.iter() {
+                    let found = find_in_root(source_root.path(), source).map_err(&invalid)?;
+                    if found.is_empty() {
+                        return Err(invalid(format!("{source} does not exist in {from}")));
+                    }
+                    if found.len() > 1 {
+                        stage.dest_is_dir = true;
+                    }
+                    for path in found {
+                        stage_host_path(&path, source_root.path(), &mut stage)?;
+                    }
+                }
+            }
+        }
+        for (dir, mode) in stage.dir_modes.iter().rev() {
+            set_mode(dir, *mode)?;
+        }
+        if let Some((uid, gid)) = owner {
+            for path in &stage.placed {
+                std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                    .map_err(|e| io(path, e))?;
+            }
+        }
+        Ok(Some(self.store_tree(staging.path())?))
+    }
+
+    /// `COPY <<EOF /dest`: each here-document source becomes a file.
+    fn stage_heredocs(&self, copy: &Copy, stage: &mut Stage) -> Result<(), String> {
+        if copy.json_form {
+            return Ok(());
+        }
+        for source in copy.sources.iter().filter(|s| s.starts_with("<<")) {
+            let name = source
+                .trim_start_matches("<<")
+                .trim_start_matches('-')
+                .trim_matches(|c| c == '"' || c == '\'');
+            let doc = copy
+                .heredocs
+                .iter()
+                .find(|d| d.delimiter == name)
+                .ok_or_else(|| format!("here-document {name} has no body"))?;
+            let target = if stage.dest_is_dir {
+                stage.dest.join(name)
+            } else {
+                stage.dest.clone()
+            };
+            make_parents(&target, &stage.root).map_err(|e| e.to_string())?;
+            std::fs::write(&target, doc.body.as_bytes()).map_err(|e| e.to_string())?;
+            set_mode(&target, stage.chmod.unwrap_or(0o644)).map_err(|e| e.to_string())?;
+            stage.placed.push(target);
+        }
+        Ok(())
+    }
+
+    /// `--chown=user[:group]`: numbers as they are, names from the image's
+    /// `/etc/passwd` and `/etc/group`. A user without group takes the user's group (its
+    /// primary group for a name, the same number for a uid).
+    fn resolve_owner(&self, spec: &str, state: &StageState) -> Result<(u32, u32), String> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        match (numeric(user), group) {
+            (Some(uid), None) => return Ok((uid, uid)),
+            (Some(uid), Some(g)) if numeric(g).is_some() => {
+                return Ok((uid, numeric(g).unwrap_or(uid)));
+            }
+            _ => {}
+        }
+        // Names: read the image's account files.
+        let root = layers::temp_dir(&self.inner.config.work_dir, "accounts-")
+            .map_err(|e| e.to_string())?;
+        layers::materialize(&self.inner.store, &state.layers, root.path())
+            .map_err(|e| e.to_string())?;
+        let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap_or_default();
+        let groups = std::fs::read_to_string(root.path().join("etc/group")).unwrap_or_default();
+        let lookup = |file: &str, name: &str, field: usize| {
+            file.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.first() == Some(&name))
+                    .then(|| fields.get(field).and_then(|f| f.parse::<u32>().ok()))
+                    .flatten()
+            })
+        };
+        let uid = numeric(user)
+            .or_else(|| lookup(&passwd, user, 2))
+            .ok_or_else(|| format!("--chown: no user {user} in the image's /etc/passwd"))?;
+        let gid = match group {
+            Some(g) => numeric(g)
+                .or_else(|| lookup(&groups, g, 2))
+                .ok_or_else(|| format!("--chown: no group {g} in the image's /etc/group"))?,
+            None => lookup(&passwd, user, 3).unwrap_or(uid),
+        };
+        Ok((uid, gid))
+    }
+}
+
+/// ADD extracts local archives; Lamina does not, so it refuses rather than copy silently.
+fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
+    for m in matches {
+        let Some(first) = m.entries.first() else {
+            continue;
+        };
+        if !matches!(first.kind, EntryKind::File { .. }) {
+            continue;
+        }
+        let mut head = Vec::with_capacity(512);
+        if let Ok(file) = std::fs::File::open(&first.host_path) {
+            let _ = file.take(512).read_to_end(&mut head);
+        }
+        let archive = head.starts_with(&[0x1f, 0x8b])
+            || head.starts_with(b"BZh")
+            || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+            || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            || head.get(257..262) == Some(b"ustar");
+        if archive {
+            return Err(format!(
+                "ADD of the local archive {} would extract it, which Lamina does not do; \
+                 extract it into the context and COPY the directory, or COPY it and RUN tar",
+                m.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Places resolved local inputs.
+fn stage_matches(matches: &[SourceMatch], stage: &mut Stage) -> Result<(), ExecError> {
+    for m in matches {
+        for entry in &m.entries {
+            let target = if !stage.dest_is_dir {
+                stage.dest.clone()
+            } else if entry.name == "." {
+                stage.dest.clone()
+            } else {
+                stage.dest.join(&entry.name)
+            };
+            let mode = stage.chmod.unwrap_or(entry.mode);
+            match &entry.kind {
+                EntryKind::Dir => make_dir(&target, mode, stage)?,
+                EntryKind::File { .. } => copy_file(&entry.host_path, &target, mode, stage)?,
+                EntryKind::Symlink { target: link } => {
+                    make_symlink(Path::new(std::ffi::OsStr::from_bytes(link)), &target, stage)?
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Places one path of a materialized rootfs (`COPY --from`): a directory's contents go
+/// into the destination, a file to it.
+fn stage_host_path(path: &Path, root: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+    let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
+    if meta.is_dir() {
+        let dest = stage.dest.clone();
+        make_dir(&dest, stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777), stage)?;
+        return copy_dir_contents(path, &dest, root, stage);
+    }
+    let target = if stage.dest_is_dir {
+        stage.dest.join(path.file_name().unwrap_or_default())
+    } else {
+        stage.dest.clone()
+    };
+    copy_file(path, &target, stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777), stage)
+}
+
+fn copy_dir_contents(dir: &Path, dest: &Path, root: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let target = dest.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+        let mode = stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777);
+        if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(&path).map_err(|e| io(&path, e))?;
+            make_symlink(&link, &target, stage)?;
+        } else if meta.is_dir() {
+            make_dir(&target, mode, stage)?;
+            copy_dir_contents(&path, &target, root, stage)?;
+        } else if meta.is_file() {
+            copy_file(&path, &target, mode, stage)?;
+        }
+        // Devices, fifos and sockets are not copied, as COPY does not create them.
+    }
+    Ok(())
+}
+
+/// The paths `source` names inside `root`: cleaned, symlinks followed inside `root`, a
+/// wildcard allowed in the last component.
+fn find_in_root(root: &Path, source: &str) -> Result<Vec<PathBuf>, String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in source.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let Some((last, parents)) = parts.split_last() else {
+        return Ok(vec![root.to_path_buf()]);
+    };
+    let parent = resolve_in_root(root, &parents.join("/"))?;
+    if !last.contains(['*', '?']) {
+        let path = resolve_in_root(root, &parts.join("/"))?;
+        return Ok(if path.exists() { vec![path] } else { Vec::new() });
+    }
+    let mut found = Vec::new();
+    if let Ok(listing) = std::fs::read_dir(&parent) {
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            if glob_match(last.as_bytes(), name.as_bytes()) {
+                found.push(resolve_in_root(root, &format!("{}/{}", parents.join("/"), name.to_string_lossy()))?);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// `rel` inside `root`, following symlinks as if `root` were `/`.
+fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let mut current = root.to_path_buf();
+    let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if current != root {
+                    current.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let next = current.join(&part);
+        match std::fs::read_link(&next) {
+            Ok(target) => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(format!("too many symlinks resolving {rel}"));
+                }
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    current = root.to_path_buf();
+                }
+                todo.extend(target.split('/').rev().map(str::to_string));
+            }
+            Err(_) => current = next,
+        }
+    }
+    Ok(current)
+}
+
+/// `*` and `?` wildcards (no character classes).
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_match(&pattern[1..], name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob_match(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p == n => glob_match(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+fn make_parents(target: &Path, root: &Path) -> Result<(), ExecError> {
+    if let Some(parent) = target.parent()
+        && parent != root
+    {
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    }
+    Ok(())
+}
+
+fn make_dir(target: &Path, mode: u32, stage: &mut Stage) -> Result<(), ExecError> {
+    if target == stage.root {
+        return Ok(());
+    }
+    std::fs::create_dir_all(target).map_err(|e| io(target, e))?;
+    stage.dir_modes.push((target.to_path_buf(), mode));
+    stage.placed.push(target.to_path_buf());
+    Ok(())
+}
+
+fn copy_file(source: &Path, target: &Path, mode: u32, stage: &mut Stage) -> Result<(), ExecError> {
+    make_parents(target, &stage.root)?;
+    if std::fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(target).map_err(|e| io(target, e))?;
+    }
+    std::fs::copy(source, target).map_err(|e| io(source, e))?;
+    set_mode(target, mode)?;
+    stage.placed.push(target.to_path_buf());
+    Ok(())
+}
+
+fn make_symlink(link: &Path, target: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+    make_parents(target, &stage.root)?;
+    if std::fs::symlink_metadata(target).is_ok() {
+        std::fs::remove_file(target).map_err(|e| io(target, e))?;
+    }
+    std::os::unix::fs::symlink(link, target).map_err(|e| io(target, e))?;
+    stage.placed.push(target.to_path_buf());
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ExecError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_root_confined_symlinks() {
+        assert!(glob_match(b"*.txt", b"a.txt"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(!glob_match(b"*.txt", b"a.txz"));
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("real/dir")).unwrap();
+        std::fs::write(r.join("real/dir/f.txt"), "x").unwrap();
+        // An absolute link resolves against the root, never the host.
+        std::os::unix::fs::symlink("/real", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", r.join("real/up")).unwrap();
+        assert_eq!(resolve_in_root(r, "abs/dir/f.txt").unwrap(), r.join("real/dir/f.txt"));
+        assert_eq!(resolve_in_root(r, "real/up/real").unwrap(), r.join("real"));
+        assert_eq!(find_in_root(r, "/abs/dir/*.txt").unwrap(), [r.join("real/dir/f.txt")]);
+        assert!(find_in_root(r, "missing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn local_archives_are_refused_for_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("a.tgz");
+        std::fs::write(&gz, [0x1f, 0x8b, 8, 0]).unwrap();
+        let m = SourceMatch {
+            source: 0,
+            path: "a.tgz".into(),
+            entries: vec![lamina_spec::inputs::TreeEntry {
+                name: "a.tgz".into(),
+                kind: EntryKind::File { size: 4, hash: [0; 32] },
+                mode: 0o644,
+                host_path: gz,
+            }],
+        };
+        let err = check_no_archives(&[m]).unwrap_err();
+        assert!(err.contains("a.tgz"), "{err}");
+    }
+}

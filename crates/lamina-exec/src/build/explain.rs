@@ -1,0 +1,333 @@
+//! Why a step missed the cache (`--explain`), and the small records that make the answer
+//! possible.
+//!
+//! After each successful build the executor writes a [`BuildRecord`] listing every step's
+//! text, key, parent key, base and input fingerprints, under `work_dir/builds/`, once by
+//! tag (if any) and once by the shape of the definition (its unexpanded text and target).
+//! The next build of the same tag or definition compares its first miss against it to name
+//! what changed: the step text, an input path, or the base. Tagged builds also leave a
+//! [`BuildState`] under `work_dir/states/`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::key::{CacheKey, hex};
+use super::layers::io;
+use crate::ExecError;
+
+/// Why the first step that missed the cache missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissReason {
+    /// The build ignored the cache (`--no-cache`).
+    NoCache {
+        /// 1-based step index.
+        index: usize,
+        /// The step.
+        text: String,
+    },
+    /// This step was asked to run (`no_cache_steps`).
+    NoCacheStep {
+        /// 1-based step index.
+        index: usize,
+        /// The step.
+        text: String,
+    },
+    /// No entry for the key and nothing earlier to compare with (first build of this
+    /// definition, or a step that was not there before).
+    NewStep {
+        /// 1-based step index.
+        index: usize,
+        /// The step.
+        text: String,
+    },
+    /// The step's text (after expansion: build arguments included) differs from last time.
+    StepChanged {
+        /// 1-based step index.
+        index: usize,
+        /// The step now.
+        text: String,
+        /// The step last time.
+        previous: String,
+    },
+    /// A local input of a COPY/ADD changed.
+    InputsChanged {
+        /// 1-based step index.
+        index: usize,
+        /// The step.
+        text: String,
+        /// Paths relative to the source directory that changed, appeared or disappeared.
+        paths: Vec<String>,
+    },
+    /// The stage's base image is another image than last time.
+    BaseChanged {
+        /// 1-based step index (the stage's first step).
+        index: usize,
+        /// The step.
+        text: String,
+        /// The base last time.
+        previous: String,
+        /// The base now.
+        current: String,
+    },
+    /// Same key as last time, but its entry is gone (expired or collected).
+    Evicted {
+        /// 1-based step index.
+        index: usize,
+        /// The step.
+        text: String,
+    },
+}
+
+impl MissReason {
+    /// The 1-based index of the step that missed.
+    pub fn index(&self) -> usize {
+        match self {
+            MissReason::NoCache { index, .. }
+            | MissReason::NoCacheStep { index, .. }
+            | MissReason::NewStep { index, .. }
+            | MissReason::StepChanged { index, .. }
+            | MissReason::InputsChanged { index, .. }
+            | MissReason::BaseChanged { index, .. }
+            | MissReason::Evicted { index, .. } => *index,
+        }
+    }
+}
+
+impl fmt::Display for MissReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MissReason::NoCache { index, text } => {
+                write!(f, "step {index} ({text}): the cache is off (--no-cache)")
+            }
+            MissReason::NoCacheStep { index, text } => {
+                write!(f, "step {index} ({text}): asked to run without the cache")
+            }
+            MissReason::NewStep { index, text } => {
+                write!(f, "step {index} ({text}): not built before")
+            }
+            MissReason::StepChanged {
+                index,
+                text,
+                previous,
+            } => write!(f, "step {index} ({text}): the step changed (was: {previous})"),
+            MissReason::InputsChanged { index, text, paths } => write!(
+                f,
+                "step {index} ({text}): inputs changed: {}",
+                paths.join(", ")
+            ),
+            MissReason::BaseChanged {
+                index,
+                text,
+                previous,
+                current,
+            } => write!(
+                f,
+                "step {index} ({text}): the base changed from {previous} to {current}"
+            ),
+            MissReason::Evicted { index, text } => write!(
+                f,
+                "step {index} ({text}): built before, but its cache entry expired or was collected"
+            ),
+        }
+    }
+}
+
+/// One step as recorded after a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecordedStep {
+    pub index: usize,
+    pub text: String,
+    pub key: String,
+    pub parent: String,
+    /// The stage's base, for a stage's first step.
+    pub base: Option<String>,
+    /// Input path and fingerprint, for COPY/ADD.
+    pub inputs: Vec<(String, String)>,
+}
+
+/// The steps of one build, for the next build to compare against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BuildRecord {
+    pub steps: Vec<RecordedStep>,
+}
+
+/// Why `now` missed, given the previous build's record.
+pub(crate) fn explain(previous: Option<&BuildRecord>, now: &RecordedStep) -> MissReason {
+    let (index, text) = (now.index, now.text.clone());
+    let Some(before) = previous.and_then(|p| p.steps.iter().find(|s| s.index == now.index))
+    else {
+        return MissReason::NewStep { index, text };
+    };
+    if let (Some(previous), Some(current)) = (&before.base, &now.base)
+        && previous != current
+    {
+        return MissReason::BaseChanged {
+            index,
+            text,
+            previous: previous.clone(),
+            current: current.clone(),
+        };
+    }
+    if before.text != now.text {
+        return MissReason::StepChanged {
+            index,
+            text,
+            previous: before.text.clone(),
+        };
+    }
+    if before.inputs != now.inputs {
+        let mut paths: Vec<String> = now
+            .inputs
+            .iter()
+            .filter(|i| !before.inputs.contains(i))
+            .chain(before.inputs.iter().filter(|i| {
+                !now.inputs.iter().any(|n| n.0 == i.0)
+            }))
+            .map(|(path, _)| path.clone())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        return MissReason::InputsChanged { index, text, paths };
+    }
+    if before.key == now.key {
+        return MissReason::Evicted { index, text };
+    }
+    MissReason::NewStep { index, text }
+}
+
+/// The record files of a build: by tag, then by definition shape.
+pub(crate) fn record_paths(work_dir: &Path, tag: Option<&str>, shape: &CacheKey) -> Vec<PathBuf> {
+    let dir = work_dir.join("builds");
+    let mut paths = Vec::new();
+    if let Some(tag) = tag {
+        paths.push(dir.join(format!("tag-{}.json", hex(blake3::hash(tag.as_bytes()).as_bytes()))));
+    }
+    paths.push(dir.join(format!("def-{}.json", hex(shape))));
+    paths
+}
+
+/// The first readable record among `paths`.
+pub(crate) fn read_record(paths: &[PathBuf]) -> Option<BuildRecord> {
+    paths.iter().find_map(|p| {
+        let bytes = std::fs::read(p).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    })
+}
+
+/// Writes `value` as JSON to every path, atomically (temp file, then rename).
+fn write_json<T: Serialize>(paths: &[PathBuf], value: &T) -> Result<(), ExecError> {
+    let bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
+    for path in paths {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| io(dir, source))?;
+        std::io::Write::write_all(&mut tmp, &bytes).map_err(|source| io(path, source))?;
+        tmp.persist(path).map_err(|e| io(path, e.error))?;
+    }
+    Ok(())
+}
+
+/// Saves the record of a finished build.
+pub(crate) fn write_record(paths: &[PathBuf], record: &BuildRecord) -> Result<(), ExecError> {
+    write_json(paths, record)
+}
+
+/// The state of a tagged build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BuildState {
+    /// A build of this tag is running (or died without saying otherwise).
+    Building,
+    /// The tag names a finished image.
+    Active {
+        /// Its manifest sha256 (`sha256:...`).
+        digest: String,
+    },
+    /// The last build of this tag failed; the tag still names the image before it, if any.
+    BuildFailed {
+        /// The error message.
+        error: String,
+    },
+}
+
+fn state_path(work_dir: &Path, tag: &str) -> PathBuf {
+    work_dir.join("states").join(format!(
+        "{}.json",
+        hex(blake3::hash(tag.as_bytes()).as_bytes())
+    ))
+}
+
+/// Records the state of a tagged build.
+pub(crate) fn write_state(work_dir: &Path, tag: &str, state: &BuildState) -> Result<(), ExecError> {
+    write_json(&[state_path(work_dir, tag)], state)
+}
+
+/// The recorded state of `tag`, if any.
+pub(crate) fn read_state(work_dir: &Path, tag: &str) -> Option<BuildState> {
+    let bytes = std::fs::read(state_path(work_dir, tag)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(text: &str, key: &str, inputs: &[(&str, &str)]) -> RecordedStep {
+        RecordedStep {
+            index: 2,
+            text: text.into(),
+            key: key.into(),
+            parent: "p".into(),
+            base: None,
+            inputs: inputs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn explain_names_what_changed() {
+        let before = BuildRecord {
+            steps: vec![step("COPY src /app", "k1", &[("src/a", "1"), ("src/gone", "2")])],
+        };
+        let now = step("COPY src /app", "k2", &[("src/a", "9"), ("src/new", "3")]);
+        match explain(Some(&before), &now) {
+            MissReason::InputsChanged { paths, index, .. } => {
+                assert_eq!(index, 2);
+                assert_eq!(paths, ["src/a", "src/gone", "src/new"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = step("COPY other /app", "k3", &[]);
+        assert!(matches!(
+            explain(Some(&before), &text),
+            MissReason::StepChanged { .. }
+        ));
+        let same = step("COPY src /app", "k1", &[("src/a", "1"), ("src/gone", "2")]);
+        assert!(matches!(
+            explain(Some(&before), &same),
+            MissReason::Evicted { .. }
+        ));
+        assert!(matches!(explain(None, &same), MissReason::NewStep { .. }));
+    }
+
+    #[test]
+    fn records_and_states_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = record_paths(dir.path(), Some("app:1"), &[1; 32]);
+        assert_eq!(paths.len(), 2);
+        let record = BuildRecord {
+            steps: vec![step("RUN x", "k", &[])],
+        };
+        write_record(&paths, &record).unwrap();
+        assert_eq!(read_record(&paths[1..]).unwrap(), record);
+        assert_eq!(read_state(dir.path(), "app:1"), None);
+        write_state(dir.path(), "app:1", &BuildState::Building).unwrap();
+        assert_eq!(read_state(dir.path(), "app:1"), Some(BuildState::Building));
+    }
+}

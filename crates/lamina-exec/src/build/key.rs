@@ -1,0 +1,262 @@
+//! Step cache keys: what decides whether a step can be reused.
+//!
+//! Every key is blake3 over a length-prefixed encoding that opens with [`KEY_VERSION`].
+//!
+//! | key | goes in | why |
+//! |---|---|---|
+//! | base | `base`, the base image's manifest sha256 (or `scratch`), the layer settings (`SOURCE_DATE_EPOCH` clamp, layer compression) | everything built on a base depends on its content; the settings change every layer's bytes |
+//! | step | the parent key, the step's canonical text after variable expansion, the digest of its inputs | the chain makes a step depend on everything before it (ENV, USER, WORKDIR, ARG values, the base); the expanded text catches build arguments used in `FROM`/`COPY`/... |
+//! | COPY/ADD inputs | each match (source index, path relative to its source directory) and entry (name, kind, permission bits, size, blake3 of content, symlink target), as `lamina-spec` resolves them under `.dockerignore` and `--exclude` | they are the bytes the step copies |
+//! | `COPY --from` inputs | the source stage's last key, or the source image's manifest sha256 | that stage's result is the input |
+//! | final | the last step key, the default command, `final` | the default `CMD` is applied to the image only |
+//!
+//! | left out | why |
+//! |---|---|
+//! | absolute paths (context roots, `host_path`s) | the same project in another checkout must hit |
+//! | mtimes, owners of inputs, inode numbers | `git clone`/`touch` change them; layers clamp mtimes and COPY sets owners itself |
+//! | secrets, cache mounts, the host CA bundle, the network | build-time mounts never land in a layer; like Docker, a secret change does not rebuild |
+//! | build arguments not declared with `ARG` in the stage | they are invisible to its steps |
+//! | the step's index | moving a step keeps its key if what precedes it is the same |
+
+use lamina_spec::inputs::{EntryKind, SourceMatch};
+
+/// Opens every key encoding: changing the encoding must change every key.
+pub(crate) const KEY_VERSION: &str = "lamina-step-v1";
+
+/// A step cache key.
+pub type CacheKey = [u8; 32];
+
+/// Settings that change the bytes of every layer and config a build writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeySettings {
+    /// The mtime clamp and creation time (seconds since the epoch).
+    pub epoch: u64,
+    /// The layer compression, by name.
+    pub compression: &'static str,
+}
+
+/// Streams a length-prefixed encoding into blake3.
+struct Enc(blake3::Hasher);
+
+impl Enc {
+    fn new(kind: &str) -> Enc {
+        let mut enc = Enc(blake3::Hasher::new());
+        enc.str(KEY_VERSION);
+        enc.str(kind);
+        enc
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    fn str(&mut self, s: &str) -> &mut Self {
+        self.bytes(s.as_bytes())
+    }
+
+    fn u64(&mut self, n: u64) -> &mut Self {
+        self.0.update(&n.to_le_bytes());
+        self
+    }
+
+    fn finish(&self) -> CacheKey {
+        *self.0.finalize().as_bytes()
+    }
+}
+
+/// The key a stage starts from: `base` is `scratch` or the base image's manifest sha256.
+pub(crate) fn base_key(base: &str, settings: KeySettings) -> CacheKey {
+    Enc::new("base")
+        .str(base)
+        .u64(settings.epoch)
+        .str(settings.compression)
+        .finish()
+}
+
+/// The key of a step: its parent's key, its expanded text and its inputs.
+pub(crate) fn step_key(parent: &CacheKey, text: &str, inputs: &CacheKey) -> CacheKey {
+    Enc::new("step")
+        .bytes(parent)
+        .str(text)
+        .bytes(inputs)
+        .finish()
+}
+
+/// The key under which a finished image is kept (untagged images live as long as it).
+pub(crate) fn final_key(last: &CacheKey, default_cmd: Option<&[String]>) -> CacheKey {
+    let mut enc = Enc::new("final");
+    enc.bytes(last);
+    match default_cmd {
+        None => enc.u64(0),
+        Some(argv) => {
+            enc.u64(1).u64(argv.len() as u64);
+            for arg in argv {
+                enc.str(arg);
+            }
+            &mut enc
+        }
+    };
+    enc.finish()
+}
+
+/// A second key derived from `key` (e.g. to keep the final config next to the manifest).
+pub(crate) fn derived_key(key: &CacheKey, purpose: &str) -> CacheKey {
+    Enc::new("derived").bytes(key).str(purpose).finish()
+}
+
+/// The inputs digest of a step without inputs.
+pub(crate) const NO_INPUTS: CacheKey = [0; 32];
+
+/// The inputs of a `COPY --from`: the source stage's key or image digest, tagged.
+pub(crate) fn from_inputs(source: &str) -> CacheKey {
+    Enc::new("from").str(source).finish()
+}
+
+/// The digest of a COPY/ADD's local inputs (see the module docs for what goes in).
+pub(crate) fn inputs_digest(matches: &[SourceMatch]) -> CacheKey {
+    let mut enc = Enc::new("inputs");
+    enc.u64(matches.len() as u64);
+    for m in matches {
+        enc.u64(m.source as u64).str(&m.path).u64(m.entries.len() as u64);
+        for entry in &m.entries {
+            enc.str(&entry.name).u64(u64::from(entry.mode));
+            entry_kind(&mut enc, &entry.kind);
+        }
+    }
+    enc.finish()
+}
+
+fn entry_kind(enc: &mut Enc, kind: &EntryKind) {
+    match kind {
+        EntryKind::File { size, hash } => {
+            enc.u64(1).u64(*size).bytes(hash);
+        }
+        EntryKind::Dir => {
+            enc.u64(2);
+        }
+        EntryKind::Symlink { target } => {
+            enc.u64(3).bytes(target);
+        }
+    }
+}
+
+/// Each input path (relative to its source directory) with a fingerprint of its kind, mode
+/// and content, for naming what changed between two builds.
+pub(crate) fn input_fingerprints(matches: &[SourceMatch]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for m in matches {
+        let is_dir_match = m.entries.first().is_some_and(|e| e.name == ".");
+        for entry in &m.entries {
+            let path = if entry.name == "." || (!is_dir_match && m.entries.len() == 1) {
+                m.path.clone()
+            } else if !is_dir_match {
+                // `--parents`: names already keep the matched path.
+                entry.name.clone()
+            } else if m.path == "." {
+                entry.name.clone()
+            } else {
+                format!("{}/{}", m.path, entry.name)
+            };
+            let mut enc = Enc::new("entry");
+            enc.u64(u64::from(entry.mode));
+            entry_kind(&mut enc, &entry.kind);
+            out.push((path, hex(&enc.finish())));
+        }
+    }
+    out
+}
+
+/// Lowercase hex of a key.
+pub fn hex(key: &CacheKey) -> String {
+    use std::fmt::Write;
+    key.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_spec::inputs::TreeEntry;
+    use std::path::PathBuf;
+
+    fn file(name: &str, content: &[u8], host: &str) -> TreeEntry {
+        TreeEntry {
+            name: name.into(),
+            kind: EntryKind::File {
+                size: content.len() as u64,
+                hash: *blake3::hash(content).as_bytes(),
+            },
+            mode: 0o644,
+            host_path: PathBuf::from(host),
+        }
+    }
+
+    fn dir_match(files: &[(&str, &[u8])], host_root: &str) -> SourceMatch {
+        let mut entries = vec![TreeEntry {
+            name: ".".into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            host_path: PathBuf::from(host_root),
+        }];
+        entries.extend(
+            files
+                .iter()
+                .map(|(n, c)| file(n, c, &format!("{host_root}/{n}"))),
+        );
+        SourceMatch {
+            source: 0,
+            path: "src".into(),
+            entries,
+        }
+    }
+
+    #[test]
+    fn inputs_digest_ignores_host_paths_but_not_content_or_mode() {
+        let a = dir_match(&[("a.py", b"print(1)")], "/one/src");
+        let b = dir_match(&[("a.py", b"print(1)")], "/elsewhere/src");
+        assert_eq!(inputs_digest(&[a.clone()]), inputs_digest(&[b]));
+        let changed = dir_match(&[("a.py", b"print(2)")], "/one/src");
+        assert_ne!(inputs_digest(&[a.clone()]), inputs_digest(&[changed]));
+        let mut chmod = a.clone();
+        chmod.entries[1].mode = 0o755;
+        assert_ne!(inputs_digest(&[a]), inputs_digest(&[chmod]));
+    }
+
+    #[test]
+    fn keys_chain_and_separate_their_parts() {
+        let settings = KeySettings {
+            epoch: 0,
+            compression: "zstd",
+        };
+        let base = base_key("scratch", settings);
+        assert_ne!(
+            base,
+            base_key(
+                "scratch",
+                KeySettings {
+                    epoch: 1,
+                    ..settings
+                }
+            )
+        );
+        let one = step_key(&base, "RUN a", &NO_INPUTS);
+        assert_ne!(one, step_key(&base, "RUN b", &NO_INPUTS));
+        assert_ne!(one, step_key(&one, "RUN a", &NO_INPUTS));
+        assert_ne!(one, step_key(&base, "RUN a", &from_inputs("x")));
+        assert_ne!(
+            final_key(&one, None),
+            final_key(&one, Some(&["sleep".into()]))
+        );
+    }
+
+    #[test]
+    fn fingerprints_name_paths_relative_to_the_source_directory() {
+        let m = dir_match(&[("a.py", b"1"), ("pkg/b.py", b"2")], "/x/src");
+        let names: Vec<String> = input_fingerprints(&[m]).into_iter().map(|p| p.0).collect();
+        assert_eq!(names, ["src", "src/a.py", "src/pkg/b.py"]);
+    }
+}

@@ -1,0 +1,190 @@
+//! Layers in and out of the store for a build: writing a tree or an overlay upper directory
+//! as a stored layer, materializing a stack of layers as a directory, and the per-key locks
+//! that make two builds run an identical step once.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use lamina_layer::{LayerOptions, LayerWriter, Unpacker};
+use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store};
+
+use super::key::{CacheKey, hex};
+use crate::ExecError;
+
+/// What a layer is made from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LayerSource<'a> {
+    /// Every entry below a directory.
+    Tree(&'a Path),
+    /// An overlayfs upper directory (whiteouts become OCI markers).
+    OverlayUpper(&'a Path),
+}
+
+/// The layer writer options of a build: fixed mtime clamp, the configured compression.
+pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
+    let compression = match compression {
+        Compression::None => lamina_layer::Compression::None,
+        Compression::Gzip => lamina_layer::Compression::Gzip,
+        _ => lamina_layer::Compression::Zstd,
+    };
+    LayerWriter::new(
+        LayerOptions::default()
+            .compression(compression)
+            .mtime_clamp(Some(epoch)),
+    )
+}
+
+/// The store's name for a compression, as it goes into cache keys.
+pub(crate) fn compression_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+        _ => "zstd",
+    }
+}
+
+/// Streams a layer from `source` into a new blob of `store` and records it. The blob lands
+/// only if the bytes the store hashed match the digest the layer writer computed.
+pub(crate) fn store_layer(
+    store: &Store,
+    writer: &LayerWriter,
+    compression: Compression,
+    source: LayerSource<'_>,
+) -> Result<LayerRecord, ExecError> {
+    let mut blob = store.writer(BlobKind::Layer)?;
+    let info = match source {
+        LayerSource::Tree(root) => writer.write_tree(root, &mut blob)?,
+        LayerSource::OverlayUpper(upper) => writer.write_overlay_upper(upper, &mut blob)?,
+    };
+    let compressed = Digest::sha256(info.digest.0);
+    let stored = blob.commit_verified(&compressed, Some(info.size))?;
+    let record = LayerRecord {
+        digest: Digest::blake3(info.blake3.0),
+        diff_id: Digest::sha256(info.diff_id.0),
+        size: info.uncompressed_size,
+        variants: vec![LayerVariant {
+            compression,
+            digest: stored.digest,
+            sha256: stored.sha256,
+            size: stored.size,
+        }],
+        created: SystemTime::now(),
+    };
+    Ok(store.put_layer(&record)?)
+}
+
+/// Unpacks `layers` (bottom first) into the empty directory `target`, whiteouts applied:
+/// the merged filesystem the layers describe.
+pub(crate) fn materialize(
+    store: &Store,
+    layers: &[LayerRecord],
+    target: &Path,
+) -> Result<(), ExecError> {
+    let unpacker = Unpacker::default();
+    for layer in layers {
+        let variant = layer
+            .variants
+            .first()
+            .ok_or_else(|| ExecError::InvalidStoredConfig {
+                digest: layer.digest.to_string(),
+                reason: "the layer record lists no stored variant".into(),
+            })?;
+        let blob = store
+            .get(&variant.digest)?
+            .ok_or(lamina_store::StoreError::NotFound {
+                digest: variant.digest,
+            })?;
+        unpacker.unpack(std::io::BufReader::new(blob.into_file()), target)?;
+    }
+    Ok(())
+}
+
+/// A temporary directory under the build's work directory, removed on drop.
+pub(crate) fn temp_dir(work_dir: &Path, prefix: &str) -> Result<tempfile::TempDir, ExecError> {
+    let parent = work_dir.join("tmp");
+    std::fs::create_dir_all(&parent).map_err(|source| io(&parent, source))?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .map_err(|source| io(&parent, source))
+}
+
+/// An exclusive lock on one cache key, across threads and processes (`flock` on
+/// `work_dir/locks/<key>.lock`); released on drop.
+#[derive(Debug)]
+pub(crate) struct KeyLock {
+    _file: File,
+}
+
+impl KeyLock {
+    /// Waits for the lock of `key`.
+    pub fn acquire(work_dir: &Path, key: &CacheKey) -> Result<KeyLock, ExecError> {
+        let dir = work_dir.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|source| io(&dir, source))?;
+        let path = dir.join(format!("{}.lock", hex(key)));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| io(&path, source))?;
+        // Each acquisition opens its own file description, so flock also excludes other
+        // threads of this process.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|errno| io(&path, errno.into()))?;
+        Ok(KeyLock { _file: file })
+    }
+}
+
+pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ExecError {
+    ExecError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_key_lock_excludes_other_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (dir, inside, max) = (dir.path().to_path_buf(), inside.clone(), max.clone());
+                std::thread::spawn(move || {
+                    let _lock = KeyLock::acquire(&dir, &[7; 32]).unwrap();
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(max.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_stored_tree_materializes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), Default::default()).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/motd"), "hi\n").unwrap();
+        let w = writer(Compression::Zstd, 0);
+        let layer = store_layer(&store, &w, Compression::Zstd, LayerSource::Tree(&tree)).unwrap();
+        let again = store_layer(&store, &w, Compression::Zstd, LayerSource::Tree(&tree)).unwrap();
+        assert_eq!(layer.digest, again.digest);
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        materialize(&store, &[layer], &out).unwrap();
+        assert_eq!(std::fs::read(out.join("etc/motd")).unwrap(), b"hi\n");
+    }
+}

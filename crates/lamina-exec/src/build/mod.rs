@@ -1,0 +1,290 @@
+//! Build orchestration: a [`lamina_spec::Image`] becomes an image in the store, one cached
+//! step at a time.
+//!
+//! The [`Executor`] expands the definition, resolves each stage's base (`scratch`, an
+//! earlier stage, an image already in the store, else a registry pull), then walks the
+//! steps of the stages the target needs. Each step has a cache key (see [`key`]): a hit
+//! reuses the stored layer and config and runs nothing; a miss runs the step (RUN under
+//! the sandbox, COPY/ADD into a staged tree, everything else on the config), stores its
+//! layer and config, and records them under the key. Identical steps of concurrent builds
+//! run once: a per-key lock is taken on a miss and the cache checked again under it.
+//!
+//! Submodules: [`key`] (cache keys), `plan` (stages, bases, step numbering), `steps` (the
+//! step loop), `config` (image config updates), `copy` (COPY/ADD), `run` (RUN), `explain`
+//! (why the first miss missed), `layers` (layer and lock helpers).
+
+mod config;
+mod copy;
+mod explain;
+pub mod key;
+mod layers;
+mod plan;
+mod run;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lamina_export::registry::RegistryConfig;
+use lamina_store::{Compression, Digest, Store};
+
+use crate::ExecError;
+use crate::sandbox::{LayerCache, OutputStream, Sandbox};
+
+pub use explain::{BuildState, MissReason};
+pub use key::CacheKey;
+
+/// How an [`Executor`] runs builds.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// Where unpacked layers, sandboxes, locks and build records live.
+    pub work_dir: PathBuf,
+    /// How base images missing from the store are pulled.
+    pub registry: RegistryConfig,
+    /// Mount the host's CA bundle into RUN steps (default true).
+    pub host_ca_bundle: bool,
+    /// The `CMD` of a final image that sets neither `ENTRYPOINT` nor `CMD` (default
+    /// `["sleep", "infinity"]`, so a sandbox container stays up).
+    pub default_cmd: Option<Vec<String>>,
+    /// How new layers are compressed (default zstd).
+    pub layer_compression: Compression,
+}
+
+impl ExecConfig {
+    /// The defaults, with work files under `work_dir`.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        ExecConfig {
+            work_dir: work_dir.into(),
+            registry: RegistryConfig::default(),
+            host_ca_bundle: true,
+            default_cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            layer_compression: Compression::Zstd,
+        }
+    }
+}
+
+/// What one build should do.
+#[derive(Clone, Default)]
+pub struct BuildOptions {
+    /// Name the result (`name:tag`); named images are pinned.
+    pub tag: Option<String>,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// Secret id to host file, for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// Run every step, ignoring the cache.
+    pub no_cache: bool,
+    /// Run these steps (1-based, see [`StepReport::index`]) even on a hit.
+    pub no_cache_steps: Vec<usize>,
+    /// Build this stage (by name or 0-based index) instead of the last.
+    pub target_stage: Option<String>,
+    /// Called with progress as it happens (from a blocking thread).
+    pub on_event: Option<Arc<dyn Fn(BuildEvent) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("tag", &self.tag)
+            .field("build_args", &self.build_args)
+            .field("secrets", &self.secrets)
+            .field("no_cache", &self.no_cache)
+            .field("no_cache_steps", &self.no_cache_steps)
+            .field("target_stage", &self.target_stage)
+            .field("on_event", &self.on_event.as_ref().map(|_| "..."))
+            .finish()
+    }
+}
+
+/// Progress of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildEvent {
+    /// A stage starts from its base.
+    StageStarted {
+        /// 0-based stage index in the definition.
+        stage: usize,
+        /// Its `AS` name.
+        name: Option<String>,
+        /// The expanded `FROM` reference.
+        base: String,
+    },
+    /// A step begins (looked up, then run on a miss).
+    StepStarted {
+        /// 1-based step index.
+        index: usize,
+        /// Steps in this build.
+        total: usize,
+        /// The step as Dockerfile text (first line).
+        text: String,
+    },
+    /// A step was found in the cache.
+    StepCached {
+        /// 1-based step index.
+        index: usize,
+        /// Its cache key.
+        key: CacheKey,
+    },
+    /// A line of a RUN step's output.
+    StepLog {
+        /// 1-based step index.
+        index: usize,
+        /// stdout or stderr.
+        stream: OutputStream,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A step is done.
+    StepFinished {
+        /// 1-based step index.
+        index: usize,
+        /// Whether it came from the cache.
+        cached: bool,
+        /// How long it took.
+        duration: Duration,
+    },
+    /// The image is in the store.
+    Committed {
+        /// The manifest's sha256.
+        digest: Digest,
+    },
+}
+
+/// One step of a finished build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// 1-based, counting the steps (instructions after `FROM`) of the stages built, in order.
+    pub index: usize,
+    /// The step as Dockerfile text, variables expanded.
+    pub text: String,
+    /// Whether it came from the cache.
+    pub cached: bool,
+    /// How long it took.
+    pub duration: Duration,
+    /// The layer it added (blake3 of the uncompressed tar), if any.
+    pub layer: Option<Digest>,
+    /// Its cache key.
+    pub key: CacheKey,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The image digest: sha256 of the manifest.
+    pub digest: Digest,
+    /// The manifest's store address (blake3).
+    pub manifest_blob: Digest,
+    /// Every step, in order.
+    pub steps: Vec<StepReport>,
+    /// Why the first step that missed the cache missed (`None`: all hit).
+    pub first_miss: Option<MissReason>,
+    /// Wall time of the build.
+    pub duration: Duration,
+    /// The name given to the image.
+    pub tag: Option<String>,
+}
+
+/// Builds images into a store.
+///
+/// The sandbox (runc, overlayfs, root) is created only when a RUN step misses the cache,
+/// so builds whose RUN steps all hit, and builds without RUN, need none of it.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub store: Arc<Store>,
+    pub config: ExecConfig,
+    layer_cache: Mutex<Option<Arc<LayerCache>>>,
+    sandbox: Mutex<Option<Arc<Sandbox>>>,
+}
+
+impl Executor {
+    /// An executor over `store`; creates `config.work_dir`.
+    pub fn new(store: Arc<Store>, config: ExecConfig) -> Result<Self, ExecError> {
+        std::fs::create_dir_all(&config.work_dir)
+            .map_err(|source| layers::io(&config.work_dir, source))?;
+        Ok(Executor {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                layer_cache: Mutex::new(None),
+                sandbox: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The store builds write into.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// Builds `image`. The work runs on tokio's blocking pool; dropping the future does
+    /// not stop a step that has started (it finishes, and its result is cached).
+    pub async fn build(
+        &self,
+        image: &lamina_spec::Image,
+        options: BuildOptions,
+    ) -> Result<BuildReport, ExecError> {
+        let inner = self.inner.clone();
+        let image = image.clone();
+        tokio::task::spawn_blocking(move || steps::build(&inner, &image, &options))
+            .await
+            .map_err(|e| ExecError::TaskFailed {
+                reason: e.to_string(),
+            })?
+    }
+
+    /// The blocking form of [`Executor::build`], for callers without a runtime. Do not call
+    /// it from an async task: a base image pull would block on the caller's runtime.
+    pub fn build_blocking(
+        &self,
+        image: &lamina_spec::Image,
+        options: &BuildOptions,
+    ) -> Result<BuildReport, ExecError> {
+        steps::build(&self.inner, image, options)
+    }
+
+    /// The state of the last build that was to be tagged `tag` (building, active or
+    /// failed), from the executor's build records.
+    pub fn build_state(&self, tag: &str) -> Option<BuildState> {
+        explain::read_state(&self.inner.config.work_dir, tag)
+    }
+
+    /// Whether the sandbox has been created (only a RUN miss creates it).
+    pub fn sandbox_started(&self) -> bool {
+        lock(&self.inner.sandbox).is_some()
+    }
+}
+
+impl Inner {
+    /// The sandbox, created on first use.
+    pub(crate) fn sandbox(&self) -> Result<Arc<Sandbox>, ExecError> {
+        let mut slot = lock(&self.sandbox);
+        if let Some(sandbox) = slot.as_ref() {
+            return Ok(sandbox.clone());
+        }
+        let sandbox = Arc::new(Sandbox::new(&self.config.work_dir)?);
+        *slot = Some(sandbox.clone());
+        Ok(sandbox)
+    }
+
+    /// The unpacked-layer cache, created on first use.
+    pub(crate) fn layer_cache(&self) -> Result<Arc<LayerCache>, ExecError> {
+        let mut slot = lock(&self.layer_cache);
+        if let Some(cache) = slot.as_ref() {
+            return Ok(cache.clone());
+        }
+        let cache = Arc::new(LayerCache::new(&self.config.work_dir)?);
+        *slot = Some(cache.clone());
+        Ok(cache)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

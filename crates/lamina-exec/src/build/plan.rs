@@ -1,0 +1,233 @@
+//! What a build will do before it does anything: the expanded definition, the stages the
+//! target needs, each stage's base, the images `COPY --from` names, and step numbering.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lamina_export::StoredImage;
+use lamina_export::registry::{self, RegistryConfig};
+use lamina_spec::{Dockerfile, Image, Instruction};
+use lamina_store::{Digest, Store};
+
+use super::BuildOptions;
+use super::config::ImageConfig;
+use crate::ExecError;
+
+/// Where a stage starts.
+#[derive(Debug, Clone)]
+pub(crate) enum Base {
+    /// `FROM scratch`.
+    Scratch,
+    /// `FROM <earlier stage>`.
+    Stage(usize),
+    /// An image from the store (already there, or pulled for this build).
+    Image(Box<StoredImage>),
+}
+
+/// A build, planned.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The definition with variables expanded.
+    pub df: Dockerfile,
+    /// Each stage's base (`Scratch` for stages not built).
+    pub bases: Vec<Base>,
+    /// The stages to build, in order; the last is the target.
+    pub stages: Vec<usize>,
+    /// The 1-based index of each built stage's first step, by stage.
+    pub first_step: BTreeMap<usize, usize>,
+    /// Steps in this build.
+    pub total: usize,
+    /// Images named by `COPY --from=<image>`, by reference.
+    pub from_images: BTreeMap<String, StoredImage>,
+}
+
+impl Plan {
+    /// Expands `image` and resolves every base and `--from` image the target stage needs.
+    pub fn new(
+        store: &Store,
+        registry: &RegistryConfig,
+        image: &Image,
+        options: &BuildOptions,
+    ) -> Result<Plan, ExecError> {
+        let raw = image.definition();
+        if raw.stages.is_empty() {
+            return Err(ExecError::NoStages);
+        }
+        // First pass: base references and `--from` values (they only see global ARGs).
+        let pre = raw.expand(&options.build_args)?;
+        let target = target_stage(&pre, options.target_stage.as_deref())?;
+        let stages = needed_stages(&pre, target);
+
+        let mut bases = vec![Base::Scratch; pre.stages.len()];
+        let mut base_env: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for &s in &stages {
+            let reference = &pre.stages[s].base;
+            bases[s] = if reference.eq_ignore_ascii_case("scratch") {
+                Base::Scratch
+            } else if let Some(parent) = stage_ref(&pre, s, reference) {
+                Base::Stage(parent)
+            } else {
+                let found = resolve_image(store, registry, reference)?;
+                let config = base_config(store, &found)?;
+                base_env.insert(reference.clone(), config.env_pairs());
+                Base::Image(Box::new(found))
+            };
+        }
+        let df = raw.expand_with_base_env(&options.build_args, &|r| {
+            base_env.get(r).cloned().unwrap_or_default()
+        })?;
+
+        let mut from_images = BTreeMap::new();
+        let mut first_step = BTreeMap::new();
+        let mut total = 0;
+        for &s in &stages {
+            first_step.insert(s, total + 1);
+            total += df.stages[s].instructions.len();
+            for instruction in &df.stages[s].instructions {
+                if let Instruction::Copy(copy) = instruction
+                    && let Some(from) = &copy.from
+                    && stage_ref(&df, s, from).is_none()
+                    && !from_images.contains_key(from)
+                {
+                    from_images.insert(from.clone(), resolve_image(store, registry, from)?);
+                }
+            }
+        }
+        Ok(Plan {
+            df,
+            bases,
+            stages,
+            first_step,
+            total,
+            from_images,
+        })
+    }
+}
+
+/// The stage `value` names among the stages before `before`: an `AS` name (any case) or a
+/// 0-based index.
+pub(crate) fn stage_ref(df: &Dockerfile, before: usize, value: &str) -> Option<usize> {
+    let earlier = &df.stages[..before.min(df.stages.len())];
+    earlier
+        .iter()
+        .position(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(value)))
+        .or_else(|| value.parse::<usize>().ok().filter(|i| *i < earlier.len()))
+}
+
+fn target_stage(df: &Dockerfile, target: Option<&str>) -> Result<usize, ExecError> {
+    let Some(target) = target else {
+        return Ok(df.stages.len() - 1);
+    };
+    stage_ref(df, df.stages.len(), target).ok_or_else(|| ExecError::UnknownTargetStage {
+        name: target.to_string(),
+        known: df.stages.iter().filter_map(|s| s.name.clone()).collect(),
+    })
+}
+
+/// The stages `target` depends on (through `FROM` and `COPY --from`), with it, in order.
+fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(s) = todo.pop() {
+        if !needed.insert(s) {
+            continue;
+        }
+        let stage = &df.stages[s];
+        todo.extend(stage_ref(df, s, &stage.base));
+        for instruction in &stage.instructions {
+            if let Instruction::Copy(copy) = instruction
+                && let Some(from) = &copy.from
+            {
+                todo.extend(stage_ref(df, s, from));
+            }
+        }
+    }
+    needed.into_iter().collect()
+}
+
+/// An image for `FROM` or `COPY --from`: by digest (`name@sha256:...`) or name from the
+/// store without contacting any registry, else pulled (and named in the store, so the next
+/// build finds it there).
+pub(crate) fn resolve_image(
+    store: &Store,
+    registry: &RegistryConfig,
+    reference: &str,
+) -> Result<StoredImage, ExecError> {
+    if let Some((_, digest)) = reference.split_once('@') {
+        let digest = Digest::parse(digest).map_err(|e| ExecError::BaseUnavailable {
+            reference: reference.to_string(),
+            reason: format!("its digest does not parse ({e}); write name@sha256:<64 hex>"),
+        })?;
+        if store.contains(&digest)? {
+            return Ok(StoredImage::load(store, &digest)?);
+        }
+    } else if let Some(found) = StoredImage::load_named(store, reference)? {
+        return Ok(found);
+    }
+    pull_image(store, registry, reference)
+}
+
+/// Pulls on the caller's tokio runtime (the build runs on its blocking pool), or on a
+/// runtime of its own when called outside one.
+fn pull_image(
+    store: &Store,
+    config: &RegistryConfig,
+    reference: &str,
+) -> Result<StoredImage, ExecError> {
+    let pull = registry::pull(store, reference, config);
+    let pulled = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(pull),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ExecError::Io {
+                path: "tokio runtime".into(),
+                source,
+            })?
+            .block_on(pull),
+    };
+    pulled.map_err(|e| ExecError::BaseUnavailable {
+        reference: reference.to_string(),
+        reason: format!("it is not in the store and pulling it failed: {e}"),
+    })
+}
+
+/// A stored image's config, in the build's shape (Docker fields kept).
+pub(crate) fn base_config(store: &Store, image: &StoredImage) -> Result<ImageConfig, ExecError> {
+    let bytes = store
+        .read(&image.config_blob)?
+        .ok_or(lamina_store::StoreError::NotFound {
+            digest: image.config_blob,
+        })?;
+    ImageConfig::parse(&bytes, &image.config_blob)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn df(text: &str) -> Dockerfile {
+        Dockerfile::parse(text).unwrap()
+    }
+
+    #[test]
+    fn only_the_stages_the_target_needs_are_built() {
+        let d = df("FROM scratch AS a\nFROM scratch AS unused\nFROM a AS b\n\
+             FROM scratch AS c\nCOPY --from=b /x /x\nCOPY --from=0 /y /y\n");
+        assert_eq!(needed_stages(&d, 3), [0, 2, 3]);
+        assert_eq!(needed_stages(&d, 1), [1]);
+        assert_eq!(target_stage(&d, Some("B")).unwrap(), 2);
+        assert_eq!(target_stage(&d, Some("1")).unwrap(), 1);
+        assert_eq!(target_stage(&d, None).unwrap(), 3);
+        let err = target_stage(&d, Some("nope")).unwrap_err();
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+    }
+
+    #[test]
+    fn stage_names_only_refer_backwards() {
+        let d = df("FROM scratch AS a\nFROM scratch AS b\n");
+        assert_eq!(stage_ref(&d, 1, "a"), Some(0));
+        assert_eq!(stage_ref(&d, 0, "a"), None);
+        assert_eq!(stage_ref(&d, 1, "b"), None);
+        assert_eq!(stage_ref(&d, 2, "busybox"), None);
+    }
+}

@@ -1,0 +1,518 @@
+//! The step loop: stage by stage, step by step, look the key up, run on a miss, record.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use lamina_export::StoredImage;
+use lamina_layer::LayerWriter;
+use lamina_spec::inputs::{SourceMatch, resolve_copy_inputs};
+use lamina_spec::{Image, Instruction, StepRef};
+use lamina_store::{BlobKind, CacheEntry, Compression, LayerRecord};
+
+use super::config::{ImageConfig, rfc3339, source_date_epoch};
+use super::explain::{self, BuildRecord, BuildState, MissReason, RecordedStep};
+use super::key::{self, CacheKey, KeySettings, hex};
+use super::layers::{self, KeyLock, LayerSource};
+use super::plan::{Base, Plan, base_config, stage_ref};
+use super::{BuildEvent, BuildOptions, BuildReport, Inner, StepReport};
+use crate::ExecError;
+
+/// A stage as its steps go by.
+#[derive(Debug, Clone)]
+pub(crate) struct StageState {
+    /// The image config so far.
+    pub config: ImageConfig,
+    /// The layers so far, bottom first.
+    pub layers: Vec<LayerRecord>,
+    /// The key of the last step (or the base).
+    pub key: CacheKey,
+    /// What the stage started from, for explaining misses.
+    pub base_name: String,
+    /// `ARG` values visible to RUN steps (not part of the config).
+    pub args: BTreeMap<String, String>,
+    /// Whether this stage set `CMD` (an `ENTRYPOINT` then keeps it).
+    pub cmd_set: bool,
+}
+
+/// One build in progress.
+pub(crate) struct Build<'a> {
+    pub inner: &'a Inner,
+    pub image: &'a Image,
+    pub options: &'a BuildOptions,
+    pub plan: Plan,
+    pub compression: Compression,
+    pub writer: LayerWriter,
+    /// `SOURCE_DATE_EPOCH` (or 0) as RFC 3339: every `created` the build writes.
+    pub created: String,
+    settings: KeySettings,
+    steps: Vec<StepReport>,
+    first_miss: Option<MissReason>,
+    previous: Option<BuildRecord>,
+    record: BuildRecord,
+    results: BTreeMap<usize, StageState>,
+}
+
+/// Runs a whole build, recording the state of a tagged one.
+pub(crate) fn build(
+    inner: &Inner,
+    image: &Image,
+    options: &BuildOptions,
+) -> Result<BuildReport, ExecError> {
+    let work_dir = &inner.config.work_dir;
+    let tag = options.tag.as_deref();
+    if let Some(tag) = tag {
+        explain::write_state(work_dir, tag, &BuildState::Building)?;
+    }
+    let result = build_untracked(inner, image, options);
+    if let Some(tag) = tag {
+        let state = match &result {
+            Ok(report) => BuildState::Active {
+                digest: report.digest.to_string(),
+            },
+            Err(e) => BuildState::BuildFailed {
+                error: e.to_string(),
+            },
+        };
+        explain::write_state(work_dir, tag, &state)?;
+    }
+    result
+}
+
+fn build_untracked(
+    inner: &Inner,
+    image: &Image,
+    options: &BuildOptions,
+) -> Result<BuildReport, ExecError> {
+    let started = Instant::now();
+    let store = &inner.store;
+    let plan = Plan::new(store, &inner.config.registry, image, options)?;
+    let compression = effective_compression(&plan, inner.config.layer_compression);
+    let epoch = source_date_epoch();
+    let shape = definition_shape(image, options);
+    let record_paths = explain::record_paths(&inner.config.work_dir, options.tag.as_deref(), &shape);
+    let mut build = Build {
+        inner,
+        image,
+        options,
+        compression,
+        writer: layers::writer(compression, epoch),
+        created: rfc3339(epoch),
+        settings: KeySettings {
+            epoch,
+            compression: layers::compression_name(compression),
+        },
+        steps: Vec::new(),
+        first_miss: None,
+        previous: explain::read_record(&record_paths),
+        record: BuildRecord::default(),
+        results: BTreeMap::new(),
+        plan,
+    };
+    for s in build.plan.stages.clone() {
+        let mut state = build.start_stage(s)?;
+        let first = build.plan.first_step[&s];
+        for i in 0..build.plan.df.stages[s].instructions.len() {
+            build.step(s, i, first + i, &mut state)?;
+        }
+        build.results.insert(s, state);
+    }
+    let (stored, tag) = build.commit()?;
+    explain::write_record(&record_paths, &build.record)?;
+    Ok(BuildReport {
+        digest: stored.digest,
+        manifest_blob: stored.manifest_blob,
+        steps: build.steps,
+        first_miss: build.first_miss,
+        duration: started.elapsed(),
+        tag,
+    })
+}
+
+/// The compression of new layers: the configured one, unless a base image's layers are
+/// not stored that way (a manifest names one compression for all its layers).
+fn effective_compression(plan: &Plan, wanted: Compression) -> Compression {
+    let bases: Vec<&LayerRecord> = plan
+        .bases
+        .iter()
+        .filter_map(|b| match b {
+            Base::Image(image) => Some(image.layers.iter().map(|l| &l.record)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let has = |c: Compression| {
+        bases
+            .iter()
+            .all(|l| l.variants.iter().any(|v| v.compression == c))
+    };
+    [wanted, Compression::Gzip, Compression::Zstd, Compression::None]
+        .into_iter()
+        .find(|c| has(*c))
+        .unwrap_or(wanted)
+}
+
+/// Identifies "the same definition" across builds for explaining misses: its unexpanded
+/// text and target, without input content (so an edited input still finds the record).
+fn definition_shape(image: &Image, options: &BuildOptions) -> CacheKey {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(image.dockerfile().as_bytes());
+    hasher.update(b"\0target\0");
+    hasher.update(options.target_stage.as_deref().unwrap_or("").as_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+impl Build<'_> {
+    pub(crate) fn emit(&self, event: BuildEvent) {
+        if let Some(on_event) = &self.options.on_event {
+            on_event(event);
+        }
+    }
+
+    fn start_stage(&mut self, s: usize) -> Result<StageState, ExecError> {
+        let stage = &self.plan.df.stages[s];
+        self.emit(BuildEvent::StageStarted {
+            stage: s,
+            name: stage.name.clone(),
+            base: stage.base.clone(),
+        });
+        let state = match &self.plan.bases[s] {
+            Base::Scratch => StageState {
+                config: ImageConfig::scratch(),
+                layers: Vec::new(),
+                key: key::base_key("scratch", self.settings),
+                base_name: "scratch".into(),
+                args: BTreeMap::new(),
+                cmd_set: false,
+            },
+            Base::Stage(parent) => {
+                let parent_state = &self.results[parent];
+                StageState {
+                    base_name: format!("stage {parent} ({})", hex(&parent_state.key)),
+                    args: BTreeMap::new(),
+                    cmd_set: false,
+                    ..parent_state.clone()
+                }
+            }
+            Base::Image(image) => StageState {
+                config: base_config(&self.inner.store, image)?,
+                layers: image.layers.iter().map(|l| l.record.clone()).collect(),
+                key: key::base_key(&image.digest.to_string(), self.settings),
+                base_name: format!("{} ({})", stage.base, image.digest),
+                args: BTreeMap::new(),
+                cmd_set: false,
+            },
+        };
+        Ok(state)
+    }
+
+    /// Runs (or reuses) step `i` of stage `s`, numbered `index`.
+    fn step(
+        &mut self,
+        s: usize,
+        i: usize,
+        index: usize,
+        state: &mut StageState,
+    ) -> Result<(), ExecError> {
+        let started = Instant::now();
+        let instruction = self.plan.df.stages[s].instructions[i].clone();
+        let text = instruction
+            .render(self.plan.df.escape)
+            .trim_end()
+            .to_string();
+        self.emit(BuildEvent::StepStarted {
+            index,
+            total: self.plan.total,
+            text: text.lines().next().unwrap_or_default().to_string(),
+        });
+        let mut matches: Vec<SourceMatch> = Vec::new();
+        let mut fingerprints = Vec::new();
+        let inputs = match &instruction {
+            Instruction::Copy(copy) => match &copy.from {
+                Some(from) => key::from_inputs(&self.from_identity(s, from)),
+                None => {
+                    let root = self.image.context().root_for(StepRef {
+                        stage: s,
+                        instruction: i,
+                    });
+                    matches = resolve_copy_inputs(copy, root)?;
+                    fingerprints = key::input_fingerprints(&matches);
+                    key::inputs_digest(&matches)
+                }
+            },
+            _ => key::NO_INPUTS,
+        };
+        let step_key = key::step_key(&state.key, &text, &inputs);
+        let recorded = RecordedStep {
+            index,
+            text: text.clone(),
+            key: hex(&step_key),
+            parent: hex(&state.key),
+            base: (i == 0).then(|| state.base_name.clone()),
+            inputs: fingerprints,
+        };
+        let forced = self.options.no_cache || self.options.no_cache_steps.contains(&index);
+
+        let mut found = if forced { None } else { self.lookup(&step_key)? };
+        if found.is_none() {
+            let lock = KeyLock::acquire(&self.inner.config.work_dir, &step_key)?;
+            // Another build may have run this very step while we waited for the lock.
+            if !forced {
+                found = self.lookup(&step_key)?;
+            }
+            if found.is_none() {
+                if self.first_miss.is_none() {
+                    self.first_miss = Some(self.miss_reason(&recorded, forced));
+                }
+                let layer = self.execute(s, index, &text, &instruction, state, &matches)?;
+                self.save(&step_key, state, layer.as_ref())?;
+                drop(lock);
+                self.finish(index, text, recorded, step_key, state, layer, false, started);
+                return Ok(());
+            }
+        }
+        let Some((config, layer)) = found else {
+            unreachable!("a miss returned above");
+        };
+        self.emit(BuildEvent::StepCached {
+            index,
+            key: step_key,
+        });
+        state.config = config;
+        match &instruction {
+            Instruction::Cmd(_) => state.cmd_set = true,
+            Instruction::Arg(decls) => record_args(state, decls),
+            _ => {}
+        }
+        self.finish(index, text, recorded, step_key, state, layer, true, started);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        index: usize,
+        text: String,
+        recorded: RecordedStep,
+        step_key: CacheKey,
+        state: &mut StageState,
+        layer: Option<LayerRecord>,
+        cached: bool,
+        started: Instant,
+    ) {
+        let duration = started.elapsed();
+        self.steps.push(StepReport {
+            index,
+            text,
+            cached,
+            duration,
+            layer: layer.as_ref().map(|l| l.digest),
+            key: step_key,
+        });
+        self.record.steps.push(recorded);
+        state.layers.extend(layer);
+        state.key = step_key;
+        self.emit(BuildEvent::StepFinished {
+            index,
+            cached,
+            duration,
+        });
+    }
+
+    fn miss_reason(&self, recorded: &RecordedStep, forced: bool) -> MissReason {
+        let (index, text) = (recorded.index, recorded.text.clone());
+        if self.options.no_cache {
+            MissReason::NoCache { index, text }
+        } else if forced {
+            MissReason::NoCacheStep { index, text }
+        } else {
+            explain::explain(self.previous.as_ref(), recorded)
+        }
+    }
+
+    /// A cache hit: the step's config and layer, if both are still in the store (and the
+    /// layer in this build's compression).
+    fn lookup(
+        &self,
+        step_key: &CacheKey,
+    ) -> Result<Option<(ImageConfig, Option<LayerRecord>)>, ExecError> {
+        let store = &self.inner.store;
+        let Some(entry) = store.cache_entry(step_key)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = store.read(&entry.config)? else {
+            return Ok(None);
+        };
+        let config = ImageConfig::parse(&bytes, &entry.config)?;
+        let layer = match entry.layer {
+            None => None,
+            Some(digest) => match store.layer(&digest)? {
+                Some(l) if l.variants.iter().any(|v| v.compression == self.compression) => Some(l),
+                _ => return Ok(None),
+            },
+        };
+        Ok(Some((config, layer)))
+    }
+
+    /// Stores a step's config and its cache entry.
+    fn save(
+        &self,
+        step_key: &CacheKey,
+        state: &StageState,
+        layer: Option<&LayerRecord>,
+    ) -> Result<(), ExecError> {
+        let store = &self.inner.store;
+        let config = store.put_bytes(BlobKind::Config, &state.config.to_bytes())?;
+        store.put_cache_entry(
+            step_key,
+            &CacheEntry {
+                layer: layer.map(|l| l.digest),
+                config: config.digest,
+                ttl: None,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Runs a step that missed; updates `state.config` (history and diff_ids included) and
+    /// returns the layer it made.
+    fn execute(
+        &self,
+        s: usize,
+        index: usize,
+        text: &str,
+        instruction: &Instruction,
+        state: &mut StageState,
+        matches: &[SourceMatch],
+    ) -> Result<Option<LayerRecord>, ExecError> {
+        let escape = self.plan.df.escape;
+        let layer = match instruction {
+            Instruction::Run(run) => self.run_step(index, text, run, state)?,
+            Instruction::Copy(copy) => self.copy_step(s, index, text, copy, state, matches)?,
+            Instruction::Workdir(_) => {
+                state.config.apply(instruction, escape, &mut state.cmd_set);
+                self.ensure_workdir(state)?
+            }
+            Instruction::Arg(decls) => {
+                record_args(state, decls);
+                None
+            }
+            other => {
+                state.config.apply(other, escape, &mut state.cmd_set);
+                None
+            }
+        };
+        if let Some(layer) = &layer {
+            state.config.rootfs.diff_ids.push(layer.diff_id.to_string());
+        }
+        state
+            .config
+            .push_history(text.to_string(), layer.is_none(), &self.created);
+        Ok(layer)
+    }
+
+    /// A layer holding the working directory, if the rootfs does not have it yet.
+    fn ensure_workdir(&self, state: &StageState) -> Result<Option<LayerRecord>, ExecError> {
+        let workdir = state.config.workdir().trim_start_matches('/').to_string();
+        if workdir.is_empty() {
+            return Ok(None);
+        }
+        let work_dir = &self.inner.config.work_dir;
+        let rootfs = layers::temp_dir(work_dir, "rootfs-")?;
+        layers::materialize(&self.inner.store, &state.layers, rootfs.path())?;
+        if rootfs.path().join(&workdir).is_dir() {
+            return Ok(None);
+        }
+        let tree = layers::temp_dir(work_dir, "workdir-")?;
+        let dir = tree.path().join(&workdir);
+        std::fs::create_dir_all(&dir).map_err(|e| layers::io(&dir, e))?;
+        Ok(Some(self.store_tree(tree.path())?))
+    }
+
+    /// Stores the tree below `root` as a layer of this build.
+    pub(crate) fn store_tree(&self, root: &std::path::Path) -> Result<LayerRecord, ExecError> {
+        layers::store_layer(
+            &self.inner.store,
+            &self.writer,
+            self.compression,
+            LayerSource::Tree(root),
+        )
+    }
+
+    /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the
+    /// source stage's key or the image's digest.
+    fn from_identity(&self, s: usize, from: &str) -> String {
+        match stage_ref(&self.plan.df, s, from) {
+            Some(p) => format!("stage:{}", self.results.get(&p).map(|r| hex(&r.key)).unwrap_or_default()),
+            None => self
+                .plan
+                .from_images
+                .get(from)
+                .map(|i| format!("image:{}", i.digest))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The layers `COPY --from=<from>` in stage `s` reads.
+    pub(crate) fn from_layers(&self, s: usize, from: &str) -> Vec<LayerRecord> {
+        match stage_ref(&self.plan.df, s, from) {
+            Some(p) => self
+                .results
+                .get(&p)
+                .map(|r| r.layers.clone())
+                .unwrap_or_default(),
+            None => self
+                .plan
+                .from_images
+                .get(from)
+                .map(|i| i.layers.iter().map(|l| l.record.clone()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Commits the target stage as an image; tags it or keeps it under a final cache key.
+    fn commit(&self) -> Result<(StoredImage, Option<String>), ExecError> {
+        let store = &self.inner.store;
+        let target = *self.plan.stages.last().ok_or(ExecError::NoStages)?;
+        let state = &self.results[&target];
+        let mut config = state.config.clone();
+        let mut default_cmd = None;
+        if config.config.entrypoint.is_none() && config.config.cmd.is_none() {
+            default_cmd = self.inner.config.default_cmd.clone();
+            config.config.cmd = default_cmd.clone();
+        }
+        config.created = Some(self.created.clone());
+        let stored = StoredImage::commit(store, &config.to_oci()?, &state.layers, self.compression)?;
+        let final_key = key::final_key(&state.key, default_cmd.as_deref());
+        // Untagged images live as long as these entries (the store's TTL); tagged ones too
+        // are kept this way, so that an untag does not lose a recent build at once.
+        for (k, blob) in [
+            (final_key, stored.manifest_blob),
+            (key::derived_key(&final_key, "config"), stored.config_blob),
+        ] {
+            store.put_cache_entry(
+                &k,
+                &CacheEntry {
+                    layer: None,
+                    config: blob,
+                    ttl: None,
+                },
+            )?;
+        }
+        if let Some(tag) = &self.options.tag {
+            stored.tag(store, tag, true)?;
+        }
+        self.emit(BuildEvent::Committed {
+            digest: stored.digest,
+        });
+        Ok((stored, self.options.tag.clone()))
+    }
+}
+
+/// Makes `ARG` values visible to the stage's later RUN steps.
+fn record_args(state: &mut StageState, decls: &[lamina_spec::ArgDecl]) {
+    for decl in decls {
+        if let Some(value) = &decl.default {
+            state.args.insert(decl.name.clone(), value.clone());
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The one error type of `lamina-exec`.
+
+use std::path::PathBuf;
+
+/// What can go wrong executing a build.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The definition is invalid.
+    #[error(transparent)]
+    Spec(#[from] lamina_spec::SpecError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] lamina_store::StoreError),
+    /// A layer could not be written or unpacked.
+    #[error(transparent)]
+    Layer(#[from] lamina_layer::LayerError),
+    /// Moving an image in or out of the store failed (import, pull, image records).
+    #[error(transparent)]
+    Export(#[from] lamina_export::ExportError),
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    // ---- sandbox (sandbox/) ------------------------------------------------------------
+    /// `runc` is not installed.
+    #[error("runc was not found on PATH; install the Debian package runc")]
+    RuncMissing,
+    /// RUN steps need root.
+    #[error(
+        "running RUN steps needs root (overlayfs mounts and runc); run lamina as root or build without RUN steps"
+    )]
+    NotRoot,
+    /// A `RUN --mount=` value is invalid.
+    #[error("invalid --mount={spec}: {reason}")]
+    InvalidMount {
+        /// The mount value as written.
+        spec: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// A secret mount names a secret that was not provided.
+    #[error("secret `{id}` was not provided; pass it with --secret id={id},src=PATH")]
+    MissingSecret {
+        /// The secret's id.
+        id: String,
+    },
+    /// The `USER` of a step does not resolve in the rootfs.
+    #[error("user `{user}`: {reason}")]
+    UnknownUser {
+        /// The user as written.
+        user: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// None of a layer's compressed variants is in the store.
+    #[error("layer {layer} has no stored blob; pull or rebuild the image that uses it")]
+    LayerBlobMissing {
+        /// The layer (blake3 of its uncompressed tar).
+        layer: String,
+    },
+    /// A stored layer does not unpack to its recorded diff_id.
+    #[error("layer {layer} unpacks to {actual}, not its diff_id {expected}; run lamina fsck")]
+    LayerDiffIdMismatch {
+        /// The layer (blake3 of its uncompressed tar).
+        layer: String,
+        /// The recorded diff_id.
+        expected: String,
+        /// The sha256 of the unpacked tar.
+        actual: String,
+    },
+    /// A layer cannot be turned into an overlay lower directory.
+    #[error("layer {layer}: entry {entry}: {reason}")]
+    InvalidLayerEntry {
+        /// The layer (blake3 of its uncompressed tar).
+        layer: String,
+        /// The tar entry.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A path cannot be used in overlayfs mount options.
+    #[error("{}: {reason}", path.display())]
+    UnusablePath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Mounting or unmounting failed.
+    #[error("mounting {what} at {}: {source}", target.display())]
+    Mount {
+        /// What was mounted.
+        what: String,
+        /// The mount point.
+        target: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The runtime config could not be built.
+    #[error("building the runc config: {source}")]
+    RuntimeSpec {
+        /// The cause.
+        #[from]
+        source: oci_spec::OciSpecError,
+    },
+    /// runc could not start the process (as opposed to the process failing).
+    #[error("runc could not run container {container}: {message}")]
+    Runtime {
+        /// The container id.
+        container: String,
+        /// runc's error message.
+        message: String,
+    },
+    // ---- build orchestration (build/) ------------------------------------------------
+    /// A RUN step exited with a non-zero code.
+    #[error(
+        "step {index} ({text}) failed with exit code {exit_code}; fix the command (last output:\n{})",
+        last_lines.join("\n")
+    )]
+    StepFailed {
+        /// 1-based step index.
+        index: usize,
+        /// The step as Dockerfile text.
+        text: String,
+        /// The exit code (128 + signal when killed).
+        exit_code: i32,
+        /// The last lines of its output.
+        last_lines: Vec<String>,
+    },
+    /// A step asks for something the executor does not do.
+    #[error("step {index} ({text}) is not supported: {reason}")]
+    UnsupportedStep {
+        /// 1-based step index.
+        index: usize,
+        /// The step as Dockerfile text.
+        text: String,
+        /// What is missing, and what to do instead.
+        reason: String,
+    },
+    /// A step is wrong for the image it runs on (bad `--chown`, missing `--from` path, ...).
+    #[error("step {index} ({text}): {reason}")]
+    InvalidStep {
+        /// 1-based step index.
+        index: usize,
+        /// The step as Dockerfile text.
+        text: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The target stage named in the build options does not exist.
+    #[error("no stage is named {name:?}; name one of: {}", known.join(", "))]
+    UnknownTargetStage {
+        /// The name asked for.
+        name: String,
+        /// The stage names of the definition.
+        known: Vec<String>,
+    },
+    /// A base image is neither in the store nor obtainable.
+    #[error("base image {reference} is not available: {reason}")]
+    BaseUnavailable {
+        /// The `FROM` reference, expanded.
+        reference: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// A config blob recorded by an earlier step does not parse.
+    #[error("stored config {digest} does not parse ({reason}); rebuild with --no-cache")]
+    InvalidStoredConfig {
+        /// The blob's digest.
+        digest: String,
+        /// The parse error.
+        reason: String,
+    },
+    /// The definition has no stage.
+    #[error("the definition has no FROM instruction; start it with FROM <image>")]
+    NoStages,
+    /// The blocking build task panicked or was cancelled.
+    #[error("the build task stopped abnormally: {reason}")]
+    TaskFailed {
+        /// The join error.
+        reason: String,
+    },
+}

@@ -1,0 +1,15 @@
+//! `lamina-exec`: the executor. Turns a definition into an image in the store, one cached
+//! layer per step; RUN steps run under runc on an overlayfs rootfs.
+//!
+//! - `sandbox`: unpacked-layer cache, overlayfs mounts, runc bundles, build-time mounts.
+//! - `build`: cache keys, step execution, image config, multi-stage, the `Executor`.
+
+pub mod build;
+pub mod error;
+pub mod sandbox;
+
+pub use build::{
+    BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, ExecConfig, Executor, MissReason,
+    StepReport,
+};
+pub use error::ExecError;

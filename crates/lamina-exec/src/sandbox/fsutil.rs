@@ -1,0 +1,86 @@
+//! Small file-system helpers shared by the sandbox modules.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+
+use crate::ExecError;
+
+/// Maps an I/O error to [`ExecError::Io`] naming `path`.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
+    move |source| ExecError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens (creating) `path` and takes a `flock` on it; the lock lasts as long as the file.
+pub(crate) fn lock_file(path: &Path, op: FlockOperation) -> Result<File, ExecError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    rustix::fs::flock(&file, op).map_err(|e| ExecError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(file)
+}
+
+/// Like [`lock_file`] with a non-blocking lock: `Ok(None)` when another holder has it.
+pub(crate) fn try_lock_file(path: &Path) -> Result<Option<File>, ExecError> {
+    match lock_file(path, FlockOperation::NonBlockingLockExclusive) {
+        Ok(file) => Ok(Some(file)),
+        Err(ExecError::Io { source, .. })
+            if source.raw_os_error() == Some(rustix::io::Errno::WOULDBLOCK.raw_os_error()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the directory `comps` below `root` one component at a time without following any
+/// symlink, so the result is always inside `root`; with `create`, missing directories are
+/// made (mode 0755).
+pub(crate) fn open_dir_in(
+    root: &impl AsFd,
+    comps: &[&[u8]],
+    create: bool,
+) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = rustix::fs::openat(root, ".", flags, Mode::empty())?;
+    for comp in comps {
+        let comp = std::ffi::OsStr::from_bytes(comp);
+        fd = match rustix::fs::openat(&fd, comp, flags, Mode::empty()) {
+            Err(rustix::io::Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                rustix::fs::openat(&fd, comp, flags, Mode::empty())?
+            }
+            other => other?,
+        };
+    }
+    Ok(fd)
+}
+
+/// Splits an absolute container path into components, refusing `..`.
+pub(crate) fn container_components(path: &str) -> Option<Vec<&str>> {
+    let comps: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    (path.starts_with('/') && !comps.contains(&"..")).then_some(comps)
+}
+
+/// `root` joined with the components of the container path `path`.
+pub(crate) fn host_path(root: &Path, comps: &[&str]) -> PathBuf {
+    comps.iter().fold(root.to_path_buf(), |p, c| p.join(c))
+}

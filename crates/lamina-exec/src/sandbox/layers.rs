@@ -1,0 +1,236 @@
+//! [`LayerCache`]: stored layers unpacked once into directories usable as overlayfs lower
+//! directories.
+//!
+//! The [`Unpacker`] applies whiteouts to what lies below, and an unpacked layer has nothing
+//! below, so its whiteouts would vanish. Stacked as overlay lowers, each layer directory must
+//! carry them in overlayfs form instead: after unpacking, a second pass over the tar headers
+//! turns `.wh.<name>` into a 0:0 character device `<name>` and `.wh..wh..opq` into the
+//! `trusted.overlay.opaque=y` attribute on its directory.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lamina_layer::{UnpackOptions, Unpacker};
+use lamina_store::{Compression, LayerRecord, LayerVariant, Store};
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+
+use super::fsutil::{io_err, lock_file, open_dir_in};
+use crate::ExecError;
+
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The attribute overlayfs reads to stop merging a directory with the layers below.
+pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Unpacked layers, one directory per layer (keyed by the layer's blake3), unpacked once and
+/// reused.
+///
+/// Directories are named by the hex blake3 of the uncompressed tar, so every stored variant of
+/// a layer maps to the same directory. They are read-only by convention: overlay mounts use
+/// them as lower directories and never write to them.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    root: PathBuf,
+}
+
+impl LayerCache {
+    /// A cache in `work_dir/layers/` (created if missing).
+    pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
+        let root = work_dir.join("layers");
+        fs::create_dir_all(&root).map_err(io_err(&root))?;
+        Ok(LayerCache { root })
+    }
+
+    /// The directory that holds (or will hold) `layer`.
+    pub fn dir_of(&self, layer: &LayerRecord) -> PathBuf {
+        self.root.join(layer.digest.hex())
+    }
+
+    /// Unpacks `layer` once, atomically, and returns its directory.
+    ///
+    /// Any stored variant will do (the [`Unpacker`] detects the compression); the result is
+    /// checked against the layer's diff_id. The unpack goes to a temporary directory renamed
+    /// into place; a per-layer file lock makes concurrent callers, threads or processes, wait
+    /// for the first one and reuse its directory.
+    pub fn unpacked(&self, store: &Store, layer: &LayerRecord) -> Result<PathBuf, ExecError> {
+        let hex = layer.digest.hex();
+        let dir = self.root.join(&hex);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let lock_path = self.root.join(format!("{hex}.lock"));
+        let _lock = lock_file(&lock_path, FlockOperation::LockExclusive)?;
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        // Under the lock, any temporary directory of this layer is left by a killed process.
+        self.remove_stale_tmp(&hex)?;
+        let tmp = self.root.join(format!(
+            ".tmp-{hex}-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        let result = unpack_into(store, layer, &tmp).and_then(|()| {
+            fs::rename(&tmp, &dir).map_err(io_err(&dir))
+        });
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        Ok(dir)
+    }
+
+    fn remove_stale_tmp(&self, hex: &str) -> Result<(), ExecError> {
+        let prefix = format!(".tmp-{hex}-");
+        for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let entry = entry.map_err(io_err(&self.root))?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let path = entry.path();
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unpacks the first stored variant of `layer` into the empty directory `dir`, then writes its
+/// whiteouts in overlayfs form.
+fn unpack_into(store: &Store, layer: &LayerRecord, dir: &Path) -> Result<(), ExecError> {
+    let layer_hex = layer.digest.hex();
+    // Cheapest to decompress first: the tar is read twice.
+    let mut variants: Vec<&LayerVariant> = layer.variants.iter().collect();
+    variants.sort_by_key(|v| match v.compression {
+        Compression::None => 0,
+        Compression::Zstd => 1,
+        _ => 2,
+    });
+    for variant in variants {
+        let Some(blob) = store.get(&variant.digest)? else {
+            continue;
+        };
+        let options = UnpackOptions::default().same_owner(true).devices(true);
+        let stats = Unpacker::new(options).unpack(io::BufReader::new(blob), dir)?;
+        if stats.diff_id.0 != *layer.diff_id.as_bytes() {
+            return Err(ExecError::LayerDiffIdMismatch {
+                layer: layer_hex,
+                expected: layer.diff_id.to_string(),
+                actual: format!("sha256:{}", stats.diff_id.hex()),
+            });
+        }
+        if stats.whiteouts > 0 {
+            let Some(blob) = store.get(&variant.digest)? else {
+                return Err(ExecError::LayerBlobMissing { layer: layer_hex });
+            };
+            let reader = decompressed(variant.compression, io::BufReader::new(blob), &layer_hex)?;
+            overlay_whiteouts(reader, dir, &layer_hex)?;
+        }
+        return Ok(());
+    }
+    Err(ExecError::LayerBlobMissing { layer: layer_hex })
+}
+
+fn decompressed<'a, R: io::BufRead + 'a>(
+    compression: Compression,
+    reader: R,
+    layer: &str,
+) -> Result<Box<dyn Read + 'a>, ExecError> {
+    Ok(match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(reader).map_err(|source| {
+                ExecError::Io {
+                    path: PathBuf::from(layer),
+                    source,
+                }
+            })?,
+        ),
+        other => {
+            return Err(ExecError::InvalidLayerEntry {
+                layer: layer.to_owned(),
+                entry: String::new(),
+                reason: format!("unsupported compression {other:?}; upgrade lamina"),
+            });
+        }
+    })
+}
+
+/// Writes the whiteouts and opaque markers of the tar read from `reader` into `dir` in
+/// overlayfs form. Entries the layer itself has at a whited-out path win (the OCI rule: a
+/// whiteout hides only what lower layers have), except that a directory replacing a lower
+/// entry becomes opaque.
+fn overlay_whiteouts(reader: impl Read, dir: &Path, layer: &str) -> Result<(), ExecError> {
+    let root: OwnedFd = File::open(dir).map_err(io_err(dir))?.into();
+    let mut archive = tar::Archive::new(reader);
+    let read_err = |source| ExecError::Io {
+        path: PathBuf::from(layer),
+        source,
+    };
+    for entry in archive.entries().map_err(read_err)? {
+        let entry = entry.map_err(read_err)?;
+        let raw = entry.path_bytes().into_owned();
+        let invalid = |reason: &str| ExecError::InvalidLayerEntry {
+            layer: layer.to_owned(),
+            entry: String::from_utf8_lossy(&raw).into_owned(),
+            reason: reason.to_owned(),
+        };
+        let comps: Vec<&[u8]> = raw
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .collect();
+        let Some((&name, parents)) = comps.split_last() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix(WHITEOUT_PREFIX) else {
+            continue;
+        };
+        if comps.contains(&&b".."[..]) {
+            return Err(invalid("path has a `..` component"));
+        }
+        let parent = open_dir_in(&root, parents, true).map_err(|e| {
+            invalid(&format!("cannot open its directory inside the layer: {e}"))
+        })?;
+        let set_opaque = |fd: &OwnedFd| {
+            rustix::fs::fsetxattr(fd, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
+                .map_err(|e| invalid(&format!("cannot mark the directory opaque: {e}")))
+        };
+        if name == OPAQUE_MARKER {
+            set_opaque(&parent)?;
+            continue;
+        }
+        if rest.starts_with(WHITEOUT_PREFIX) || rest.is_empty() || rest == b".." {
+            continue; // aufs metadata, or refused by the unpacker already
+        }
+        match rustix::fs::statat(&parent, rest, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                let fd = rustix::fs::openat(
+                    &parent,
+                    rest,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                )
+                .map_err(|e| invalid(&e.to_string()))?;
+                set_opaque(&fd)?;
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::mknodat(
+                    &parent,
+                    rest,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rustix::fs::makedev(0, 0),
+                )
+                .map_err(|e| invalid(&format!("cannot create the overlay whiteout: {e}")))?;
+            }
+            Err(e) => return Err(invalid(&e.to_string())),
+        }
+    }
+    Ok(())
+}

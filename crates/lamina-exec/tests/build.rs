@@ -1,0 +1,491 @@
+//! Builds of real definitions into a real store. The base is a busybox tree brought in with
+//! `FROM scratch` + `COPY rootfs/ /`, so no registry is needed. RUN tests need root and runc
+//! and say why they skip otherwise.
+
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use lamina_exec::{
+    BuildEvent, BuildOptions, BuildReport, ExecConfig, ExecError, Executor, MissReason,
+};
+use lamina_export::StoredImage;
+use lamina_spec::{Context, Dockerfile, Image};
+use lamina_store::{Store, StoreOptions};
+
+/// A store, a work directory and a context directory, all temporary.
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    store: Arc<Store>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let store = Store::open(root.join("store"), StoreOptions::default()).unwrap();
+        Env {
+            _dir: dir,
+            root,
+            store: Arc::new(store),
+        }
+    }
+
+    /// A fresh executor over the shared store and work directory (like another process).
+    fn executor(&self) -> Executor {
+        Executor::new(self.store.clone(), ExecConfig::new(self.root.join("work"))).unwrap()
+    }
+
+    /// A context directory `name` with a busybox rootfs and `files`.
+    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let ctx = self.root.join(name);
+        busybox_rootfs(&ctx.join("rootfs"));
+        for (path, content) in files {
+            let path = ctx.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        ctx
+    }
+
+    fn image(&self, ctx: &Path, dockerfile: &str) -> Image {
+        Image::from_parts(Dockerfile::parse(dockerfile).unwrap(), Context::new(ctx))
+    }
+
+    /// Reads `path` from the image's merged filesystem.
+    fn read(&self, report: &BuildReport, path: &str) -> Option<String> {
+        let rootfs = self.rootfs(report);
+        std::fs::read_to_string(rootfs.path().join(path.trim_start_matches('/'))).ok()
+    }
+
+    fn rootfs(&self, report: &BuildReport) -> tempfile::TempDir {
+        let image = StoredImage::load(&self.store, &report.manifest_blob).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for layer in &image.layers {
+            let blob = self.store.get(&layer.variant.digest).unwrap().unwrap();
+            lamina_layer::Unpacker::default()
+                .unpack(blob.into_file(), out.path())
+                .unwrap();
+        }
+        out
+    }
+}
+
+/// Debian's static busybox with the applets the tests use, and a 1777 /tmp.
+fn busybox_rootfs(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "cat", "echo", "ls", "mkdir", "touch", "sleep", "true", "false", "id", "rm", "wc",
+    ] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+}
+
+fn build(exec: &Executor, image: &Image, options: BuildOptions) -> Result<BuildReport, ExecError> {
+    exec.build_blocking(image, &options)
+}
+
+fn cached(report: &BuildReport) -> Vec<bool> {
+    report.steps.iter().map(|s| s.cached).collect()
+}
+
+/// Whether RUN steps can run here; prints why not.
+fn can_run() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: RUN steps need root (overlayfs and runc)");
+        return false;
+    }
+    true
+}
+
+const CONFIG_STEPS: &str = "FROM scratch\nCOPY rootfs/ /\nARG VERSION=1.0\n\
+    ENV APP_HOME=/srv/app APP_VERSION=$VERSION\nWORKDIR $APP_HOME\nCOPY --chmod=0755 app.sh ./\n\
+    COPY --chown=1000:1001 conf/ conf/\nCOPY <<EOF /etc/motd\nhello $VERSION\nEOF\n\
+    USER 1000\nLABEL org.example.name=app\nEXPOSE 8080 53/udp\nVOLUME /data\n\
+    STOPSIGNAL SIGINT\nSHELL [\"/bin/sh\", \"-ec\"]\nHEALTHCHECK CMD [\"true\"]\n\
+    ENTRYPOINT [\"/srv/app/app.sh\"]\n";
+
+#[test]
+fn every_config_and_copy_step_builds_without_a_sandbox() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("app.sh", "#!/bin/sh\necho app\n"),
+            ("conf/a.conf", "a=1\n"),
+            ("conf/sub/b.conf", "b=2\n"),
+        ],
+    );
+    let exec = env.executor();
+    let image = env.image(&ctx, CONFIG_STEPS);
+    let report = build(&exec, &image, BuildOptions::default()).unwrap();
+    assert_eq!(report.steps.len(), 15);
+    assert!(report.steps.iter().all(|s| !s.cached));
+    assert!(!exec.sandbox_started());
+    assert!(matches!(report.first_miss, Some(MissReason::NewStep { index: 1, .. })));
+    // Layers: the rootfs, WORKDIR's new directory, three COPYs.
+    let layered: Vec<usize> = report
+        .steps
+        .iter()
+        .filter(|s| s.layer.is_some())
+        .map(|s| s.index)
+        .collect();
+    assert_eq!(layered, [1, 4, 5, 6, 7]);
+
+    let stored = StoredImage::load(&env.store, &report.manifest_blob).unwrap();
+    assert_eq!(stored.digest, report.digest);
+    assert_eq!(stored.layers.len(), 5);
+    let config = stored.config.config().clone().unwrap();
+    assert_eq!(config.working_dir().as_deref(), Some("/srv/app"));
+    assert_eq!(config.user().as_deref(), Some("1000"));
+    let env_vars = config.env().clone().unwrap();
+    assert!(env_vars.contains(&"APP_VERSION=1.0".to_string()), "{env_vars:?}");
+    assert!(!env_vars.iter().any(|e| e.starts_with("VERSION=")), "ARG values are not baked");
+    assert_eq!(config.labels().as_ref().unwrap()["org.example.name"], "app");
+    let ports = config.exposed_ports().clone().unwrap();
+    assert!(ports.contains(&"8080/tcp".into()) && ports.contains(&"53/udp".into()));
+    assert_eq!(config.volumes().clone().unwrap(), ["/data"]);
+    assert_eq!(config.stop_signal().as_deref(), Some("SIGINT"));
+    assert_eq!(config.entrypoint().clone().unwrap(), ["/srv/app/app.sh"]);
+    assert_eq!(config.cmd(), &None, "an ENTRYPOINT means no default CMD");
+    let history = stored.config.history().clone().unwrap();
+    assert_eq!(history.len(), 15);
+    assert_eq!(history[1].empty_layer(), Some(true));
+    assert_eq!(stored.config.created().as_deref(), Some("1970-01-01T00:00:00Z"));
+
+    let rootfs = env.rootfs(&report);
+    let root = rootfs.path();
+    let app = std::fs::metadata(root.join("srv/app/app.sh")).unwrap();
+    assert_eq!(app.mode() & 0o7777, 0o755);
+    let conf = std::fs::metadata(root.join("srv/app/conf/sub/b.conf")).unwrap();
+    assert_eq!((conf.uid(), conf.gid()), (1000, 1001));
+    assert_eq!(std::fs::read_to_string(root.join("etc/motd")).unwrap(), "hello 1.0\n");
+    assert!(root.join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
+}
+
+#[test]
+fn a_second_build_and_another_checkout_hit_every_step() {
+    let env = Env::new();
+    let ctx = env.context("one", &[("app/main.py", "print(1)\n")]);
+    let text = "FROM scratch\nCOPY rootfs/ /\nCOPY app /app\nWORKDIR /app\nCMD [\"python\"]\n";
+    let first = build(&env.executor(), &env.image(&ctx, text), BuildOptions::default()).unwrap();
+
+    let again = env.executor();
+    let second = build(&again, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&second), [true; 4]);
+    assert_eq!(second.first_miss, None);
+    assert_eq!(second.digest, first.digest);
+    assert!(!again.sandbox_started());
+
+    // Same content elsewhere, with fresh mtimes: still all hits.
+    let other = env.context("two", &[("app/main.py", "print(1)\n")]);
+    let third = build(&env.executor(), &env.image(&other, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&third), [true; 4]);
+    assert_eq!(third.digest, first.digest);
+}
+
+#[test]
+fn one_changed_byte_misses_from_that_step_on_and_explain_names_the_file() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("src/a.txt", "aaaa"), ("src/b.txt", "bbbb")]);
+    let text = "FROM scratch\nCOPY rootfs/ /\nENV A=1\nCOPY src/ /src/\nENV B=2\n";
+    let exec = env.executor();
+    let first = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    std::fs::write(ctx.join("src/b.txt"), "bbbc").unwrap();
+    let second = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&second), [true, true, false, false]);
+    assert_ne!(second.digest, first.digest);
+    match &second.first_miss {
+        Some(MissReason::InputsChanged { index, paths, .. }) => {
+            assert_eq!(*index, 3);
+            assert_eq!(paths, &["src/b.txt"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(env.read(&second, "/src/b.txt").unwrap(), "bbbc");
+}
+
+#[test]
+fn build_args_change_keys_and_explain_says_the_step_changed() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let text = "FROM scratch\nARG V=1\nENV X=$V\n";
+    let exec = env.executor();
+    build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let options = BuildOptions {
+        build_args: BTreeMap::from([("V".to_string(), "2".to_string())]),
+        ..BuildOptions::default()
+    };
+    let second = build(&exec, &env.image(&ctx, text), options).unwrap();
+    assert_eq!(cached(&second), [false, false]);
+    assert!(
+        matches!(&second.first_miss, Some(MissReason::StepChanged { index: 1, text, .. }) if text == "ARG V=2"),
+        "{:?}",
+        second.first_miss
+    );
+    let config = StoredImage::load(&env.store, &second.manifest_blob).unwrap().config;
+    let vars = config.config().clone().unwrap().env().clone().unwrap();
+    assert!(vars.contains(&"X=2".to_string()));
+    // Neither ENTRYPOINT nor CMD: the default command keeps a sandbox up.
+    assert_eq!(
+        config.config().clone().unwrap().cmd().clone().unwrap(),
+        ["sleep", "infinity"]
+    );
+}
+
+#[test]
+fn workdir_makes_a_layer_only_for_a_missing_directory() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let text = "FROM scratch\nCOPY rootfs/ /\nWORKDIR /bin\nWORKDIR /new/dir\n";
+    let report = build(&env.executor(), &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let layers: Vec<bool> = report.steps.iter().map(|s| s.layer.is_some()).collect();
+    assert_eq!(layers, [true, false, true]);
+    assert!(env.rootfs(&report).path().join("new/dir").is_dir());
+}
+
+#[test]
+fn multi_stage_copies_from_a_stage_and_builds_only_what_the_target_needs() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("out/bin.txt", "built\n"), ("x", "x")]);
+    let text = "FROM scratch AS build\nCOPY out/ /out/\nENV SECRET=1\n\
+        FROM scratch AS unused\nCOPY x /x\n\
+        FROM scratch\nCOPY --from=build /out/bin.txt /app/\nCOPY --from=0 /out /copy\n";
+    let exec = env.executor();
+    let report = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let texts: Vec<&str> = report.steps.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "COPY out/ /out/",
+            "ENV SECRET=1",
+            "COPY --from=build /out/bin.txt /app/",
+            "COPY --from=0 /out /copy"
+        ]
+    );
+    assert_eq!(env.read(&report, "/app/bin.txt").unwrap(), "built\n");
+    assert_eq!(env.read(&report, "/copy/bin.txt").unwrap(), "built\n");
+    let config = StoredImage::load(&env.store, &report.manifest_blob).unwrap().config;
+    assert_eq!(config.config().clone().unwrap().env(), &None);
+
+    // The source stage changes: the COPY --from misses too.
+    std::fs::write(ctx.join("out/bin.txt"), "rebuilt\n").unwrap();
+    let second = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&second), [false, false, false, false]);
+    assert_eq!(env.read(&second, "/app/bin.txt").unwrap(), "rebuilt\n");
+
+    // A target stage: only it and what it needs.
+    let options = BuildOptions {
+        target_stage: Some("unused".into()),
+        ..BuildOptions::default()
+    };
+    let only = build(&exec, &env.image(&ctx, text), options).unwrap();
+    assert_eq!(only.steps.len(), 1);
+    let err = build(
+        &exec,
+        &env.image(&ctx, text),
+        BuildOptions {
+            target_stage: Some("nope".into()),
+            ..BuildOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, ExecError::UnknownTargetStage { .. }), "{err}");
+}
+
+#[test]
+fn no_cache_reruns_and_gives_the_same_digest() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("f", "f")]);
+    let text = "FROM scratch\nCOPY rootfs/ /\nCOPY f /f\nENV A=1\n";
+    let exec = env.executor();
+    let first = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let all = BuildOptions {
+        no_cache: true,
+        ..BuildOptions::default()
+    };
+    let second = build(&exec, &env.image(&ctx, text), all).unwrap();
+    assert_eq!(cached(&second), [false; 3]);
+    assert!(matches!(second.first_miss, Some(MissReason::NoCache { index: 1, .. })));
+    assert_eq!(second.digest, first.digest, "layers are reproducible");
+    let one = BuildOptions {
+        no_cache_steps: vec![2],
+        ..BuildOptions::default()
+    };
+    let third = build(&exec, &env.image(&ctx, text), one).unwrap();
+    assert_eq!(cached(&third), [true, false, true]);
+    assert!(matches!(third.first_miss, Some(MissReason::NoCacheStep { index: 2, .. })));
+}
+
+#[test]
+fn from_an_image_in_the_store_by_name_and_digest_without_a_registry() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let exec = env.executor();
+    let base_text = "FROM scratch\nCOPY rootfs/ /\nENV BASE=yes\nCMD [\"sh\"]\n";
+    let options = BuildOptions {
+        tag: Some("example.invalid/base:1".into()),
+        ..BuildOptions::default()
+    };
+    let base = build(&exec, &env.image(&ctx, base_text), options).unwrap();
+    assert_eq!(
+        exec.build_state("example.invalid/base:1"),
+        Some(lamina_exec::BuildState::Active {
+            digest: base.digest.to_string()
+        })
+    );
+    let record = env.store.image("example.invalid/base:1").unwrap().unwrap();
+    assert!(record.pinned);
+
+    let text = "FROM example.invalid/base:1\nENV APP=$BASE\n";
+    let child = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let stored = StoredImage::load(&env.store, &child.manifest_blob).unwrap();
+    assert_eq!(stored.layers.len(), 1, "the base's layer");
+    let config = stored.config.config().clone().unwrap();
+    assert!(config.env().clone().unwrap().contains(&"APP=yes".to_string()));
+    assert_eq!(config.cmd().clone().unwrap(), ["sh"], "inherited CMD");
+
+    let by_digest = format!("FROM example.invalid/base@{}\nENV APP=$BASE\n", base.digest);
+    let same = build(&exec, &env.image(&ctx, &by_digest), BuildOptions::default()).unwrap();
+    assert_eq!(same.digest, child.digest);
+
+    let missing = "FROM 127.0.0.1:1/nothing:here\n";
+    let err = build(&exec, &env.image(&ctx, missing), BuildOptions::default()).unwrap_err();
+    assert!(matches!(err, ExecError::BaseUnavailable { .. }), "{err}");
+}
+
+#[test]
+fn unsupported_add_sources_fail_clearly() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    std::fs::write(ctx.join("a.tgz"), [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
+    let exec = env.executor();
+    for text in [
+        "FROM scratch\nADD a.tgz /x/\n",
+        "FROM scratch\nADD https://example.com/f /f\n",
+    ] {
+        let err = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap_err();
+        assert!(matches!(err, ExecError::UnsupportedStep { index: 1, .. }), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_builds_run_an_identical_step_once() {
+    let env = Env::new();
+    // A big input makes the COPY slow enough for the builds to overlap.
+    let big = "x".repeat(32 << 20);
+    let ctx = env.context("ctx", &[("big", &big)]);
+    let text = "FROM scratch\nCOPY big /big\n";
+    let (a, b) = (env.executor(), env.executor());
+    let image = env.image(&ctx, text);
+    let (ra, rb) = tokio::join!(
+        a.build(&image, BuildOptions::default()),
+        b.build(&image, BuildOptions::default())
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.digest, rb.digest);
+    let misses = [&ra, &rb].iter().filter(|r| !r.steps[0].cached).count();
+    assert_eq!(misses, 1, "exactly one build copied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_builds_run_a_run_step_once() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    // Each run writes a fresh random id: two runs would give two different images.
+    let text = "FROM scratch\nCOPY rootfs/ /\nRUN cat /proc/sys/kernel/random/uuid > /id && sleep 1\n";
+    let (a, b) = (env.executor(), env.executor());
+    let image = env.image(&ctx, text);
+    let (ra, rb) = tokio::join!(
+        a.build(&image, BuildOptions::default()),
+        b.build(&image, BuildOptions::default())
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.digest, rb.digest);
+    assert_eq!([&ra, &rb].iter().filter(|r| !r.steps[1].cached).count(), 1);
+}
+
+#[test]
+fn run_steps_see_env_args_workdir_user_and_heredocs() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let text = "FROM scratch\nCOPY rootfs/ /\nENV GREETING=hello\nARG WHO=world\nWORKDIR /work\n\
+        RUN echo \"$GREETING $WHO\" > out.txt\n\
+        RUN [\"/bin/sh\", \"-c\", \"cat /work/out.txt > /work/copy.txt\"]\n\
+        RUN <<EOF\necho heredoc > /work/heredoc.txt\nEOF\n\
+        RUN true\n\
+        USER 1000\nRUN id -u > /tmp/uid\n";
+    let exec = env.executor();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    let options = BuildOptions {
+        on_event: Some(Arc::new(move |e| sink.lock().unwrap().push(e))),
+        ..BuildOptions::default()
+    };
+    let report = build(&exec, &env.image(&ctx, text), options).unwrap();
+    assert_eq!(env.read(&report, "/work/out.txt").unwrap(), "hello world\n");
+    assert_eq!(env.read(&report, "/work/copy.txt").unwrap(), "hello world\n");
+    assert_eq!(env.read(&report, "/work/heredoc.txt").unwrap(), "heredoc\n");
+    assert_eq!(env.read(&report, "/tmp/uid").unwrap(), "1000\n");
+    let run_true = report.steps.iter().find(|s| s.text == "RUN true").unwrap();
+    assert_eq!(run_true.layer, None, "a RUN that changes nothing adds no layer");
+    let events = logs.lock().unwrap();
+    assert!(events.iter().any(|e| matches!(e, BuildEvent::Committed { .. })));
+
+    // Again, in a fresh executor: every step hits and no sandbox is created.
+    let again = env.executor();
+    let second = build(&again, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert!(second.steps.iter().all(|s| s.cached));
+    assert_eq!(second.digest, report.digest);
+    assert!(!again.sandbox_started());
+}
+
+#[test]
+fn a_failing_run_names_the_step_code_and_output() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let text = "FROM scratch\nCOPY rootfs/ /\nRUN echo about to fail; exit 3\n";
+    let options = BuildOptions {
+        tag: Some("failing:1".into()),
+        ..BuildOptions::default()
+    };
+    let exec = env.executor();
+    let err = build(&exec, &env.image(&ctx, text), options).unwrap_err();
+    match &err {
+        ExecError::StepFailed {
+            index,
+            exit_code,
+            last_lines,
+            text,
+        } => {
+            assert_eq!((*index, *exit_code), (2, 3));
+            assert!(text.starts_with("RUN echo"));
+            assert!(last_lines.iter().any(|l| l.contains("about to fail")), "{last_lines:?}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(matches!(
+        exec.build_state("failing:1"),
+        Some(lamina_exec::BuildState::BuildFailed { .. })
+    ));
+}

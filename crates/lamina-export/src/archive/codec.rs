@@ -1,0 +1,338 @@
+//! Streaming layer codecs: detect, decompress, compress and hash in one pass, so no layer is
+//! ever held in memory and no file is read twice.
+//!
+//! The encoders use the settings of `lamina-layer`'s writer (gzip level 6 with a constant
+//! header, zstd level 3 with one or more workers and a checksum), so a variant made here has
+//! the same bytes as one the layer writer makes from the same tar.
+
+use std::io::{self, Read, Write};
+
+use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store};
+
+use crate::ExportError;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+const CHUNK: usize = 256 * 1024;
+
+/// The compression a blob starting with `prefix` uses (anything unknown is a plain tar).
+pub(crate) fn detect(prefix: &[u8]) -> Compression {
+    if prefix.starts_with(&GZIP_MAGIC) {
+        Compression::Gzip
+    } else if prefix.starts_with(&ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Hashes what is written into it: blake3, sha256 and length.
+#[derive(Default)]
+pub(crate) struct Hasher {
+    blake3: blake3::Hasher,
+    sha256: sha2::Sha256,
+    size: u64,
+}
+
+impl Hasher {
+    /// (blake3, sha256, size) of everything written.
+    pub(crate) fn finish(self) -> (Digest, Digest, u64) {
+        use sha2::Digest as _;
+        (
+            Digest::blake3(*self.blake3.finalize().as_bytes()),
+            Digest::sha256(self.sha256.finalize().into()),
+            self.size,
+        )
+    }
+}
+
+impl Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        self.blake3.update(buf);
+        self.sha256.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes everything to both `a` and `b`.
+pub(crate) struct Tee<A, B>(pub A, pub B);
+
+impl<A: Write, B: Write> Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+/// A push-style decompressor: compressed bytes in, the tar out to `W`.
+pub(crate) enum Decoder<W: Write> {
+    None(W),
+    Gzip(flate2::write::MultiGzDecoder<W>),
+    Zstd(zstd::stream::write::Decoder<'static, W>),
+}
+
+impl<W: Write> Decoder<W> {
+    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(out)),
+            Compression::Zstd => Decoder::Zstd(zstd::stream::write::Decoder::new(out)?),
+            _ => Decoder::None(out),
+        })
+    }
+
+    /// Flushes the rest; a stream that stops mid-frame is an `UnexpectedEof` error.
+    pub(crate) fn finish(self) -> io::Result<W> {
+        match self {
+            Decoder::None(w) => Ok(w),
+            Decoder::Gzip(d) => d.finish(),
+            Decoder::Zstd(d) => d.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Decoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Decoder::None(w) => w.write(buf),
+            Decoder::Gzip(d) => d.write(buf),
+            Decoder::Zstd(d) => d.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Decoder::None(w) => w.flush(),
+            Decoder::Gzip(d) => d.flush(),
+            Decoder::Zstd(d) => d.flush(),
+        }
+    }
+}
+
+/// A compressor with `lamina-layer`'s settings.
+pub(crate) enum Encoder<W: Write> {
+    None(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new().write(out, flate2::Compression::new(6)),
+            ),
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+                // Any worker count >= 1 gives the same bytes; 0 would differ.
+                enc.multithread(2)?;
+                enc.include_checksum(true)?;
+                Encoder::Zstd(enc)
+            }
+            _ => Encoder::None(out),
+        })
+    }
+
+    pub(crate) fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::None(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::None(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::None(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// Feeds all of `input` to `sink` in chunks, first handing `start` the first bytes (at most
+/// 4) so the caller can pick a decoder by magic.
+fn pump<R: Read, S: Write>(
+    mut input: R,
+    start: impl FnOnce(&[u8]) -> io::Result<S>,
+    mut also: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<S> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    // Read until the magic is known (or the input ends).
+    while filled < ZSTD_MAGIC.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut sink = start(&buf[..filled.min(ZSTD_MAGIC.len())])?;
+    let mut n = filled;
+    loop {
+        if n > 0 {
+            also(&buf[..n])?;
+            sink.write_all(&buf[..n])?;
+        }
+        n = match input.read(&mut buf) {
+            Ok(0) => return Ok(sink),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+    }
+}
+
+/// What one stream of layer bytes turned out to be.
+pub(crate) struct Ingested {
+    /// The layer record (one variant: the stream as stored), not yet put into the store.
+    pub(crate) record: LayerRecord,
+}
+
+/// A layer whose digests did not match; the caller names the image and layer.
+pub(crate) enum IngestError {
+    Mismatch(String),
+    Io(io::Error),
+    Export(ExportError),
+}
+
+impl From<lamina_store::StoreError> for IngestError {
+    fn from(e: lamina_store::StoreError) -> Self {
+        IngestError::Export(e.into())
+    }
+}
+
+/// Stores the compressed stream `input` as a layer blob as it is, checking it against
+/// `digest`/`size` (the descriptor) and its decompressed tar against `diff_id`. Nothing is
+/// stored when a check fails.
+pub(crate) fn ingest(
+    store: &Store,
+    input: impl Read,
+    digest: Option<&Digest>,
+    size: Option<u64>,
+    diff_id: &Digest,
+) -> Result<Ingested, IngestError> {
+    let mut blob = store.writer(BlobKind::Layer)?;
+    let mut compression = Compression::None;
+    let decoder = pump(
+        input,
+        |magic| {
+            compression = detect(magic);
+            Decoder::new(compression, Hasher::default())
+        },
+        |chunk| blob.write_all(chunk),
+    )
+    .map_err(IngestError::Io)?;
+    let (blake3, sha256, tar_size) = decoder
+        .finish()
+        .map_err(|e| IngestError::Mismatch(format!("it does not decompress: {e}")))?
+        .finish();
+    if sha256 != *diff_id {
+        return Err(IngestError::Mismatch(format!(
+            "its tar has digest {sha256}, the image config says {diff_id}"
+        )));
+    }
+    let stored = match digest {
+        Some(d) => blob.commit_verified(d, size),
+        None => blob.commit(),
+    };
+    let stored = stored.map_err(|e| match e {
+        lamina_store::StoreError::DigestMismatch { .. }
+        | lamina_store::StoreError::SizeMismatch { .. } => IngestError::Mismatch(e.to_string()),
+        other => other.into(),
+    })?;
+    Ok(Ingested {
+        record: LayerRecord {
+            digest: blake3,
+            diff_id: sha256,
+            size: tar_size,
+            variants: vec![LayerVariant {
+                compression,
+                digest: stored.digest,
+                sha256: stored.sha256,
+                size: stored.size,
+            }],
+            created: std::time::SystemTime::now(),
+        },
+    })
+}
+
+/// Makes the `target` variant of `record` from one of its stored variants (the plain one
+/// when present: nothing to decompress), checking the tar against the record's diff_id, and
+/// records it. Returns the updated record and the new variant.
+pub(crate) fn recompress(
+    store: &Store,
+    record: &LayerRecord,
+    target: Compression,
+) -> Result<(LayerRecord, LayerVariant), ExportError> {
+    let mut sources: Vec<&LayerVariant> = record.variants.iter().collect();
+    sources.sort_by_key(|v| v.compression != Compression::None);
+    let mut source = None;
+    for v in sources {
+        if let Some(blob) = store.get(&v.digest)? {
+            source = Some((v, blob));
+            break;
+        }
+    }
+    let Some((from, blob)) = source else {
+        return Err(ExportError::MissingVariant {
+            layer: record.digest,
+            compression: crate::image::compression_name(target),
+        });
+    };
+    let path = store.blob_path(&blob.info);
+    let io_err = |source| ExportError::Io {
+        path: path.clone(),
+        source,
+    };
+    let writer = store.writer(BlobKind::Layer)?;
+    let out = Tee(Hasher::default(), Encoder::new(target, writer).map_err(io_err)?);
+    let decoder = pump(blob, |_| Decoder::new(from.compression, out), |_| Ok(()))
+        .map_err(io_err)?;
+    let Tee(hasher, encoder) = decoder.finish().map_err(io_err)?;
+    let (_, diff_id, _) = hasher.finish();
+    if diff_id != record.diff_id {
+        return Err(ExportError::CorruptLayer {
+            image: "store".to_owned(),
+            layer: from.digest.to_string(),
+            reason: format!(
+                "its tar has digest {diff_id}, the layer record says {}",
+                record.diff_id
+            ),
+        });
+    }
+    let stored = encoder.finish().map_err(io_err)?.commit()?;
+    let variant = LayerVariant {
+        compression: target,
+        digest: stored.digest,
+        sha256: stored.sha256,
+        size: stored.size,
+    };
+    let mut updated = record.clone();
+    updated.variants.retain(|v| v.compression != target);
+    updated.variants.push(variant.clone());
+    let updated = store.put_layer(&updated)?;
+    Ok((updated, variant))
+}

@@ -1,0 +1,330 @@
+//! The writing side: layer variants in the asked compression, files into a directory or a
+//! tar, the OCI layout, and atomic placement of the result.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use lamina_store::{Compression, Digest, Store};
+use oci_spec::image::{
+    Descriptor, ImageIndexBuilder, MediaType, OciLayoutBuilder, PlatformBuilder, SCHEMA_VERSION,
+};
+
+use super::ANNOTATION_IMAGE_NAME;
+use super::codec;
+use crate::image::{canonical_json, invalid, oci_digest};
+use crate::{ExportError, StoredImage};
+
+/// `image` with every layer in `compression`: the image itself when it already is, else a new
+/// manifest over the variants, made (and stored) where missing. Also returns how many
+/// variants were made.
+pub(crate) fn with_compression(
+    store: &Store,
+    image: &StoredImage,
+    compression: Compression,
+) -> Result<(StoredImage, usize), ExportError> {
+    if image
+        .layers
+        .iter()
+        .all(|l| l.variant.compression == compression)
+    {
+        return Ok((image.clone(), 0));
+    }
+    let mut made = 0;
+    let mut records = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        // The store's record may have gained variants since the image was loaded.
+        let record = store
+            .layer(&layer.record.digest)?
+            .unwrap_or_else(|| layer.record.clone());
+        let present = match record.variants.iter().find(|v| v.compression == compression) {
+            Some(v) => store.contains(&v.digest)?,
+            None => false,
+        };
+        if present {
+            records.push(record);
+        } else {
+            let (record, variant) = codec::recompress(store, &record, compression)?;
+            tracing::debug!(layer = %record.digest, variant = %variant.sha256, "compressed a layer variant");
+            made += 1;
+            records.push(record);
+        }
+    }
+    let exported = StoredImage::commit(store, &image.config, &records, compression)?;
+    Ok((exported, made))
+}
+
+/// Where exported files go: a directory or a tar stream.
+pub(crate) enum Sink {
+    Dir(PathBuf),
+    Tar(tar::Builder<BufWriter<File>>, PathBuf),
+}
+
+impl Sink {
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
+        move |source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Adds an empty directory `name` (ending in `/`).
+    pub(crate) fn dir(&mut self, name: &str) -> Result<(), ExportError> {
+        match self {
+            Sink::Dir(root) => {
+                let path = root.join(name);
+                std::fs::create_dir_all(&path).map_err(Sink::io(&path))
+            }
+            Sink::Tar(builder, path) => {
+                let mut header = header(tar::EntryType::Directory, 0o755, 0);
+                builder
+                    .append_data(&mut header, name, io::empty())
+                    .map_err(Sink::io(path))
+            }
+        }
+    }
+
+    /// Adds a file `name` of `size` bytes read from `data`; returns `size`.
+    pub(crate) fn file(
+        &mut self,
+        name: &str,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<u64, ExportError> {
+        match self {
+            Sink::Dir(root) => {
+                let path = root.join(name);
+                let mut file = File::create(&path).map_err(Sink::io(&path))?;
+                let copied = copy(data, &mut file).map_err(Sink::io(&path))?;
+                if copied != size {
+                    return Err(ExportError::Io {
+                        path,
+                        source: io::Error::other(format!("copied {copied} bytes, expected {size}")),
+                    });
+                }
+            }
+            Sink::Tar(builder, path) => {
+                let mut header = header(tar::EntryType::Regular, 0o644, size);
+                builder
+                    .append_data(&mut header, name, data)
+                    .map_err(Sink::io(path))?;
+            }
+        }
+        Ok(size)
+    }
+
+    /// Adds a file holding `bytes`.
+    pub(crate) fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<u64, ExportError> {
+        self.file(name, bytes.len() as u64, &mut &bytes[..])
+    }
+
+    /// Adds the store blob `digest` as `name`.
+    pub(crate) fn blob(
+        &mut self,
+        store: &Store,
+        name: &str,
+        digest: &Digest,
+    ) -> Result<u64, ExportError> {
+        let mut blob = store
+            .get(digest)?
+            .ok_or(lamina_store::StoreError::NotFound { digest: *digest })?;
+        let size = blob.info.size;
+        self.file(name, size, &mut blob)
+    }
+
+    /// Ends a tar stream (a directory needs nothing).
+    pub(crate) fn finish(self) -> Result<(), ExportError> {
+        if let Sink::Tar(builder, path) = self {
+            let mut out = builder.into_inner().map_err(Sink::io(&path))?;
+            out.flush().map_err(Sink::io(&path))?;
+            out.into_inner()
+                .map_err(|e| ExportError::Io {
+                    path: path.clone(),
+                    source: e.into_error(),
+                })?
+                .sync_all()
+                .map_err(Sink::io(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// A tar header with fixed owner and time, so equal inputs give equal archives.
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(size);
+    header
+}
+
+fn copy(from: &mut dyn Read, to: &mut File) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// The tag part of a normalized name (`app:1` → `1`), for `org.opencontainers.image.ref.name`.
+pub(crate) fn tag_of(name: &str) -> &str {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.rsplit_once(':') {
+        Some((_, tag)) if !last.contains('@') => tag,
+        _ => name,
+    }
+}
+
+/// Writes the OCI layout of `image` into `sink`; returns the bytes written.
+fn oci_layout(
+    sink: &mut Sink,
+    store: &Store,
+    image: &StoredImage,
+    name: &str,
+) -> Result<u64, ExportError> {
+    let mut bytes = 0;
+    let layout = OciLayoutBuilder::default()
+        .image_layout_version("1.0.0")
+        .build()
+        .map_err(|e| invalid(name, format!("cannot build oci-layout: {e}")))?;
+    bytes += sink.bytes("oci-layout", &canonical_json(&layout, "oci-layout")?)?;
+    sink.dir("blobs/")?;
+    sink.dir("blobs/sha256/")?;
+    let mut written = HashSet::new();
+    let mut blob = |sink: &mut Sink, sha256: Digest, key: Digest| -> Result<u64, ExportError> {
+        if !written.insert(sha256) {
+            return Ok(0);
+        }
+        sink.blob(store, &format!("blobs/sha256/{}", sha256.hex()), &key)
+    };
+    for layer in &image.layers {
+        bytes += blob(sink, layer.variant.sha256, layer.variant.digest)?;
+    }
+    let config = store
+        .stat(&image.config_blob)?
+        .ok_or(lamina_store::StoreError::NotFound {
+            digest: image.config_blob,
+        })?;
+    bytes += blob(sink, config.sha256, config.digest)?;
+    let manifest = store
+        .stat(&image.manifest_blob)?
+        .ok_or(lamina_store::StoreError::NotFound {
+            digest: image.manifest_blob,
+        })?;
+    bytes += blob(sink, manifest.sha256, manifest.digest)?;
+
+    let annotations: BTreeMap<String, String> = [
+        (ANNOTATION_IMAGE_NAME.to_owned(), name.to_owned()),
+        (
+            oci_spec::image::ANNOTATION_REF_NAME.to_owned(),
+            tag_of(name).to_owned(),
+        ),
+    ]
+    .into();
+    let platform = PlatformBuilder::default()
+        .architecture(image.config.architecture().clone())
+        .os(image.config.os().clone())
+        .build()
+        .map_err(|e| invalid(name, format!("cannot build its platform: {e}")))?;
+    let mut descriptor = Descriptor::new(
+        MediaType::ImageManifest,
+        manifest.size,
+        oci_digest(&manifest.sha256)?,
+    );
+    descriptor.set_annotations(Some(annotations.into_iter().collect()));
+    descriptor.set_platform(Some(platform));
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![descriptor])
+        .build()
+        .map_err(|e| invalid(name, format!("cannot build index.json: {e}")))?;
+    bytes += sink.bytes("index.json", &canonical_json(&index, "index")?)?;
+    Ok(bytes)
+}
+
+/// Writes an OCI layout directory at `out`, replacing what is there.
+pub(crate) fn oci_dir(
+    store: &Store,
+    image: &StoredImage,
+    name: &str,
+    out: &Path,
+) -> Result<u64, ExportError> {
+    let parent = parent_of(out);
+    let temp = tempfile::Builder::new()
+        .prefix(".lamina-export-")
+        .tempdir_in(parent)
+        .map_err(Sink::io(parent))?;
+    // Temp directories are private; the output is as readable as any other.
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(Sink::io(temp.path()))?;
+    let mut sink = Sink::Dir(temp.path().to_path_buf());
+    let bytes = oci_layout(&mut sink, store, image, name)?;
+    sink.finish()?;
+    // Move an old output aside first: a directory cannot be renamed over a non-empty one.
+    let old = tempfile::Builder::new()
+        .prefix(".lamina-old-")
+        .tempdir_in(parent)
+        .map_err(Sink::io(parent))?;
+    if out.symlink_metadata().is_ok() {
+        std::fs::rename(out, old.path().join("old")).map_err(Sink::io(out))?;
+    }
+    std::fs::rename(temp.path(), out).map_err(Sink::io(out))?;
+    // `temp` no longer exists: forget it; `old` takes the previous output with it.
+    let _ = temp.keep();
+    drop(old);
+    Ok(bytes)
+}
+
+/// Writes a tar file at `out` (replacing it) with `fill`.
+pub(crate) fn tar_file(
+    out: &Path,
+    fill: impl FnOnce(&mut Sink) -> Result<u64, ExportError>,
+) -> Result<u64, ExportError> {
+    let parent = parent_of(out);
+    let temp = tempfile::Builder::new()
+        .prefix(".lamina-export-")
+        .tempfile_in(parent)
+        .map_err(Sink::io(parent))?;
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(Sink::io(temp.path()))?;
+    let file = temp.reopen().map_err(Sink::io(temp.path()))?;
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(256 * 1024, file));
+    builder.mode(tar::HeaderMode::Deterministic);
+    let mut sink = Sink::Tar(builder, out.to_path_buf());
+    let bytes = fill(&mut sink)?;
+    sink.finish()?;
+    temp.persist(out).map_err(|e| ExportError::Io {
+        path: out.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(bytes)
+}
+
+/// Writes an oci-archive at `out`.
+pub(crate) fn oci_archive(
+    store: &Store,
+    image: &StoredImage,
+    name: &str,
+    out: &Path,
+) -> Result<u64, ExportError> {
+    tar_file(out, |sink| oci_layout(sink, store, image, name))
+}
+
+fn parent_of(out: &Path) -> &Path {
+    out.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}

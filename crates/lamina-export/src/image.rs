@@ -1,0 +1,514 @@
+//! An image in the store: manifest + config + layers, all as store blobs.
+//!
+//! The manifest is an OCI image manifest (`application/vnd.oci.image.manifest.v1+json`) whose
+//! layer descriptors name one stored variant of each layer (by its sha256, as OCI wants); the
+//! config is an OCI image config whose `rootfs.diff_ids` are the layers' uncompressed sha256.
+//! Both are stored as blobs (kinds `Manifest` and `Config`), so lookups by sha256 work.
+
+use std::io::Read;
+use std::str::FromStr;
+
+use lamina_store::{
+    BlobInfo, BlobKind, Compression, Digest, ImageState, LayerRecord, LayerVariant, Store,
+};
+use oci_spec::image::{
+    Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
+};
+
+use crate::ExportError;
+
+/// One layer of a stored image: the layer record and the variant its manifest names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageLayer {
+    /// The layer (blake3 of the uncompressed tar is its key; every known variant listed).
+    pub record: LayerRecord,
+    /// The variant the manifest references.
+    pub variant: LayerVariant,
+}
+
+/// An image whose manifest, config and layers are all in the store.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// sha256 of the manifest bytes: the image digest users see (`sha256:<hex>`).
+    pub digest: Digest,
+    /// blake3 of the manifest bytes: its store address.
+    pub manifest_blob: Digest,
+    /// The parsed manifest.
+    pub manifest: ImageManifest,
+    /// blake3 of the config bytes.
+    pub config_blob: Digest,
+    /// The parsed config.
+    pub config: ImageConfiguration,
+    /// Layers, bottom first, matching `manifest.layers()` and `config.rootfs().diff_ids()`.
+    pub layers: Vec<ImageLayer>,
+}
+
+impl StoredImage {
+    /// Writes `config` (its `rootfs.diff_ids` replaced by the layers' diff_ids) and a manifest
+    /// naming each layer's `compression` variant into the store, deterministically (same
+    /// inputs, same bytes, same digest). Every layer must already be stored with that variant;
+    /// a missing one is an error naming the layer.
+    pub fn commit(
+        store: &Store,
+        config: &ImageConfiguration,
+        layers: &[LayerRecord],
+        compression: Compression,
+    ) -> Result<StoredImage, ExportError> {
+        let mut config = config.clone();
+        config.rootfs_mut().set_typ("layers".to_owned());
+        config
+            .rootfs_mut()
+            .set_diff_ids(layers.iter().map(|l| l.diff_id.to_string()).collect());
+        let config_bytes = canonical_json(&config, "config")?;
+        let mut image_layers = Vec::with_capacity(layers.len());
+        let mut descriptors = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let (record, variant) = stored_variant(store, layer, compression)?;
+            descriptors.push(Descriptor::new(
+                layer_media_type(compression),
+                variant.size,
+                oci_digest(&variant.sha256)?,
+            ));
+            image_layers.push(ImageLayer { record, variant });
+        }
+        let config_info = store.put_bytes(BlobKind::Config, &config_bytes)?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_info.size,
+                oci_digest(&config_info.sha256)?,
+            ))
+            .layers(descriptors)
+            .build()
+            .map_err(|e| invalid("new image", format!("cannot build its manifest: {e}")))?;
+        let manifest_bytes = canonical_json(&manifest, "manifest")?;
+        let manifest_info = store.put_bytes(BlobKind::Manifest, &manifest_bytes)?;
+        Ok(StoredImage {
+            digest: manifest_info.sha256,
+            manifest_blob: manifest_info.digest,
+            manifest,
+            config_blob: config_info.digest,
+            config,
+            layers: image_layers,
+        })
+    }
+
+    /// Reads the image whose manifest is stored under `digest` (blake3 or sha256).
+    ///
+    /// Any stored image manifest works, not only ones [`StoredImage::commit`] wrote (imported
+    /// or pulled manifests keep their bytes, so their digests stay): each layer is found by
+    /// its config `diff_id`, and its variant by the descriptor's sha256.
+    pub fn load(store: &Store, digest: &Digest) -> Result<StoredImage, ExportError> {
+        let reference = digest.to_string();
+        let (manifest_info, manifest_bytes) =
+            read_blob(store, digest)?.ok_or_else(|| ExportError::ImageNotFound {
+                reference: reference.clone(),
+            })?;
+        let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| invalid(&reference, format!("manifest does not parse: {e}")))?;
+        let config_digest = store_digest(manifest.config().digest())
+            .map_err(|reason| invalid(&reference, format!("config {reason}")))?;
+        let (config_info, config_bytes) = read_blob(store, &config_digest)?.ok_or_else(|| {
+            invalid(
+                &reference,
+                format!("config {config_digest} is not in the store"),
+            )
+        })?;
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| invalid(&reference, format!("config does not parse: {e}")))?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(invalid(
+                &reference,
+                format!(
+                    "manifest lists {} layers but config has {} diff_ids",
+                    manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            ));
+        }
+        let mut layers = Vec::with_capacity(diff_ids.len());
+        for (descriptor, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            let diff_id = Digest::parse(diff_id)
+                .map_err(|e| invalid(&reference, format!("diff_id {diff_id:?}: {e}")))?;
+            let record = store.layer_by_diff_id(&diff_id)?.ok_or_else(|| {
+                invalid(&reference, format!("layer {diff_id} is not in the store"))
+            })?;
+            let sha256 = store_digest(descriptor.digest())
+                .map_err(|reason| invalid(&reference, format!("layer {reason}")))?;
+            let variant = record
+                .variants
+                .iter()
+                .find(|v| v.sha256 == sha256)
+                .cloned()
+                .ok_or_else(|| {
+                    invalid(
+                        &reference,
+                        format!("layer {diff_id} has no stored variant with digest {sha256}"),
+                    )
+                })?;
+            layers.push(ImageLayer { record, variant });
+        }
+        Ok(StoredImage {
+            digest: manifest_info.sha256,
+            manifest_blob: manifest_info.digest,
+            manifest,
+            config_blob: config_info.digest,
+            config,
+            layers,
+        })
+    }
+
+    /// Reads the image tagged `name` (`name:tag`; a missing `:tag` means `:latest`), or
+    /// `Ok(None)` when no such name is in the store.
+    pub fn load_named(store: &Store, name: &str) -> Result<Option<StoredImage>, ExportError> {
+        match store.image(&normalize_name(name))? {
+            None => Ok(None),
+            Some(record) => StoredImage::load(store, &record.manifest).map(Some),
+        }
+    }
+
+    /// Names this image in the store (an `ImageRecord`, a GC root listing the config and every
+    /// layer); `pinned` images refuse removal until unpinned.
+    ///
+    /// The name is normalized as in [`normalize_name`]. `pinned == false` leaves the pin of an
+    /// existing name as it was; unpin with `Store::set_pinned`.
+    pub fn tag(&self, store: &Store, name: &str, pinned: bool) -> Result<(), ExportError> {
+        let name = normalize_name(name);
+        store.tag_image(
+            &name,
+            &self.manifest_blob,
+            &self.references(),
+            ImageState::Complete,
+        )?;
+        if pinned {
+            store.set_pinned(&name, true)?;
+        }
+        Ok(())
+    }
+
+    /// Every digest this image needs kept: the config blob and each layer key (a layer key
+    /// keeps all its variants).
+    pub fn references(&self) -> Vec<Digest> {
+        std::iter::once(self.config_blob)
+            .chain(self.layers.iter().map(|l| l.record.digest))
+            .collect()
+    }
+}
+
+/// `name` with `:latest` added when it has neither a tag nor a digest (`host:5000/app` becomes
+/// `host:5000/app:latest`; `app:1`, `app@sha256:...` stay as they are).
+pub fn normalize_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || last.contains('@') {
+        name.to_owned()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// The OCI media type of a layer compressed with `compression`.
+pub fn layer_media_type(compression: Compression) -> MediaType {
+    match compression {
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
+        _ => MediaType::ImageLayer,
+    }
+}
+
+/// A short name of a compression for messages: `tar`, `gzip` or `zstd`.
+pub fn compression_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        _ => "tar",
+    }
+}
+
+/// A store digest as an OCI digest (`sha256:<hex>` or `blake3:<hex>`, both valid OCI forms).
+pub fn oci_digest(digest: &Digest) -> Result<oci_spec::image::Digest, ExportError> {
+    oci_spec::image::Digest::from_str(&digest.to_string())
+        .map_err(|e| invalid(&digest.to_string(), format!("not an OCI digest: {e}")))
+}
+
+/// An OCI digest as a store digest; only sha256 is accepted.
+pub fn store_digest(digest: &oci_spec::image::Digest) -> Result<Digest, String> {
+    Digest::parse(digest.as_ref())
+        .ok()
+        .filter(|d| d.algorithm() == lamina_store::Algorithm::Sha256)
+        .ok_or_else(|| format!("digest {digest} is not a sha256 digest"))
+}
+
+/// Serializes `value` as compact JSON with object keys sorted, so equal values always give
+/// equal bytes (oci-spec keeps labels and annotations in hash maps, whose order varies).
+pub fn canonical_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, ExportError> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| invalid("new image", format!("cannot serialize its {what}: {e}")))?;
+    serde_json::to_vec(&sorted(value))
+        .map_err(|e| invalid("new image", format!("cannot serialize its {what}: {e}")))
+}
+
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// The layer's record with its `compression` variant: from `layer` itself, else from the
+/// store's record (which may have gained the variant since), checking the blob is present.
+fn stored_variant(
+    store: &Store,
+    layer: &LayerRecord,
+    compression: Compression,
+) -> Result<(LayerRecord, LayerVariant), ExportError> {
+    let find = |r: &LayerRecord| {
+        r.variants
+            .iter()
+            .find(|v| v.compression == compression)
+            .cloned()
+    };
+    let found = match find(layer) {
+        Some(v) => Some((layer.clone(), v)),
+        None => store
+            .layer(&layer.digest)?
+            .and_then(|r| find(&r).map(|v| (r, v))),
+    };
+    match found {
+        Some((record, variant)) if store.contains(&variant.digest)? => Ok((record, variant)),
+        _ => Err(ExportError::MissingVariant {
+            layer: layer.digest,
+            compression: compression_name(compression),
+        }),
+    }
+}
+
+fn read_blob(store: &Store, digest: &Digest) -> Result<Option<(BlobInfo, Vec<u8>)>, ExportError> {
+    let Some(mut blob) = store.get(digest)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(usize::try_from(blob.info.size).unwrap_or(0));
+    blob.read_to_end(&mut bytes)
+        .map_err(|source| ExportError::Io {
+            path: store.blob_path(&blob.info),
+            source,
+        })?;
+    Ok(Some((blob.info, bytes)))
+}
+
+pub(crate) fn invalid(reference: &str, reason: String) -> ExportError {
+    ExportError::InvalidImage {
+        reference: reference.to_owned(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_store::StoreOptions;
+    use oci_spec::image::{Arch, ConfigBuilder, ImageConfigurationBuilder, Os};
+    use std::collections::HashMap;
+    use std::time::SystemTime;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    /// A fake layer: `tar` stands for the uncompressed bytes, `zstd` for its zstd variant.
+    fn layer(store: &Store, tar: &[u8], zstd: &[u8]) -> LayerRecord {
+        let plain = store.put_bytes(BlobKind::Layer, tar).unwrap();
+        let packed = store.put_bytes(BlobKind::Layer, zstd).unwrap();
+        let variant = |c, info: &BlobInfo| LayerVariant {
+            compression: c,
+            digest: info.digest,
+            sha256: info.sha256,
+            size: info.size,
+        };
+        store
+            .put_layer(&LayerRecord {
+                digest: plain.digest,
+                diff_id: plain.sha256,
+                size: plain.size,
+                variants: vec![
+                    variant(Compression::Zstd, &packed),
+                    variant(Compression::None, &plain),
+                ],
+                created: SystemTime::now(),
+            })
+            .unwrap()
+    }
+
+    fn config(labels: &[(&str, &str)]) -> ImageConfiguration {
+        let labels: HashMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ImageConfigurationBuilder::default()
+            .architecture(Arch::Amd64)
+            .os(Os::Linux)
+            .config(
+                ConfigBuilder::default()
+                    .env(vec!["PATH=/bin".to_owned()])
+                    .labels(labels)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn commit_then_load_round_trips() {
+        let (_dir, store) = store();
+        let a = layer(&store, b"tar a", b"zst a");
+        let b = layer(&store, b"tar b", b"zst b");
+        let image = StoredImage::commit(
+            &store,
+            &config(&[("x", "1")]),
+            &[a.clone(), b.clone()],
+            Compression::Zstd,
+        )
+        .unwrap();
+
+        let m = &image.manifest;
+        assert_eq!(m.media_type(), &Some(MediaType::ImageManifest));
+        assert_eq!(m.config().media_type(), &MediaType::ImageConfig);
+        assert_eq!(m.layers().len(), 2);
+        for (d, rec) in m.layers().iter().zip([&a, &b]) {
+            assert_eq!(d.media_type(), &MediaType::ImageLayerZstd);
+            let zstd = &rec.variants[0];
+            assert_eq!(d.digest().to_string(), zstd.sha256.to_string());
+            assert_eq!(d.size(), zstd.size);
+        }
+        assert_eq!(
+            image.config.rootfs().diff_ids(),
+            &vec![a.diff_id.to_string(), b.diff_id.to_string()]
+        );
+        // The digest is the sha256 of the stored manifest bytes.
+        let bytes = store.read(&image.manifest_blob).unwrap().unwrap();
+        assert_eq!(Digest::sha256_of(&bytes), image.digest);
+        assert_eq!(
+            store.stat(&image.digest).unwrap().unwrap().kind,
+            BlobKind::Manifest
+        );
+        let config_info = store.stat(&image.config_blob).unwrap().unwrap();
+        assert_eq!(config_info.kind, BlobKind::Config);
+        assert_eq!(
+            m.config().digest().to_string(),
+            config_info.sha256.to_string()
+        );
+
+        for key in [image.digest, image.manifest_blob] {
+            let loaded = StoredImage::load(&store, &key).unwrap();
+            assert_eq!(loaded.digest, image.digest);
+            assert_eq!(loaded.manifest, image.manifest);
+            assert_eq!(loaded.config, image.config);
+            assert_eq!(loaded.layers, image.layers);
+            assert_eq!(loaded.references(), image.references());
+        }
+        assert_eq!(image.layers[1].variant.compression, Compression::Zstd);
+        assert_eq!(
+            image.references(),
+            vec![image.config_blob, a.digest, b.digest]
+        );
+    }
+
+    #[test]
+    fn commit_is_deterministic_and_compression_changes_only_the_manifest() {
+        let (_dir, store) = store();
+        let a = layer(&store, b"tar a", b"zst a");
+        // Many labels: a hash map's iteration order would show up here.
+        let labels: Vec<(String, String)> = (0..32)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (&**k, &**v)).collect();
+        let one =
+            StoredImage::commit(&store, &config(&refs), &[a.clone()], Compression::Zstd).unwrap();
+        let mut reversed = refs.clone();
+        reversed.reverse();
+        let two = StoredImage::commit(&store, &config(&reversed), &[a.clone()], Compression::Zstd)
+            .unwrap();
+        assert_eq!(one.digest, two.digest);
+        assert_eq!(one.config_blob, two.config_blob);
+
+        let plain = StoredImage::commit(&store, &config(&refs), &[a], Compression::None).unwrap();
+        assert_ne!(plain.digest, one.digest);
+        assert_eq!(plain.config_blob, one.config_blob);
+        assert_eq!(
+            plain.manifest.layers()[0].media_type(),
+            &MediaType::ImageLayer
+        );
+    }
+
+    #[test]
+    fn a_missing_variant_is_an_error_naming_the_layer() {
+        let (_dir, store) = store();
+        let a = layer(&store, b"tar a", b"zst a");
+        let err =
+            StoredImage::commit(&store, &config(&[]), &[a.clone()], Compression::Gzip).unwrap_err();
+        match &err {
+            ExportError::MissingVariant { layer, compression } => {
+                assert_eq!(*layer, a.digest);
+                assert_eq!(*compression, "gzip");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains(&a.digest.to_string()), "{err}");
+    }
+
+    #[test]
+    fn load_of_unknown_digest_or_garbage_fails_cleanly() {
+        let (_dir, store) = store();
+        let missing = Digest::sha256_of(b"nothing");
+        assert!(matches!(
+            StoredImage::load(&store, &missing),
+            Err(ExportError::ImageNotFound { .. })
+        ));
+        let junk = store.put_bytes(BlobKind::Manifest, b"{not json").unwrap();
+        assert!(matches!(
+            StoredImage::load(&store, &junk.digest),
+            Err(ExportError::InvalidImage { .. })
+        ));
+    }
+
+    #[test]
+    fn tag_then_load_named_with_default_tag() {
+        let (_dir, store) = store();
+        let a = layer(&store, b"tar a", b"zst a");
+        let image =
+            StoredImage::commit(&store, &config(&[]), &[a.clone()], Compression::Zstd).unwrap();
+        assert!(StoredImage::load_named(&store, "app").unwrap().is_none());
+        image.tag(&store, "app", true).unwrap();
+        let record = store.image("app:latest").unwrap().unwrap();
+        assert!(record.pinned);
+        assert_eq!(record.manifest, image.manifest_blob);
+        assert!(record.references.contains(&a.digest));
+        for name in ["app", "app:latest"] {
+            let loaded = StoredImage::load_named(&store, name).unwrap().unwrap();
+            assert_eq!(loaded.digest, image.digest);
+        }
+        // The tag keeps the image through GC.
+        store.gc().unwrap();
+        assert!(StoredImage::load_named(&store, "app").unwrap().is_some());
+    }
+
+    #[test]
+    fn names_get_latest_only_without_tag_or_digest() {
+        assert_eq!(normalize_name("app"), "app:latest");
+        assert_eq!(normalize_name("app:1"), "app:1");
+        assert_eq!(normalize_name("host:5000/app"), "host:5000/app:latest");
+        assert_eq!(normalize_name("host:5000/app:2"), "host:5000/app:2");
+        assert_eq!(normalize_name("app@sha256:abc"), "app@sha256:abc");
+    }
+}

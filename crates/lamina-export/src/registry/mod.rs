@@ -1,0 +1,142 @@
+//! The OCI distribution client: [`pull`] an image into the store, [`push`] one from it.
+//!
+//! Built on `oci-client` for HTTP, the token flow and the upload protocol, and on
+//! `docker_credential` for docker's `config.json`. What they lack is here: retries with
+//! backoff and user-facing errors ([`transport`](self) module), streaming a layer into the
+//! store while decompressing and hashing it (the pull), streaming uploads from store files,
+//! cross-repository mounts from what this store knows, and the commit-only-when-complete
+//! rule of a pull.
+//!
+//! ```no_run
+//! # async fn demo(store: &lamina_store::Store) -> Result<(), lamina_export::ExportError> {
+//! use lamina_export::registry::{RegistryConfig, pull, push};
+//!
+//! let config = RegistryConfig::default();
+//! let image = pull(store, "alpine:3.19", &config).await?;
+//! let report = push(store, &image, "127.0.0.1:5000/alpine:3.19", &config, &|_| {}).await?;
+//! assert_eq!(report.digest, image.digest);
+//! # Ok(()) }
+//! ```
+//!
+//! Transport: https by default; plain http only for hosts in
+//! [`RegistryConfig::insecure`] and for loopback hosts (`localhost`, `127.0.0.0/8`, `::1`).
+//! Credentials: see [`Credentials`] for where they come from; they are never logged.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lamina_store::Digest;
+
+mod auth;
+mod ingest;
+mod media;
+mod mounts;
+mod pull;
+mod push;
+mod transport;
+
+pub use auth::{Credentials, PASSWORD_ENV, USER_ENV};
+pub use pull::pull;
+pub use push::push;
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Registry hosts (`host[:port]`) that may be reached over plain http. Loopback hosts
+    /// always may.
+    pub insecure: Vec<String>,
+    /// Registry host → host to use instead (e.g. `docker.io` → a local mirror). Pulls and
+    /// pushes go to the mirror; the image keeps its original name in the store.
+    pub mirrors: BTreeMap<String, String>,
+    /// Credentials for every registry this config reaches; `None` looks them up (environment,
+    /// then docker's config.json, else anonymous).
+    pub credentials: Option<Credentials>,
+    /// Blobs transferred at once.
+    pub max_parallel: usize,
+    /// Further tries after a failure worth retrying (5xx, 408, 429, timeouts, dropped
+    /// connections, cut bodies).
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_delay: Duration,
+    /// Longest wait for the registry to send something.
+    pub timeout: Duration,
+    /// Whether to read docker's `config.json` (`$DOCKER_CONFIG` or `~/.docker`) for
+    /// credentials.
+    pub docker_config: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure: Vec::new(),
+            mirrors: BTreeMap::new(),
+            credentials: None,
+            max_parallel: 4,
+            retries: 4,
+            retry_delay: Duration::from_millis(500),
+            timeout: Duration::from_secs(120),
+            docker_config: true,
+        }
+    }
+}
+
+/// Progress of a [`push`], one event per blob step and one for the manifest. Digests are
+/// sha256 (what the registry calls the blob).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushEvent {
+    /// The registry already had the blob.
+    Skipped {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The blob was mounted from another repository of the same registry.
+    Mounted {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+        /// The repository it came from.
+        from: String,
+    },
+    /// An upload started.
+    Uploading {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// An upload finished.
+    Uploaded {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The manifest is in place: the image is pushed.
+    Manifest {
+        /// The image digest (sha256 of the manifest).
+        digest: Digest,
+        /// The reference pushed to.
+        reference: String,
+    },
+}
+
+/// What a [`push`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReport {
+    /// The image digest (sha256 of the manifest), the same on the registry as in the store.
+    pub digest: Digest,
+    /// The reference pushed to.
+    pub reference: String,
+    /// Blobs uploaded.
+    pub blobs_pushed: usize,
+    /// Blobs the registry already had in that repository.
+    pub blobs_skipped: usize,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: usize,
+    /// Bytes uploaded.
+    pub bytes_pushed: u64,
+}

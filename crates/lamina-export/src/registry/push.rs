@@ -1,0 +1,282 @@
+//! `push`: an image from the store to a registry, blobs first (skip, mount or upload, in
+//! parallel), then the manifest bytes exactly as stored, so the registry's digest is the
+//! store's.
+//!
+//! Uploads stream from the store's blob files: small blobs in one `PUT`, larger ones as
+//! `PATCH` chunks read one at a time, so no layer is ever held in memory whole.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use lamina_store::{Digest, Store};
+use oci_client::errors::OciDistributionError;
+use oci_client::{Reference, RegistryOperation};
+use tokio::io::AsyncReadExt;
+
+use super::mounts::{self, BlobRef};
+use super::transport::{Fault, Remote};
+use super::{PushEvent, PushReport, RegistryConfig, media};
+use crate::{ExportError, StoredImage};
+
+/// Blobs up to this size go up in one request; bigger ones in chunks.
+const MONOLITHIC_MAX: u64 = 8 << 20;
+/// Bytes per `PATCH` (oci-client sends each stream item of up to 4 MiB as one chunk).
+const CHUNK: usize = 4 << 20;
+/// Mount sources tried per blob before uploading it.
+const MAX_MOUNT_TRIES: usize = 3;
+
+/// One blob to push.
+#[derive(Debug, Clone, Copy)]
+struct PushBlob {
+    /// The store address of the bytes.
+    blob: Digest,
+    /// What the registry calls it, plus what keeps it in the store.
+    refs: BlobRef,
+    size: u64,
+}
+
+/// What happened to one blob.
+enum Outcome {
+    Skipped,
+    Mounted,
+    Uploaded(u64),
+}
+
+/// Pushes `image` from `store` to `reference` (tag or digest; a digest must be the image's).
+///
+/// Takes `&Store`; blobs are handled concurrently within the one future, up to
+/// `config.max_parallel` at a time. `progress` is called from that future as blobs are
+/// skipped, mounted or uploaded (so it needs no locking; the future is not `Send`).
+pub async fn push(
+    store: &Store,
+    image: &StoredImage,
+    reference: &str,
+    config: &RegistryConfig,
+    progress: &dyn Fn(PushEvent),
+) -> Result<PushReport, ExportError> {
+    let remote = Remote::open(reference, config, RegistryOperation::Push).await?;
+    let manifest_bytes =
+        store
+            .read(&image.manifest_blob)?
+            .ok_or_else(|| ExportError::ImageNotFound {
+                reference: image.digest.to_string(),
+            })?;
+    let digest = Digest::sha256_of(&manifest_bytes);
+    if let Some(wanted) = remote.reference.digest()
+        && wanted != digest.to_string()
+    {
+        return Err(ExportError::InvalidReference {
+            reference: reference.to_owned(),
+            reason: format!("it names digest {wanted} but the image is {digest}"),
+        });
+    }
+    let blobs = image_blobs(store, image)?;
+    let outcomes: Vec<Outcome> = stream::iter(blobs.iter())
+        .map(|blob| push_blob(store, &remote, blob, progress))
+        .buffer_unordered(config.max_parallel.max(1))
+        .try_collect()
+        .await?;
+
+    let content_type =
+        http::HeaderValue::from_static(media::manifest_content_type(&manifest_bytes));
+    let body = bytes::Bytes::from(manifest_bytes);
+    remote
+        .retry("push manifest", || async {
+            remote
+                .client
+                .push_manifest_raw(&remote.reference, body.clone(), content_type.clone())
+                .await
+                .map_err(Fault::Oci)
+        })
+        .await?;
+    progress(PushEvent::Manifest {
+        digest,
+        reference: reference.to_owned(),
+    });
+    let shas: Vec<Digest> = blobs.iter().map(|b| b.refs.sha256).collect();
+    if let Err(e) = mounts::remember(
+        store,
+        remote.registry(),
+        remote.reference.repository(),
+        &shas,
+    ) {
+        // Only future mounts lose from this.
+        tracing::warn!(error = %e, "could not record the pushed repository");
+    }
+
+    let mut report = PushReport {
+        digest,
+        reference: reference.to_owned(),
+        blobs_pushed: 0,
+        blobs_skipped: 0,
+        blobs_mounted: 0,
+        bytes_pushed: 0,
+    };
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Skipped => report.blobs_skipped += 1,
+            Outcome::Mounted => report.blobs_mounted += 1,
+            Outcome::Uploaded(size) => {
+                report.blobs_pushed += 1;
+                report.bytes_pushed += size;
+            }
+        }
+    }
+    tracing::info!(
+        reference,
+        %digest,
+        pushed = report.blobs_pushed,
+        skipped = report.blobs_skipped,
+        mounted = report.blobs_mounted,
+        bytes = report.bytes_pushed,
+        "pushed"
+    );
+    Ok(report)
+}
+
+/// The config and layer blobs, each once.
+fn image_blobs(store: &Store, image: &StoredImage) -> Result<Vec<PushBlob>, ExportError> {
+    let config = store
+        .stat(&image.config_blob)?
+        .ok_or_else(|| missing(image, image.config_blob))?;
+    let mut blobs = vec![PushBlob {
+        blob: config.digest,
+        refs: BlobRef {
+            sha256: config.sha256,
+            owner: config.digest,
+        },
+        size: config.size,
+    }];
+    for layer in &image.layers {
+        if blobs.iter().any(|b| b.refs.sha256 == layer.variant.sha256) {
+            continue;
+        }
+        blobs.push(PushBlob {
+            blob: layer.variant.digest,
+            refs: BlobRef {
+                sha256: layer.variant.sha256,
+                owner: layer.record.digest,
+            },
+            size: layer.variant.size,
+        });
+    }
+    Ok(blobs)
+}
+
+fn missing(image: &StoredImage, blob: Digest) -> ExportError {
+    crate::image::invalid(
+        &image.digest.to_string(),
+        format!("blob {blob} is not in the store; pull or rebuild the image"),
+    )
+}
+
+async fn push_blob(
+    store: &Store,
+    remote: &Remote,
+    blob: &PushBlob,
+    progress: &dyn Fn(PushEvent),
+) -> Result<Outcome, ExportError> {
+    let digest = blob.refs.sha256;
+    let digest_text = digest.to_string();
+    let exists = remote
+        .retry("check blob", || async {
+            remote
+                .client
+                .blob_exists(&remote.reference, &digest_text)
+                .await
+                .map_err(Fault::Oci)
+        })
+        .await?;
+    if exists {
+        progress(PushEvent::Skipped {
+            digest,
+            size: blob.size,
+        });
+        return Ok(Outcome::Skipped);
+    }
+    let registry = remote.registry();
+    let repository = remote.reference.repository();
+    let sources = mounts::candidates(store, registry, repository, &blob.refs);
+    for source in sources.into_iter().take(MAX_MOUNT_TRIES) {
+        let from = Reference::with_tag(registry.to_owned(), source.clone(), "latest".to_owned());
+        let mounted = remote
+            .retry("mount blob", || async {
+                remote
+                    .client
+                    .mount_blob(&remote.reference, &from, &digest_text)
+                    .await
+                    .map_err(Fault::Oci)
+            })
+            .await;
+        match mounted {
+            Ok(()) => {
+                progress(PushEvent::Mounted {
+                    digest,
+                    size: blob.size,
+                    from: source,
+                });
+                return Ok(Outcome::Mounted);
+            }
+            // The registry answers a failed mount by opening a plain upload (202); any
+            // failure here just means uploading instead.
+            Err(e) => tracing::debug!(%digest, from = %source, error = %e, "mount failed"),
+        }
+    }
+
+    progress(PushEvent::Uploading {
+        digest,
+        size: blob.size,
+    });
+    remote
+        .retry("upload blob", || async {
+            let body = blob_stream(store, blob)?;
+            let pushed = if blob.size <= MONOLITHIC_MAX {
+                remote
+                    .monolithic
+                    .push_blob_stream(&remote.reference, body, &digest_text, Some(blob.size))
+                    .await
+            } else {
+                remote
+                    .client
+                    .push_blob_stream(&remote.reference, body, &digest_text, None)
+                    .await
+            };
+            pushed.map_err(Fault::Oci)
+        })
+        .await?;
+    progress(PushEvent::Uploaded {
+        digest,
+        size: blob.size,
+    });
+    Ok(Outcome::Uploaded(blob.size))
+}
+
+/// The blob's bytes from its store file, in chunks of [`CHUNK`] bytes, read as sent.
+fn blob_stream(
+    store: &Store,
+    blob: &PushBlob,
+) -> Result<
+    impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static,
+    Fault,
+> {
+    let opened = store.get(&blob.blob).map_err(ExportError::from)?;
+    let Some(opened) = opened else {
+        return Err(Fault::Export(crate::image::invalid(
+            &blob.refs.sha256.to_string(),
+            format!("blob {} is not in the store; pull or rebuild the image", blob.blob),
+        )));
+    };
+    let file = tokio::fs::File::from_std(opened.into_file());
+    Ok(stream::try_unfold(file, |mut file| async move {
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+        while buf.len() < CHUNK {
+            if file.read_buf(&mut buf).await? == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some((buf.freeze(), file)))
+        }
+    })
+    .map_err(OciDistributionError::IoError))
+}

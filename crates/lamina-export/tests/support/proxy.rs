@@ -1,0 +1,212 @@
+//! A hostile registry: an HTTP/1.1 proxy in front of a real one that, for requests whose
+//! path contains a pattern, answers with an error status, cuts the body short or flips a
+//! byte of it. One request per connection (`Connection: close` both ways) keeps it simple.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What to do to a matching request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and an empty body, without asking the registry.
+    Status(u16),
+    /// Forward, then send only half the body (the header still promises all of it).
+    Truncate,
+    /// Forward, then flip one byte in the middle of the body.
+    Corrupt,
+}
+
+/// A fault for requests whose `METHOD path` contains `pattern`, `times` times (`None`:
+/// every time).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub pattern: String,
+    pub fault: Fault,
+    pub times: Option<usize>,
+}
+
+/// The running proxy; stops when dropped.
+pub struct FaultProxy {
+    pub port: u16,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    log: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `127.0.0.1:upstream`.
+    pub async fn start(upstream: u16) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (r, l) = (rules.clone(), log.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let (r, l) = (r.clone(), l.clone());
+                tokio::spawn(async move {
+                    let _ = serve(conn, upstream, r, l).await;
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            rules,
+            log,
+            task,
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Adds a rule.
+    pub fn inject(&self, pattern: &str, fault: Fault, times: Option<usize>) {
+        self.rules.lock().unwrap().push(Rule {
+            pattern: pattern.to_owned(),
+            fault,
+            times,
+        });
+    }
+
+    /// Removes every rule and forgets the request log.
+    pub fn reset(&self) {
+        self.rules.lock().unwrap().clear();
+        self.log.lock().unwrap().clear();
+    }
+
+    /// How many requests (`METHOD path`) contained `pattern`.
+    pub fn count(&self, pattern: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(pattern))
+            .count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one request head; `None` if the client went away first.
+async fn read_head(conn: &mut TcpStream) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok(Some((buf, rest)));
+        }
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Replaces any `Connection` header with `Connection: close`.
+fn close_connection(head: &str) -> String {
+    let mut out = String::new();
+    for line in head.trim_end_matches("\r\n").split("\r\n") {
+        if line
+            .split_once(':')
+            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("connection"))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
+}
+
+async fn serve(
+    mut conn: TcpStream,
+    upstream: u16,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    log: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
+    let Some((head, mut body)) = read_head(&mut conn).await? else {
+        return Ok(());
+    };
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length: usize = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let request_line = head.lines().next().unwrap_or_default().to_owned();
+    log.lock().unwrap().push(request_line.clone());
+    let fault = {
+        let mut rules = rules.lock().unwrap();
+        let mut hit = None;
+        for rule in rules.iter_mut() {
+            if request_line.contains(&rule.pattern) && rule.times != Some(0) {
+                if let Some(t) = rule.times.as_mut() {
+                    *t -= 1;
+                }
+                hit = Some(rule.fault);
+                break;
+            }
+        }
+        hit
+    };
+    if let Some(Fault::Status(code)) = fault {
+        let reply = format!(
+            "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nRetry-After: 0\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(reply.as_bytes()).await?;
+        return conn.shutdown().await;
+    }
+
+    let mut up = TcpStream::connect(("127.0.0.1", upstream)).await?;
+    up.write_all(close_connection(&head).as_bytes()).await?;
+    up.write_all(&body).await?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).await?;
+    let Some(split) = find(&response, b"\r\n\r\n") else {
+        conn.write_all(&response).await?;
+        return conn.shutdown().await;
+    };
+    let response_head = String::from_utf8_lossy(&response[..split + 4]).into_owned();
+    let mut response_body = response[split + 4..].to_vec();
+    match fault {
+        Some(Fault::Truncate) => response_body.truncate(response_body.len() / 2),
+        Some(Fault::Corrupt) if !response_body.is_empty() => {
+            let mid = response_body.len() / 2;
+            response_body[mid] ^= 0xff;
+        }
+        _ => {}
+    }
+    conn.write_all(close_connection(&response_head).as_bytes())
+        .await?;
+    conn.write_all(&response_body).await?;
+    conn.shutdown().await
+}

@@ -1,0 +1,259 @@
+//! `lamina build`: build a definition into the store, with live progress.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use lamina::exec::sandbox::OutputStream;
+use lamina::{BuildEvent, BuildOptions, BuildReport};
+use serde_json::json;
+
+use super::progress::TtyProgress;
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// A .toml definition, a Dockerfile, or a directory holding lamina.toml or Dockerfile.
+    definition: PathBuf,
+    /// Name the image (`name[:tag]`); named images are kept until removed.
+    #[arg(long, short = 't', value_name = "NAME")]
+    tag: Option<String>,
+    /// How to show progress: a live display on a terminal, plain lines, or JSON lines.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Say which step missed the cache first, and why.
+    #[arg(long)]
+    explain: bool,
+    /// Run every step, ignoring the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Run step N (1-based, as the progress shows) even if it is cached; repeatable.
+    #[arg(long, value_name = "N")]
+    no_cache_step: Vec<usize>,
+    /// A build argument, `NAME=VALUE`; repeatable.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pair)]
+    build_arg: Vec<(String, String)>,
+    /// A secret for `RUN --mount=type=secret`, `id=ID,src=FILE`; repeatable.
+    #[arg(long, value_name = "id=ID,src=FILE", value_parser = parse_secret)]
+    secret: Vec<(String, PathBuf)>,
+    /// Build this stage (name or 0-based index) instead of the last.
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Progress {
+    Auto,
+    Plain,
+    Json,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
+    let mut id = None;
+    let mut src = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            _ => return Err(format!("`{part}` in `{s}`: expected id=ID,src=FILE")),
+        }
+    }
+    match (id, src) {
+        (Some(id), Some(src)) if !id.is_empty() => Ok((id, src)),
+        _ => Err(format!("`{s}`: expected id=ID,src=FILE")),
+    }
+}
+
+pub fn run(
+    store_dir: Option<PathBuf>,
+    args: BuildArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let image = lamina::load_definition(&args.definition)?;
+    let engine = super::engine(store_dir)?;
+    let mode = match args.progress {
+        Progress::Auto if std::io::stderr().is_terminal() => Mode::Tty(TtyProgress::new()),
+        Progress::Auto | Progress::Plain => Mode::Plain,
+        Progress::Json => Mode::Json,
+    };
+    let display = Arc::new(Mutex::new(mode));
+    let on_event = {
+        let display = display.clone();
+        Arc::new(move |event: BuildEvent| {
+            if let Ok(mut display) = display.lock() {
+                display.event(&event);
+            }
+        })
+    };
+    let options = BuildOptions {
+        tag: args.tag.clone(),
+        build_args: args.build_arg.into_iter().collect::<BTreeMap<_, _>>(),
+        secrets: args.secret.into_iter().collect(),
+        no_cache: args.no_cache,
+        no_cache_steps: args.no_cache_step,
+        target_stage: args.target,
+        on_event: Some(on_event),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let result = runtime.block_on(engine.build(&image, options));
+    if let Ok(mut display) = display.lock() {
+        display.finish();
+    }
+    let report = result.with_context(|| format!("building {}", args.definition.display()))?;
+    let json = matches!(args.progress, Progress::Json);
+    print_report(&report, args.explain, json, out)?;
+    Ok(out.flush()?)
+}
+
+fn print_report(
+    report: &BuildReport,
+    explain: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let cached = report.steps.iter().filter(|s| s.cached).count();
+    if json {
+        let value = json!({
+            "event": "result",
+            "digest": report.digest.to_string(),
+            "tag": report.tag,
+            "duration_ms": report.duration.as_millis() as u64,
+            "steps": report.steps.len(),
+            "cached": cached,
+            "first_miss": report.first_miss.as_ref().map(|m| m.to_string()),
+        });
+        writeln!(out, "{value}")?;
+        return Ok(());
+    }
+    if explain {
+        match &report.first_miss {
+            Some(miss) => writeln!(out, "first miss: {miss}")?,
+            None => writeln!(out, "first miss: none, every step came from the cache")?,
+        }
+    }
+    writeln!(
+        out,
+        "built {} in {} ({cached}/{} steps cached){}",
+        report.digest,
+        super::units::elapsed(report.duration),
+        report.steps.len(),
+        report
+            .tag
+            .as_ref()
+            .map(|t| format!(", tagged {t}"))
+            .unwrap_or_default(),
+    )?;
+    Ok(())
+}
+
+/// Where progress goes: a live terminal display, plain lines, or JSON lines, all on stderr
+/// except JSON (stdout, one object per line, so tools can read it).
+enum Mode {
+    Tty(TtyProgress),
+    Plain,
+    Json,
+}
+
+impl Mode {
+    fn event(&mut self, event: &BuildEvent) {
+        match self {
+            Mode::Tty(tty) => tty.event(event),
+            Mode::Plain => {
+                if let Some(line) = plain_line(event) {
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
+            }
+            Mode::Json => {
+                if let Some(value) = json_event(event) {
+                    let _ = writeln!(std::io::stdout().lock(), "{value}");
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Mode::Tty(tty) = self {
+            tty.finish();
+        }
+    }
+}
+
+fn plain_line(event: &BuildEvent) -> Option<String> {
+    Some(match event {
+        BuildEvent::StageStarted { stage, name, base } => match name {
+            Some(name) => format!("stage {stage} ({name}) from {base}"),
+            None => format!("stage {stage} from {base}"),
+        },
+        BuildEvent::StepStarted { index, total, text } => format!("#{index}/{total} {text}"),
+        BuildEvent::StepCached { index, .. } => format!("#{index} cached"),
+        BuildEvent::StepLog {
+            index,
+            stream,
+            line,
+        } => {
+            let mark = if *stream == OutputStream::Stderr {
+                "!"
+            } else {
+                "|"
+            };
+            format!("#{index} {mark} {line}")
+        }
+        BuildEvent::StepFinished {
+            index,
+            cached: false,
+            duration,
+        } => format!("#{index} done in {}", super::units::elapsed(*duration)),
+        BuildEvent::StepFinished { cached: true, .. } => return None,
+        BuildEvent::Committed { digest } => format!("image {digest}"),
+        _ => return None,
+    })
+}
+
+fn json_event(event: &BuildEvent) -> Option<serde_json::Value> {
+    Some(match event {
+        BuildEvent::StageStarted { stage, name, base } => {
+            json!({"event": "stage", "stage": stage, "name": name, "base": base})
+        }
+        BuildEvent::StepStarted { index, total, text } => {
+            json!({"event": "step_started", "index": index, "total": total, "text": text})
+        }
+        BuildEvent::StepCached { index, key } => {
+            json!({"event": "step_cached", "index": index, "key": lamina::exec::build::key::hex(key)})
+        }
+        BuildEvent::StepLog {
+            index,
+            stream,
+            line,
+        } => {
+            let stream = if *stream == OutputStream::Stderr {
+                "stderr"
+            } else {
+                "stdout"
+            };
+            json!({"event": "log", "index": index, "stream": stream, "line": line})
+        }
+        BuildEvent::StepFinished {
+            index,
+            cached,
+            duration,
+        } => json!({
+            "event": "step_finished",
+            "index": index,
+            "cached": cached,
+            "duration_ms": duration.as_millis() as u64,
+        }),
+        BuildEvent::Committed { digest } => {
+            json!({"event": "committed", "digest": digest.to_string()})
+        }
+        _ => return None,
+    })
+}

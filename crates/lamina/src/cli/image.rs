@@ -1,0 +1,251 @@
+//! `lamina image ls|inspect|history|tag|rm`: the images in the store.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use lamina::exec::BuildState;
+use lamina::export::StoredImage;
+use lamina::export::image::normalize_name;
+use lamina::store::{ImageRecord, ImageState};
+use serde_json::json;
+
+use super::units;
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Named images: state, digest, size, when created and last changed.
+    Ls {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An image's digest, config and layers.
+    Inspect {
+        /// `name[:tag]`.
+        name: String,
+        /// Print the raw manifest and config as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The steps that made an image, newest first, with their layer sizes.
+    History {
+        /// `name[:tag]`.
+        name: String,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The existing `name[:tag]`.
+        source: String,
+        /// The new `name[:tag]`.
+        target: String,
+    },
+    /// Remove image names; their layers go at the next GC unless something else needs them.
+    Rm {
+        /// `name[:tag]`, one or more.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+pub fn run(
+    store_dir: Option<PathBuf>,
+    command: ImageCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let engine = super::engine(store_dir)?;
+    let store = engine.store();
+    match command {
+        ImageCommand::Ls { json } => {
+            let rows: Vec<_> = store
+                .images()?
+                .into_iter()
+                .map(|record| row(&engine, record))
+                .collect::<anyhow::Result<_>>()?;
+            if json {
+                let rows: Vec<_> = rows.iter().map(Row::to_json).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<32} {:<13} {:<19} {:>10}  {:<20} EXPIRES",
+                    "NAME", "STATE", "DIGEST", "SIZE", "CREATED"
+                )?;
+                for r in &rows {
+                    writeln!(
+                        out,
+                        "{:<32} {:<13} {:<19} {:>10}  {:<20} never (named)",
+                        r.name,
+                        r.state,
+                        short(&r.digest),
+                        units::size(r.size),
+                        humantime::format_rfc3339_seconds(r.created).to_string(),
+                    )?;
+                }
+            }
+        }
+        ImageCommand::Inspect { name, json } => {
+            let image = load(&engine, &name)?;
+            if json {
+                let value = json!({
+                    "name": normalize_name(&name),
+                    "digest": image.digest.to_string(),
+                    "manifest": image.manifest,
+                    "config": image.config,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                inspect_text(&name, &image, out)?;
+            }
+        }
+        ImageCommand::History { name } => {
+            let image = load(&engine, &name)?;
+            let mut layers = image.layers.iter().rev();
+            writeln!(out, "{:>10}  CREATED BY", "SIZE")?;
+            for entry in image.config.history().iter().flatten().rev() {
+                let size = if entry.empty_layer().unwrap_or(false) {
+                    "0 B".to_string()
+                } else {
+                    layers
+                        .next()
+                        .map_or("?".to_string(), |l| units::size(l.variant.size))
+                };
+                let created_by = entry.created_by().as_deref().unwrap_or("");
+                writeln!(out, "{size:>10}  {created_by}")?;
+            }
+        }
+        ImageCommand::Tag { source, target } => {
+            let image = load(&engine, &source)?;
+            image.tag(store, &normalize_name(&target), true)?;
+            writeln!(
+                out,
+                "tagged {} as {}",
+                image.digest,
+                normalize_name(&target)
+            )?;
+        }
+        ImageCommand::Rm { names } => {
+            for name in names {
+                let name = normalize_name(&name);
+                if store.image(&name)?.is_none() {
+                    bail!("no image named {name} in the store; `lamina image ls` lists them");
+                }
+                // Named images are pinned against eviction; removing the name is the
+                // explicit request that unpins it.
+                store.set_pinned(&name, false)?;
+                let record = store.remove_image(&name)?;
+                writeln!(out, "removed {name} ({})", record.manifest)?;
+            }
+        }
+    }
+    Ok(out.flush()?)
+}
+
+fn load(engine: &lamina::Engine, name: &str) -> anyhow::Result<StoredImage> {
+    engine.image(name)?.with_context(|| {
+        format!(
+            "no image named {} in the store; `lamina image ls` lists them",
+            normalize_name(name)
+        )
+    })
+}
+
+struct Row {
+    name: String,
+    state: String,
+    digest: String,
+    size: u64,
+    created: SystemTime,
+    updated: SystemTime,
+    pinned: bool,
+}
+
+impl Row {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "name": self.name,
+            "state": self.state,
+            "digest": self.digest,
+            "size": self.size,
+            "created": humantime::format_rfc3339_seconds(self.created).to_string(),
+            "updated": humantime::format_rfc3339_seconds(self.updated).to_string(),
+            "pinned": self.pinned,
+            "expires": serde_json::Value::Null,
+        })
+    }
+}
+
+/// One `image ls` row; the state is the executor's for the name (building, active,
+/// build_failed), else the store's completeness.
+fn row(engine: &lamina::Engine, record: ImageRecord) -> anyhow::Result<Row> {
+    let (digest, size) = match StoredImage::load(engine.store(), &record.manifest) {
+        Ok(image) => {
+            let layers: u64 = image.layers.iter().map(|l| l.variant.size).sum();
+            (image.digest.to_string(), layers)
+        }
+        Err(_) => (record.manifest.to_string(), 0),
+    };
+    let state = match engine.executor().build_state(&record.name) {
+        Some(BuildState::Building) => "building",
+        Some(BuildState::BuildFailed { .. }) => "build_failed",
+        _ if record.state == ImageState::Incomplete => "incomplete",
+        _ => "active",
+    };
+    Ok(Row {
+        name: record.name,
+        state: state.to_string(),
+        digest,
+        size,
+        created: record.created,
+        updated: record.updated,
+        pinned: record.pinned,
+    })
+}
+
+fn short(digest: &str) -> String {
+    let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}
+
+fn inspect_text(name: &str, image: &StoredImage, out: &mut impl Write) -> anyhow::Result<()> {
+    writeln!(out, "name:    {}", normalize_name(name))?;
+    writeln!(out, "digest:  {}", image.digest)?;
+    writeln!(
+        out,
+        "platform: {}/{}",
+        image.config.os(),
+        image.config.architecture()
+    )?;
+    if let Some(config) = image.config.config() {
+        if let Some(env) = config.env() {
+            for e in env {
+                writeln!(out, "env:     {e}")?;
+            }
+        }
+        if let Some(dir) = config.working_dir() {
+            writeln!(out, "workdir: {dir}")?;
+        }
+        if let Some(user) = config.user() {
+            writeln!(out, "user:    {user}")?;
+        }
+        if let Some(entrypoint) = config.entrypoint() {
+            writeln!(out, "entrypoint: {}", serde_json::to_string(entrypoint)?)?;
+        }
+        if let Some(cmd) = config.cmd() {
+            writeln!(out, "cmd:     {}", serde_json::to_string(cmd)?)?;
+        }
+    }
+    writeln!(out, "layers:")?;
+    for layer in &image.layers {
+        writeln!(
+            out,
+            "  {} {:>10} {}",
+            layer.variant.sha256,
+            units::size(layer.variant.size),
+            lamina::export::image::compression_name(layer.variant.compression),
+        )?;
+    }
+    Ok(())
+}

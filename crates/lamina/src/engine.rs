@@ -1,0 +1,108 @@
+//! [`Engine`]: one store and the executor that builds into it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lamina_exec::{BuildOptions, BuildReport, ExecConfig, Executor};
+use lamina_export::StoredImage;
+use lamina_export::image::normalize_name;
+use lamina_spec::Image;
+use lamina_store::{Store, StoreOptions};
+
+use crate::Error;
+
+/// The executor's work files (unpacked layers, sandboxes, step locks, build records) live in
+/// this directory of the store, so one path names everything a build keeps.
+const WORK_DIR: &str = "exec";
+
+/// A store opened for building: `Engine::open(path)?.build(&image, options).await?`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lamina::Error> {
+/// use lamina::{BuildOptions, Engine, spec::Image};
+///
+/// let engine = Engine::open_default()?;
+/// let image = Image::base("busybox:local")?
+///     .workdir("/home/app")?
+///     .run_commands(["echo hello > greeting"])?;
+/// let report = engine
+///     .build(&image, BuildOptions { tag: Some("hello:latest".into()), ..Default::default() })
+///     .await?;
+/// println!("{} ({} steps)", report.digest, report.steps.len());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Arc<Store>,
+    executor: Executor,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the store at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Engine, Error> {
+        Engine::open_with(path, StoreOptions::default(), |_| {})
+    }
+
+    /// Opens the store at its default location (`$LAMINA_STORE`, else the XDG cache dir).
+    pub fn open_default() -> Result<Engine, Error> {
+        Engine::open(lamina_store::default_location()?)
+    }
+
+    /// Opens the store at `path` with `options`; `configure` adjusts the executor's settings
+    /// (CA bundle mount, default command, layer compression) before it starts.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+        configure: impl FnOnce(&mut ExecConfig),
+    ) -> Result<Engine, Error> {
+        let store = Arc::new(Store::open(path.as_ref(), options)?);
+        let mut config = ExecConfig::new(Engine::work_dir_of(store.path()));
+        configure(&mut config);
+        let executor = Executor::new(store.clone(), config)?;
+        Ok(Engine { store, executor })
+    }
+
+    /// Where the executor keeps its work files for the store at `store_path`.
+    pub fn work_dir_of(store_path: &Path) -> PathBuf {
+        store_path.join(WORK_DIR)
+    }
+
+    /// Builds `image` into the store: every step a cached layer. See [`BuildOptions`] for
+    /// tags (`name` means `name:latest`), build arguments, secrets, cache control and
+    /// progress events.
+    pub async fn build(
+        &self,
+        image: &Image,
+        mut options: BuildOptions,
+    ) -> Result<BuildReport, Error> {
+        options.tag = options.tag.map(|tag| normalize_name(&tag));
+        Ok(self.executor.build(image, options).await?)
+    }
+
+    /// [`Engine::build`] for callers without an async runtime.
+    pub fn build_blocking(
+        &self,
+        image: &Image,
+        options: &BuildOptions,
+    ) -> Result<BuildReport, Error> {
+        let mut options = options.clone();
+        options.tag = options.tag.map(|tag| normalize_name(&tag));
+        Ok(self.executor.build_blocking(image, &options)?)
+    }
+
+    /// The image named `name` (`name:tag`, `:latest` when no tag is given).
+    pub fn image(&self, name: &str) -> Result<Option<StoredImage>, Error> {
+        Ok(StoredImage::load_named(&self.store, name)?)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+}

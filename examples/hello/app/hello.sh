@@ -1,0 +1,3 @@
+# The image's entrypoint.
+echo "$GREETING"
+cat "$APP_HOME/generated/build-info.txt"

@@ -1,0 +1,300 @@
+//! `lamina build` and `lamina image` end to end: real RUN steps under runc on overlayfs, on a
+//! busybox base built from scratch (no registry), through the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{lamina, lamina_err, lamina_ok, write_tree};
+
+/// Why RUN steps cannot run here, if they cannot.
+fn sandbox_unavailable() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("RUN steps need root (overlayfs and runc)".into());
+    }
+    if Command::new("runc").arg("--version").output().is_err() {
+        return Some("runc is not installed (Debian package runc)".into());
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Some("/bin/busybox is missing (Debian package busybox-static)".into());
+    }
+    None
+}
+
+#[allow(clippy::print_stderr)]
+fn skip(test: &str, reason: &str) {
+    eprintln!("skipping {test}: {reason}");
+}
+
+/// A temp dir with a store, a busybox base tagged `busybox:test`, and the app definition.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("base/rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in [
+            "sh", "echo", "cat", "ls", "mkdir", "id", "sort", "tr", "pwd",
+        ] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        write_tree(
+            dir.path(),
+            &[
+                ("base/rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+                ("base/rootfs/etc/group", "root:x:0:\n"),
+                (
+                    "base/lamina.toml",
+                    "[image]\nscratch = true\n\n[[step]]\nadd_local_dir = { local = \"rootfs\", remote = \"/\" }\n",
+                ),
+                ("app/lamina.toml", APP),
+                ("app/src/setup.sh", "echo building; ls > listing.txt\n"),
+                ("app/src/hello.sh", "echo \"$GREETING\"\n"),
+            ],
+        );
+        let project = Project { dir };
+        project.ok(&[
+            "build",
+            "base",
+            "--tag",
+            "busybox:test",
+            "--progress",
+            "plain",
+        ]);
+        project
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn args<'a>(&'a self, store: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec!["--store", store];
+        all.extend_from_slice(args);
+        all
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let store = self.store();
+        lamina_ok(self.dir.path(), &self.args(store.to_str().unwrap(), args))
+    }
+
+    fn err(&self, args: &[&str]) -> String {
+        let store = self.store();
+        lamina_err(self.dir.path(), &self.args(store.to_str().unwrap(), args))
+    }
+
+    /// Builds `definition` with JSON progress; returns the events and the result object.
+    fn build_json(&self, definition: &str, extra: &[&str]) -> (Vec<Value>, Value) {
+        let mut args = vec!["build", definition, "--progress", "json"];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
+        let mut events: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        let result = events.pop().expect("a result line");
+        assert_eq!(result["event"], "result", "{result}");
+        (events, result)
+    }
+}
+
+const APP: &str = r#"
+[image]
+base = "busybox:test"
+
+[[step]]
+env = { GREETING = "hello from lamina" }
+
+[[step]]
+workdir = "/home/app"
+
+[[step]]
+add_local_dir = { local = "src", remote = "/home/app" }
+
+[[step]]
+run = "sh setup.sh"
+
+[[step]]
+entrypoint = ["sh", "/home/app/hello.sh"]
+"#;
+
+/// Indexes (1-based) of the steps the events say came from the cache.
+fn cached_steps(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "step_finished" && e["cached"] == true)
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn second_build_and_a_moved_checkout_hit_every_step() {
+    if let Some(reason) = sandbox_unavailable() {
+        return skip("second_build_and_a_moved_checkout_hit_every_step", &reason);
+    }
+    let project = Project::new();
+    let (events, cold) = project.build_json("app", &["--tag", "app:test"]);
+    assert_eq!(cold["steps"], 5, "{cold}");
+    assert_eq!(cold["cached"], 0, "{cold}");
+    let logs: Vec<_> = events.iter().filter(|e| e["event"] == "log").collect();
+    assert!(
+        logs.iter()
+            .any(|e| e["line"] == "building" && e["index"] == 4),
+        "RUN output is streamed: {events:?}"
+    );
+
+    let (_, warm) = project.build_json("app", &["--tag", "app:test"]);
+    assert_eq!(warm["cached"], 5, "{warm}");
+    assert_eq!(warm["digest"], cold["digest"]);
+    assert_eq!(warm["first_miss"], Value::Null);
+
+    // Another checkout: same content, other path, fresh mtimes.
+    let moved = project.dir.path().join("elsewhere/app");
+    std::fs::create_dir_all(&moved).unwrap();
+    for name in ["lamina.toml", "src/setup.sh", "src/hello.sh"] {
+        let to = moved.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(project.dir.path().join("app").join(name), to).unwrap();
+    }
+    let (_, moved) = project.build_json("elsewhere/app", &[]);
+    assert_eq!(moved["cached"], 5, "{moved}");
+    assert_eq!(moved["digest"], cold["digest"]);
+
+    // The RUN step's result is in the image: its config and its layers.
+    let inspect: Value =
+        serde_json::from_str(&project.ok(&["image", "inspect", "app:test", "--json"])).unwrap();
+    assert_eq!(inspect["digest"], cold["digest"]);
+    let config = &inspect["config"]["config"];
+    assert_eq!(config["WorkingDir"], "/home/app");
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["sh", "/home/app/hello.sh"])
+    );
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hello from lamina"),
+        "{config}"
+    );
+    assert_eq!(inspect["config"]["architecture"], "amd64");
+}
+
+#[test]
+fn a_changed_byte_misses_from_its_step_on_and_explain_names_the_file() {
+    if let Some(reason) = sandbox_unavailable() {
+        return skip("a_changed_byte_misses_from_its_step_on", &reason);
+    }
+    let project = Project::new();
+    let (_, first) = project.build_json("app", &[]);
+    std::fs::write(
+        project.dir.path().join("app/src/hello.sh"),
+        "echo \"$GREETING!\"\n",
+    )
+    .unwrap();
+    let (events, second) = project.build_json("app", &[]);
+    assert_ne!(second["digest"], first["digest"]);
+    assert_eq!(cached_steps(&events), vec![1, 2], "{events:?}");
+    let miss = second["first_miss"].as_str().unwrap();
+    assert!(miss.contains("hello.sh"), "{miss}");
+
+    let text = project.ok(&["build", "app", "--explain", "--progress", "plain"]);
+    assert!(text.contains("first miss: none"), "{text}");
+}
+
+#[test]
+fn a_failing_run_names_the_step_and_exit_code() {
+    if let Some(reason) = sandbox_unavailable() {
+        return skip("a_failing_run_names_the_step_and_exit_code", &reason);
+    }
+    let project = Project::new();
+    write_tree(
+        project.dir.path(),
+        &[(
+            "failing/Dockerfile",
+            "FROM busybox:test\nRUN echo about to fail && exit 3\n",
+        )],
+    );
+    let err = project.err(&[
+        "build",
+        "failing",
+        "--tag",
+        "failing:test",
+        "--progress",
+        "plain",
+    ]);
+    assert!(
+        err.contains("exit code 3") || err.contains("exited with 3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("about to fail"),
+        "the last lines are shown: {err}"
+    );
+    let listing = project.ok(&["image", "ls", "--json"]);
+    let rows: Value = serde_json::from_str(&listing).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "failing:test" || r["state"] == "build_failed"),
+        "{rows}"
+    );
+}
+
+#[test]
+fn image_commands_list_tag_show_history_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        dir.path(),
+        &[
+            ("ctx/hello.txt", "hello\n"),
+            (
+                "ctx/Dockerfile",
+                "FROM scratch\nCOPY hello.txt /hello.txt\nENV A=1\nCMD [\"/hello\"]\n",
+            ),
+        ],
+    );
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--store", store];
+        all.extend_from_slice(args);
+        lamina_ok(dir.path(), &all)
+    };
+    let built = run(&["build", "ctx", "--tag", "hello", "--progress", "plain"]);
+    assert!(built.contains("tagged hello:latest"), "{built}");
+    run(&["image", "tag", "hello", "hello:v2"]);
+    let ls = run(&["image", "ls"]);
+    assert!(
+        ls.contains("hello:latest") && ls.contains("hello:v2"),
+        "{ls}"
+    );
+    let history = run(&["image", "history", "hello:v2"]);
+    assert!(history.contains("COPY hello.txt /hello.txt"), "{history}");
+    assert!(history.contains("ENV A=1"), "{history}");
+    run(&["image", "rm", "hello:latest"]);
+    let ls = run(&["image", "ls", "--json"]);
+    let rows: Value = serde_json::from_str(&ls).unwrap();
+    let names: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, vec![Value::from("hello:v2")]);
+    let output = lamina(
+        dir.path(),
+        &["--store", store, "image", "rm", "hello:latest"],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no image named hello:latest"));
+}
