@@ -108,6 +108,9 @@ pub enum ExecError {
         #[from]
         source: oci_spec::OciSpecError,
     },
+    /// A run was requested with no command.
+    #[error("the RUN command is empty; give it a command to run")]
+    EmptyCommand,
     /// runc could not start the process (as opposed to the process failing).
     #[error("runc could not run container {container}: {message}")]
     Runtime {

@@ -129,7 +129,10 @@ fn every_config_and_copy_step_builds_without_a_sandbox() {
     assert_eq!(report.steps.len(), 15);
     assert!(report.steps.iter().all(|s| !s.cached));
     assert!(!exec.sandbox_started());
-    assert!(matches!(report.first_miss, Some(MissReason::NewStep { index: 1, .. })));
+    assert!(matches!(
+        report.first_miss,
+        Some(MissReason::NewStep { index: 1, .. })
+    ));
     // Layers: the rootfs, WORKDIR's new directory, three COPYs.
     let layered: Vec<usize> = report
         .steps
@@ -146,8 +149,14 @@ fn every_config_and_copy_step_builds_without_a_sandbox() {
     assert_eq!(config.working_dir().as_deref(), Some("/srv/app"));
     assert_eq!(config.user().as_deref(), Some("1000"));
     let env_vars = config.env().clone().unwrap();
-    assert!(env_vars.contains(&"APP_VERSION=1.0".to_string()), "{env_vars:?}");
-    assert!(!env_vars.iter().any(|e| e.starts_with("VERSION=")), "ARG values are not baked");
+    assert!(
+        env_vars.contains(&"APP_VERSION=1.0".to_string()),
+        "{env_vars:?}"
+    );
+    assert!(
+        !env_vars.iter().any(|e| e.starts_with("VERSION=")),
+        "ARG values are not baked"
+    );
     assert_eq!(config.labels().as_ref().unwrap()["org.example.name"], "app");
     let ports = config.exposed_ports().clone().unwrap();
     assert!(ports.contains(&"8080/tcp".into()) && ports.contains(&"53/udp".into()));
@@ -158,7 +167,10 @@ fn every_config_and_copy_step_builds_without_a_sandbox() {
     let history = stored.config.history().clone().unwrap();
     assert_eq!(history.len(), 15);
     assert_eq!(history[1].empty_layer(), Some(true));
-    assert_eq!(stored.config.created().as_deref(), Some("1970-01-01T00:00:00Z"));
+    assert_eq!(
+        stored.config.created().as_deref(),
+        Some("1970-01-01T00:00:00Z")
+    );
 
     let rootfs = env.rootfs(&report);
     let root = rootfs.path();
@@ -166,7 +178,10 @@ fn every_config_and_copy_step_builds_without_a_sandbox() {
     assert_eq!(app.mode() & 0o7777, 0o755);
     let conf = std::fs::metadata(root.join("srv/app/conf/sub/b.conf")).unwrap();
     assert_eq!((conf.uid(), conf.gid()), (1000, 1001));
-    assert_eq!(std::fs::read_to_string(root.join("etc/motd")).unwrap(), "hello 1.0\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "hello 1.0\n"
+    );
     assert!(root.join("bin/busybox").is_file());
     assert_eq!(
         std::fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777,
@@ -179,7 +194,12 @@ fn a_second_build_and_another_checkout_hit_every_step() {
     let env = Env::new();
     let ctx = env.context("one", &[("app/main.py", "print(1)\n")]);
     let text = "FROM scratch\nCOPY rootfs/ /\nCOPY app /app\nWORKDIR /app\nCMD [\"python\"]\n";
-    let first = build(&env.executor(), &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let first = build(
+        &env.executor(),
+        &env.image(&ctx, text),
+        BuildOptions::default(),
+    )
+    .unwrap();
 
     let again = env.executor();
     let second = build(&again, &env.image(&ctx, text), BuildOptions::default()).unwrap();
@@ -190,7 +210,12 @@ fn a_second_build_and_another_checkout_hit_every_step() {
 
     // Same content elsewhere, with fresh mtimes: still all hits.
     let other = env.context("two", &[("app/main.py", "print(1)\n")]);
-    let third = build(&env.executor(), &env.image(&other, text), BuildOptions::default()).unwrap();
+    let third = build(
+        &env.executor(),
+        &env.image(&other, text),
+        BuildOptions::default(),
+    )
+    .unwrap();
     assert_eq!(cached(&third), [true; 4]);
     assert_eq!(third.digest, first.digest);
 }
@@ -234,7 +259,9 @@ fn build_args_change_keys_and_explain_says_the_step_changed() {
         "{:?}",
         second.first_miss
     );
-    let config = StoredImage::load(&env.store, &second.manifest_blob).unwrap().config;
+    let config = StoredImage::load(&env.store, &second.manifest_blob)
+        .unwrap()
+        .config;
     let vars = config.config().clone().unwrap().env().clone().unwrap();
     assert!(vars.contains(&"X=2".to_string()));
     // Neither ENTRYPOINT nor CMD: the default command keeps a sandbox up.
@@ -249,7 +276,12 @@ fn workdir_makes_a_layer_only_for_a_missing_directory() {
     let env = Env::new();
     let ctx = env.context("ctx", &[]);
     let text = "FROM scratch\nCOPY rootfs/ /\nWORKDIR /bin\nWORKDIR /new/dir\n";
-    let report = build(&env.executor(), &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let report = build(
+        &env.executor(),
+        &env.image(&ctx, text),
+        BuildOptions::default(),
+    )
+    .unwrap();
     let layers: Vec<bool> = report.steps.iter().map(|s| s.layer.is_some()).collect();
     assert_eq!(layers, [true, false, true]);
     assert!(env.rootfs(&report).path().join("new/dir").is_dir());
@@ -276,7 +308,9 @@ fn multi_stage_copies_from_a_stage_and_builds_only_what_the_target_needs() {
     );
     assert_eq!(env.read(&report, "/app/bin.txt").unwrap(), "built\n");
     assert_eq!(env.read(&report, "/copy/bin.txt").unwrap(), "built\n");
-    let config = StoredImage::load(&env.store, &report.manifest_blob).unwrap().config;
+    let config = StoredImage::load(&env.store, &report.manifest_blob)
+        .unwrap()
+        .config;
     assert_eq!(config.config().clone().unwrap().env(), &None);
 
     // The source stage changes: the COPY --from misses too.
@@ -317,7 +351,10 @@ fn no_cache_reruns_and_gives_the_same_digest() {
     };
     let second = build(&exec, &env.image(&ctx, text), all).unwrap();
     assert_eq!(cached(&second), [false; 3]);
-    assert!(matches!(second.first_miss, Some(MissReason::NoCache { index: 1, .. })));
+    assert!(matches!(
+        second.first_miss,
+        Some(MissReason::NoCache { index: 1, .. })
+    ));
     assert_eq!(second.digest, first.digest, "layers are reproducible");
     let one = BuildOptions {
         no_cache_steps: vec![2],
@@ -325,7 +362,10 @@ fn no_cache_reruns_and_gives_the_same_digest() {
     };
     let third = build(&exec, &env.image(&ctx, text), one).unwrap();
     assert_eq!(cached(&third), [true, false, true]);
-    assert!(matches!(third.first_miss, Some(MissReason::NoCacheStep { index: 2, .. })));
+    assert!(matches!(
+        third.first_miss,
+        Some(MissReason::NoCacheStep { index: 2, .. })
+    ));
 }
 
 #[test]
@@ -353,7 +393,13 @@ fn from_an_image_in_the_store_by_name_and_digest_without_a_registry() {
     let stored = StoredImage::load(&env.store, &child.manifest_blob).unwrap();
     assert_eq!(stored.layers.len(), 1, "the base's layer");
     let config = stored.config.config().clone().unwrap();
-    assert!(config.env().clone().unwrap().contains(&"APP=yes".to_string()));
+    assert!(
+        config
+            .env()
+            .clone()
+            .unwrap()
+            .contains(&"APP=yes".to_string())
+    );
     assert_eq!(config.cmd().clone().unwrap(), ["sh"], "inherited CMD");
 
     let by_digest = format!("FROM example.invalid/base@{}\nENV APP=$BASE\n", base.digest);
@@ -376,7 +422,10 @@ fn unsupported_add_sources_fail_clearly() {
         "FROM scratch\nADD https://example.com/f /f\n",
     ] {
         let err = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap_err();
-        assert!(matches!(err, ExecError::UnsupportedStep { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, ExecError::UnsupportedStep { index: 1, .. }),
+            "{err}"
+        );
     }
 }
 
@@ -407,7 +456,8 @@ async fn concurrent_builds_run_a_run_step_once() {
     let env = Env::new();
     let ctx = env.context("ctx", &[]);
     // Each run writes a fresh random id: two runs would give two different images.
-    let text = "FROM scratch\nCOPY rootfs/ /\nRUN cat /proc/sys/kernel/random/uuid > /id && sleep 1\n";
+    let text =
+        "FROM scratch\nCOPY rootfs/ /\nRUN cat /proc/sys/kernel/random/uuid > /id && sleep 1\n";
     let (a, b) = (env.executor(), env.executor());
     let image = env.image(&ctx, text);
     let (ra, rb) = tokio::join!(
@@ -441,13 +491,23 @@ fn run_steps_see_env_args_workdir_user_and_heredocs() {
     };
     let report = build(&exec, &env.image(&ctx, text), options).unwrap();
     assert_eq!(env.read(&report, "/work/out.txt").unwrap(), "hello world\n");
-    assert_eq!(env.read(&report, "/work/copy.txt").unwrap(), "hello world\n");
+    assert_eq!(
+        env.read(&report, "/work/copy.txt").unwrap(),
+        "hello world\n"
+    );
     assert_eq!(env.read(&report, "/work/heredoc.txt").unwrap(), "heredoc\n");
     assert_eq!(env.read(&report, "/tmp/uid").unwrap(), "1000\n");
     let run_true = report.steps.iter().find(|s| s.text == "RUN true").unwrap();
-    assert_eq!(run_true.layer, None, "a RUN that changes nothing adds no layer");
+    assert_eq!(
+        run_true.layer, None,
+        "a RUN that changes nothing adds no layer"
+    );
     let events = logs.lock().unwrap();
-    assert!(events.iter().any(|e| matches!(e, BuildEvent::Committed { .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Committed { .. }))
+    );
 
     // Again, in a fresh executor: every step hits and no sandbox is created.
     let again = env.executor();
@@ -480,7 +540,10 @@ fn a_failing_run_names_the_step_code_and_output() {
         } => {
             assert_eq!((*index, *exit_code), (2, 3));
             assert!(text.starts_with("RUN echo"));
-            assert!(last_lines.iter().any(|l| l.contains("about to fail")), "{last_lines:?}");
+            assert!(
+                last_lines.iter().any(|l| l.contains("about to fail")),
+                "{last_lines:?}"
+            );
         }
         other => panic!("{other}"),
     }

@@ -156,16 +156,16 @@ pub enum ExportError {
         /// What happened.
         reason: String,
     },
-    /// A pulled blob did not match its descriptor (digest, size, diff_id) or arrived cut
-    /// short; nothing of the pull was kept.
+    /// A pulled manifest or blob did not match its descriptor (digest, size, diff_id) or
+    /// arrived cut short; nothing of the pull was kept.
     #[error(
-        "blob {digest} of {reference} was rejected: {reason}; nothing was stored, pull again or check the registry"
+        "{what} of {reference} was rejected: {reason}; nothing was stored, pull again or check the registry"
     )]
     BlobRejected {
         /// The image reference.
         reference: String,
-        /// The blob's digest as the manifest names it.
-        digest: String,
+        /// What arrived wrong: `manifest` or `blob <digest>`.
+        what: String,
         /// What did not match.
         reason: String,
     },

@@ -3,12 +3,14 @@
 //! - [`image`]: an image in the store ([`StoredImage`]): its OCI manifest, config and layer
 //!   records, written and read back. Every other crate goes through this module to create or
 //!   read images, so the store holds them one way.
-//! - `archive`: OCI image layout directories, oci-archive and docker-archive, out and in.
+//! - [`archive`]: OCI image layout directories, oci-archive and docker-archive, out and in.
 //! - `registry`: the OCI distribution client, pull into the store and push from it.
 
+pub mod archive;
 pub mod error;
 pub mod image;
 pub mod registry;
 
+pub use archive::{ArchiveFormat, ExportReport, ImportedImage};
 pub use error::ExportError;
 pub use image::{ImageLayer, StoredImage};

@@ -83,7 +83,11 @@ async fn push_skip_mount_pull_round_trip() {
     .unwrap();
     assert_eq!(report.digest, image.digest);
     assert_eq!(
-        (report.blobs_pushed, report.blobs_skipped, report.blobs_mounted),
+        (
+            report.blobs_pushed,
+            report.blobs_skipped,
+            report.blobs_mounted
+        ),
         (3, 0, 0)
     );
     let expected_bytes: u64 = image.layers.iter().map(|l| l.variant.size).sum::<u64>()
@@ -95,7 +99,9 @@ async fn push_skip_mount_pull_round_trip() {
         .filter(|e| matches!(e, PushEvent::Uploaded { .. }))
         .count();
     assert_eq!(uploaded, 3);
-    assert!(matches!(events.last(), Some(PushEvent::Manifest { digest, .. }) if *digest == image.digest));
+    assert!(
+        matches!(events.last(), Some(PushEvent::Manifest { digest, .. }) if *digest == image.digest)
+    );
 
     // Again: the registry has every blob.
     let again = push_quiet(&store, &image, &first, &config()).await.unwrap();
@@ -107,16 +113,33 @@ async fn push_skip_mount_pull_round_trip() {
 
     // Another repository of the same registry: mounted from the first.
     let second = format!("{host}/team/other:v1");
-    let mounted = push_quiet(&store, &image, &second, &config()).await.unwrap();
+    let mounted = push_quiet(&store, &image, &second, &config())
+        .await
+        .unwrap();
     assert_eq!(
-        (mounted.blobs_pushed, mounted.blobs_skipped, mounted.blobs_mounted),
+        (
+            mounted.blobs_pushed,
+            mounted.blobs_skipped,
+            mounted.blobs_mounted
+        ),
         (0, 0, 3)
     );
 
-    // A 10 MiB layer goes up in chunks.
-    let big_ref = format!("{host}/big:1");
-    let big_report = push_quiet(&store, &big, &big_ref, &config()).await.unwrap();
+    // A 10 MiB layer goes up in 4 MiB PATCH chunks, the small config in one PUT (watched
+    // through the proxy).
+    let proxy = FaultProxy::start(registry.port).await;
+    let big_layer = &big.layers[0].variant;
+    assert!(big_layer.size > 8 << 20);
+    let big_report = push_quiet(&store, &big, &format!("{}/big:1", proxy.host()), &config())
+        .await
+        .unwrap();
     assert_eq!(big_report.blobs_pushed, 2);
+    assert_eq!(
+        proxy.count("PATCH /v2/big/blobs/uploads/"),
+        big_layer.size.div_ceil(4 << 20) as usize
+    );
+    assert_eq!(proxy.count("POST /v2/big/blobs/uploads/"), 2);
+    let big_ref = format!("{host}/big:1");
 
     // Pull into an empty store: same digest, same layers, named as asked.
     let dir2 = tempfile::tempdir().unwrap();
@@ -136,6 +159,27 @@ async fn push_skip_mount_pull_round_trip() {
         let named = StoredImage::load_named(&fresh, reference).unwrap().unwrap();
         assert_eq!(named.digest, source.digest);
     }
+    // Through a mirror: `docker.io/library/big:1` comes from the local registry and keeps
+    // its name in the store.
+    let mirrored = RegistryConfig {
+        mirrors: [("docker.io".to_owned(), host.clone())]
+            .into_iter()
+            .collect(),
+        ..config()
+    };
+    push_quiet(&store, &big, &format!("{host}/library/big:1"), &config())
+        .await
+        .unwrap();
+    let dir3 = tempfile::tempdir().unwrap();
+    let via_mirror = open_store(dir3.path());
+    let pulled = pull(&via_mirror, "big:1", &mirrored).await.unwrap();
+    assert_eq!(pulled.digest, big.digest);
+    assert!(
+        StoredImage::load_named(&via_mirror, "big:1")
+            .unwrap()
+            .is_some()
+    );
+
     // Pulling again finds everything in the store.
     let blobs = fresh.stats().unwrap().blobs;
     let again = pull(&fresh, &first, &config()).await.unwrap();
@@ -156,9 +200,15 @@ async fn skopeo_reads_our_pushes_and_we_pull_its() {
     let store = open_store(dir.path());
     let image = build(&store, 3, 2, 3, 64 << 10);
     let reference = format!("{host}/lamina/app:v1");
-    push_quiet(&store, &image, &reference, &config()).await.unwrap();
+    push_quiet(&store, &image, &reference, &config())
+        .await
+        .unwrap();
 
-    let inspect = skopeo(&["inspect", "--tls-verify=false", &format!("docker://{reference}")]);
+    let inspect = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
     let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(inspect["Digest"], image.digest.to_string());
     assert_eq!(inspect["Architecture"], "amd64");
@@ -167,7 +217,12 @@ async fn skopeo_reads_our_pushes_and_we_pull_its() {
     // skopeo copies what we pushed into an OCI layout, byte for byte.
     let layout = dir.path().join("layout");
     let oci = format!("oci:{}:v1", layout.display());
-    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{reference}"), &oci]);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &oci,
+    ]);
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], image.digest.to_string());
@@ -184,7 +239,11 @@ async fn skopeo_reads_our_pushes_and_we_pull_its() {
             &oci,
             &format!("docker://{target}"),
         ]);
-        let theirs = skopeo(&["inspect", "--tls-verify=false", &format!("docker://{target}")]);
+        let theirs = skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{target}"),
+        ]);
         let theirs: serde_json::Value = serde_json::from_str(&theirs).unwrap();
         let fresh_dir = tempfile::tempdir().unwrap();
         let fresh = open_store(fresh_dir.path());
@@ -217,7 +276,10 @@ async fn put_manifest(host: &str, repo: &str, tag: &str, media_type: &'static st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexes_resolve_to_amd64_or_name_what_is_there() {
-    if tools_missing("indexes_resolve_to_amd64_or_name_what_is_there", &[server::BINARY]) {
+    if tools_missing(
+        "indexes_resolve_to_amd64_or_name_what_is_there",
+        &[server::BINARY],
+    ) {
         return;
     }
     let registry = Registry::start();
@@ -226,9 +288,21 @@ async fn indexes_resolve_to_amd64_or_name_what_is_there() {
     let store = open_store(dir.path());
     let amd = build(&store, 4, 1, 2, 1024);
     let arm_config = config_for(oci_spec::image::Arch::ARM64, "arm");
-    let arm = build_with(&store, 5, 1, 2, 1024, lamina_layer::Compression::Zstd, &arm_config);
-    push_quiet(&store, &amd, &format!("{host}/multi:amd"), &config()).await.unwrap();
-    push_quiet(&store, &arm, &format!("{host}/multi:arm"), &config()).await.unwrap();
+    let arm = build_with(
+        &store,
+        5,
+        1,
+        2,
+        1024,
+        lamina_layer::Compression::Zstd,
+        &arm_config,
+    );
+    push_quiet(&store, &amd, &format!("{host}/multi:amd"), &config())
+        .await
+        .unwrap();
+    push_quiet(&store, &arm, &format!("{host}/multi:arm"), &config())
+        .await
+        .unwrap();
 
     let entry = |image: &StoredImage, arch: &str| {
         let size = store.stat(&image.manifest_blob).unwrap().unwrap().size;
@@ -248,12 +322,28 @@ async fn indexes_resolve_to_amd64_or_name_what_is_there() {
         .unwrap()
     };
     const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    put_manifest(&host, "multi", "both", INDEX, index(vec![entry(&arm, "arm64"), entry(&amd, "amd64")])).await;
-    put_manifest(&host, "multi", "armonly", INDEX, index(vec![entry(&arm, "arm64")])).await;
+    put_manifest(
+        &host,
+        "multi",
+        "both",
+        INDEX,
+        index(vec![entry(&arm, "arm64"), entry(&amd, "amd64")]),
+    )
+    .await;
+    put_manifest(
+        &host,
+        "multi",
+        "armonly",
+        INDEX,
+        index(vec![entry(&arm, "arm64")]),
+    )
+    .await;
 
     let fresh_dir = tempfile::tempdir().unwrap();
     let fresh = open_store(fresh_dir.path());
-    let pulled = pull(&fresh, &format!("{host}/multi:both"), &config()).await.unwrap();
+    let pulled = pull(&fresh, &format!("{host}/multi:both"), &config())
+        .await
+        .unwrap();
     assert_eq!(pulled.digest, amd.digest);
 
     let reference = format!("{host}/multi:armonly");
@@ -263,8 +353,13 @@ async fn indexes_resolve_to_amd64_or_name_what_is_there() {
         format!("image {reference} architecture (linux/arm64) is not amd64")
     );
     // A plain arm64 manifest is refused the same way, from its config.
-    let err = pull(&fresh, &format!("{host}/multi:arm"), &config()).await.unwrap_err();
-    assert!(matches!(err, ExportError::Architecture { ref found, .. } if found == "linux/arm64"), "{err}");
+    let err = pull(&fresh, &format!("{host}/multi:arm"), &config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ExportError::Architecture { ref found, .. } if found == "linux/arm64"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +375,9 @@ async fn credentials_are_required_and_used() {
     let image = build(&store, 6, 1, 2, 4096);
     let reference = format!("{host}/private/app:v1");
 
-    let err = push_quiet(&store, &image, &reference, &config()).await.unwrap_err();
+    let err = push_quiet(&store, &image, &reference, &config())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ExportError::Unauthorized { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("401"), "{text}");
@@ -293,9 +390,14 @@ async fn credentials_are_required_and_used() {
         }),
         ..config()
     };
-    let err = push_quiet(&store, &image, &reference, &wrong).await.unwrap_err();
+    let err = push_quiet(&store, &image, &reference, &wrong)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ExportError::Unauthorized { .. }), "{err:?}");
-    assert!(!format!("{err} {err:?}").contains("wrong"), "secret in error");
+    assert!(
+        !format!("{err} {err:?}").contains("wrong"),
+        "secret in error"
+    );
 
     let right = RegistryConfig {
         credentials: Some(Credentials::Basic {
@@ -304,7 +406,9 @@ async fn credentials_are_required_and_used() {
         }),
         ..config()
     };
-    let report = push_quiet(&store, &image, &reference, &right).await.unwrap();
+    let report = push_quiet(&store, &image, &reference, &right)
+        .await
+        .unwrap();
     assert_eq!(report.blobs_pushed, 2);
     let fresh_dir = tempfile::tempdir().unwrap();
     let fresh = open_store(fresh_dir.path());
@@ -317,16 +421,24 @@ async fn credentials_are_required_and_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_registry_is_survived_or_refused() {
-    if tools_missing("a_hostile_registry_is_survived_or_refused", &[server::BINARY]) {
+    if tools_missing(
+        "a_hostile_registry_is_survived_or_refused",
+        &[server::BINARY],
+    ) {
         return;
     }
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let image = build(&store, 7, 2, 4, 32 << 10);
-    push_quiet(&store, &image, &format!("{}/app:v1", registry.host()), &config())
-        .await
-        .unwrap();
+    push_quiet(
+        &store,
+        &image,
+        &format!("{}/app:v1", registry.host()),
+        &config(),
+    )
+    .await
+    .unwrap();
     let proxy = FaultProxy::start(registry.port).await;
     let reference = format!("{}/app:v1", proxy.host());
     let layer = image.layers[1].variant.sha256.to_string();
@@ -389,4 +501,78 @@ async fn a_hostile_registry_is_survived_or_refused() {
         .unwrap_err();
     assert!(matches!(err, ExportError::RemoteNotFound { .. }), "{err:?}");
     assert_eq!(proxy.count("/manifests/nope"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_already_in_the_store_are_not_downloaded() {
+    if tools_missing(
+        "blobs_already_in_the_store_are_not_downloaded",
+        &[server::BINARY],
+    ) {
+        return;
+    }
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let image = build_with(
+        &store,
+        8,
+        2,
+        3,
+        16 << 10,
+        lamina_layer::Compression::Zstd,
+        &support::image::config("zstd"),
+    );
+    push_quiet(
+        &store,
+        &image,
+        &format!("{}/zstd:1", registry.host()),
+        &config(),
+    )
+    .await
+    .unwrap();
+    let proxy = FaultProxy::start(registry.port).await;
+    let reference = format!("{}/zstd:1", proxy.host());
+
+    // The second layer's blob is there, but no layer record says what it holds: it is
+    // recognised by its sha256 and its record rebuilt locally, not downloaded.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = open_store(fresh_dir.path());
+    let second = &image.layers[1].variant;
+    let bytes = store.read(&second.digest).unwrap().unwrap();
+    fresh
+        .put_bytes(lamina_store::BlobKind::Layer, &bytes)
+        .unwrap();
+    assert!(
+        fresh
+            .layer_by_diff_id(&image.layers[1].record.diff_id)
+            .unwrap()
+            .is_none()
+    );
+    let pulled = pull(&fresh, &reference, &config()).await.unwrap();
+    assert_eq!(pulled.digest, image.digest);
+    assert_eq!(
+        pulled.layers[1].record.digest,
+        image.layers[1].record.digest
+    );
+    assert_eq!(
+        proxy.count(&format!("GET /v2/zstd/blobs/{}", second.sha256)),
+        0
+    );
+    assert_eq!(proxy.count("GET /v2/zstd/blobs/"), 2);
+
+    // Everything is there now: a second pull only reads the manifest.
+    proxy.reset();
+    let again = pull(&fresh, &reference, &config()).await.unwrap();
+    assert_eq!(again.digest, image.digest);
+    assert_eq!(proxy.count("GET /v2/zstd/blobs/"), 0);
+    assert_eq!(proxy.count("GET /v2/zstd/manifests/1"), 1);
+}
+
+/// `pull` futures can be spawned (lamina-exec pulls bases from its tasks).
+#[allow(dead_code)]
+fn pull_is_send(store: &Store, config: &RegistryConfig) {
+    fn assert_send<T: Send>(_: &T) {}
+    let future = pull(store, "alpine:3.19", config);
+    assert_send(&future);
 }

@@ -176,7 +176,12 @@ impl ImageConfig {
     pub fn set_env(&mut self, name: &str, value: &str) {
         let entry = format!("{name}={value}");
         let prefix = format!("{name}=");
-        match self.config.env.iter_mut().find(|kv| kv.starts_with(&prefix)) {
+        match self
+            .config
+            .env
+            .iter_mut()
+            .find(|kv| kv.starts_with(&prefix))
+        {
             Some(kv) => *kv = entry,
             None => self.config.env.push(entry),
         }
@@ -435,7 +440,11 @@ mod tests {
         let entry = Instruction::Entrypoint(Command::Exec(vec!["app".into()]));
         config.apply(&entry, '\\', &mut cmd_set);
         assert_eq!(config.config.cmd, None);
-        config.apply(&Instruction::Cmd(Command::Exec(vec!["x".into()])), '\\', &mut cmd_set);
+        config.apply(
+            &Instruction::Cmd(Command::Exec(vec!["x".into()])),
+            '\\',
+            &mut cmd_set,
+        );
         config.apply(&entry, '\\', &mut cmd_set);
         assert_eq!(config.config.cmd.as_deref().unwrap(), ["x"]);
     }

@@ -64,7 +64,10 @@ impl Build<'_> {
             reason,
         };
         for source in &copy.sources {
-            if ["http://", "https://", "git@"].iter().any(|p| source.starts_with(p)) {
+            if ["http://", "https://", "git@"]
+                .iter()
+                .any(|p| source.starts_with(p))
+            {
                 return Err(unsupported(format!(
                     "remote source {source}: download it into the context first and COPY it"
                 )));
@@ -115,7 +118,7 @@ impl Build<'_> {
         match &copy.from {
             None => stage_matches(matches, &mut stage)?,
             Some(from) => {
-                let layers = self.from_layers(s, from);
+                let layers = self.source_layers(s, from);
                 let source_root = layers::temp_dir(work_dir, "from-")?;
                 layers::materialize(&self.inner.store, &layers, source_root.path())?;
                 for source in copy.sources.iter() {
@@ -127,7 +130,7 @@ impl Build<'_> {
                         stage.dest_is_dir = true;
                     }
                     for path in found {
-                        stage_host_path(&path, source_root.path(), &mut stage)?;
+                        stage_host_path(&path, &mut stage)?;
                     }
                 }
             }
@@ -137,8 +140,7 @@ impl Build<'_> {
         }
         if let Some((uid, gid)) = owner {
             for path in &stage.placed {
-                std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-                    .map_err(|e| io(path, e))?;
+                std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| io(path, e))?;
             }
         }
         Ok(Some(self.store_tree(staging.path())?))
@@ -249,9 +251,7 @@ fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
 fn stage_matches(matches: &[SourceMatch], stage: &mut Stage) -> Result<(), ExecError> {
     for m in matches {
         for entry in &m.entries {
-            let target = if !stage.dest_is_dir {
-                stage.dest.clone()
-            } else if entry.name == "." {
+            let target = if !stage.dest_is_dir || entry.name == "." {
                 stage.dest.clone()
             } else {
                 stage.dest.join(&entry.name)
@@ -271,22 +271,31 @@ fn stage_matches(matches: &[SourceMatch], stage: &mut Stage) -> Result<(), ExecE
 
 /// Places one path of a materialized rootfs (`COPY --from`): a directory's contents go
 /// into the destination, a file to it.
-fn stage_host_path(path: &Path, root: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+fn stage_host_path(path: &Path, stage: &mut Stage) -> Result<(), ExecError> {
     let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
     if meta.is_dir() {
         let dest = stage.dest.clone();
-        make_dir(&dest, stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777), stage)?;
-        return copy_dir_contents(path, &dest, root, stage);
+        make_dir(
+            &dest,
+            stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777),
+            stage,
+        )?;
+        return copy_dir_contents(path, &dest, stage);
     }
     let target = if stage.dest_is_dir {
         stage.dest.join(path.file_name().unwrap_or_default())
     } else {
         stage.dest.clone()
     };
-    copy_file(path, &target, stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777), stage)
+    copy_file(
+        path,
+        &target,
+        stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777),
+        stage,
+    )
 }
 
-fn copy_dir_contents(dir: &Path, dest: &Path, root: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+fn copy_dir_contents(dir: &Path, dest: &Path, stage: &mut Stage) -> Result<(), ExecError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| io(dir, e))?
         .collect::<Result<_, _>>()
@@ -302,7 +311,7 @@ fn copy_dir_contents(dir: &Path, dest: &Path, root: &Path, stage: &mut Stage) ->
             make_symlink(&link, &target, stage)?;
         } else if meta.is_dir() {
             make_dir(&target, mode, stage)?;
-            copy_dir_contents(&path, &target, root, stage)?;
+            copy_dir_contents(&path, &target, stage)?;
         } else if meta.is_file() {
             copy_file(&path, &target, mode, stage)?;
         }
@@ -330,14 +339,21 @@ fn find_in_root(root: &Path, source: &str) -> Result<Vec<PathBuf>, String> {
     let parent = resolve_in_root(root, &parents.join("/"))?;
     if !last.contains(['*', '?']) {
         let path = resolve_in_root(root, &parts.join("/"))?;
-        return Ok(if path.exists() { vec![path] } else { Vec::new() });
+        return Ok(if path.exists() {
+            vec![path]
+        } else {
+            Vec::new()
+        });
     }
     let mut found = Vec::new();
     if let Ok(listing) = std::fs::read_dir(&parent) {
         for entry in listing.flatten() {
             let name = entry.file_name();
             if glob_match(last.as_bytes(), name.as_bytes()) {
-                found.push(resolve_in_root(root, &format!("{}/{}", parents.join("/"), name.to_string_lossy()))?);
+                found.push(resolve_in_root(
+                    root,
+                    &format!("{}/{}", parents.join("/"), name.to_string_lossy()),
+                )?);
             }
         }
     }
@@ -453,9 +469,15 @@ mod tests {
         // An absolute link resolves against the root, never the host.
         std::os::unix::fs::symlink("/real", r.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../../..", r.join("real/up")).unwrap();
-        assert_eq!(resolve_in_root(r, "abs/dir/f.txt").unwrap(), r.join("real/dir/f.txt"));
+        assert_eq!(
+            resolve_in_root(r, "abs/dir/f.txt").unwrap(),
+            r.join("real/dir/f.txt")
+        );
         assert_eq!(resolve_in_root(r, "real/up/real").unwrap(), r.join("real"));
-        assert_eq!(find_in_root(r, "/abs/dir/*.txt").unwrap(), [r.join("real/dir/f.txt")]);
+        assert_eq!(
+            find_in_root(r, "/abs/dir/*.txt").unwrap(),
+            [r.join("real/dir/f.txt")]
+        );
         assert!(find_in_root(r, "missing").unwrap().is_empty());
     }
 
@@ -469,7 +491,10 @@ mod tests {
             path: "a.tgz".into(),
             entries: vec![lamina_spec::inputs::TreeEntry {
                 name: "a.tgz".into(),
-                kind: EntryKind::File { size: 4, hash: [0; 32] },
+                kind: EntryKind::File {
+                    size: 4,
+                    hash: [0; 32],
+                },
                 mode: 0o644,
                 host_path: gz,
             }],

@@ -112,7 +112,10 @@ impl fmt::Display for MissReason {
                 index,
                 text,
                 previous,
-            } => write!(f, "step {index} ({text}): the step changed (was: {previous})"),
+            } => write!(
+                f,
+                "step {index} ({text}): the step changed (was: {previous})"
+            ),
             MissReason::InputsChanged { index, text, paths } => write!(
                 f,
                 "step {index} ({text}): inputs changed: {}",
@@ -157,8 +160,7 @@ pub(crate) struct BuildRecord {
 /// Why `now` missed, given the previous build's record.
 pub(crate) fn explain(previous: Option<&BuildRecord>, now: &RecordedStep) -> MissReason {
     let (index, text) = (now.index, now.text.clone());
-    let Some(before) = previous.and_then(|p| p.steps.iter().find(|s| s.index == now.index))
-    else {
+    let Some(before) = previous.and_then(|p| p.steps.iter().find(|s| s.index == now.index)) else {
         return MissReason::NewStep { index, text };
     };
     if let (Some(previous), Some(current)) = (&before.base, &now.base)
@@ -183,9 +185,12 @@ pub(crate) fn explain(previous: Option<&BuildRecord>, now: &RecordedStep) -> Mis
             .inputs
             .iter()
             .filter(|i| !before.inputs.contains(i))
-            .chain(before.inputs.iter().filter(|i| {
-                !now.inputs.iter().any(|n| n.0 == i.0)
-            }))
+            .chain(
+                before
+                    .inputs
+                    .iter()
+                    .filter(|i| !now.inputs.iter().any(|n| n.0 == i.0)),
+            )
             .map(|(path, _)| path.clone())
             .collect();
         paths.sort();
@@ -203,7 +208,10 @@ pub(crate) fn record_paths(work_dir: &Path, tag: Option<&str>, shape: &CacheKey)
     let dir = work_dir.join("builds");
     let mut paths = Vec::new();
     if let Some(tag) = tag {
-        paths.push(dir.join(format!("tag-{}.json", hex(blake3::hash(tag.as_bytes()).as_bytes()))));
+        paths.push(dir.join(format!(
+            "tag-{}.json",
+            hex(blake3::hash(tag.as_bytes()).as_bytes())
+        )));
     }
     paths.push(dir.join(format!("def-{}.json", hex(shape))));
     paths
@@ -293,7 +301,11 @@ mod tests {
     #[test]
     fn explain_names_what_changed() {
         let before = BuildRecord {
-            steps: vec![step("COPY src /app", "k1", &[("src/a", "1"), ("src/gone", "2")])],
+            steps: vec![step(
+                "COPY src /app",
+                "k1",
+                &[("src/a", "1"), ("src/gone", "2")],
+            )],
         };
         let now = step("COPY src /app", "k2", &[("src/a", "9"), ("src/new", "3")]);
         match explain(Some(&before), &now) {

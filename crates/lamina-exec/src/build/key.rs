@@ -119,7 +119,9 @@ pub(crate) fn inputs_digest(matches: &[SourceMatch]) -> CacheKey {
     let mut enc = Enc::new("inputs");
     enc.u64(matches.len() as u64);
     for m in matches {
-        enc.u64(m.source as u64).str(&m.path).u64(m.entries.len() as u64);
+        enc.u64(m.source as u64)
+            .str(&m.path)
+            .u64(m.entries.len() as u64);
         for entry in &m.entries {
             enc.str(&entry.name).u64(u64::from(entry.mode));
             entry_kind(&mut enc, &entry.kind);
@@ -218,9 +220,12 @@ mod tests {
     fn inputs_digest_ignores_host_paths_but_not_content_or_mode() {
         let a = dir_match(&[("a.py", b"print(1)")], "/one/src");
         let b = dir_match(&[("a.py", b"print(1)")], "/elsewhere/src");
-        assert_eq!(inputs_digest(&[a.clone()]), inputs_digest(&[b]));
+        assert_eq!(inputs_digest(std::slice::from_ref(&a)), inputs_digest(&[b]));
         let changed = dir_match(&[("a.py", b"print(2)")], "/one/src");
-        assert_ne!(inputs_digest(&[a.clone()]), inputs_digest(&[changed]));
+        assert_ne!(
+            inputs_digest(std::slice::from_ref(&a)),
+            inputs_digest(&[changed])
+        );
         let mut chmod = a.clone();
         chmod.entries[1].mode = 0o755;
         assert_ne!(inputs_digest(&[a]), inputs_digest(&[chmod]));

@@ -109,7 +109,11 @@ pub(crate) fn stage_ref(df: &Dockerfile, before: usize, value: &str) -> Option<u
     let earlier = &df.stages[..before.min(df.stages.len())];
     earlier
         .iter()
-        .position(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(value)))
+        .position(|s| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(value))
+        })
         .or_else(|| value.parse::<usize>().ok().filter(|i| *i < earlier.len()))
 }
 

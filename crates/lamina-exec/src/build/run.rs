@@ -173,10 +173,17 @@ mod tests {
             ["/bin/sh", "-c", "echo hi"]
         );
         assert_eq!(
-            argv(&config, &run_of("FROM scratch\nRUN [\"/bin/true\", \"x\"]\n")).unwrap(),
+            argv(
+                &config,
+                &run_of("FROM scratch\nRUN [\"/bin/true\", \"x\"]\n")
+            )
+            .unwrap(),
             ["/bin/true", "x"]
         );
-        let lone = argv(&config, &run_of("FROM scratch\nRUN <<EOF\necho a\necho b\nEOF\n"));
+        let lone = argv(
+            &config,
+            &run_of("FROM scratch\nRUN <<EOF\necho a\necho b\nEOF\n"),
+        );
         assert_eq!(lone.unwrap(), ["/bin/sh", "-c", "echo a\necho b\n"]);
         let named = argv(
             &config,
@@ -200,9 +207,12 @@ mod tests {
             layers: Vec::new(),
             key: [0; 32],
             base_name: String::new(),
-            args: [("A".to_string(), "arg".to_string()), ("B".into(), "arg".into())]
-                .into_iter()
-                .collect(),
+            args: [
+                ("A".to_string(), "arg".to_string()),
+                ("B".into(), "arg".into()),
+            ]
+            .into_iter()
+            .collect(),
             cmd_set: false,
         };
         state.config.set_env("A", "env");

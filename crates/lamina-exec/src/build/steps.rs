@@ -89,7 +89,8 @@ fn build_untracked(
     let compression = effective_compression(&plan, inner.config.layer_compression);
     let epoch = source_date_epoch();
     let shape = definition_shape(image, options);
-    let record_paths = explain::record_paths(&inner.config.work_dir, options.tag.as_deref(), &shape);
+    let record_paths =
+        explain::record_paths(&inner.config.work_dir, options.tag.as_deref(), &shape);
     let mut build = Build {
         inner,
         image,
@@ -145,10 +146,15 @@ fn effective_compression(plan: &Plan, wanted: Compression) -> Compression {
             .iter()
             .all(|l| l.variants.iter().any(|v| v.compression == c))
     };
-    [wanted, Compression::Gzip, Compression::Zstd, Compression::None]
-        .into_iter()
-        .find(|c| has(*c))
-        .unwrap_or(wanted)
+    [
+        wanted,
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::None,
+    ]
+    .into_iter()
+    .find(|c| has(*c))
+    .unwrap_or(wanted)
 }
 
 /// Identifies "the same definition" across builds for explaining misses: its unexpanded
@@ -228,7 +234,7 @@ impl Build<'_> {
         let mut fingerprints = Vec::new();
         let inputs = match &instruction {
             Instruction::Copy(copy) => match &copy.from {
-                Some(from) => key::from_inputs(&self.from_identity(s, from)),
+                Some(from) => key::from_inputs(&self.source_identity(s, from)),
                 None => {
                     let root = self.image.context().root_for(StepRef {
                         stage: s,
@@ -252,7 +258,11 @@ impl Build<'_> {
         };
         let forced = self.options.no_cache || self.options.no_cache_steps.contains(&index);
 
-        let mut found = if forced { None } else { self.lookup(&step_key)? };
+        let mut found = if forced {
+            None
+        } else {
+            self.lookup(&step_key)?
+        };
         if found.is_none() {
             let lock = KeyLock::acquire(&self.inner.config.work_dir, &step_key)?;
             // Another build may have run this very step while we waited for the lock.
@@ -266,7 +276,9 @@ impl Build<'_> {
                 let layer = self.execute(s, index, &text, &instruction, state, &matches)?;
                 self.save(&step_key, state, layer.as_ref())?;
                 drop(lock);
-                self.finish(index, text, recorded, step_key, state, layer, false, started);
+                self.finish(
+                    index, text, recorded, step_key, state, layer, false, started,
+                );
                 return Ok(());
             }
         }
@@ -440,9 +452,15 @@ impl Build<'_> {
 
     /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the
     /// source stage's key or the image's digest.
-    fn from_identity(&self, s: usize, from: &str) -> String {
+    fn source_identity(&self, s: usize, from: &str) -> String {
         match stage_ref(&self.plan.df, s, from) {
-            Some(p) => format!("stage:{}", self.results.get(&p).map(|r| hex(&r.key)).unwrap_or_default()),
+            Some(p) => format!(
+                "stage:{}",
+                self.results
+                    .get(&p)
+                    .map(|r| hex(&r.key))
+                    .unwrap_or_default()
+            ),
             None => self
                 .plan
                 .from_images
@@ -453,7 +471,7 @@ impl Build<'_> {
     }
 
     /// The layers `COPY --from=<from>` in stage `s` reads.
-    pub(crate) fn from_layers(&self, s: usize, from: &str) -> Vec<LayerRecord> {
+    pub(crate) fn source_layers(&self, s: usize, from: &str) -> Vec<LayerRecord> {
         match stage_ref(&self.plan.df, s, from) {
             Some(p) => self
                 .results
@@ -481,7 +499,8 @@ impl Build<'_> {
             config.config.cmd = default_cmd.clone();
         }
         config.created = Some(self.created.clone());
-        let stored = StoredImage::commit(store, &config.to_oci()?, &state.layers, self.compression)?;
+        let stored =
+            StoredImage::commit(store, &config.to_oci()?, &state.layers, self.compression)?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
         // Untagged images live as long as these entries (the store's TTL); tagged ones too
         // are kept this way, so that an untag does not lose a recent build at once.

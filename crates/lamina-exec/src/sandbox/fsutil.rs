@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 
@@ -78,9 +78,4 @@ pub(crate) fn container_components(path: &str) -> Option<Vec<&str>> {
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
     (path.starts_with('/') && !comps.contains(&"..")).then_some(comps)
-}
-
-/// `root` joined with the components of the container path `path`.
-pub(crate) fn host_path(root: &Path, comps: &[&str]) -> PathBuf {
-    comps.iter().fold(root.to_path_buf(), |p, c| p.join(c))
 }

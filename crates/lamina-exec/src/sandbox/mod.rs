@@ -1,95 +1,32 @@
-//! The sandbox that runs RUN steps: unpacked layers ([`LayerCache`]), an overlayfs rootfs per
-//! run, a runc bundle, and build-time mounts ([`BuildMount`]) that never land in the layer.
+//! The sandbox that runs RUN steps: [`LayerCache`] (stored layers unpacked once into overlay
+//! lower directories), [`Sandbox`] (an overlayfs rootfs per run, a runc bundle, `runc run`),
+//! and [`BuildMount`] (build-time mounts that never land in the layer).
+//!
+//! A run lives in `work_dir/runs/<id>/`: `upper/` and `work/` of the overlay, `scaffold/` (a
+//! lower directory with the mount points the image lacks, so runc creates nothing in the upper
+//! directory), `rootfs/` (the mount point) and the bundle's `config.json`. After the run
+//! everything is unmounted and removed except `upper/`, which holds exactly the change (0:0
+//! character devices for deletions, `trusted.overlay.opaque` directories), ready for
+//! `lamina_layer::LayerWriter::write_overlay_upper`; [`UpperDir`] removes it when dropped.
 //!
 //! Running needs root (overlayfs and runc); [`Sandbox::new`] checks that up front.
 
-use std::collections::BTreeMap;
+mod fsutil;
+mod layers;
+mod mounts;
+mod overlay;
+mod runc;
+mod user;
+
+use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use lamina_store::{LayerRecord, Store};
+pub use layers::LayerCache;
+pub use mounts::{BuildMount, CA_BUNDLE, CA_ENV, CacheSharing};
 
+use fsutil::io_err;
 use crate::ExecError;
-
-/// Unpacked layers, one directory per layer (keyed by the layer's blake3), unpacked once and
-/// reused.
-#[derive(Debug)]
-pub struct LayerCache {
-    root: PathBuf,
-}
-
-impl LayerCache {
-    /// A cache in `work_dir/layers/`.
-    pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
-        let _ = work_dir;
-        unimplemented!()
-    }
-
-    /// Unpacks `layer` once, atomically, and returns its directory.
-    pub fn unpacked(&self, store: &Store, layer: &LayerRecord) -> Result<PathBuf, ExecError> {
-        let _ = (store, layer, &self.root);
-        unimplemented!()
-    }
-}
-
-/// How a cache mount is shared between concurrent runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CacheSharing {
-    /// Concurrent runs use the directory at the same time.
-    #[default]
-    Shared,
-    /// One run at a time holds the directory; others wait.
-    Locked,
-    /// Concurrent runs each get their own directory.
-    Private,
-}
-
-/// A build-time mount of a RUN step; its target never lands in the layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BuildMount {
-    /// The host CA bundle, read-only, plus the env vars that point tools at it.
-    HostCaBundle,
-    /// A secret file, read-only at `target`.
-    Secret {
-        /// The secret's id.
-        id: String,
-        /// The file on the host.
-        source: PathBuf,
-        /// Absolute path in the container.
-        target: String,
-    },
-    /// A persistent cache directory.
-    Cache {
-        /// The cache's id (defaults to the target).
-        id: String,
-        /// Absolute path in the container.
-        target: String,
-        /// Concurrency mode.
-        sharing: CacheSharing,
-    },
-    /// A host path.
-    Bind {
-        /// The host path.
-        source: PathBuf,
-        /// Absolute path in the container.
-        target: String,
-        /// Mounted read-only.
-        readonly: bool,
-    },
-    /// An empty tmpfs.
-    Tmpfs {
-        /// Absolute path in the container.
-        target: String,
-    },
-}
-
-impl BuildMount {
-    /// Parses a Dockerfile `RUN --mount=` value.
-    pub fn parse(spec: &str, secrets: &BTreeMap<String, PathBuf>) -> Result<BuildMount, ExecError> {
-        let _ = (spec, secrets);
-        unimplemented!()
-    }
-}
 
 /// The network a run sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,7 +34,7 @@ pub enum Network {
     /// The host's network namespace.
     #[default]
     Host,
-    /// A new, empty network namespace (loopback only).
+    /// A new network namespace with only a loopback device, left down.
     None,
 }
 
@@ -114,19 +51,20 @@ pub enum OutputStream {
 pub struct RunRequest<'a> {
     /// Unpacked layers, bottom first (may be empty: scratch).
     pub lower_dirs: Vec<PathBuf>,
-    /// argv.
+    /// argv (shell form already turned into `[shell.., text]` by the caller).
     pub args: Vec<String>,
-    /// `KEY=VALUE`.
+    /// `KEY=VALUE`. `PATH` and `HOME` get defaults when missing.
     pub env: Vec<String>,
     /// Absolute working directory in the container; created if missing.
     pub cwd: String,
-    /// `name`, `uid`, `uid:gid`, `name:group`, resolved from the rootfs.
+    /// `name`, `uid`, `uid:gid` or `name:group`, resolved from the rootfs's `/etc/passwd` and
+    /// `/etc/group`; `None` is root.
     pub user: Option<String>,
     /// Build-time mounts; never land in the layer.
     pub mounts: Vec<BuildMount>,
     /// The network.
     pub network: Network,
-    /// Called with each output line as it arrives.
+    /// Called with each output line (without its newline) as it arrives.
     pub on_output: &'a mut (dyn FnMut(OutputStream, &str) + Send),
 }
 
@@ -144,9 +82,11 @@ impl std::fmt::Debug for RunRequest<'_> {
     }
 }
 
-/// An overlay upper directory holding a run's changes; removed on drop.
+/// An overlay upper directory holding a run's changes; removed (with its run directory) on
+/// drop.
 #[derive(Debug)]
 pub struct UpperDir {
+    run_dir: PathBuf,
     path: PathBuf,
 }
 
@@ -157,6 +97,12 @@ impl UpperDir {
     }
 }
 
+impl Drop for UpperDir {
+    fn drop(&mut self) {
+        remove_run_dir(&self.run_dir);
+    }
+}
+
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -164,7 +110,7 @@ pub struct RunOutcome {
     pub exit_code: i32,
     /// The changes the run made.
     pub upper: UpperDir,
-    /// The last ~20 lines of output.
+    /// The last lines of output (up to 20), both streams in arrival order.
     pub last_lines: Vec<String>,
 }
 
@@ -172,18 +118,216 @@ pub struct RunOutcome {
 #[derive(Debug)]
 pub struct Sandbox {
     work_dir: PathBuf,
+    runs: PathBuf,
+    /// runc's state directory (`runc --root`), private to lamina.
+    state: PathBuf,
 }
 
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 impl Sandbox {
-    /// Checks runc and root, and cleans up runs left by killed processes.
+    /// A sandbox working in `work_dir`. Checks that we are root and runc is on PATH, and
+    /// cleans up runs left behind by killed processes (their containers, mounts and
+    /// directories).
     pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
-        let _ = work_dir;
-        unimplemented!()
+        if !rustix::process::geteuid().is_root() {
+            return Err(ExecError::NotRoot);
+        }
+        let on_path = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| dir.join("runc").is_file())
+        });
+        if !on_path {
+            return Err(ExecError::RuncMissing);
+        }
+        let work_dir = std::path::absolute(work_dir).map_err(io_err(work_dir))?;
+        let sandbox = Sandbox {
+            runs: work_dir.join("runs"),
+            state: work_dir.join("runc"),
+            work_dir,
+        };
+        for dir in [&sandbox.runs, &sandbox.state] {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        sandbox.clean_stale()?;
+        Ok(sandbox)
     }
 
-    /// Runs one request to completion.
+    /// The work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// Removes runs whose process is gone. Run ids embed the pid of their process.
+    fn clean_stale(&self) -> Result<(), ExecError> {
+        for entry in fs::read_dir(&self.runs).map_err(io_err(&self.runs))? {
+            let entry = entry.map_err(io_err(&self.runs))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+            let alive = pid
+                .and_then(rustix::process::Pid::from_raw)
+                .is_some_and(|pid| {
+                    !matches!(
+                        rustix::process::test_kill_process(pid),
+                        Err(rustix::io::Errno::SRCH)
+                    )
+                });
+            if alive {
+                continue;
+            }
+            runc::delete(&self.state, &name);
+            let dir = entry.path();
+            overlay::unmount_all_under(&dir)?;
+            remove_run_dir(&dir);
+        }
+        Ok(())
+    }
+
+    /// Runs one request to completion (blocking) and returns its exit code, its change and
+    /// its last output lines. A non-zero exit code is an outcome, not an error; errors are
+    /// failures to set the run up or runc failing to start the process. Mounts and the
+    /// container are cleaned up on every path, panics included.
     pub fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, ExecError> {
-        let _ = (request, &self.work_dir);
-        unimplemented!()
+        if request.args.is_empty() {
+            return Err(ExecError::EmptyCommand);
+        }
+        if fsutil::container_components(&request.cwd).is_none() {
+            return Err(ExecError::UnusablePath {
+                path: PathBuf::from(&request.cwd),
+                reason: "the working directory must be an absolute path without `..`".into(),
+            });
+        }
+        let id = format!(
+            "lamina-{}-{}-{:x}",
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        let mut guard = RunGuard {
+            state: &self.state,
+            dir: self.runs.join(&id),
+            id,
+            running: None,
+            finished: false,
+        };
+        let dir = guard.dir.clone();
+        let (upper, work, scaffold, rootfs) = (
+            dir.join("upper"),
+            dir.join("work"),
+            dir.join("scaffold"),
+            dir.join("rootfs"),
+        );
+        for d in [&dir, &upper, &work, &scaffold, &rootfs] {
+            fs::create_dir(d).map_err(io_err(d))?;
+        }
+        // Held until the process has exited: cache locks live in `prepared`.
+        let prepared = mounts::prepare(&request.mounts, &self.work_dir, &dir)?;
+        let mut targets = runc::system_targets();
+        targets.extend(prepared.targets.iter().cloned());
+        let mut lowers = vec![scaffold.clone()];
+        lowers.extend(request.lower_dirs.iter().rev().cloned());
+        overlay::build_scaffold(&scaffold, &lowers[1..], &targets)?;
+        overlay::mount_overlay(&lowers, &upper, &work, &rootfs)?;
+
+        let identity = user::resolve(request.user.as_deref(), &rootfs)?;
+        let spec = runc::spec(
+            runc::SpecInput {
+                rootfs: &rootfs,
+                args: &request.args,
+                env: request.env,
+                cwd: &request.cwd,
+                identity: &identity,
+                network: request.network,
+                mounts: prepared.mounts.clone(),
+            },
+            &prepared.env,
+        )?;
+        let config = dir.join("config.json");
+        spec.save(&config)?;
+
+        let running = guard
+            .running
+            .insert(runc::start(&self.state, &dir, &guard.id)?);
+        let (status, last_lines) = running.wait(request.on_output)?;
+        guard.running = None;
+        drop(prepared);
+        let exit_code = runc::exit_code(status);
+        if exit_code != 0 {
+            let errors = runc::runc_errors(&dir.join("runc.log"));
+            if !errors.is_empty() {
+                return Err(ExecError::Runtime {
+                    container: guard.id.clone(),
+                    message: errors.join("; "),
+                });
+            }
+        }
+        guard.finish()?;
+        Ok(RunOutcome {
+            exit_code,
+            upper: UpperDir {
+                path: upper,
+                run_dir: dir,
+            },
+            last_lines,
+        })
+    }
+}
+
+/// Removes a run directory unless something is still mounted below it (removing through a
+/// mount would reach into the mounted file system).
+fn remove_run_dir(dir: &Path) {
+    if overlay::mounts_under(dir).is_ok_and(|m| m.is_empty()) {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// Tears a run down on every path: kills and deletes the container, unmounts, removes the run
+/// directory (all of it unless [`RunGuard::finish`] kept the upper directory).
+struct RunGuard<'s> {
+    state: &'s Path,
+    id: String,
+    dir: PathBuf,
+    running: Option<runc::Running>,
+    finished: bool,
+}
+
+impl RunGuard<'_> {
+    fn teardown(&mut self) -> Result<(), ExecError> {
+        if let Some(mut running) = self.running.take() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+        runc::delete(self.state, &self.id);
+        overlay::unmount_all_under(&self.dir)
+    }
+
+    /// Tears down but keeps `upper/`.
+    fn finish(&mut self) -> Result<(), ExecError> {
+        self.teardown()?;
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let path = entry.path();
+            if entry.file_name() == "upper" {
+                continue;
+            }
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let removed = if is_dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.map_err(io_err(&path))?;
+        }
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished && self.teardown().is_ok() {
+            remove_run_dir(&self.dir);
+        }
     }
 }

@@ -308,10 +308,16 @@ pub(crate) fn recompress(
         source,
     };
     let writer = store.writer(BlobKind::Layer)?;
-    let out = Tee(Hasher::default(), Encoder::new(target, writer).map_err(io_err)?);
+    let encoder = Encoder::new(target, writer).map_err(io_err)?;
+    // Large writes into the compressor, as the layer writer makes them.
+    let out = io::BufWriter::with_capacity(1 << 20, Tee(Hasher::default(), encoder));
     let decoder = pump(blob, |_| Decoder::new(from.compression, out), |_| Ok(()))
         .map_err(io_err)?;
-    let Tee(hasher, encoder) = decoder.finish().map_err(io_err)?;
+    let Tee(hasher, encoder) = decoder
+        .finish()
+        .map_err(io_err)?
+        .into_inner()
+        .map_err(|e| io_err(e.into_error()))?;
     let (_, diff_id, _) = hasher.finish();
     if diff_id != record.diff_id {
         return Err(ExportError::CorruptLayer {

@@ -11,7 +11,7 @@ use crate::ExportError;
 /// The largest JSON document (index, manifest, config) read into memory.
 const MAX_JSON: u64 = 16 << 20;
 
-enum Entry {
+pub(crate) enum Entry {
     File { offset: u64, size: u64 },
     Link(String),
 }

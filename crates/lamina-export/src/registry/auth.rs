@@ -99,7 +99,10 @@ pub(crate) fn resolve(
         return Ok((c.clone(), Source::Config));
     }
     if let (Some(username), Some(password)) = (env(USER_ENV), env(PASSWORD_ENV)) {
-        return Ok((Credentials::Basic { username, password }, Source::Environment));
+        return Ok((
+            Credentials::Basic { username, password },
+            Source::Environment,
+        ));
     }
     let Some(docker) = docker else {
         return Ok((Credentials::Anonymous, Source::None));
@@ -157,8 +160,11 @@ pub(crate) fn credentials_for(
 ) -> Result<Credentials, ExportError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let docker = |server: &str| docker_credential::get_credential(server);
-    let docker: Option<&dyn Fn(&str) -> DockerLookup> =
-        if use_docker_config { Some(&docker) } else { None };
+    let docker: Option<&dyn Fn(&str) -> DockerLookup> = if use_docker_config {
+        Some(&docker)
+    } else {
+        None
+    };
     let (credentials, source) = resolve(configured, registry, env, docker)?;
     tracing::debug!(registry, ?source, "registry credentials");
     Ok(credentials)
@@ -179,7 +185,10 @@ mod tests {
             password: "hunter2".into(),
         };
         let text = format!("{basic:?}");
-        assert!(text.contains("alice") && !text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("alice") && !text.contains("hunter2"),
+            "{text}"
+        );
         let bearer = Credentials::Bearer {
             token: "tok-123".into(),
         };
@@ -215,7 +224,8 @@ mod tests {
     fn docker_config_auths_are_read() {
         // "alice:s3cret" in base64, as `docker login` writes it.
         let config = r#"{"auths":{"127.0.0.1:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#;
-        let docker = |server: &str| docker_credential::get_credential_from_reader(config.as_bytes(), server);
+        let docker =
+            |server: &str| docker_credential::get_credential_from_reader(config.as_bytes(), server);
         let (c, s) = resolve(None, "127.0.0.1:5000", no_env, Some(&docker)).unwrap();
         assert_eq!(s, Source::DockerConfig);
         assert_eq!(
@@ -232,7 +242,8 @@ mod tests {
     #[test]
     fn docker_hub_uses_its_legacy_key() {
         let config = r#"{"auths":{"https://index.docker.io/v1/":{"auth":"YWxpY2U6czNjcmV0"}}}"#;
-        let docker = |server: &str| docker_credential::get_credential_from_reader(config.as_bytes(), server);
+        let docker =
+            |server: &str| docker_credential::get_credential_from_reader(config.as_bytes(), server);
         let (c, _) = resolve(None, "index.docker.io", no_env, Some(&docker)).unwrap();
         assert!(matches!(c, Credentials::Basic { ref username, .. } if username == "alice"));
     }

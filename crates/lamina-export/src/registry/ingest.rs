@@ -1,6 +1,9 @@
 //! The synchronous half of a layer pull: compressed bytes go into a staged store blob and,
 //! in the same pass, through a decompressor into blake3 + sha256 of the uncompressed tar.
 //!
+//! (`archive::codec` has the same hasher and decoder, private to that module; one of the
+//! two should go once that module's API settles.)
+//!
 //! Nothing here commits: a [`StagedLayer`] is committed only once every blob of the image
 //! has arrived and checked out, so a failed pull leaves nothing in the store.
 
@@ -18,9 +21,7 @@ pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
         | "application/vnd.docker.image.rootfs.diff.tar.gzip"
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
         "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
-            Some(Compression::Zstd)
-        }
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
         _ => None,
     }
 }
@@ -71,7 +72,7 @@ pub(crate) struct UncompressedDigests {
 
 /// A decompressor that writes into a [`TarHasher`].
 enum Decoder {
-    Plain(TarHasher),
+    Plain(Box<TarHasher>),
     // Multi-member: some tools write a gzip layer as several concatenated members.
     Gzip(Box<flate2::write::MultiGzDecoder<TarHasher>>),
     Zstd(Box<zstd::stream::write::Decoder<'static, TarHasher>>),
@@ -86,7 +87,7 @@ impl Decoder {
             Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(
                 TarHasher::default(),
             )?)),
-            _ => Decoder::Plain(TarHasher::default()),
+            _ => Decoder::Plain(Box::default()),
         })
     }
 
@@ -100,7 +101,7 @@ impl Decoder {
 
     fn finish(self) -> io::Result<UncompressedDigests> {
         let hasher = match self {
-            Decoder::Plain(h) => h,
+            Decoder::Plain(h) => *h,
             Decoder::Gzip(d) => d.finish()?,
             Decoder::Zstd(mut d) => {
                 d.flush()?;
@@ -203,7 +204,9 @@ mod tests {
     use super::*;
 
     fn tar_bytes() -> Vec<u8> {
-        (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect()
+        (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
     }
 
     #[test]
@@ -217,10 +220,16 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(hash_uncompressed(Compression::Gzip, &gz[..]).unwrap(), plain);
+        assert_eq!(
+            hash_uncompressed(Compression::Gzip, &gz[..]).unwrap(),
+            plain
+        );
 
         let zst = zstd::encode_all(&tar[..], 3).unwrap();
-        assert_eq!(hash_uncompressed(Compression::Zstd, &zst[..]).unwrap(), plain);
+        assert_eq!(
+            hash_uncompressed(Compression::Zstd, &zst[..]).unwrap(),
+            plain
+        );
     }
 
     #[test]

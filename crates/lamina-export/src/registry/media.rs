@@ -52,7 +52,11 @@ pub(crate) fn manifest_kind(bytes: &[u8]) -> ManifestKind {
 pub(crate) fn manifest_content_type(bytes: &[u8]) -> &'static str {
     let media_type = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
-        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned));
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        });
     match media_type.as_deref() {
         Some(DOCKER_MANIFEST) => DOCKER_MANIFEST,
         _ => OCI_MANIFEST,

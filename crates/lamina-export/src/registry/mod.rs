@@ -2,10 +2,10 @@
 //!
 //! Built on `oci-client` for HTTP, the token flow and the upload protocol, and on
 //! `docker_credential` for docker's `config.json`. What they lack is here: retries with
-//! backoff and user-facing errors ([`transport`](self) module), streaming a layer into the
-//! store while decompressing and hashing it (the pull), streaming uploads from store files,
-//! cross-repository mounts from what this store knows, and the commit-only-when-complete
-//! rule of a pull.
+//! backoff and errors that say what to do (`transport`), streaming a layer into the store
+//! while decompressing and hashing it (`ingest`), streaming uploads from store files in
+//! bounded chunks (`push`), cross-repository mount sources from what this store knows
+//! (`mounts`), and the commit-only-when-complete rule of a pull (`pull`).
 //!
 //! ```no_run
 //! # async fn demo(store: &lamina_store::Store) -> Result<(), lamina_export::ExportError> {

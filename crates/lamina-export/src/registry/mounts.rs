@@ -68,7 +68,7 @@ pub(crate) fn candidates(
     let digest = blob.sha256.to_string();
     if let Some(repos) = record.registries.get(registry) {
         for repo in repos {
-            if repo.name != repository && repo.blobs.iter().any(|b| *b == digest) {
+            if repo.name != repository && repo.blobs.contains(&digest) {
                 out.push(repo.name.clone());
             }
         }
@@ -145,7 +145,10 @@ mod tests {
         remember(&store, "r:5000", "one", &[a]).unwrap();
         remember(&store, "r:5000", "two", &[a, b]).unwrap();
         remember(&store, "other:5000", "three", &[a]).unwrap();
-        assert_eq!(candidates(&store, "r:5000", "app", &blob(a)), ["two", "one"]);
+        assert_eq!(
+            candidates(&store, "r:5000", "app", &blob(a)),
+            ["two", "one"]
+        );
         assert_eq!(candidates(&store, "r:5000", "two", &blob(a)), ["one"]);
         assert_eq!(candidates(&store, "r:5000", "app", &blob(b)), ["two"]);
         // Re-pushing a repository keeps what it already had.

@@ -17,8 +17,8 @@ use lamina_store::{
 use oci_client::{Reference, RegistryOperation};
 use oci_spec::image::{Arch, ImageConfiguration, ImageIndex, ImageManifest, Os};
 
-use super::ingest::{LayerIngest, StagedLayer, UncompressedDigests, hash_uncompressed};
 use super::ingest::{IngestError, layer_compression};
+use super::ingest::{LayerIngest, StagedLayer, UncompressedDigests, hash_uncompressed};
 use super::transport::{Fault, Remote};
 use super::{RegistryConfig, media};
 use crate::image::{normalize_name, store_digest};
@@ -36,8 +36,9 @@ const LEASE_TTL: Duration = Duration::from_secs(3600);
 /// has neither tag nor digest). An index resolves to its linux/amd64 image. Blobs already
 /// in the store are not downloaded again.
 ///
-/// Takes `&Store` (the future is `Send` when the store is shared by reference): layers are
-/// received concurrently within the one future, up to `config.max_parallel` at a time.
+/// Takes `&Store`; the future is `Send`, so it can be spawned with the store shared by
+/// reference or `Arc`. Layers are received concurrently within the one future, up to
+/// `config.max_parallel` at a time.
 pub async fn pull(
     store: &Store,
     reference: &str,
@@ -46,7 +47,10 @@ pub async fn pull(
     let remote = Remote::open(reference, config, RegistryOperation::Pull).await?;
     let (manifest_bytes, manifest_digest) = resolve_manifest(&remote).await?;
     let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
-        invalid(reference, format!("manifest {manifest_digest} does not parse: {e}"))
+        invalid(
+            reference,
+            format!("manifest {manifest_digest} does not parse: {e}"),
+        )
     })?;
     let config_type = manifest.config().media_type().to_string();
     if config_type != media::OCI_CONFIG && config_type != media::DOCKER_CONFIG {
@@ -56,8 +60,12 @@ pub async fn pull(
         });
     }
     let (config_sha, config_bytes) = fetch_config(store, &remote, &manifest).await?;
-    let image_config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-        .map_err(|e| invalid(reference, format!("config {config_sha} does not parse: {e}")))?;
+    let image_config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| {
+        invalid(
+            reference,
+            format!("config {config_sha} does not parse: {e}"),
+        )
+    })?;
     if *image_config.architecture() != Arch::Amd64 || *image_config.os() != Os::Linux {
         return Err(ExportError::Architecture {
             reference: reference.to_owned(),
@@ -65,8 +73,10 @@ pub async fn pull(
         });
     }
     let jobs = layer_jobs(reference, &manifest, &image_config)?;
-    let fetched: Vec<Fetched<'_>> = stream::iter(jobs.iter())
-        .map(|job| fetch_layer(store, &remote, job))
+    // Indices, not `jobs.iter()`: a closure over borrowed items would make the future
+    // lose `Send` (a higher-ranked lifetime the compiler cannot prove).
+    let fetched: Vec<Fetched<'_>> = stream::iter(0..jobs.len())
+        .map(|i| fetch_layer(store, &remote, &jobs[i]))
         .buffered(config.max_parallel.max(1))
         .try_collect()
         .await?;
@@ -126,17 +136,22 @@ enum Fetched<'s> {
     /// The blob was in the store, its layer record was not: recomputed locally.
     Local(LayerRecord),
     /// Downloaded and checked, staged but not committed.
-    Staged(StagedLayer<'s>),
+    Staged(Box<StagedLayer<'s>>),
 }
 
 fn invalid(reference: &str, reason: String) -> ExportError {
     crate::image::invalid(reference, reason)
 }
 
+/// `digest` names a blob, or is `manifest`.
 fn rejected(reference: &str, digest: &str, reason: String) -> ExportError {
     ExportError::BlobRejected {
         reference: reference.to_owned(),
-        digest: digest.to_owned(),
+        what: if digest.starts_with("sha256:") {
+            format!("blob {digest}")
+        } else {
+            digest.to_owned()
+        },
         reason,
     }
 }
@@ -149,7 +164,10 @@ async fn resolve_manifest(remote: &Remote) -> Result<(Vec<u8>, Digest), ExportEr
         media::ManifestKind::Image => Ok((bytes, digest)),
         media::ManifestKind::Index => {
             let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
-                invalid(&remote.display, format!("index {digest} does not parse: {e}"))
+                invalid(
+                    &remote.display,
+                    format!("index {digest} does not parse: {e}"),
+                )
             })?;
             let chosen = index.manifests().iter().find(|m| {
                 m.platform()
@@ -211,7 +229,10 @@ async fn fetch_manifest(
     if bytes.len() > MAX_MANIFEST {
         return Err(invalid(
             &remote.display,
-            format!("manifest is {} bytes, more than any image needs", bytes.len()),
+            format!(
+                "manifest is {} bytes, more than any image needs",
+                bytes.len()
+            ),
         ));
     }
     let digest = Digest::sha256_of(&bytes);
@@ -219,8 +240,8 @@ async fn fetch_manifest(
     if digest.to_string() != digest_text {
         return Err(rejected(
             &remote.display,
-            &digest_text,
-            format!("manifest hashes to {digest}"),
+            "manifest",
+            format!("it hashes to {digest}, the registry said {digest_text}"),
         ));
     }
     Ok((bytes.to_vec(), digest))
@@ -242,7 +263,10 @@ async fn fetch_config(
     if descriptor.size() > MAX_CONFIG {
         return Err(invalid(
             &remote.display,
-            format!("config is {} bytes, more than any image needs", descriptor.size()),
+            format!(
+                "config is {} bytes, more than any image needs",
+                descriptor.size()
+            ),
         ));
     }
     let what = format!("blob {digest_text}");
@@ -340,10 +364,18 @@ async fn fetch_layer<'s>(
     if let Some(blob) = store.get(&job.sha256)? {
         let info = blob.info.clone();
         let uncompressed = hash_uncompressed(job.compression, blob).map_err(|e| {
-            rejected(&remote.display, &job.digest, format!("stored copy does not decompress: {e}"))
+            rejected(
+                &remote.display,
+                &job.digest,
+                format!("stored copy does not decompress: {e}"),
+            )
         })?;
         check_diff_id(remote, job, &uncompressed)?;
-        return Ok(Fetched::Local(layer_record(job.compression, &info, uncompressed)));
+        return Ok(Fetched::Local(layer_record(
+            job.compression,
+            &info,
+            uncompressed,
+        )));
     }
     let what = format!("blob {}", job.digest);
     let staged = remote
@@ -353,7 +385,8 @@ async fn fetch_layer<'s>(
                 .pull_blob_stream(&remote.reference, job.digest.as_str())
                 .await
                 .map_err(Fault::Oci)?;
-            let mut ingest = LayerIngest::new(store, job.compression).map_err(ingest_fault(remote, job))?;
+            let mut ingest =
+                LayerIngest::new(store, job.compression).map_err(ingest_fault(remote, job))?;
             while let Some(chunk) = body.next().await {
                 ingest
                     .write(&chunk.map_err(Fault::Stream)?)
@@ -370,7 +403,7 @@ async fn fetch_layer<'s>(
         ));
     }
     check_diff_id(remote, job, &staged.uncompressed)?;
-    Ok(Fetched::Staged(staged))
+    Ok(Fetched::Staged(Box::new(staged)))
 }
 
 fn ingest_fault<'a>(remote: &'a Remote, job: &'a LayerJob) -> impl Fn(IngestError) -> Fault + 'a {

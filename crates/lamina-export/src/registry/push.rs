@@ -261,7 +261,10 @@ fn blob_stream(
     let Some(opened) = opened else {
         return Err(Fault::Export(crate::image::invalid(
             &blob.refs.sha256.to_string(),
-            format!("blob {} is not in the store; pull or rebuild the image", blob.blob),
+            format!(
+                "blob {} is not in the store; pull or rebuild the image",
+                blob.blob
+            ),
         )));
     };
     let file = tokio::fs::File::from_std(opened.into_file());

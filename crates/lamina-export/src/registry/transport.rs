@@ -39,6 +39,11 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
+/// Whether `registry` may be reached over plain http: loopback, or listed as insecure.
+fn plain_http_allowed(registry: &str, insecure: &[String]) -> bool {
+    is_loopback(registry) || insecure.iter().any(|h| h == registry)
+}
+
 /// A repository on a registry, with clients and credentials ready.
 pub(crate) struct Remote {
     /// The reference as the user wrote it (for messages).
@@ -65,7 +70,7 @@ impl Remote {
             reference.set_mirror_registry(mirror.clone());
         }
         let host = reference.resolve_registry().to_owned();
-        let plain_http = is_loopback(&host) || config.insecure.iter().any(|h| *h == host);
+        let plain_http = plain_http_allowed(&host, &config.insecure);
         let client_config = |monolithic: bool| ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::HttpsExcept(vec![host.clone()])
@@ -161,7 +166,12 @@ impl Remote {
             "pull"
         };
         match fault.status() {
-            Some(401) => return ExportError::Unauthorized { registry, reference },
+            Some(401) => {
+                return ExportError::Unauthorized {
+                    registry,
+                    reference,
+                };
+            }
             Some(403) => {
                 return ExportError::Forbidden {
                     registry,
@@ -176,13 +186,18 @@ impl Remote {
                     what: what.to_owned(),
                 };
             }
-            Some(429) => return ExportError::RateLimited { registry, reference },
+            Some(429) => {
+                return ExportError::RateLimited {
+                    registry,
+                    reference,
+                };
+            }
             _ => {}
         }
         if fault.is_digest_mismatch() || matches!(fault, Fault::Stream(_)) {
             // Bodies that arrived wrong or cut short: nothing of them was kept.
             return ExportError::BlobRejected {
-                digest: what.trim_start_matches("blob ").to_owned(),
+                what: what.to_owned(),
                 reason: fault.describe(),
                 reference,
             };
@@ -190,7 +205,10 @@ impl Remote {
         match fault {
             Fault::Export(e) => e,
             Fault::Oci(OciDistributionError::AuthenticationFailure(_)) => {
-                ExportError::Unauthorized { registry, reference }
+                ExportError::Unauthorized {
+                    registry,
+                    reference,
+                }
             }
             fault => ExportError::Registry {
                 registry,
@@ -324,6 +342,16 @@ mod tests {
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("registry.example:5000"));
         assert!(!is_loopback("docker.io"));
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_hosts() {
+        let insecure = vec!["registry.lan:5000".to_owned()];
+        assert!(plain_http_allowed("127.0.0.1:5000", &[]));
+        assert!(plain_http_allowed("registry.lan:5000", &insecure));
+        assert!(!plain_http_allowed("registry.lan:5001", &insecure));
+        assert!(!plain_http_allowed("registry.lan", &insecure));
+        assert!(!plain_http_allowed("docker.io", &insecure));
     }
 
     #[test]

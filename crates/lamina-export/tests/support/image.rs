@@ -39,7 +39,11 @@ pub fn fill_tree(root: &Path, seed: u64, files: usize, size: usize) {
 }
 
 /// Writes the tree at `root` as a layer into the store.
-pub fn store_layer(store: &Store, root: &Path, compression: lamina_layer::Compression) -> LayerRecord {
+pub fn store_layer(
+    store: &Store,
+    root: &Path,
+    compression: lamina_layer::Compression,
+) -> LayerRecord {
     let writer = LayerWriter::new(
         LayerOptions::default()
             .mtime_clamp(Some(0))
@@ -84,7 +88,11 @@ pub fn config_for(arch: Arch, label: &str) -> ImageConfiguration {
         .config(
             ConfigBuilder::default()
                 .env(vec!["PATH=/bin".to_owned()])
-                .labels([("test".to_owned(), label.to_owned())].into_iter().collect::<std::collections::HashMap<_, _>>())
+                .labels(
+                    [("test".to_owned(), label.to_owned())]
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                )
                 .build()
                 .unwrap(),
         )
@@ -94,7 +102,15 @@ pub fn config_for(arch: Arch, label: &str) -> ImageConfiguration {
 
 /// An image of `layers` layers (each `files` files of `size` bytes), gzip-compressed.
 pub fn build(store: &Store, seed: u64, layers: usize, files: usize, size: usize) -> StoredImage {
-    build_with(store, seed, layers, files, size, lamina_layer::Compression::Gzip, &config("x"))
+    build_with(
+        store,
+        seed,
+        layers,
+        files,
+        size,
+        lamina_layer::Compression::Gzip,
+        &config("x"),
+    )
 }
 
 /// As [`build`], with the compression and config chosen.

@@ -9,9 +9,8 @@ pub mod server;
 
 /// Whether the external tool `name` is on PATH.
 pub fn have(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(name).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
 }
 
 /// Says why a test does nothing here (tests may print; the lint is for libraries).

@@ -1,4 +1,4 @@
-//! `lamina image ls|inspect|history|tag|rm`: the images in the store.
+//! `lamina image ls|inspect|history|tag|rm|import|export`: the images in the store.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use lamina::exec::BuildState;
-use lamina::export::StoredImage;
 use lamina::export::image::normalize_name;
-use lamina::store::{ImageRecord, ImageState};
+use lamina::export::{ArchiveFormat, StoredImage};
+use lamina::store::{Compression, ImageRecord, ImageState};
 use serde_json::json;
 
 use super::units;
@@ -42,12 +42,49 @@ pub enum ImageCommand {
         /// The new `name[:tag]`.
         target: String,
     },
+    /// Store and name the images of an OCI layout directory, oci-archive or docker-archive
+    /// (`docker save` output), e.g. to seed offline bases.
+    Import {
+        /// The directory or tar file.
+        path: PathBuf,
+        /// The name to give the image [default: the name the archive records].
+        name: Option<String>,
+    },
+    /// Write an image as an OCI layout directory, oci-archive or docker-archive.
+    Export {
+        /// `name[:tag]`.
+        name: String,
+        /// The output form.
+        #[arg(long, value_enum, default_value_t = Format::OciArchive)]
+        format: Format,
+        /// Layer compression in the output (docker-archive turns zstd into gzip, which
+        /// `docker load` needs). Stored variants are reused; a missing one is made once.
+        #[arg(long, value_enum, default_value_t = LayerCompression::Zstd)]
+        compression: LayerCompression,
+        /// Where to write it.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: PathBuf,
+    },
     /// Remove image names; their layers go at the next GC unless something else needs them.
     Rm {
         /// `name[:tag]`, one or more.
         #[arg(required = true)]
         names: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    OciDir,
+    OciArchive,
+    DockerArchive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayerCompression {
+    Zstd,
+    Gzip,
+    None,
 }
 
 pub fn run(
@@ -124,6 +161,48 @@ pub fn run(
                 "tagged {} as {}",
                 image.digest,
                 normalize_name(&target)
+            )?;
+        }
+        ImageCommand::Import { path, name } => {
+            let imported = lamina::export::archive::import(store, &path, name.as_deref())
+                .with_context(|| format!("importing {}", path.display()))?;
+            for image in imported {
+                writeln!(out, "imported {} ({})", image.name, image.image.digest)?;
+            }
+        }
+        ImageCommand::Export {
+            name,
+            format,
+            compression,
+            output,
+        } => {
+            let image = load(&engine, &name)?;
+            if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let format = match format {
+                Format::OciDir => ArchiveFormat::OciDir,
+                Format::OciArchive => ArchiveFormat::OciArchive,
+                Format::DockerArchive => ArchiveFormat::DockerArchive,
+            };
+            let compression = match compression {
+                LayerCompression::Zstd => Compression::Zstd,
+                LayerCompression::Gzip => Compression::Gzip,
+                LayerCompression::None => Compression::None,
+            };
+            let report =
+                lamina::export::archive::export(store, &image, &name, format, compression, &output)
+                    .with_context(|| format!("exporting {name} to {}", output.display()))?;
+            writeln!(
+                out,
+                "exported {} ({}) to {}: {}; compressed {} of {} layers for this export",
+                normalize_name(&name),
+                report.image.digest,
+                output.display(),
+                units::size(report.bytes),
+                report.layers_compressed,
+                report.image.layers.len(),
             )?;
         }
         ImageCommand::Rm { names } => {

@@ -5,6 +5,7 @@ mod cache;
 mod definition;
 mod image;
 mod progress;
+mod registry;
 mod units;
 
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ enum Command {
     /// List, inspect, name, remove, import and export images in the store.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Push an image from the store to a registry.
+    Push(registry::PushArgs),
+    /// Pull an image (linux/amd64) from a registry into the store.
+    Pull(registry::PullArgs),
     /// Inspect and maintain the store: stats, garbage collection, consistency checks.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -60,6 +65,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache(command) => cache::run(cli.store, command, &mut out),
         Command::Build(args) => build::run(cli.store, args, &mut out),
         Command::Image(command) => image::run(cli.store, command, &mut out),
+        Command::Push(args) => registry::push(cli.store, args, &mut out),
+        Command::Pull(args) => registry::pull(cli.store, args, &mut out),
     }
 }
 

@@ -1,0 +1,383 @@
+//! Overlayfs: the per-run rootfs mount, the scaffold lower directory that provides mount points
+//! the image lacks, and unmounting everything below a directory.
+//!
+//! runc creates a missing mount point (say `/etc/resolv.conf` in a scratch image) in the
+//! rootfs, which would put it in the upper directory and so in the layer. Instead, every mount
+//! point the lowers lack is created in a per-run *scaffold* directory stacked as the topmost
+//! lower: runc finds it, the upper stays untouched. Scaffold directories copy the owner, mode
+//! and mtime of the directory they cover, so the merged view looks like the image.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use super::fsutil::{container_components, io_err};
+use super::layers::OPAQUE_XATTR;
+use crate::ExecError;
+
+/// A mount point the container needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Absolute path in the container.
+    pub path: String,
+    /// A directory (else a file).
+    pub dir: bool,
+}
+
+impl Target {
+    pub(crate) fn dir(path: &str) -> Self {
+        Target {
+            path: path.to_owned(),
+            dir: true,
+        }
+    }
+
+    pub(crate) fn file(path: &str) -> Self {
+        Target {
+            path: path.to_owned(),
+            dir: false,
+        }
+    }
+}
+
+fn is_whiteout(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let mut buf = [0u8; 4];
+    matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+}
+
+/// What overlayfs shows at `comps` for the lowers `lowers` (topmost first): the metadata and
+/// host path of the topmost entry, honouring whiteouts and opaque directories.
+fn lookup(lowers: &[PathBuf], comps: &[String]) -> Option<(fs::Metadata, PathBuf)> {
+    let mut layers: Vec<&PathBuf> = lowers.iter().collect();
+    let mut top = None;
+    for i in 0..comps.len() {
+        let mut next = Vec::new();
+        top = None;
+        for layer in &layers {
+            // Earlier components are real directories in `layer`, so no host symlink is
+            // followed on the way.
+            let path = comps[..=i].iter().fold((*layer).clone(), |p, c| p.join(c));
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if is_whiteout(&meta) {
+                break;
+            }
+            let dir = meta.is_dir();
+            if top.is_none() {
+                top = Some((meta, path.clone()));
+            }
+            if !dir {
+                break;
+            }
+            next.push(*layer);
+            if is_opaque(&path) {
+                break;
+            }
+        }
+        let (meta, _) = top.as_ref()?;
+        if i + 1 < comps.len() && !meta.is_dir() {
+            return None;
+        }
+        layers = next;
+    }
+    top
+}
+
+/// Resolves symlinks in the container path `comps` through the merged lowers, confined to the
+/// root as runc resolves mount destinations. Missing tails are kept as they are.
+fn resolve(lowers: &[PathBuf], comps: &[&str]) -> Vec<String> {
+    let mut todo: Vec<String> = comps.iter().rev().map(|c| (*c).to_owned()).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = todo.pop() {
+        if comp == ".." {
+            done.pop();
+            continue;
+        }
+        done.push(comp);
+        let Some((meta, path)) = lookup(lowers, &done) else {
+            continue;
+        };
+        if !meta.file_type().is_symlink() || hops >= 40 {
+            continue;
+        }
+        hops += 1;
+        let Ok(link) = fs::read_link(&path) else {
+            continue;
+        };
+        done.pop();
+        let link = link.to_string_lossy().into_owned();
+        if link.starts_with('/') {
+            done.clear();
+        }
+        todo.extend(
+            link.split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .rev()
+                .map(str::to_owned),
+        );
+    }
+    done
+}
+
+/// Fills `scaffold` with the mount points of `targets` that the merged `lowers` (topmost first)
+/// lack or have with the wrong type.
+pub(crate) fn build_scaffold(
+    scaffold: &Path,
+    lowers: &[PathBuf],
+    targets: &[Target],
+) -> Result<(), ExecError> {
+    for target in targets {
+        let Some(comps) = container_components(&target.path) else {
+            return Err(ExecError::UnusablePath {
+                path: PathBuf::from(&target.path),
+                reason: "mount targets must be absolute paths without `..`".into(),
+            });
+        };
+        let comps = resolve(lowers, &comps);
+        if comps.is_empty() {
+            continue; // the root itself
+        }
+        let fits = lookup(lowers, &comps).is_some_and(|(m, _)| {
+            if target.dir {
+                m.is_dir()
+            } else {
+                m.is_file()
+            }
+        });
+        if fits {
+            continue;
+        }
+        for k in 1..=comps.len() {
+            let path = comps[..k].iter().fold(scaffold.to_path_buf(), |p, c| p.join(c));
+            if fs::symlink_metadata(&path).is_ok() {
+                continue;
+            }
+            if k < comps.len() || target.dir {
+                fs::create_dir(&path).map_err(io_err(&path))?;
+                if let Some((meta, _)) = lookup(lowers, &comps[..k]).filter(|(m, _)| m.is_dir()) {
+                    copy_dir_meta(&path, &meta)?;
+                }
+            } else {
+                fs::write(&path, b"").map_err(io_err(&path))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir_meta(path: &Path, meta: &fs::Metadata) -> Result<(), ExecError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid())).map_err(io_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(io_err(path))?;
+    let mtime = fs::FileTimes::new().set_modified(meta.modified().map_err(io_err(path))?);
+    fs::File::open(path)
+        .and_then(|f| f.set_times(mtime))
+        .map_err(io_err(path))
+}
+
+fn option_path(path: &Path) -> Result<&str, ExecError> {
+    let unusable = |reason: &str| ExecError::UnusablePath {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let s = path
+        .to_str()
+        .ok_or_else(|| unusable("not UTF-8; use a work directory with a plain path"))?;
+    if s.contains([',', ':', '\\', '\n']) {
+        return Err(unusable(
+            "contains `,`, `:` or `\\`, which overlayfs options cannot hold; use a work directory with a plain path",
+        ));
+    }
+    Ok(s)
+}
+
+/// Mounts an overlay of `lowers` (topmost first, at least one) with `upper` and `work` on
+/// `target`. `redirect_dir` and `metacopy` stay off so the upper directory is a plain
+/// description of the change (see `LayerWriter::write_overlay_upper`).
+pub(crate) fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), ExecError> {
+    let lower = lowers
+        .iter()
+        .map(|p| option_path(p))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(":");
+    let data = format!(
+        "lowerdir={lower},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        option_path(upper)?,
+        option_path(work)?
+    );
+    // The kernel takes the options in one page.
+    if data.len() >= 4000 {
+        return Err(ExecError::UnusablePath {
+            path: target.to_path_buf(),
+            reason: format!(
+                "{} layers make overlay options too long; squash the base image or use a shorter work directory",
+                lowers.len()
+            ),
+        });
+    }
+    let data = CString::new(data).map_err(|_| ExecError::UnusablePath {
+        path: target.to_path_buf(),
+        reason: "path holds a NUL byte".into(),
+    })?;
+    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data).map_err(
+        |e| ExecError::Mount {
+            what: "overlayfs".into(),
+            target: target.to_path_buf(),
+            source: e.into(),
+        },
+    )
+}
+
+/// Mounts a throwaway writable overlay of the host directory `source` below `base`
+/// (`upper/`, `work/`, `merged/`) and returns the merged directory.
+pub(crate) fn mount_throwaway(source: &Path, base: &Path) -> Result<PathBuf, ExecError> {
+    let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
+    for dir in [&upper, &work, &merged] {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    mount_overlay(&[source.to_path_buf()], &upper, &work, &merged)?;
+    Ok(merged)
+}
+
+/// Mount points at or below `dir`, deepest first, from `/proc/self/mountinfo`.
+pub(crate) fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, ExecError> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(info).map_err(io_err(info))?;
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    Ok(found)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = |j: usize| b.get(j).is_some_and(|c| (b'0'..=b'7').contains(c));
+        if b[i] == b'\\' && octal(i + 1) && octal(i + 2) && octal(i + 3) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts everything at or below `dir` (lazily if busy) and checks nothing is left, so the
+/// directory can be removed without reaching into a mounted file system.
+pub(crate) fn unmount_all_under(dir: &Path) -> Result<(), ExecError> {
+    for _ in 0..3 {
+        let mounts = mounts_under(dir)?;
+        if mounts.is_empty() {
+            return Ok(());
+        }
+        for m in mounts {
+            if rustix::mount::unmount(&m, UnmountFlags::empty()).is_err() {
+                let _ = rustix::mount::unmount(&m, UnmountFlags::DETACH);
+            }
+        }
+    }
+    match mounts_under(dir)?.into_iter().next() {
+        None => Ok(()),
+        Some(target) => Err(ExecError::Mount {
+            what: "unmounting".into(),
+            target,
+            source: std::io::Error::other("still mounted after unmounting; unmount it by hand"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lowers(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = (0..n).map(|i| tmp.path().join(i.to_string())).collect::<Vec<_>>();
+        for d in &dirs {
+            fs::create_dir(d).unwrap();
+        }
+        (tmp, dirs)
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    #[test]
+    fn lookup_takes_the_topmost_entry_and_stops_at_non_directories() {
+        let (_t, l) = lowers(2);
+        fs::create_dir_all(l[1].join("etc")).unwrap();
+        fs::write(l[1].join("etc/hosts"), "x").unwrap();
+        fs::create_dir_all(l[0].join("etc")).unwrap();
+        assert!(lookup(&l, &s(&["etc", "hosts"])).unwrap().0.is_file());
+        assert!(lookup(&l, &s(&["etc", "nope"])).is_none());
+        // A file on top hides the directory below.
+        fs::remove_dir(l[0].join("etc")).unwrap();
+        fs::write(l[0].join("etc"), "file").unwrap();
+        assert!(lookup(&l, &s(&["etc", "hosts"])).is_none());
+    }
+
+    #[test]
+    fn resolve_follows_symlinks_inside_the_root() {
+        let (_t, l) = lowers(1);
+        fs::create_dir_all(l[0].join("run")).unwrap();
+        fs::create_dir_all(l[0].join("var")).unwrap();
+        std::os::unix::fs::symlink("../run", l[0].join("var/run")).unwrap();
+        std::os::unix::fs::symlink("/../../etc", l[0].join("escape")).unwrap();
+        assert_eq!(resolve(&l, &["var", "run", "x"]), s(&["run", "x"]));
+        assert_eq!(resolve(&l, &["escape", "y"]), s(&["etc", "y"]));
+    }
+
+    #[test]
+    fn the_scaffold_holds_only_missing_mount_points_with_the_image_metadata() {
+        use std::os::unix::fs::PermissionsExt;
+        let (t, l) = lowers(1);
+        fs::create_dir(l[0].join("etc")).unwrap();
+        fs::set_permissions(l[0].join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::write(l[0].join("etc/hosts"), "x").unwrap();
+        let scaffold = t.path().join("scaffold");
+        fs::create_dir(&scaffold).unwrap();
+        let targets = [
+            Target::file("/etc/hosts"),
+            Target::file("/etc/resolv.conf"),
+            Target::dir("/proc"),
+        ];
+        build_scaffold(&scaffold, &l, &targets).unwrap();
+        assert!(!scaffold.join("etc/hosts").exists());
+        assert!(scaffold.join("etc/resolv.conf").is_file());
+        assert!(scaffold.join("proc").is_dir());
+        let mode = fs::metadata(scaffold.join("etc")).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o750);
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape(r"/a\040b\134c"), "/a b\\c");
+        assert_eq!(unescape(r"/plain\04"), r"/plain\04");
+    }
+}
