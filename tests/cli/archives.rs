@@ -1,11 +1,10 @@
 //! `lamina image export` and `lamina image import` through the binary, checked with skopeo.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{lamina_err, lamina_ok, write_tree};
+use crate::support::{digest_of, lamina_err, lamina_in_store as run, write_tree};
 
 fn skopeo_inspect(transport: &str) -> Option<Value> {
     let output = Command::new("skopeo")
@@ -18,17 +17,6 @@ fn skopeo_inspect(transport: &str) -> Option<Value> {
         String::from_utf8_lossy(&output.stderr)
     );
     Some(serde_json::from_slice(&output.stdout).unwrap())
-}
-
-fn digest_of(stdout: &str) -> String {
-    let start = stdout.find("sha256:").expect("a digest");
-    stdout[start..start + 71].to_string()
-}
-
-fn run(dir: &Path, store: &str, args: &[&str]) -> String {
-    let mut all = vec!["--store", store];
-    all.extend_from_slice(args);
-    lamina_ok(dir, &all)
 }
 
 #[test]

@@ -5,4 +5,5 @@ mod build;
 mod cache;
 mod crate_graph;
 mod definitions;
+mod registry;
 mod support;

@@ -42,3 +42,16 @@ pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
         std::fs::write(path, content).unwrap();
     }
 }
+
+/// Runs `lamina --store STORE args..` in `cwd`, asserts success, returns stdout.
+pub fn lamina_in_store(cwd: &Path, store: &str, args: &[&str]) -> String {
+    let mut all = vec!["--store", store];
+    all.extend_from_slice(args);
+    lamina_ok(cwd, &all)
+}
+
+/// The first `sha256:<hex>` digest in `text`.
+pub fn digest_of(text: &str) -> String {
+    let start = text.find("sha256:").expect("a digest");
+    text[start..start + 71].to_string()
+}

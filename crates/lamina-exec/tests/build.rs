@@ -552,3 +552,47 @@ fn a_failing_run_names_the_step_code_and_output() {
         Some(lamina_exec::BuildState::BuildFailed { .. })
     ));
 }
+
+#[test]
+fn run_deletes_lower_files_reads_secrets_and_feeds_later_stages() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let secret = env.root.join("token");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let text = "FROM scratch AS build\nCOPY rootfs/ /\n\
+        RUN rm /bin/wc && mkdir /out && echo made > /out/artifact\n\
+        RUN --mount=type=secret,id=tok,target=/run/secrets/tok cat /run/secrets/tok > /out/secret && \
+            if [ -e /bin/wc ]; then echo present; else echo gone; fi > /out/wc\n\
+        FROM scratch\nCOPY rootfs/ /\nCOPY --from=build /out/ /result/\n";
+    let options = BuildOptions {
+        secrets: BTreeMap::from([("tok".to_string(), secret)]),
+        ..BuildOptions::default()
+    };
+    let report = build(&env.executor(), &env.image(&ctx, text), options).unwrap();
+    assert_eq!(env.read(&report, "/result/artifact").unwrap(), "made\n");
+    assert_eq!(env.read(&report, "/result/secret").unwrap(), "s3cret");
+    // The second RUN saw the first one's deletion.
+    assert_eq!(env.read(&report, "/result/wc").unwrap(), "gone\n");
+    // The final stage has its own rootfs, where wc is still there.
+    assert!(env.rootfs(&report).path().join("bin/wc").exists());
+    // The build stage's image does not have it (its RUN layer holds a whiteout).
+    let stage = build(
+        &env.executor(),
+        &env.image(&ctx, text),
+        BuildOptions {
+            target_stage: Some("build".into()),
+            ..BuildOptions::default()
+        },
+    );
+    let stage = stage.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        stage.steps.iter().all(|s| s.cached),
+        "the RUNs are not run again"
+    );
+    let rootfs = env.rootfs(&stage);
+    assert!(!rootfs.path().join("bin/wc").exists());
+    assert!(rootfs.path().join("bin/cat").exists());
+}

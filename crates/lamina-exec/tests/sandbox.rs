@@ -18,6 +18,7 @@ use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Store, StoreOpti
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "rm", "ls", "cat", "id", "pwd", "seq", "test", "head", "mkdir", "env", "wc",
+    "sleep",
 ];
 
 /// Why the environment cannot run these tests, if it cannot.
@@ -62,7 +63,11 @@ fn base_tree(root: &Path) {
         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
     )
     .unwrap();
-    fs::write(root.join("etc/group"), "root:x:0:\napp:x:1000:\nwheel:x:10:app\n").unwrap();
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
+    )
+    .unwrap();
 }
 
 /// Writes a layer into the store as `lamina::store_layer` does.
@@ -158,7 +163,9 @@ impl Env {
     }
 
     fn runs_left(&self) -> usize {
-        fs::read_dir(self.tmp.path().join("work/runs")).unwrap().count()
+        fs::read_dir(self.tmp.path().join("work/runs"))
+            .unwrap()
+            .count()
     }
 }
 
@@ -195,7 +202,9 @@ fn is_whiteout(path: &Path) -> bool {
 #[test]
 fn a_run_leaves_exactly_its_change_in_the_upper_dir() {
     let Some(env) = env() else { return };
-    let (out, lines) = env.sh("echo hi > /a; rm /bin/ls; echo done", env.opts()).unwrap();
+    let (out, lines) = env
+        .sh("echo hi > /a; rm /bin/ls; echo done", env.opts())
+        .unwrap();
     assert_eq!(out.exit_code, 0, "{lines:?}");
     assert_eq!(stdout(&lines), ["done"]);
     let upper = out.upper.path();
@@ -235,13 +244,15 @@ fn a_run_leaves_exactly_its_change_in_the_upper_dir() {
 fn a_failing_command_reports_its_exit_code_and_last_lines() {
     let Some(env) = env() else { return };
     let (out, lines) = env
-        .sh("seq 1 30; echo oops >&2; exit 3", env.opts())
+        .sh("echo oops >&2; seq 1 30 >&2; exit 3", env.opts())
         .unwrap();
     assert_eq!(out.exit_code, 3);
-    assert_eq!(out.last_lines.len(), 20);
-    assert_eq!(out.last_lines.last().unwrap(), "oops");
-    assert_eq!(out.last_lines[0], "12");
-    assert!(lines.contains(&(OutputStream::Stderr, "oops".to_owned())));
+    // One stream, so a fixed order (two pipes may interleave either way).
+    let expected: Vec<String> = (11..=30).map(|i| i.to_string()).collect();
+    assert_eq!(out.last_lines, expected);
+    assert_eq!(lines.len(), 31);
+    assert_eq!(lines[0], (OutputStream::Stderr, "oops".to_owned()));
+    assert!(lines.iter().all(|(s, _)| *s == OutputStream::Stderr));
 }
 
 #[test]
@@ -261,7 +272,10 @@ fn env_cwd_and_user_are_honoured() {
     opts.cwd = "/srv/app";
     opts.user = Some("app");
     let (out, lines) = env
-        .sh("id -u; id -g; id -G; pwd; echo \"$FOO\"; echo $HOME; echo $PATH", opts)
+        .sh(
+            "id -u; id -g; id -G; pwd; echo \"$FOO\"; echo $HOME; echo $PATH",
+            opts,
+        )
         .unwrap();
     assert_eq!(out.exit_code, 0, "{lines:?}");
     assert_eq!(
@@ -276,6 +290,7 @@ fn env_cwd_and_user_are_honoured() {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         ]
     );
+    drop(out);
     let mut opts = env.opts();
     opts.user = Some("ghost");
     let err = env.sh("true", opts).unwrap_err();
@@ -346,7 +361,10 @@ fn writable_binds_never_change_the_host_and_tmpfs_is_empty() {
         BuildMount::parse("type=tmpfs,target=/scratch", &BTreeMap::new()).unwrap(),
     ];
     let (out, lines) = env
-        .sh("echo changed > /src/file; cat /src/file; ls -A /scratch | wc -l", opts)
+        .sh(
+            "echo changed > /src/file; cat /src/file; ls -A /scratch | wc -l",
+            opts,
+        )
         .unwrap();
     assert_eq!(out.exit_code, 0, "{lines:?}");
     assert_eq!(stdout(&lines)[0], "changed");
@@ -362,7 +380,10 @@ fn network_none_has_only_loopback() {
     let (_, lines) = env.sh("ls /sys/class/net", opts).unwrap();
     assert_eq!(stdout(&lines), ["lo"]);
     let (_, host) = env.sh("ls /sys/class/net", env.opts()).unwrap();
-    assert!(stdout(&host).len() > 1 || stdout(&host) != ["lo"], "{host:?}");
+    assert!(
+        stdout(&host).len() > 1 || stdout(&host) != ["lo"],
+        "{host:?}"
+    );
 }
 
 #[test]
@@ -407,7 +428,12 @@ fn scratch_runs_work_without_lowers() {
         .sandbox
         .run(RunRequest {
             lower_dirs: opts.lowers,
-            args: vec!["/bb/busybox".into(), "sh".into(), "-c".into(), "/bb/busybox echo hi > /x".into()],
+            args: vec![
+                "/bb/busybox".into(),
+                "sh".into(),
+                "-c".into(),
+                "/bb/busybox echo hi > /x".into(),
+            ],
             env: vec![],
             cwd: "/".into(),
             user: None,
@@ -461,8 +487,55 @@ fn stale_runs_of_dead_processes_are_cleaned_up() {
     )
     .unwrap();
     fs::write(stale.join("rootfs/f"), "x").unwrap();
+    let stale_tmp = work.join("layers/.tmp-abc-2147483000-0");
+    fs::create_dir_all(stale_tmp.join("d")).unwrap();
     Sandbox::new(&work).unwrap();
+    LayerCache::new(&work).unwrap();
     assert!(!stale.exists());
+    assert!(!stale_tmp.exists());
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains("lamina-2147483000"));
+}
+
+#[test]
+fn a_panicking_output_callback_still_tears_the_run_down() {
+    let Some(env) = env() else { return };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut on_output = |_: OutputStream, _: &str| panic!("callback gave up");
+        env.sandbox.run(RunRequest {
+            lower_dirs: vec![env.base_dir.clone()],
+            args: vec!["/bin/sh".into(), "-c".into(), "echo one; sleep 30".into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: None,
+            mounts: vec![],
+            network: Network::Host,
+            on_output: &mut on_output,
+        })
+    }));
+    assert!(result.is_err());
+    assert_eq!(env.runs_left(), 0);
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(env.tmp.path().to_str().unwrap()));
+}
+
+#[test]
+fn a_replaced_directory_is_opaque_in_the_layer_and_in_the_cache() {
+    let Some(env) = env() else { return };
+    let (out, lines) = env
+        .sh(
+            "set -e; rm -r /home; mkdir /home; echo new > /home/only",
+            env.opts(),
+        )
+        .unwrap();
+    assert_eq!(out.exit_code, 0, "{lines:?}");
+    let change = put_layer(&env.store, Some(out.upper.path()), None);
+    let change_dir = env.cache.unpacked(&env.store, &change).unwrap();
+    let mut buf = [0u8; 1];
+    let opaque = rustix::fs::getxattr(change_dir.join("home"), "trusted.overlay.opaque", &mut buf);
+    assert_eq!((opaque.unwrap(), buf[0]), (1, b'y'));
+    let mut opts = env.opts();
+    opts.lowers.push(change_dir);
+    let (_, lines) = env.sh("ls /home", opts).unwrap();
+    assert_eq!(stdout(&lines), ["only"]);
 }

@@ -433,12 +433,22 @@ mod tests {
             .map(|i| (format!("k{i}"), format!("v{i}")))
             .collect();
         let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (&**k, &**v)).collect();
-        let one =
-            StoredImage::commit(&store, &config(&refs), &[a.clone()], Compression::Zstd).unwrap();
+        let one = StoredImage::commit(
+            &store,
+            &config(&refs),
+            std::slice::from_ref(&a),
+            Compression::Zstd,
+        )
+        .unwrap();
         let mut reversed = refs.clone();
         reversed.reverse();
-        let two = StoredImage::commit(&store, &config(&reversed), &[a.clone()], Compression::Zstd)
-            .unwrap();
+        let two = StoredImage::commit(
+            &store,
+            &config(&reversed),
+            std::slice::from_ref(&a),
+            Compression::Zstd,
+        )
+        .unwrap();
         assert_eq!(one.digest, two.digest);
         assert_eq!(one.config_blob, two.config_blob);
 
@@ -455,8 +465,13 @@ mod tests {
     fn a_missing_variant_is_an_error_naming_the_layer() {
         let (_dir, store) = store();
         let a = layer(&store, b"tar a", b"zst a");
-        let err =
-            StoredImage::commit(&store, &config(&[]), &[a.clone()], Compression::Gzip).unwrap_err();
+        let err = StoredImage::commit(
+            &store,
+            &config(&[]),
+            std::slice::from_ref(&a),
+            Compression::Gzip,
+        )
+        .unwrap_err();
         match &err {
             ExportError::MissingVariant { layer, compression } => {
                 assert_eq!(*layer, a.digest);
@@ -486,8 +501,13 @@ mod tests {
     fn tag_then_load_named_with_default_tag() {
         let (_dir, store) = store();
         let a = layer(&store, b"tar a", b"zst a");
-        let image =
-            StoredImage::commit(&store, &config(&[]), &[a.clone()], Compression::Zstd).unwrap();
+        let image = StoredImage::commit(
+            &store,
+            &config(&[]),
+            std::slice::from_ref(&a),
+            Compression::Zstd,
+        )
+        .unwrap();
         assert!(StoredImage::load_named(&store, "app").unwrap().is_none());
         image.tag(&store, "app", true).unwrap();
         let record = store.image("app:latest").unwrap().unwrap();

@@ -2,208 +2,29 @@
 //! `umoci`, and archives those tools write are imported back. The Debian packages `skopeo`
 //! and `umoci` must be installed (CI installs them).
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::SystemTime;
+#[path = "archive/support.rs"]
+mod support;
 
 use lamina_export::archive::{self, ArchiveFormat};
 use lamina_export::{ExportError, StoredImage};
-use lamina_layer::{LayerOptions, LayerWriter, Unpacker};
-use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store, StoreOptions};
-use oci_spec::image::{Arch, ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder, Os};
-use tempfile::TempDir;
-
-const NAME: &str = "test/app:1.0";
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (install the Debian package): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(program: &str, args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&run(program, args)).unwrap()
-}
-
-fn open_store(dir: &Path) -> Store {
-    Store::open(dir, StoreOptions::default()).unwrap()
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Streams a layer into the store as `lamina::store_layer` does.
-fn store_layer(store: &Store, c: lamina_layer::Compression, write: impl FnOnce(&LayerWriter, &mut lamina_store::BlobWriter<'_>) -> lamina_layer::LayerInfo) -> LayerRecord {
-    let writer = LayerWriter::new(LayerOptions::default().compression(c).mtime_clamp(Some(0)));
-    let mut blob = store.writer(BlobKind::Layer).unwrap();
-    let info = write(&writer, &mut blob);
-    let stored = blob
-        .commit_verified(&Digest::sha256(info.digest.0), Some(info.size))
-        .unwrap();
-    let compression = match c {
-        lamina_layer::Compression::None => Compression::None,
-        lamina_layer::Compression::Gzip => Compression::Gzip,
-        _ => Compression::Zstd,
-    };
-    store
-        .put_layer(&LayerRecord {
-            digest: Digest::blake3(info.blake3.0),
-            diff_id: Digest::sha256(info.diff_id.0),
-            size: info.uncompressed_size,
-            variants: vec![LayerVariant {
-                compression,
-                digest: stored.digest,
-                sha256: stored.sha256,
-                size: stored.size,
-            }],
-            created: SystemTime::now(),
-        })
-        .unwrap()
-}
-
-fn write(path: &Path, data: &str, mode: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Two trees: `base`, and `upper` = base with a file changed, one removed, one added.
-fn trees() -> (TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base");
-    let upper = dir.path().join("upper");
-    for root in [&base, &upper] {
-        write(&root.join("etc/motd"), "hello\n", 0o644);
-        write(&root.join("bin/tool"), "#!/bin/sh\necho hi\n", 0o755);
-        std::fs::create_dir_all(root.join("usr")).unwrap();
-        symlink("../bin/tool", root.join("usr/tool")).unwrap();
-    }
-    write(&base.join("etc/old"), "remove me\n", 0o644);
-    write(&upper.join("etc/motd"), "changed\n", 0o644);
-    write(&upper.join("data/new.txt"), "new\n", 0o600);
-    (dir, base, upper)
-}
-
-fn config(arch: Arch) -> ImageConfiguration {
-    ImageConfigurationBuilder::default()
-        .architecture(arch)
-        .os(Os::Linux)
-        .config(
-            ConfigBuilder::default()
-                .cmd(vec!["/bin/tool".to_owned()])
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    dir: TempDir,
-    store: Store,
-    image: StoredImage,
-    /// What the image's filesystem holds.
-    expected: BTreeMap<String, String>,
-    _trees: TempDir,
-}
-
-/// A store with a two-layer zstd image tagged [`NAME`].
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir.path().join("store"));
-    let (trees, base, upper) = trees();
-    let zstd = lamina_layer::Compression::Zstd;
-    let l1 = store_layer(&store, zstd, |w, b| w.write_tree(&base, b).unwrap());
-    let l2 = store_layer(&store, zstd, |w, b| w.diff_trees(&base, &upper, b).unwrap());
-    let image = StoredImage::commit(&store, &config(Arch::Amd64), &[l1, l2], Compression::Zstd)
-        .unwrap();
-    image.tag(&store, NAME, false).unwrap();
-    Fixture {
-        expected: snapshot(&upper),
-        dir,
-        store,
-        image,
-        _trees: trees,
-    }
-}
-
-/// A tree as `path → kind:mode:content`, to compare trees made by different tools.
-fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let path = e.path();
-            let rel = path.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let value = if meta.is_symlink() {
-                format!("l:{}", std::fs::read_link(&path).unwrap().display())
-            } else if meta.is_dir() {
-                walk(root, &path, out);
-                "d".to_owned()
-            } else {
-                format!("f:{mode:o}:{}", std::fs::read_to_string(&path).unwrap())
-            };
-            out.insert(rel, value);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Applies an image's layers (as stored) to a fresh directory.
-fn unpack(store: &Store, image: &StoredImage) -> BTreeMap<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    for layer in &image.layers {
-        let blob = store.get(&layer.variant.digest).unwrap().unwrap();
-        Unpacker::default().unpack(blob, dir.path()).unwrap();
-    }
-    snapshot(dir.path())
-}
-
-/// `umoci unpack` of `image` (`DIR:ref`), as a snapshot of the rootfs.
-fn umoci_unpack(image: &str) -> BTreeMap<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    run("umoci", &["unpack", "--image", image, path_str(&bundle)]);
-    snapshot(&bundle.join("rootfs"))
-}
-
-fn layer_digests(image: &StoredImage) -> Vec<String> {
-    image
-        .layers
-        .iter()
-        .map(|l| l.variant.sha256.to_string())
-        .collect()
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
-
+use lamina_layer::{LayerOptions, LayerWriter};
+use lamina_store::{Compression, Digest, LayerRecord, Store};
+use oci_spec::image::Arch;
+use support::*;
 #[test]
 fn oci_dir_is_read_by_skopeo_and_umoci() {
     let f = fixture();
     for compression in [Compression::Zstd, Compression::Gzip] {
         let out = f.dir.path().join(format!("oci-{compression:?}"));
-        let report = archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciDir, compression, &out)
-            .unwrap();
+        let report = archive::export(
+            &f.store,
+            &f.image,
+            NAME,
+            ArchiveFormat::OciDir,
+            compression,
+            &out,
+        )
+        .unwrap();
         assert_eq!(report.compression, compression);
         let layout = format!("oci:{}:1.0", path_str(&out));
         let inspect = json("skopeo", &["inspect", &layout]);
@@ -212,8 +33,14 @@ fn oci_dir_is_read_by_skopeo_and_umoci() {
         assert_eq!(inspect["Architecture"], "amd64");
 
         let copy = f.dir.path().join(format!("copy-{compression:?}"));
-        run("skopeo", &["copy", &layout, &format!("oci:{}:copied", path_str(&copy))]);
-        let copied = json("skopeo", &["inspect", &format!("oci:{}:copied", path_str(&copy))]);
+        run(
+            "skopeo",
+            &["copy", &layout, &format!("oci:{}:copied", path_str(&copy))],
+        );
+        let copied = json(
+            "skopeo",
+            &["inspect", &format!("oci:{}:copied", path_str(&copy))],
+        );
         assert_eq!(strings(&copied["Layers"]).len(), 2);
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
@@ -231,8 +58,15 @@ fn oci_dir_is_read_by_skopeo_and_umoci() {
 fn oci_archive_is_read_by_skopeo() {
     let f = fixture();
     let out = f.dir.path().join("image.oci.tar");
-    let report = archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciArchive, Compression::Zstd, &out)
-        .unwrap();
+    let report = archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::OciArchive,
+        Compression::Zstd,
+        &out,
+    )
+    .unwrap();
     // Zstd was stored: the image goes out as it is, nothing compressed.
     assert_eq!(report.image.digest, f.image.digest);
     assert_eq!(report.layers_compressed, 0);
@@ -241,8 +75,14 @@ fn oci_archive_is_read_by_skopeo() {
     assert_eq!(inspect["Digest"], f.image.digest.to_string());
     assert_eq!(strings(&inspect["Layers"]), layer_digests(&f.image));
     let copy = f.dir.path().join("copy");
-    run("skopeo", &["copy", &reference, &format!("oci:{}:c", path_str(&copy))]);
-    let copied = json("skopeo", &["inspect", &format!("oci:{}:c", path_str(&copy))]);
+    run(
+        "skopeo",
+        &["copy", &reference, &format!("oci:{}:c", path_str(&copy))],
+    );
+    let copied = json(
+        "skopeo",
+        &["inspect", &format!("oci:{}:c", path_str(&copy))],
+    );
     assert_eq!(copied["Digest"], f.image.digest.to_string());
 }
 
@@ -250,14 +90,26 @@ fn oci_archive_is_read_by_skopeo() {
 fn docker_archive_is_read_by_skopeo_and_gets_gzip_for_zstd() {
     let f = fixture();
     let out = f.dir.path().join("image.docker.tar");
-    let report = archive::export(&f.store, &f.image, NAME, ArchiveFormat::DockerArchive, Compression::Zstd, &out)
-        .unwrap();
+    let report = archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::DockerArchive,
+        Compression::Zstd,
+        &out,
+    )
+    .unwrap();
     assert_eq!(report.compression, Compression::Gzip);
     assert_eq!(report.layers_compressed, 2);
     let reference = format!("docker-archive:{}", path_str(&out));
     let inspect = json("skopeo", &["inspect", &reference]);
     let config = json("skopeo", &["inspect", "--config", &reference]);
-    let diff_ids: Vec<String> = f.image.layers.iter().map(|l| l.record.diff_id.to_string()).collect();
+    let diff_ids: Vec<String> = f
+        .image
+        .layers
+        .iter()
+        .map(|l| l.record.diff_id.to_string())
+        .collect();
     // skopeo names docker-archive layers by their uncompressed digests.
     assert_eq!(strings(&inspect["Layers"]), diff_ids);
     assert_eq!(strings(&config["rootfs"]["diff_ids"]), diff_ids);
@@ -266,7 +118,10 @@ fn docker_archive_is_read_by_skopeo_and_gets_gzip_for_zstd() {
     assert_eq!(tagged["Layers"], inspect["Layers"]);
 
     let copy = f.dir.path().join("copy");
-    run("skopeo", &["copy", &reference, &format!("oci:{}:c", path_str(&copy))]);
+    run(
+        "skopeo",
+        &["copy", &reference, &format!("oci:{}:c", path_str(&copy))],
+    );
     assert_eq!(umoci_unpack(&format!("{}:c", path_str(&copy))), f.expected);
 }
 
@@ -274,12 +129,34 @@ fn docker_archive_is_read_by_skopeo_and_gets_gzip_for_zstd() {
 fn archives_written_by_skopeo_import_to_the_same_tree() {
     let f = fixture();
     let layout = f.dir.path().join("layout");
-    archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciDir, Compression::Gzip, &layout).unwrap();
+    archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::OciDir,
+        Compression::Gzip,
+        &layout,
+    )
+    .unwrap();
     let source = format!("oci:{}:1.0", path_str(&layout));
     let docker = f.dir.path().join("skopeo.docker.tar");
     let oci = f.dir.path().join("skopeo.oci.tar");
-    run("skopeo", &["copy", &source, &format!("docker-archive:{}:other/name:2", path_str(&docker))]);
-    run("skopeo", &["copy", &source, &format!("oci-archive:{}:v2", path_str(&oci))]);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &source,
+            &format!("docker-archive:{}:other/name:2", path_str(&docker)),
+        ],
+    );
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &source,
+            &format!("oci-archive:{}:v2", path_str(&oci)),
+        ],
+    );
 
     // skopeo writes docker-archive tags fully qualified.
     for (archive_path, name) in [(&docker, "docker.io/other/name:2"), (&oci, "v2:latest")] {
@@ -290,7 +167,12 @@ fn archives_written_by_skopeo_import_to_the_same_tree() {
         assert_eq!(imported[0].name, name);
         let loaded = StoredImage::load_named(&store, name).unwrap().unwrap();
         assert_eq!(loaded.digest, imported[0].image.digest);
-        assert_eq!(unpack(&store, &loaded), f.expected, "{}", archive_path.display());
+        assert_eq!(
+            unpack(&store, &loaded),
+            f.expected,
+            "{}",
+            archive_path.display()
+        );
         let diff_ids: Vec<_> = loaded.layers.iter().map(|l| l.record.diff_id).collect();
         let want: Vec<_> = f.image.layers.iter().map(|l| l.record.diff_id).collect();
         assert_eq!(diff_ids, want);
@@ -301,7 +183,10 @@ fn archives_written_by_skopeo_import_to_the_same_tree() {
     let store = open_store(fresh.path());
     let imported = archive::import(&store, &oci, Some("mine")).unwrap();
     assert_eq!(imported[0].name, "mine:latest");
-    let inspect = json("skopeo", &["inspect", &format!("oci-archive:{}", path_str(&oci))]);
+    let inspect = json(
+        "skopeo",
+        &["inspect", &format!("oci-archive:{}", path_str(&oci))],
+    );
     assert_eq!(inspect["Digest"], imported[0].image.digest.to_string());
 }
 
@@ -316,8 +201,26 @@ fn layouts_written_by_umoci_import_to_the_same_tree() {
     let image = format!("{}:base", path_str(&layout));
     run("umoci", &["init", "--layout", path_str(&layout)]);
     run("umoci", &["new", "--image", &image]);
-    run("umoci", &["insert", "--image", &image, path_str(&files.join("motd")), "/etc/motd"]);
-    run("umoci", &["insert", "--image", &image, path_str(&files.join("tree")), "/data"]);
+    run(
+        "umoci",
+        &[
+            "insert",
+            "--image",
+            &image,
+            path_str(&files.join("motd")),
+            "/etc/motd",
+        ],
+    );
+    run(
+        "umoci",
+        &[
+            "insert",
+            "--image",
+            &image,
+            path_str(&files.join("tree")),
+            "/data",
+        ],
+    );
     let expected = umoci_unpack(&image);
     assert!(expected.contains_key("data/sub/b.sh"), "{expected:?}");
 
@@ -327,7 +230,10 @@ fn layouts_written_by_umoci_import_to_the_same_tree() {
     write(&bundle.join("rootfs/etc/extra"), "x\n", 0o644);
     std::fs::remove_file(bundle.join("rootfs/data/a.txt")).unwrap();
     let repacked = format!("{}:next", path_str(&layout));
-    run("umoci", &["repack", "--image", &repacked, path_str(&bundle)]);
+    run(
+        "umoci",
+        &["repack", "--image", &repacked, path_str(&bundle)],
+    );
     let expected_next = umoci_unpack(&repacked);
     assert!(!expected_next.contains_key("data/a.txt"));
 
@@ -340,15 +246,32 @@ fn layouts_written_by_umoci_import_to_the_same_tree() {
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     for (i, want) in imported.iter().zip([&expected, &expected_next]) {
         let loaded = &i.image;
-        assert!(loaded.layers.iter().all(|l| l.variant.compression == Compression::Gzip));
+        assert!(
+            loaded
+                .layers
+                .iter()
+                .all(|l| l.variant.compression == Compression::Gzip)
+        );
         // The manifest is kept as umoci wrote it.
         let listed = index["manifests"].as_array().unwrap();
-        assert!(listed.iter().any(|m| m["digest"] == loaded.digest.to_string()));
+        assert!(
+            listed
+                .iter()
+                .any(|m| m["digest"] == loaded.digest.to_string())
+        );
         // umoci 0.4's `insert` writes layers without tar padding and trailer, which umoci
         // reads but strict unpackers do not: so the imported image goes back out (the stored
         // blobs, nothing recompressed) and umoci unpacks it.
         let out = dir.path().join(format!("re-{}", i.name.replace(':', "-")));
-        let report = archive::export(&store, loaded, &i.name, ArchiveFormat::OciDir, Compression::Gzip, &out).unwrap();
+        let report = archive::export(
+            &store,
+            loaded,
+            &i.name,
+            ArchiveFormat::OciDir,
+            Compression::Gzip,
+            &out,
+        )
+        .unwrap();
         assert_eq!(report.layers_compressed, 0);
         assert_eq!(report.image.digest, loaded.digest);
         let tag = i.name.split(':').nth(1).unwrap();
@@ -362,7 +285,15 @@ fn layouts_written_by_umoci_import_to_the_same_tree() {
 fn a_corrupt_layer_fails_the_import_and_tags_nothing() {
     let f = fixture();
     let layout = f.dir.path().join("layout");
-    archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciDir, Compression::None, &layout).unwrap();
+    archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::OciDir,
+        Compression::None,
+        &layout,
+    )
+    .unwrap();
     // Change one byte of file content inside the top layer (a plain tar): digest and diff_id
     // no longer match.
     let top = &f.image.layers[1].record.diff_id;
@@ -384,7 +315,15 @@ fn a_corrupt_layer_fails_the_import_and_tags_nothing() {
 
     // A docker-archive whose layer differs from the config's diff_id, same outcome.
     let good = f.dir.path().join("good.docker.tar");
-    archive::export(&f.store, &f.image, NAME, ArchiveFormat::DockerArchive, Compression::None, &good).unwrap();
+    archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::DockerArchive,
+        Compression::None,
+        &good,
+    )
+    .unwrap();
     let bad = f.dir.path().join("bad.docker.tar");
     let mut builder = tar::Builder::new(std::fs::File::create(&bad).unwrap());
     let mut input = tar::Archive::new(std::fs::File::open(&good).unwrap());
@@ -403,7 +342,10 @@ fn a_corrupt_layer_fails_the_import_and_tags_nothing() {
     builder.into_inner().unwrap();
     let err = archive::import(&store, &bad, None).unwrap_err();
     assert!(matches!(err, ExportError::CorruptLayer { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("{}.tar", top.hex())), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}.tar", top.hex())),
+        "{err}"
+    );
     assert!(store.images().unwrap().is_empty());
     // The untouched archive imports.
     let imported = archive::import(&store, &good, None).unwrap();
@@ -415,7 +357,15 @@ fn a_corrupt_layer_fails_the_import_and_tags_nothing() {
 fn export_reuses_stored_variants_instead_of_recompressing() {
     let f = fixture();
     let first = f.dir.path().join("one.tar");
-    let report = archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciArchive, Compression::Gzip, &first).unwrap();
+    let report = archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::OciArchive,
+        Compression::Gzip,
+        &first,
+    )
+    .unwrap();
     assert_eq!(report.layers_compressed, 2);
     assert_ne!(report.image.digest, f.image.digest);
     assert_eq!(report.image.config_blob, f.image.config_blob);
@@ -423,7 +373,14 @@ fn export_reuses_stored_variants_instead_of_recompressing() {
         f.image
             .layers
             .iter()
-            .map(|l| store.layer(&l.record.digest).unwrap().unwrap().variants.len())
+            .map(|l| {
+                store
+                    .layer(&l.record.digest)
+                    .unwrap()
+                    .unwrap()
+                    .variants
+                    .len()
+            })
             .collect()
     };
     assert_eq!(variants(&f.store), [2, 2]);
@@ -431,10 +388,21 @@ fn export_reuses_stored_variants_instead_of_recompressing() {
 
     // Same request, from the original image again: nothing compressed, same bytes.
     let second = f.dir.path().join("two.tar");
-    let again = archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciArchive, Compression::Gzip, &second).unwrap();
+    let again = archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::OciArchive,
+        Compression::Gzip,
+        &second,
+    )
+    .unwrap();
     assert_eq!(again.layers_compressed, 0);
     assert_eq!(again.image.digest, report.image.digest);
-    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap()
+    );
     assert_eq!(variants(&f.store), [2, 2]);
     assert_eq!(f.store.stats().unwrap().blobs, blobs);
 
@@ -447,7 +415,10 @@ fn export_reuses_stored_variants_instead_of_recompressing() {
     )
     .write_tree(&base, std::io::sink())
     .unwrap();
-    assert_eq!(report.image.layers[0].record.diff_id, Digest::sha256(direct.diff_id.0));
+    assert_eq!(
+        report.image.layers[0].record.diff_id,
+        Digest::sha256(direct.diff_id.0)
+    );
     assert_eq!(
         report.image.layers[0].variant.sha256,
         Digest::sha256(direct.digest.0)
@@ -458,7 +429,9 @@ fn export_reuses_stored_variants_instead_of_recompressing() {
     for c in [Compression::Zstd, Compression::None] {
         archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciDir, c, &dir_out).unwrap();
     }
-    let blobs_dir: Vec<_> = std::fs::read_dir(dir_out.join("blobs/sha256")).unwrap().collect();
+    let blobs_dir: Vec<_> = std::fs::read_dir(dir_out.join("blobs/sha256"))
+        .unwrap()
+        .collect();
     assert_eq!(blobs_dir.len(), 4, "two layers, config, manifest");
 }
 
@@ -466,19 +439,46 @@ fn export_reuses_stored_variants_instead_of_recompressing() {
 fn import_refuses_other_architectures_and_unnamed_images() {
     let f = fixture();
     let layers: Vec<LayerRecord> = f.image.layers.iter().map(|l| l.record.clone()).collect();
-    let arm = StoredImage::commit(&f.store, &config(Arch::ARM64), &layers, Compression::Zstd).unwrap();
+    let arm =
+        StoredImage::commit(&f.store, &config(Arch::ARM64), &layers, Compression::Zstd).unwrap();
     let out = f.dir.path().join("arm.tar");
-    archive::export(&f.store, &arm, "arm:1", ArchiveFormat::OciArchive, Compression::Zstd, &out).unwrap();
+    archive::export(
+        &f.store,
+        &arm,
+        "arm:1",
+        ArchiveFormat::OciArchive,
+        Compression::Zstd,
+        &out,
+    )
+    .unwrap();
     let fresh = tempfile::tempdir().unwrap();
     let store = open_store(fresh.path());
     let err = archive::import(&store, &out, None).unwrap_err();
-    assert_eq!(err.to_string(), "image arm:1 architecture (arm64) is not amd64");
+    assert_eq!(
+        err.to_string(),
+        "image arm:1 architecture (arm64) is not amd64"
+    );
 
     // skopeo without a reference writes no name into index.json.
     let layout = f.dir.path().join("named");
-    archive::export(&f.store, &f.image, NAME, ArchiveFormat::OciDir, Compression::Zstd, &layout).unwrap();
+    archive::export(
+        &f.store,
+        &f.image,
+        NAME,
+        ArchiveFormat::OciDir,
+        Compression::Zstd,
+        &layout,
+    )
+    .unwrap();
     let unnamed = f.dir.path().join("unnamed");
-    run("skopeo", &["copy", &format!("oci:{}:1.0", path_str(&layout)), &format!("oci:{}", path_str(&unnamed))]);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:1.0", path_str(&layout)),
+            &format!("oci:{}", path_str(&unnamed)),
+        ],
+    );
     let err = archive::import(&store, &unnamed, None).unwrap_err();
     assert!(matches!(err, ExportError::NoImageName { .. }), "{err:?}");
     assert!(err.to_string().contains("pass a name"), "{err}");

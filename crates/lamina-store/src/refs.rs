@@ -36,7 +36,8 @@ impl Store {
     }
 
     /// Records a layer (keyed by `layer.digest`, the blake3 of its uncompressed tar). An
-    /// existing record keeps its creation time and gains the new variants.
+    /// existing record keeps its creation time and its variants, and gains the new ones (a
+    /// variant is one compressed blob; one compression may have several).
     pub fn put_layer(&self, layer: &LayerRecord) -> Result<LayerRecord, StoreError> {
         let _gate = self.shared();
         let key = *layer.digest.as_bytes();
@@ -44,16 +45,16 @@ impl Store {
         let mut record = layer.clone();
         record.created = from_ms(now_ms());
         if let Some(old) = self.layer(&layer.digest)? {
+            // Known variants stay first and are never dropped: an image's manifest may name
+            // any of them, e.g. two gzip encodings of one tar by different tools.
             record.created = old.created;
-            for v in old.variants {
-                if !record
-                    .variants
-                    .iter()
-                    .any(|n| n.compression == v.compression)
-                {
-                    record.variants.push(v);
+            let mut variants = old.variants;
+            for v in &layer.variants {
+                if !variants.iter().any(|o| o.digest == v.digest) {
+                    variants.push(v.clone());
                 }
             }
+            record.variants = variants;
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(self.index.cf(index::LAYERS), key, record.encode());

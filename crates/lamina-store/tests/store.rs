@@ -376,8 +376,19 @@ fn layer_records_merge_variants() {
     store
         .put_layer(&record(variant(Compression::Zstd, b"zst")))
         .unwrap();
+    // Another gzip encoding of the same tar (another tool's bytes) joins; none is replaced.
+    store
+        .put_layer(&record(variant(Compression::Gzip, b"gz by another tool")))
+        .unwrap();
+    store
+        .put_layer(&record(variant(Compression::Gzip, b"gz")))
+        .unwrap();
     let got = store.layer(&tar).unwrap().unwrap();
-    assert_eq!(got.variants.len(), 2);
+    let digests: Vec<_> = got.variants.iter().map(|v| v.digest).collect();
+    assert_eq!(
+        digests,
+        [b"gz".as_slice(), b"zst", b"gz by another tool"].map(Digest::blake3_of)
+    );
     assert_eq!(got.created, first.created);
     assert_eq!(got.diff_id, Digest::sha256_of(b"tar"));
     assert!(store.layer(&Digest::blake3_of(b"other")).unwrap().is_none());

@@ -19,9 +19,4 @@ pub enum Error {
     /// Moving images in and out of the store (archives, registries).
     #[error(transparent)]
     Export(#[from] lamina_export::ExportError),
-    /// A layer compression that the store's records cannot name yet.
-    #[error(
-        "layers of type {media_type} cannot be recorded in the store yet; use zstd, gzip or none"
-    )]
-    UnsupportedCompression { media_type: &'static str },
 }

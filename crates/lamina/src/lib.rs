@@ -14,10 +14,9 @@ pub use lamina_store as store;
 mod definition;
 mod engine;
 mod error;
-mod layers;
 
 pub use definition::{DefinitionKind, load_definition};
 pub use engine::Engine;
 pub use error::Error;
+pub use lamina_exec::layer_store::{LayerSource, store_layer};
 pub use lamina_exec::{BuildEvent, BuildOptions, BuildReport, MissReason};
-pub use layers::{LayerSource, store_layer};

@@ -4,22 +4,12 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use lamina_layer::{LayerOptions, LayerWriter, Unpacker};
-use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store};
+use lamina_store::{Compression, LayerRecord, Store};
 
 use super::key::{CacheKey, hex};
 use crate::ExecError;
-
-/// What a layer is made from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum LayerSource<'a> {
-    /// Every entry below a directory.
-    Tree(&'a Path),
-    /// An overlayfs upper directory (whiteouts become OCI markers).
-    OverlayUpper(&'a Path),
-}
 
 /// The layer writer options of a build: fixed mtime clamp, the configured compression.
 pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
@@ -42,36 +32,6 @@ pub(crate) fn compression_name(compression: Compression) -> &'static str {
         Compression::Gzip => "gzip",
         _ => "zstd",
     }
-}
-
-/// Streams a layer from `source` into a new blob of `store` and records it. The blob lands
-/// only if the bytes the store hashed match the digest the layer writer computed.
-pub(crate) fn store_layer(
-    store: &Store,
-    writer: &LayerWriter,
-    compression: Compression,
-    source: LayerSource<'_>,
-) -> Result<LayerRecord, ExecError> {
-    let mut blob = store.writer(BlobKind::Layer)?;
-    let info = match source {
-        LayerSource::Tree(root) => writer.write_tree(root, &mut blob)?,
-        LayerSource::OverlayUpper(upper) => writer.write_overlay_upper(upper, &mut blob)?,
-    };
-    let compressed = Digest::sha256(info.digest.0);
-    let stored = blob.commit_verified(&compressed, Some(info.size))?;
-    let record = LayerRecord {
-        digest: Digest::blake3(info.blake3.0),
-        diff_id: Digest::sha256(info.diff_id.0),
-        size: info.uncompressed_size,
-        variants: vec![LayerVariant {
-            compression,
-            digest: stored.digest,
-            sha256: stored.sha256,
-            size: stored.size,
-        }],
-        created: SystemTime::now(),
-    };
-    Ok(store.put_layer(&record)?)
 }
 
 /// Unpacks `layers` (bottom first) into the empty directory `target`, whiteouts applied:
@@ -147,6 +107,7 @@ pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ExecError 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer_store::{LayerSource, store_layer};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -179,8 +140,8 @@ mod tests {
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::write(tree.join("etc/motd"), "hi\n").unwrap();
         let w = writer(Compression::Zstd, 0);
-        let layer = store_layer(&store, &w, Compression::Zstd, LayerSource::Tree(&tree)).unwrap();
-        let again = store_layer(&store, &w, Compression::Zstd, LayerSource::Tree(&tree)).unwrap();
+        let layer = store_layer(&store, &w, LayerSource::Tree(&tree), None).unwrap();
+        let again = store_layer(&store, &w, LayerSource::Tree(&tree), None).unwrap();
         assert_eq!(layer.digest, again.digest);
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();

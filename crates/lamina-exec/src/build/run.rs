@@ -5,9 +5,10 @@ use lamina_store::LayerRecord;
 
 use super::BuildEvent;
 use super::config::ImageConfig;
-use super::layers::{self, LayerSource};
+use super::layers;
 use super::steps::{Build, StageState};
 use crate::ExecError;
+use crate::layer_store::{LayerSource, store_layer};
 use crate::sandbox::{BuildMount, Network, RunRequest};
 
 impl Build<'_> {
@@ -77,11 +78,11 @@ impl Build<'_> {
         if empty {
             return Ok(None);
         }
-        layers::store_layer(
+        store_layer(
             &self.inner.store,
             &self.writer,
-            self.compression,
             LayerSource::OverlayUpper(upper),
+            None,
         )
         .map(Some)
     }

@@ -12,10 +12,11 @@ use lamina_store::{BlobKind, CacheEntry, Compression, LayerRecord};
 use super::config::{ImageConfig, rfc3339, source_date_epoch};
 use super::explain::{self, BuildRecord, BuildState, MissReason, RecordedStep};
 use super::key::{self, CacheKey, KeySettings, hex};
-use super::layers::{self, KeyLock, LayerSource};
+use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, StepReport};
 use crate::ExecError;
+use crate::layer_store::{LayerSource, store_layer};
 
 /// A stage as its steps go by.
 #[derive(Debug, Clone)]
@@ -442,11 +443,11 @@ impl Build<'_> {
 
     /// Stores the tree below `root` as a layer of this build.
     pub(crate) fn store_tree(&self, root: &std::path::Path) -> Result<LayerRecord, ExecError> {
-        layers::store_layer(
+        store_layer(
             &self.inner.store,
             &self.writer,
-            self.compression,
             LayerSource::Tree(root),
+            None,
         )
     }
 

@@ -17,7 +17,7 @@ use lamina_layer::{UnpackOptions, Unpacker};
 use lamina_store::{Compression, LayerRecord, LayerVariant, Store};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 
-use super::fsutil::{io_err, lock_file, open_dir_in};
+use super::fsutil::{io_err, lock_file, open_dir_in, pid_alive};
 use crate::ExecError;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -43,6 +43,15 @@ impl LayerCache {
     pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
         let root = work_dir.join("layers");
         fs::create_dir_all(&root).map_err(io_err(&root))?;
+        // Temporary directories (`.tmp-<hex>-<pid>-<n>`) of killed processes.
+        for entry in fs::read_dir(&root).map_err(io_err(&root))? {
+            let entry = entry.map_err(io_err(&root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") && !pid_alive(name.split('-').nth(2)) {
+                let path = entry.path();
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            }
+        }
         Ok(LayerCache { root })
     }
 
@@ -76,9 +85,8 @@ impl LayerCache {
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        let result = unpack_into(store, layer, &tmp).and_then(|()| {
-            fs::rename(&tmp, &dir).map_err(io_err(&dir))
-        });
+        let result = unpack_into(store, layer, &tmp)
+            .and_then(|()| fs::rename(&tmp, &dir).map_err(io_err(&dir)));
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
@@ -143,14 +151,12 @@ fn decompressed<'a, R: io::BufRead + 'a>(
     Ok(match compression {
         Compression::None => Box::new(reader),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(reader).map_err(|source| {
-                ExecError::Io {
-                    path: PathBuf::from(layer),
-                    source,
-                }
-            })?,
-        ),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(
+            |source| ExecError::Io {
+                path: PathBuf::from(layer),
+                source,
+            },
+        )?),
         other => {
             return Err(ExecError::InvalidLayerEntry {
                 layer: layer.to_owned(),
@@ -193,9 +199,8 @@ fn overlay_whiteouts(reader: impl Read, dir: &Path, layer: &str) -> Result<(), E
         if comps.contains(&&b".."[..]) {
             return Err(invalid("path has a `..` component"));
         }
-        let parent = open_dir_in(&root, parents, true).map_err(|e| {
-            invalid(&format!("cannot open its directory inside the layer: {e}"))
-        })?;
+        let parent = open_dir_in(&root, parents, true)
+            .map_err(|e| invalid(&format!("cannot open its directory inside the layer: {e}")))?;
         let set_opaque = |fd: &OwnedFd| {
             rustix::fs::fsetxattr(fd, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
                 .map_err(|e| invalid(&format!("cannot mark the directory opaque: {e}")))

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use layers::LayerCache;
 pub use mounts::{BuildMount, CA_BUNDLE, CA_ENV, CacheSharing};
 
-use fsutil::io_err;
 use crate::ExecError;
+use fsutil::io_err;
 
 /// The network a run sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,9 +133,8 @@ impl Sandbox {
         if !rustix::process::geteuid().is_root() {
             return Err(ExecError::NotRoot);
         }
-        let on_path = std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| dir.join("runc").is_file())
-        });
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("runc").is_file()));
         if !on_path {
             return Err(ExecError::RuncMissing);
         }
@@ -162,15 +161,7 @@ impl Sandbox {
         for entry in fs::read_dir(&self.runs).map_err(io_err(&self.runs))? {
             let entry = entry.map_err(io_err(&self.runs))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
-            let alive = pid
-                .and_then(rustix::process::Pid::from_raw)
-                .is_some_and(|pid| {
-                    !matches!(
-                        rustix::process::test_kill_process(pid),
-                        Err(rustix::io::Errno::SRCH)
-                    )
-                });
+            let alive = fsutil::pid_alive(name.split('-').nth(1));
             if alive {
                 continue;
             }

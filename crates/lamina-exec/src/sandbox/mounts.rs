@@ -126,7 +126,9 @@ impl BuildMount {
         let value = |key: &str| opts.get(key).copied().flatten().filter(|v| !v.is_empty());
         let allow = |allowed: &[&str]| -> Result<(), ExecError> {
             match opts.keys().find(|k| **k != "type" && !allowed.contains(k)) {
-                Some(k) => Err(fail(format!("option `{k}` does not apply to this mount type"))),
+                Some(k) => Err(fail(format!(
+                    "option `{k}` does not apply to this mount type"
+                ))),
                 None => Ok(()),
             }
         };
@@ -240,7 +242,11 @@ fn bind(target: &str, source: &Path, readonly: bool) -> Result<Mount, ExecError>
         .destination(target)
         .typ("bind")
         .source(source)
-        .options(vec!["rbind".to_owned(), mode.to_owned(), "nosuid".to_owned()])
+        .options(vec![
+            "rbind".to_owned(),
+            mode.to_owned(),
+            "nosuid".to_owned(),
+        ])
         .build()?)
 }
 
@@ -307,7 +313,11 @@ pub(crate) fn prepare(
                     CacheSharing::Private => {
                         let mut i = 0;
                         loop {
-                            let inst = if i == 0 { name.clone() } else { format!("{name}~{i}") };
+                            let inst = if i == 0 {
+                                name.clone()
+                            } else {
+                                format!("{name}~{i}")
+                            };
                             if let Some(lock) = try_lock_file(&root.join(format!("{inst}.lock")))? {
                                 out.locks.push(lock);
                                 break root.join(inst);
@@ -325,6 +335,12 @@ pub(crate) fn prepare(
                 target,
                 readonly,
             } => {
+                if !source.is_absolute() {
+                    return Err(ExecError::UnusablePath {
+                        path: source.clone(),
+                        reason: "bind mount sources must be absolute; resolve them against the build context first".into(),
+                    });
+                }
                 let meta = fs::metadata(source).map_err(io_err(source))?;
                 let source = if *readonly {
                     source.clone()
@@ -405,7 +421,10 @@ mod tests {
             target: "/run/secrets/tok".into(),
         };
         assert_eq!(parse("type=secret,id=tok").unwrap(), expected);
-        assert_eq!(parse("type=secret,target=/run/secrets/tok").unwrap(), expected);
+        assert_eq!(
+            parse("type=secret,target=/run/secrets/tok").unwrap(),
+            expected
+        );
         assert!(matches!(
             parse("type=secret,id=nope"),
             Err(ExecError::MissingSecret { id }) if id == "nope"
@@ -424,7 +443,10 @@ mod tests {
         );
         assert!(matches!(
             parse("type=bind,target=/src,rw").unwrap(),
-            BuildMount::Bind { readonly: false, .. }
+            BuildMount::Bind {
+                readonly: false,
+                ..
+            }
         ));
         assert_eq!(
             parse("type=tmpfs,target=/t,size=1024").unwrap(),

@@ -146,18 +146,15 @@ pub(crate) fn build_scaffold(
         if comps.is_empty() {
             continue; // the root itself
         }
-        let fits = lookup(lowers, &comps).is_some_and(|(m, _)| {
-            if target.dir {
-                m.is_dir()
-            } else {
-                m.is_file()
-            }
-        });
+        let fits = lookup(lowers, &comps)
+            .is_some_and(|(m, _)| if target.dir { m.is_dir() } else { m.is_file() });
         if fits {
             continue;
         }
         for k in 1..=comps.len() {
-            let path = comps[..k].iter().fold(scaffold.to_path_buf(), |p, c| p.join(c));
+            let path = comps[..k]
+                .iter()
+                .fold(scaffold.to_path_buf(), |p, c| p.join(c));
             if fs::symlink_metadata(&path).is_ok() {
                 continue;
             }
@@ -234,13 +231,13 @@ pub(crate) fn mount_overlay(
         path: target.to_path_buf(),
         reason: "path holds a NUL byte".into(),
     })?;
-    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data).map_err(
-        |e| ExecError::Mount {
+    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data).map_err(|e| {
+        ExecError::Mount {
             what: "overlayfs".into(),
             target: target.to_path_buf(),
             source: e.into(),
-        },
-    )
+        }
+    })
 }
 
 /// Mounts a throwaway writable overlay of the host directory `source` below `base`
@@ -317,7 +314,9 @@ mod tests {
 
     fn lowers(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
         let tmp = tempfile::tempdir().unwrap();
-        let dirs = (0..n).map(|i| tmp.path().join(i.to_string())).collect::<Vec<_>>();
+        let dirs = (0..n)
+            .map(|i| tmp.path().join(i.to_string()))
+            .collect::<Vec<_>>();
         for d in &dirs {
             fs::create_dir(d).unwrap();
         }

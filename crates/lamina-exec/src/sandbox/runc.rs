@@ -74,7 +74,11 @@ fn host_files() -> impl Iterator<Item = &'static str> {
 
 /// Mount points every run needs besides its build mounts.
 pub(crate) fn system_targets() -> Vec<Target> {
-    let mut targets = vec![Target::dir("/proc"), Target::dir("/dev"), Target::dir("/sys")];
+    let mut targets = vec![
+        Target::dir("/proc"),
+        Target::dir("/dev"),
+        Target::dir("/sys"),
+    ];
     targets.extend(host_files().map(Target::file));
     targets
 }
@@ -82,9 +86,7 @@ pub(crate) fn system_targets() -> Vec<Target> {
 /// Sets `KEY=VALUE` in `env` unless `KEY` is there already (`force` replaces it).
 fn set_env(env: &mut Vec<String>, entry: &str, force: bool) {
     let key = entry.split('=').next().unwrap_or_default();
-    let pos = env
-        .iter()
-        .position(|e| e.split('=').next() == Some(key));
+    let pos = env.iter().position(|e| e.split('=').next() == Some(key));
     match pos {
         Some(i) if force => env[i] = entry.to_owned(),
         Some(_) => {}
@@ -103,7 +105,11 @@ pub(crate) fn spec(input: SpecInput<'_>, extra_env: &[String]) -> Result<Spec, E
         set_env(&mut env, e, true);
     }
     let all: Capabilities = DEFAULT_CAPS.into_iter().collect();
-    let granted = if id.uid == 0 { all.clone() } else { Capabilities::new() };
+    let granted = if id.uid == 0 {
+        all.clone()
+    } else {
+        Capabilities::new()
+    };
     let caps = LinuxCapabilitiesBuilder::default()
         .bounding(all)
         .effective(granted.clone())
@@ -128,19 +134,51 @@ pub(crate) fn spec(input: SpecInput<'_>, extra_env: &[String]) -> Result<Spec, E
 
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         )?,
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
     ];
     for file in host_files() {
-        mounts.push(mount(file, "bind", file, &["rbind", "ro", "nosuid", "nodev"])?);
+        mounts.push(mount(
+            file,
+            "bind",
+            file,
+            &["rbind", "ro", "nosuid", "nodev"],
+        )?);
     }
     mounts.extend(input.mounts);
 
@@ -255,11 +293,15 @@ impl Running {
         let mut readers = Vec::new();
         if let Some(out) = self.child.stdout.take() {
             let tx = tx.clone();
-            readers.push(std::thread::spawn(move || pump(out, OutputStream::Stdout, tx)));
+            readers.push(std::thread::spawn(move || {
+                pump(out, OutputStream::Stdout, tx)
+            }));
         }
         if let Some(err) = self.child.stderr.take() {
             let tx = tx.clone();
-            readers.push(std::thread::spawn(move || pump(err, OutputStream::Stderr, tx)));
+            readers.push(std::thread::spawn(move || {
+                pump(err, OutputStream::Stderr, tx)
+            }));
         }
         drop(tx);
         let mut last = VecDeque::with_capacity(LAST_LINES);
@@ -364,7 +406,9 @@ mod tests {
             .map(|n| n["type"].as_str().unwrap())
             .collect();
         assert!(ns.contains(&"mount") && !ns.contains(&"network"), "{ns:?}");
-        let effective = v["process"]["capabilities"]["effective"].as_array().unwrap();
+        let effective = v["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap();
         assert_eq!(effective.len(), DEFAULT_CAPS.len());
     }
 
@@ -373,7 +417,12 @@ mod tests {
         let v = build(1000, Network::None, vec![]);
         let ns = v["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.iter().any(|n| n["type"] == "network"));
-        assert!(v["process"]["capabilities"]["effective"].as_array().unwrap().is_empty());
+        assert!(
+            v["process"]["capabilities"]["effective"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(v["process"]["user"]["uid"], 1000);
         assert_eq!(v["process"]["env"][0], format!("PATH={DEFAULT_PATH}"));
     }

@@ -73,7 +73,12 @@ fn groups(text: &str) -> Vec<(String, u32, Vec<String>)> {
             let f: Vec<&str> = line.split(':').collect();
             let members = f
                 .get(3)
-                .map(|m| m.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                .map(|m| {
+                    m.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default();
             Some(((*f.first()?).to_owned(), f.get(2)?.parse().ok()?, members))
         })
@@ -104,7 +109,7 @@ pub(crate) fn resolve(user: Option<&str>, rootfs: &Path) -> Result<Identity, Exe
     let all_groups = groups(&read_in_root(rootfs, "etc/group")?);
     let gid = match group_part {
         None => entry.map_or(0, |e| e.gid),
-        Some(g) if g.is_empty() => return Err(fail("the group after `:` is empty".into())),
+        Some("") => return Err(fail("the group after `:` is empty".into())),
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => all_groups
@@ -159,14 +164,20 @@ mod tests {
     fn names_and_numbers_resolve_like_docker() {
         let r = rootfs();
         let app = resolve(Some("app"), r.path()).unwrap();
-        assert_eq!((app.uid, app.gid, app.home.as_str()), (1000, 1000, "/home/app"));
+        assert_eq!(
+            (app.uid, app.gid, app.home.as_str()),
+            (1000, 1000, "/home/app")
+        );
         assert_eq!(app.additional_gids, vec![10]);
         let root = resolve(None, r.path()).unwrap();
         assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
         let named_group = resolve(Some("app:staff"), r.path()).unwrap();
         assert_eq!((named_group.uid, named_group.gid), (1000, 50));
         let numeric = resolve(Some("4242:7"), r.path()).unwrap();
-        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (4242, 7, "/"));
+        assert_eq!(
+            (numeric.uid, numeric.gid, numeric.home.as_str()),
+            (4242, 7, "/")
+        );
         assert_eq!(resolve(Some("1000"), r.path()).unwrap().gid, 1000);
     }
 
@@ -174,8 +185,13 @@ mod tests {
     fn unknown_names_are_errors_that_name_the_user() {
         let r = rootfs();
         let err = resolve(Some("ghost"), r.path()).unwrap_err().to_string();
-        assert!(err.contains("ghost") && err.contains("/etc/passwd"), "{err}");
-        let err = resolve(Some("app:nogroup"), r.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("ghost") && err.contains("/etc/passwd"),
+            "{err}"
+        );
+        let err = resolve(Some("app:nogroup"), r.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nogroup"), "{err}");
     }
 
@@ -185,7 +201,11 @@ mod tests {
         std::fs::remove_file(r.path().join("etc/passwd")).unwrap();
         // Absolute: must resolve to the rootfs's own file, never the host's.
         std::os::unix::fs::symlink("/etc/real-passwd", r.path().join("etc/passwd")).unwrap();
-        std::fs::write(r.path().join("etc/real-passwd"), "zed:x:77:77::/z:/bin/sh\n").unwrap();
+        std::fs::write(
+            r.path().join("etc/real-passwd"),
+            "zed:x:77:77::/z:/bin/sh\n",
+        )
+        .unwrap();
         assert_eq!(resolve(Some("zed"), r.path()).unwrap().uid, 77);
     }
 }

@@ -60,7 +60,9 @@ impl Write for Hasher {
     }
 }
 
-/// Writes everything to both `a` and `b`.
+/// Writes everything to both `a` and `b`. `flush` is not passed on: decoders flush their
+/// output when they finish, and a flushed compressor emits a sync point that changes its
+/// bytes; compressors are finished explicitly instead.
 pub(crate) struct Tee<A, B>(pub A, pub B);
 
 impl<A: Write, B: Write> Write for Tee<A, B> {
@@ -71,22 +73,22 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()?;
-        self.1.flush()
+        Ok(())
     }
 }
 
 /// A push-style decompressor: compressed bytes in, the tar out to `W`.
 pub(crate) enum Decoder<W: Write> {
     None(W),
-    Gzip(flate2::write::MultiGzDecoder<W>),
+    // Boxed: the gzip state is large, the others small.
+    Gzip(Box<flate2::write::MultiGzDecoder<W>>),
     Zstd(zstd::stream::write::Decoder<'static, W>),
 }
 
 impl<W: Write> Decoder<W> {
     pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(out)),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(out))),
             Compression::Zstd => Decoder::Zstd(zstd::stream::write::Decoder::new(out)?),
             _ => Decoder::None(out),
         })
@@ -130,9 +132,9 @@ pub(crate) enum Encoder<W: Write> {
 impl<W: Write> Encoder<W> {
     pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new().write(out, flate2::Compression::new(6)),
-            ),
+            Compression::Gzip => {
+                Encoder::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(6)))
+            }
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
                 // Any worker count >= 1 gives the same bytes; 0 would differ.
@@ -311,8 +313,8 @@ pub(crate) fn recompress(
     let encoder = Encoder::new(target, writer).map_err(io_err)?;
     // Large writes into the compressor, as the layer writer makes them.
     let out = io::BufWriter::with_capacity(1 << 20, Tee(Hasher::default(), encoder));
-    let decoder = pump(blob, |_| Decoder::new(from.compression, out), |_| Ok(()))
-        .map_err(io_err)?;
+    let decoder =
+        pump(blob, |_| Decoder::new(from.compression, out), |_| Ok(())).map_err(io_err)?;
     let Tee(hasher, encoder) = decoder
         .finish()
         .map_err(io_err)?
@@ -341,4 +343,74 @@ pub(crate) fn recompress(
     updated.variants.push(variant.clone());
     let updated = store.put_layer(&updated)?;
     Ok((updated, variant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_store::StoreOptions;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = Encoder::new(Compression::Gzip, Vec::new()).unwrap();
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn ingest_checks_both_digests_and_stores_nothing_on_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let tar = vec![7u8; 10_000];
+        let packed = gzip(&tar);
+        let diff_id = Digest::sha256_of(&tar);
+
+        // Truncated: does not decompress.
+        let cut = &packed[..packed.len() / 2];
+        assert!(matches!(
+            ingest(&store, cut, None, None, &diff_id),
+            Err(IngestError::Mismatch(_))
+        ));
+        // Wrong diff_id.
+        let other = Digest::sha256_of(b"other");
+        assert!(matches!(
+            ingest(&store, &packed[..], None, None, &other),
+            Err(IngestError::Mismatch(_))
+        ));
+        // Wrong descriptor digest.
+        assert!(matches!(
+            ingest(&store, &packed[..], Some(&other), None, &diff_id),
+            Err(IngestError::Mismatch(_))
+        ));
+        assert_eq!(store.stats().unwrap().blobs, 0);
+
+        let ok = ingest(
+            &store,
+            &packed[..],
+            Some(&Digest::sha256_of(&packed)),
+            Some(packed.len() as u64),
+            &diff_id,
+        )
+        .unwrap_or_else(|_| panic!("a good layer is refused"));
+        let record = ok.record;
+        assert_eq!(record.digest, Digest::blake3_of(&tar));
+        assert_eq!(record.size, tar.len() as u64);
+        assert_eq!(record.variants[0].compression, Compression::Gzip);
+        assert_eq!(
+            store.read(&record.variants[0].digest).unwrap().unwrap(),
+            packed
+        );
+
+        // Recompressing to zstd and back to plain keeps the tar.
+        let record = store.put_layer(&record).unwrap();
+        let (record, zstd) = recompress(&store, &record, Compression::Zstd).unwrap();
+        let (record, plain) = recompress(&store, &record, Compression::None).unwrap();
+        assert_eq!(record.variants.len(), 3);
+        assert_eq!(plain.sha256, diff_id);
+        let mut back = Vec::new();
+        zstd::stream::read::Decoder::new(&store.read(&zstd.digest).unwrap().unwrap()[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, tar);
+    }
 }

@@ -69,7 +69,10 @@ pub(crate) fn write(
             repo_tags: repo_tags.clone(),
             layers,
         }];
-        bytes += sink.bytes("manifest.json", &canonical_json(&manifest, "manifest.json")?)?;
+        bytes += sink.bytes(
+            "manifest.json",
+            &canonical_json(&manifest, "manifest.json")?,
+        )?;
         // The legacy `repositories` file maps repository → tag → top layer id.
         if let (Some(_), Some(top)) = (repo_tags, image.layers.last()) {
             let tag = tag_of(name);
@@ -96,7 +99,10 @@ pub(crate) fn read(store: &Store, source: &Source) -> Result<Vec<Found>, ExportE
             .into_iter()
             .filter(|t| !t.is_empty() && t != "<none>:<none>")
             .collect();
-        let reference = names.first().cloned().unwrap_or_else(|| entry.config.clone());
+        let reference = names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| entry.config.clone());
         let config_bytes = source.read(&entry.config)?;
         check_config_name(source, &entry.config, &config_bytes)?;
         let config: ImageConfiguration = parse(source, &entry.config, &config_bytes)?;
@@ -118,7 +124,9 @@ pub(crate) fn read(store: &Store, source: &Source) -> Result<Vec<Found>, ExportE
                 path: source.path().to_path_buf(),
                 reason: format!("image {reference}: {e}"),
             })?;
-            layers.push(import::layer(store, source, file, None, &diff_id, &reference)?);
+            layers.push(import::layer(
+                store, source, file, None, &diff_id, &reference,
+            )?);
         }
         let image = import::commit_converted(store, &config, &layers)?;
         found.push(Found { names, image });

@@ -87,13 +87,12 @@ pub(crate) fn layer(
     diff_id: &Digest,
     image: &str,
 ) -> Result<(LayerRecord, Compression), ExportError> {
-    if let (Some((d, _)), Some(record)) = (digest, store.layer_by_diff_id(diff_id)?) {
-        if let Some(v) = record.variants.iter().find(|v| v.sha256 == *d) {
-            if store.contains(&v.digest)? {
-                let compression = v.compression;
-                return Ok((record, compression));
-            }
-        }
+    if let (Some((d, _)), Some(record)) = (digest, store.layer_by_diff_id(diff_id)?)
+        && let Some(v) = record.variants.iter().find(|v| v.sha256 == *d)
+        && store.contains(&v.digest)?
+    {
+        let compression = v.compression;
+        return Ok((record, compression));
     }
     let (reader, _) = source.open_file(file)?;
     let ingested = codec::ingest(
@@ -105,14 +104,9 @@ pub(crate) fn layer(
     );
     match ingested {
         Ok(i) => {
+            // The store adds this variant beside any it knows (it never replaces one), so
+            // the archive's manifest, which names these exact bytes, stays valid.
             let compression = i.record.variants[0].compression;
-            // The store keeps one variant per compression: never replace one that stored
-            // images may name. The image then uses the stored variant (and gets converted).
-            if let Some(existing) = store.layer(&i.record.digest)? {
-                if existing.variants.iter().any(|v| v.compression == compression) {
-                    return Ok((existing, compression));
-                }
-            }
             Ok((store.put_layer(&i.record)?, compression))
         }
         Err(IngestError::Mismatch(reason)) => Err(ExportError::CorruptLayer {

@@ -41,7 +41,10 @@ pub(crate) fn read(store: &Store, source: &Source) -> Result<Vec<Found>, ExportE
         }
         let annotations = descriptor.annotations().as_ref();
         let names: Vec<String> = annotations
-            .and_then(|a| a.get(ANNOTATION_IMAGE_NAME).or_else(|| a.get(ANNOTATION_REF_NAME)))
+            .and_then(|a| {
+                a.get(ANNOTATION_IMAGE_NAME)
+                    .or_else(|| a.get(ANNOTATION_REF_NAME))
+            })
             .into_iter()
             .cloned()
             .collect();
@@ -67,7 +70,10 @@ fn select(
         return Ok(descriptor.clone());
     }
     if depth > 4 {
-        return Err(invalid(source, format!("indexes nest too deep at {reference}")));
+        return Err(invalid(
+            source,
+            format!("indexes nest too deep at {reference}"),
+        ));
     }
     let index: ImageIndex = parse(source, "an index", &blob(source, descriptor)?)?;
     let entries = index.manifests();
@@ -170,9 +176,13 @@ fn image(
         )
     });
     // The manifest can be kept only if the store holds exactly the blobs it names.
-    let blobs_kept = manifest.layers().iter().zip(&layers).all(|(d, (record, _))| {
-        store_digest(d.digest()).is_ok_and(|s| record.variants.iter().any(|v| v.sha256 == s))
-    });
+    let blobs_kept = manifest
+        .layers()
+        .iter()
+        .zip(&layers)
+        .all(|(d, (record, _))| {
+            store_digest(d.digest()).is_ok_and(|s| record.variants.iter().any(|v| v.sha256 == s))
+        });
     let oci = matches!(manifest.media_type(), None | Some(MediaType::ImageManifest))
         && *manifest.config().media_type() == MediaType::ImageConfig
         && oci_layers

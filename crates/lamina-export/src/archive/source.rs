@@ -175,7 +175,9 @@ pub(crate) fn normalize(base: &str, name: &str) -> Option<String> {
     let mut parts: Vec<&str> = if name.starts_with('/') {
         Vec::new()
     } else {
-        base.split('/').filter(|p| !p.is_empty() && *p != ".").collect()
+        base.split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect()
     };
     for part in name.split('/') {
         match part {
@@ -195,7 +197,10 @@ mod tests {
 
     #[test]
     fn names_are_normalized_and_confined() {
-        assert_eq!(normalize("", "./blobs/sha256/ab").unwrap(), "blobs/sha256/ab");
+        assert_eq!(
+            normalize("", "./blobs/sha256/ab").unwrap(),
+            "blobs/sha256/ab"
+        );
         assert_eq!(normalize("", "/manifest.json").unwrap(), "manifest.json");
         assert_eq!(normalize("a/b", "../c/layer.tar").unwrap(), "a/c/layer.tar");
         assert_eq!(normalize("", "./"), None);

@@ -39,7 +39,11 @@ pub(crate) fn with_compression(
         let record = store
             .layer(&layer.record.digest)?
             .unwrap_or_else(|| layer.record.clone());
-        let present = match record.variants.iter().find(|v| v.compression == compression) {
+        let present = match record
+            .variants
+            .iter()
+            .find(|v| v.compression == compression)
+        {
             Some(v) => store.contains(&v.digest)?,
             None => false,
         };

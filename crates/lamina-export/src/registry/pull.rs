@@ -90,7 +90,12 @@ pub async fn pull(
                 lease.add(&variant.digest)?;
                 continue;
             }
-            Fetched::Local(record) => record,
+            Fetched::Local(record) => {
+                for v in &record.variants {
+                    lease.add(&v.digest)?;
+                }
+                record
+            }
             Fetched::Staged(staged) => {
                 let uncompressed = staged.uncompressed;
                 let info = staged.commit(&job.sha256, job.size, &lease)?;

@@ -57,7 +57,9 @@ enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    // Not locked for the whole command: `build --progress json` writes events to stdout from
+    // the build's thread while this one waits.
+    let mut out = std::io::stdout();
     match cli.command {
         Command::Dockerfile { definition } => definition::dockerfile(&definition, &mut out),
         Command::Digest { definition } => definition::digest(&definition, &mut out),

@@ -1,4 +1,4 @@
-//! Layers into the store: a [`LayerWriter`] streams straight into a store blob (no temporary
+//! Layers into the store, for builds and embedders: a [`LayerWriter`] streams straight into a store blob (no temporary
 //! copy of the whole layer), and the layer record links the uncompressed tar's digests with
 //! the compressed variant just written.
 
@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use lamina_layer::LayerWriter;
 use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Lease, Store};
 
-use crate::Error;
+use crate::ExecError;
 
 /// What a layer is made from.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +21,8 @@ pub enum LayerSource<'a> {
     Diff { lower: &'a Path, upper: &'a Path },
 }
 
-/// Writes a layer from `source` directly into a new blob of `store`, then records it.
+/// Writes a layer from `source` directly into a new blob of `store`, then records it with the
+/// compressed variant the writer's options name.
 ///
 /// The blob is committed only if the bytes the store hashed match the compressed digest the
 /// layer writer computed (a cross-check that costs a second sha256 of the compressed stream,
@@ -32,7 +33,7 @@ pub fn store_layer(
     writer: &LayerWriter,
     source: LayerSource<'_>,
     lease: Option<&Lease<'_>>,
-) -> Result<LayerRecord, Error> {
+) -> Result<LayerRecord, ExecError> {
     let mut blob = store.writer(BlobKind::Layer)?;
     if let Some(lease) = lease {
         blob = blob.lease(lease);
@@ -61,13 +62,13 @@ pub fn store_layer(
 
 fn store_compression(
     compression: lamina_layer::Compression,
-) -> Result<lamina_store::Compression, Error> {
+) -> Result<lamina_store::Compression, ExecError> {
     match compression {
         lamina_layer::Compression::None => Ok(lamina_store::Compression::None),
         lamina_layer::Compression::Gzip => Ok(lamina_store::Compression::Gzip),
         lamina_layer::Compression::Zstd => Ok(lamina_store::Compression::Zstd),
         // A compression the layer engine learns before the store's record format does.
-        other => Err(Error::UnsupportedCompression {
+        other => Err(ExecError::UnsupportedLayerCompression {
             media_type: other.media_type(),
         }),
     }
@@ -125,7 +126,7 @@ mod tests {
         let missing = store_dir.path().join("no-such-tree");
         let writer = LayerWriter::new(LayerOptions::default());
         let err = store_layer(&store, &writer, LayerSource::Tree(&missing), None).unwrap_err();
-        assert!(matches!(err, Error::Layer(_)), "{err:?}");
+        assert!(matches!(err, ExecError::Layer(_)), "{err:?}");
         assert_eq!(store.stats().unwrap().blobs, 0);
     }
 }

@@ -1,0 +1,142 @@
+//! `lamina push` and `lamina pull` through the binary against the real CNCF distribution
+//! registry (Debian's docker-registry) on a free loopback port, checked with skopeo.
+
+use std::process::Command;
+
+use crate::support::{digest_of, lamina, lamina_in_store as run, write_tree};
+
+// The same registry launcher the lamina-export tests use: one copy of the start-up logic.
+#[path = "../../crates/lamina-export/tests/support/server.rs"]
+#[allow(dead_code)]
+mod server;
+
+fn tools_missing() -> Option<&'static str> {
+    [server::BINARY, "skopeo", "htpasswd"]
+        .into_iter()
+        .find(|tool| {
+            Command::new("which")
+                .arg(tool)
+                .output()
+                .map_or(true, |o| !o.status.success())
+        })
+}
+
+#[allow(clippy::print_stderr)]
+fn skip(test: &str, tool: &str) {
+    eprintln!("skipping {test}: {tool} is not installed");
+}
+
+#[test]
+fn push_then_pull_into_an_empty_store_keeps_the_digest() {
+    if let Some(tool) = tools_missing() {
+        return skip("push_then_pull_into_an_empty_store_keeps_the_digest", tool);
+    }
+    let registry = server::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        dir.path(),
+        &[
+            ("ctx/data/a.txt", "alpha\n"),
+            (
+                "ctx/Dockerfile",
+                "FROM scratch\nCOPY data /data\nCMD [\"/data/a.txt\"]\n",
+            ),
+        ],
+    );
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let built = run(
+        dir.path(),
+        store,
+        &["build", "ctx", "--tag", "app:1", "--progress", "plain"],
+    );
+    let digest = digest_of(&built);
+    let reference = format!("{}/team/app:1", registry.host());
+
+    let pushed = run(dir.path(), store, &["push", "app:1", &reference]);
+    assert!(pushed.contains(&digest), "{pushed}");
+    assert!(
+        pushed.contains("2 blobs uploaded"),
+        "a layer and a config: {pushed}"
+    );
+    let again = run(dir.path(), store, &["push", "app:1", &reference]);
+    assert!(
+        again.contains("0 blobs uploaded") && again.contains("2 already there"),
+        "{again}"
+    );
+
+    let inspect = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspect["Digest"], serde_json::Value::from(digest.clone()));
+
+    let fresh = dir.path().join("fresh");
+    let fresh = fresh.to_str().unwrap();
+    let pulled = run(dir.path(), fresh, &["pull", &reference]);
+    assert!(pulled.contains(&digest), "{pulled}");
+    let listed = run(dir.path(), fresh, &["image", "ls"]);
+    assert!(listed.contains(&reference), "{listed}");
+    let fsck = run(dir.path(), fresh, &["cache", "fsck"]);
+    assert!(fsck.contains(": 0 issue(s)"), "{fsck}");
+}
+
+#[test]
+fn pushing_to_a_registry_that_wants_credentials_says_so_and_works_with_them() {
+    if let Some(tool) = tools_missing() {
+        return skip("pushing_to_a_registry_that_wants_credentials", tool);
+    }
+    let registry = server::Registry::start_with_auth("builder", "s3cret-pass");
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        dir.path(),
+        &[
+            ("ctx/f", "x\n"),
+            ("ctx/Dockerfile", "FROM scratch\nCOPY f /f\n"),
+        ],
+    );
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    run(
+        dir.path(),
+        store,
+        &["build", "ctx", "--tag", "app:1", "--progress", "plain"],
+    );
+    let reference = format!("{}/app:1", registry.host());
+
+    let output = lamina(dir.path(), &["--store", store, "push", "app:1", &reference]);
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+
+    let creds = "builder:s3cret-pass";
+    let output = lamina(
+        dir.path(),
+        &[
+            "--store", store, "push", "app:1", &reference, "--creds", creds,
+        ],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{all}");
+    assert!(
+        !all.contains("s3cret-pass"),
+        "credentials are never printed: {all}"
+    );
+}
