@@ -89,6 +89,52 @@ fn push_then_pull_into_an_empty_store_keeps_the_digest() {
     assert!(listed.contains(&reference), "{listed}");
     let fsck = run(dir.path(), fresh, &["cache", "fsck"]);
     assert!(fsck.contains(": 0 issue(s)"), "{fsck}");
+
+    // A FROM that names a registry image not yet in the store pulls it; with a mirror, a
+    // docker.io name is fetched from the local registry instead (how offline users point
+    // builds at their own registry).
+    run(
+        dir.path(),
+        store,
+        &[
+            "push",
+            "app:1",
+            &format!("{}/library/base:7", registry.host()),
+        ],
+    );
+    write_tree(
+        dir.path(),
+        &[(
+            "on-base/Dockerfile",
+            "FROM docker.io/library/base:7\nENV LAYERED=yes\n",
+        )],
+    );
+    let mirrored = dir.path().join("mirrored");
+    let mirrored = mirrored.to_str().unwrap();
+    let mirror = format!("docker.io={}", registry.host());
+    let args = [
+        "build",
+        "on-base",
+        "--registry-mirror",
+        &mirror,
+        "--progress",
+        "plain",
+    ];
+    let built = run(dir.path(), mirrored, &args);
+    assert!(built.contains("built sha256:"), "{built}");
+    let listed = run(dir.path(), mirrored, &["image", "ls"]);
+    assert!(
+        listed.contains("base:7"),
+        "the pulled base is in the store: {listed}"
+    );
+    // Now the base is in the store: no registry (and no mirror) is needed any more.
+    drop(registry);
+    let again = run(
+        dir.path(),
+        mirrored,
+        &["build", "on-base", "--progress", "plain"],
+    );
+    assert!(again.contains("(1/1 steps cached)"), "{again}");
 }
 
 #[test]

@@ -41,6 +41,12 @@ pub struct BuildArgs {
     /// Build this stage (name or 0-based index) instead of the last.
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
+    /// Do not mount the host's CA bundle into RUN steps.
+    #[arg(long)]
+    no_host_ca: bool,
+    /// How to reach registries for bases that are not in the store yet.
+    #[command(flatten)]
+    registry: super::registry::RegistryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,7 +85,12 @@ pub fn run(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let image = lamina::load_definition(&args.definition)?;
-    let engine = super::engine(store_dir)?;
+    let registry = args.registry.config()?;
+    let host_ca_bundle = !args.no_host_ca;
+    let engine = super::engine_with(store_dir, |config| {
+        config.registry = registry;
+        config.host_ca_bundle = host_ca_bundle;
+    })?;
     let mode = match args.progress {
         Progress::Auto if std::io::stderr().is_terminal() => Mode::Tty(TtyProgress::new()),
         Progress::Auto | Progress::Plain => Mode::Plain,

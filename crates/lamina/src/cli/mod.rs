@@ -74,9 +74,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Opens the engine on `--store`, `$LAMINA_STORE` or the default location.
 fn engine(store_dir: Option<PathBuf>) -> anyhow::Result<lamina::Engine> {
-    let engine = match store_dir {
-        Some(dir) => lamina::Engine::open(&dir),
-        None => lamina::Engine::open_default(),
+    engine_with(store_dir, |_| {})
+}
+
+/// [`engine`] with the executor's settings adjusted first.
+fn engine_with(
+    store_dir: Option<PathBuf>,
+    configure: impl FnOnce(&mut lamina::exec::ExecConfig),
+) -> anyhow::Result<lamina::Engine> {
+    let dir = match store_dir {
+        Some(dir) => dir,
+        None => lamina::store::default_location()?,
     };
-    Ok(engine?)
+    Ok(lamina::Engine::open_with(
+        dir,
+        lamina::store::StoreOptions::default(),
+        configure,
+    )?)
 }
