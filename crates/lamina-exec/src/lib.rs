@@ -6,7 +6,6 @@
 
 pub mod build;
 pub mod error;
-pub mod layer_store;
 pub mod sandbox;
 
 pub use build::{

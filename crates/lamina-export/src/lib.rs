@@ -4,11 +4,14 @@
 //!   records, written and read back. Every other crate goes through this module to create or
 //!   read images, so the store holds them one way.
 //! - [`archive`]: OCI image layout directories, oci-archive and docker-archive, out and in.
-//! - `registry`: the OCI distribution client, pull into the store and push from it.
+//! - [`registry`]: the OCI distribution client, pull into the store and push from it.
+//! - [`layer_store`]: a layer written by `lamina-layer` streamed straight into the store and
+//!   recorded with its variant, for builds, tests and embedders.
 
 pub mod archive;
 pub mod error;
 pub mod image;
+pub mod layer_store;
 pub mod registry;
 
 pub use archive::{ArchiveFormat, ExportReport, ImportedImage};

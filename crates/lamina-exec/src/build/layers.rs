@@ -107,7 +107,7 @@ pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ExecError 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer_store::{LayerSource, store_layer};
+    use lamina_export::layer_store::{LayerSource, store_layer};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -8,8 +8,8 @@ use super::config::ImageConfig;
 use super::layers;
 use super::steps::{Build, StageState};
 use crate::ExecError;
-use crate::layer_store::{LayerSource, store_layer};
 use crate::sandbox::{BuildMount, Network, RunRequest};
+use lamina_export::layer_store::{LayerSource, store_layer};
 
 impl Build<'_> {
     /// Runs a RUN step that missed the cache; returns its layer (`None` if it changed
@@ -78,13 +78,13 @@ impl Build<'_> {
         if empty {
             return Ok(None);
         }
-        store_layer(
+        let layer = store_layer(
             &self.inner.store,
             &self.writer,
             LayerSource::OverlayUpper(upper),
             None,
-        )
-        .map(Some)
+        )?;
+        Ok(Some(layer))
     }
 }
 

@@ -16,7 +16,7 @@ use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, StepReport};
 use crate::ExecError;
-use crate::layer_store::{LayerSource, store_layer};
+use lamina_export::layer_store::{LayerSource, store_layer};
 
 /// A stage as its steps go by.
 #[derive(Debug, Clone)]
@@ -443,12 +443,12 @@ impl Build<'_> {
 
     /// Stores the tree below `root` as a layer of this build.
     pub(crate) fn store_tree(&self, root: &std::path::Path) -> Result<LayerRecord, ExecError> {
-        store_layer(
+        Ok(store_layer(
             &self.inner.store,
             &self.writer,
             LayerSource::Tree(root),
             None,
-        )
+        )?)
     }
 
     /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
 
 use lamina_export::StoredImage;
+use lamina_export::layer_store::LayerSource;
 use lamina_layer::{LayerOptions, LayerWriter, Unpacker};
-use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store, StoreOptions};
+use lamina_store::{Compression, LayerRecord, Store, StoreOptions};
 use oci_spec::image::{Arch, ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder, Os};
 use tempfile::TempDir;
 
@@ -39,37 +39,14 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Streams a layer into the store as `lamina::store_layer` does.
+/// Streams a layer made from `source` into the store.
 pub fn store_layer(
     store: &Store,
     c: lamina_layer::Compression,
-    write: impl FnOnce(&LayerWriter, &mut lamina_store::BlobWriter<'_>) -> lamina_layer::LayerInfo,
+    source: LayerSource<'_>,
 ) -> LayerRecord {
     let writer = LayerWriter::new(LayerOptions::default().compression(c).mtime_clamp(Some(0)));
-    let mut blob = store.writer(BlobKind::Layer).unwrap();
-    let info = write(&writer, &mut blob);
-    let stored = blob
-        .commit_verified(&Digest::sha256(info.digest.0), Some(info.size))
-        .unwrap();
-    let compression = match c {
-        lamina_layer::Compression::None => Compression::None,
-        lamina_layer::Compression::Gzip => Compression::Gzip,
-        _ => Compression::Zstd,
-    };
-    store
-        .put_layer(&LayerRecord {
-            digest: Digest::blake3(info.blake3.0),
-            diff_id: Digest::sha256(info.diff_id.0),
-            size: info.uncompressed_size,
-            variants: vec![LayerVariant {
-                compression,
-                digest: stored.digest,
-                sha256: stored.sha256,
-                size: stored.size,
-            }],
-            created: SystemTime::now(),
-        })
-        .unwrap()
+    lamina_export::layer_store::store_layer(store, &writer, source, None).unwrap()
 }
 
 pub fn write(path: &Path, data: &str, mode: u32) {
@@ -124,8 +101,15 @@ pub fn fixture() -> Fixture {
     let store = open_store(&dir.path().join("store"));
     let (trees, base, upper) = trees();
     let zstd = lamina_layer::Compression::Zstd;
-    let l1 = store_layer(&store, zstd, |w, b| w.write_tree(&base, b).unwrap());
-    let l2 = store_layer(&store, zstd, |w, b| w.diff_trees(&base, &upper, b).unwrap());
+    let l1 = store_layer(&store, zstd, LayerSource::Tree(&base));
+    let l2 = store_layer(
+        &store,
+        zstd,
+        LayerSource::Diff {
+            lower: &base,
+            upper: &upper,
+        },
+    );
     let image =
         StoredImage::commit(&store, &config(Arch::Amd64), &[l1, l2], Compression::Zstd).unwrap();
     image.tag(&store, NAME, false).unwrap();

@@ -2,11 +2,11 @@
 //! `StoredImage::commit`.
 
 use std::path::Path;
-use std::time::SystemTime;
 
 use lamina_export::StoredImage;
+use lamina_export::layer_store::LayerSource;
 use lamina_layer::{LayerOptions, LayerWriter};
-use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store, StoreOptions};
+use lamina_store::{Compression, LayerRecord, Store, StoreOptions};
 use oci_spec::image::{Arch, ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder, Os};
 
 /// Opens a fresh store in `dir`.
@@ -49,30 +49,7 @@ pub fn store_layer(
             .mtime_clamp(Some(0))
             .compression(compression),
     );
-    let mut blob = store.writer(BlobKind::Layer).unwrap();
-    let info = writer.write_tree(root, &mut blob).unwrap();
-    let stored = blob
-        .commit_verified(&Digest::sha256(info.digest.0), Some(info.size))
-        .unwrap();
-    let compression = match compression {
-        lamina_layer::Compression::Gzip => Compression::Gzip,
-        lamina_layer::Compression::Zstd => Compression::Zstd,
-        _ => Compression::None,
-    };
-    store
-        .put_layer(&LayerRecord {
-            digest: Digest::blake3(info.blake3.0),
-            diff_id: Digest::sha256(info.diff_id.0),
-            size: info.uncompressed_size,
-            variants: vec![LayerVariant {
-                compression,
-                digest: stored.digest,
-                sha256: stored.sha256,
-                size: stored.size,
-            }],
-            created: SystemTime::now(),
-        })
-        .unwrap()
+    lamina_export::layer_store::store_layer(store, &writer, LayerSource::Tree(root), None).unwrap()
 }
 
 /// An amd64 linux config.

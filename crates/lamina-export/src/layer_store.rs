@@ -1,6 +1,6 @@
-//! Layers into the store, for builds and embedders: a [`LayerWriter`] streams straight into a store blob (no temporary
-//! copy of the whole layer), and the layer record links the uncompressed tar's digests with
-//! the compressed variant just written.
+//! Layers into the store, for builds and embedders: a [`LayerWriter`] streams straight into a
+//! store blob (no temporary copy of the whole layer), and the layer record links the
+//! uncompressed tar's digests with the compressed variant just written.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use lamina_layer::LayerWriter;
 use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Lease, Store};
 
-use crate::ExecError;
+use crate::ExportError;
 
 /// What a layer is made from.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ pub fn store_layer(
     writer: &LayerWriter,
     source: LayerSource<'_>,
     lease: Option<&Lease<'_>>,
-) -> Result<LayerRecord, ExecError> {
+) -> Result<LayerRecord, ExportError> {
     let mut blob = store.writer(BlobKind::Layer)?;
     if let Some(lease) = lease {
         blob = blob.lease(lease);
@@ -62,13 +62,13 @@ pub fn store_layer(
 
 fn store_compression(
     compression: lamina_layer::Compression,
-) -> Result<lamina_store::Compression, ExecError> {
+) -> Result<lamina_store::Compression, ExportError> {
     match compression {
         lamina_layer::Compression::None => Ok(lamina_store::Compression::None),
         lamina_layer::Compression::Gzip => Ok(lamina_store::Compression::Gzip),
         lamina_layer::Compression::Zstd => Ok(lamina_store::Compression::Zstd),
         // A compression the layer engine learns before the store's record format does.
-        other => Err(ExecError::UnsupportedLayerCompression {
+        other => Err(ExportError::UnsupportedLayerCompression {
             media_type: other.media_type(),
         }),
     }
@@ -126,7 +126,7 @@ mod tests {
         let missing = store_dir.path().join("no-such-tree");
         let writer = LayerWriter::new(LayerOptions::default());
         let err = store_layer(&store, &writer, LayerSource::Tree(&missing), None).unwrap_err();
-        assert!(matches!(err, ExecError::Layer(_)), "{err:?}");
+        assert!(matches!(err, ExportError::Layer(_)), "{err:?}");
         assert_eq!(store.stats().unwrap().blobs, 0);
     }
 }
