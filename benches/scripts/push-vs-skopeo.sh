@@ -4,7 +4,9 @@
 # free loopback port, filesystem storage), page cache warm.
 #
 # Usage: LAMINA=path/to/lamina benches/scripts/push-vs-skopeo.sh [--runs N] [gen-tree flags...]
-#   LAMINA defaults to the release binary in the cargo target directory (built if missing).
+#   LAMINA defaults to the dev-profile binary that `cargo test -p lamina --no-run` builds in
+#   the cargo target directory (dependencies at opt-level 2, Lamina's own crates at 0; the
+#   project does not keep a release build, so figures are for that binary).
 #   gen-tree flags change the tree (default --preset layer: ~500 MB of pseudo-random files,
 #   which gzip cannot shrink, so both tools move about the same bytes).
 # Needs: docker-registry, skopeo, umoci, python3 (free port), and a lamina binary with
@@ -32,11 +34,11 @@ for tool in docker-registry skopeo umoci python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "$tool is required" >&2; exit 1; }
 done
 
-echo "building the bench binaries (release)" >&2
-(cd "$repo" && cargo build --quiet --release -p lamina-benches --bins)
-bin_dir="${CARGO_TARGET_DIR:-$repo/target}/release"
+echo "building gen-tree and lamina (dev profile)" >&2
+(cd "$repo" && cargo build --quiet -p lamina-benches --bin gen-tree)
+bin_dir="${CARGO_TARGET_DIR:-$repo/target}/debug"
 if [[ -z "${LAMINA:-}" ]]; then
-    (cd "$repo" && cargo build --quiet --release -p lamina --bin lamina)
+    (cd "$repo" && cargo test --quiet -p lamina --no-run)
     LAMINA="$bin_dir/lamina"
 fi
 "$LAMINA" push --help >/dev/null 2>&1 || {
@@ -122,6 +124,7 @@ time_push() {
     speeds[$tool]+="$(python3 -c "print(f'{$layer_bytes / $seconds / 1e6:.1f}')") "
 }
 
+last() { local all="${1% }"; echo "${all##* }"; }
 for round in $(seq "$runs"); do
     start_registry "lamina-$round"
     time_push lamina "$LAMINA" push "$source_ref" "127.0.0.1:$registry_port/bench/app:1"
@@ -130,7 +133,7 @@ for round in $(seq "$runs"); do
     time_push skopeo skopeo copy --quiet --dest-tls-verify=false "oci:$layout:src" \
         "docker://127.0.0.1:$registry_port/bench/app:1"
     stop_registry "$registry_pid" "skopeo-$round"
-    echo "round $round: lamina ${speeds[lamina]##* } skopeo ${speeds[skopeo]##* }" >&2
+    echo "round $round MB/s: lamina $(last "${speeds[lamina]}") skopeo $(last "${speeds[skopeo]}")" >&2
 done
 
 stats() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f'{statistics.median(v):.1f} {max(v):.1f}')" $1; }

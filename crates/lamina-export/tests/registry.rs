@@ -125,8 +125,8 @@ async fn push_skip_mount_pull_round_trip() {
         (0, 0, 3)
     );
 
-    // A 10 MiB layer goes up in 4 MiB PATCH chunks, the small config in one PUT (watched
-    // through the proxy).
+    // A 10 MiB layer goes up in one streamed PUT like the small config (watched through the
+    // proxy).
     let proxy = FaultProxy::start(registry.port).await;
     let big_layer = &big.layers[0].variant;
     assert!(big_layer.size > 8 << 20);
@@ -134,11 +134,47 @@ async fn push_skip_mount_pull_round_trip() {
         .await
         .unwrap();
     assert_eq!(big_report.blobs_pushed, 2);
+    assert_eq!(proxy.count("PATCH /v2/big/blobs/uploads/"), 0);
+    assert_eq!(proxy.count("POST /v2/big/blobs/uploads/"), 2);
+    assert_eq!(proxy.count("PUT /v2/big/blobs/uploads/"), 2);
+    // A registry that refuses the layer in one request (413, as a proxy with a body limit
+    // answers) gets it in 4 MiB PATCH chunks. A registry of its own, so nothing is mounted.
+    let limited = Registry::start();
+    let limiting = FaultProxy::start(limited.port).await;
+    let refused = format!(
+        "digest={}",
+        big_layer.sha256.to_string().replace(':', "%3A")
+    );
+    limiting.inject(&refused, Fault::Status(413), Some(1));
+    let chunked = push_quiet(
+        &store,
+        &big,
+        &format!("{}/big:1", limiting.host()),
+        &config(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(chunked.blobs_pushed, 2);
+    assert_eq!(chunked.bytes_pushed, big_report.bytes_pushed);
+    // The refused PUT, then the one that closes the chunked upload.
+    assert_eq!(limiting.count(&refused), 2);
     assert_eq!(
-        proxy.count("PATCH /v2/big/blobs/uploads/"),
+        limiting.count("PATCH /v2/big/blobs/uploads/"),
         big_layer.size.div_ceil(4 << 20) as usize
     );
-    assert_eq!(proxy.count("POST /v2/big/blobs/uploads/"), 2);
+    let dir_limited = tempfile::tempdir().unwrap();
+    let from_limited = open_store(dir_limited.path());
+    let pulled = pull(
+        &from_limited,
+        &format!("{}/big:1", limited.host()),
+        &config(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pulled.digest, big.digest);
+    from_limited
+        .verify(&pulled.layers[0].variant.digest)
+        .unwrap();
     let big_ref = format!("{host}/big:1");
 
     // Pull into an empty store: same digest, same layers, named as asked.

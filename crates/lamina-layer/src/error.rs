@@ -79,6 +79,23 @@ pub enum LayerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The layer's tar stream ends inside an entry's header or data: the layer was cut
+    /// short (a missing end-of-archive trailer or final padding is not this).
+    #[error(
+        "the layer is cut short inside {}; fetch or rebuild the layer",
+        match (entry, in_data) {
+            (Some(e), true) => format!("the data of entry {e:?}"),
+            (Some(e), false) => format!("the header of the entry after {e:?}"),
+            (None, _) => "the header of its first entry".to_owned(),
+        }
+    )]
+    Truncated {
+        /// The entry whose data is cut, or (`in_data` false) the last complete entry before
+        /// the cut header; `None` when the first header is cut. Lossily decoded.
+        entry: Option<String>,
+        /// Whether the cut is in the entry's data rather than in the next header.
+        in_data: bool,
+    },
     /// Applying an entry to the target directory failed.
     #[error("cannot unpack layer entry {entry:?}: {source}")]
     Unpack {

@@ -44,6 +44,7 @@ mod diff;
 mod digest;
 mod error;
 mod pax;
+mod tail;
 mod unpack;
 mod walk;
 mod writer;

@@ -15,6 +15,7 @@ use crate::compress::{Compression, decompress};
 use crate::confine::{self, clear_for, ensure_dir, open_in};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::error::{LayerError, lossy};
+use crate::tail::Tail;
 use crate::walk::{OPAQUE_MARKER, WHITEOUT_PREFIX, join};
 
 /// What the unpacker applies besides contents.
@@ -107,6 +108,10 @@ impl Unpacker {
     }
 
     /// Unpacks the layer read from `reader` (plain, gzip or zstd) into the directory `target`.
+    ///
+    /// The tar stream may end without its end-of-archive blocks, and without the padding
+    /// after the last entry's data (as `umoci insert` writes layers); a stream cut inside an
+    /// entry's header or data is [`LayerError::Truncated`].
     pub fn unpack<R: Read>(&self, reader: R, target: &Path) -> Result<UnpackStats, LayerError> {
         let root: OwnedFd = File::open(target)
             .map_err(|source| LayerError::Unpack {
@@ -116,7 +121,8 @@ impl Unpacker {
             .into();
         let read_err = |source| LayerError::Read { source };
         let (compression, stream) = decompress(reader).map_err(read_err)?;
-        let mut archive = tar::Archive::new(HashingReader::new(stream));
+        let (tail, tail_state) = Tail::new(HashingReader::new(stream));
+        let mut archive = tar::Archive::new(tail);
         let mut st = State {
             opts: &self.options,
             root,
@@ -131,12 +137,35 @@ impl Unpacker {
                 skipped: 0,
             },
         };
+        // The last entry read in full, to place a cut in the header after it.
+        let mut last: Option<Vec<u8>> = None;
         for entry in archive.entries().map_err(read_err)? {
-            let mut entry = entry.map_err(read_err)?;
+            let mut entry = match entry {
+                Ok(entry) => entry,
+                Err(_) if tail_state.ended() => {
+                    return Err(LayerError::Truncated {
+                        entry: last.as_deref().map(lossy),
+                        in_data: false,
+                    });
+                }
+                Err(source) => return Err(LayerError::Read { source }),
+            };
+            let raw = entry.path_bytes().into_owned();
             st.apply(&mut entry)?;
+            // Whatever data the entry has left is read here, so the stream's end can be told
+            // to fall after it (padding may be missing) or inside it (cut short).
+            io::copy(&mut entry, &mut io::sink()).map_err(read_err)?;
+            if tail_state.ended() {
+                return Err(LayerError::Truncated {
+                    entry: Some(lossy(&raw)),
+                    in_data: true,
+                });
+            }
+            tail_state.data_complete();
+            last = Some(raw);
         }
         st.finish_dirs()?;
-        let mut hashed = archive.into_inner();
+        let mut hashed = archive.into_inner().into_inner();
         // Whatever follows the end marker is part of the blob and of its diff_id.
         io::copy(&mut hashed, &mut io::sink()).map_err(read_err)?;
         let (diff_id, len) = hashed.finish();

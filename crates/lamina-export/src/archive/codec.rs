@@ -1,6 +1,8 @@
 //! Streaming layer codecs: detect, decompress, compress and hash in one pass, so no layer is
 //! ever held in memory and no file is read twice.
 //!
+//! Registry pulls share the decoder and hasher (`registry::ingest`).
+//!
 //! The encoders use the settings of `lamina-layer`'s writer (gzip level 6 with a constant
 //! header, zstd level 3 with one or more workers and a checksum), so a variant made here has
 //! the same bytes as one the layer writer makes from the same tar.
@@ -175,7 +177,7 @@ impl<W: Write> Write for Encoder<W> {
 
 /// Feeds all of `input` to `sink` in chunks, first handing `start` the first bytes (at most
 /// 4) so the caller can pick a decoder by magic.
-fn pump<R: Read, S: Write>(
+pub(crate) fn pump<R: Read, S: Write>(
     mut input: R,
     start: impl FnOnce(&[u8]) -> io::Result<S>,
     mut also: impl FnMut(&[u8]) -> io::Result<()>,

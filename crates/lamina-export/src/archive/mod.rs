@@ -25,7 +25,7 @@
 //!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
-mod codec;
+pub(crate) mod codec;
 mod docker;
 mod import;
 mod oci;

@@ -1,8 +1,6 @@
 //! The synchronous half of a layer pull: compressed bytes go into a staged store blob and,
-//! in the same pass, through a decompressor into blake3 + sha256 of the uncompressed tar.
-//!
-//! (`archive::codec` has the same hasher and decoder, private to that module; one of the
-//! two should go once that module's API settles.)
+//! in the same pass, through a decompressor into blake3 + sha256 of the uncompressed tar
+//! (the decoder and hasher of `archive::codec`, which archive imports use too).
 //!
 //! Nothing here commits: a [`StagedLayer`] is committed only once every blob of the image
 //! has arrived and checked out, so a failed pull leaves nothing in the store.
@@ -10,6 +8,8 @@
 use std::io::{self, Write};
 
 use lamina_store::{BlobInfo, BlobKind, Compression, Digest, Lease, Store, StoreError};
+
+use crate::archive::codec::{self, Decoder, Hasher};
 
 /// The compression a layer media type implies, or `None` for a type we do not pull.
 pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
@@ -26,39 +26,6 @@ pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
     }
 }
 
-/// blake3 + sha256 + length of whatever is written into it.
-#[derive(Default)]
-pub(crate) struct TarHasher {
-    blake3: blake3::Hasher,
-    sha256: sha2::Sha256,
-    size: u64,
-}
-
-impl Write for TarHasher {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use sha2::Digest as _;
-        self.blake3.update(buf);
-        self.sha256.update(buf);
-        self.size += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl TarHasher {
-    fn finish(self) -> UncompressedDigests {
-        use sha2::Digest as _;
-        UncompressedDigests {
-            blake3: Digest::blake3(*self.blake3.finalize().as_bytes()),
-            diff_id: Digest::sha256(self.sha256.finalize().into()),
-            size: self.size,
-        }
-    }
-}
-
 /// What the uncompressed tar hashed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UncompressedDigests {
@@ -70,76 +37,41 @@ pub(crate) struct UncompressedDigests {
     pub size: u64,
 }
 
-/// A decompressor that writes into a [`TarHasher`].
-enum Decoder {
-    Plain(Box<TarHasher>),
-    // Multi-member: some tools write a gzip layer as several concatenated members.
-    Gzip(Box<flate2::write::MultiGzDecoder<TarHasher>>),
-    Zstd(Box<zstd::stream::write::Decoder<'static, TarHasher>>),
-}
-
-impl Decoder {
-    fn new(compression: Compression) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
-                TarHasher::default(),
-            ))),
-            Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(
-                TarHasher::default(),
-            )?)),
-            _ => Decoder::Plain(Box::default()),
-        })
-    }
-
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match self {
-            Decoder::Plain(h) => h.write_all(data),
-            Decoder::Gzip(d) => d.write_all(data),
-            Decoder::Zstd(d) => d.write_all(data),
+impl UncompressedDigests {
+    fn of(hasher: Hasher) -> Self {
+        let (blake3, diff_id, size) = hasher.finish();
+        UncompressedDigests {
+            blake3,
+            diff_id,
+            size,
         }
-    }
-
-    fn finish(self) -> io::Result<UncompressedDigests> {
-        let hasher = match self {
-            Decoder::Plain(h) => *h,
-            Decoder::Gzip(d) => d.finish()?,
-            Decoder::Zstd(mut d) => {
-                d.flush()?;
-                d.into_inner()
-            }
-        };
-        Ok(hasher.finish())
     }
 }
 
 /// Hashes the uncompressed content of `reader` (a layer blob in `compression`).
 pub(crate) fn hash_uncompressed(
     compression: Compression,
-    mut reader: impl io::Read,
+    reader: impl io::Read,
 ) -> io::Result<UncompressedDigests> {
-    let mut decoder = Decoder::new(compression)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        decoder.write_all(&buf[..n])?;
-    }
-    decoder.finish()
+    let decoder = codec::pump(
+        reader,
+        |_| Decoder::new(compression, Hasher::default()),
+        |_| Ok(()),
+    )?;
+    Ok(UncompressedDigests::of(decoder.finish()?))
 }
 
 /// A layer blob being received: staged in the store, decompressed and hashed on the fly.
 pub(crate) struct LayerIngest<'s> {
     blob: lamina_store::BlobWriter<'s>,
-    decoder: Decoder,
+    decoder: Decoder<Hasher>,
 }
 
 impl<'s> LayerIngest<'s> {
     pub(crate) fn new(store: &'s Store, compression: Compression) -> Result<Self, IngestError> {
         Ok(LayerIngest {
             blob: store.writer(BlobKind::Layer)?,
-            decoder: Decoder::new(compression).map_err(IngestError::Decode)?,
+            decoder: Decoder::new(compression, Hasher::default()).map_err(IngestError::Decode)?,
         })
     }
 
@@ -152,7 +84,8 @@ impl<'s> LayerIngest<'s> {
     /// Ends the stream: the staged blob (not yet committed) and the tar's digests.
     pub(crate) fn finish(mut self) -> Result<StagedLayer<'s>, IngestError> {
         self.blob.flush().map_err(IngestError::Stage)?;
-        let uncompressed = self.decoder.finish().map_err(IngestError::Decode)?;
+        let uncompressed =
+            UncompressedDigests::of(self.decoder.finish().map_err(IngestError::Decode)?);
         Ok(StagedLayer {
             size: self.blob.size(),
             blob: self.blob,
@@ -242,6 +175,21 @@ mod tests {
         match hash_uncompressed(Compression::Gzip, cut) {
             Err(_) => {}
             Ok(d) => assert_ne!(d.diff_id, Digest::sha256_of(&tar)),
+        }
+    }
+
+    #[test]
+    fn a_zstd_stream_cut_between_blocks_is_an_error() {
+        // Cut at a whole frame's worth of input less its end: the decoder must see that the
+        // frame never finished, not just hash what came out.
+        let tar = tar_bytes();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        for cut in [zst.len() - 4, zst.len() / 2] {
+            assert!(
+                hash_uncompressed(Compression::Zstd, &zst[..cut]).is_err(),
+                "cut at {cut} of {}",
+                zst.len()
+            );
         }
     }
 

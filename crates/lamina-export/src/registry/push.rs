@@ -2,8 +2,15 @@
 //! parallel), then the manifest bytes exactly as stored, so the registry's digest is the
 //! store's.
 //!
-//! Uploads stream from the store's blob files: small blobs in one `PUT`, larger ones as
-//! `PATCH` chunks read one at a time, so no layer is ever held in memory whole.
+//! Uploads stream from the store's blob files in [`CHUNK`]-sized reads, so no layer is ever
+//! held in memory whole. Every blob goes up as one streamed `PUT` (`POST` then `PUT` with the
+//! body), which is what keeps a push at the speed of `docker push` or `skopeo copy`: those
+//! also send a blob in one request, whereas one `PATCH` per 4 MiB (`oci-client`'s chunked
+//! upload) costs a request, a wait for its answer and the registry's per-request upload
+//! bookkeeping per chunk (measured: about half the throughput on a 490 MB layer to a local
+//! registry; docs/benchmarks.md, "Registry push"). A registry that refuses a whole blob in
+//! one request ([`Fault::refuses_one_request`]: 413 and the like) gets it again as `PATCH`
+//! chunks.
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use lamina_store::{Digest, Store};
@@ -16,9 +23,8 @@ use super::transport::{Fault, Remote};
 use super::{PushEvent, PushReport, RegistryConfig, media};
 use crate::{ExportError, StoredImage};
 
-/// Blobs up to this size go up in one request; bigger ones in chunks.
-const MONOLITHIC_MAX: u64 = 8 << 20;
-/// Bytes per `PATCH` (oci-client sends each stream item of up to 4 MiB as one chunk).
+/// Bytes per read from the store file, and per `PATCH` when chunking (oci-client sends each
+/// stream item of up to 4 MiB as one chunk).
 const CHUNK: usize = 4 << 20;
 /// Mount sources tried per blob before uploading it.
 const MAX_MOUNT_TRIES: usize = 3;
@@ -228,18 +234,27 @@ async fn push_blob(
     remote
         .retry("upload blob", || async {
             let body = blob_stream(store, blob)?;
-            let pushed = if blob.size <= MONOLITHIC_MAX {
-                remote
-                    .monolithic
-                    .push_blob_stream(&remote.reference, body, &digest_text, Some(blob.size))
-                    .await
-            } else {
-                remote
-                    .client
-                    .push_blob_stream(&remote.reference, body, &digest_text, None)
-                    .await
-            };
-            pushed.map_err(Fault::Oci)
+            let whole = remote
+                .monolithic
+                .push_blob_stream(&remote.reference, body, &digest_text, Some(blob.size))
+                .await
+                .map_err(Fault::Oci);
+            match whole {
+                Err(fault) if fault.refuses_one_request() => {
+                    tracing::debug!(
+                        %digest,
+                        error = %fault.describe(),
+                        "registry refused the blob in one request, sending it in chunks"
+                    );
+                    let body = blob_stream(store, blob)?;
+                    remote
+                        .client
+                        .push_blob_stream(&remote.reference, body, &digest_text, None)
+                        .await
+                        .map_err(Fault::Oci)
+                }
+                other => other,
+            }
         })
         .await?;
     progress(PushEvent::Uploaded {

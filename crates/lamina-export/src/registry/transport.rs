@@ -52,7 +52,7 @@ pub(crate) struct Remote {
     pub reference: Reference,
     /// Chunked uploads (`PATCH` per 4 MiB) and everything else.
     pub client: Client,
-    /// Monolithic uploads (one `PUT`) for small blobs.
+    /// Uploads in one streamed `PUT`.
     pub monolithic: Client,
     retries: u32,
     retry_delay: Duration,
@@ -286,6 +286,13 @@ impl Fault {
         }
     }
 
+    /// Whether the registry (or a proxy before it) refused an upload as one request while it
+    /// may take the same blob in chunks: body too large, or the method, the length or the
+    /// body's type not accepted. Not 400: registries answer a wrong digest so.
+    pub(crate) fn refuses_one_request(&self) -> bool {
+        matches!(self.status(), Some(405 | 411 | 413 | 415 | 501))
+    }
+
     /// A one-line description without secrets (URLs carry no credentials here).
     pub(crate) fn describe(&self) -> String {
         match self {
@@ -379,6 +386,24 @@ mod tests {
             "cut",
         ));
         assert!(cut.retryable());
+        assert!(!cut.refuses_one_request());
+    }
+
+    #[test]
+    fn refused_single_requests_are_told_from_other_failures() {
+        let server = |code| {
+            Fault::Oci(OciDistributionError::ServerError {
+                code,
+                url: "http://x/v2/app/blobs/uploads/1".into(),
+                message: String::new(),
+            })
+        };
+        for code in [405, 411, 413, 415, 501] {
+            assert!(server(code).refuses_one_request(), "{code}");
+        }
+        for code in [400, 401, 403, 404, 429, 500, 503] {
+            assert!(!server(code).refuses_one_request(), "{code}");
+        }
     }
 
     #[test]
