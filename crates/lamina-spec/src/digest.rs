@@ -34,7 +34,8 @@ use std::str::FromStr;
 use crate::context::{Context, StepRef};
 use crate::error::{Result, SpecError};
 use crate::inputs::{
-    EntryKind, IgnoreRules, SourceMatch, is_local_source, resolve_copy_inputs_with,
+    ContentHashCache, EntryKind, IgnoreRules, SourceMatch, is_local_source,
+    resolve_copy_inputs_with_cached,
 };
 use crate::instruction::{
     ArgDecl, Command, Copy, Dockerfile, Healthcheck, Heredoc, Instruction, Run, Stage,
@@ -114,6 +115,16 @@ impl FromStr for DefinitionDigest {
 /// [`crate::inputs`]). Fails if a local source is missing, escapes its directory, or cannot
 /// be read.
 pub fn definition_digest(dockerfile: &Dockerfile, context: &Context) -> Result<DefinitionDigest> {
+    definition_digest_cached(dockerfile, context, None)
+}
+
+/// [`definition_digest`], taking the hashes of unchanged input files from `cache` (the
+/// digest is the same with or without it; see [`crate::inputs`]).
+pub fn definition_digest_cached(
+    dockerfile: &Dockerfile,
+    context: &Context,
+    cache: Option<&dyn ContentHashCache>,
+) -> Result<DefinitionDigest> {
     let mut ignores: HashMap<PathBuf, IgnoreRules> = HashMap::new();
     let mut enc = Encoder::new();
     enc.str(DIGEST_VERSION);
@@ -135,7 +146,7 @@ pub fn definition_digest(dockerfile: &Dockerfile, context: &Context) -> Result<D
             };
             let inputs = match instruction {
                 Instruction::Copy(copy) => {
-                    local_inputs(copy, context.root_for(step), &mut ignores)?
+                    local_inputs(copy, context.root_for(step), &mut ignores, cache)?
                 }
                 _ => Vec::new(),
             };
@@ -150,6 +161,7 @@ fn local_inputs(
     copy: &Copy,
     root: &Path,
     ignores: &mut HashMap<PathBuf, IgnoreRules>,
+    cache: Option<&dyn ContentHashCache>,
 ) -> Result<Vec<SourceMatch>> {
     if copy.from.is_some() || !copy.sources.iter().any(|s| is_local_source(copy, s)) {
         return Ok(Vec::new());
@@ -158,7 +170,7 @@ fn local_inputs(
         Entry::Occupied(known) => known.into_mut(),
         Entry::Vacant(slot) => slot.insert(IgnoreRules::load(root)?),
     };
-    resolve_copy_inputs_with(copy, root, ignore)
+    resolve_copy_inputs_with_cached(copy, root, ignore, cache)
 }
 
 /// Streams the canonical encoding into blake3.

@@ -7,6 +7,11 @@
 //!   The definition digest uses it; the executor reuses its [`TreeEntry::host_path`]s to copy.
 //! - [`hash_tree`]: one directory, walked and hashed under given [`IgnoreRules`].
 //!
+//! Each has a `_cached` variant taking an optional [`ContentHashCache`], which answers the
+//! hash of a file whose [`FileStamp`] it has seen, so an unchanged file is not read again
+//! (see the `cache` submodule for when a hash is recorded). Results are identical with and
+//! without a cache.
+//!
 //! # What a source resolves to
 //!
 //! Sources are taken as plain words: no quote removal and no variable expansion happen here
@@ -53,6 +58,7 @@
 //! truncates while it is mapped can crash the process (SIGBUS); inputs are expected to hold
 //! still during a build.
 
+mod cache;
 mod ignore;
 mod pattern;
 mod tree;
@@ -61,10 +67,12 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+pub use cache::{ContentHashCache, FileStamp, RACY_WINDOW};
 pub use ignore::IgnoreRules;
 
 use crate::error::{Result, SpecError};
 use crate::instruction::Copy;
+use cache::Hashing;
 use pattern::{Glob, has_wildcard};
 use tree::{Filter, entry_for, hash_entry, io_error, walk};
 
@@ -138,11 +146,21 @@ pub fn is_local_source(copy: &Copy, source: &str) -> bool {
 /// byte-wise order of their paths); empty for `--from` copies and copies with no local
 /// source.
 pub fn resolve_copy_inputs(copy: &Copy, root: &Path) -> Result<Vec<SourceMatch>> {
+    resolve_copy_inputs_cached(copy, root, None)
+}
+
+/// [`resolve_copy_inputs`], taking file hashes from `cache` where it knows them and
+/// recording the others there.
+pub fn resolve_copy_inputs_cached(
+    copy: &Copy,
+    root: &Path,
+    cache: Option<&dyn ContentHashCache>,
+) -> Result<Vec<SourceMatch>> {
     if copy.from.is_some() || !copy.sources.iter().any(|s| is_local_source(copy, s)) {
         return Ok(Vec::new());
     }
     let ignore = IgnoreRules::load(root)?;
-    resolve_copy_inputs_with(copy, root, &ignore)
+    resolve_copy_inputs_with_cached(copy, root, &ignore, cache)
 }
 
 /// [`resolve_copy_inputs`] with the context's ignore rules given rather than read from
@@ -152,6 +170,18 @@ pub fn resolve_copy_inputs_with(
     root: &Path,
     ignore: &IgnoreRules,
 ) -> Result<Vec<SourceMatch>> {
+    resolve_copy_inputs_with_cached(copy, root, ignore, None)
+}
+
+/// [`resolve_copy_inputs_with`], taking file hashes from `cache` where it knows them and
+/// recording the others there.
+pub fn resolve_copy_inputs_with_cached(
+    copy: &Copy,
+    root: &Path,
+    ignore: &IgnoreRules,
+    cache: Option<&dyn ContentHashCache>,
+) -> Result<Vec<SourceMatch>> {
+    let hashing = Hashing { cache };
     if copy.from.is_some() {
         return Ok(Vec::new());
     }
@@ -162,7 +192,7 @@ pub fn resolve_copy_inputs_with(
         if !is_local_source(copy, source) {
             continue;
         }
-        let found = resolve_source(copy, index, source, &root, ignore, &excludes)?;
+        let found = resolve_source(copy, index, source, &root, ignore, &excludes, hashing)?;
         if found.is_empty() {
             return Err(SpecError::CopySourceNotFound {
                 source_name: source.clone(),
@@ -175,7 +205,7 @@ pub fn resolve_copy_inputs_with(
     matches
         .par_iter_mut()
         .filter_map(|m| m.entries.first_mut())
-        .try_for_each(hash_entry)?;
+        .try_for_each(|entry| hash_entry(entry, None, hashing))?;
     Ok(matches)
 }
 
@@ -183,6 +213,28 @@ pub fn resolve_copy_inputs_with(
 /// that `ignore` (with paths relative to `dir`) does not hide, sorted byte-wise by name.
 /// Symlinks are not followed.
 pub fn hash_tree(dir: &Path, ignore: &IgnoreRules) -> Result<Vec<TreeEntry>> {
+    hash_tree_with(dir, ignore, Hashing::NONE)
+}
+
+/// [`hash_tree`], taking file hashes from `cache` where it knows them and recording the
+/// others there. `dir` is made canonical first (stamps name files by their real path), so
+/// the `host_path`s are canonical too.
+pub fn hash_tree_cached(
+    dir: &Path,
+    ignore: &IgnoreRules,
+    cache: Option<&dyn ContentHashCache>,
+) -> Result<Vec<TreeEntry>> {
+    match cache {
+        Some(_) => hash_tree_with(&canonical_root(dir)?, ignore, Hashing { cache }),
+        None => hash_tree_with(dir, ignore, Hashing::NONE),
+    }
+}
+
+fn hash_tree_with(
+    dir: &Path,
+    ignore: &IgnoreRules,
+    hashing: Hashing<'_>,
+) -> Result<Vec<TreeEntry>> {
     let meta = std::fs::metadata(dir).map_err(|source| SpecError::reading(dir, source))?;
     if !meta.is_dir() {
         return Err(SpecError::NotADirectory {
@@ -190,7 +242,7 @@ pub fn hash_tree(dir: &Path, ignore: &IgnoreRules) -> Result<Vec<TreeEntry>> {
         });
     }
     let mut entries = vec![entry_for(dir, ".".to_string(), &meta)?];
-    entries.extend(walk(dir, ".", &[Filter::at(ignore, "")])?);
+    entries.extend(walk(dir, ".", &[Filter::at(ignore, "")], hashing)?);
     sort_after_first(&mut entries);
     Ok(entries)
 }
@@ -252,6 +304,7 @@ fn resolve_source(
     root: &Path,
     ignore: &IgnoreRules,
     excludes: &IgnoreRules,
+    hashing: Hashing<'_>,
 ) -> Result<Vec<SourceMatch>> {
     let (components, pivot) = split_source(copy, source, root)?;
     let mut candidates = expand(&components, source, root)?;
@@ -295,7 +348,7 @@ fn resolve_source(
                 continue;
             }
             let filters = [ignore_filter, Filter::at(excludes, "")];
-            let inner = walk(&resolved, &placed, &filters)?;
+            let inner = walk(&resolved, &placed, &filters, hashing)?;
             if hidden && inner.is_empty() {
                 continue;
             }

@@ -11,11 +11,13 @@
 //!
 //! Submodules: [`key`] (cache keys), `plan` (stages, bases, step numbering), `steps` (the
 //! step loop), `config` (image config updates), `copy` (COPY/ADD), `run` (RUN), `explain`
-//! (why the first miss missed), `layers` (layer and lock helpers).
+//! (why the first miss missed), `layers` (layer and lock helpers), [`hash_cache`] (content
+//! hashes of unchanged input files, kept across builds).
 
 mod config;
 mod copy;
 mod explain;
+pub mod hash_cache;
 pub mod key;
 mod layers;
 mod plan;
@@ -34,6 +36,7 @@ use crate::ExecError;
 use crate::sandbox::{LayerCache, OutputStream, Sandbox};
 
 pub use explain::{BuildState, MissReason};
+pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
 
 /// How an [`Executor`] runs builds.
@@ -184,6 +187,8 @@ pub struct BuildReport {
     pub duration: Duration,
     /// The name given to the image.
     pub tag: Option<String>,
+    /// How COPY/ADD input files were hashed: how many came from the content-hash cache.
+    pub input_hashing: HashCacheStats,
 }
 
 /// Builds images into a store.

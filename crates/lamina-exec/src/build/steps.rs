@@ -5,12 +5,15 @@ use std::time::Instant;
 
 use lamina_export::StoredImage;
 use lamina_layer::LayerWriter;
-use lamina_spec::inputs::{SourceMatch, resolve_copy_inputs};
+use lamina_spec::inputs::{
+    ContentHashCache, SourceMatch, is_local_source, resolve_copy_inputs_cached,
+};
 use lamina_spec::{Image, Instruction, StepRef};
 use lamina_store::{BlobKind, CacheEntry, Compression, LayerRecord};
 
 use super::config::{ImageConfig, rfc3339, source_date_epoch};
 use super::explain::{self, BuildRecord, BuildState, MissReason, RecordedStep};
+use super::hash_cache::LazyHashCache;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
@@ -45,6 +48,8 @@ pub(crate) struct Build<'a> {
     pub writer: LayerWriter,
     /// `SOURCE_DATE_EPOCH` (or 0) as RFC 3339: every `created` the build writes.
     pub created: String,
+    /// Content hashes of unchanged inputs, loaded on the first COPY/ADD that needs them.
+    hash_cache: &'a LazyHashCache,
     settings: KeySettings,
     steps: Vec<StepReport>,
     first_miss: Option<MissReason>,
@@ -64,7 +69,9 @@ pub(crate) fn build(
     if let Some(tag) = tag {
         explain::write_state(work_dir, tag, &BuildState::Building)?;
     }
-    let result = build_untracked(inner, image, options);
+    let hash_cache = LazyHashCache::new(work_dir);
+    let result = build_untracked(inner, image, options, &hash_cache);
+    hash_cache.finish();
     if let Some(tag) = tag {
         let state = match &result {
             Ok(report) => BuildState::Active {
@@ -83,6 +90,7 @@ fn build_untracked(
     inner: &Inner,
     image: &Image,
     options: &BuildOptions,
+    hash_cache: &LazyHashCache,
 ) -> Result<BuildReport, ExecError> {
     let started = Instant::now();
     let store = &inner.store;
@@ -99,6 +107,7 @@ fn build_untracked(
         compression,
         writer: layers::writer(compression, epoch),
         created: rfc3339(epoch),
+        hash_cache,
         settings: KeySettings {
             epoch,
             compression: layers::compression_name(compression),
@@ -127,6 +136,7 @@ fn build_untracked(
         first_miss: build.first_miss,
         duration: started.elapsed(),
         tag,
+        input_hashing: hash_cache.stats(),
     })
 }
 
@@ -241,7 +251,13 @@ impl Build<'_> {
                         stage: s,
                         instruction: i,
                     });
-                    matches = resolve_copy_inputs(copy, root)?;
+                    // Load the hash cache only for a COPY/ADD that has files to hash.
+                    let cache = copy
+                        .sources
+                        .iter()
+                        .any(|s| is_local_source(copy, s))
+                        .then(|| self.hash_cache.get() as &dyn ContentHashCache);
+                    matches = resolve_copy_inputs_cached(copy, root, cache)?;
                     fingerprints = key::input_fingerprints(&matches);
                     key::inputs_digest(&matches)
                 }

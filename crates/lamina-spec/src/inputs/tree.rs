@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::cache::Hashing;
 use super::ignore::{IgnoreRules, MatchState};
 use super::{EntryKind, TreeEntry};
 use crate::error::{Result, SpecError};
@@ -126,8 +127,14 @@ pub(super) fn entry_for(path: &Path, name: String, meta: &Metadata) -> Result<Tr
 /// The contents of directory `dir` (named `name`; `.` for a walk's top), files hashed,
 /// skipping what any filter ignores but descending into ignored directories that an
 /// exception may re-include. Children are handled in parallel (stat, hash, recurse) and
-/// collected in name order, so the result does not depend on scheduling.
-pub(super) fn walk(dir: &Path, name: &str, filters: &[Filter<'_>]) -> Result<Vec<TreeEntry>> {
+/// collected in name order, so the result does not depend on scheduling. `hashing` may
+/// answer file hashes from a cache.
+pub(super) fn walk(
+    dir: &Path,
+    name: &str,
+    filters: &[Filter<'_>],
+    hashing: Hashing<'_>,
+) -> Result<Vec<TreeEntry>> {
     let mut children: Vec<OsString> = std::fs::read_dir(dir)
         .map_err(|source| io_error(dir, source))?
         .map(|entry| entry.map(|e| e.file_name()))
@@ -136,7 +143,7 @@ pub(super) fn walk(dir: &Path, name: &str, filters: &[Filter<'_>]) -> Result<Vec
     children.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     let parts = children
         .into_par_iter()
-        .map(|child| walk_child(dir, name, filters, child))
+        .map(|child| walk_child(dir, name, filters, child, hashing))
         .collect::<Result<Vec<_>>>()?;
     Ok(parts.into_iter().flatten().collect())
 }
@@ -147,6 +154,7 @@ fn walk_child(
     name: &str,
     filters: &[Filter<'_>],
     child: OsString,
+    hashing: Hashing<'_>,
 ) -> Result<Vec<TreeEntry>> {
     let path = dir.join(&child);
     let Some(child) = child.to_str() else {
@@ -167,7 +175,7 @@ fn walk_child(
         if ignored && !child_filters.iter().all(Filter::may_reinclude) {
             return Ok(Vec::new());
         }
-        let inner = walk(&path, &child_name, &child_filters)?;
+        let inner = walk(&path, &child_name, &child_filters, hashing)?;
         if ignored && inner.is_empty() {
             // Ignored directory with nothing re-included below it.
             return Ok(Vec::new());
@@ -180,18 +188,25 @@ fn walk_child(
         Ok(Vec::new())
     } else {
         let mut entry = entry_for(&path, child_name, &meta)?;
-        hash_entry(&mut entry)?;
+        hash_entry(&mut entry, Some(&meta), hashing)?;
         Ok(vec![entry])
     }
 }
 
 /// Hashes a file entry in place (other kinds are left alone); the recorded size becomes the
-/// number of bytes hashed.
-pub(super) fn hash_entry(entry: &mut TreeEntry) -> Result<()> {
+/// number of bytes hashed. `meta` is the entry's `lstat`, if the caller has it, for the
+/// cache in `hashing`.
+pub(super) fn hash_entry(
+    entry: &mut TreeEntry,
+    meta: Option<&Metadata>,
+    hashing: Hashing<'_>,
+) -> Result<()> {
     let EntryKind::File { size, hash } = &mut entry.kind else {
         return Ok(());
     };
-    let (bytes, digest) = hash_file(&entry.host_path, *size)?;
+    let path = &entry.host_path;
+    let hint = *size;
+    let (bytes, digest) = hashing.hash(path, meta, || hash_file(path, hint))?;
     *size = bytes;
     *hash = digest;
     Ok(())

@@ -1,0 +1,382 @@
+//! The persistent content-hash cache: `<work_dir>/hash-cache-v1` maps a file's stamp
+//! (path, size, mtime, ctime, inode, device) to the blake3 of its content, so COPY/ADD
+//! inputs that have not changed since an earlier build are not read again (see
+//! [`lamina_spec::inputs::ContentHashCache`] for when a hash may be recorded).
+//!
+//! A build loads the file once, on its first COPY/ADD with local sources, and writes it
+//! back at its end if anything changed. It is only a cache: a missing, unreadable or corrupt
+//! file is ignored with a warning and rebuilt, a failed write is a warning, and concurrent
+//! builds simply overwrite each other's file (the loser's new hashes are computed again next
+//! time). Cache keys never depend on it: a hit yields the hash recorded for exactly that
+//! stamp.
+//!
+//! # Format (all integers little-endian)
+//!
+//! ```text
+//! magic    8 bytes  "LMHASH01"
+//! count    u64      number of entries
+//! entries  count ×  sorted by path bytes:
+//!   shared   u16    bytes shared with the previous entry's path
+//!   suffix   u16    length of the rest of the path, then those bytes
+//!   size u64, mtime_ns i64, ctime_ns i64, inode u64, dev u64
+//!   seen     u32    day (since the Unix epoch) the entry was last used
+//!   blake3   32 bytes
+//! checksum 32 bytes blake3 of everything before it
+//! ```
+//!
+//! Bounded: entries unused for [`MAX_AGE_DAYS`] are dropped when the file is written, and at
+//! most [`MAX_ENTRIES`] (the most recently used) are kept.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lamina_spec::inputs::{ContentHashCache, FileStamp};
+
+use super::layers::io;
+use crate::ExecError;
+
+/// The cache's file name in the executor's work directory.
+pub const FILE_NAME: &str = "hash-cache-v1";
+
+/// Entries not used for this many days are dropped.
+pub const MAX_AGE_DAYS: u32 = 30;
+
+/// At most this many entries are kept (about 100 MB of file at typical path lengths).
+pub const MAX_ENTRIES: usize = 1_000_000;
+
+const MAGIC: &[u8; 8] = b"LMHASH01";
+
+/// How a build's COPY/ADD input files were hashed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashCacheStats {
+    /// Entries in the cache file when it was loaded (0 if it was missing or corrupt, or no
+    /// step needed it).
+    pub loaded: u64,
+    /// Files looked up by stamp.
+    pub lookups: u64,
+    /// Lookups answered by the cache: files whose content was not read.
+    pub hits: u64,
+    /// Hashes recorded for next time.
+    pub recorded: u64,
+}
+
+/// One file's recorded hash.
+#[derive(Debug)]
+struct Entry {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    inode: u64,
+    dev: u64,
+    hash: [u8; 32],
+    /// Day of the last lookup that hit (or of the record).
+    seen: AtomicU32,
+}
+
+impl Entry {
+    fn matches(&self, stamp: &FileStamp) -> bool {
+        self.size == stamp.size
+            && self.mtime_ns == stamp.mtime_ns
+            && self.ctime_ns == stamp.ctime_ns
+            && self.inode == stamp.inode
+            && self.dev == stamp.dev
+    }
+}
+
+/// The content-hash cache of one work directory, in memory (see the module docs).
+#[derive(Debug)]
+pub struct HashCache {
+    path: PathBuf,
+    entries: RwLock<HashMap<PathBuf, Entry>>,
+    today: u32,
+    changed: AtomicBool,
+    loaded: u64,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    recorded: AtomicU64,
+}
+
+impl HashCache {
+    /// Loads `<work_dir>/hash-cache-v1`; a missing file gives an empty cache, an unreadable
+    /// or corrupt one an empty cache and a warning (the file is rewritten on [`save`]).
+    ///
+    /// [`save`]: HashCache::save
+    pub fn open(work_dir: &Path) -> Self {
+        let path = work_dir.join(FILE_NAME);
+        let (entries, changed) = match std::fs::read(&path) {
+            Ok(bytes) => match decode(&bytes) {
+                Ok(entries) => (entries, false),
+                Err(reason) => {
+                    tracing::warn!(path = %path.display(), reason, "ignoring corrupt hash cache; it will be rebuilt");
+                    (HashMap::new(), true)
+                }
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (HashMap::new(), false),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable hash cache; it will be rebuilt");
+                (HashMap::new(), true)
+            }
+        };
+        HashCache {
+            path,
+            loaded: entries.len() as u64,
+            entries: RwLock::new(entries),
+            today: today(),
+            changed: AtomicBool::new(changed),
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of entries in memory.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counts since [`HashCache::open`].
+    pub fn stats(&self) -> HashCacheStats {
+        HashCacheStats {
+            loaded: self.loaded,
+            lookups: self.lookups.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            recorded: self.recorded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes the cache back if anything changed since it was loaded (temp file, fsync,
+    /// rename), dropping entries unused for [`MAX_AGE_DAYS`] and any beyond
+    /// [`MAX_ENTRIES`]. Returns whether the file was written.
+    pub fn save(&self) -> Result<bool, ExecError> {
+        if !self.changed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let bytes = {
+            let entries = self.read();
+            let oldest = self.today.saturating_sub(MAX_AGE_DAYS);
+            let mut kept: Vec<(&PathBuf, &Entry)> = entries
+                .iter()
+                .filter(|(path, e)| {
+                    e.seen.load(Ordering::Relaxed) >= oldest
+                        && path.as_os_str().len() <= usize::from(u16::MAX)
+                })
+                .collect();
+            if kept.len() > MAX_ENTRIES {
+                kept.sort_unstable_by_key(|(_, e)| {
+                    std::cmp::Reverse(e.seen.load(Ordering::Relaxed))
+                });
+                kept.truncate(MAX_ENTRIES);
+            }
+            kept.sort_unstable_by(|a, b| {
+                a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes())
+            });
+            encode(&kept)
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
+        let temp = tempfile::NamedTempFile::new_in(dir).map_err(|source| io(dir, source))?;
+        let mut out = BufWriter::new(temp);
+        out.write_all(&bytes)
+            .map_err(|source| io(&self.path, source))?;
+        let temp = out
+            .into_inner()
+            .map_err(|e| io(&self.path, e.into_error()))?;
+        temp.as_file()
+            .sync_all()
+            .map_err(|source| io(&self.path, source))?;
+        temp.persist(&self.path)
+            .map_err(|e| io(&self.path, e.error))?;
+        // Make the rename itself durable.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| io(dir, source))?;
+        self.changed.store(false, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PathBuf, Entry>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ContentHashCache for HashCache {
+    fn lookup(&self, stamp: &FileStamp) -> Option<[u8; 32]> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let entries = self.read();
+        let entry = entries.get(&stamp.path).filter(|e| e.matches(stamp))?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        if entry.seen.swap(self.today, Ordering::Relaxed) != self.today {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        Some(entry.hash)
+    }
+
+    fn record(&self, stamp: FileStamp, blake3: [u8; 32]) {
+        self.recorded.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            size: stamp.size,
+            mtime_ns: stamp.mtime_ns,
+            ctime_ns: stamp.ctime_ns,
+            inode: stamp.inode,
+            dev: stamp.dev,
+            hash: blake3,
+            seen: AtomicU32::new(self.today),
+        };
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stamp.path, entry);
+        self.changed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A build's cache: loaded on first use, saved when the build ends.
+#[derive(Debug)]
+pub(crate) struct LazyHashCache {
+    work_dir: PathBuf,
+    cache: OnceLock<HashCache>,
+}
+
+impl LazyHashCache {
+    pub(crate) fn new(work_dir: &Path) -> Self {
+        LazyHashCache {
+            work_dir: work_dir.to_path_buf(),
+            cache: OnceLock::new(),
+        }
+    }
+
+    /// The cache, loaded now if this is the first call.
+    pub(crate) fn get(&self) -> &HashCache {
+        self.cache.get_or_init(|| HashCache::open(&self.work_dir))
+    }
+
+    /// What the build did with it (zeros if it was never loaded).
+    pub(crate) fn stats(&self) -> HashCacheStats {
+        self.cache.get().map(HashCache::stats).unwrap_or_default()
+    }
+
+    /// Writes the cache back if it was loaded and changed; a failure is only a warning.
+    pub(crate) fn finish(&self) {
+        if let Some(cache) = self.cache.get()
+            && let Err(err) = cache.save()
+        {
+            tracing::warn!(error = %err, "could not write the hash cache; the next build re-reads its inputs");
+        }
+    }
+}
+
+fn today() -> u32 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(secs / 86_400).unwrap_or(u32::MAX)
+}
+
+fn encode(entries: &[(&PathBuf, &Entry)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + entries.len() * 120);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    let mut previous: &[u8] = &[];
+    for (path, e) in entries {
+        let path = path.as_os_str().as_bytes();
+        let shared = path
+            .iter()
+            .zip(previous)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // Both fit: paths longer than u16::MAX were left out.
+        out.extend_from_slice(&(shared as u16).to_le_bytes());
+        out.extend_from_slice(&((path.len() - shared) as u16).to_le_bytes());
+        out.extend_from_slice(&path[shared..]);
+        out.extend_from_slice(&e.size.to_le_bytes());
+        out.extend_from_slice(&e.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&e.ctime_ns.to_le_bytes());
+        out.extend_from_slice(&e.inode.to_le_bytes());
+        out.extend_from_slice(&e.dev.to_le_bytes());
+        out.extend_from_slice(&e.seen.load(Ordering::Relaxed).to_le_bytes());
+        out.extend_from_slice(&e.hash);
+        previous = path;
+    }
+    let checksum = blake3::hash(&out);
+    out.extend_from_slice(checksum.as_bytes());
+    out
+}
+
+/// Reads fixed-size pieces off the front of a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if self.0.len() < n {
+            return Err("truncated");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, &'static str> {
+    if bytes.len() < MAGIC.len() + 8 + 32 {
+        return Err("too short");
+    }
+    let (body, checksum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != checksum {
+        return Err("checksum mismatch");
+    }
+    let mut r = Reader(body);
+    if r.take(MAGIC.len())? != MAGIC {
+        return Err("not a hash cache (bad magic)");
+    }
+    let count = u64::from_le_bytes(r.array()?);
+    // Each entry takes at least 80 bytes: a count beyond that is a lie.
+    if count > (body.len() / 80) as u64 {
+        return Err("entry count larger than the file");
+    }
+    let mut entries = HashMap::with_capacity(count as usize);
+    let mut path: Vec<u8> = Vec::new();
+    for _ in 0..count {
+        let shared = usize::from(u16::from_le_bytes(r.array()?));
+        let suffix = usize::from(u16::from_le_bytes(r.array()?));
+        if shared > path.len() {
+            return Err("path prefix longer than the previous path");
+        }
+        path.truncate(shared);
+        path.extend_from_slice(r.take(suffix)?);
+        let entry = Entry {
+            size: u64::from_le_bytes(r.array()?),
+            mtime_ns: i64::from_le_bytes(r.array()?),
+            ctime_ns: i64::from_le_bytes(r.array()?),
+            inode: u64::from_le_bytes(r.array()?),
+            dev: u64::from_le_bytes(r.array()?),
+            seen: AtomicU32::new(u32::from_le_bytes(r.array()?)),
+            hash: r.array()?,
+        };
+        entries.insert(PathBuf::from(OsStr::from_bytes(&path)), entry);
+    }
+    if !r.0.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests;
