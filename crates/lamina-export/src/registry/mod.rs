@@ -36,7 +36,7 @@ mod push;
 mod transport;
 
 pub use auth::{Credentials, PASSWORD_ENV, USER_ENV};
-pub use pull::pull;
+pub use pull::{pull, pull_with_progress};
 pub use push::push;
 
 /// How to reach registries.
@@ -108,6 +108,17 @@ pub enum PushEvent {
         /// Its size in bytes.
         size: u64,
     },
+    /// Bytes of an upload read from the store and handed to the connection so far; sent
+    /// about every 100 ms while it streams, the last one with `sent == size`. A retried
+    /// upload starts again from 0.
+    Progress {
+        /// The blob.
+        digest: Digest,
+        /// Bytes sent so far.
+        sent: u64,
+        /// Its size in bytes.
+        size: u64,
+    },
     /// An upload finished.
     Uploaded {
         /// The blob.
@@ -121,6 +132,45 @@ pub enum PushEvent {
         digest: Digest,
         /// The reference pushed to.
         reference: String,
+    },
+}
+
+/// Progress of a [`pull_with_progress`], per blob (config and layers). Digests are sha256
+/// (what the registry calls the blob).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PullEvent {
+    /// The blob (or the layer it holds) is in the store already: not downloaded.
+    Skipped {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A download started.
+    Downloading {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes, as the manifest says.
+        size: u64,
+    },
+    /// Bytes of a download received so far; sent every 64 KiB or 100 ms at most, the last
+    /// one with `received == size`. A retried download starts again from 0.
+    Progress {
+        /// The blob.
+        digest: Digest,
+        /// Bytes received so far.
+        received: u64,
+        /// Its size in bytes, as the manifest says.
+        size: u64,
+    },
+    /// A download finished and checked out (not yet committed: that happens once every blob
+    /// has arrived).
+    Downloaded {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
     },
 }
 

@@ -8,7 +8,7 @@
 //! the image tagged. A bad or cut blob therefore leaves nothing behind.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use lamina_store::{
@@ -20,7 +20,7 @@ use oci_spec::image::{Arch, ImageConfiguration, ImageIndex, ImageManifest, Os};
 use super::ingest::{IngestError, layer_compression};
 use super::ingest::{LayerIngest, StagedLayer, UncompressedDigests, hash_uncompressed};
 use super::transport::{Fault, Remote};
-use super::{RegistryConfig, media};
+use super::{PullEvent, RegistryConfig, media};
 use crate::image::{normalize_name, store_digest};
 use crate::{ExportError, StoredImage};
 
@@ -31,6 +31,13 @@ const MAX_CONFIG: u64 = 32 << 20;
 const MAX_MANIFEST: usize = 8 << 20;
 /// How long the pull's lease protects committed blobs until the tag lands.
 const LEASE_TTL: Duration = Duration::from_secs(3600);
+/// A download's byte count is reported once this many more bytes arrived...
+const PROGRESS_BYTES: u64 = 64 << 10;
+/// ...or this long after the last report, whichever comes first.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// The callback of a [`pull_with_progress`].
+type Progress<'a> = &'a (dyn Fn(PullEvent) + Send + Sync);
 
 /// Pulls `reference` into `store` and names it there as written (`:latest` added when it
 /// has neither tag nor digest). An index resolves to its linux/amd64 image. Blobs already
@@ -43,6 +50,18 @@ pub async fn pull(
     store: &Store,
     reference: &str,
     config: &RegistryConfig,
+) -> Result<StoredImage, ExportError> {
+    fn ignore(_: PullEvent) {}
+    pull_with_progress(store, reference, config, &ignore).await
+}
+
+/// [`pull`], calling `progress` as each blob is skipped (already in the store) or
+/// downloaded. `progress` is called from the pull's future, from several blobs interleaved.
+pub async fn pull_with_progress(
+    store: &Store,
+    reference: &str,
+    config: &RegistryConfig,
+    progress: Progress<'_>,
 ) -> Result<StoredImage, ExportError> {
     let remote = Remote::open(reference, config, RegistryOperation::Pull).await?;
     let (manifest_bytes, manifest_digest) = resolve_manifest(&remote).await?;
@@ -59,7 +78,7 @@ pub async fn pull(
             media_type: config_type,
         });
     }
-    let (config_sha, config_bytes) = fetch_config(store, &remote, &manifest).await?;
+    let (config_sha, config_bytes) = fetch_config(store, &remote, &manifest, progress).await?;
     let image_config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| {
         invalid(
             reference,
@@ -76,7 +95,7 @@ pub async fn pull(
     // Indices, not `jobs.iter()`: a closure over borrowed items would make the future
     // lose `Send` (a higher-ranked lifetime the compiler cannot prove).
     let fetched: Vec<Fetched<'_>> = stream::iter(0..jobs.len())
-        .map(|i| fetch_layer(store, &remote, &jobs[i]))
+        .map(|i| fetch_layer(store, &remote, &jobs[i], progress))
         .buffered(config.max_parallel.max(1))
         .try_collect()
         .await?;
@@ -257,12 +276,17 @@ async fn fetch_config(
     store: &Store,
     remote: &Remote,
     manifest: &ImageManifest,
+    progress: Progress<'_>,
 ) -> Result<(Digest, Vec<u8>), ExportError> {
     let descriptor = manifest.config();
     let digest_text = descriptor.digest().to_string();
     let sha256 = store_digest(descriptor.digest())
         .map_err(|reason| invalid(&remote.display, format!("config {reason}")))?;
     if let Some(bytes) = store.read(&sha256)? {
+        progress(PullEvent::Skipped {
+            digest: sha256,
+            size: descriptor.size(),
+        });
         return Ok((sha256, bytes));
     }
     if descriptor.size() > MAX_CONFIG {
@@ -275,6 +299,10 @@ async fn fetch_config(
         ));
     }
     let what = format!("blob {digest_text}");
+    progress(PullEvent::Downloading {
+        digest: sha256,
+        size: descriptor.size(),
+    });
     let bytes = remote
         .retry(&what, || async {
             let mut body = remote
@@ -282,14 +310,17 @@ async fn fetch_config(
                 .pull_blob_stream(&remote.reference, digest_text.as_str())
                 .await
                 .map_err(Fault::Oci)?;
+            let mut meter = Meter::new(sha256, descriptor.size(), progress);
             let mut bytes = Vec::new();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(Fault::Stream)?;
                 bytes.extend_from_slice(&chunk);
+                meter.add(chunk.len());
                 if bytes.len() as u64 > descriptor.size() {
                     break;
                 }
             }
+            meter.finish();
             Ok(bytes)
         })
         .await?;
@@ -311,6 +342,10 @@ async fn fetch_config(
             "content does not match its digest".into(),
         ));
     }
+    progress(PullEvent::Downloaded {
+        digest: sha256,
+        size: descriptor.size(),
+    });
     Ok((sha256, bytes))
 }
 
@@ -358,12 +393,20 @@ async fn fetch_layer<'s>(
     store: &'s Store,
     remote: &Remote,
     job: &LayerJob,
+    progress: Progress<'_>,
 ) -> Result<Fetched<'s>, ExportError> {
+    let skipped = || {
+        progress(PullEvent::Skipped {
+            digest: job.sha256,
+            size: job.size,
+        });
+    };
     if let Some(record) = store.layer_by_diff_id(&job.diff_id)?
         && let Some(v) = record.variants.iter().find(|v| v.sha256 == job.sha256)
         && store.contains(&v.digest)?
     {
         tracing::debug!(layer = %job.digest, "layer already in the store");
+        skipped();
         return Ok(Fetched::Present(v.clone()));
     }
     if let Some(blob) = store.get(&job.sha256)? {
@@ -376,6 +419,7 @@ async fn fetch_layer<'s>(
             )
         })?;
         check_diff_id(remote, job, &uncompressed)?;
+        skipped();
         return Ok(Fetched::Local(layer_record(
             job.compression,
             &info,
@@ -383,6 +427,10 @@ async fn fetch_layer<'s>(
         )));
     }
     let what = format!("blob {}", job.digest);
+    progress(PullEvent::Downloading {
+        digest: job.sha256,
+        size: job.size,
+    });
     let staged = remote
         .retry(&what, || async {
             let mut body = remote
@@ -392,11 +440,13 @@ async fn fetch_layer<'s>(
                 .map_err(Fault::Oci)?;
             let mut ingest =
                 LayerIngest::new(store, job.compression).map_err(ingest_fault(remote, job))?;
+            let mut meter = Meter::new(job.sha256, job.size, progress);
             while let Some(chunk) = body.next().await {
-                ingest
-                    .write(&chunk.map_err(Fault::Stream)?)
-                    .map_err(ingest_fault(remote, job))?;
+                let chunk = chunk.map_err(Fault::Stream)?;
+                ingest.write(&chunk).map_err(ingest_fault(remote, job))?;
+                meter.add(chunk.len());
             }
+            meter.finish();
             ingest.finish().map_err(ingest_fault(remote, job))
         })
         .await?;
@@ -408,7 +458,59 @@ async fn fetch_layer<'s>(
         ));
     }
     check_diff_id(remote, job, &staged.uncompressed)?;
+    progress(PullEvent::Downloaded {
+        digest: job.sha256,
+        size: job.size,
+    });
     Ok(Fetched::Staged(Box::new(staged)))
+}
+
+/// Reports a download's bytes as [`PullEvent::Progress`], batched so a body arriving in
+/// small chunks costs few calls.
+struct Meter<'a> {
+    digest: Digest,
+    size: u64,
+    received: u64,
+    reported: u64,
+    at: Instant,
+    progress: Progress<'a>,
+}
+
+impl<'a> Meter<'a> {
+    fn new(digest: Digest, size: u64, progress: Progress<'a>) -> Self {
+        Meter {
+            digest,
+            size,
+            received: 0,
+            reported: 0,
+            at: Instant::now(),
+            progress,
+        }
+    }
+
+    fn add(&mut self, bytes: usize) {
+        self.received += bytes as u64;
+        if self.received - self.reported >= PROGRESS_BYTES || self.at.elapsed() >= PROGRESS_EVERY {
+            self.report();
+        }
+    }
+
+    /// Reports what is not yet reported (the body ended).
+    fn finish(&mut self) {
+        if self.received != self.reported {
+            self.report();
+        }
+    }
+
+    fn report(&mut self) {
+        self.reported = self.received;
+        self.at = Instant::now();
+        (self.progress)(PullEvent::Progress {
+            digest: self.digest,
+            received: self.received,
+            size: self.size,
+        });
+    }
 }
 
 fn ingest_fault<'a>(remote: &'a Remote, job: &'a LayerJob) -> impl Fn(IngestError) -> Fault + 'a {

@@ -12,6 +12,10 @@
 //! one request ([`Fault::refuses_one_request`]: 413 and the like) gets it again as `PATCH`
 //! chunks.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use futures_util::{StreamExt, TryStreamExt, stream};
 use lamina_store::{Digest, Store};
 use oci_client::errors::OciDistributionError;
@@ -28,6 +32,8 @@ use crate::{ExportError, StoredImage};
 const CHUNK: usize = 4 << 20;
 /// Mount sources tried per blob before uploading it.
 const MAX_MOUNT_TRIES: usize = 3;
+/// How often an upload's byte count is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// One blob to push.
 #[derive(Debug, Clone, Copy)]
@@ -231,32 +237,56 @@ async fn push_blob(
         digest,
         size: blob.size,
     });
-    remote
-        .retry("upload blob", || async {
-            let body = blob_stream(store, blob)?;
-            let whole = remote
-                .monolithic
-                .push_blob_stream(&remote.reference, body, &digest_text, Some(blob.size))
-                .await
-                .map_err(Fault::Oci);
-            match whole {
-                Err(fault) if fault.refuses_one_request() => {
-                    tracing::debug!(
-                        %digest,
-                        error = %fault.describe(),
-                        "registry refused the blob in one request, sending it in chunks"
-                    );
-                    let body = blob_stream(store, blob)?;
-                    remote
-                        .client
-                        .push_blob_stream(&remote.reference, body, &digest_text, None)
-                        .await
-                        .map_err(Fault::Oci)
-                }
-                other => other,
+    // The body stream must be `Send + 'static` and `progress` is neither, so the stream only
+    // counts and this future reports the count on a timer.
+    let sent = Arc::new(AtomicU64::new(0));
+    let upload = remote.retry("upload blob", || async {
+        let body = blob_stream(store, blob, &sent)?;
+        let whole = remote
+            .monolithic
+            .push_blob_stream(&remote.reference, body, &digest_text, Some(blob.size))
+            .await
+            .map_err(Fault::Oci);
+        match whole {
+            Err(fault) if fault.refuses_one_request() => {
+                tracing::debug!(
+                    %digest,
+                    error = %fault.describe(),
+                    "registry refused the blob in one request, sending it in chunks"
+                );
+                let body = blob_stream(store, blob, &sent)?;
+                remote
+                    .client
+                    .push_blob_stream(&remote.reference, body, &digest_text, None)
+                    .await
+                    .map_err(Fault::Oci)
             }
-        })
-        .await?;
+            other => other,
+        }
+    });
+    let mut upload = std::pin::pin!(upload);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = 0;
+    let report = |reported: &mut u64| {
+        let now = sent.load(Ordering::Relaxed);
+        if now != *reported {
+            *reported = now;
+            progress(PushEvent::Progress {
+                digest,
+                sent: now,
+                size: blob.size,
+            });
+        }
+    };
+    let result = loop {
+        tokio::select! {
+            result = &mut upload => break result,
+            _ = tick.tick() => report(&mut reported),
+        }
+    };
+    result?;
+    report(&mut reported);
     progress(PushEvent::Uploaded {
         digest,
         size: blob.size,
@@ -264,10 +294,12 @@ async fn push_blob(
     Ok(Outcome::Uploaded(blob.size))
 }
 
-/// The blob's bytes from its store file, in chunks of [`CHUNK`] bytes, read as sent.
+/// The blob's bytes from its store file, in chunks of [`CHUNK`] bytes, read as sent; `sent`
+/// is reset and then counts the bytes handed out.
 fn blob_stream(
     store: &Store,
     blob: &PushBlob,
+    sent: &Arc<AtomicU64>,
 ) -> Result<
     impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static,
     Fault,
@@ -283,18 +315,23 @@ fn blob_stream(
         )));
     };
     let file = tokio::fs::File::from_std(opened.into_file());
-    Ok(stream::try_unfold(file, |mut file| async move {
-        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-        while buf.len() < CHUNK {
-            if file.read_buf(&mut buf).await? == 0 {
-                break;
+    sent.store(0, Ordering::Relaxed);
+    let sent = Arc::clone(sent);
+    Ok(
+        stream::try_unfold((file, sent), |(mut file, sent)| async move {
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+            while buf.len() < CHUNK {
+                if file.read_buf(&mut buf).await? == 0 {
+                    break;
+                }
             }
-        }
-        if buf.is_empty() {
-            Ok(None)
-        } else {
-            Ok(Some((buf.freeze(), file)))
-        }
-    })
-    .map_err(OciDistributionError::IoError))
+            if buf.is_empty() {
+                Ok(None)
+            } else {
+                sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                Ok(Some((buf.freeze(), (file, sent))))
+            }
+        })
+        .map_err(OciDistributionError::IoError),
+    )
 }
