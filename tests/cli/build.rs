@@ -291,6 +291,11 @@ fn image_commands_list_tag_show_history_and_remove() {
         .map(|r| r["name"].clone())
         .collect();
     assert_eq!(names, vec![Value::from("hello:v2")]);
+    let row = &rows[0];
+    assert!(
+        row["last_used"].as_str().unwrap() >= row["created"].as_str().unwrap(),
+        "{row}"
+    );
     let output = lamina(
         dir.path(),
         &["--store", store, "image", "rm", "hello:latest"],

@@ -16,7 +16,7 @@ use super::units;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Named images: state, digest, size, when created and last changed.
+    /// Named images: state, digest, size, when created and last used, expiry.
     Ls {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -107,18 +107,19 @@ pub fn run(
             } else {
                 writeln!(
                     out,
-                    "{:<32} {:<13} {:<19} {:>10}  {:<20} EXPIRES",
-                    "NAME", "STATE", "DIGEST", "SIZE", "CREATED"
+                    "{:<32} {:<13} {:<19} {:>10}  {:<20} {:<20} EXPIRES",
+                    "NAME", "STATE", "DIGEST", "SIZE", "CREATED", "LAST USED"
                 )?;
                 for r in &rows {
                     writeln!(
                         out,
-                        "{:<32} {:<13} {:<19} {:>10}  {:<20} never (named)",
+                        "{:<32} {:<13} {:<19} {:>10}  {:<20} {:<20} never (named)",
                         r.name,
                         r.state,
                         short(&r.digest),
                         units::size(r.size),
                         humantime::format_rfc3339_seconds(r.created).to_string(),
+                        humantime::format_rfc3339_seconds(r.last_used).to_string(),
                     )?;
                 }
             }
@@ -238,6 +239,7 @@ struct Row {
     size: u64,
     created: SystemTime,
     updated: SystemTime,
+    last_used: SystemTime,
     pinned: bool,
 }
 
@@ -250,6 +252,7 @@ impl Row {
             "size": self.size,
             "created": humantime::format_rfc3339_seconds(self.created).to_string(),
             "updated": humantime::format_rfc3339_seconds(self.updated).to_string(),
+            "last_used": humantime::format_rfc3339_seconds(self.last_used).to_string(),
             "pinned": self.pinned,
             "expires": serde_json::Value::Null,
         })
@@ -259,6 +262,11 @@ impl Row {
 /// One `image ls` row; the state is the executor's for the name (building, active,
 /// build_failed), else the store's completeness.
 fn row(engine: &lamina::Engine, record: ImageRecord) -> anyhow::Result<Row> {
+    // Read before loading the image, which counts as a use.
+    let last_used = engine
+        .store()
+        .stat(&record.manifest)?
+        .map_or(record.updated, |blob| blob.last_used);
     let (digest, size) = match StoredImage::load(engine.store(), &record.manifest) {
         Ok(image) => {
             let layers: u64 = image.layers.iter().map(|l| l.variant.size).sum();
@@ -279,6 +287,7 @@ fn row(engine: &lamina::Engine, record: ImageRecord) -> anyhow::Result<Row> {
         size,
         created: record.created,
         updated: record.updated,
+        last_used,
         pinned: record.pinned,
     })
 }
