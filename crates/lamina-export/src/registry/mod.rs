@@ -4,7 +4,8 @@
 //! `docker_credential` for docker's `config.json`. What they lack is here: retries with
 //! backoff and errors that say what to do (`transport`), streaming a layer into the store
 //! while decompressing and hashing it (`ingest`), streaming uploads from store files in
-//! bounded chunks (`push`), cross-repository mount sources from what this store knows
+//! bounded chunks, and chunked uploads that resume where the registry stands after a cut
+//! connection (`push`), cross-repository mount sources from what this store knows
 //! (`mounts`), and the commit-only-when-complete rule of a pull (`pull`).
 //!
 //! ```no_run
@@ -110,7 +111,8 @@ pub enum PushEvent {
     },
     /// Bytes of an upload read from the store and handed to the connection so far; sent
     /// about every 100 ms while it streams, the last one with `sent == size`. A retried
-    /// upload starts again from 0.
+    /// upload starts again from 0, or, when a chunked upload resumes, from the bytes the
+    /// registry holds.
     Progress {
         /// The blob.
         digest: Digest,

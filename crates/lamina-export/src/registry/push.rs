@@ -11,7 +11,17 @@
 //! registry; docs/benchmarks.md, "Registry push"). A registry that refuses a whole blob in
 //! one request ([`Fault::refuses_one_request`]: 413 and the like) gets it again as `PATCH`
 //! chunks.
+//!
+//! Chunked uploads resume: when a `PATCH` (or the closing `PUT`) fails in a way worth
+//! retrying, the retry asks the registry how much of the session it holds (`GET` on the
+//! upload location, `Range: 0-<last>`) and goes on from the next byte; a registry that has
+//! lost the session (404) or does not say (no `Range`) gets a new upload from byte 0. When
+//! the one streamed `PUT` breaks mid-body (a cut connection, not an answer from the
+//! registry) on a blob larger than one chunk, the retries of that blob go chunked, so a
+//! flaky link costs at most a chunk per break instead of the whole blob each time.
 
+use std::cell::Cell;
+use std::io::SeekFrom;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,7 +30,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use lamina_store::{Digest, Store};
 use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::mounts::{self, BlobRef};
 use super::transport::{Fault, Remote};
@@ -240,29 +250,45 @@ async fn push_blob(
     // The body stream must be `Send + 'static` and `progress` is neither, so the stream only
     // counts and this future reports the count on a timer.
     let sent = Arc::new(AtomicU64::new(0));
+    // Per blob across tries: whether it goes in chunks, and the chunked session to resume.
+    let chunked = Cell::new(false);
+    let session = Cell::new(None);
     let upload = remote.retry("upload blob", || async {
-        let body = blob_stream(store, blob, &sent)?;
-        let whole = remote
-            .monolithic
-            .push_blob_stream(&remote.reference, body, &digest_text, Some(blob.size))
-            .await
-            .map_err(Fault::Oci);
-        match whole {
-            Err(fault) if fault.refuses_one_request() => {
-                tracing::debug!(
-                    %digest,
-                    error = %fault.describe(),
-                    "registry refused the blob in one request, sending it in chunks"
-                );
-                let body = blob_stream(store, blob, &sent)?;
-                remote
-                    .client
-                    .push_blob_stream(&remote.reference, body, &digest_text, None)
-                    .await
-                    .map_err(Fault::Oci)
+        if !chunked.get() {
+            let body = blob_stream(store, blob, &sent)?;
+            let whole = remote
+                .monolithic
+                .push_blob_stream(&remote.reference, body, &digest_text, Some(blob.size))
+                .await
+                .map_err(Fault::Oci);
+            match whole {
+                Ok(_) => return Ok(()),
+                Err(fault) if fault.refuses_one_request() => {
+                    tracing::debug!(
+                        %digest,
+                        error = %fault.describe(),
+                        "registry refused the blob in one request, sending it in chunks"
+                    );
+                    chunked.set(true);
+                }
+                Err(fault)
+                    if fault.retryable()
+                        && fault.status().is_none()
+                        && sent.load(Ordering::Relaxed) > 0
+                        && blob.size > CHUNK as u64 =>
+                {
+                    tracing::debug!(
+                        %digest,
+                        error = %fault.describe(),
+                        "upload broke mid-body, retrying it in resumable chunks"
+                    );
+                    chunked.set(true);
+                    return Err(fault);
+                }
+                Err(fault) => return Err(fault),
             }
-            other => other,
         }
+        upload_chunked(store, remote, blob, &sent, &session).await
     });
     let mut upload = std::pin::pin!(upload);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
@@ -294,16 +320,80 @@ async fn push_blob(
     Ok(Outcome::Uploaded(blob.size))
 }
 
-/// The blob's bytes from its store file, in chunks of [`CHUNK`] bytes, read as sent; `sent`
-/// is reset and then counts the bytes handed out.
-fn blob_stream(
+/// Where a chunked upload stands: its location and the next byte to send.
+struct Session {
+    location: String,
+    offset: u64,
+}
+
+/// Uploads `blob` in [`CHUNK`]-sized `PATCH`es, going on with `session` if a previous try
+/// left one the registry still holds. A failure leaves the session to resume in `session`.
+async fn upload_chunked(
     store: &Store,
+    remote: &Remote,
     blob: &PushBlob,
-    sent: &Arc<AtomicU64>,
-) -> Result<
-    impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static,
-    Fault,
-> {
+    sent: &AtomicU64,
+    session: &Cell<Option<Session>>,
+) -> Result<(), Fault> {
+    let digest = blob.refs.sha256;
+    let (mut location, mut offset) = match session.take() {
+        None => (remote.begin_upload().await?, 0),
+        Some(old) => match remote.upload_status(&old.location).await {
+            Ok(Some((location, offset))) if offset <= blob.size => {
+                tracing::debug!(%digest, offset, acked = old.offset, "resuming the chunked upload");
+                (location, offset)
+            }
+            Err(fault) if fault.retryable() => {
+                session.set(Some(old));
+                return Err(fault);
+            }
+            other => {
+                let reason = match other {
+                    Err(fault) => fault.describe(),
+                    _ => "the registry does not say how much it holds".to_owned(),
+                };
+                tracing::debug!(%digest, %reason, "cannot resume the upload, starting over");
+                (remote.begin_upload().await?, 0)
+            }
+        },
+    };
+    let mut file = open_blob(store, blob)?;
+    file.seek(SeekFrom::Start(offset))
+        .await
+        .map_err(Fault::Stream)?;
+    sent.store(offset, Ordering::Relaxed);
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+        while buf.len() < CHUNK {
+            if file.read_buf(&mut buf).await.map_err(Fault::Stream)? == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            break;
+        }
+        let len = buf.len() as u64;
+        sent.store(offset + len, Ordering::Relaxed);
+        match remote.upload_chunk(&location, offset, buf.freeze()).await {
+            Ok(next) => {
+                location = next;
+                offset += len;
+            }
+            Err(fault) => {
+                session.set(Some(Session { location, offset }));
+                return Err(fault);
+            }
+        }
+    }
+    if let Err(fault) = remote.finish_upload(&location, &digest.to_string()).await {
+        session.set(Some(Session { location, offset }));
+        return Err(fault);
+    }
+    Ok(())
+}
+
+/// The blob's store file.
+fn open_blob(store: &Store, blob: &PushBlob) -> Result<tokio::fs::File, Fault> {
     let opened = store.get(&blob.blob).map_err(ExportError::from)?;
     let Some(opened) = opened else {
         return Err(Fault::Export(crate::image::invalid(
@@ -314,7 +404,20 @@ fn blob_stream(
             ),
         )));
     };
-    let file = tokio::fs::File::from_std(opened.into_file());
+    Ok(tokio::fs::File::from_std(opened.into_file()))
+}
+
+/// The blob's bytes from its store file, in chunks of [`CHUNK`] bytes, read as sent; `sent`
+/// is reset and then counts the bytes handed out.
+fn blob_stream(
+    store: &Store,
+    blob: &PushBlob,
+    sent: &Arc<AtomicU64>,
+) -> Result<
+    impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static,
+    Fault,
+> {
+    let file = open_blob(store, blob)?;
     sent.store(0, Ordering::Relaxed);
     let sent = Arc::clone(sent);
     Ok(

@@ -5,13 +5,20 @@
 //! other client errors in a typed way, so both live here: a [`Fault`] says whether a
 //! failure is worth another try (5xx, 408, 429, timeouts, dropped connections, cut bodies)
 //! and what to tell the user when it is not.
+//!
+//! Chunked uploads are sent from here too (`begin_upload`, `upload_chunk`, `upload_status`,
+//! `finish_upload`): `oci-client` keeps its upload session to itself, so a cut `PATCH` could
+//! only start the blob over. They go through the same HTTP client `oci-client` is built on,
+//! with the token it obtained.
 
 use std::future::Future;
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
+use reqwest::{Method, StatusCode, Url};
 
 use super::RegistryConfig;
 use super::auth::credentials_for;
@@ -54,6 +61,12 @@ pub(crate) struct Remote {
     pub client: Client,
     /// Uploads in one streamed `PUT`.
     pub monolithic: Client,
+    /// Resumable chunked uploads.
+    http: reqwest::Client,
+    /// `http` or `https`, as `oci-client` reaches the registry.
+    scheme: &'static str,
+    /// What authorises `http`'s requests to the registry.
+    upload_auth: UploadAuth,
     retries: u32,
     retry_delay: Duration,
 }
@@ -87,10 +100,19 @@ impl Remote {
             user_agent: concat!("lamina/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
-        let remote = Remote {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("lamina/", env!("CARGO_PKG_VERSION")))
+            .read_timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| setup_error(&reference, display, &e))?;
+        let mut remote = Remote {
             display: display.to_owned(),
             client: client_from(client_config(false), &reference, display)?,
             monolithic: client_from(client_config(true), &reference, display)?,
+            http,
+            scheme: if plain_http { "http" } else { "https" },
+            upload_auth: UploadAuth::Anonymous,
             reference,
             retries: config.retries,
             retry_delay: config.retry_delay,
@@ -104,9 +126,10 @@ impl Remote {
         if operation == RegistryOperation::Push {
             ops.push(RegistryOperation::Push);
         }
+        let mut push_token = None;
         for client in [&remote.client, &remote.monolithic] {
             for op in &ops {
-                remote
+                let token = remote
                     .retry("authenticate", || async {
                         client
                             .auth(&remote.reference, &auth, *op)
@@ -114,8 +137,17 @@ impl Remote {
                             .map_err(Fault::Oci)
                     })
                     .await?;
+                if *op == RegistryOperation::Push {
+                    push_token = token;
+                }
             }
         }
+        // `oci-client` answers a registry that asked for basic auth with no token.
+        remote.upload_auth = match (push_token, auth) {
+            (Some(token), _) => UploadAuth::Bearer(token),
+            (None, RegistryAuth::Basic(user, password)) => UploadAuth::Basic(user, password),
+            _ => UploadAuth::Anonymous,
+        };
         Ok(remote)
     }
 
@@ -224,11 +256,169 @@ fn client_from(
     reference: &Reference,
     display: &str,
 ) -> Result<Client, ExportError> {
-    Client::try_from(config).map_err(|e| ExportError::Registry {
+    Client::try_from(config).map_err(|e| setup_error(reference, display, &e))
+}
+
+fn setup_error(reference: &Reference, display: &str, e: &dyn std::fmt::Display) -> ExportError {
+    ExportError::Registry {
         registry: reference.resolve_registry().to_owned(),
         reference: display.to_owned(),
         reason: format!("cannot set up the http client: {e}"),
-    })
+    }
+}
+
+/// Credentials for the upload requests sent without `oci-client`.
+enum UploadAuth {
+    Anonymous,
+    Bearer(String),
+    Basic(String, String),
+}
+
+/// The chunked upload protocol of the distribution spec, on `Remote::http`.
+impl Remote {
+    /// A request to `url`, authorised when it goes to the registry itself: an upload
+    /// `Location` may point elsewhere (a storage bucket), and credentials must not follow.
+    fn upload_request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        // Same host and port, and no drop from https to http.
+        let own = Url::parse(&format!("{}://{}", self.scheme, self.registry())).is_ok_and(|r| {
+            r.host_str() == url.host_str()
+                && r.port_or_known_default() == url.port_or_known_default()
+                && (r.scheme() == url.scheme() || url.scheme() == "https")
+        });
+        let request = self.http.request(method, url);
+        match &self.upload_auth {
+            _ if !own => request,
+            UploadAuth::Anonymous => request,
+            UploadAuth::Bearer(token) => request.bearer_auth(token),
+            UploadAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
+        }
+    }
+
+    /// Opens an upload session (`POST`); its location.
+    pub(crate) async fn begin_upload(&self) -> Result<String, Fault> {
+        let url = format!(
+            "{}://{}/v2/{}/blobs/uploads/",
+            self.scheme,
+            self.registry(),
+            self.reference.repository()
+        );
+        let url = parse_url(&url)?;
+        let response = self
+            .upload_request(Method::POST, url)
+            .header(http::header::CONTENT_LENGTH, 0)
+            .send()
+            .await
+            .map_err(request_fault)?;
+        location(response, StatusCode::ACCEPTED).await
+    }
+
+    /// Sends `chunk` as bytes `offset..` of the upload at `at` (`PATCH`); the location for
+    /// the next request.
+    pub(crate) async fn upload_chunk(
+        &self,
+        at: &str,
+        offset: u64,
+        chunk: bytes::Bytes,
+    ) -> Result<String, Fault> {
+        let end = offset + chunk.len() as u64 - 1;
+        let response = self
+            .upload_request(Method::PATCH, parse_url(at)?)
+            .header(http::header::CONTENT_RANGE, format!("{offset}-{end}"))
+            .header(http::header::CONTENT_LENGTH, chunk.len())
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(chunk)
+            .send()
+            .await
+            .map_err(request_fault)?;
+        location(response, StatusCode::ACCEPTED).await
+    }
+
+    /// How much of the upload at `at` the registry holds (`GET`, "Resuming an upload" in
+    /// the distribution spec): the location to go on with and the next byte it wants, or
+    /// `None` when the session is gone (404) or the registry does not say (no `Range`).
+    pub(crate) async fn upload_status(&self, at: &str) -> Result<Option<(String, u64)>, Fault> {
+        let response = self
+            .upload_request(Method::GET, parse_url(at)?)
+            .send()
+            .await
+            .map_err(request_fault)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let range = response
+            .headers()
+            .get(http::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_byte);
+        let next = location(response, StatusCode::NO_CONTENT).await?;
+        Ok(range.map(|offset| (next, offset)))
+    }
+
+    /// Closes the upload at `at` as the blob `digest` (`PUT`).
+    pub(crate) async fn finish_upload(&self, at: &str, digest: &str) -> Result<(), Fault> {
+        let mut url = parse_url(at)?;
+        url.query_pairs_mut().append_pair("digest", digest);
+        let response = self
+            .upload_request(Method::PUT, url)
+            .header(http::header::CONTENT_LENGTH, 0)
+            .send()
+            .await
+            .map_err(request_fault)?;
+        location(response, StatusCode::CREATED).await.map(drop)
+    }
+}
+
+/// The next byte wanted after `Range: 0-<last>`. `0-0` is what a registry answers for an
+/// empty upload as well as for one byte, so it counts as nothing held.
+fn next_byte(range: &str) -> Option<u64> {
+    let (start, last) = range.trim().trim_start_matches("bytes=").split_once('-')?;
+    let last: u64 = last.trim().parse().ok()?;
+    (start.trim() == "0").then_some(if last == 0 { 0 } else { last + 1 })
+}
+
+fn parse_url(url: &str) -> Result<Url, Fault> {
+    Url::parse(url).map_err(|e| Fault::Oci(OciDistributionError::UrlParseError(e.to_string())))
+}
+
+fn request_fault(e: reqwest::Error) -> Fault {
+    Fault::Oci(OciDistributionError::RequestError(e))
+}
+
+/// The `Location` of a response with status `expected` (relative ones resolved against the
+/// request), or the failure the response stands for.
+async fn location(response: reqwest::Response, expected: StatusCode) -> Result<String, Fault> {
+    let status = response.status();
+    if status != expected {
+        let url = response.url().to_string();
+        let message = response.text().await.unwrap_or_default();
+        return Err(Fault::Oci(if status.is_success() {
+            OciDistributionError::SpecViolationError(format!(
+                "expected http {expected}, got {status} from {url}"
+            ))
+        } else {
+            OciDistributionError::ServerError {
+                url,
+                code: status.as_u16(),
+                message,
+            }
+        }));
+    }
+    let Some(header) = response.headers().get(http::header::LOCATION) else {
+        // Only a chunk's answer must say where the next one goes; otherwise the request's
+        // own URL will do.
+        if expected != StatusCode::ACCEPTED {
+            return Ok(response.url().to_string());
+        }
+        return Err(Fault::Oci(OciDistributionError::RegistryNoLocationError));
+    };
+    let header = header
+        .to_str()
+        .map_err(|e| Fault::Oci(OciDistributionError::UrlParseError(e.to_string())))?;
+    response
+        .url()
+        .join(header)
+        .map(String::from)
+        .map_err(|e| Fault::Oci(OciDistributionError::UrlParseError(e.to_string())))
 }
 
 /// A failed registry operation, before it becomes an [`ExportError`].
@@ -404,6 +594,16 @@ mod tests {
         for code in [400, 401, 403, 404, 429, 500, 503] {
             assert!(!server(code).refuses_one_request(), "{code}");
         }
+    }
+
+    #[test]
+    fn upload_ranges_give_the_next_byte() {
+        assert_eq!(next_byte("0-4194303"), Some(4 << 20));
+        assert_eq!(next_byte("bytes=0-9"), Some(10));
+        assert_eq!(next_byte("0-0"), Some(0));
+        assert_eq!(next_byte("5-9"), None);
+        assert_eq!(next_byte("garbage"), None);
+        assert_eq!(next_byte("0-"), None);
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub enum Fault {
     Truncate,
     /// Forward, then flip one byte in the middle of the body.
     Corrupt,
+    /// Take the whole request, forward only its head, then close both connections without
+    /// an answer: a connection cut in the middle of an upload, after the registry's last
+    /// complete write. (Forwarding part of the body would test less: `docker-registry`
+    /// drops an upload session whose stored size disagrees with what it last acknowledged,
+    /// so the client could only start over.)
+    Cut,
 }
 
 /// A fault for requests whose `METHOD path` contains `pattern`, `times` times (`None`:
@@ -25,6 +31,8 @@ pub struct Rule {
     pub pattern: String,
     pub fault: Fault,
     pub times: Option<usize>,
+    /// Matching requests let through before the fault applies.
+    pub skip: usize,
 }
 
 /// The running proxy; stops when dropped.
@@ -32,6 +40,8 @@ pub struct FaultProxy {
     pub port: u16,
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<String>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+    answers: Arc<Mutex<Vec<(String, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,12 +52,14 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (r, l) = (rules.clone(), log.clone());
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let answers: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (r, l, h, a) = (rules.clone(), log.clone(), heads.clone(), answers.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (r, l) = (r.clone(), l.clone());
+                let (r, l, h, a) = (r.clone(), l.clone(), h.clone(), a.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, upstream, r, l).await;
+                    let _ = serve(conn, upstream, r, l, h, a).await;
                 });
             }
         });
@@ -55,6 +67,8 @@ impl FaultProxy {
             port,
             rules,
             log,
+            heads,
+            answers,
             task,
         }
     }
@@ -70,13 +84,50 @@ impl FaultProxy {
             pattern: pattern.to_owned(),
             fault,
             times,
+            skip: 0,
         });
+    }
+
+    /// Adds a rule that applies once, to the `nth` (from 1) request containing `pattern`.
+    pub fn inject_nth(&self, pattern: &str, fault: Fault, nth: usize) {
+        self.rules.lock().unwrap().push(Rule {
+            pattern: pattern.to_owned(),
+            fault,
+            times: Some(1),
+            skip: nth.saturating_sub(1),
+        });
+    }
+
+    /// The value of header `name` (`None`: absent) in each request, in order, whose
+    /// `METHOD path` contained `pattern`.
+    pub fn request_headers(&self, pattern: &str, name: &str) -> Vec<Option<String>> {
+        self.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.lines().next().is_some_and(|l| l.contains(pattern)))
+            .map(|h| header(h, name).map(str::to_owned))
+            .collect()
+    }
+
+    /// The value of header `name` (`None`: absent) in each answer the registry gave, in
+    /// order, to a request whose `METHOD path` contained `pattern`.
+    pub fn response_headers(&self, pattern: &str, name: &str) -> Vec<Option<String>> {
+        self.answers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(request, _)| request.contains(pattern))
+            .map(|(_, h)| header(h, name).map(str::to_owned))
+            .collect()
     }
 
     /// Removes every rule and forgets the request log.
     pub fn reset(&self) {
         self.rules.lock().unwrap().clear();
         self.log.lock().unwrap().clear();
+        self.heads.lock().unwrap().clear();
+        self.answers.lock().unwrap().clear();
     }
 
     /// How many requests (`METHOD path`) contained `pattern`.
@@ -146,6 +197,8 @@ async fn serve(
     upstream: u16,
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<String>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+    answers: Arc<Mutex<Vec<(String, String)>>>,
 ) -> std::io::Result<()> {
     let Some((head, mut body)) = read_head(&mut conn).await? else {
         return Ok(());
@@ -164,11 +217,16 @@ async fn serve(
     }
     let request_line = head.lines().next().unwrap_or_default().to_owned();
     log.lock().unwrap().push(request_line.clone());
+    heads.lock().unwrap().push(head.clone());
     let fault = {
         let mut rules = rules.lock().unwrap();
         let mut hit = None;
         for rule in rules.iter_mut() {
             if request_line.contains(&rule.pattern) && rule.times != Some(0) {
+                if rule.skip > 0 {
+                    rule.skip -= 1;
+                    continue;
+                }
                 if let Some(t) = rule.times.as_mut() {
                     *t -= 1;
                 }
@@ -188,6 +246,13 @@ async fn serve(
 
     let mut up = TcpStream::connect(("127.0.0.1", upstream)).await?;
     up.write_all(close_connection(&head).as_bytes()).await?;
+    if fault == Some(Fault::Cut) {
+        // Give the registry time to take in the head before the connection goes.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drop(up);
+        drop(conn);
+        return Ok(());
+    }
     up.write_all(&body).await?;
     let mut response = Vec::new();
     up.read_to_end(&mut response).await?;
@@ -197,6 +262,10 @@ async fn serve(
     };
     let response_head = String::from_utf8_lossy(&response[..split + 4]).into_owned();
     let mut response_body = response[split + 4..].to_vec();
+    answers
+        .lock()
+        .unwrap()
+        .push((request_line, response_head.clone()));
     match fault {
         Some(Fault::Truncate) => response_body.truncate(response_body.len() / 2),
         Some(Fault::Corrupt) if !response_body.is_empty() => {
