@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod image;
 pub mod proxy;
 pub mod server;
