@@ -476,10 +476,10 @@ fn run_steps_see_env_args_workdir_user_and_heredocs() {
     }
     let env = Env::new();
     let ctx = env.context("ctx", &[]);
-    let text = "FROM scratch\nCOPY rootfs/ /\nENV GREETING=hello\nARG WHO=world\nWORKDIR /work\n\
+    let text = "FROM scratch\nCOPY rootfs/ /\nENV GREETING=hello\nARG WHO=world\nWORKDIR /srv/app\n\
         RUN echo \"$GREETING $WHO\" > out.txt\n\
-        RUN [\"/bin/sh\", \"-c\", \"cat /work/out.txt > /work/copy.txt\"]\n\
-        RUN <<EOF\necho heredoc > /work/heredoc.txt\nEOF\n\
+        RUN [\"/bin/sh\", \"-c\", \"cat /srv/app/out.txt > /srv/app/copy.txt\"]\n\
+        RUN <<EOF\necho heredoc > /srv/app/heredoc.txt\nEOF\n\
         RUN true\n\
         USER 1000\nRUN id -u > /tmp/uid\n";
     let exec = env.executor();
@@ -490,12 +490,18 @@ fn run_steps_see_env_args_workdir_user_and_heredocs() {
         ..BuildOptions::default()
     };
     let report = build(&exec, &env.image(&ctx, text), options).unwrap();
-    assert_eq!(env.read(&report, "/work/out.txt").unwrap(), "hello world\n");
     assert_eq!(
-        env.read(&report, "/work/copy.txt").unwrap(),
+        env.read(&report, "/srv/app/out.txt").unwrap(),
         "hello world\n"
     );
-    assert_eq!(env.read(&report, "/work/heredoc.txt").unwrap(), "heredoc\n");
+    assert_eq!(
+        env.read(&report, "/srv/app/copy.txt").unwrap(),
+        "hello world\n"
+    );
+    assert_eq!(
+        env.read(&report, "/srv/app/heredoc.txt").unwrap(),
+        "heredoc\n"
+    );
     assert_eq!(env.read(&report, "/tmp/uid").unwrap(), "1000\n");
     let run_true = report.steps.iter().find(|s| s.text == "RUN true").unwrap();
     assert_eq!(
