@@ -303,3 +303,53 @@ fn image_commands_list_tag_show_history_and_remove() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no image named hello:latest"));
 }
+
+#[test]
+fn two_build_processes_at_once_run_a_step_once() {
+    if let Some(reason) = sandbox_unavailable() {
+        return skip("two_build_processes_at_once_run_a_step_once", &reason);
+    }
+    let project = Project::new();
+    // The RUN records a value that differs on every run: one digest means it ran once.
+    write_tree(
+        project.dir.path(),
+        &[(
+            "slow/Dockerfile",
+            "FROM busybox:test\nRUN sleep 1 && echo $$-$RANDOM > /once\n",
+        )],
+    );
+    let store = project.store();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_lamina"))
+            .args(["--store", store.to_str().unwrap(), "build", "slow"])
+            .args(["--progress", "json"])
+            .current_dir(project.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let results: Vec<Value> = [first, second]
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(results[0]["digest"], results[1]["digest"], "{results:?}");
+    let cached: Vec<_> = results
+        .iter()
+        .map(|r| r["cached"].as_u64().unwrap())
+        .collect();
+    assert!(
+        cached.contains(&0) && cached.contains(&1),
+        "one ran, one hit: {cached:?}"
+    );
+}

@@ -41,6 +41,10 @@ pub struct BuildArgs {
     /// Build this stage (name or 0-based index) instead of the last.
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
+    /// How long to wait for a store that another process (e.g. another build) holds; the
+    /// steps it builds are then cache hits here.
+    #[arg(long, value_parser = super::units::parse_duration, default_value = "1h", value_name = "DURATION")]
+    wait: std::time::Duration,
     /// Do not mount the host's CA bundle into RUN steps.
     #[arg(long)]
     no_host_ca: bool,
@@ -87,7 +91,7 @@ pub fn run(
     let image = lamina::load_definition(&args.definition)?;
     let registry = args.registry.config()?;
     let host_ca_bundle = !args.no_host_ca;
-    let engine = super::engine_with(store_dir, |config| {
+    let engine = super::engine_waiting(store_dir, Some(args.wait), |config| {
         config.registry = registry;
         config.host_ca_bundle = host_ca_bundle;
     })?;

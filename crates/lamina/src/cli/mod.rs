@@ -8,6 +8,7 @@ mod progress;
 mod registry;
 mod units;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -82,13 +83,52 @@ fn engine_with(
     store_dir: Option<PathBuf>,
     configure: impl FnOnce(&mut lamina::exec::ExecConfig),
 ) -> anyhow::Result<lamina::Engine> {
+    engine_waiting(store_dir, None, configure)
+}
+
+/// Opens the engine; with `wait`, a store held by another process (another build) is waited
+/// for that long, after saying so, instead of the store's default lock timeout.
+fn engine_waiting(
+    store_dir: Option<PathBuf>,
+    wait: Option<std::time::Duration>,
+    configure: impl FnOnce(&mut lamina::exec::ExecConfig),
+) -> anyhow::Result<lamina::Engine> {
+    use lamina::store::{StoreError, StoreOptions};
     let dir = match store_dir {
         Some(dir) => dir,
         None => lamina::store::default_location()?,
     };
-    Ok(lamina::Engine::open_with(
-        dir,
-        lamina::store::StoreOptions::default(),
-        configure,
-    )?)
+    let Some(wait) = wait else {
+        return Ok(lamina::Engine::open_with(
+            dir,
+            StoreOptions::default(),
+            configure,
+        )?);
+    };
+    let quick = StoreOptions {
+        lock_timeout: std::time::Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let mut configure = Some(configure);
+    let mut config_once = |config: &mut lamina::exec::ExecConfig| {
+        if let Some(configure) = configure.take() {
+            configure(config);
+        }
+    };
+    match lamina::Engine::open_with(&dir, quick, &mut config_once) {
+        Err(lamina::Error::Store(StoreError::Locked { holder, .. })) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "waiting for the store {}: in use by {holder} (up to {})",
+                dir.display(),
+                humantime::format_duration(wait)
+            );
+            let patient = StoreOptions {
+                lock_timeout: wait,
+                ..StoreOptions::default()
+            };
+            Ok(lamina::Engine::open_with(&dir, patient, config_once)?)
+        }
+        other => Ok(other?),
+    }
 }
