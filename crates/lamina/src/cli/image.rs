@@ -262,11 +262,12 @@ impl Row {
 /// One `image ls` row; the state is the executor's for the name (building, active,
 /// build_failed), else the store's completeness.
 fn row(engine: &lamina::Engine, record: ImageRecord) -> anyhow::Result<Row> {
-    // Read before loading the image, which counts as a use.
+    // Read before loading the image, which counts as a use. The blob's time moves at most
+    // once a minute, so a newer change of the name (a tag) counts too.
     let last_used = engine
         .store()
         .stat(&record.manifest)?
-        .map_or(record.updated, |blob| blob.last_used);
+        .map_or(record.updated, |blob| blob.last_used.max(record.updated));
     let (digest, size) = match StoredImage::load(engine.store(), &record.manifest) {
         Ok(image) => {
             let layers: u64 = image.layers.iter().map(|l| l.variant.size).sum();
