@@ -353,3 +353,44 @@ fn two_build_processes_at_once_run_a_step_once() {
         "one ran, one hit: {cached:?}"
     );
 }
+
+#[test]
+fn gc_removes_the_unpacked_copies_of_collected_layers() {
+    if let Some(reason) = sandbox_unavailable() {
+        return skip(
+            "gc_removes_the_unpacked_copies_of_collected_layers",
+            &reason,
+        );
+    }
+    let project = Project::new();
+    project.ok(&["build", "app", "--tag", "app:test", "--progress", "plain"]);
+    let layers_dir = project.store().join("exec/layers");
+    let unpacked = || {
+        std::fs::read_dir(&layers_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().unwrap().is_dir() && e.file_name().len() == 64)
+            .count()
+    };
+    assert!(unpacked() > 0, "the RUN step unpacked its lower layers");
+
+    // While the images are named, GC keeps their layers and the unpacked copies.
+    project.ok(&["cache", "gc", "--ttl", "0s", "--min-age", "0s"]);
+    assert!(unpacked() > 0);
+
+    project.ok(&["image", "rm", "app:test", "busybox:test"]);
+    let gc: Value = serde_json::from_str(&project.ok(&[
+        "cache",
+        "gc",
+        "--ttl",
+        "0s",
+        "--min-age",
+        "0s",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(gc["unpacked_layers_removed"].as_u64().unwrap() > 0, "{gc}");
+    assert_eq!(unpacked(), 0, "{gc}");
+    let fsck = project.ok(&["cache", "fsck"]);
+    assert!(fsck.contains(": 0 issue(s)"), "{fsck}");
+}

@@ -105,6 +105,58 @@ impl LayerCache {
         }
         Ok(())
     }
+
+    /// Removes the unpacked layers whose layer record the store no longer has (collected by
+    /// GC), returning how many and their bytes. Call it when no build of this process runs;
+    /// other processes cannot build meanwhile, since the store admits one process at a time.
+    pub fn prune(&self, store: &Store) -> Result<PruneReport, ExecError> {
+        let mut report = PruneReport::default();
+        for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let entry = entry.map_err(io_err(&self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(digest) = lamina_store::Digest::parse(&format!("blake3:{name}")) else {
+                continue; // lock files, temporary directories
+            };
+            if store.layer(&digest)?.is_some() {
+                continue;
+            }
+            let path = entry.path();
+            report.bytes += tree_bytes(&path).map_err(io_err(&path))?;
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            let lock = self.root.join(format!("{name}.lock"));
+            if let Err(e) = fs::remove_file(&lock)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                return Err(io_err(&lock)(e));
+            }
+            report.removed += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// What [`LayerCache::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Unpacked layer directories removed.
+    pub removed: u64,
+    /// Bytes of the files in them.
+    pub bytes: u64,
+}
+
+/// Bytes of the regular files below `dir` (links not followed).
+fn tree_bytes(dir: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += tree_bytes(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
 }
 
 /// Unpacks the first stored variant of `layer` into the empty directory `dir`, then writes its

@@ -22,7 +22,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use layers::LayerCache;
+pub use layers::{LayerCache, PruneReport};
 pub use mounts::{BuildMount, CA_BUNDLE, CA_ENV, CacheSharing};
 
 use crate::ExecError;

@@ -127,6 +127,14 @@ fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<(
 
 fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let report = store.gc()?;
+    // Unpacked copies of the layers GC just removed go too (this process holds the store,
+    // so no build can be using them).
+    let work_dir = lamina::Engine::work_dir_of(store.path());
+    let unpacked = if work_dir.join("layers").is_dir() {
+        lamina::exec::sandbox::LayerCache::new(&work_dir)?.prune(store)?
+    } else {
+        lamina::exec::sandbox::PruneReport::default()
+    };
     if as_json {
         let value = json!({
             "blobs_removed": report.blobs_removed,
@@ -138,6 +146,8 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "blobs_kept": report.blobs_kept,
             "bytes_kept": report.bytes_kept,
             "budget_met": report.budget_met,
+            "unpacked_layers_removed": unpacked.removed,
+            "unpacked_bytes_freed": unpacked.bytes,
             "seconds": report.duration.as_secs_f64(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -156,6 +166,14 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
         "cache entries: {} expired, {} evicted for size; {} layer record(s) and {} lease(s) removed",
         report.cache_expired, report.cache_evicted, report.layers_removed, report.leases_expired,
     )?;
+    if unpacked.removed > 0 {
+        writeln!(
+            out,
+            "unpacked layers: {} removed, {} freed",
+            unpacked.removed,
+            units::size(unpacked.bytes)
+        )?;
+    }
     if !report.budget_met {
         writeln!(
             out,
