@@ -60,7 +60,8 @@ pub fn store_layer(
     Ok(store.put_layer(&record)?)
 }
 
-fn store_compression(
+/// The store's name for a layer-engine compression.
+pub fn store_compression(
     compression: lamina_layer::Compression,
 ) -> Result<lamina_store::Compression, ExportError> {
     match compression {
@@ -71,6 +72,15 @@ fn store_compression(
         other => Err(ExportError::UnsupportedLayerCompression {
             media_type: other.media_type(),
         }),
+    }
+}
+
+/// The layer engine's compression for a store variant's.
+pub fn layer_compression(compression: lamina_store::Compression) -> lamina_layer::Compression {
+    match compression {
+        lamina_store::Compression::Gzip => lamina_layer::Compression::Gzip,
+        lamina_store::Compression::Zstd => lamina_layer::Compression::Zstd,
+        _ => lamina_layer::Compression::None,
     }
 }
 

@@ -35,68 +35,91 @@ impl Compression {
     }
 }
 
-/// The compressing stage of the pipeline.
-pub(crate) enum Encoder<W: Write> {
+/// A compressor with the layer writer's settings (gzip with a constant header, zstd with a
+/// checksum and a fixed worker count), so anything compressed with it, e.g. a variant made
+/// later from a stored plain tar, has the bytes the writer would have produced.
+pub struct Encoder<W: Write>(Inner<W>);
+
+enum Inner<W: Write> {
     None(W),
     Gzip(flate2::write::GzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> std::fmt::Debug for Encoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.0 {
+            Inner::None(_) => "none",
+            Inner::Gzip(_) => "gzip",
+            Inner::Zstd(_) => "zstd",
+        };
+        f.debug_tuple("Encoder").field(&kind).finish()
+    }
 }
 
 impl<W: Write> Encoder<W> {
     /// `workers` is clamped to at least 1: zstd's single-threaded output differs from its
     /// multi-threaded one, and any count >= 1 gives the same bytes, so digests never depend on
     /// the machine.
-    pub(crate) fn new(
-        inner: W,
-        compression: Compression,
-        level: i32,
-        workers: u32,
-    ) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::None => Encoder::None(inner),
+    pub fn new(inner: W, compression: Compression, level: i32, workers: u32) -> io::Result<Self> {
+        Ok(Encoder(match compression {
+            Compression::None => Inner::None(inner),
             Compression::Gzip => {
                 let level = flate2::Compression::new(level.clamp(0, 9) as u32);
                 // GzBuilder writes mtime 0 and no file name: the header is constant.
-                Encoder::Gzip(flate2::GzBuilder::new().write(inner, level))
+                Inner::Gzip(flate2::GzBuilder::new().write(inner, level))
             }
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
                 enc.multithread(workers.max(1))?;
                 enc.include_checksum(true)?;
-                Encoder::Zstd(enc)
+                Inner::Zstd(enc)
             }
-        })
+        }))
     }
 
-    pub(crate) fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::None(w) => Ok(w),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
+    /// Ends the compressed stream and returns the writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self.0 {
+            Inner::None(w) => Ok(w),
+            Inner::Gzip(e) => e.finish(),
+            Inner::Zstd(e) => e.finish(),
         }
     }
 }
 
 impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::None(w) => w.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
+        match &mut self.0 {
+            Inner::None(w) => w.write(buf),
+            Inner::Gzip(e) => e.write(buf),
+            Inner::Zstd(e) => e.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::None(w) => w.flush(),
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
+        match &mut self.0 {
+            Inner::None(w) => w.flush(),
+            Inner::Gzip(e) => e.flush(),
+            Inner::Zstd(e) => e.flush(),
         }
     }
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The compression a layer starting with `prefix` (its first 4 bytes) uses; anything that is
+/// neither gzip nor zstd is taken as a plain tar.
+pub fn detect_compression(prefix: &[u8]) -> Compression {
+    if prefix.starts_with(&GZIP_MAGIC) {
+        Compression::Gzip
+    } else if prefix.starts_with(&ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
 
 /// Detects the compression from the first bytes and returns the decompressed stream.
 pub(crate) fn decompress<'a, R: Read + 'a>(

@@ -49,7 +49,7 @@ mod unpack;
 mod walk;
 mod writer;
 
-pub use compress::Compression;
+pub use compress::{Compression, Encoder, detect_compression};
 pub use digest::{Blake3Digest, ParseDigestError, Sha256Digest};
 pub use error::LayerError;
 pub use unpack::{UnpackOptions, UnpackStats, Unpacker};

@@ -13,11 +13,7 @@ use crate::ExecError;
 
 /// The layer writer options of a build: fixed mtime clamp, the configured compression.
 pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
-    let compression = match compression {
-        Compression::None => lamina_layer::Compression::None,
-        Compression::Gzip => lamina_layer::Compression::Gzip,
-        _ => lamina_layer::Compression::Zstd,
-    };
+    let compression = lamina_export::layer_store::layer_compression(compression);
     LayerWriter::new(
         LayerOptions::default()
             .compression(compression)

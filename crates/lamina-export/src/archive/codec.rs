@@ -3,9 +3,9 @@
 //!
 //! Registry pulls share the decoder and hasher (`registry::ingest`).
 //!
-//! The encoders use the settings of `lamina-layer`'s writer (gzip level 6 with a constant
-//! header, zstd level 3 with one or more workers and a checksum), so a variant made here has
-//! the same bytes as one the layer writer makes from the same tar.
+//! Compression is `lamina-layer`'s own [`lamina_layer::Encoder`] at the writer's default
+//! levels, so a variant made here has the same bytes as one the layer writer makes from the
+//! same tar.
 
 use std::io::{self, Read, Write};
 
@@ -13,19 +13,26 @@ use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Sto
 
 use crate::ExportError;
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const CHUNK: usize = 256 * 1024;
+/// Bytes enough to tell the compression by magic (zstd's is the longest).
+const MAGIC_LEN: usize = 4;
 
 /// The compression a blob starting with `prefix` uses (anything unknown is a plain tar).
 pub(crate) fn detect(prefix: &[u8]) -> Compression {
-    if prefix.starts_with(&GZIP_MAGIC) {
-        Compression::Gzip
-    } else if prefix.starts_with(&ZSTD_MAGIC) {
-        Compression::Zstd
-    } else {
-        Compression::None
+    match lamina_layer::detect_compression(prefix) {
+        lamina_layer::Compression::Gzip => Compression::Gzip,
+        lamina_layer::Compression::Zstd => Compression::Zstd,
+        _ => Compression::None,
     }
+}
+
+/// A compressor for `compression` with the layer writer's settings.
+pub(crate) fn encoder<W: Write>(
+    compression: Compression,
+    out: W,
+) -> io::Result<lamina_layer::Encoder<W>> {
+    let compression = crate::layer_store::layer_compression(compression);
+    lamina_layer::Encoder::new(out, compression, compression.default_level(), 1)
 }
 
 /// Hashes what is written into it: blake3, sha256 and length.
@@ -124,57 +131,6 @@ impl<W: Write> Write for Decoder<W> {
     }
 }
 
-/// A compressor with `lamina-layer`'s settings.
-pub(crate) enum Encoder<W: Write> {
-    None(W),
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-impl<W: Write> Encoder<W> {
-    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::Gzip => {
-                Encoder::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(6)))
-            }
-            Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
-                // Any worker count >= 1 gives the same bytes; 0 would differ.
-                enc.multithread(2)?;
-                enc.include_checksum(true)?;
-                Encoder::Zstd(enc)
-            }
-            _ => Encoder::None(out),
-        })
-    }
-
-    pub(crate) fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::None(w) => Ok(w),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::None(w) => w.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::None(w) => w.flush(),
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
-        }
-    }
-}
-
 /// Feeds all of `input` to `sink` in chunks, first handing `start` the first bytes (at most
 /// 4) so the caller can pick a decoder by magic.
 pub(crate) fn pump<R: Read, S: Write>(
@@ -185,7 +141,7 @@ pub(crate) fn pump<R: Read, S: Write>(
     let mut buf = vec![0u8; CHUNK];
     let mut filled = 0;
     // Read until the magic is known (or the input ends).
-    while filled < ZSTD_MAGIC.len() {
+    while filled < MAGIC_LEN {
         match input.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
@@ -193,7 +149,7 @@ pub(crate) fn pump<R: Read, S: Write>(
             Err(e) => return Err(e),
         }
     }
-    let mut sink = start(&buf[..filled.min(ZSTD_MAGIC.len())])?;
+    let mut sink = start(&buf[..filled.min(MAGIC_LEN)])?;
     let mut n = filled;
     loop {
         if n > 0 {
@@ -312,7 +268,7 @@ pub(crate) fn recompress(
         source,
     };
     let writer = store.writer(BlobKind::Layer)?;
-    let encoder = Encoder::new(target, writer).map_err(io_err)?;
+    let encoder = encoder(target, writer).map_err(io_err)?;
     // Large writes into the compressor, as the layer writer makes them.
     let out = io::BufWriter::with_capacity(1 << 20, Tee(Hasher::default(), encoder));
     let decoder =
@@ -353,7 +309,7 @@ mod tests {
     use lamina_store::StoreOptions;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new()).unwrap();
+        let mut enc = encoder(Compression::Gzip, Vec::new()).unwrap();
         enc.write_all(data).unwrap();
         enc.finish().unwrap()
     }
