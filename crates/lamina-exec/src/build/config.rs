@@ -343,36 +343,12 @@ pub(crate) fn resolve_path(base: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds; `None` if it does not parse.
-/// HEALTHCHECK flags were validated by the parser, so a bad one only loses its value.
+/// A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds; `None` if it does not parse or is
+/// negative. HEALTHCHECK flags were validated by the parser, so a bad one only loses its value.
 fn go_duration_nanos(text: &str) -> Option<u64> {
-    let mut total: f64 = 0.0;
-    let mut rest = text.trim();
-    if rest == "0" {
-        return Some(0);
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    Some(total as u64)
+    lamina_spec::parse::go_duration_nanos(text.trim())
+        .filter(|nanos| *nanos >= 0.0)
+        .map(|nanos| nanos as u64)
 }
 
 /// The fixed creation time of everything a build writes: `SOURCE_DATE_EPOCH` when set to a

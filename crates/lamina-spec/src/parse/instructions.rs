@@ -451,8 +451,9 @@ fn check_duration(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The length in nanoseconds of a Go `time.ParseDuration` string.
-fn go_duration_nanos(s: &str) -> Option<f64> {
+/// The length in nanoseconds of a Go `time.ParseDuration` string (`30s`, `1m30s`, `.5h`,
+/// `-2s`), as HEALTHCHECK flags take them; `None` if it does not parse.
+pub fn go_duration_nanos(s: &str) -> Option<f64> {
     let (negative, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),

@@ -36,6 +36,7 @@ use std::path::Path;
 
 use crate::error::{Result, SpecError};
 use crate::instruction::{Dockerfile, Heredoc, Stage};
+pub use instructions::go_duration_nanos;
 use instructions::{Parsed, parse_line, split_line};
 use words::{Json, json_array};
 
