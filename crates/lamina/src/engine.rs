@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use lamina_exec::{BuildOptions, BuildReport, ExecConfig, Executor};
 use lamina_export::StoredImage;
-use lamina_export::image::normalize_name;
 use lamina_spec::Image;
 use lamina_store::{Store, StoreOptions};
 
@@ -71,12 +70,7 @@ impl Engine {
     /// Builds `image` into the store: every step a cached layer. See [`BuildOptions`] for
     /// tags (`name` means `name:latest`), build arguments, secrets, cache control and
     /// progress events.
-    pub async fn build(
-        &self,
-        image: &Image,
-        mut options: BuildOptions,
-    ) -> Result<BuildReport, Error> {
-        options.tag = options.tag.map(|tag| normalize_name(&tag));
+    pub async fn build(&self, image: &Image, options: BuildOptions) -> Result<BuildReport, Error> {
         Ok(self.executor.build(image, options).await?)
     }
 
@@ -86,9 +80,7 @@ impl Engine {
         image: &Image,
         options: &BuildOptions,
     ) -> Result<BuildReport, Error> {
-        let mut options = options.clone();
-        options.tag = options.tag.map(|tag| normalize_name(&tag));
-        Ok(self.executor.build_blocking(image, &options)?)
+        Ok(self.executor.build_blocking(image, options)?)
     }
 
     /// The image named `name` (`name:tag`, `:latest` when no tag is given).

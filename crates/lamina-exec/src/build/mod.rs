@@ -71,7 +71,7 @@ impl ExecConfig {
 /// What one build should do.
 #[derive(Clone, Default)]
 pub struct BuildOptions {
-    /// Name the result (`name:tag`); named images are pinned.
+    /// Name the result (`name:tag`; `name` alone means `name:latest`); named images are pinned.
     pub tag: Option<String>,
     /// `--build-arg` values.
     pub build_args: BTreeMap<String, String>,
@@ -257,7 +257,8 @@ impl Executor {
     /// The state of the last build that was to be tagged `tag` (building, active or
     /// failed), from the executor's build records.
     pub fn build_state(&self, tag: &str) -> Option<BuildState> {
-        explain::read_state(&self.inner.config.work_dir, tag)
+        let tag = lamina_export::image::normalize_name(tag);
+        explain::read_state(&self.inner.config.work_dir, &tag)
     }
 
     /// Whether the sandbox has been created (only a RUN miss creates it).

@@ -64,6 +64,14 @@ pub(crate) fn build(
     image: &Image,
     options: &BuildOptions,
 ) -> Result<BuildReport, ExecError> {
+    // `app` names `app:latest`, here as everywhere images are named.
+    let options = &BuildOptions {
+        tag: options
+            .tag
+            .as_deref()
+            .map(lamina_export::image::normalize_name),
+        ..options.clone()
+    };
     let work_dir = &inner.config.work_dir;
     let tag = options.tag.as_deref();
     if let Some(tag) = tag {
