@@ -81,7 +81,8 @@ pub struct ImportedImage {
 }
 
 /// Writes `image` to `out` in `format` under `name` (`name:tag`, `:latest` when missing),
-/// with its layers in `compression` (see the module docs). An existing `out` is replaced.
+/// with its layers in `compression` (see the module docs). An existing `out` is replaced;
+/// missing parent directories are created.
 pub fn export(
     store: &Store,
     image: &StoredImage,
@@ -94,6 +95,11 @@ pub fn export(
         (ArchiveFormat::DockerArchive, Compression::Zstd) => Compression::Gzip,
         (_, c) => c,
     };
+    let parent = write::parent_of(out);
+    std::fs::create_dir_all(parent).map_err(|source| ExportError::Io {
+        path: parent.to_path_buf(),
+        source,
+    })?;
     let (image, layers_compressed) = write::with_compression(store, image, compression)?;
     let name = crate::image::normalize_name(name);
     let bytes = match format {

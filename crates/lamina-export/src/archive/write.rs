@@ -327,7 +327,8 @@ pub(crate) fn oci_archive(
     tar_file(out, |sink| oci_layout(sink, store, image, name))
 }
 
-fn parent_of(out: &Path) -> &Path {
+/// The directory `out` is written in.
+pub(super) fn parent_of(out: &Path) -> &Path {
     out.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))

@@ -178,10 +178,6 @@ pub fn run(
             output,
         } => {
             let image = load(&engine, &name)?;
-            if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
             let format = match format {
                 Format::OciDir => ArchiveFormat::OciDir,
                 Format::OciArchive => ArchiveFormat::OciArchive,
