@@ -19,17 +19,12 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-if ! command -v b3sum >/dev/null 2>&1; then
-    echo "b3sum not found: installing the Debian package" >&2
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get install -y b3sum >&2
-    else
-        sudo apt-get install -y b3sum >&2
-    fi
-fi
+# Package installs, the shared target dir and the prebuilt RocksDB library (see .ci/lib.sh).
+source "$repo/.ci/lib.sh"
+ensure_debian_packages b3sum
+(cd "$repo" && ensure_rocksdb_lib && cargo build --quiet --release -p lamina-benches --bins)
 
 echo "building the bench binaries (release)" >&2
-(cd "$repo" && cargo build --quiet --release -p lamina-benches --bins)
 bin_dir="${CARGO_TARGET_DIR:-$repo/target}/release"
 
 tmp="$(mktemp -d)"

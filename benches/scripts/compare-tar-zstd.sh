@@ -25,17 +25,12 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#gen_args[@]} -gt 0 ]] || gen_args=(--preset layer)
 
-if ! command -v zstd >/dev/null 2>&1; then
-    echo "zstd not found: installing the Debian package" >&2
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get install -y zstd >&2
-    else
-        sudo apt-get install -y zstd >&2
-    fi
-fi
+# Package installs, the shared target dir and the prebuilt RocksDB library (see .ci/lib.sh).
+source "$repo/.ci/lib.sh"
+ensure_debian_packages zstd
+(cd "$repo" && ensure_rocksdb_lib && cargo build --quiet --release -p lamina-benches --bins)
 
 echo "building the bench binaries (release)" >&2
-(cd "$repo" && cargo build --quiet --release -p lamina-benches --bins)
 bin_dir="${CARGO_TARGET_DIR:-$repo/target}/release"
 
 tmp="$(mktemp -d)"

@@ -35,10 +35,11 @@ for tool in docker-registry skopeo umoci python3; do
 done
 
 echo "building gen-tree and lamina (dev profile)" >&2
-(cd "$repo" && cargo build --quiet -p lamina-benches --bin gen-tree)
+source "$repo/.ci/lib.sh"
+(cd "$repo" && ensure_rocksdb_lib && cargo build --quiet -p lamina-benches --bin gen-tree)
 bin_dir="${CARGO_TARGET_DIR:-$repo/target}/debug"
 if [[ -z "${LAMINA:-}" ]]; then
-    (cd "$repo" && cargo test --quiet -p lamina --no-run)
+    (cd "$repo" && ensure_rocksdb_lib && cargo test --quiet -p lamina --no-run)
     LAMINA="$bin_dir/lamina"
 fi
 "$LAMINA" push --help >/dev/null 2>&1 || {
