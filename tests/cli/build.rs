@@ -1,30 +1,18 @@
 //! `lamina build` and `lamina image` end to end: real RUN steps under runc on overlayfs, on a
 //! busybox base built from scratch (no registry), through the binary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
 use crate::support::{lamina, lamina_err, lamina_ok, write_tree};
 
-/// Why RUN steps cannot run here, if they cannot.
-fn sandbox_unavailable() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("RUN steps need root (overlayfs and runc)".into());
-    }
-    if Command::new("runc").arg("--version").output().is_err() {
-        return Some("runc is not installed (Debian package runc)".into());
-    }
-    if !Path::new("/bin/busybox").exists() {
-        return Some("/bin/busybox is missing (Debian package busybox-static)".into());
-    }
-    None
-}
-
-#[allow(clippy::print_stderr)]
-fn skip(test: &str, reason: &str) {
-    eprintln!("skipping {test}: {reason}");
+/// Whether the test must return now because RUN steps cannot run here (root, runc and
+/// busybox are needed; see `require`).
+fn sandbox_missing() -> bool {
+    use crate::require::Need::{File, Root, Tool};
+    crate::require::missing(&[Root, Tool("runc"), File("/bin/busybox")])
 }
 
 /// A temp dir with a store, a busybox base tagged `busybox:test`, and the app definition.
@@ -136,8 +124,8 @@ fn cached_steps(events: &[Value]) -> Vec<u64> {
 
 #[test]
 fn second_build_and_a_moved_checkout_hit_every_step() {
-    if let Some(reason) = sandbox_unavailable() {
-        return skip("second_build_and_a_moved_checkout_hit_every_step", &reason);
+    if sandbox_missing() {
+        return;
     }
     let project = Project::new();
     let (events, cold) = project.build_json("app", &["--tag", "app:test"]);
@@ -190,8 +178,8 @@ fn second_build_and_a_moved_checkout_hit_every_step() {
 
 #[test]
 fn a_changed_byte_misses_from_its_step_on_and_explain_names_the_file() {
-    if let Some(reason) = sandbox_unavailable() {
-        return skip("a_changed_byte_misses_from_its_step_on", &reason);
+    if sandbox_missing() {
+        return;
     }
     let project = Project::new();
     let (_, first) = project.build_json("app", &[]);
@@ -212,8 +200,8 @@ fn a_changed_byte_misses_from_its_step_on_and_explain_names_the_file() {
 
 #[test]
 fn a_failing_run_names_the_step_and_exit_code() {
-    if let Some(reason) = sandbox_unavailable() {
-        return skip("a_failing_run_names_the_step_and_exit_code", &reason);
+    if sandbox_missing() {
+        return;
     }
     let project = Project::new();
     write_tree(
@@ -306,8 +294,8 @@ fn image_commands_list_tag_show_history_and_remove() {
 
 #[test]
 fn two_build_processes_at_once_run_a_step_once() {
-    if let Some(reason) = sandbox_unavailable() {
-        return skip("two_build_processes_at_once_run_a_step_once", &reason);
+    if sandbox_missing() {
+        return;
     }
     let project = Project::new();
     // The RUN records a value that differs on every run: one digest means it ran once.
@@ -356,11 +344,8 @@ fn two_build_processes_at_once_run_a_step_once() {
 
 #[test]
 fn gc_removes_the_unpacked_copies_of_collected_layers() {
-    if let Some(reason) = sandbox_unavailable() {
-        return skip(
-            "gc_removes_the_unpacked_copies_of_collected_layers",
-            &reason,
-        );
+    if sandbox_missing() {
+        return;
     }
     let project = Project::new();
     project.ok(&["build", "app", "--tag", "app:test", "--progress", "plain"]);

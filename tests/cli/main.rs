@@ -5,5 +5,8 @@ mod build;
 mod cache;
 mod crate_graph;
 mod definitions;
+mod docker_world;
 mod registry;
+#[path = "../require.rs"]
+mod require;
 mod support;

@@ -8,28 +8,18 @@ use crate::support::{digest_of, lamina, lamina_in_store as run, write_tree};
 // The same registry launcher the lamina-export tests use: one copy of the start-up logic.
 #[path = "../../crates/lamina-export/tests/support/server.rs"]
 #[allow(dead_code)]
-mod server;
+pub mod server;
 
-fn tools_missing() -> Option<&'static str> {
-    [server::BINARY, "skopeo", "htpasswd"]
-        .into_iter()
-        .find(|tool| {
-            Command::new("which")
-                .arg(tool)
-                .output()
-                .map_or(true, |o| !o.status.success())
-        })
-}
-
-#[allow(clippy::print_stderr)]
-fn skip(test: &str, tool: &str) {
-    eprintln!("skipping {test}: {tool} is not installed");
+/// Whether the test must return now because a tool it drives is missing (see `require`).
+fn tools_missing() -> bool {
+    use crate::require::Need::Tool;
+    crate::require::missing(&[Tool(server::BINARY), Tool("skopeo"), Tool("htpasswd")])
 }
 
 #[test]
 fn push_then_pull_into_an_empty_store_keeps_the_digest() {
-    if let Some(tool) = tools_missing() {
-        return skip("push_then_pull_into_an_empty_store_keeps_the_digest", tool);
+    if tools_missing() {
+        return;
     }
     let registry = server::Registry::start();
     let dir = tempfile::tempdir().unwrap();
@@ -139,8 +129,8 @@ fn push_then_pull_into_an_empty_store_keeps_the_digest() {
 
 #[test]
 fn pushing_to_a_registry_that_wants_credentials_says_so_and_works_with_them() {
-    if let Some(tool) = tools_missing() {
-        return skip("pushing_to_a_registry_that_wants_credentials", tool);
+    if tools_missing() {
+        return;
     }
     let registry = server::Registry::start_with_auth("builder", "s3cret-pass");
     let dir = tempfile::tempdir().unwrap();

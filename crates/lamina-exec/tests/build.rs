@@ -1,6 +1,6 @@
 //! Builds of real definitions into a real store. The base is a busybox tree brought in with
 //! `FROM scratch` + `COPY rootfs/ /`, so no registry is needed. RUN tests need root and runc
-//! and say why they skip otherwise.
+//! (`require` says what happens where they are missing).
 
 #![allow(clippy::print_stderr)]
 
@@ -15,6 +15,9 @@ use lamina_exec::{
 use lamina_export::StoredImage;
 use lamina_spec::{Context, Dockerfile, Image};
 use lamina_store::{Store, StoreOptions};
+
+#[path = "../../../tests/require.rs"]
+mod require;
 
 /// A store, a work directory and a context directory, all temporary.
 struct Env {
@@ -96,13 +99,11 @@ fn cached(report: &BuildReport) -> Vec<bool> {
     report.steps.iter().map(|s| s.cached).collect()
 }
 
-/// Whether RUN steps can run here; prints why not.
+/// Whether RUN steps can run here (root, runc, busybox); if not, the test fails unless skips
+/// were asked for (see `require`).
 fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: RUN steps need root (overlayfs and runc)");
-        return false;
-    }
-    true
+    use require::Need::{File, Root, Tool};
+    !require::missing(&[Root, Tool("runc"), File("/bin/busybox")])
 }
 
 const CONFIG_STEPS: &str = "FROM scratch\nCOPY rootfs/ /\nARG VERSION=1.0\n\

@@ -1,6 +1,6 @@
 //! The sandbox for real: layers from a store unpacked by `LayerCache`, RUN steps under runc on
-//! overlayfs. Needs root, runc and a static busybox (Debian `busybox-static`); skipped with a
-//! printed reason otherwise.
+//! overlayfs. Needs root, runc and a static busybox (Debian `busybox-static`); see `require` for
+//! what happens where they are missing.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,28 +15,20 @@ use lamina_exec::sandbox::{
 use lamina_layer::{Compression, LayerOptions, LayerWriter, Unpacker};
 use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Store, StoreOptions};
 
+#[path = "../../../tests/require.rs"]
+mod require;
+
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "rm", "ls", "cat", "id", "pwd", "seq", "test", "head", "mkdir", "env", "wc",
     "sleep",
 ];
 
-/// Why the environment cannot run these tests, if it cannot.
-#[allow(clippy::print_stderr)]
+/// Whether these tests must return now: root, runc and busybox are needed, and where they are
+/// missing the test fails unless skips were asked for (see `require`).
 fn skip() -> bool {
-    let reason = if !rustix::process::geteuid().is_root() {
-        "not root (overlayfs and runc need root)"
-    } else if !Path::new(BUSYBOX).is_file() {
-        "no /bin/busybox (install busybox-static)"
-    } else if !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|d| d.join("runc").is_file())
-    {
-        "runc is not on PATH (install runc)"
-    } else {
-        return false;
-    };
-    eprintln!("skipping sandbox test: {reason}");
-    true
+    use require::Need::{File, Root, Tool};
+    require::missing(&[Root, File(BUSYBOX), Tool("runc")])
 }
 
 struct Env {

@@ -24,14 +24,13 @@ fn config() -> RegistryConfig {
     }
 }
 
-fn tools_missing(test: &str, tools: &[&str]) -> bool {
-    for tool in tools {
-        if !support::have(tool) {
-            support::skip(test, &format!("{tool} is not installed"));
-            return true;
-        }
-    }
-    false
+/// Whether the test must return now because a tool is missing (see `require`).
+fn tools_missing(tools: &[&str]) -> bool {
+    let needs: Vec<_> = tools
+        .iter()
+        .map(|tool| support::require::Need::Tool(tool))
+        .collect();
+    support::require::missing(&needs)
 }
 
 fn skopeo(args: &[&str]) -> String {
@@ -63,7 +62,7 @@ async fn push_quiet(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_skip_mount_pull_round_trip() {
-    if tools_missing("push_skip_mount_pull_round_trip", &[server::BINARY]) {
+    if tools_missing(&[server::BINARY]) {
         return;
     }
     let registry = Registry::start();
@@ -226,8 +225,7 @@ async fn push_skip_mount_pull_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_reads_our_pushes_and_we_pull_its() {
-    let test = "skopeo_reads_our_pushes_and_we_pull_its";
-    if tools_missing(test, &[server::BINARY, "skopeo"]) {
+    if tools_missing(&[server::BINARY, "skopeo"]) {
         return;
     }
     let registry = Registry::start();
@@ -312,10 +310,7 @@ async fn put_manifest(host: &str, repo: &str, tag: &str, media_type: &'static st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexes_resolve_to_amd64_or_name_what_is_there() {
-    if tools_missing(
-        "indexes_resolve_to_amd64_or_name_what_is_there",
-        &[server::BINARY],
-    ) {
+    if tools_missing(&[server::BINARY]) {
         return;
     }
     let registry = Registry::start();
@@ -400,8 +395,7 @@ async fn indexes_resolve_to_amd64_or_name_what_is_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_required_and_used() {
-    let test = "credentials_are_required_and_used";
-    if tools_missing(test, &[server::BINARY, "htpasswd"]) {
+    if tools_missing(&[server::BINARY, "htpasswd"]) {
         return;
     }
     let registry = Registry::start_with_auth("lamina", "s3cret-pw");
@@ -457,10 +451,7 @@ async fn credentials_are_required_and_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_registry_is_survived_or_refused() {
-    if tools_missing(
-        "a_hostile_registry_is_survived_or_refused",
-        &[server::BINARY],
-    ) {
+    if tools_missing(&[server::BINARY]) {
         return;
     }
     let registry = Registry::start();
@@ -541,10 +532,7 @@ async fn a_hostile_registry_is_survived_or_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_already_in_the_store_are_not_downloaded() {
-    if tools_missing(
-        "blobs_already_in_the_store_are_not_downloaded",
-        &[server::BINARY],
-    ) {
+    if tools_missing(&[server::BINARY]) {
         return;
     }
     let registry = Registry::start();

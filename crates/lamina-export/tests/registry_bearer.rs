@@ -7,6 +7,8 @@ mod http;
 #[allow(dead_code)]
 #[path = "support/image.rs"]
 mod image;
+#[path = "../../../tests/require.rs"]
+mod require;
 #[allow(dead_code)]
 #[path = "support/server.rs"]
 mod server;
@@ -42,21 +44,14 @@ fn basic(password: &str) -> RegistryConfig {
     })
 }
 
-/// Whether `docker-registry` is missing (then the test says so and does nothing).
-#[allow(clippy::print_stderr)]
-fn registry_missing(test: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(server::BINARY).is_file())
-    });
-    if !found {
-        eprintln!("skipping {test}: {} is not installed", server::BINARY);
-    }
-    !found
+/// Whether the test must return now because `docker-registry` is missing (see `require`).
+fn registry_missing() -> bool {
+    require::missing(&[require::Need::Tool(server::BINARY)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_and_pull_through_a_token_gate() {
-    if registry_missing("push_and_pull_through_a_token_gate") {
+    if registry_missing() {
         return;
     }
     let registry = Registry::start();
@@ -122,7 +117,7 @@ async fn push_and_pull_through_a_token_gate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_refused_without_leaking_it() {
-    if registry_missing("a_wrong_password_is_refused_without_leaking_it") {
+    if registry_missing() {
         return;
     }
     let registry = Registry::start();

@@ -37,11 +37,7 @@ fn counts<E>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_and_pull_report_bytes_up_to_each_blob_size() {
-    if !support::have(server::BINARY) {
-        support::skip(
-            "push_and_pull_report_bytes_up_to_each_blob_size",
-            &format!("{} is not installed", server::BINARY),
-        );
+    if support::require::missing(&[support::require::Need::Tool(server::BINARY)]) {
         return;
     }
     let registry = Registry::start();

@@ -60,11 +60,7 @@ async fn assert_pulls_back(reference: &str, image: &StoredImage) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_chunked_uploads_resume_where_the_registry_stands() {
-    if !support::have(server::BINARY) {
-        support::skip(
-            "cut_chunked_uploads_resume_where_the_registry_stands",
-            &format!("{} is not installed", server::BINARY),
-        );
+    if support::require::missing(&[support::require::Need::Tool(server::BINARY)]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

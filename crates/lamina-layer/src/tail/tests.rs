@@ -8,6 +8,9 @@ use sha2::Digest as _;
 use super::*;
 use crate::{LayerError, Unpacker};
 
+#[path = "../../../../tests/require.rs"]
+mod require;
+
 /// A tar with a directory `d/`, a 2000-byte file `d/big` and a 12-byte file `d/small` (last),
 /// with its trailer, and where each part ends: (archive, end of `d/big`'s header, end of
 /// `d/small`'s header, end of `d/small`'s data).
@@ -163,11 +166,7 @@ fn padding_is_supplied_only_after_complete_data() {
 
 #[test]
 fn umoci_insert_layers_unpack() {
-    if Command::new("umoci").arg("--version").output().is_err() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("SKIPPED umoci_insert_layers_unpack: umoci is not installed");
-        }
+    if require::missing(&[require::Need::Tool("umoci")]) {
         return;
     }
     let work = tempfile::tempdir().unwrap();

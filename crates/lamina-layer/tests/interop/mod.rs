@@ -9,16 +9,12 @@ use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
-// A skipped test must say why in the test output.
-#[allow(clippy::print_stderr)]
-fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
-}
+use require::Need::{Root, Tool};
 
 #[test]
 fn gnu_tar_extracts_our_layers_to_the_same_tree() {
-    if !have("tar") {
-        return skip("GNU tar is not installed");
+    if require::missing(&[Tool("tar")]) {
+        return;
     }
     let tmp = tempdir();
     let src = sub(&tmp, "src");
@@ -43,8 +39,8 @@ fn gnu_tar_extracts_our_layers_to_the_same_tree() {
 
 #[test]
 fn layers_made_by_gnu_tar_unpack_here() {
-    if !have("tar") {
-        return skip("GNU tar is not installed");
+    if require::missing(&[Tool("tar")]) {
+        return;
     }
     let tmp = tempdir();
     let src = sub(&tmp, "src");
@@ -84,11 +80,9 @@ fn json_blob(blobs: &Path, bytes: &[u8]) -> (String, usize) {
 
 #[test]
 fn umoci_unpacks_our_layers_to_the_same_tree() {
-    if !have("umoci") {
-        return skip("umoci is not installed");
-    }
-    if !is_root() {
-        return skip("umoci unpack needs root to restore owners and devices");
+    // umoci unpack needs root to restore owners and devices.
+    if require::missing(&[Tool("umoci"), Root]) {
+        return;
     }
     let tmp = tempdir();
     let src = sub(&tmp, "src");
@@ -131,8 +125,8 @@ fn umoci_unpacks_our_layers_to_the_same_tree() {
 /// of the trees give byte-identical layers, and that the layer reproduces the merged tree.
 #[test]
 fn overlay_upper_and_tree_diff_give_identical_layers() {
-    if !is_root() {
-        return skip("mounting overlayfs needs root");
+    if require::missing(&[Root]) {
+        return;
     }
     let tmp = tempdir();
     let lower = sub(&tmp, "lower");
@@ -156,12 +150,12 @@ fn overlay_upper_and_tree_diff_give_identical_layers() {
     match mounted {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            return skip(&format!(
+            return require::cannot_run(&format!(
                 "cannot mount overlayfs: {}",
                 String::from_utf8_lossy(&o.stderr)
             ));
         }
-        Err(e) => return skip(&format!("cannot run mount: {e}")),
+        Err(e) => return require::cannot_run(&format!("cannot run mount: {e}")),
     }
     let m = |p: &str| merged.join(p);
     // Edit a file deep down, add, delete a file and a directory, chmod, chown, add a symlink,

@@ -8,14 +8,13 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "../../../../tests/require.rs"]
+pub mod require;
+
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-pub fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
 }
 
 /// Everything a layer should preserve about one path.
