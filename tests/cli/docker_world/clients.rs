@@ -224,9 +224,16 @@ impl Podman {
         self.ok(&["pull", "--quiet", "--tls-verify=false", reference]);
     }
 
-    /// `podman load -i path`; returns the name it loaded.
+    /// `podman load -i path`; returns the name it loaded. podman names a loaded layout
+    /// directory after the path it was given, which must then be a valid (lowercase)
+    /// repository: it is given relative to the parent directory.
     pub fn load(&self, path: &Path) -> String {
-        let out = self.ok(&["load", "-i", path.to_str().unwrap()]);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let out = run_ok(
+            self.podman()
+                .args(["load", "-i", name])
+                .current_dir(path.parent().unwrap()),
+        );
         loaded_name(&out).unwrap_or_else(|| panic!("podman load named no image: {out}"))
     }
 
