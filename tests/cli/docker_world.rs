@@ -30,6 +30,7 @@ fn images_go_to_and_come_from_docker_podman_and_umoci() {
         Tool("umoci"),
         Tool("runc"),
         Tool("tar"),
+        Tool("skopeo"),
         Tool(server::BINARY),
         File("/bin/busybox"),
     ];
@@ -48,6 +49,11 @@ fn images_go_to_and_come_from_docker_podman_and_umoci() {
             || world.base_round_trip(builder),
         );
     }
+    checks.run(
+        "lamina push (default compression) of a scratch build and a docker save import → \
+         gzip layers, docker and podman pull and run",
+        || world.default_push_reaches_every_client(),
+    );
     checks.run(
         "docker save → lamina image import → image export --format docker-archive → \
          docker load keeps the image ID",
@@ -96,6 +102,9 @@ struct World {
     podman: Podman,
     dir: tempfile::TempDir,
 }
+
+/// What the image of `World::build_scratch_app` prints.
+const SCRATCH_APP_OUTPUT: &str = "written by a RUN step\n";
 
 /// What the RUN steps of the app built on each base write, and its CMD prints.
 fn app_output(builder: Builder) -> String {
@@ -242,11 +251,10 @@ impl World {
         }
     }
 
-    /// A lamina-built image (RUN step included) exported as `oci-dir` and `oci-archive` with
-    /// the default compression unpacks with umoci and runs in podman; `docker-archive` runs in
-    /// docker.
-    fn exports_reach_every_client(&self) {
-        let ctx = self.path("exported-app");
+    /// An image built by lamina on busybox `FROM scratch`, with a RUN step, tagged `tag` in
+    /// `store`; its CMD prints [`SCRATCH_APP_OUTPUT`].
+    fn build_scratch_app(&self, store: &str, tag: &str) {
+        let ctx = self.path(&format!("scratch-app-{store}"));
         busybox_rootfs(&ctx.join("rootfs"));
         write_tree(
             &ctx,
@@ -256,10 +264,62 @@ impl World {
                  CMD [\"/bin/cat\", \"/run.txt\"]\n",
             )],
         );
+        let ctx = ctx.to_str().unwrap();
+        self.lamina(store, &["build", ctx, "--tag", tag, "--progress", "plain"]);
+    }
+
+    /// `lamina push` with the default compression sends gzip layers, whether they are stored
+    /// as zstd (built here) or uncompressed (imported from `docker save`), and docker and
+    /// podman pull and run the result.
+    fn default_push_reaches_every_client(&self) {
+        let host = self.registry.host();
+        let store = "push-default";
+        self.build_scratch_app(store, "scratch-app:1");
+        let saved = self.path("push-default-base.tar");
+        let saved = saved.to_str().unwrap();
+        self.dockerd
+            .ok(&["save", "--output", saved, "base-buildkit:1"]);
+        self.lamina(store, &["image", "import", saved, "saved-base:1"]);
+        for (image, expected) in [
+            ("scratch-app:1", SCRATCH_APP_OUTPUT.to_string()),
+            ("saved-base:1", "hello from buildkit\n".to_string()),
+        ] {
+            let remote = format!("{host}/pushed/{image}");
+            self.lamina(store, &["push", image, &remote]);
+            let manifest = run_ok(Command::new("skopeo").args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{remote}"),
+            ]));
+            let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+            let media_types: Vec<&str> = manifest["layers"]
+                .as_array()
+                .expect("a manifest with layers")
+                .iter()
+                .map(|layer| layer["mediaType"].as_str().unwrap_or_default())
+                .collect();
+            assert!(
+                media_types.iter().all(|t| t.ends_with("gzip")),
+                "{image} was pushed with layers {media_types:?}, not gzip"
+            );
+            self.dockerd.ok(&["pull", "--quiet", &remote]);
+            let out = self
+                .dockerd
+                .ok(&["run", "--rm", "--network", "host", &remote]);
+            assert_eq!(out, expected, "docker run {remote}");
+            self.podman.pull(&remote);
+            assert_eq!(self.podman.run(&remote), expected, "podman run {remote}");
+        }
+    }
+
+    /// A lamina-built image (RUN step included) exported as `oci-dir` and `oci-archive` with
+    /// the default compression unpacks with umoci and runs in podman; `docker-archive` runs in
+    /// docker.
+    fn exports_reach_every_client(&self) {
         let store = "exports";
-        let args = ["build", "exported-app", "--tag", "exported:1"];
-        self.lamina(store, &[&args[..], &["--progress", "plain"]].concat());
-        let expected = "written by a RUN step\n";
+        self.build_scratch_app(store, "exported:1");
+        let expected = SCRATCH_APP_OUTPUT;
 
         let oci_dir = self.path("export/oci-dir");
         let oci_archive = self.path("export/image.oci.tar");
