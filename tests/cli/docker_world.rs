@@ -55,6 +55,10 @@ fn images_go_to_and_come_from_docker_podman_and_umoci() {
         || world.default_push_reaches_every_client(),
     );
     checks.run(
+        "an image imported as docker.io/library/NAME:TAG is found as NAME:TAG by export and FROM",
+        || world.short_and_full_names_meet(),
+    );
+    checks.run(
         "docker save → lamina image import → image export --format docker-archive → \
          docker load keeps the image ID",
         || world.save_import_export_load(),
@@ -211,6 +215,41 @@ impl World {
             self.podman.run(&app),
             app_output(builder),
             "podman run {app}"
+        );
+    }
+
+    /// An image imported under its full name (`docker.io/library/…`) is found by its short
+    /// name, as Docker treats the two as one: by `image export`, and by a FROM with no
+    /// registry to fall back on.
+    fn short_and_full_names_meet(&self) {
+        let saved = self.path("names-base.tar");
+        let saved = saved.to_str().unwrap();
+        self.dockerd
+            .ok(&["save", "--output", saved, "base-classic:1"]);
+        let store = "names";
+        let full = "docker.io/library/names-base:1";
+        self.lamina(store, &["image", "import", saved, full]);
+        let exported = self.path("names-base.docker.tar");
+        let out = exported.to_str().unwrap();
+        let args = [
+            "image",
+            "export",
+            "names-base:1",
+            "--format",
+            "docker-archive",
+            "-o",
+            out,
+        ];
+        self.lamina(store, &args);
+        let ctx = self.path("names-app");
+        write_tree(
+            &ctx,
+            &[("Dockerfile", "FROM names-base:1\nENV FROM_SHORT_NAME=yes\n")],
+        );
+        let ctx = ctx.to_str().unwrap();
+        self.lamina(
+            store,
+            &["build", ctx, "--tag", "names-app:1", "--progress", "plain"],
         );
     }
 
