@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::support::{lamina, lamina_err, lamina_ok, write_tree};
 
 /// Why RUN steps cannot run here, if they cannot.
-fn sandbox_unavailable() -> Option<String> {
+pub fn sandbox_unavailable() -> Option<String> {
     if !rustix::process::geteuid().is_root() {
         return Some("RUN steps need root (overlayfs and runc)".into());
     }
@@ -23,24 +23,25 @@ fn sandbox_unavailable() -> Option<String> {
 }
 
 #[allow(clippy::print_stderr)]
-fn skip(test: &str, reason: &str) {
+pub fn skip(test: &str, reason: &str) {
     eprintln!("skipping {test}: {reason}");
 }
 
 /// A temp dir with a store, a busybox base tagged `busybox:test`, and the app definition.
-struct Project {
-    dir: tempfile::TempDir,
+pub struct Project {
+    pub dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn new() -> Project {
+    pub fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("base/rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
         for applet in [
-            "sh", "echo", "cat", "ls", "mkdir", "id", "sort", "tr", "pwd",
+            "sh", "echo", "cat", "ls", "mkdir", "id", "sort", "tr", "pwd", "test", "stat", "wc",
+            "head", "touch",
         ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
@@ -70,7 +71,7 @@ impl Project {
         project
     }
 
-    fn store(&self) -> PathBuf {
+    pub fn store(&self) -> PathBuf {
         self.dir.path().join("store")
     }
 
@@ -80,12 +81,12 @@ impl Project {
         all
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let store = self.store();
         lamina_ok(self.dir.path(), &self.args(store.to_str().unwrap(), args))
     }
 
-    fn err(&self, args: &[&str]) -> String {
+    pub fn err(&self, args: &[&str]) -> String {
         let store = self.store();
         lamina_err(self.dir.path(), &self.args(store.to_str().unwrap(), args))
     }
