@@ -131,6 +131,19 @@ fn cache_mounts_persist_in_every_sharing_mode_and_stay_out_of_layers() {
     for dir in ["c1", "c2", "c3", "c4"] {
         assert!(!root.path().join(dir).exists(), "{dir} is in the image");
     }
+
+    // GC keeps caches used within the TTL and removes them past it.
+    let kept: serde_json::Value = serde_json::from_str(&p.ok(&["cache", "gc", "--json"])).unwrap();
+    assert_eq!(kept["cache_mounts_removed"], 0, "{kept}");
+    let gc = p.ok(&["cache", "gc", "--ttl", "0s", "--min-age", "0s", "--json"]);
+    let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
+    assert_eq!(gc["cache_mounts_removed"], 4, "{gc}");
+    let left = std::fs::read_dir(p.store().join("exec/cache-mounts"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(left, 0);
 }
 
 #[test]

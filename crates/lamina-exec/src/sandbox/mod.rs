@@ -13,6 +13,7 @@
 //! Running needs root (overlayfs and runc); [`Sandbox::new`] checks that up front.
 
 mod ca;
+mod cache_gc;
 mod fsutil;
 mod layers;
 mod mounts;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use ca::{CA_BUNDLE, CA_ENV, ENV_BUNDLE};
+pub use cache_gc::{CacheMountsPruned, prune_cache_mounts};
 pub use layers::{LayerCache, PruneReport};
 pub use mounts::{BuildMount, CacheSharing, MountSource, Ownership};
 

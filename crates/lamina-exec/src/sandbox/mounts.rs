@@ -280,6 +280,7 @@ fn cache_dir(
     let root = work_dir.join("cache-mounts");
     fs::create_dir_all(&root).map_err(io_err(&root))?;
     let name = cache_name(id);
+    super::cache_gc::mark_used(&root, &name)?;
     Ok(match sharing {
         CacheSharing::Shared => root.join(&name),
         CacheSharing::Locked => {
