@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::fsutil::{io_err, try_lock_file};
+use super::fsutil::{io_err, pid_alive, try_lock_file};
 use crate::ExecError;
 
 /// What [`prune_cache_mounts`] removed.
@@ -51,7 +51,18 @@ pub fn prune_cache_mounts(
     for entry in entries {
         let entry = entry.map_err(io_err(&root))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if name.starts_with('.') {
+            // `.<name>.tmp-<pid>-<n>`: a cache being created by a process that died.
+            let pid = name
+                .rsplit_once(".tmp-")
+                .and_then(|(_, rest)| rest.split('-').next());
+            if pid.is_some() && !pid_alive(pid) {
+                let path = entry.path();
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            }
             continue;
         }
         let used = fs::metadata(root.join(format!("{name}.used")))
@@ -135,10 +146,13 @@ mod tests {
         assert_eq!(report.removed, 2);
         assert!(!root.join("old").exists() && !root.join("newer").exists());
         assert!(root.join("fresh").is_dir());
-        // A locked cache is in use and stays.
+        // A half-made cache of a dead process goes; a locked cache is in use and stays.
+        fs::create_dir_all(root.join(".half.tmp-2147483000-0")).unwrap();
         cache(&root, "busy", 10, 3 * 86400);
         let _lock = try_lock_file(&root.join("busy.lock")).unwrap().unwrap();
         let report = prune_cache_mounts(work.path(), day, minute, None).unwrap();
         assert_eq!(report.removed, 0);
+        assert!(!root.join(".half.tmp-2147483000-0").exists());
+        assert!(root.join("busy").is_dir());
     }
 }
