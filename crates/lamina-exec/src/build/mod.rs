@@ -39,6 +39,7 @@ use crate::sandbox::{LayerCache, OutputStream, Sandbox};
 pub use explain::{BuildState, MissReason};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
+pub use run_mounts::validate_run_mount;
 
 /// How an [`Executor`] runs builds.
 #[derive(Debug, Clone)]

@@ -236,6 +236,12 @@ impl RunMount {
     }
 }
 
+/// Checks a `RUN --mount=` value as a build would parse it (for `lamina check`): the same
+/// error the build gives, before anything runs. Sources are not resolved here.
+pub fn validate_run_mount(spec: &str) -> Result<(), ExecError> {
+    RunMount::parse(spec).map(|_| ())
+}
+
 /// The `from=` of a mount value, if it parses and has one (for planning which stages and
 /// images a build needs).
 pub(crate) fn mount_from(spec: &str) -> Option<String> {
