@@ -10,25 +10,26 @@ use crate::support::{lamina, lamina_err, lamina_ok, write_tree};
 
 /// Whether the test must return now because RUN steps cannot run here (root, runc and
 /// busybox are needed; see `require`).
-fn sandbox_missing() -> bool {
+pub fn sandbox_missing() -> bool {
     use crate::require::Need::{File, Root, Tool};
     crate::require::missing(&[Root, Tool("runc"), File("/bin/busybox")])
 }
 
 /// A temp dir with a store, a busybox base tagged `busybox:test`, and the app definition.
-struct Project {
-    dir: tempfile::TempDir,
+pub struct Project {
+    pub dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn new() -> Project {
+    pub fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("base/rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
         for applet in [
-            "sh", "echo", "cat", "ls", "mkdir", "id", "sort", "tr", "pwd",
+            "sh", "echo", "cat", "ls", "mkdir", "id", "sort", "tr", "pwd", "test", "stat", "wc",
+            "head", "touch",
         ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
@@ -58,7 +59,7 @@ impl Project {
         project
     }
 
-    fn store(&self) -> PathBuf {
+    pub fn store(&self) -> PathBuf {
         self.dir.path().join("store")
     }
 
@@ -68,12 +69,12 @@ impl Project {
         all
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let store = self.store();
         lamina_ok(self.dir.path(), &self.args(store.to_str().unwrap(), args))
     }
 
-    fn err(&self, args: &[&str]) -> String {
+    pub fn err(&self, args: &[&str]) -> String {
         let store = self.store();
         lamina_err(self.dir.path(), &self.args(store.to_str().unwrap(), args))
     }

@@ -4,9 +4,12 @@ mod archives;
 mod build;
 mod cache;
 mod crate_graph;
+mod debian;
 mod definitions;
 mod docker_world;
+mod mounts;
 mod registry;
 #[path = "../require.rs"]
 mod require;
 mod support;
+mod trust;

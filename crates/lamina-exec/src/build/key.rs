@@ -8,6 +8,7 @@
 //! | step | the parent key, the step's canonical text after variable expansion, the digest of its inputs | the chain makes a step depend on everything before it (ENV, USER, WORKDIR, ARG values, the base); the expanded text catches build arguments used in `FROM`/`COPY`/... |
 //! | COPY/ADD inputs | each match (source index, path relative to its source directory) and entry (name, kind, permission bits, size, blake3 of content, symlink target), as `lamina-spec` resolves them under `.dockerignore` and `--exclude` | they are the bytes the step copies |
 //! | `COPY --from` inputs | the source stage's last key, or the source image's manifest sha256 | that stage's result is the input |
+//! | `RUN --mount=type=bind` inputs | each bind mount's target and source with its content: the context files as COPY hashes them, the source stage's last key, or the image's manifest sha256 | the step reads them (no bind mount: no inputs, so plain RUN keys are unchanged) |
 //! | final | the last step key, the default command, `final` | the default `CMD` is applied to the image only |
 //!
 //! | left out | why |

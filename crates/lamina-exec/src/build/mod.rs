@@ -22,6 +22,7 @@ pub mod key;
 mod layers;
 mod plan;
 mod run;
+mod run_mounts;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ use crate::sandbox::{LayerCache, OutputStream, Sandbox};
 pub use explain::{BuildState, MissReason};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
+pub use run_mounts::validate_run_mount;
 
 /// How an [`Executor`] runs builds.
 #[derive(Debug, Clone)]
@@ -46,8 +48,11 @@ pub struct ExecConfig {
     pub work_dir: PathBuf,
     /// How base images missing from the store are pulled.
     pub registry: RegistryConfig,
-    /// Mount the host's CA bundle into RUN steps (default true).
+    /// Let RUN steps trust the CAs of `host_ca_file` besides the image's own (default true);
+    /// they never enter a layer.
     pub host_ca_bundle: bool,
+    /// The host's CA bundle (default `/etc/ssl/certs/ca-certificates.crt`).
+    pub host_ca_file: PathBuf,
     /// The `CMD` of a final image that sets neither `ENTRYPOINT` nor `CMD` (default
     /// `["sleep", "infinity"]`, so a sandbox container stays up).
     pub default_cmd: Option<Vec<String>>,
@@ -62,6 +67,7 @@ impl ExecConfig {
             work_dir: work_dir.into(),
             registry: RegistryConfig::default(),
             host_ca_bundle: true,
+            host_ca_file: PathBuf::from(crate::sandbox::CA_BUNDLE),
             default_cmd: Some(vec!["sleep".into(), "infinity".into()]),
             layer_compression: Compression::Zstd,
         }
@@ -77,6 +83,8 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     /// Secret id to host file, for `RUN --mount=type=secret`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// SSH agent id (`default`) to the agent's socket on the host, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// Run every step, ignoring the cache.
     pub no_cache: bool,
     /// Run these steps (1-based, see [`StepReport::index`]) even on a hit.
@@ -93,6 +101,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("tag", &self.tag)
             .field("build_args", &self.build_args)
             .field("secrets", &self.secrets)
+            .field("ssh", &self.ssh)
             .field("no_cache", &self.no_cache)
             .field("no_cache_steps", &self.no_cache_steps)
             .field("target_stage", &self.target_stage)

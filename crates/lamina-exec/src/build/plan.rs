@@ -36,7 +36,7 @@ pub(crate) struct Plan {
     pub first_step: BTreeMap<usize, usize>,
     /// Steps in this build.
     pub total: usize,
-    /// Images named by `COPY --from=<image>`, by reference.
+    /// Images named by `COPY --from=<image>` and `RUN --mount=from=<image>`, by reference.
     pub from_images: BTreeMap<String, StoredImage>,
 }
 
@@ -82,13 +82,10 @@ impl Plan {
         for &s in &stages {
             first_step.insert(s, total + 1);
             total += df.stages[s].instructions.len();
-            for instruction in &df.stages[s].instructions {
-                if let Instruction::Copy(copy) = instruction
-                    && let Some(from) = &copy.from
-                    && stage_ref(&df, s, from).is_none()
-                    && !from_images.contains_key(from)
-                {
-                    from_images.insert(from.clone(), resolve_image(store, registry, from)?);
+            for from in df.stages[s].instructions.iter().flat_map(from_refs) {
+                if stage_ref(&df, s, &from).is_none() && !from_images.contains_key(&from) {
+                    let image = resolve_image(store, registry, &from)?;
+                    from_images.insert(from, image);
                 }
             }
         }
@@ -127,7 +124,22 @@ fn target_stage(df: &Dockerfile, target: Option<&str>) -> Result<usize, ExecErro
     })
 }
 
-/// The stages `target` depends on (through `FROM` and `COPY --from`), with it, in order.
+/// What an instruction reads from another stage or an image: `COPY --from` and
+/// `RUN --mount=...,from=`.
+fn from_refs(instruction: &Instruction) -> Vec<String> {
+    match instruction {
+        Instruction::Copy(copy) => copy.from.iter().cloned().collect(),
+        Instruction::Run(run) => run
+            .mounts
+            .iter()
+            .filter_map(|m| super::run_mounts::mount_from(m))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The stages `target` depends on (through `FROM`, `COPY --from` and `RUN --mount=from=`),
+/// with it, in order.
 fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
     let mut needed = BTreeSet::new();
     let mut todo = vec![target];
@@ -137,12 +149,8 @@ fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
         }
         let stage = &df.stages[s];
         todo.extend(stage_ref(df, s, &stage.base));
-        for instruction in &stage.instructions {
-            if let Instruction::Copy(copy) = instruction
-                && let Some(from) = &copy.from
-            {
-                todo.extend(stage_ref(df, s, from));
-            }
+        for from in stage.instructions.iter().flat_map(from_refs) {
+            todo.extend(stage_ref(df, s, &from));
         }
     }
     needed.into_iter().collect()

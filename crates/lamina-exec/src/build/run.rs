@@ -16,6 +16,7 @@ impl Build<'_> {
     /// nothing).
     pub(crate) fn run_step(
         &self,
+        s: usize,
         index: usize,
         text: &str,
         run: &Run,
@@ -29,11 +30,12 @@ impl Build<'_> {
         let args = argv(&state.config, run).map_err(|r| unsupported(&r))?;
         let mut mounts = Vec::new();
         if self.inner.config.host_ca_bundle {
-            mounts.push(BuildMount::HostCaBundle);
+            mounts.push(BuildMount::HostCaBundle {
+                path: self.inner.config.host_ca_file.clone(),
+            });
         }
-        for spec in &run.mounts {
-            mounts.push(BuildMount::parse(spec, &self.options.secrets)?);
-        }
+        let i = index - self.plan.first_step[&s];
+        mounts.extend(self.run_mounts(s, i, run)?);
         let network = match run.network.as_deref() {
             Some("none") => Network::None,
             _ => Network::Host,

@@ -49,7 +49,7 @@ pub(crate) struct Build<'a> {
     /// `SOURCE_DATE_EPOCH` (or 0) as RFC 3339: every `created` the build writes.
     pub created: String,
     /// Content hashes of unchanged inputs, loaded on the first COPY/ADD that needs them.
-    hash_cache: &'a LazyHashCache,
+    pub(crate) hash_cache: &'a LazyHashCache,
     settings: KeySettings,
     steps: Vec<StepReport>,
     first_miss: Option<MissReason>,
@@ -270,6 +270,7 @@ impl Build<'_> {
                     key::inputs_digest(&matches)
                 }
             },
+            Instruction::Run(run) => self.run_inputs(s, i, run)?,
             _ => key::NO_INPUTS,
         };
         let step_key = key::step_key(&state.key, &text, &inputs);
@@ -423,7 +424,7 @@ impl Build<'_> {
     ) -> Result<Option<LayerRecord>, ExecError> {
         let escape = self.plan.df.escape;
         let layer = match instruction {
-            Instruction::Run(run) => self.run_step(index, text, run, state)?,
+            Instruction::Run(run) => self.run_step(s, index, text, run, state)?,
             Instruction::Copy(copy) => self.copy_step(s, index, text, copy, state, matches)?,
             Instruction::Workdir(_) => {
                 state.config.apply(instruction, escape, &mut state.cmd_set);
@@ -477,7 +478,7 @@ impl Build<'_> {
 
     /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the
     /// source stage's key or the image's digest.
-    fn source_identity(&self, s: usize, from: &str) -> String {
+    pub(crate) fn source_identity(&self, s: usize, from: &str) -> String {
         match stage_ref(&self.plan.df, s, from) {
             Some(p) => format!(
                 "stage:{}",

@@ -71,6 +71,35 @@ pub(crate) fn open_dir_in(
     Ok(fd)
 }
 
+/// Copies the tree at `from` (a directory) to the new directory `to`: directories, regular
+/// files and symlinks with their modes and owners; other entries (devices, sockets) are
+/// skipped.
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<(), ExecError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(from).map_err(io_err(from))?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        std::fs::create_dir(to).map_err(io_err(to))?;
+        for entry in std::fs::read_dir(from).map_err(io_err(from))? {
+            let entry = entry.map_err(io_err(from))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if kind.is_symlink() {
+        let target = std::fs::read_link(from).map_err(io_err(from))?;
+        std::os::unix::fs::symlink(target, to).map_err(io_err(to))?;
+    } else if kind.is_file() {
+        std::fs::copy(from, to).map_err(io_err(from))?;
+    } else {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(io_err(to))?;
+    if !kind.is_symlink() {
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(io_err(to))?;
+    }
+    Ok(())
+}
+
 /// Splits an absolute container path into components, refusing `..`.
 pub(crate) fn container_components(path: &str) -> Option<Vec<&str>> {
     let comps: Vec<&str> = path

@@ -1,6 +1,7 @@
 //! The sandbox that runs RUN steps: [`LayerCache`] (stored layers unpacked once into overlay
 //! lower directories), [`Sandbox`] (an overlayfs rootfs per run, a runc bundle, `runc run`),
-//! and [`BuildMount`] (build-time mounts that never land in the layer).
+//! and [`BuildMount`] (build-time mounts that never land in the layer). The host's CAs reach a
+//! run through a trust lower directory, never a mount over the image's bundle (see `ca`).
 //!
 //! A run lives in `work_dir/runs/<id>/`: `upper/` and `work/` of the overlay, `scaffold/` (a
 //! lower directory with the mount points the image lacks, so runc creates nothing in the upper
@@ -11,6 +12,8 @@
 //!
 //! Running needs root (overlayfs and runc); [`Sandbox::new`] checks that up front.
 
+mod ca;
+mod cache_gc;
 mod fsutil;
 mod layers;
 mod mounts;
@@ -22,8 +25,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use ca::{CA_BUNDLE, CA_ENV, ENV_BUNDLE};
+pub use cache_gc::{CacheMountsPruned, prune_cache_mounts};
 pub use layers::{LayerCache, PruneReport};
-pub use mounts::{BuildMount, CA_BUNDLE, CA_ENV, CacheSharing};
+pub use mounts::{BuildMount, CacheSharing, MountSource, Ownership};
 
 use crate::ExecError;
 use fsutil::io_err;
@@ -213,11 +218,26 @@ impl Sandbox {
             fs::create_dir(d).map_err(io_err(d))?;
         }
         // Held until the process has exited: cache locks live in `prepared`.
-        let prepared = mounts::prepare(&request.mounts, &self.work_dir, &dir)?;
+        let mut prepared = mounts::prepare(&request.mounts, &self.work_dir, &dir)?;
+        let image_lowers: Vec<PathBuf> = request.lower_dirs.iter().rev().cloned().collect();
+        let host_ca = request.mounts.iter().find_map(|m| match m {
+            BuildMount::HostCaBundle { path } => Some(path),
+            _ => None,
+        });
+        let trust = match host_ca {
+            Some(host) => ca::prepare(&dir, &image_lowers, host)?,
+            None => None,
+        };
+        let mut lowers = vec![scaffold.clone()];
+        if let Some(trust) = &trust {
+            prepared.mounts.push(trust.mount.clone());
+            prepared.targets.push(trust.target.clone());
+            prepared.env.extend(trust.env.iter().cloned());
+            lowers.extend(trust.lower().map(Path::to_path_buf));
+        }
+        lowers.extend(image_lowers.iter().cloned());
         let mut targets = runc::system_targets();
         targets.extend(prepared.targets.iter().cloned());
-        let mut lowers = vec![scaffold.clone()];
-        lowers.extend(request.lower_dirs.iter().rev().cloned());
         overlay::build_scaffold(&scaffold, &lowers[1..], &targets)?;
         overlay::mount_overlay(&lowers, &upper, &work, &rootfs)?;
 
@@ -254,12 +274,16 @@ impl Sandbox {
             }
         }
         guard.finish()?;
+        let upper = UpperDir {
+            path: upper,
+            run_dir: dir,
+        };
+        if let Some(trust) = &trust {
+            trust.restore(upper.path(), &image_lowers)?;
+        }
         Ok(RunOutcome {
             exit_code,
-            upper: UpperDir {
-                path: upper,
-                run_dir: dir,
-            },
+            upper,
             last_lines,
         })
     }

@@ -1,26 +1,16 @@
-//! Build-time mounts of RUN steps ([`BuildMount`]): parsing `RUN --mount=` values and turning
-//! them into runtime mounts for one run.
+//! Build-time mounts of RUN steps ([`BuildMount`]), their sources resolved by the caller,
+//! turned into runtime mounts for one run. Parsing `RUN --mount=` values is the build's job
+//! (`build/run_mounts.rs`).
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Mount, MountBuilder};
 use rustix::fs::FlockOperation;
 
-use super::fsutil::{container_components, io_err, lock_file, try_lock_file};
+use super::fsutil::{container_components, copy_tree, io_err, lock_file, try_lock_file};
 use super::overlay::{self, Target};
 use crate::ExecError;
-
-/// Where the host CA bundle is read from and shown in the container.
-pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// Environment variables that point common tools at the CA bundle ([`BuildMount::HostCaBundle`]).
-pub const CA_ENV: [&str; 4] = [
-    "SSL_CERT_FILE",
-    "PIP_CERT",
-    "REQUESTS_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-];
 
 /// How a cache mount is shared between concurrent runs (BuildKit's `sharing=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,22 +24,56 @@ pub enum CacheSharing {
     Private,
 }
 
+/// Where the files of a bind mount (or the seed of a cache mount) come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// A file or directory on the host (a path in the build context).
+    Host(PathBuf),
+    /// A path inside the filesystem that unpacked layers describe (an earlier stage or an
+    /// image); symlinks on the way resolve inside it.
+    Layers {
+        /// Unpacked layer directories, bottom first (may be empty: an empty filesystem).
+        lowers: Vec<PathBuf>,
+        /// Absolute path inside that filesystem.
+        path: String,
+    },
+}
+
+/// Owner and permission bits of a mounted secret, ssh socket or new cache directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
 /// A build-time mount of a RUN step. Its target never lands in the step's layer: mount points
 /// the image lacks are provided by a scratch lower directory, not created in the upper one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildMount {
-    /// The host CA bundle, read-only at [`CA_BUNDLE`], plus the [`CA_ENV`] variables pointing at
-    /// it (for the process only). Nothing is mounted when the host has no bundle.
-    HostCaBundle,
-    /// A secret file, readable by root only (mode 0400) at `target`.
+    /// Trust the CAs of the host bundle `path` besides the image's own: the run sees the image's
+    /// bundle with the host's appended at the system path (through an overlay lower, so the
+    /// step may rewrite, rename or delete it) and at [`super::ENV_BUNDLE`], named by the
+    /// [`super::CA_ENV`] variables; the host's CAs are taken back out of the change (see the
+    /// `ca` module). Nothing happens when `path` does not exist.
+    HostCaBundle {
+        /// The host's bundle, usually [`super::CA_BUNDLE`].
+        path: PathBuf,
+    },
+    /// A secret: a file at `target` and/or the environment variable `env`.
     Secret {
-        /// The secret's id.
-        id: String,
         /// The file on the host.
         source: PathBuf,
-        /// Absolute path in the container.
-        target: String,
+        /// Absolute path in the container, if it is shown as a file.
+        target: Option<String>,
+        /// The environment variable holding it, if any.
+        env: Option<String>,
+        /// The file's owner and mode (BuildKit's default: 0400 root).
+        ownership: Ownership,
     },
     /// A persistent cache directory, `work_dir/cache-mounts/<id>/`.
     Cache {
@@ -59,16 +83,21 @@ pub enum BuildMount {
         target: String,
         /// Concurrency mode.
         sharing: CacheSharing,
+        /// Owner and mode of the directory when it is created (BuildKit's default: 0755 root).
+        ownership: Ownership,
+        /// What a new cache directory starts with (a copy), if not empty.
+        seed: Option<MountSource>,
+        /// Mounted read-only.
+        readonly: bool,
     },
-    /// A host file or directory. `source` as parsed is relative to the build context: the
-    /// caller resolves it before running.
+    /// Files of the build context, a stage or an image.
     Bind {
-        /// The host path.
-        source: PathBuf,
+        /// Where they come from.
+        source: MountSource,
         /// Absolute path in the container.
         target: String,
         /// Read-only. Otherwise the process may write, but (as in BuildKit) its writes go to
-        /// a throwaway copy and the host path is never changed.
+        /// a throwaway copy and the source is never changed.
         readonly: bool,
     },
     /// An empty tmpfs.
@@ -78,149 +107,13 @@ pub enum BuildMount {
         /// Size limit in bytes.
         size: Option<u64>,
     },
-}
-
-impl BuildMount {
-    /// Parses a Dockerfile `RUN --mount=` value: `type=bind|cache|secret|tmpfs` (default bind)
-    /// with `target` (`dst`, `destination`), `source` (`src`), `id`, `sharing`, `readonly`
-    /// (`ro`), `rw` (`readwrite`), `required`, `size`. Secrets are looked up by id in `secrets`.
-    pub fn parse(spec: &str, secrets: &BTreeMap<String, PathBuf>) -> Result<BuildMount, ExecError> {
-        let fail = |reason: String| ExecError::InvalidMount {
-            spec: spec.to_owned(),
-            reason,
-        };
-        let mut opts: BTreeMap<&str, Option<&str>> = BTreeMap::new();
-        for field in spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-            let (key, value) = match field.split_once('=') {
-                Some((k, v)) => (k.trim(), Some(v.trim())),
-                None => (field, None),
-            };
-            let key = match key.to_ascii_lowercase().as_str() {
-                "type" => "type",
-                "target" | "dst" | "destination" => "target",
-                "source" | "src" => "source",
-                "id" => "id",
-                "sharing" => "sharing",
-                "readonly" | "ro" => "readonly",
-                "rw" | "readwrite" => "rw",
-                "required" => "required",
-                "size" => "size",
-                "from" => return Err(fail("`from=` (mounting from another stage or image) is not supported; COPY --from the files instead".into())),
-                _ => return Err(fail(format!("unknown option `{key}`; use type, target, source, id, sharing, readonly, rw, required or size"))),
-            };
-            if opts.insert(key, value).is_some() {
-                return Err(fail(format!("option `{key}` is given twice")));
-            }
-        }
-        let flag = |key: &str| -> Result<Option<bool>, ExecError> {
-            match opts.get(key) {
-                None => Ok(None),
-                Some(None) => Ok(Some(true)),
-                Some(Some(v)) => match v.to_ascii_lowercase().as_str() {
-                    "true" | "1" => Ok(Some(true)),
-                    "false" | "0" => Ok(Some(false)),
-                    _ => Err(fail(format!("`{key}={v}` must be true or false"))),
-                },
-            }
-        };
-        let value = |key: &str| opts.get(key).copied().flatten().filter(|v| !v.is_empty());
-        let allow = |allowed: &[&str]| -> Result<(), ExecError> {
-            match opts.keys().find(|k| **k != "type" && !allowed.contains(k)) {
-                Some(k) => Err(fail(format!(
-                    "option `{k}` does not apply to this mount type"
-                ))),
-                None => Ok(()),
-            }
-        };
-        let target = |required: bool| -> Result<Option<String>, ExecError> {
-            match value("target") {
-                Some(t) if container_components(t).is_some() => Ok(Some(t.to_owned())),
-                Some(t) => Err(fail(format!(
-                    "target `{t}` must be an absolute path without `..`"
-                ))),
-                None if required => Err(fail("a target is required: add target=/path".into())),
-                None => Ok(None),
-            }
-        };
-        let readonly = match (flag("readonly")?, flag("rw")?) {
-            (Some(true), Some(true)) => {
-                return Err(fail("`readonly` and `rw` contradict each other".into()));
-            }
-            (Some(ro), _) => Some(ro),
-            (None, Some(rw)) => Some(!rw),
-            (None, None) => None,
-        };
-        match value("type").unwrap_or("bind") {
-            "bind" => {
-                allow(&["target", "source", "readonly", "rw"])?;
-                Ok(BuildMount::Bind {
-                    source: PathBuf::from(value("source").unwrap_or(".")),
-                    target: target(true)?.unwrap_or_default(),
-                    readonly: readonly.unwrap_or(true),
-                })
-            }
-            "cache" => {
-                allow(&["target", "id", "sharing"])?;
-                let target = target(true)?.unwrap_or_default();
-                let sharing = match value("sharing").unwrap_or("shared") {
-                    "shared" => CacheSharing::Shared,
-                    "locked" => CacheSharing::Locked,
-                    "private" => CacheSharing::Private,
-                    other => {
-                        return Err(fail(format!(
-                            "sharing `{other}` is not one of shared, locked, private"
-                        )));
-                    }
-                };
-                let id = value("id").map_or_else(|| target.clone(), str::to_owned);
-                Ok(BuildMount::Cache {
-                    id,
-                    target,
-                    sharing,
-                })
-            }
-            "secret" => {
-                allow(&["target", "id", "required", "source"])?;
-                if value("source").is_some() {
-                    return Err(fail(
-                        "secrets take no source here; pass the file with --secret id=ID,src=PATH"
-                            .into(),
-                    ));
-                }
-                let target = target(false)?;
-                let id = match (value("id"), &target) {
-                    (Some(id), _) => id.to_owned(),
-                    (None, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_owned(),
-                    (None, None) => return Err(fail("a secret needs id= or target=".into())),
-                };
-                let Some(source) = secrets.get(&id) else {
-                    return Err(ExecError::MissingSecret { id });
-                };
-                Ok(BuildMount::Secret {
-                    target: target.unwrap_or_else(|| format!("/run/secrets/{id}")),
-                    source: source.clone(),
-                    id,
-                })
-            }
-            "tmpfs" => {
-                allow(&["target", "size"])?;
-                let size = value("size")
-                    .map(|s| {
-                        s.parse::<u64>()
-                            .map_err(|_| fail(format!("size `{s}` must be a number of bytes")))
-                    })
-                    .transpose()?;
-                Ok(BuildMount::Tmpfs {
-                    target: target(true)?.unwrap_or_default(),
-                    size,
-                })
-            }
-            "ssh" => Err(fail("ssh mounts are not supported".into())),
-            other => Err(fail(format!(
-                "unknown type `{other}`; use bind, cache, secret or tmpfs"
-            ))),
-        }
-    }
+    /// An SSH agent socket of the host at `target`, named by `SSH_AUTH_SOCK`.
+    Ssh {
+        /// The agent's socket on the host.
+        socket: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+    },
 }
 
 /// The runtime side of a run's build mounts.
@@ -236,7 +129,7 @@ pub(crate) struct Prepared {
     pub locks: Vec<File>,
 }
 
-fn bind(target: &str, source: &Path, readonly: bool) -> Result<Mount, ExecError> {
+pub(crate) fn bind(target: &str, source: &Path, readonly: bool) -> Result<Mount, ExecError> {
     let mode = if readonly { "ro" } else { "rw" };
     Ok(MountBuilder::default()
         .destination(target)
@@ -265,8 +158,8 @@ fn cache_name(id: &str) -> String {
     }
 }
 
-/// Sets up `mounts` for a run in `run_dir` (copies of secrets, throwaway overlays for writable
-/// binds, cache directories under `work_dir/cache-mounts/`).
+/// Sets up `mounts` for a run in `run_dir` (copies of secrets, overlays of stages and images,
+/// throwaway overlays for writable binds, cache directories under `work_dir/cache-mounts/`).
 pub(crate) fn prepare(
     mounts: &[BuildMount],
     work_dir: &Path,
@@ -275,59 +168,41 @@ pub(crate) fn prepare(
     let mut out = Prepared::default();
     for (n, mount) in mounts.iter().enumerate() {
         match mount {
-            BuildMount::HostCaBundle => {
-                let host = Path::new(CA_BUNDLE);
-                if !host.is_file() {
-                    continue;
+            // Set up by the sandbox with the image's lowers: see the `ca` module.
+            BuildMount::HostCaBundle { .. } => {}
+            BuildMount::Secret {
+                source,
+                target,
+                env,
+                ownership,
+            } => {
+                if let Some(name) = env {
+                    let value = fs::read_to_string(source).map_err(io_err(source))?;
+                    out.env.push(format!("{name}={value}"));
                 }
-                out.mounts.push(bind(CA_BUNDLE, host, true)?);
-                out.targets.push(Target::file(CA_BUNDLE));
-                out.env
-                    .extend(CA_ENV.iter().map(|k| format!("{k}={CA_BUNDLE}")));
-            }
-            BuildMount::Secret { source, target, .. } => {
-                let dir = run_dir.join("secrets");
-                fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-                let copy = dir.join(n.to_string());
-                fs::copy(source, &copy).map_err(io_err(source))?;
-                set_mode(&copy, 0o400)?;
-                out.mounts.push(bind(target, &copy, true)?);
-                out.targets.push(Target::file(target));
+                if let Some(target) = target {
+                    let dir = run_dir.join("secrets");
+                    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+                    let copy = dir.join(n.to_string());
+                    fs::copy(source, &copy).map_err(io_err(source))?;
+                    set_ownership(&copy, *ownership)?;
+                    out.mounts.push(bind(target, &copy, true)?);
+                    out.targets.push(Target::file(target));
+                }
             }
             BuildMount::Cache {
                 id,
                 target,
                 sharing,
+                ownership,
+                seed,
+                readonly,
             } => {
-                let root = work_dir.join("cache-mounts");
-                fs::create_dir_all(&root).map_err(io_err(&root))?;
-                let name = cache_name(id);
-                let dir = match sharing {
-                    CacheSharing::Shared => root.join(&name),
-                    CacheSharing::Locked => {
-                        let lock = root.join(format!("{name}.lock"));
-                        out.locks
-                            .push(lock_file(&lock, FlockOperation::LockExclusive)?);
-                        root.join(&name)
-                    }
-                    CacheSharing::Private => {
-                        let mut i = 0;
-                        loop {
-                            let inst = if i == 0 {
-                                name.clone()
-                            } else {
-                                format!("{name}~{i}")
-                            };
-                            if let Some(lock) = try_lock_file(&root.join(format!("{inst}.lock")))? {
-                                out.locks.push(lock);
-                                break root.join(inst);
-                            }
-                            i += 1;
-                        }
-                    }
-                };
-                fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-                out.mounts.push(bind(target, &dir, false)?);
+                let dir = cache_dir(id, *sharing, work_dir, run_dir, n, &mut out.locks)?;
+                if !dir.is_dir() {
+                    create_cache_dir(&dir, *ownership, seed.as_ref(), run_dir, n)?;
+                }
+                out.mounts.push(bind(target, &dir, *readonly)?);
                 out.targets.push(Target::dir(target));
             }
             BuildMount::Bind {
@@ -335,24 +210,32 @@ pub(crate) fn prepare(
                 target,
                 readonly,
             } => {
-                if !source.is_absolute() {
+                let base = run_dir.join(format!("bind-{n}"));
+                let host = match source {
+                    MountSource::Host(path) => path.clone(),
+                    MountSource::Layers { lowers, path } => mount_layers(lowers, path, &base)?,
+                };
+                if !host.is_absolute() {
                     return Err(ExecError::UnusablePath {
-                        path: source.clone(),
+                        path: host,
                         reason: "bind mount sources must be absolute; resolve them against the build context first".into(),
                     });
                 }
-                let meta = fs::metadata(source).map_err(io_err(source))?;
-                let source = if *readonly {
-                    source.clone()
-                } else if meta.is_dir() {
-                    let base = run_dir.join(format!("bind-{n}"));
-                    overlay::mount_throwaway(source, &base)?
-                } else {
-                    let copy = run_dir.join(format!("bind-{n}"));
-                    fs::copy(source, &copy).map_err(io_err(source))?;
-                    copy
+                let meta = fs::metadata(&host).map_err(io_err(&host))?;
+                let host = match source {
+                    _ if *readonly => host,
+                    // Already a throwaway overlay.
+                    MountSource::Layers { .. } => host,
+                    MountSource::Host(_) if meta.is_dir() => {
+                        overlay::mount_throwaway(&host, &base)?
+                    }
+                    MountSource::Host(_) => {
+                        let copy = run_dir.join(format!("bind-{n}.file"));
+                        fs::copy(&host, &copy).map_err(io_err(&host))?;
+                        copy
+                    }
                 };
-                out.mounts.push(bind(target, &source, *readonly)?);
+                out.mounts.push(bind(target, &host, *readonly)?);
                 out.targets.push(if meta.is_dir() {
                     Target::dir(target)
                 } else {
@@ -374,111 +257,130 @@ pub(crate) fn prepare(
                 );
                 out.targets.push(Target::dir(target));
             }
+            BuildMount::Ssh { socket, target } => {
+                fs::metadata(socket).map_err(io_err(socket))?;
+                out.mounts.push(bind(target, socket, false)?);
+                out.targets.push(Target::file(target));
+                out.env.push(format!("SSH_AUTH_SOCK={target}"));
+            }
         }
     }
     Ok(out)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), ExecError> {
+/// The directory of cache `id` for this run, taking the locks its sharing mode needs.
+fn cache_dir(
+    id: &str,
+    sharing: CacheSharing,
+    work_dir: &Path,
+    run_dir: &Path,
+    n: usize,
+    locks: &mut Vec<File>,
+) -> Result<PathBuf, ExecError> {
+    let root = work_dir.join("cache-mounts");
+    fs::create_dir_all(&root).map_err(io_err(&root))?;
+    let name = cache_name(id);
+    super::cache_gc::mark_used(&root, &name)?;
+    Ok(match sharing {
+        CacheSharing::Shared => root.join(&name),
+        CacheSharing::Locked => {
+            let lock = root.join(format!("{name}.lock"));
+            locks.push(lock_file(&lock, FlockOperation::LockExclusive)?);
+            root.join(&name)
+        }
+        // BuildKit's private mode: a run that finds the cache in use gets a fresh instance of
+        // its own, thrown away afterwards.
+        CacheSharing::Private => match try_lock_file(&root.join(format!("{name}.lock")))? {
+            Some(lock) => {
+                locks.push(lock);
+                root.join(&name)
+            }
+            None => run_dir.join(format!("cache-{n}")),
+        },
+    })
+}
+
+/// Creates a cache directory with `ownership`, holding a copy of `seed`; atomically, so
+/// concurrent runs see it whole (the first one wins).
+fn create_cache_dir(
+    dir: &Path,
+    ownership: Ownership,
+    seed: Option<&MountSource>,
+    run_dir: &Path,
+    n: usize,
+) -> Result<(), ExecError> {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    match seed {
+        None => fs::create_dir(&tmp).map_err(io_err(&tmp))?,
+        Some(source) => {
+            let from = match source {
+                MountSource::Host(path) => path.clone(),
+                MountSource::Layers { lowers, path } => {
+                    mount_layers(lowers, path, &run_dir.join(format!("seed-{n}")))?
+                }
+            };
+            if !fs::metadata(&from).map_err(io_err(&from))?.is_dir() {
+                return Err(ExecError::UnusablePath {
+                    path: from,
+                    reason: "a cache mount's source must be a directory".into(),
+                });
+            }
+            copy_tree(&from, &tmp)?;
+        }
+    }
+    set_ownership(&tmp, ownership)?;
+    match fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        Err(_) if dir.is_dir() => fs::remove_dir_all(&tmp).map_err(io_err(&tmp)),
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}
+
+/// Mounts a throwaway writable overlay of `lowers` (bottom first) below `base` and returns the
+/// host path of `path` inside it, symlinks resolved inside the overlay's root.
+fn mount_layers(lowers: &[PathBuf], path: &str, base: &Path) -> Result<PathBuf, ExecError> {
+    let Some(comps) = container_components(path) else {
+        return Err(ExecError::UnusablePath {
+            path: PathBuf::from(path),
+            reason: "mount sources must not leave the stage or image with `..`".into(),
+        });
+    };
+    let mut top_first: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
+    let empty = base.join("empty");
+    if top_first.is_empty() {
+        fs::create_dir_all(&empty).map_err(io_err(&empty))?;
+        top_first.push(empty);
+    }
+    let resolved = overlay::resolve(&top_first, &comps);
+    let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
+    for dir in [&upper, &work, &merged] {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    overlay::mount_overlay(&top_first, &upper, &work, &merged)?;
+    let host = resolved.iter().fold(merged, |p, c| p.join(c));
+    if fs::symlink_metadata(&host).is_err() {
+        return Err(ExecError::UnusablePath {
+            path: PathBuf::from(path),
+            reason: "the mount source does not exist in that stage or image".into(),
+        });
+    }
+    Ok(host)
+}
+
+fn set_ownership(path: &Path, ownership: Ownership) -> Result<(), ExecError> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))
+    std::os::unix::fs::lchown(path, Some(ownership.uid), Some(ownership.gid))
+        .map_err(io_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(ownership.mode)).map_err(io_err(path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(spec: &str) -> Result<BuildMount, ExecError> {
-        let secrets = BTreeMap::from([("tok".to_owned(), PathBuf::from("/s/tok"))]);
-        BuildMount::parse(spec, &secrets)
-    }
-
-    #[test]
-    fn cache_mounts_default_their_id_and_sharing() {
-        assert_eq!(
-            parse("type=cache,target=/root/.cache").unwrap(),
-            BuildMount::Cache {
-                id: "/root/.cache".into(),
-                target: "/root/.cache".into(),
-                sharing: CacheSharing::Shared
-            }
-        );
-        assert_eq!(
-            parse("type=cache,dst=/c,id=pip,sharing=locked").unwrap(),
-            BuildMount::Cache {
-                id: "pip".into(),
-                target: "/c".into(),
-                sharing: CacheSharing::Locked
-            }
-        );
-    }
-
-    #[test]
-    fn secrets_resolve_by_id_or_target_name() {
-        let expected = BuildMount::Secret {
-            id: "tok".into(),
-            source: "/s/tok".into(),
-            target: "/run/secrets/tok".into(),
-        };
-        assert_eq!(parse("type=secret,id=tok").unwrap(), expected);
-        assert_eq!(
-            parse("type=secret,target=/run/secrets/tok").unwrap(),
-            expected
-        );
-        assert!(matches!(
-            parse("type=secret,id=nope"),
-            Err(ExecError::MissingSecret { id }) if id == "nope"
-        ));
-    }
-
-    #[test]
-    fn binds_default_to_read_only_and_rw_flips_it() {
-        assert_eq!(
-            parse("target=/src,source=app").unwrap(),
-            BuildMount::Bind {
-                source: "app".into(),
-                target: "/src".into(),
-                readonly: true
-            }
-        );
-        assert!(matches!(
-            parse("type=bind,target=/src,rw").unwrap(),
-            BuildMount::Bind {
-                readonly: false,
-                ..
-            }
-        ));
-        assert_eq!(
-            parse("type=tmpfs,target=/t,size=1024").unwrap(),
-            BuildMount::Tmpfs {
-                target: "/t".into(),
-                size: Some(1024)
-            }
-        );
-    }
-
-    #[test]
-    fn bad_values_say_what_is_wrong() {
-        for (spec, needle) in [
-            ("type=cache", "target is required"),
-            ("type=cache,target=relative", "absolute"),
-            ("type=cache,target=/a/../b", "absolute"),
-            ("type=cache,target=/c,sharing=weird", "sharing `weird`"),
-            ("type=cache,target=/c,from=base", "not supported"),
-            ("type=nfs,target=/c", "unknown type"),
-            ("type=ssh", "ssh"),
-            ("type=bind,target=/c,bogus=1", "unknown option `bogus`"),
-            ("type=bind,target=/c,target=/d", "twice"),
-            ("type=bind,target=/c,ro,rw", "contradict"),
-            ("type=tmpfs,target=/c,id=x", "does not apply"),
-            ("type=tmpfs,target=/c,size=big", "number of bytes"),
-            ("type=bind,target=/c,readonly=maybe", "true or false"),
-        ] {
-            let err = parse(spec).unwrap_err().to_string();
-            assert!(err.contains(needle), "{spec}: {err}");
-            assert!(err.contains(spec), "{spec}: {err}");
-        }
-    }
 
     #[test]
     fn cache_names_are_safe_file_names() {

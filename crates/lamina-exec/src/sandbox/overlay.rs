@@ -43,18 +43,18 @@ impl Target {
     }
 }
 
-fn is_whiteout(meta: &fs::Metadata) -> bool {
+pub(crate) fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
-fn is_opaque(path: &Path) -> bool {
+pub(crate) fn is_opaque(path: &Path) -> bool {
     let mut buf = [0u8; 4];
     matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 /// What overlayfs shows at `comps` for the lowers `lowers` (topmost first): the metadata and
 /// host path of the topmost entry, honouring whiteouts and opaque directories.
-fn lookup(lowers: &[PathBuf], comps: &[String]) -> Option<(fs::Metadata, PathBuf)> {
+pub(crate) fn lookup(lowers: &[PathBuf], comps: &[String]) -> Option<(fs::Metadata, PathBuf)> {
     let mut layers: Vec<&PathBuf> = lowers.iter().collect();
     let mut top = None;
     for i in 0..comps.len() {
@@ -93,7 +93,7 @@ fn lookup(lowers: &[PathBuf], comps: &[String]) -> Option<(fs::Metadata, PathBuf
 
 /// Resolves symlinks in the container path `comps` through the merged lowers, confined to the
 /// root as runc resolves mount destinations. Missing tails are kept as they are.
-fn resolve(lowers: &[PathBuf], comps: &[&str]) -> Vec<String> {
+pub(crate) fn resolve(lowers: &[PathBuf], comps: &[&str]) -> Vec<String> {
     let mut todo: Vec<String> = comps.iter().rev().map(|c| (*c).to_owned()).collect();
     let mut done: Vec<String> = Vec::new();
     let mut hops = 0;
@@ -171,7 +171,7 @@ pub(crate) fn build_scaffold(
     Ok(())
 }
 
-fn copy_dir_meta(path: &Path, meta: &fs::Metadata) -> Result<(), ExecError> {
+pub(crate) fn copy_dir_meta(path: &Path, meta: &fs::Metadata) -> Result<(), ExecError> {
     use std::os::unix::fs::PermissionsExt;
     std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid())).map_err(io_err(path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))

@@ -38,6 +38,10 @@ pub struct BuildArgs {
     /// A secret for `RUN --mount=type=secret`, `id=ID,src=FILE`; repeatable.
     #[arg(long, value_name = "id=ID,src=FILE", value_parser = parse_secret)]
     secret: Vec<(String, PathBuf)>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the agent of $SSH_AUTH_SOCK) or
+    /// `ID=SOCKET`; repeatable.
+    #[arg(long, value_name = "default|ID=SOCKET", value_parser = parse_ssh)]
+    ssh: Vec<(String, PathBuf)>,
     /// Build this stage (name or 0-based index) instead of the last.
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
@@ -83,6 +87,22 @@ fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+fn parse_ssh(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((id, socket)) if !id.is_empty() && !socket.is_empty() => {
+            Ok((id.to_string(), PathBuf::from(socket)))
+        }
+        Some(_) => Err(format!("`{s}`: expected ID=SOCKET")),
+        None => match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(socket) if !socket.is_empty() => Ok((s.to_string(), PathBuf::from(socket))),
+            _ => Err(format!(
+                "`--ssh {s}` forwards the agent of $SSH_AUTH_SOCK, which is not set; start an \
+                 agent or give --ssh {s}=SOCKET"
+            )),
+        },
+    }
+}
+
 pub fn run(
     store_dir: Option<PathBuf>,
     args: BuildArgs,
@@ -113,6 +133,7 @@ pub fn run(
         tag: args.tag.clone(),
         build_args: args.build_arg.into_iter().collect::<BTreeMap<_, _>>(),
         secrets: args.secret.into_iter().collect(),
+        ssh: args.ssh.into_iter().collect(),
         no_cache: args.no_cache,
         no_cache_steps: args.no_cache_step,
         target_stage: args.target,

@@ -135,6 +135,16 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
     } else {
         lamina::exec::sandbox::PruneReport::default()
     };
+    // Cache mounts: unused past the TTL, or over what the budget leaves beside the store.
+    let options = store.options();
+    let mounts = lamina::exec::sandbox::prune_cache_mounts(
+        &work_dir,
+        options.default_ttl,
+        options.min_age,
+        options
+            .max_size
+            .map(|max| max.saturating_sub(report.bytes_kept)),
+    )?;
     if as_json {
         let value = json!({
             "blobs_removed": report.blobs_removed,
@@ -148,6 +158,8 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "budget_met": report.budget_met,
             "unpacked_layers_removed": unpacked.removed,
             "unpacked_bytes_freed": unpacked.bytes,
+            "cache_mounts_removed": mounts.removed,
+            "cache_mounts_bytes_freed": mounts.bytes,
             "seconds": report.duration.as_secs_f64(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -172,6 +184,14 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "unpacked layers: {} removed, {} freed",
             unpacked.removed,
             units::size(unpacked.bytes)
+        )?;
+    }
+    if mounts.removed > 0 {
+        writeln!(
+            out,
+            "cache mounts: {} removed, {} freed",
+            mounts.removed,
+            units::size(mounts.bytes)
         )?;
     }
     if !report.budget_met {
