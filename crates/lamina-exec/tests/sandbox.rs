@@ -15,13 +15,10 @@ use lamina_exec::sandbox::{
 use lamina_layer::{Compression, LayerOptions, LayerWriter, Unpacker};
 use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Store, StoreOptions};
 
-<<<<<<< HEAD
 #[path = "../../../tests/require.rs"]
 mod require;
-=======
 #[path = "sandbox/trust.rs"]
 mod trust;
->>>>>>> h-runca
 
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
