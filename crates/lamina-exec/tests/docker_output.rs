@@ -196,6 +196,15 @@ fn copy_keeps_hard_links_among_the_copied_files() {
         },
     );
     assert_eq!(rebuilt.digest, report.digest, "the layer is deterministic");
+
+    // COPY --from keeps the links it finds in the source stage.
+    let from = "FROM scratch AS src\nCOPY links/ /links/\nFROM scratch\nCOPY --from=src /links/ /copied/\n";
+    let report = env.build(&dockerfile(&ctx, from), BuildOptions::default());
+    let rootfs = env.rootfs(&report);
+    let a = inode_and_links(&rootfs.path().join("copied/a"));
+    assert_eq!(a.1, 3);
+    assert_eq!(inode_and_links(&rootfs.path().join("copied/c")), a);
+    assert_eq!(inode_and_links(&rootfs.path().join("copied/d")).1, 1);
 }
 
 #[test]
