@@ -6,6 +6,7 @@ mod cache;
 mod crate_graph;
 mod debian;
 mod definitions;
+mod docker_output;
 mod docker_world;
 mod mounts;
 mod registry;

@@ -9,7 +9,7 @@ pub mod error;
 pub mod sandbox;
 
 pub use build::{
-    BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, ExecConfig, Executor, MissReason,
-    StepReport,
+    BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, DefaultCmd, ExecConfig, Executor,
+    MissReason, SANDBOX_DEFAULT_CMD, StepReport,
 };
 pub use error::ExecError;

@@ -60,6 +60,30 @@ impl StoredImage {
             .rootfs_mut()
             .set_diff_ids(layers.iter().map(|l| l.diff_id.to_string()).collect());
         let config_bytes = canonical_json(&config, "config")?;
+        StoredImage::commit_config_bytes(store, &config_bytes, layers, compression)
+    }
+
+    /// Like [`StoredImage::commit`], with the config given as the bytes to store, kept as
+    /// they are: for Docker-shaped configs whose fields the OCI type lacks (`Healthcheck`,
+    /// `Shell`, `OnBuild`). Its `rootfs.diff_ids` must list the layers' diff_ids, in order.
+    pub fn commit_config_bytes(
+        store: &Store,
+        config_bytes: &[u8],
+        layers: &[LayerRecord],
+        compression: Compression,
+    ) -> Result<StoredImage, ExportError> {
+        let config: ImageConfiguration = serde_json::from_slice(config_bytes)
+            .map_err(|e| invalid("new image", format!("its config does not parse: {e}")))?;
+        let expected: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        if config.rootfs().diff_ids() != &expected {
+            return Err(invalid(
+                "new image",
+                format!(
+                    "its config lists diff_ids {:?} but the layers are {expected:?}",
+                    config.rootfs().diff_ids()
+                ),
+            ));
+        }
         let mut image_layers = Vec::with_capacity(layers.len());
         let mut descriptors = Vec::with_capacity(layers.len());
         for layer in layers {
@@ -71,7 +95,7 @@ impl StoredImage {
             ));
             image_layers.push(ImageLayer { record, variant });
         }
-        let config_info = store.put_bytes(BlobKind::Config, &config_bytes)?;
+        let config_info = store.put_bytes(BlobKind::Config, config_bytes)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
             .media_type(MediaType::ImageManifest)

@@ -26,7 +26,7 @@ pub mod toml_def;
 pub use context::{Context, StepRef};
 pub use digest::DefinitionDigest;
 pub use error::{Result, SpecError};
-pub use image::Image;
+pub use image::{Image, Origin};
 pub use image::{LocalDirOptions, PipOptions, RunCommand};
 pub use instruction::{
     ArgDecl, Command, Copy, Dockerfile, Healthcheck, Heredoc, Instruction, Run, Stage,

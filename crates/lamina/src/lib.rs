@@ -18,5 +18,5 @@ mod error;
 pub use definition::{DefinitionKind, load_definition};
 pub use engine::Engine;
 pub use error::Error;
-pub use lamina_exec::{BuildEvent, BuildOptions, BuildReport, MissReason};
+pub use lamina_exec::{BuildEvent, BuildOptions, BuildReport, DefaultCmd, MissReason};
 pub use lamina_export::layer_store::{LayerSource, store_layer};

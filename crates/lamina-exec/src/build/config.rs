@@ -4,13 +4,12 @@
 //! The config is kept in Docker's JSON shape (a superset of the OCI image config: it also
 //! has `Healthcheck`, `Shell` and `OnBuild`), with sorted maps so that the same config always
 //! serializes to the same bytes. Each step's config is stored as a blob under its cache key;
-//! the final image gets the OCI subset through [`ImageConfig::to_oci`].
+//! the final image stores it whole (OCI readers ignore the Docker-only fields).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use lamina_spec::{Command, Healthcheck, Instruction};
-use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 
 use crate::ExecError;
@@ -143,14 +142,6 @@ impl ImageConfig {
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serializing plain structs, strings and BTreeMaps cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// The OCI image config (Docker-only fields such as `Healthcheck` are dropped).
-    pub fn to_oci(&self) -> Result<ImageConfiguration, ExecError> {
-        serde_json::from_slice(&self.to_bytes()).map_err(|e| ExecError::InvalidStoredConfig {
-            digest: "(final image config)".into(),
-            reason: e.to_string(),
-        })
     }
 
     /// The value of environment variable `name`, if set.
@@ -401,8 +392,9 @@ mod tests {
         let health = c.healthcheck.as_ref().unwrap();
         assert_eq!(health.test, ["CMD", "true"]);
         assert_eq!(health.interval, 90_000_000_000);
-        // The OCI form keeps what OCI has.
-        let oci = config.to_oci().unwrap();
+        // OCI readers see what OCI has in the same bytes.
+        let oci: oci_spec::image::ImageConfiguration =
+            serde_json::from_slice(&config.to_bytes()).unwrap();
         let oci_config = oci.config().as_ref().unwrap();
         assert_eq!(oci_config.working_dir().as_deref(), Some("/app/src"));
         assert_eq!(oci_config.exposed_ports().as_ref().unwrap().len(), 2);

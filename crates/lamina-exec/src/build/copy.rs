@@ -9,14 +9,17 @@
 //! `/` is not detected: write the `/`. Copied entries are owned by 0:0 unless `--chown`
 //! says otherwise (names resolve against the image's `/etc/passwd` and `/etc/group`);
 //! `--chmod` takes octal modes. Directories created on the way to the destination are
-//! 0755 root.
+//! 0755 root. Files that are hard links of one another among one COPY's sources stay
+//! linked (one inode; the layer holds one file entry and hard link entries, as BuildKit
+//! writes it); a link to a file outside the copied set becomes a plain file.
 //!
 //! Not supported, with an error saying so: URL and git sources of ADD, and ADD's
 //! extraction of local archives (a local tar, gzip, bzip2, xz or zstd file).
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use lamina_spec::Copy;
@@ -40,6 +43,9 @@ struct Stage {
     /// Directories and their final modes, applied last so that read-only directories can
     /// still be filled.
     dir_modes: Vec<(PathBuf, u32)>,
+    /// Source files with several links (by device and inode) and where the first was
+    /// staged, with the staged inode: later links to them become links to it.
+    links: HashMap<(u64, u64), (PathBuf, u64)>,
 }
 
 impl Build<'_> {
@@ -112,6 +118,7 @@ impl Build<'_> {
             chmod,
             placed: Vec::new(),
             dir_modes: Vec::new(),
+            links: HashMap::new(),
         };
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
@@ -433,8 +440,26 @@ fn copy_file(source: &Path, target: &Path, mode: u32, stage: &mut Stage) -> Resu
     if std::fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) {
         std::fs::remove_file(target).map_err(|e| io(target, e))?;
     }
+    let meta = std::fs::metadata(source).map_err(|e| io(source, e))?;
+    let source_id = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+    if let Some(first) = source_id.and_then(|id| stage.links.get(&id)) {
+        // Only while the first staged copy is still that file (a later source may have
+        // replaced it at the same path).
+        let (first_path, first_ino) = first;
+        if first_path != target
+            && std::fs::symlink_metadata(first_path).is_ok_and(|m| m.ino() == *first_ino)
+        {
+            std::fs::hard_link(first_path, target).map_err(|e| io(target, e))?;
+            stage.placed.push(target.to_path_buf());
+            return Ok(());
+        }
+    }
     std::fs::copy(source, target).map_err(|e| io(source, e))?;
     set_mode(target, mode)?;
+    if let Some(id) = source_id {
+        let staged = std::fs::symlink_metadata(target).map_err(|e| io(target, e))?;
+        stage.links.insert(id, (target.to_path_buf(), staged.ino()));
+    }
     stage.placed.push(target.to_path_buf());
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | base | `base`, the base image's manifest sha256 (or `scratch`), the layer settings (`SOURCE_DATE_EPOCH` clamp, layer compression) | everything built on a base depends on its content; the settings change every layer's bytes |
 //! | step | the parent key, the step's canonical text after variable expansion, the digest of its inputs | the chain makes a step depend on everything before it (ENV, USER, WORKDIR, ARG values, the base); the expanded text catches build arguments used in `FROM`/`COPY`/... |
-//! | COPY/ADD inputs | each match (source index, path relative to its source directory) and entry (name, kind, permission bits, size, blake3 of content, symlink target), as `lamina-spec` resolves them under `.dockerignore` and `--exclude` | they are the bytes the step copies |
+//! | COPY/ADD inputs | each match (source index, path relative to its source directory) and entry (name, kind, permission bits, size, blake3 of content, symlink target), as `lamina-spec` resolves them under `.dockerignore` and `--exclude`; which files are hard links of an earlier one (by position) | they are the bytes the step copies, and links stay links in its layer |
 //! | `COPY --from` inputs | the source stage's last key, or the source image's manifest sha256 | that stage's result is the input |
 //! | `RUN --mount=type=bind` inputs | each bind mount's target and source with its content: the context files as COPY hashes them, the source stage's last key, or the image's manifest sha256 | the step reads them (no bind mount: no inputs, so plain RUN keys are unchanged) |
 //! | final | the last step key, the default command, `final` | the default `CMD` is applied to the image only |
@@ -128,7 +128,46 @@ pub(crate) fn inputs_digest(matches: &[SourceMatch]) -> CacheKey {
             entry_kind(&mut enc, &entry.kind);
         }
     }
+    // Which files are links of an earlier one (COPY keeps them linked), by position, so
+    // that inode numbers never enter the key. Without links nothing is added, so keys of
+    // inputs without links are what they were.
+    let links = link_structure(matches);
+    if !links.is_empty() {
+        enc.str("links").u64(links.len() as u64);
+        for (entry, first) in links {
+            enc.u64(entry).u64(first);
+        }
+    }
     enc.finish()
+}
+
+/// For each input file that is a hard link of an earlier input file: its position and the
+/// earlier one's, counting entries across all matches in order.
+fn link_structure(matches: &[SourceMatch]) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut first_of = std::collections::HashMap::new();
+    let mut links = Vec::new();
+    let entries = matches.iter().flat_map(|m| &m.entries);
+    for (position, entry) in (0u64..).zip(entries) {
+        if !matches!(entry.kind, EntryKind::File { .. }) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&entry.host_path) else {
+            continue;
+        };
+        if meta.nlink() < 2 {
+            continue;
+        }
+        match first_of.entry((meta.dev(), meta.ino())) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                links.push((position, *first.get()));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(position);
+            }
+        }
+    }
+    links
 }
 
 fn entry_kind(enc: &mut Enc, kind: &EntryKind) {
@@ -257,6 +296,27 @@ mod tests {
             final_key(&one, None),
             final_key(&one, Some(&["sleep".into()]))
         );
+    }
+
+    #[test]
+    fn hard_links_enter_the_key_by_position_not_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let write = |name: &str| std::fs::write(dir.path().join(name), b"same").unwrap();
+        write("a");
+        write("b");
+        let files: [(&str, &[u8]); 2] = [("a", b"same"), ("b", b"same")];
+        let plain = inputs_digest(&[dir_match(&files, &root)]);
+        std::fs::remove_file(dir.path().join("b")).unwrap();
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("b")).unwrap();
+        let linked = inputs_digest(&[dir_match(&files, &root)]);
+        assert_ne!(plain, linked);
+        // Another inode with the same link structure gives the same key.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("a"), b"same").unwrap();
+        std::fs::hard_link(other.path().join("a"), other.path().join("b")).unwrap();
+        let moved = inputs_digest(&[dir_match(&files, other.path().to_str().unwrap())]);
+        assert_eq!(linked, moved);
     }
 
     #[test]

@@ -11,13 +11,15 @@
 //!
 //! Submodules: [`key`] (cache keys), `plan` (stages, bases, step numbering), `steps` (the
 //! step loop), `config` (image config updates), `copy` (COPY/ADD), `run` (RUN), `explain`
-//! (why the first miss missed), `layers` (layer and lock helpers), [`hash_cache`] (content
-//! hashes of unchanged input files, kept across builds).
+//! (why the first miss missed), `history` (history text as BuildKit writes it), `layers`
+//! (layer and lock helpers), [`hash_cache`] (content hashes of unchanged input files, kept
+//! across builds).
 
 mod config;
 mod copy;
 mod explain;
 pub mod hash_cache;
+mod history;
 pub mod key;
 mod layers;
 mod plan;
@@ -53,9 +55,6 @@ pub struct ExecConfig {
     pub host_ca_bundle: bool,
     /// The host's CA bundle (default `/etc/ssl/certs/ca-certificates.crt`).
     pub host_ca_file: PathBuf,
-    /// The `CMD` of a final image that sets neither `ENTRYPOINT` nor `CMD` (default
-    /// `["sleep", "infinity"]`, so a sandbox container stays up).
-    pub default_cmd: Option<Vec<String>>,
     /// How new layers are compressed (default zstd).
     pub layer_compression: Compression,
 }
@@ -68,8 +67,38 @@ impl ExecConfig {
             registry: RegistryConfig::default(),
             host_ca_bundle: true,
             host_ca_file: PathBuf::from(crate::sandbox::CA_BUNDLE),
-            default_cmd: Some(vec!["sleep".into(), "infinity".into()]),
             layer_compression: Compression::Zstd,
+        }
+    }
+}
+
+/// The command a sandbox image gets when it sets neither `ENTRYPOINT` nor `CMD`: Daytona
+/// runs its sandboxes from the image's command, and this one keeps the container up.
+pub const SANDBOX_DEFAULT_CMD: [&str; 2] = ["sleep", "infinity"];
+
+/// Whether a final image that sets neither `ENTRYPOINT` nor `CMD` gets
+/// [`SANDBOX_DEFAULT_CMD`]. When it does, its history says so (an empty-layer entry
+/// `CMD ["sleep" "infinity"] # lamina: default command for sandbox images`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DefaultCmd {
+    /// By the definition's [`lamina_spec::Origin`]: builder API and TOML definitions
+    /// (Daytona's sandbox images) get it; Dockerfiles do not, so that their images match
+    /// what `docker build` makes.
+    #[default]
+    ByOrigin,
+    /// Always give it.
+    SleepInfinity,
+    /// Never: the image keeps no command, as Docker leaves it.
+    None,
+}
+
+impl DefaultCmd {
+    /// Whether a definition from `origin` gets the default command.
+    pub fn applies_to(self, origin: lamina_spec::Origin) -> bool {
+        match self {
+            DefaultCmd::ByOrigin => origin == lamina_spec::Origin::Builder,
+            DefaultCmd::SleepInfinity => true,
+            DefaultCmd::None => false,
         }
     }
 }
@@ -91,6 +120,8 @@ pub struct BuildOptions {
     pub no_cache_steps: Vec<usize>,
     /// Build this stage (by name or 0-based index) instead of the last.
     pub target_stage: Option<String>,
+    /// Whether an image without `ENTRYPOINT` and `CMD` gets the sandbox default command.
+    pub default_cmd: DefaultCmd,
     /// Called with progress as it happens (from a blocking thread).
     pub on_event: Option<Arc<dyn Fn(BuildEvent) + Send + Sync>>,
 }
@@ -105,6 +136,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("no_cache", &self.no_cache)
             .field("no_cache_steps", &self.no_cache_steps)
             .field("target_stage", &self.target_stage)
+            .field("default_cmd", &self.default_cmd)
             .field("on_event", &self.on_event.as_ref().map(|_| "..."))
             .finish()
     }

@@ -113,7 +113,7 @@ fn run_env(state: &StageState) -> Vec<String> {
 /// here-documents (`RUN cat <<EOF > file`) gets them appended after its line, so the shell
 /// itself handles `<<-` and quoted delimiters. A body starting with `#!` would need to be
 /// written to a file and executed: that is refused.
-fn argv(config: &ImageConfig, run: &Run) -> Result<Vec<String>, String> {
+pub(super) fn argv(config: &ImageConfig, run: &Run) -> Result<Vec<String>, String> {
     let text = match &run.command {
         Command::Exec(argv) => return Ok(argv.clone()),
         Command::Shell(text) => text,
@@ -216,6 +216,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            declared_args: Vec::new(),
             cmd_set: false,
         };
         state.config.set_env("A", "env");

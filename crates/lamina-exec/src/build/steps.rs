@@ -14,10 +14,11 @@ use lamina_store::{BlobKind, CacheEntry, Compression, LayerRecord};
 use super::config::{ImageConfig, rfc3339, source_date_epoch};
 use super::explain::{self, BuildRecord, BuildState, MissReason, RecordedStep};
 use super::hash_cache::LazyHashCache;
+use super::history;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
-use super::{BuildEvent, BuildOptions, BuildReport, Inner, StepReport};
+use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
 use lamina_export::layer_store::{LayerSource, store_layer};
 
@@ -34,6 +35,9 @@ pub(crate) struct StageState {
     pub base_name: String,
     /// `ARG` values visible to RUN steps (not part of the config).
     pub args: BTreeMap<String, String>,
+    /// The stage's `ARG`s in declaration order, with or without a value: RUN history
+    /// lists them, as BuildKit does.
+    pub declared_args: Vec<(String, Option<String>)>,
     /// Whether this stage set `CMD` (an `ENTRYPOINT` then keeps it).
     pub cmd_set: bool,
 }
@@ -207,6 +211,7 @@ impl Build<'_> {
                 key: key::base_key("scratch", self.settings),
                 base_name: "scratch".into(),
                 args: BTreeMap::new(),
+                declared_args: Vec::new(),
                 cmd_set: false,
             },
             Base::Stage(parent) => {
@@ -214,6 +219,7 @@ impl Build<'_> {
                 StageState {
                     base_name: format!("stage {parent} ({})", hex(&parent_state.key)),
                     args: BTreeMap::new(),
+                    declared_args: Vec::new(),
                     cmd_set: false,
                     ..parent_state.clone()
                 }
@@ -224,6 +230,7 @@ impl Build<'_> {
                 key: key::base_key(&image.digest.to_string(), self.settings),
                 base_name: format!("{} ({})", stage.base, image.digest),
                 args: BTreeMap::new(),
+                declared_args: Vec::new(),
                 cmd_set: false,
             },
         };
@@ -442,9 +449,13 @@ impl Build<'_> {
         if let Some(layer) = &layer {
             state.config.rootfs.diff_ids.push(layer.diff_id.to_string());
         }
-        state
-            .config
-            .push_history(text.to_string(), layer.is_none(), &self.created);
+        if let Some(created_by) =
+            history::created_by(instruction, &state.config, &state.declared_args)
+        {
+            state
+                .config
+                .push_history(created_by, layer.is_none(), &self.created);
+        }
         Ok(layer)
     }
 
@@ -520,13 +531,26 @@ impl Build<'_> {
         let state = &self.results[&target];
         let mut config = state.config.clone();
         let mut default_cmd = None;
-        if config.config.entrypoint.is_none() && config.config.cmd.is_none() {
-            default_cmd = self.inner.config.default_cmd.clone();
-            config.config.cmd = default_cmd.clone();
+        if config.config.entrypoint.is_none()
+            && config.config.cmd.is_none()
+            && self.options.default_cmd.applies_to(self.image.origin())
+        {
+            let argv: Vec<String> = SANDBOX_DEFAULT_CMD.map(String::from).to_vec();
+            config.push_history(history::default_cmd_text(&argv), true, &self.created);
+            config.config.cmd = Some(argv.clone());
+            default_cmd = Some(argv);
         }
         config.created = Some(self.created.clone());
-        let stored =
-            StoredImage::commit(store, &config.to_oci()?, &state.layers, self.compression)?;
+        config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
+        // and OnBuild.
+        let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
+        let stored = StoredImage::commit_config_bytes(
+            store,
+            &config_bytes,
+            &state.layers,
+            self.compression,
+        )?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
         // Untagged images live as long as these entries (the store's TTL); tagged ones too
         // are kept this way, so that an untag does not lose a recent build at once.
@@ -558,6 +582,22 @@ fn record_args(state: &mut StageState, decls: &[lamina_spec::ArgDecl]) {
     for decl in decls {
         if let Some(value) = &decl.default {
             state.args.insert(decl.name.clone(), value.clone());
+        }
+        // A declared-again ARG keeps its place (and its value unless given a new one), as
+        // BuildKit lists it.
+        match state
+            .declared_args
+            .iter_mut()
+            .find(|(n, _)| *n == decl.name)
+        {
+            Some(slot) => {
+                if decl.default.is_some() {
+                    slot.1 = decl.default.clone();
+                }
+            }
+            None => state
+                .declared_args
+                .push((decl.name.clone(), decl.default.clone())),
         }
     }
 }

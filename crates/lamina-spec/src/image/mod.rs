@@ -57,6 +57,20 @@ const DEBIAN_SLIM_SETUP: [&str; 4] = [
 pub struct Image {
     dockerfile: Dockerfile,
     context: Context,
+    origin: Origin,
+}
+
+/// Where a definition came from, for the rules that differ between Daytona's sandbox
+/// images and plain Dockerfiles (the executor gives a sandbox image that sets neither
+/// `ENTRYPOINT` nor `CMD` a default command; a Dockerfile's image stays as `docker build`
+/// makes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// The builder API, or a TOML definition (its file form).
+    #[default]
+    Builder,
+    /// A Dockerfile read by [`Image::from_dockerfile`].
+    Dockerfile,
 }
 
 impl Image {
@@ -106,16 +120,28 @@ impl Image {
         let root = path
             .parent()
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-        Ok(Image::from_parts(dockerfile, Context::new(root)))
+        Ok(Image::from_parts(dockerfile, Context::new(root)).with_origin(Origin::Dockerfile))
     }
 
     /// An image from an already built model, for layers that assemble definitions
-    /// themselves (the TOML format, the command line). Nothing is checked.
+    /// themselves (the TOML format, the command line). Nothing is checked. Its origin is
+    /// [`Origin::Builder`]; see [`Image::with_origin`].
     pub fn from_parts(dockerfile: Dockerfile, context: Context) -> Image {
         Image {
             dockerfile,
             context,
+            origin: Origin::Builder,
         }
+    }
+
+    /// The same definition, recorded as coming from `origin`.
+    pub fn with_origin(self, origin: Origin) -> Image {
+        Image { origin, ..self }
+    }
+
+    /// Where this definition came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// Sets the context root: the directory that relative local paths of later steps, and
@@ -251,6 +277,7 @@ impl Image {
         Ok(Image {
             dockerfile,
             context: Context::new(paths::normalize(&cwd)),
+            origin: Origin::Builder,
         })
     }
 

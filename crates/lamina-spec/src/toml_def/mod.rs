@@ -63,7 +63,8 @@ pub fn parse_definition(text: &str, file: &Path, base_dir: &Path) -> Result<Imag
     for step in &definition.step {
         image = apply(&at, image, step)?;
     }
-    Ok(image)
+    // A TOML definition is a sandbox image even when its steps start from a Dockerfile.
+    Ok(image.with_origin(crate::image::Origin::Builder))
 }
 
 /// Turns byte offsets of the text into `SpecError::TomlDefinition` positions.

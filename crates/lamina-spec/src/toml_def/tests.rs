@@ -161,6 +161,8 @@ fn dockerfile_base_uses_its_folder_unless_context_is_set() {
     let text = "[image]\ndockerfile = \"docker/Dockerfile\"\n[[step]]\nrun = \"true\"\n";
     let image = parse(text, dir.path()).unwrap();
     assert_eq!(image.context().root(), dir.path().join("docker"));
+    // A TOML file is a sandbox definition even when it starts from a Dockerfile.
+    assert_eq!(image.origin(), crate::Origin::Builder);
     assert_eq!(
         image.dockerfile(),
         "FROM alpine\nCOPY main.py /main.py\nRUN true\n"

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use lamina::exec::sandbox::OutputStream;
-use lamina::{BuildEvent, BuildOptions, BuildReport};
+use lamina::{BuildEvent, BuildOptions, BuildReport, DefaultCmd};
 use serde_json::json;
 
 use super::progress::TtyProgress;
@@ -45,6 +45,11 @@ pub struct BuildArgs {
     /// Build this stage (name or 0-based index) instead of the last.
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
+    /// The command of an image that sets neither ENTRYPOINT nor CMD: `auto` gives TOML
+    /// definitions (sandbox images) `sleep infinity` and leaves Dockerfiles as docker
+    /// build does; `sleep-infinity` and `none` decide for every definition.
+    #[arg(long, value_enum, default_value_t = DefaultCmdArg::Auto, value_name = "WHEN")]
+    default_cmd: DefaultCmdArg,
     /// How long to wait for a store that another process (e.g. another build) holds; the
     /// steps it builds are then cache hits here.
     #[arg(long, value_parser = super::units::parse_duration, default_value = "1h", value_name = "DURATION")]
@@ -55,6 +60,13 @@ pub struct BuildArgs {
     /// How to reach registries for bases that are not in the store yet.
     #[command(flatten)]
     registry: super::registry::RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DefaultCmdArg {
+    Auto,
+    SleepInfinity,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +149,11 @@ pub fn run(
         no_cache: args.no_cache,
         no_cache_steps: args.no_cache_step,
         target_stage: args.target,
+        default_cmd: match args.default_cmd {
+            DefaultCmdArg::Auto => DefaultCmd::ByOrigin,
+            DefaultCmdArg::SleepInfinity => DefaultCmd::SleepInfinity,
+            DefaultCmdArg::None => DefaultCmd::None,
+        },
         on_event: Some(on_event),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

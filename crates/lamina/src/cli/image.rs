@@ -22,11 +22,12 @@ pub enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
-    /// An image's digest, config and layers.
+    /// An image's digest, every config field that is set, layers and history.
     Inspect {
         /// `name[:tag]`.
         name: String,
-        /// Print the raw manifest and config as JSON.
+        /// Print `{"name","digest","manifest","config"}` on one line, the manifest and
+        /// config being the stored bytes verbatim.
         #[arg(long)]
         json: bool,
     },
@@ -127,15 +128,9 @@ pub fn run(
         ImageCommand::Inspect { name, json } => {
             let image = load(&engine, &name)?;
             if json {
-                let value = json!({
-                    "name": normalize_name(&name),
-                    "digest": image.digest.to_string(),
-                    "manifest": image.manifest,
-                    "config": image.config,
-                });
-                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+                super::inspect::print_json(store, &name, &image, out)?;
             } else {
-                inspect_text(&name, &image, out)?;
+                super::inspect::print_text(store, &name, &image, out)?;
             }
         }
         ImageCommand::History { name } => {
@@ -292,45 +287,4 @@ fn row(engine: &lamina::Engine, record: ImageRecord) -> anyhow::Result<Row> {
 fn short(digest: &str) -> String {
     let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
     format!("sha256:{}", &hex[..hex.len().min(12)])
-}
-
-fn inspect_text(name: &str, image: &StoredImage, out: &mut impl Write) -> anyhow::Result<()> {
-    writeln!(out, "name:    {}", normalize_name(name))?;
-    writeln!(out, "digest:  {}", image.digest)?;
-    writeln!(
-        out,
-        "platform: {}/{}",
-        image.config.os(),
-        image.config.architecture()
-    )?;
-    if let Some(config) = image.config.config() {
-        if let Some(env) = config.env() {
-            for e in env {
-                writeln!(out, "env:     {e}")?;
-            }
-        }
-        if let Some(dir) = config.working_dir() {
-            writeln!(out, "workdir: {dir}")?;
-        }
-        if let Some(user) = config.user() {
-            writeln!(out, "user:    {user}")?;
-        }
-        if let Some(entrypoint) = config.entrypoint() {
-            writeln!(out, "entrypoint: {}", serde_json::to_string(entrypoint)?)?;
-        }
-        if let Some(cmd) = config.cmd() {
-            writeln!(out, "cmd:     {}", serde_json::to_string(cmd)?)?;
-        }
-    }
-    writeln!(out, "layers:")?;
-    for layer in &image.layers {
-        writeln!(
-            out,
-            "  {} {:>10} {}",
-            layer.variant.sha256,
-            units::size(layer.variant.size),
-            lamina::export::image::compression_name(layer.variant.compression),
-        )?;
-    }
-    Ok(())
 }

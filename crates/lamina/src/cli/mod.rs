@@ -4,6 +4,7 @@ mod build;
 mod cache;
 mod definition;
 mod image;
+mod inspect;
 mod progress;
 mod registry;
 mod units;

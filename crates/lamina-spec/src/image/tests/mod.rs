@@ -131,6 +131,9 @@ fn from_dockerfile_uses_its_folder_as_context() {
         .unwrap();
     assert_eq!(image.context().root(), dir.path().join("docker"));
     assert_eq!(image.definition().stages.len(), 2);
+    // A Dockerfile stays one after builder steps; builder images are Builder.
+    assert_eq!(image.origin(), crate::Origin::Dockerfile);
+    assert_eq!(Image::scratch().unwrap().origin(), crate::Origin::Builder);
     assert_eq!(
         image.dockerfile(),
         "FROM alpine:3.20 AS base\nCOPY app /app\nFROM base\nRUN ls /app\nWORKDIR /srv\n"
