@@ -209,13 +209,6 @@ fn decompressed<'a, R: io::BufRead + 'a>(
                 source,
             },
         )?),
-        other => {
-            return Err(ExecError::InvalidLayerEntry {
-                layer: layer.to_owned(),
-                entry: String::new(),
-                reason: format!("unsupported compression {other:?}; upgrade lamina"),
-            });
-        }
     })
 }
 
