@@ -169,14 +169,23 @@ impl Reference {
     }
 
     /// The short name `docker images` shows: `docker.io/` and a `library/` of official images
-    /// left out (`python`, `org/app`, `localhost:5000/app`).
+    /// left out (`python`, `org/app`, `localhost:5000/app`). Unlike Docker, `docker.io/` stays
+    /// when the path would read as a registry without it (`docker.io/a.b/app`, whose short
+    /// form `a.b/app` names registry `a.b`), so the short form always parses back to `self`.
     pub fn familiar_name(&self) -> String {
         if self.registry != DEFAULT_REGISTRY {
             return self.name();
         }
         match self.repository.strip_prefix(OFFICIAL_NAMESPACE) {
             Some(short) if !short.contains('/') => short.to_owned(),
-            _ => self.repository.clone(),
+            _ => {
+                let (first, _) = split_registry(&self.repository);
+                if first == DEFAULT_REGISTRY {
+                    self.repository.clone()
+                } else {
+                    self.name()
+                }
+            }
         }
     }
 

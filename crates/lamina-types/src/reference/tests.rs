@@ -331,6 +331,9 @@ fn familiar_forms_match_docker_images() {
         ("localhost:5000/app:1", "localhost:5000/app:1"),
         ("example.invalid/base:1", "example.invalid/base:1"),
         ("docker.io/library/a/b:1", "library/a/b:1"),
+        // Without `docker.io/` these would name registries `a.b` and `localhost`.
+        ("docker.io/a.b/app:1", "docker.io/a.b/app:1"),
+        ("docker.io/localhost/app", "docker.io/localhost/app"),
     ] {
         assert_eq!(
             Reference::parse(input).unwrap().familiar(),
@@ -360,5 +363,79 @@ fn tags_follow_the_grammar() {
             Reference::parse("busybox").unwrap().with_tag(tag).is_err(),
             "{tag:?}"
         );
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn component() -> impl Strategy<Value = String> {
+        "[a-z0-9]{1,6}(([._]|__|-{1,3})[a-z0-9]{1,6}){0,2}"
+    }
+
+    fn registry() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            Just(Some("docker.io".to_owned())),
+            Just(Some("index.docker.io".to_owned())),
+            Just(Some("localhost".to_owned())),
+            "[a-z][a-z0-9-]{0,8}[a-z0-9]\\.[a-z]{2,3}(:[0-9]{1,5})?".prop_map(Some),
+            "[a-z]{1,8}:[0-9]{1,5}".prop_map(Some),
+        ]
+    }
+
+    prop_compose! {
+        fn reference()(
+            registry in registry(),
+            path in proptest::collection::vec(component(), 1..4),
+            tag in proptest::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"),
+            digest in proptest::option::of(any::<[u8; 32]>()),
+        ) -> (String, Option<String>, Option<Digest>) {
+            // Without a registry, a first component with a `.` would be read as one.
+            let registry = registry.or_else(|| path[0].contains('.').then(|| "docker.io".into()));
+            let mut text = registry.map(|r| format!("{r}/")).unwrap_or_default();
+            text.push_str(&path.join("/"));
+            if let Some(tag) = &tag {
+                text.push(':');
+                text.push_str(tag);
+            }
+            let digest = digest.map(Digest::sha256);
+            if let Some(digest) = &digest {
+                text.push('@');
+                text.push_str(&digest.to_string());
+            }
+            (text, tag, digest)
+        }
+    }
+
+    proptest! {
+        /// Every reference the grammar allows parses, keeps its tag and digest, and its full
+        /// and short forms both parse back to the same reference.
+        #[test]
+        fn grammatical_references_round_trip((text, tag, digest) in reference()) {
+            let parsed = Reference::parse(&text).unwrap();
+            prop_assert_eq!(parsed.tag(), tag.as_deref());
+            prop_assert_eq!(parsed.digest(), digest.as_ref());
+            prop_assert_eq!(Reference::parse(&parsed.to_string()).unwrap(), parsed.clone());
+            prop_assert_eq!(Reference::parse(&parsed.familiar()).unwrap(), parsed.clone());
+            let tagged = parsed.clone().with_default_tag();
+            prop_assert!(tagged.tag().is_some() || tagged.digest().is_some());
+        }
+
+        /// Arbitrary text never panics the parser; whatever parses is a fixed point.
+        #[test]
+        fn any_text_parses_or_is_refused_naming_it(text in ".{0,80}") {
+            match Reference::parse(&text) {
+                Ok(parsed) => {
+                    prop_assert_eq!(Reference::parse(&parsed.to_string()).unwrap(), parsed);
+                }
+                Err(e) => {
+                    let named = format!("{:?}", text);
+                    prop_assert!(e.to_string().contains(&named), "{}", e);
+                }
+            }
+        }
     }
 }
