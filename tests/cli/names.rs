@@ -170,3 +170,74 @@ fn invalid_names_are_refused_and_change_nothing() {
     }
     assert_eq!(names_in(dir.path(), store), before);
 }
+
+/// A store written before names were canonical holds keys as users typed them
+/// (`python:3.12`), even invalid ones. Those are still found by either spelling, removable,
+/// and replaced by the full key when the name is tagged again.
+#[test]
+fn a_store_with_old_short_keys_still_finds_its_images() {
+    use lamina::store::{ImageState, Store, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = store_dir.to_str().unwrap();
+    exported_image(dir.path(), store);
+    {
+        let opened = Store::open(&store_dir, StoreOptions::default()).unwrap();
+        let seed = opened.image("docker.io/library/seed:1").unwrap().unwrap();
+        for old_key in ["python:3.12", "BAD NAME:latest"] {
+            opened
+                .tag_image(
+                    old_key,
+                    &seed.manifest,
+                    &seed.references,
+                    ImageState::Complete,
+                )
+                .unwrap();
+        }
+    }
+    let listing = run(dir.path(), store, &["image", "ls"]);
+    assert!(listing.contains("python:3.12"), "{listing}");
+
+    let ctx = "on-old";
+    write_tree(
+        dir.path(),
+        &[(
+            "on-old/Dockerfile",
+            "FROM docker.io/library/python:3.12\nENV B=2\n",
+        )],
+    );
+    let built = run(
+        dir.path(),
+        store,
+        &[
+            "build",
+            ctx,
+            "--registry-mirror",
+            NO_REGISTRY,
+            "--progress",
+            "plain",
+        ],
+    );
+    assert!(built.contains("built sha256:"), "{built}");
+    run(dir.path(), store, &["image", "inspect", "python:3.12"]);
+
+    let removed = run(dir.path(), store, &["image", "rm", "BAD NAME:latest"]);
+    assert!(removed.contains("removed BAD NAME:latest"), "{removed}");
+
+    run(
+        dir.path(),
+        store,
+        &["image", "tag", "seed:1", "python:3.12"],
+    );
+    assert_eq!(
+        names_in(dir.path(), store),
+        [
+            (
+                "python:3.12".to_owned(),
+                "docker.io/library/python:3.12".to_owned()
+            ),
+            ("seed:1".to_owned(), "docker.io/library/seed:1".to_owned()),
+        ]
+    );
+}

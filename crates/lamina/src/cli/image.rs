@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use lamina::exec::BuildState;
-use lamina::export::image::{display_name, find_named, image_name};
+use lamina::export::image::{display_name, find_named, image_name, normalize_name};
 use lamina::export::{ArchiveFormat, StoredImage};
 use lamina::store::{Compression, ImageRecord, ImageState};
 use serde_json::json;
@@ -125,6 +125,7 @@ pub fn run(
             if json {
                 let value = json!({
                     "name": image_name(&name)?.familiar(),
+                    "reference": image_name(&name)?.to_string(),
                     "digest": image.digest.to_string(),
                     "manifest": image.manifest,
                     "config": image.config,
@@ -192,11 +193,18 @@ pub fn run(
         }
         ImageCommand::Rm { names } => {
             for name in names {
-                let reference = image_name(&name)?;
-                let Some(record) = find_named(store, &reference)? else {
+                let found = match image_name(&name) {
+                    Ok(reference) => find_named(store, &reference)?,
+                    // An invalid name an older version stored as it was typed can still go.
+                    Err(invalid) => match store.image(&name)? {
+                        Some(record) => Some(record),
+                        None => return Err(invalid.into()),
+                    },
+                };
+                let Some(record) = found else {
                     bail!(
                         "no image named {} in the store; `lamina image ls` lists them",
-                        reference.familiar()
+                        display_name(&normalize_name(&name))
                     );
                 };
                 // Named images are pinned against eviction; removing the name is the
@@ -206,7 +214,7 @@ pub fn run(
                 writeln!(
                     out,
                     "removed {} ({})",
-                    reference.familiar(),
+                    display_name(&record.name),
                     record.manifest
                 )?;
             }
@@ -219,7 +227,7 @@ fn load(engine: &lamina::Engine, name: &str) -> anyhow::Result<StoredImage> {
     engine.image(name)?.with_context(|| {
         format!(
             "no image named {} in the store; `lamina image ls` lists them",
-            display_name(&lamina::export::image::normalize_name(name))
+            display_name(&normalize_name(name))
         )
     })
 }
