@@ -9,6 +9,7 @@ mod definitions;
 mod docker_output;
 mod docker_world;
 mod mounts;
+mod names;
 mod registry;
 #[path = "../require.rs"]
 mod require;

@@ -9,8 +9,10 @@ use std::io::Read;
 use std::str::FromStr;
 
 use lamina_store::{
-    BlobInfo, BlobKind, Compression, Digest, ImageState, LayerRecord, LayerVariant, Store,
+    BlobInfo, BlobKind, Compression, Digest, ImageRecord, ImageState, LayerRecord, LayerVariant,
+    Store,
 };
+use lamina_types::Reference;
 use oci_spec::image::{
     Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
 };
@@ -185,10 +187,11 @@ impl StoredImage {
         })
     }
 
-    /// Reads the image tagged `name` (`name:tag`; a missing `:tag` means `:latest`), or
-    /// `Ok(None)` when no such name is in the store.
+    /// Reads the image tagged `name` (`name:tag`; a missing `:tag` means `:latest`; short and
+    /// full names are one, see [`image_name`]), or `Ok(None)` when no such name is in the store.
+    /// A name that is not a valid reference is an error.
     pub fn load_named(store: &Store, name: &str) -> Result<Option<StoredImage>, ExportError> {
-        match store.image(&normalize_name(name))? {
+        match find_named(store, &image_name(name)?)? {
             None => Ok(None),
             Some(record) => StoredImage::load(store, &record.manifest).map(Some),
         }
@@ -197,18 +200,31 @@ impl StoredImage {
     /// Names this image in the store (an `ImageRecord`, a GC root listing the config and every
     /// layer); `pinned` images refuse removal until unpinned.
     ///
-    /// The name is normalized as in [`normalize_name`]. `pinned == false` leaves the pin of an
-    /// existing name as it was; unpin with `Store::set_pinned`.
+    /// The record's key is the canonical full name ([`image_name`]); a record of the same
+    /// name under an older short key is replaced by it. `pinned == false` leaves the pin of
+    /// an existing name as it was; unpin with `Store::set_pinned`.
     pub fn tag(&self, store: &Store, name: &str, pinned: bool) -> Result<(), ExportError> {
-        let name = normalize_name(name);
+        let reference = image_name(name)?;
+        let key = reference.to_string();
+        let legacy = legacy_keys(&reference)
+            .into_iter()
+            .filter_map(|k| store.image(&k).transpose().map(|r| r.map(|r| (k, r))))
+            .collect::<Result<Vec<_>, _>>()?;
         store.tag_image(
-            &name,
+            &key,
             &self.manifest_blob,
             &self.references(),
             ImageState::Complete,
         )?;
-        if pinned {
-            store.set_pinned(&name, true)?;
+        let was_pinned = legacy.iter().any(|(_, r)| r.pinned);
+        if pinned || was_pinned {
+            store.set_pinned(&key, true)?;
+        }
+        for (old, record) in legacy {
+            if record.pinned {
+                store.set_pinned(&old, false)?;
+            }
+            store.remove_image(&old)?;
         }
         Ok(())
     }
@@ -222,33 +238,94 @@ impl StoredImage {
     }
 }
 
-/// `name` with `:latest` added when it has neither a tag nor a digest (`host:5000/app` becomes
-/// `host:5000/app:latest`; `app:1`, `app@sha256:...` stay as they are).
+/// `name` as a reference by Docker's rules, with tag `latest` when it has neither a tag nor
+/// a digest: `python:3.12` and `docker.io/library/python:3.12` give the same reference, whose
+/// `to_string()` (the full form) is the image's key in the store and whose `familiar()` is
+/// the short form `image ls` shows. Invalid names (`BAD NAME`, `:`, `x@sha256:zz`) are
+/// refused with a message naming them.
+pub fn image_name(name: &str) -> Result<Reference, ExportError> {
+    Reference::parse(name)
+        .map(Reference::with_default_tag)
+        .map_err(|e| match e {
+            lamina_types::ParseError::Reference { input, reason } => {
+                ExportError::InvalidReference {
+                    reference: input,
+                    reason,
+                }
+            }
+            other => ExportError::InvalidReference {
+                reference: name.to_owned(),
+                reason: other.to_string(),
+            },
+        })
+}
+
+/// The image record named `reference`: under its full name, else under a short key an older
+/// store wrote for it (`python:3.12`, `library/python:3.12`, `docker.io/python:3.12`).
+pub fn find_named(
+    store: &Store,
+    reference: &Reference,
+) -> Result<Option<ImageRecord>, ExportError> {
+    if let Some(record) = store.image(&reference.to_string())? {
+        return Ok(Some(record));
+    }
+    for key in legacy_keys(reference) {
+        if let Some(record) = store.image(&key)? {
+            return Ok(Some(record));
+        }
+    }
+    Ok(None)
+}
+
+/// Keys stores before canonical names used for `reference`: the name as users typed it, with
+/// `:latest` added (see docs/format.md).
+fn legacy_keys(reference: &Reference) -> Vec<String> {
+    let full = reference.to_string();
+    let mut keys = vec![reference.familiar()];
+    if reference.registry() == lamina_types::DEFAULT_REGISTRY {
+        let path = &full[lamina_types::DEFAULT_REGISTRY.len() + 1..];
+        keys.push(path.to_owned());
+        if let Some(short) = path.strip_prefix("library/") {
+            keys.push(format!("{}/{short}", lamina_types::DEFAULT_REGISTRY));
+        }
+    }
+    keys.retain(|k| *k != full);
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// How a store key is shown to users: the short form `docker images` uses (`python:3.12`,
+/// `org/app:latest`, `localhost:5000/app:1`), or the key itself if it is no valid reference.
+pub fn display_name(key: &str) -> String {
+    Reference::parse(key).map_or_else(|_| key.to_owned(), |r| r.familiar())
+}
+
+/// The store key for `name`: its full canonical form with the default tag
+/// (`app` → `docker.io/library/app:latest`), or `name` with `:latest` added as before when it
+/// is not a valid reference. Prefer [`image_name`], which refuses invalid names.
 pub fn normalize_name(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || last.contains('@') {
-        name.to_owned()
-    } else {
-        format!("{name}:latest")
+    match image_name(name) {
+        Ok(reference) => reference.to_string(),
+        Err(_) => {
+            let last = name.rsplit('/').next().unwrap_or(name);
+            if last.contains(':') || last.contains('@') {
+                name.to_owned()
+            } else {
+                format!("{name}:latest")
+            }
+        }
     }
 }
 
 /// The OCI media type of a layer compressed with `compression`.
 pub fn layer_media_type(compression: Compression) -> MediaType {
-    match compression {
-        Compression::Gzip => MediaType::ImageLayerGzip,
-        Compression::Zstd => MediaType::ImageLayerZstd,
-        _ => MediaType::ImageLayer,
-    }
+    MediaType::from(compression.media_type())
 }
 
-/// A short name of a compression for messages: `tar`, `gzip` or `zstd`.
+/// The name of a compression for messages: `none`, `gzip` or `zstd`.
 pub fn compression_name(compression: Compression) -> &'static str {
-    match compression {
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-        _ => "tar",
-    }
+    compression.name()
 }
 
 /// A store digest as an OCI digest (`sha256:<hex>` or `blake3:<hex>`, both valid OCI forms).
@@ -534,11 +611,19 @@ mod tests {
         .unwrap();
         assert!(StoredImage::load_named(&store, "app").unwrap().is_none());
         image.tag(&store, "app", true).unwrap();
-        let record = store.image("app:latest").unwrap().unwrap();
+        let record = store
+            .image("docker.io/library/app:latest")
+            .unwrap()
+            .unwrap();
         assert!(record.pinned);
         assert_eq!(record.manifest, image.manifest_blob);
         assert!(record.references.contains(&a.digest));
-        for name in ["app", "app:latest"] {
+        for name in [
+            "app",
+            "app:latest",
+            "docker.io/library/app",
+            "library/app:latest",
+        ] {
             let loaded = StoredImage::load_named(&store, name).unwrap().unwrap();
             assert_eq!(loaded.digest, image.digest);
         }
@@ -548,11 +633,72 @@ mod tests {
     }
 
     #[test]
-    fn names_get_latest_only_without_tag_or_digest() {
-        assert_eq!(normalize_name("app"), "app:latest");
-        assert_eq!(normalize_name("app:1"), "app:1");
-        assert_eq!(normalize_name("host:5000/app"), "host:5000/app:latest");
-        assert_eq!(normalize_name("host:5000/app:2"), "host:5000/app:2");
-        assert_eq!(normalize_name("app@sha256:abc"), "app@sha256:abc");
+    fn names_are_stored_in_full_form_with_latest_only_without_tag_or_digest() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        for (name, key) in [
+            ("app", "docker.io/library/app:latest"),
+            ("app:1", "docker.io/library/app:1"),
+            ("org/app", "docker.io/org/app:latest"),
+            ("host:5000/app", "host:5000/app:latest"),
+            ("host:5000/app:2", "host:5000/app:2"),
+            (
+                &format!("app@{digest}"),
+                &format!("docker.io/library/app@{digest}"),
+            ),
+        ] {
+            assert_eq!(normalize_name(name), key, "{name}");
+            assert_eq!(image_name(name).unwrap().to_string(), key, "{name}");
+        }
+    }
+
+    #[test]
+    fn invalid_names_are_refused_naming_them() {
+        for bad in ["BAD NAME", ":", "x@sha256:zz", ""] {
+            let err = image_name(bad).unwrap_err();
+            assert!(
+                matches!(&err, ExportError::InvalidReference { reference, .. } if reference == bad),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    /// Stores written before names were canonical keyed images by the name as typed
+    /// (`python:3.12`); those records are still found, and a new tag of the same name
+    /// replaces the old key (keeping its pin).
+    #[test]
+    fn records_under_old_short_keys_are_found_and_replaced() {
+        let (_dir, store) = store();
+        let a = layer(&store, b"tar a", b"zst a");
+        let image = StoredImage::commit(
+            &store,
+            &config(&[]),
+            std::slice::from_ref(&a),
+            Compression::Zstd,
+        )
+        .unwrap();
+        store
+            .tag_image(
+                "python:3.12",
+                &image.manifest_blob,
+                &image.references(),
+                ImageState::Complete,
+            )
+            .unwrap();
+        store.set_pinned("python:3.12", true).unwrap();
+        for name in ["python:3.12", "docker.io/library/python:3.12"] {
+            let found = StoredImage::load_named(&store, name).unwrap().unwrap();
+            assert_eq!(found.digest, image.digest, "{name}");
+        }
+        image
+            .tag(&store, "docker.io/library/python:3.12", false)
+            .unwrap();
+        let names: Vec<_> = store
+            .images()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["docker.io/library/python:3.12"]);
+        assert!(store.image(&names[0]).unwrap().unwrap().pinned);
     }
 }

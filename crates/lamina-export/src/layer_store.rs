@@ -43,14 +43,14 @@ pub fn store_layer(
         LayerSource::OverlayUpper(upper) => writer.write_overlay_upper(upper, &mut blob)?,
         LayerSource::Diff { lower, upper } => writer.diff_trees(lower, upper, &mut blob)?,
     };
-    let compressed = Digest::sha256(info.digest.0);
+    let compressed: Digest = info.digest.into();
     let stored = blob.commit_verified(&compressed, Some(info.size))?;
     let record = LayerRecord {
-        digest: Digest::blake3(info.blake3.0),
-        diff_id: Digest::sha256(info.diff_id.0),
+        digest: info.blake3.into(),
+        diff_id: info.diff_id.into(),
         size: info.uncompressed_size,
         variants: vec![LayerVariant {
-            compression: store_compression(writer.options().compression)?,
+            compression: writer.options().compression,
             digest: stored.digest,
             sha256: stored.sha256,
             size: stored.size,
@@ -60,28 +60,18 @@ pub fn store_layer(
     Ok(store.put_layer(&record)?)
 }
 
-/// The store's name for a layer-engine compression.
+/// The store's compression for the layer engine's: the same type (`lamina_types::Compression`)
+/// since both crates share it; kept so existing callers build.
 pub fn store_compression(
     compression: lamina_layer::Compression,
 ) -> Result<lamina_store::Compression, ExportError> {
-    match compression {
-        lamina_layer::Compression::None => Ok(lamina_store::Compression::None),
-        lamina_layer::Compression::Gzip => Ok(lamina_store::Compression::Gzip),
-        lamina_layer::Compression::Zstd => Ok(lamina_store::Compression::Zstd),
-        // A compression the layer engine learns before the store's record format does.
-        other => Err(ExportError::UnsupportedLayerCompression {
-            media_type: other.media_type(),
-        }),
-    }
+    Ok(compression)
 }
 
-/// The layer engine's compression for a store variant's.
+/// The layer engine's compression for a store variant's: the same type, see
+/// [`store_compression`].
 pub fn layer_compression(compression: lamina_store::Compression) -> lamina_layer::Compression {
-    match compression {
-        lamina_store::Compression::Gzip => lamina_layer::Compression::Gzip,
-        lamina_store::Compression::Zstd => lamina_layer::Compression::Zstd,
-        _ => lamina_layer::Compression::None,
-    }
+    compression
 }
 
 #[cfg(test)]

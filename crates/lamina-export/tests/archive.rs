@@ -158,8 +158,8 @@ fn archives_written_by_skopeo_import_to_the_same_tree() {
         ],
     );
 
-    // skopeo writes docker-archive tags fully qualified.
-    for (archive_path, name) in [(&docker, "docker.io/other/name:2"), (&oci, "v2:latest")] {
+    // skopeo writes docker-archive tags fully qualified; imported names are shown short.
+    for (archive_path, name) in [(&docker, "other/name:2"), (&oci, "v2:latest")] {
         let fresh = tempfile::tempdir().unwrap();
         let store = open_store(fresh.path());
         let imported = archive::import(&store, archive_path, None).unwrap();
@@ -456,7 +456,7 @@ fn import_refuses_other_architectures_and_unnamed_images() {
     let err = archive::import(&store, &out, None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "image arm:1 architecture (arm64) is not amd64"
+        "image docker.io/library/arm:1 architecture (arm64) is not amd64"
     );
 
     // skopeo without a reference writes no name into index.json.

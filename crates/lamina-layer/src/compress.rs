@@ -2,38 +2,9 @@
 
 use std::io::{self, BufReader, Read, Write};
 
-/// How a layer's tar stream is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Compression {
-    /// A plain tar (`application/vnd.oci.image.layer.v1.tar`).
-    None,
-    /// gzip through flate2 (`...tar+gzip`), the most widely understood.
-    Gzip,
-    /// zstd (`...tar+zstd`), multi-threaded with a fixed worker count.
-    #[default]
-    Zstd,
-}
-
-impl Compression {
-    /// The OCI media type of a layer compressed this way.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-
-    /// The level used when none is given: gzip 6 and zstd 3, each tool's own default.
-    pub fn default_level(self) -> i32 {
-        match self {
-            Compression::None => 0,
-            Compression::Gzip => 6,
-            Compression::Zstd => 3,
-        }
-    }
-}
+/// How a layer's tar stream is compressed: the workspace's one compression type, from
+/// `lamina-types` (its media types, names and default levels live there).
+pub use lamina_types::Compression;
 
 /// A compressor with the layer writer's settings (gzip with a constant header, zstd with a
 /// checksum and a fixed worker count), so anything compressed with it, e.g. a variant made

@@ -65,6 +65,19 @@ macro_rules! digest_impls {
 digest_impls!(Sha256Digest, "sha256");
 digest_impls!(Blake3Digest, "blake3");
 
+// The workspace's digest type: what the store and the image code take.
+impl From<Sha256Digest> for lamina_types::Digest {
+    fn from(d: Sha256Digest) -> Self {
+        lamina_types::Digest::sha256(d.0)
+    }
+}
+
+impl From<Blake3Digest> for lamina_types::Digest {
+    fn from(d: Blake3Digest) -> Self {
+        lamina_types::Digest::blake3(d.0)
+    }
+}
+
 fn parse_hex(hex: &str) -> Option<[u8; 32]> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {

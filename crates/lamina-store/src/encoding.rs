@@ -20,6 +20,28 @@ impl fmt::Display for DecodeError {
     }
 }
 
+/// The byte a layer variant's compression is stored as. The codes are part of the on-disk
+/// format (docs/format.md) and never change.
+pub(crate) fn compression_code(compression: lamina_types::Compression) -> u8 {
+    use lamina_types::Compression;
+    match compression {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Zstd => 2,
+    }
+}
+
+/// The compression stored as `code`.
+pub(crate) fn compression_from_code(code: u8) -> Result<lamina_types::Compression, DecodeError> {
+    use lamina_types::Compression;
+    Ok(match code {
+        0 => Compression::None,
+        1 => Compression::Gzip,
+        2 => Compression::Zstd,
+        c => return Err(DecodeError(format!("unknown compression {c}"))),
+    })
+}
+
 /// Appends fields to a record buffer.
 #[derive(Debug)]
 pub(crate) struct Encoder {

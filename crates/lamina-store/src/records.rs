@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Digest;
-use crate::encoding::{DecodeError, Decoder, Encoder};
+use crate::encoding::{DecodeError, Decoder, Encoder, compression_code, compression_from_code};
 
 /// Milliseconds since the Unix epoch, the time unit of every record.
 pub(crate) fn to_ms(t: SystemTime) -> u64 {
@@ -116,36 +116,9 @@ impl BlobInfo {
     }
 }
 
-/// How a layer variant is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Compression {
-    /// Plain tar.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl Compression {
-    fn code(self) -> u8 {
-        match self {
-            Compression::None => 0,
-            Compression::Gzip => 1,
-            Compression::Zstd => 2,
-        }
-    }
-
-    fn from_code(code: u8) -> Result<Self, DecodeError> {
-        Ok(match code {
-            0 => Compression::None,
-            1 => Compression::Gzip,
-            2 => Compression::Zstd,
-            c => return Err(DecodeError(format!("unknown compression {c}"))),
-        })
-    }
-}
+/// How a layer variant is compressed: the workspace's one compression type, stored as a
+/// byte whose codes the encoding module keeps fixed.
+pub use lamina_types::Compression;
 
 /// One compressed encoding of a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +156,7 @@ impl LayerRecord {
             .varint(to_ms(self.created));
         e.varint(self.variants.len() as u64);
         for v in &self.variants {
-            e.u8(v.compression.code())
+            e.u8(compression_code(v.compression))
                 .bytes32(v.digest.as_bytes())
                 .bytes32(v.sha256.as_bytes())
                 .varint(v.size);
@@ -200,7 +173,7 @@ impl LayerRecord {
         let mut variants = Vec::with_capacity(n);
         for _ in 0..n {
             variants.push(LayerVariant {
-                compression: Compression::from_code(d.u8()?)?,
+                compression: compression_from_code(d.u8()?)?,
                 digest: Digest::blake3(d.bytes32()?),
                 sha256: Digest::sha256(d.bytes32()?),
                 size: d.varint()?,

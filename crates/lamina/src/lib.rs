@@ -3,13 +3,15 @@
 //! [`Engine`] opens a store and builds images into it, one cached layer per step;
 //! [`load_definition`] reads a definition file (TOML or Dockerfile). Re-exports give embedders
 //! one dependency: [`spec`] is `lamina-spec`, [`store`] is `lamina-store`, [`layer`] is
-//! `lamina-layer`, [`exec`] is `lamina-exec`, [`export`] is `lamina-export`.
+//! `lamina-layer`, [`exec`] is `lamina-exec`, [`export`] is `lamina-export`, [`types`] is
+//! `lamina-types` (digests, compressions, image references, platforms).
 
 pub use lamina_exec as exec;
 pub use lamina_export as export;
 pub use lamina_layer as layer;
 pub use lamina_spec as spec;
 pub use lamina_store as store;
+pub use lamina_types as types;
 
 mod definition;
 mod engine;

@@ -13,7 +13,6 @@ use crate::ExecError;
 
 /// The layer writer options of a build: fixed mtime clamp, the configured compression.
 pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
-    let compression = lamina_export::layer_store::layer_compression(compression);
     LayerWriter::new(
         LayerOptions::default()
             .compression(compression)
@@ -21,13 +20,9 @@ pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
     )
 }
 
-/// The store's name for a compression, as it goes into cache keys.
+/// The name of a compression as it goes into cache keys (`none`, `gzip`, `zstd`).
 pub(crate) fn compression_name(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => "none",
-        Compression::Gzip => "gzip",
-        _ => "zstd",
-    }
+    compression.name()
 }
 
 /// Unpacks `layers` (bottom first) into the empty directory `target`, whiteouts applied:

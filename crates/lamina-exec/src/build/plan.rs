@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lamina_export::StoredImage;
+use lamina_export::image::{find_named, image_name};
 use lamina_export::registry::{self, RegistryConfig};
 use lamina_spec::{Dockerfile, Image, Instruction};
-use lamina_store::{Digest, Store};
+use lamina_store::Store;
 
 use super::BuildOptions;
 use super::config::ImageConfig;
@@ -164,18 +165,19 @@ pub(crate) fn resolve_image(
     registry: &RegistryConfig,
     reference: &str,
 ) -> Result<StoredImage, ExecError> {
-    if let Some((_, digest)) = reference.split_once('@') {
-        let digest = Digest::parse(digest).map_err(|e| ExecError::BaseUnavailable {
-            reference: reference.to_string(),
-            reason: format!("its digest does not parse ({e}); write name@sha256:<64 hex>"),
-        })?;
-        if store.contains(&digest)? {
-            return Ok(StoredImage::load(store, &digest)?);
+    // Short and full names are one (`python:3.12` is `docker.io/library/python:3.12`).
+    let name = image_name(reference).map_err(|e| ExecError::BaseUnavailable {
+        reference: reference.to_string(),
+        reason: e.to_string(),
+    })?;
+    if let Some(digest) = name.digest() {
+        if store.contains(digest)? {
+            return Ok(StoredImage::load(store, digest)?);
         }
-    } else if let Some(found) = StoredImage::load_named(store, reference)? {
-        return Ok(found);
+    } else if let Some(record) = find_named(store, &name)? {
+        return Ok(StoredImage::load(store, &record.manifest)?);
     }
-    pull_image(store, registry, reference)
+    pull_image(store, registry, &name.to_string())
 }
 
 /// Pulls on the caller's tokio runtime (the build runs on its blocking pool), or on a

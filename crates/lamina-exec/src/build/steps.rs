@@ -68,12 +68,15 @@ pub(crate) fn build(
     image: &Image,
     options: &BuildOptions,
 ) -> Result<BuildReport, ExecError> {
-    // `app` names `app:latest`, here as everywhere images are named.
+    // `app` names `docker.io/library/app:latest`, here as everywhere images are named; an
+    // invalid tag is refused before anything runs.
     let options = &BuildOptions {
         tag: options
             .tag
             .as_deref()
-            .map(lamina_export::image::normalize_name),
+            .map(lamina_export::image::image_name)
+            .transpose()?
+            .map(|reference| reference.to_string()),
         ..options.clone()
     };
     let work_dir = &inner.config.work_dir;

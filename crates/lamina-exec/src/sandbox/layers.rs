@@ -176,11 +176,12 @@ fn unpack_into(store: &Store, layer: &LayerRecord, dir: &Path) -> Result<(), Exe
         };
         let options = UnpackOptions::default().same_owner(true).devices(true);
         let stats = Unpacker::new(options).unpack(io::BufReader::new(blob), dir)?;
-        if stats.diff_id.0 != *layer.diff_id.as_bytes() {
+        let actual: lamina_store::Digest = stats.diff_id.into();
+        if actual != layer.diff_id {
             return Err(ExecError::LayerDiffIdMismatch {
                 layer: layer_hex,
                 expected: layer.diff_id.to_string(),
-                actual: format!("sha256:{}", stats.diff_id.hex()),
+                actual: actual.to_string(),
             });
         }
         if stats.whiteouts > 0 {
@@ -209,13 +210,6 @@ fn decompressed<'a, R: io::BufRead + 'a>(
                 source,
             },
         )?),
-        other => {
-            return Err(ExecError::InvalidLayerEntry {
-                layer: layer.to_owned(),
-                entry: String::new(),
-                reason: format!("unsupported compression {other:?}; upgrade lamina"),
-            });
-        }
     })
 }
 

@@ -9,7 +9,7 @@ use oci_spec::image::{Arch, ImageConfiguration, Os};
 use super::codec::{self, IngestError};
 use super::source::Source;
 use super::{ImportedImage, docker, oci};
-use crate::image::normalize_name;
+use crate::image::image_name;
 use crate::{ExportError, StoredImage};
 
 /// An image read from an archive, with the names the archive gives it.
@@ -23,6 +23,8 @@ pub(crate) fn import(
     path: &Path,
     name: Option<&str>,
 ) -> Result<Vec<ImportedImage>, ExportError> {
+    // A bad name is refused before anything is read or stored.
+    let name = name.map(image_name).transpose()?;
     let source = Source::open(path)?;
     let found = if source.has("oci-layout") {
         oci::read(store, &source)?
@@ -40,7 +42,7 @@ pub(crate) fn import(
     let mut tags = Vec::new();
     match name {
         Some(name) => match found.as_slice() {
-            [one] => tags.push((normalize_name(name), one.image.clone())),
+            [one] => tags.push((name, one.image.clone())),
             [] => return Err(invalid("it holds no image".to_owned())),
             many => {
                 return Err(invalid(format!(
@@ -62,16 +64,19 @@ pub(crate) fn import(
             }
             for f in &found {
                 for n in &f.names {
-                    tags.push((normalize_name(n), f.image.clone()));
+                    tags.push((image_name(n)?, f.image.clone()));
                 }
             }
         }
     }
     let mut out = Vec::with_capacity(tags.len());
     for (name, image) in tags {
-        image.tag(store, &name, false)?;
+        image.tag(store, &name.to_string(), false)?;
         tracing::debug!(%name, digest = %image.digest, "imported an image");
-        out.push(ImportedImage { name, image });
+        out.push(ImportedImage {
+            name: name.familiar(),
+            image,
+        });
     }
     Ok(out)
 }

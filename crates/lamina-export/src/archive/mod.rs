@@ -74,7 +74,8 @@ pub struct ExportReport {
 /// One image [`import`] stored and tagged.
 #[derive(Debug, Clone)]
 pub struct ImportedImage {
-    /// The name it was tagged with (`name:tag`).
+    /// The name it was tagged with, in the short form `docker images` shows
+    /// (`python:3.12`); the store keys it by the full form (`docker.io/library/python:3.12`).
     pub name: String,
     /// The image.
     pub image: StoredImage,
@@ -91,6 +92,9 @@ pub fn export(
     compression: Compression,
     out: &Path,
 ) -> Result<ExportReport, ExportError> {
+    // OCI layouts carry the full name (as containerd writes it), docker-archives the short
+    // form `docker save` writes.
+    let reference = crate::image::image_name(name)?;
     let compression = match (format, compression) {
         (ArchiveFormat::DockerArchive, Compression::Zstd) => Compression::Gzip,
         (_, c) => c,
@@ -101,11 +105,11 @@ pub fn export(
         source,
     })?;
     let (image, layers_compressed) = write::with_compression(store, image, compression)?;
-    let name = crate::image::normalize_name(name);
+    let name = reference.to_string();
     let bytes = match format {
         ArchiveFormat::OciDir => write::oci_dir(store, &image, &name, out)?,
         ArchiveFormat::OciArchive => write::oci_archive(store, &image, &name, out)?,
-        ArchiveFormat::DockerArchive => docker::write(store, &image, &name, out)?,
+        ArchiveFormat::DockerArchive => docker::write(store, &image, &reference.familiar(), out)?,
     };
     Ok(ExportReport {
         path: out.to_path_buf(),

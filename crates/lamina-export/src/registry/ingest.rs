@@ -11,19 +11,10 @@ use lamina_store::{BlobInfo, BlobKind, Compression, Digest, Lease, Store, StoreE
 
 use crate::archive::codec::{self, Decoder, Hasher};
 
-/// The compression a layer media type implies, or `None` for a type we do not pull.
+/// The compression a layer media type implies (OCI, Docker v2, non-distributable and
+/// foreign layers alike), or `None` for a type we do not pull.
 pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
-    match media_type {
-        "application/vnd.oci.image.layer.v1.tar"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Some(Compression::None),
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-        | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
-        _ => None,
-    }
+    lamina_types::LayerMediaType::parse(media_type).map(|layer| layer.compression)
 }
 
 /// What the uncompressed tar hashed to.

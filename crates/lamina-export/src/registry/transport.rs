@@ -28,8 +28,11 @@ use crate::ExportError;
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 
 /// Parses `reference` with docker's defaults (`docker.io`, `library/`, `:latest`).
+/// Validated and normalised by `lamina-types` first, so a pull or push names exactly the
+/// repository the store's key names (and a mirror is chosen by the canonical registry host).
 pub(crate) fn parse_reference(reference: &str) -> Result<Reference, ExportError> {
-    reference
+    crate::image::image_name(reference)?
+        .to_string()
         .parse::<Reference>()
         .map_err(|e| ExportError::InvalidReference {
             reference: reference.to_owned(),
@@ -615,9 +618,11 @@ mod tests {
         assert_eq!(r.registry(), "127.0.0.1:5000");
         assert_eq!(r.repository(), "team/app");
         assert_eq!(r.tag(), Some("v1"));
-        assert!(matches!(
-            parse_reference("UPPER/Case"),
-            Err(ExportError::InvalidReference { .. })
-        ));
+        for bad in ["UPPER/Case", "BAD NAME", ":", "x@sha256:zz"] {
+            assert!(
+                matches!(parse_reference(bad), Err(ExportError::InvalidReference { ref reference, .. }) if reference == bad),
+                "{bad}"
+            );
+        }
     }
 }

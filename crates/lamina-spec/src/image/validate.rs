@@ -110,138 +110,21 @@ pub(super) fn port(method: &'static str, spec: &str) -> Result<()> {
     }
 }
 
-/// A registry image reference: `[registry[:port]/]path[:tag][@algorithm:hex]`, path
-/// components lowercase (`[a-z0-9]` separated by `.`, `_`, `__` or dashes).
+/// A registry image reference: `[registry[:port]/]path[:tag][@algorithm:hex]` by Docker's
+/// grammar, checked by the workspace's one parser (`lamina_types::Reference`).
 pub(super) fn image_reference(method: &'static str, reference: &str) -> Result<()> {
-    let fail = |reason: &str| Err(invalid(method, "image reference", reference, reason));
-    if reference.is_empty() {
-        return fail("the reference must not be empty");
-    }
-    if reference
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return fail("the reference must not contain whitespace");
-    }
-    let (name_tag, digest) = match reference.split_once('@') {
-        Some((name_tag, digest)) => (name_tag, Some(digest)),
-        None => (reference, None),
-    };
-    if let Some(digest) = digest
-        && !is_digest(digest)
-    {
-        return fail("the digest must look like sha256:<hex>");
-    }
-    // A tag is what follows the last ':' after the last '/' (a registry port comes before).
-    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (
-            &name_tag[..last_slash + i],
-            Some(&name_tag[last_slash + i + 1..]),
-        ),
-        None => (name_tag, None),
-    };
-    if let Some(tag) = tag
-        && !is_tag(tag)
-    {
-        return fail("the tag must be 1-128 of [A-Za-z0-9_.-], not starting with . or -");
-    }
-    let mut components: Vec<&str> = name.split('/').collect();
-    if components.len() > 1 {
-        let first = components[0];
-        // As docker does: the first component is a registry if it looks like a host.
-        if first.contains(['.', ':'])
-            || first == "localhost"
-            || first.chars().any(|c| c.is_ascii_uppercase())
-        {
-            if !is_registry(first) {
-                return fail("the registry must be a host name with an optional :port");
-            }
-            components.remove(0);
+    match lamina_types::Reference::parse(reference) {
+        Ok(_) => Ok(()),
+        Err(lamina_types::ParseError::Reference { reason, .. }) => {
+            Err(invalid(method, "image reference", reference, reason))
         }
+        Err(other) => Err(invalid(
+            method,
+            "image reference",
+            reference,
+            other.to_string(),
+        )),
     }
-    if name.len() > 255 {
-        return fail("the repository name must be at most 255 characters");
-    }
-    if components
-        .iter()
-        .any(|c| c.chars().any(|c| c.is_ascii_uppercase()))
-    {
-        return fail("the repository must be lowercase");
-    }
-    if !components.iter().all(|c| is_path_component(c)) {
-        return fail(
-            "each repository path component must be [a-z0-9] separated by '.', '_', '__' or '-'",
-        );
-    }
-    Ok(())
-}
-
-fn is_path_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if bytes.is_empty() || !alnum(&bytes[0]) || !alnum(&bytes[bytes.len() - 1]) {
-        return false;
-    }
-    // Between alphanumeric runs: one '.', one or two '_', or any number of '-'.
-    let mut separator = String::new();
-    for &b in bytes {
-        if alnum(&b) {
-            let ok = matches!(separator.as_str(), "" | "." | "_" | "__")
-                || separator.bytes().all(|s| s == b'-');
-            if !ok {
-                return false;
-            }
-            separator.clear();
-        } else if matches!(b, b'.' | b'_' | b'-') {
-            separator.push(b as char);
-        } else {
-            return false;
-        }
-    }
-    true
-}
-
-fn is_registry(registry: &str) -> bool {
-    let (host, port) = match registry.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (registry, None),
-    };
-    if let Some(port) = port
-        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return false;
-    }
-    !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-fn is_tag(tag: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let bytes = tag.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 128
-        && word(bytes[0])
-        && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
-}
-
-fn is_digest(digest: &str) -> bool {
-    let Some((algorithm, hex)) = digest.split_once(':') else {
-        return false;
-    };
-    !algorithm.is_empty()
-        && algorithm
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-        && hex.len() >= 32
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Checks that `instruction`, rendered into a Dockerfile with escape character `escape`,

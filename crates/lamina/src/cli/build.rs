@@ -202,7 +202,7 @@ fn print_report(
         report
             .tag
             .as_ref()
-            .map(|t| format!(", tagged {t}"))
+            .map(|t| format!(", tagged {}", lamina::export::image::display_name(t)))
             .unwrap_or_default(),
     )?;
     Ok(())

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use lamina::exec::BuildState;
-use lamina::export::image::normalize_name;
+use lamina::export::image::{display_name, find_named, image_name, normalize_name};
 use lamina::export::{ArchiveFormat, StoredImage};
 use lamina::store::{Compression, ImageRecord, ImageState};
 use serde_json::json;
@@ -81,12 +81,8 @@ pub enum Format {
     DockerArchive,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LayerCompression {
-    Zstd,
-    Gzip,
-    None,
-}
+/// The workspace's one compression type (`none`, `gzip`, `zstd`), under its old CLI name.
+pub type LayerCompression = Compression;
 
 pub fn run(
     store_dir: Option<PathBuf>,
@@ -150,14 +146,11 @@ pub fn run(
             }
         }
         ImageCommand::Tag { source, target } => {
+            // Checked first: an invalid target changes nothing.
+            let target = image_name(&target)?;
             let image = load(&engine, &source)?;
-            image.tag(store, &normalize_name(&target), true)?;
-            writeln!(
-                out,
-                "tagged {} as {}",
-                image.digest,
-                normalize_name(&target)
-            )?;
+            image.tag(store, &target.to_string(), true)?;
+            writeln!(out, "tagged {} as {}", image.digest, target.familiar())?;
         }
         ImageCommand::Import { path, name } => {
             let imported = lamina::export::archive::import(store, &path, name.as_deref())
@@ -178,18 +171,13 @@ pub fn run(
                 Format::OciArchive => ArchiveFormat::OciArchive,
                 Format::DockerArchive => ArchiveFormat::DockerArchive,
             };
-            let compression = match compression {
-                LayerCompression::Zstd => Compression::Zstd,
-                LayerCompression::Gzip => Compression::Gzip,
-                LayerCompression::None => Compression::None,
-            };
             let report =
                 lamina::export::archive::export(store, &image, &name, format, compression, &output)
                     .with_context(|| format!("exporting {name} to {}", output.display()))?;
             writeln!(
                 out,
                 "exported {} ({}) to {}: {}; compressed {} of {} layers for this export",
-                normalize_name(&name),
+                display_name(&name),
                 report.image.digest,
                 output.display(),
                 units::size(report.bytes),
@@ -199,15 +187,30 @@ pub fn run(
         }
         ImageCommand::Rm { names } => {
             for name in names {
-                let name = normalize_name(&name);
-                if store.image(&name)?.is_none() {
-                    bail!("no image named {name} in the store; `lamina image ls` lists them");
-                }
+                let found = match image_name(&name) {
+                    Ok(reference) => find_named(store, &reference)?,
+                    // An invalid name an older version stored as it was typed can still go.
+                    Err(invalid) => match store.image(&name)? {
+                        Some(record) => Some(record),
+                        None => return Err(invalid.into()),
+                    },
+                };
+                let Some(record) = found else {
+                    bail!(
+                        "no image named {} in the store; `lamina image ls` lists them",
+                        display_name(&normalize_name(&name))
+                    );
+                };
                 // Named images are pinned against eviction; removing the name is the
                 // explicit request that unpins it.
-                store.set_pinned(&name, false)?;
-                let record = store.remove_image(&name)?;
-                writeln!(out, "removed {name} ({})", record.manifest)?;
+                store.set_pinned(&record.name, false)?;
+                let record = store.remove_image(&record.name)?;
+                writeln!(
+                    out,
+                    "removed {} ({})",
+                    display_name(&record.name),
+                    record.manifest
+                )?;
             }
         }
     }
@@ -218,13 +221,16 @@ fn load(engine: &lamina::Engine, name: &str) -> anyhow::Result<StoredImage> {
     engine.image(name)?.with_context(|| {
         format!(
             "no image named {} in the store; `lamina image ls` lists them",
-            normalize_name(name)
+            display_name(&normalize_name(name))
         )
     })
 }
 
 struct Row {
+    /// The familiar short form, as `docker images` shows it.
     name: String,
+    /// The full name the store keys the image by.
+    reference: String,
     state: String,
     digest: String,
     size: u64,
@@ -238,6 +244,7 @@ impl Row {
     fn to_json(&self) -> serde_json::Value {
         json!({
             "name": self.name,
+            "reference": self.reference,
             "state": self.state,
             "digest": self.digest,
             "size": self.size,
@@ -273,7 +280,8 @@ fn row(engine: &lamina::Engine, record: ImageRecord) -> anyhow::Result<Row> {
         _ => "active",
     };
     Ok(Row {
-        name: record.name,
+        name: display_name(&record.name),
+        reference: record.name,
         state: state.to_string(),
         digest,
         size,

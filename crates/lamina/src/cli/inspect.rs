@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use lamina::export::StoredImage;
-use lamina::export::image::normalize_name;
+use lamina::export::image::image_name;
 use lamina::store::Store;
 use serde_json::{Map, Value};
 
 use super::units;
 
-/// `--json`: one line, `{"name":…,"digest":…,"manifest":<bytes>,"config":<bytes>}`, the
+/// `--json`: one line, `{"name":…,"reference":…,"digest":…,"manifest":<bytes>,"config":<bytes>}`, the
 /// manifest and config being the stored bytes verbatim (their sha256 are the image digest
 /// and the config digest).
 pub fn print_json(
@@ -25,8 +25,9 @@ pub fn print_json(
     let config = stored(store, image, &image.config_blob, "config")?;
     write!(
         out,
-        "{{\"name\":{},\"digest\":{},\"manifest\":",
-        Value::from(normalize_name(name)),
+        "{{\"name\":{},\"reference\":{},\"digest\":{},\"manifest\":",
+        Value::from(image_name(name)?.familiar()),
+        Value::from(image_name(name)?.to_string()),
         Value::from(image.digest.to_string())
     )?;
     out.write_all(manifest.trim_ascii_end())?;
@@ -47,7 +48,7 @@ pub fn print_text(
     let config: Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("the stored config of {} is not JSON", image.digest))?;
     let field = |key: &str| config.get(key).filter(|v| is_set(v));
-    writeln!(out, "name:        {}", normalize_name(name))?;
+    writeln!(out, "name:        {}", image_name(name)?.familiar())?;
     writeln!(out, "digest:      {}", image.digest)?;
     let platform = [field("os"), field("architecture"), field("variant")]
         .into_iter()
