@@ -6,4 +6,5 @@ mod cache;
 mod crate_graph;
 mod definitions;
 mod registry;
+mod sources;
 mod support;

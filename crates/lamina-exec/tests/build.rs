@@ -602,3 +602,141 @@ fn run_deletes_lower_files_reads_secrets_and_feeds_later_stages() {
     assert!(!rootfs.path().join("bin/wc").exists());
     assert!(rootfs.path().join("bin/cat").exists());
 }
+
+/// Tags, as `tag`, a copy of the built image `base` whose config carries `triggers` in
+/// `OnBuild` (as Docker-built images do; Lamina's own final configs are OCI-only).
+fn with_onbuild(env: &Env, base: &BuildReport, triggers: &[&str], tag: &str) {
+    use lamina_store::BlobKind;
+    let image = StoredImage::load(&env.store, &base.manifest_blob).unwrap();
+    let read = |digest| env.store.read(digest).unwrap().unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&read(&image.config_blob)).unwrap();
+    config["config"]["OnBuild"] = serde_json::json!(triggers);
+    let config = serde_json::to_vec(&config).unwrap();
+    let config = env.store.put_bytes(BlobKind::Config, &config).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&read(&image.manifest_blob)).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(config.sha256.to_string());
+    manifest["config"]["size"] = serde_json::json!(config.size);
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let manifest = env.store.put_bytes(BlobKind::Manifest, &manifest).unwrap();
+    let stored = StoredImage::load(&env.store, &manifest.digest).unwrap();
+    stored.tag(&env.store, tag, true).unwrap();
+}
+
+/// The final config as stored, as JSON.
+fn config_json(env: &Env, report: &BuildReport) -> serde_json::Value {
+    let image = StoredImage::load(&env.store, &report.manifest_blob).unwrap();
+    serde_json::from_slice(&env.store.read(&image.config_blob).unwrap().unwrap()).unwrap()
+}
+
+/// ONBUILD of an earlier stage: its triggers run first in a stage built `FROM` it, expand
+/// like the stage's own instructions, and are not passed on to the next stage.
+#[test]
+fn onbuild_of_an_earlier_stage_runs_in_the_stage_built_on_it() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("trigger.txt", "from the trigger\n")]);
+    let exec = env.executor();
+    let text = "FROM scratch AS a\nCOPY rootfs/ /\nONBUILD ENV TRIGGERED=yes\n\
+                ONBUILD COPY trigger.txt /from-trigger.txt\nFROM a AS b\nENV AFTER=$TRIGGERED\n\
+                FROM b\nENV LAST=1\n";
+    let report = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let texts: Vec<&str> = report.steps.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "COPY rootfs/ /",
+            "ONBUILD ENV TRIGGERED=yes",
+            "ONBUILD COPY trigger.txt /from-trigger.txt",
+            "ENV TRIGGERED=yes",
+            "COPY trigger.txt /from-trigger.txt",
+            "ENV AFTER=yes",
+            "ENV LAST=1",
+        ],
+        "the triggers run once, in stage b only"
+    );
+    assert_eq!(
+        env.read(&report, "/from-trigger.txt").as_deref(),
+        Some("from the trigger\n")
+    );
+    let config = config_json(&env, &report);
+    assert!(config["config"].get("OnBuild").is_none(), "{config}");
+}
+
+/// ONBUILD triggers in a base image's config (RUN with a here-document and COPY from this
+/// build's context) run right after FROM, in order, and are not inherited further.
+#[test]
+fn onbuild_triggers_of_a_base_image_run_after_from() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("app.txt", "the app\n")]);
+    let exec = env.executor();
+    let base_text = "FROM scratch\nCOPY rootfs/ /\nENV GREETING=hi\n";
+    let base = build(&exec, &env.image(&ctx, base_text), BuildOptions::default()).unwrap();
+    let triggers = [
+        "RUN <<EOF\necho \"$GREETING\" > /onbuild.txt\nEOF",
+        "COPY app.txt /srv/app.txt",
+        "RUN cat /onbuild.txt /srv/app.txt > /both.txt",
+    ];
+    with_onbuild(&env, &base, &triggers, "example.invalid/onbuild-base:1");
+
+    let text = "FROM example.invalid/onbuild-base:1 AS child\nRUN echo after >> /both.txt\n\
+                FROM child\nRUN echo grandchild\n";
+    let report = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(
+        report.steps.len(),
+        5,
+        "three triggers, once: {:?}",
+        report.steps
+    );
+    assert_eq!(report.steps[0].text, triggers[0]);
+    assert_eq!(
+        env.read(&report, "/both.txt").as_deref(),
+        Some("hi\nthe app\nafter\n")
+    );
+    assert!(
+        config_json(&env, &report)["config"]
+            .get("OnBuild")
+            .is_none()
+    );
+    // A second build hits every step, triggers included.
+    let again = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&again), [true; 5]);
+
+    with_onbuild(
+        &env,
+        &base,
+        &["ONBUILD RUN x"],
+        "example.invalid/bad-trigger:1",
+    );
+    let bad = "FROM example.invalid/bad-trigger:1\n";
+    let err = build(&exec, &env.image(&ctx, bad), BuildOptions::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("ONBUILD is not allowed") && message.contains("bad-trigger"),
+        "{message}"
+    );
+}
+
+/// A wildcard that matches nothing copies nothing (and adds no layer); a literal path
+/// that is missing fails.
+#[test]
+fn wildcards_that_match_nothing_copy_nothing() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let exec = env.executor();
+    let text = "FROM scratch\nCOPY rootfs/ /\nCOPY cwallet.ss[o] /opt/\n";
+    let without = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert!(without.steps[1].layer.is_none());
+    assert!(env.read(&without, "/opt/cwallet.sso").is_none());
+    std::fs::write(ctx.join("cwallet.sso"), "wallet").unwrap();
+    let with = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(
+        env.read(&with, "/opt/cwallet.sso").as_deref(),
+        Some("wallet")
+    );
+    let literal = "FROM scratch\nCOPY missing.sso /opt/\n";
+    let err = build(&exec, &env.image(&ctx, literal), BuildOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("missing.sso"), "{err}");
+}

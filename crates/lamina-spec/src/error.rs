@@ -66,6 +66,15 @@ pub enum SpecError {
         line: usize,
         reason: String,
     },
+    /// An `ONBUILD` trigger from a base image's config that is not one valid instruction.
+    #[error(
+        "ONBUILD trigger {trigger:?} of the base image {base}: {reason}; rebuild the base image without it"
+    )]
+    InvalidTrigger {
+        base: String,
+        trigger: String,
+        reason: String,
+    },
     /// A `${VAR:?message}` reference to an unset variable, or a malformed reference.
     #[error("line {line}: cannot expand variables in {word:?}: {reason}")]
     Expansion {

@@ -63,15 +63,8 @@ impl Build<'_> {
             text: text.to_string(),
             reason,
         };
-        for source in &copy.sources {
-            if ["http://", "https://", "git@"]
-                .iter()
-                .any(|p| source.starts_with(p))
-            {
-                return Err(unsupported(format!(
-                    "remote source {source}: download it into the context first and COPY it"
-                )));
-            }
+        if let Some(reason) = super::support::remote_refusal(copy) {
+            return Err(unsupported(reason));
         }
         if copy.add {
             check_no_archives(matches).map_err(unsupported)?;
@@ -123,7 +116,8 @@ impl Build<'_> {
                 layers::materialize(&self.inner.store, &layers, source_root.path())?;
                 for source in copy.sources.iter() {
                     let found = find_in_root(source_root.path(), source).map_err(&invalid)?;
-                    if found.is_empty() {
+                    // As BuildKit: a wildcard may match nothing; a literal path must exist.
+                    if found.is_empty() && !source.contains(['*', '?']) {
                         return Err(invalid(format!("{source} does not exist in {from}")));
                     }
                     if found.len() > 1 {
@@ -142,6 +136,14 @@ impl Build<'_> {
             for path in &stage.placed {
                 std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| io(path, e))?;
             }
+        }
+        // Wildcards that matched nothing copy nothing, and make no layer.
+        let nothing = std::fs::read_dir(staging.path())
+            .map_err(|e| io(staging.path(), e))?
+            .next()
+            .is_none();
+        if nothing {
+            return Ok(None);
         }
         Ok(Some(self.store_tree(staging.path())?))
     }
@@ -219,7 +221,7 @@ impl Build<'_> {
 }
 
 /// ADD extracts local archives; Lamina does not, so it refuses rather than copy silently.
-fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
+pub(super) fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
     for m in matches {
         let Some(first) = m.entries.first() else {
             continue;

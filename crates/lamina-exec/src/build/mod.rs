@@ -12,7 +12,8 @@
 //! Submodules: [`key`] (cache keys), `plan` (stages, bases, step numbering), `steps` (the
 //! step loop), `config` (image config updates), `copy` (COPY/ADD), `run` (RUN), `explain`
 //! (why the first miss missed), `layers` (layer and lock helpers), [`hash_cache`] (content
-//! hashes of unchanged input files, kept across builds).
+//! hashes of unchanged input files, kept across builds), `support` (what a build refuses,
+//! found before building, for `lamina check`).
 
 mod config;
 mod copy;
@@ -23,6 +24,7 @@ mod layers;
 mod plan;
 mod run;
 mod steps;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ use crate::sandbox::{LayerCache, OutputStream, Sandbox};
 pub use explain::{BuildState, MissReason};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
+pub use support::{Refusal, refusals};
 
 /// How an [`Executor`] runs builds.
 #[derive(Debug, Clone)]

@@ -111,7 +111,7 @@ fn run_env(state: &StageState) -> Vec<String> {
 /// here-documents (`RUN cat <<EOF > file`) gets them appended after its line, so the shell
 /// itself handles `<<-` and quoted delimiters. A body starting with `#!` would need to be
 /// written to a file and executed: that is refused.
-fn argv(config: &ImageConfig, run: &Run) -> Result<Vec<String>, String> {
+pub(super) fn argv(config: &ImageConfig, run: &Run) -> Result<Vec<String>, String> {
     let text = match &run.command {
         Command::Exec(argv) => return Ok(argv.clone()),
         Command::Shell(text) => text,

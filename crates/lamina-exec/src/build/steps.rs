@@ -8,7 +8,7 @@ use lamina_layer::LayerWriter;
 use lamina_spec::inputs::{
     ContentHashCache, SourceMatch, is_local_source, resolve_copy_inputs_cached,
 };
-use lamina_spec::{Image, Instruction, StepRef};
+use lamina_spec::{Image, Instruction};
 use lamina_store::{BlobKind, CacheEntry, Compression, LayerRecord};
 
 use super::config::{ImageConfig, rfc3339, source_date_epoch};
@@ -227,6 +227,10 @@ impl Build<'_> {
                 cmd_set: false,
             },
         };
+        let mut state = state;
+        // The base's triggers run at the start of this stage (see `plan`); they are not
+        // passed on to images built on this one.
+        state.config.config.on_build.clear();
         Ok(state)
     }
 
@@ -255,10 +259,12 @@ impl Build<'_> {
             Instruction::Copy(copy) => match &copy.from {
                 Some(from) => key::from_inputs(&self.source_identity(s, from)),
                 None => {
-                    let root = self.image.context().root_for(StepRef {
-                        stage: s,
-                        instruction: i,
-                    });
+                    // A base's ONBUILD trigger reads this build's context root.
+                    let context = self.image.context();
+                    let root = match self.plan.own_step(s, i) {
+                        Some(step) => context.root_for(step),
+                        None => context.root(),
+                    };
                     // Load the hash cache only for a COPY/ADD that has files to hash.
                     let cache = copy
                         .sources
