@@ -740,3 +740,60 @@ fn wildcards_that_match_nothing_copy_nothing() {
     let err = build(&exec, &env.image(&ctx, literal), BuildOptions::default()).unwrap_err();
     assert!(err.to_string().contains("missing.sso"), "{err}");
 }
+
+/// `COPY --parents` as BuildKit documents it: matched paths keep their directories below
+/// the destination (from a `/./` pivot on, if the source has one), and the destination is a
+/// directory even for one file.
+#[test]
+fn copy_parents_keeps_the_source_directories() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("x/a.txt", "x a\n"),
+            ("y/a.txt", "y a\n"),
+            ("x/y/b.txt", "x y b\n"),
+            ("x/y/c.txt", "x y c\n"),
+        ],
+    );
+    let exec = env.executor();
+    let text = "FROM scratch\nCOPY --parents ./x/a.txt ./y/a.txt /parents/\n\
+                COPY --parents ./x/./y/*.txt /pivot/\nCOPY --parents x/a.txt /single\n\
+                COPY --parents x/y /dir/\n";
+    let report = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    for (path, content) in [
+        ("/parents/x/a.txt", "x a\n"),
+        ("/parents/y/a.txt", "y a\n"),
+        ("/pivot/y/b.txt", "x y b\n"),
+        ("/pivot/y/c.txt", "x y c\n"),
+        ("/single/x/a.txt", "x a\n"),
+        ("/dir/x/y/b.txt", "x y b\n"),
+    ] {
+        assert_eq!(env.read(&report, path).as_deref(), Some(content), "{path}");
+    }
+    assert!(env.read(&report, "/pivot/x/y/b.txt").is_none());
+}
+
+/// `COPY --link` makes a layer that does not depend on what is below it: when the base
+/// changes, the layer is reused (the step does not copy again) and the image is right;
+/// without `--link` the step runs again.
+#[test]
+fn copy_link_reuses_its_layer_on_a_changed_base() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("app.txt", "app\n"), ("base.txt", "one\n")]);
+    let exec = env.executor();
+    let text = "FROM scratch\nCOPY base.txt /\nWORKDIR /srv\nCOPY --link app.txt ./\n\
+                COPY app.txt /plain/\n";
+    let first = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    std::fs::write(ctx.join("base.txt"), "two\n").unwrap();
+    let second = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&second), [false, false, true, false]);
+    assert_eq!(second.steps[2].layer, first.steps[2].layer);
+    assert_eq!(env.read(&second, "/srv/app.txt").as_deref(), Some("app\n"));
+    assert_eq!(env.read(&second, "/base.txt").as_deref(), Some("two\n"));
+    // Another working directory is another layer.
+    let moved = text.replace("WORKDIR /srv", "WORKDIR /opt");
+    let third = build(&exec, &env.image(&ctx, &moved), BuildOptions::default()).unwrap();
+    assert!(!third.steps[2].cached);
+    assert_eq!(env.read(&third, "/opt/app.txt").as_deref(), Some("app\n"));
+}

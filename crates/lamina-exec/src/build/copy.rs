@@ -2,7 +2,7 @@
 //! destination below its root), which then becomes the layer.
 //!
 //! Destination rules, as Docker's: a relative destination is relative to `WORKDIR`; the
-//! destination is a directory when it ends in `/` (or is `.`), when there are several
+//! destination is a directory with `--parents`, when it ends in `/` (or is `.`), when there are several
 //! sources or matches, when a source has a wildcard, or when the source is a directory
 //! (whose contents are copied); otherwise a single file is written at the destination path.
 //! Unlike BuildKit, an existing directory in the image at a destination without a trailing
@@ -89,7 +89,10 @@ impl Build<'_> {
         let dest = resolve_path(state.config.workdir(), &copy.dest);
         let wildcard = copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
         let raw_dest = copy.dest.as_str();
+        // `--parents` copies the matched paths below the destination (BuildKit copies the
+        // source root's contents, filtered to them), so the destination is a directory.
         let dest_is_dir = raw_dest.ends_with('/')
+            || copy.parents
             || raw_dest == "."
             || raw_dest.ends_with("/.")
             || copy.sources.len() > 1

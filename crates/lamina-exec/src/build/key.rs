@@ -9,6 +9,7 @@
 //! | COPY/ADD inputs | each match (source index, path relative to its source directory) and entry (name, kind, permission bits, size, blake3 of content, symlink target), as `lamina-spec` resolves them under `.dockerignore` and `--exclude` | they are the bytes the step copies |
 //! | `COPY --from` inputs | the source stage's last key, or the source image's manifest sha256 | that stage's result is the input |
 //! | final | the last step key, the default command, `final` | the default `CMD` is applied to the image only |
+//! | `COPY --link` layer | the layer settings, the working directory, the step's text and inputs, but no parent key | a linked layer does not depend on what is below it (Docker's `--link`), so it is reused on any base; only the layer is taken from it, the step's config is still made from its parent |
 //!
 //! | left out | why |
 //! |---|---|
@@ -82,6 +83,22 @@ pub(crate) fn step_key(parent: &CacheKey, text: &str, inputs: &CacheKey) -> Cach
         .str(text)
         .bytes(inputs)
         .finish()
+}
+
+/// The key of a `COPY --link` layer: like [`step_key`] without the parent, with the working
+/// directory (a relative destination depends on it) and the layer settings instead.
+pub(crate) fn link_key(
+    settings: KeySettings,
+    workdir: &str,
+    text: &str,
+    inputs: &CacheKey,
+) -> CacheKey {
+    let parent = Enc::new("link")
+        .str(workdir)
+        .u64(settings.epoch)
+        .str(settings.compression)
+        .finish();
+    step_key(&parent, text, inputs)
 }
 
 /// The key under which a finished image is kept (untagged images live as long as it).

@@ -300,12 +300,44 @@ impl Build<'_> {
             if !forced {
                 found = self.lookup(&step_key)?;
             }
+            // `COPY --link`: the layer made on another base is this step's layer too.
+            let link = match &instruction {
+                Instruction::Copy(copy) if linkable(copy) => Some(key::link_key(
+                    self.settings,
+                    state.config.workdir(),
+                    &text,
+                    &inputs,
+                )),
+                _ => None,
+            };
+            if found.is_none()
+                && !forced
+                && let Some(link) = &link
+                && let Some(layer) = self.linked_layer(link)?
+            {
+                state.config.rootfs.diff_ids.push(layer.diff_id.to_string());
+                state
+                    .config
+                    .push_history(text.clone(), false, &self.created);
+                self.save(&step_key, state, Some(&layer))?;
+                drop(lock);
+                self.emit(BuildEvent::StepCached {
+                    index,
+                    key: step_key,
+                });
+                let layer = Some(layer);
+                self.finish(index, text, recorded, step_key, state, layer, true, started);
+                return Ok(());
+            }
             if found.is_none() {
                 if self.first_miss.is_none() {
                     self.first_miss = Some(self.miss_reason(&recorded, forced));
                 }
                 let layer = self.execute(s, index, &text, &instruction, state, &matches)?;
                 self.save(&step_key, state, layer.as_ref())?;
+                if let Some(link) = &link {
+                    self.save(link, state, layer.as_ref())?;
+                }
                 drop(lock);
                 self.finish(
                     index, text, recorded, step_key, state, layer, false, started,
@@ -394,6 +426,21 @@ impl Build<'_> {
             },
         };
         Ok(Some((config, layer)))
+    }
+
+    /// The layer a `COPY --link` step with `link` key made on any base, if still stored in
+    /// this build's compression.
+    fn linked_layer(&self, link: &CacheKey) -> Result<Option<LayerRecord>, ExecError> {
+        let store = &self.inner.store;
+        let Some(entry) = store.cache_entry(link)? else {
+            return Ok(None);
+        };
+        let Some(digest) = entry.layer else {
+            return Ok(None);
+        };
+        Ok(store
+            .layer(&digest)?
+            .filter(|l| l.variants.iter().any(|v| v.compression == self.compression)))
     }
 
     /// Stores a step's config and its cache entry.
@@ -556,6 +603,13 @@ impl Build<'_> {
         });
         Ok((stored, self.options.tag.clone()))
     }
+}
+
+/// Whether a COPY's layer is independent of the image below it (`--link`, as Docker has
+/// it): owners by number only, since a name would be looked up in the image.
+fn linkable(copy: &lamina_spec::Copy) -> bool {
+    let numeric = |s: &str| s.split(':').all(|p| p.parse::<u32>().is_ok());
+    copy.link && copy.chown.as_deref().is_none_or(numeric)
 }
 
 /// Makes `ARG` values visible to the stage's later RUN steps.
