@@ -16,7 +16,8 @@
 //! same `ARG`/`ENV` scoping, build arguments and automatic platform arguments, linux/amd64),
 //! so `COPY dist/$TARGETARCH/app` hashes `dist/amd64/app`, the file the build copies. The
 //! one difference: variables set only by a base image's `ENV` are unknown here (they read
-//! as unset), as no image is fetched. Quotes are removed by that expansion, so a quoted
+//! as unset), as no image is fetched; a source written with variables that then matches
+//! nothing is reported as written and as expanded ([`SpecError::ExpandedSourceNotFound`]). Quotes are removed by that expansion, so a quoted
 //! URL is a URL. A wildcard source that matches nothing adds no input, as it copies
 //! nothing; a missing literal source is an error.
 //!
@@ -170,7 +171,8 @@ pub fn definition_digest_with_args(
             let (inputs, remote) =
                 match &expanded.stages[stage_index].instructions[instruction_index] {
                     Instruction::Copy(copy) => (
-                        local_inputs(copy, context.root_for(step), &mut ignores, cache)?,
+                        local_inputs(copy, context.root_for(step), &mut ignores, cache)
+                            .map_err(|e| name_written_source(e, instruction, copy))?,
                         remote_identities(copy),
                     ),
                     _ => (Vec::new(), Vec::new()),
@@ -193,6 +195,36 @@ pub fn definition_digest_with_args(
         .collect();
     enc.pairs(&build_args);
     Ok(DefinitionDigest(*enc.hasher.finalize().as_bytes()))
+}
+
+/// A source that matches nothing, named as written when it was written with variables
+/// (`req-${PYTHON_VERSION}.txt`, expanded to `req-.txt` when only the base image sets it).
+fn name_written_source(err: SpecError, raw: &Instruction, expanded: &Copy) -> SpecError {
+    let (SpecError::CopySourceNotFound { source_name, .. }, Instruction::Copy(raw)) = (&err, raw)
+    else {
+        return err;
+    };
+    let written = expanded
+        .sources
+        .iter()
+        .position(|s| s == source_name)
+        .and_then(|i| raw.sources.get(i))
+        .filter(|w| w.contains('$'))
+        .cloned();
+    match (written, err) {
+        (
+            Some(written),
+            SpecError::CopySourceNotFound {
+                source_name,
+                context,
+            },
+        ) => SpecError::ExpandedSourceNotFound {
+            written,
+            source_name,
+            context,
+        },
+        (_, err) => err,
+    }
 }
 
 /// How each URL or git source of an (expanded) COPY/ADD enters the digest, with its index

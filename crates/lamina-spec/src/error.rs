@@ -108,6 +108,16 @@ pub enum SpecError {
         source_name: String,
         context: PathBuf,
     },
+    /// A COPY/ADD source written with variables whose expansion matches nothing.
+    #[error(
+        "COPY source '{written}' (expanded to '{source_name}') matches no file in the context '{}'; a variable that only the base image's ENV sets expands to nothing here, as no image is fetched: declare it with ARG <name> and pass --build-arg <name>=<value>",
+        context.display()
+    )]
+    ExpandedSourceNotFound {
+        written: String,
+        source_name: String,
+        context: PathBuf,
+    },
     /// A COPY/ADD source that climbs out of its context directory.
     #[error("COPY source '{source_name}' is outside the context '{}'", context.display())]
     CopySourceOutsideContext {

@@ -381,8 +381,30 @@ fn sources_are_read_after_the_builds_expansion() {
     let unscoped = "FROM scratch\nCOPY dist/$TARGETARCH/app /app\n";
     assert!(matches!(
         digest_text(unscoped, root, &[]),
-        Err(SpecError::CopySourceNotFound { source_name, .. }) if source_name == "dist//app"
+        Err(SpecError::ExpandedSourceNotFound { source_name, .. }) if source_name == "dist//app"
     ));
+}
+
+/// A source whose variables only the base image's ENV sets cannot be found here; the error
+/// says so and names the source as written.
+#[test]
+fn a_missing_expanded_source_is_named_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "FROM python:3.12\nCOPY req-${PYTHON_VERSION}.txt /\n";
+    match digest_text(text, dir.path(), &[]) {
+        Err(err @ SpecError::ExpandedSourceNotFound { .. }) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("'req-${PYTHON_VERSION}.txt' (expanded to 'req-.txt')")
+                    && message.contains("--build-arg"),
+                "{message}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    write(dir.path(), "req-3.12.txt", b"x\n");
+    let declared = "FROM python:3.12\nARG PYTHON_VERSION\nCOPY req-${PYTHON_VERSION}.txt /\n";
+    assert!(digest_text(declared, dir.path(), &[("PYTHON_VERSION", "3.12")]).is_ok());
 }
 
 /// `COPY cwallet.ss[o] ./` copies the file if it is there and nothing otherwise
