@@ -2,9 +2,10 @@
 //! destination below its root), which then becomes the layer.
 //!
 //! Destination rules, as Docker's: a relative destination is relative to `WORKDIR`; the
-//! destination is a directory with `--parents`, when it ends in `/` (or is `.`), when there are several
-//! sources or matches, when a source has a wildcard, or when the source is a directory
-//! (whose contents are copied); otherwise a single file is written at the destination path.
+//! destination is a directory with `--parents`, when it ends in `/` (or is `.`), when there
+//! are several sources or matches, when a source has a wildcard, or when the source is a
+//! directory (whose contents are copied); otherwise a single file is written at the
+//! destination path. A wildcard that matches nothing copies nothing (no layer).
 //! Unlike BuildKit, an existing directory in the image at a destination without a trailing
 //! `/` is not detected: write the `/`. Copied entries are owned by 0:0 unless `--chown`
 //! says otherwise (names resolve against the image's `/etc/passwd` and `/etc/group`);

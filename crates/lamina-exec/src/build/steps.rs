@@ -200,7 +200,7 @@ impl Build<'_> {
             name: stage.name.clone(),
             base: stage.base.clone(),
         });
-        let state = match &self.plan.bases[s] {
+        let mut state = match &self.plan.bases[s] {
             Base::Scratch => StageState {
                 config: ImageConfig::scratch(),
                 layers: Vec::new(),
@@ -227,7 +227,6 @@ impl Build<'_> {
                 cmd_set: false,
             },
         };
-        let mut state = state;
         // The base's triggers run at the start of this stage (see `plan`); they are not
         // passed on to images built on this one.
         state.config.config.on_build.clear();
