@@ -13,5 +13,6 @@ mod names;
 mod registry;
 #[path = "../require.rs"]
 mod require;
+mod sources;
 mod support;
 mod trust;

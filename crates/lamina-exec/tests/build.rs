@@ -603,3 +603,198 @@ fn run_deletes_lower_files_reads_secrets_and_feeds_later_stages() {
     assert!(!rootfs.path().join("bin/wc").exists());
     assert!(rootfs.path().join("bin/cat").exists());
 }
+
+/// Tags, as `tag`, a copy of the built image `base` whose config carries `triggers` in
+/// `OnBuild` (as Docker-built images do; Lamina's own final configs are OCI-only).
+fn with_onbuild(env: &Env, base: &BuildReport, triggers: &[&str], tag: &str) {
+    use lamina_store::BlobKind;
+    let image = StoredImage::load(&env.store, &base.manifest_blob).unwrap();
+    let read = |digest| env.store.read(digest).unwrap().unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&read(&image.config_blob)).unwrap();
+    config["config"]["OnBuild"] = serde_json::json!(triggers);
+    let config = serde_json::to_vec(&config).unwrap();
+    let config = env.store.put_bytes(BlobKind::Config, &config).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&read(&image.manifest_blob)).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(config.sha256.to_string());
+    manifest["config"]["size"] = serde_json::json!(config.size);
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let manifest = env.store.put_bytes(BlobKind::Manifest, &manifest).unwrap();
+    let stored = StoredImage::load(&env.store, &manifest.digest).unwrap();
+    stored.tag(&env.store, tag, true).unwrap();
+}
+
+/// The final config as stored, as JSON.
+fn config_json(env: &Env, report: &BuildReport) -> serde_json::Value {
+    let image = StoredImage::load(&env.store, &report.manifest_blob).unwrap();
+    serde_json::from_slice(&env.store.read(&image.config_blob).unwrap().unwrap()).unwrap()
+}
+
+/// ONBUILD of an earlier stage: its triggers run first in a stage built `FROM` it, expand
+/// like the stage's own instructions, and are not passed on to the next stage.
+#[test]
+fn onbuild_of_an_earlier_stage_runs_in_the_stage_built_on_it() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("trigger.txt", "from the trigger\n")]);
+    let exec = env.executor();
+    let text = "FROM scratch AS a\nCOPY rootfs/ /\nONBUILD ENV TRIGGERED=yes\n\
+                ONBUILD COPY trigger.txt /from-trigger.txt\nFROM a AS b\nENV AFTER=$TRIGGERED\n\
+                FROM b\nENV LAST=1\n";
+    let report = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    let texts: Vec<&str> = report.steps.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "COPY rootfs/ /",
+            "ONBUILD ENV TRIGGERED=yes",
+            "ONBUILD COPY trigger.txt /from-trigger.txt",
+            "ENV TRIGGERED=yes",
+            "COPY trigger.txt /from-trigger.txt",
+            "ENV AFTER=yes",
+            "ENV LAST=1",
+        ],
+        "the triggers run once, in stage b only"
+    );
+    assert_eq!(
+        env.read(&report, "/from-trigger.txt").as_deref(),
+        Some("from the trigger\n")
+    );
+    let config = config_json(&env, &report);
+    assert!(config["config"].get("OnBuild").is_none(), "{config}");
+}
+
+/// ONBUILD triggers in a base image's config (RUN with a here-document and COPY from this
+/// build's context) run right after FROM, in order, and are not inherited further.
+#[test]
+fn onbuild_triggers_of_a_base_image_run_after_from() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("app.txt", "the app\n")]);
+    let exec = env.executor();
+    let base_text = "FROM scratch\nCOPY rootfs/ /\nENV GREETING=hi\n";
+    let base = build(&exec, &env.image(&ctx, base_text), BuildOptions::default()).unwrap();
+    let triggers = [
+        "RUN <<EOF\necho \"$GREETING\" > /onbuild.txt\nEOF",
+        "COPY app.txt /srv/app.txt",
+        "RUN cat /onbuild.txt /srv/app.txt > /both.txt",
+    ];
+    with_onbuild(&env, &base, &triggers, "example.invalid/onbuild-base:1");
+
+    let text = "FROM example.invalid/onbuild-base:1 AS child\nRUN echo after >> /both.txt\n\
+                FROM child\nRUN echo grandchild\n";
+    let report = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(
+        report.steps.len(),
+        5,
+        "three triggers, once: {:?}",
+        report.steps
+    );
+    assert_eq!(report.steps[0].text, triggers[0]);
+    assert_eq!(
+        env.read(&report, "/both.txt").as_deref(),
+        Some("hi\nthe app\nafter\n")
+    );
+    assert!(
+        config_json(&env, &report)["config"]
+            .get("OnBuild")
+            .is_none()
+    );
+    // A second build hits every step, triggers included.
+    let again = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&again), [true; 5]);
+
+    with_onbuild(
+        &env,
+        &base,
+        &["ONBUILD RUN x"],
+        "example.invalid/bad-trigger:1",
+    );
+    let bad = "FROM example.invalid/bad-trigger:1\n";
+    let err = build(&exec, &env.image(&ctx, bad), BuildOptions::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("ONBUILD is not allowed") && message.contains("bad-trigger"),
+        "{message}"
+    );
+}
+
+/// A wildcard that matches nothing copies nothing (and adds no layer); a literal path
+/// that is missing fails.
+#[test]
+fn wildcards_that_match_nothing_copy_nothing() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let exec = env.executor();
+    let text = "FROM scratch\nCOPY rootfs/ /\nCOPY cwallet.ss[o] /opt/\n";
+    let without = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert!(without.steps[1].layer.is_none());
+    assert!(env.read(&without, "/opt/cwallet.sso").is_none());
+    std::fs::write(ctx.join("cwallet.sso"), "wallet").unwrap();
+    let with = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(
+        env.read(&with, "/opt/cwallet.sso").as_deref(),
+        Some("wallet")
+    );
+    let literal = "FROM scratch\nCOPY missing.sso /opt/\n";
+    let err = build(&exec, &env.image(&ctx, literal), BuildOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("missing.sso"), "{err}");
+}
+
+/// `COPY --parents` as BuildKit documents it: matched paths keep their directories below
+/// the destination (from a `/./` pivot on, if the source has one), and the destination is a
+/// directory even for one file.
+#[test]
+fn copy_parents_keeps_the_source_directories() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("x/a.txt", "x a\n"),
+            ("y/a.txt", "y a\n"),
+            ("x/y/b.txt", "x y b\n"),
+            ("x/y/c.txt", "x y c\n"),
+        ],
+    );
+    let exec = env.executor();
+    let text = "FROM scratch\nCOPY --parents ./x/a.txt ./y/a.txt /parents/\n\
+                COPY --parents ./x/./y/*.txt /pivot/\nCOPY --parents x/a.txt /single\n\
+                COPY --parents x/y /dir/\n";
+    let report = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    for (path, content) in [
+        ("/parents/x/a.txt", "x a\n"),
+        ("/parents/y/a.txt", "y a\n"),
+        ("/pivot/y/b.txt", "x y b\n"),
+        ("/pivot/y/c.txt", "x y c\n"),
+        ("/single/x/a.txt", "x a\n"),
+        ("/dir/x/y/b.txt", "x y b\n"),
+    ] {
+        assert_eq!(env.read(&report, path).as_deref(), Some(content), "{path}");
+    }
+    assert!(env.read(&report, "/pivot/x/y/b.txt").is_none());
+}
+
+/// `COPY --link` makes a layer that does not depend on what is below it: when the base
+/// changes, the layer is reused (the step does not copy again) and the image is right;
+/// without `--link` the step runs again.
+#[test]
+fn copy_link_reuses_its_layer_on_a_changed_base() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("app.txt", "app\n"), ("base.txt", "one\n")]);
+    let exec = env.executor();
+    let text = "FROM scratch\nCOPY base.txt /\nWORKDIR /srv\nCOPY --link app.txt ./\n\
+                COPY app.txt /plain/\n";
+    let first = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    std::fs::write(ctx.join("base.txt"), "two\n").unwrap();
+    let second = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap();
+    assert_eq!(cached(&second), [false, false, true, false]);
+    assert_eq!(second.steps[2].layer, first.steps[2].layer);
+    assert_eq!(env.read(&second, "/srv/app.txt").as_deref(), Some("app\n"));
+    assert_eq!(env.read(&second, "/base.txt").as_deref(), Some("two\n"));
+    // Another working directory is another layer.
+    let moved = text.replace("WORKDIR /srv", "WORKDIR /opt");
+    let third = build(&exec, &env.image(&ctx, &moved), BuildOptions::default()).unwrap();
+    assert!(!third.steps[2].cached);
+    assert_eq!(env.read(&third, "/opt/app.txt").as_deref(), Some("app\n"));
+}

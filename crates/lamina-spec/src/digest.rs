@@ -2,13 +2,24 @@
 //!
 //! | goes in | why |
 //! |---|---|
-//! | version tag `lamina-definition-v1` | any change to this encoding must change every digest, so old cache entries are never misread |
+//! | version tag `lamina-definition-v2` | any change to this encoding must change every digest, so old cache entries are never misread |
 //! | the `# escape=` character | it changes how `\` and `` ` `` read in the values kept unexpanded |
 //! | global `ARG`s (name, default) | they feed `FROM` lines |
 //! | each stage: base, `--platform`, `AS` name | they pick what the stage starts from and how later stages refer to it |
 //! | each instruction with all its fields, in order (flags, heredoc bodies, exec vs shell form, the JSON spelling of `COPY`) | they are the build; the JSON form counts because a `<<` source is a heredoc only outside it |
 //! | whitespace and quotes inside shell commands | the shell sees them: `echo  a` and `echo a` may differ for a program |
 //! | for each `COPY`/`ADD` with local sources: every match (source index, path relative to the source directory) and every entry (name, kind, permission bits, size, blake3 of the content, symlink target), in order | they are the files the step copies |
+//! | for each URL or git source of `ADD`: its `--checksum` when one is given, else the URL text, both after expansion | the digest never downloads: a checksum pins the content, a URL without one is identified by its text only |
+//! | the `--build-arg` values given, sorted by name | with them, sources and values expand differently |
+//!
+//! Sources are read after the build's own variable expansion ([`Dockerfile::expand`]: the
+//! same `ARG`/`ENV` scoping, build arguments and automatic platform arguments, linux/amd64),
+//! so `COPY dist/$TARGETARCH/app` hashes `dist/amd64/app`, the file the build copies. The
+//! one difference: variables set only by a base image's `ENV` are unknown here (they read
+//! as unset), as no image is fetched; a source written with variables that then matches
+//! nothing is reported as written and as expanded ([`SpecError::ExpandedSourceNotFound`]). Quotes are removed by that expansion, so a quoted
+//! URL is a URL. A wildcard source that matches nothing adds no input, as it copies
+//! nothing; a missing literal source is an error.
 //!
 //! | left out | why |
 //! |---|---|
@@ -18,15 +29,15 @@
 //! | files hidden by `.dockerignore` or `--exclude` | they are never copied |
 //! | the host's interpreter, OS or platform | the build runs in the image, not on the host |
 //! | comments, blank lines, line continuations, keyword case, the `# syntax=` directive | the model is canonical: two spellings that parse to the same model are the same definition; Lamina runs the model itself, not the frontend `# syntax=` names |
-//! | remote content (URL and git sources of `ADD`, `--from` images) | not local; `ADD --checksum` pins a URL inside the instruction |
+//! | remote content (what URL and git sources of `ADD` download, `--from` images, a base image's `ONBUILD` triggers) | not local, and the digest never downloads |
 //!
 //! The encoding is hand-written, not derived, so that it only changes on purpose: every
 //! variant and field has a tag byte, strings and lists are prefixed with their length as a
 //! little-endian `u64`, and optional values with a presence byte. A change to the model
 //! (a new field or instruction) that cannot be encoded as before must bump the version tag.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -34,7 +45,7 @@ use std::str::FromStr;
 use crate::context::{Context, StepRef};
 use crate::error::{Result, SpecError};
 use crate::inputs::{
-    ContentHashCache, EntryKind, IgnoreRules, SourceMatch, is_local_source,
+    ContentHashCache, EntryKind, IgnoreRules, SourceMatch, is_local_source, is_remote_source,
     resolve_copy_inputs_with_cached,
 };
 use crate::instruction::{
@@ -42,7 +53,7 @@ use crate::instruction::{
 };
 
 /// The version tag that opens every encoding.
-pub const DIGEST_VERSION: &str = "lamina-definition-v1";
+pub const DIGEST_VERSION: &str = "lamina-definition-v2";
 
 /// The blake3 digest of a definition's canonical encoding; written `blake3:<64 hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,6 +136,19 @@ pub fn definition_digest_cached(
     context: &Context,
     cache: Option<&dyn ContentHashCache>,
 ) -> Result<DefinitionDigest> {
+    definition_digest_with_args(dockerfile, context, &BTreeMap::new(), cache)
+}
+
+/// [`definition_digest_cached`] for a build given `build_args` (`--build-arg`): sources
+/// expand with them, and they are part of the digest.
+pub fn definition_digest_with_args(
+    dockerfile: &Dockerfile,
+    context: &Context,
+    build_args: &BTreeMap<String, String>,
+    cache: Option<&dyn ContentHashCache>,
+) -> Result<DefinitionDigest> {
+    // The build's own expansion decides which files and URLs the sources name.
+    let expanded = dockerfile.expand(build_args)?;
     let mut ignores: HashMap<PathBuf, IgnoreRules> = HashMap::new();
     let mut enc = Encoder::new();
     enc.str(DIGEST_VERSION);
@@ -144,16 +168,83 @@ pub fn definition_digest_cached(
                 stage: stage_index,
                 instruction: instruction_index,
             };
-            let inputs = match instruction {
-                Instruction::Copy(copy) => {
-                    local_inputs(copy, context.root_for(step), &mut ignores, cache)?
-                }
-                _ => Vec::new(),
-            };
+            let (inputs, remote) =
+                match &expanded.stages[stage_index].instructions[instruction_index] {
+                    Instruction::Copy(copy) => (
+                        local_inputs(copy, context.root_for(step), &mut ignores, cache)
+                            .map_err(|e| name_written_source(e, instruction, copy))?,
+                        remote_identities(copy),
+                    ),
+                    _ => (Vec::new(), Vec::new()),
+                };
             enc.instruction(instruction, &inputs);
+            if let Instruction::Copy(_) = instruction {
+                enc.tag(15);
+                enc.len(remote.len());
+                for (index, identity) in &remote {
+                    enc.len(*index);
+                    enc.str(identity);
+                }
+            }
         }
     }
+    enc.tag(4);
+    let build_args: Vec<(String, String)> = build_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    enc.pairs(&build_args);
     Ok(DefinitionDigest(*enc.hasher.finalize().as_bytes()))
+}
+
+/// A source that matches nothing, named as written when it was written with variables
+/// (`req-${PYTHON_VERSION}.txt`, expanded to `req-.txt` when only the base image sets it).
+fn name_written_source(err: SpecError, raw: &Instruction, expanded: &Copy) -> SpecError {
+    let (SpecError::CopySourceNotFound { source_name, .. }, Instruction::Copy(raw)) = (&err, raw)
+    else {
+        return err;
+    };
+    let written = expanded
+        .sources
+        .iter()
+        .position(|s| s == source_name)
+        .and_then(|i| raw.sources.get(i))
+        .filter(|w| w.contains('$'))
+        .cloned();
+    match (written, err) {
+        (
+            Some(written),
+            SpecError::CopySourceNotFound {
+                source_name,
+                context,
+            },
+        ) => SpecError::ExpandedSourceNotFound {
+            written,
+            source_name,
+            context,
+        },
+        (_, err) => err,
+    }
+}
+
+/// How each URL or git source of an (expanded) COPY/ADD enters the digest, with its index
+/// in the sources: the `--checksum` when given, else the URL text. Nothing is downloaded.
+fn remote_identities(copy: &Copy) -> Vec<(usize, String)> {
+    if copy.from.is_some() {
+        return Vec::new();
+    }
+    copy.sources
+        .iter()
+        .enumerate()
+        .filter(|(_, source)| is_remote_source(source))
+        .map(|(index, source)| {
+            let identity = match &copy.checksum {
+                Some(checksum) => format!("checksum:{checksum}"),
+                None => format!("url:{source}"),
+            };
+            (index, identity)
+        })
+        .collect()
 }
 
 /// The inputs of one COPY/ADD, loading each source directory's ignore rules once.

@@ -66,6 +66,15 @@ pub enum SpecError {
         line: usize,
         reason: String,
     },
+    /// An `ONBUILD` trigger from a base image's config that is not one valid instruction.
+    #[error(
+        "ONBUILD trigger {trigger:?} of the base image {base}: {reason}; rebuild the base image without it"
+    )]
+    InvalidTrigger {
+        base: String,
+        trigger: String,
+        reason: String,
+    },
     /// A `${VAR:?message}` reference to an unset variable, or a malformed reference.
     #[error("line {line}: cannot expand variables in {word:?}: {reason}")]
     Expansion {
@@ -96,6 +105,16 @@ pub enum SpecError {
     /// A COPY/ADD source that matches nothing in its context directory.
     #[error("COPY source '{source_name}' matches no file in the context '{}'", context.display())]
     CopySourceNotFound {
+        source_name: String,
+        context: PathBuf,
+    },
+    /// A COPY/ADD source written with variables whose expansion matches nothing.
+    #[error(
+        "COPY source '{written}' (expanded to '{source_name}') matches no file in the context '{}'; a variable that only the base image's ENV sets expands to nothing here, as no image is fetched: declare it with ARG <name> and pass --build-arg <name>=<value>",
+        context.display()
+    )]
+    ExpandedSourceNotFound {
+        written: String,
         source_name: String,
         context: PathBuf,
     },

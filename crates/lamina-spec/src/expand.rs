@@ -10,8 +10,10 @@
 //! Scoping, as in Docker:
 //! - global `ARG`s (before the first `FROM`) are visible in `FROM` lines only; their value is
 //!   the build argument of the same name, else their default (expanded with the global
-//!   `ARG`s before them). The automatic platform arguments (`BUILDPLATFORM`,
-//!   `TARGETARCH`, ...) are visible there too when `build_args` holds them;
+//!   `ARG`s before them). The automatic platform arguments ([`PLATFORM_ARGS`]:
+//!   `TARGETPLATFORM`, `TARGETARCH`, `BUILDPLATFORM`, ...) are global too, with the values of
+//!   linux/amd64 unless `build_args` gives one; a stage sees one only after a bare
+//!   `ARG TARGETARCH`, as in BuildKit;
 //! - in a stage, `ARG name[=default]` makes `name` visible: the build argument if given, else
 //!   the default (expanded), else the global `ARG`'s value when one of that name exists;
 //! - `ENV` sets variables for the rest of the stage; an `ENV` expands all its pairs with the
@@ -86,16 +88,18 @@ impl Heredoc {
     }
 }
 
-/// The arguments BuildKit defines for every build, usable in `FROM` without an `ARG`.
-const AUTOMATIC_ARGS: &[&str] = &[
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
+/// The arguments BuildKit defines for every build, usable in `FROM` without an `ARG` and in
+/// a stage after a bare `ARG <name>`, with their values: Lamina builds for linux/amd64 on
+/// linux/amd64.
+pub const PLATFORM_ARGS: &[(&str, &str)] = &[
+    ("TARGETPLATFORM", "linux/amd64"),
+    ("TARGETOS", "linux"),
+    ("TARGETARCH", "amd64"),
+    ("TARGETVARIANT", ""),
+    ("BUILDPLATFORM", "linux/amd64"),
+    ("BUILDOS", "linux"),
+    ("BUILDARCH", "amd64"),
+    ("BUILDVARIANT", ""),
 ];
 
 impl Dockerfile {
@@ -113,13 +117,12 @@ impl Dockerfile {
         base_env: &dyn Fn(&str) -> Vec<(String, String)>,
     ) -> Result<Dockerfile> {
         let lexer = Lexer::new(self.escape);
-        // Global scope: declared global ARGs plus the automatic platform arguments.
-        let mut globals: BTreeMap<String, Option<String>> = AUTOMATIC_ARGS
+        // Global scope: the automatic platform arguments plus the declared global ARGs.
+        let mut globals: BTreeMap<String, Option<String>> = PLATFORM_ARGS
             .iter()
-            .filter_map(|name| {
-                build_args
-                    .get(*name)
-                    .map(|v| (name.to_string(), Some(v.clone())))
+            .map(|(name, value)| {
+                let value = build_args.get(*name).map_or(*value, String::as_str);
+                (name.to_string(), Some(value.to_string()))
             })
             .collect();
         let mut global_args = Vec::with_capacity(self.global_args.len());
@@ -135,7 +138,12 @@ impl Dockerfile {
                             .map_err(|r| at(&location, default, r))?,
                     )
                 }
-                (None, None) => None,
+                // A bare `ARG TARGETARCH` keeps the automatic value.
+                (None, None) => globals
+                    .get(&arg.name)
+                    .cloned()
+                    .flatten()
+                    .filter(|_| PLATFORM_ARGS.iter().any(|(name, _)| *name == arg.name)),
             };
             globals.insert(arg.name.clone(), value.clone());
             global_args.push(ArgDecl {

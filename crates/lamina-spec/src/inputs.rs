@@ -14,15 +14,20 @@
 //!
 //! # What a source resolves to
 //!
-//! Sources are taken as plain words: no quote removal and no variable expansion happen here
-//! (`$VAR` is a literal file name). Skipped, because they are not local files: `--from`
-//! copies, URLs (`http://`, `https://`, `git@`) and, outside the JSON form, heredoc sources
-//! (`<<EOF`), whose bodies are part of the instruction. A source is cleaned lexically (a
+//! Sources are taken as final words: pass the instruction as [`Dockerfile::expand`] gives it
+//! (variables expanded, quotes removed), as the definition digest and the build both do;
+//! here `$VAR` would be a literal file name. Skipped, because they are not local files:
+//! `--from` copies, URLs and git remotes ([`is_remote_source`]) and, outside the JSON form,
+//! heredoc sources (`<<EOF`), whose bodies are part of the instruction. A source is cleaned lexically (a
 //! leading `/` is dropped: sources are always relative to the source directory) and may not
 //! climb out with `..` ([`SpecError::CopySourceOutsideContext`]). Components with `*`, `?` or
 //! `[...]` are matched against directory listings with Go's `filepath.Match` rules (dot files
-//! included), like BuildKit. Each match is a [`SourceMatch`]; a source with none, or with
-//! all of them hidden by `.dockerignore`, is [`SpecError::CopySourceNotFound`].
+//! included), like BuildKit. Each match is a [`SourceMatch`]. A literal source with none, or
+//! with all of them hidden by `.dockerignore`, is [`SpecError::CopySourceNotFound`]; a
+//! source with a wildcard may match nothing and then copies nothing, as BuildKit allows
+//! (`COPY cwallet.ss[o] ./` is the idiom for "copy it if it is there").
+//!
+//! [`Dockerfile::expand`]: crate::instruction::Dockerfile::expand
 //!
 //! A match that is a symlink is followed, as COPY does, but must resolve inside the source
 //! directory (else `CopySourceOutsideContext`; Docker would instead resolve it as if the
@@ -129,14 +134,19 @@ impl SourceMatch {
     }
 }
 
-/// Whether a COPY/ADD source names local files: not a URL, git remote or (outside the JSON
-/// form) heredoc.
-pub fn is_local_source(copy: &Copy, source: &str) -> bool {
-    let remote = ["http://", "https://", "git@"]
+/// Whether an (expanded) COPY/ADD source names something remote: an http(s) URL or a git
+/// remote (`git@host:...`, `git://`, `ssh://`).
+pub fn is_remote_source(source: &str) -> bool {
+    ["http://", "https://", "git@", "git://", "ssh://"]
         .iter()
-        .any(|p| source.starts_with(p));
+        .any(|p| source.starts_with(p))
+}
+
+/// Whether an (expanded) COPY/ADD source names local files: not a URL, git remote or
+/// (outside the JSON form) heredoc.
+pub fn is_local_source(copy: &Copy, source: &str) -> bool {
     let heredoc = !copy.json_form && source.starts_with("<<");
-    !remote && !heredoc
+    !is_remote_source(source) && !heredoc
 }
 
 /// Resolves and hashes the local inputs of one `COPY`/`ADD` whose sources resolve against
@@ -193,7 +203,8 @@ pub fn resolve_copy_inputs_with_cached(
             continue;
         }
         let found = resolve_source(copy, index, source, &root, ignore, &excludes, hashing)?;
-        if found.is_empty() {
+        // BuildKit allows a wildcard to match nothing; a literal path must exist.
+        if found.is_empty() && !has_wildcard(source) {
             return Err(SpecError::CopySourceNotFound {
                 source_name: source.clone(),
                 context: root.clone(),

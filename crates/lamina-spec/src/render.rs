@@ -66,7 +66,7 @@ impl Instruction {
     /// `ENV` and `LABEL` values are split.
     pub fn render(&self, escape: char) -> String {
         let mut out = String::new();
-        render_instruction(self, escape, &mut out, true);
+        render_instruction(self, escape, &mut out);
         out
     }
 }
@@ -85,13 +85,12 @@ fn render_stage(stage: &Stage, escape: char, out: &mut String) {
     push_text(out, &text);
     out.push('\n');
     for instruction in &stage.instructions {
-        render_instruction(instruction, escape, out, true);
+        render_instruction(instruction, escape, out);
     }
 }
 
-/// Appends `instruction` to `out`. Here-document bodies are printed only when
-/// `heredocs`: under `ONBUILD`, Docker does not read them.
-fn render_instruction(instruction: &Instruction, escape: char, out: &mut String, heredocs: bool) {
+/// Appends `instruction` to `out`, here-document bodies after its line.
+fn render_instruction(instruction: &Instruction, escape: char, out: &mut String) {
     out.push_str(instruction.keyword());
     let mut docs: &[Heredoc] = &[];
     match instruction {
@@ -141,18 +140,16 @@ fn render_instruction(instruction: &Instruction, escape: char, out: &mut String,
         Instruction::Healthcheck(check) => render_healthcheck(check, out),
         Instruction::Onbuild(inner) => {
             out.push(' ');
-            render_instruction(inner, escape, out, false);
+            render_instruction(inner, escape, out);
             // The inner call ended the line already.
             return;
         }
     }
     out.push('\n');
-    if heredocs {
-        for doc in docs {
-            out.push_str(&doc.body);
-            out.push_str(&doc.delimiter);
-            out.push('\n');
-        }
+    for doc in docs {
+        out.push_str(&doc.body);
+        out.push_str(&doc.delimiter);
+        out.push('\n');
     }
 }
 

@@ -36,7 +36,9 @@ pub fn load_definition(path: &Path) -> Result<Image, SpecError> {
     }
 }
 
-fn resolve_definition_path(path: &Path) -> Result<PathBuf, SpecError> {
+/// The file a definition path names: `path` itself, or for a directory the `lamina.toml` or
+/// `Dockerfile` in it.
+pub fn resolve_definition_path(path: &Path) -> Result<PathBuf, SpecError> {
     if !path.exists() {
         return Err(SpecError::LocalPathMissing {
             path: path.to_path_buf(),

@@ -17,7 +17,7 @@ mod definition;
 mod engine;
 mod error;
 
-pub use definition::{DefinitionKind, load_definition};
+pub use definition::{DefinitionKind, load_definition, resolve_definition_path};
 pub use engine::Engine;
 pub use error::Error;
 pub use lamina_exec::{BuildEvent, BuildOptions, BuildReport, DefaultCmd, MissReason};

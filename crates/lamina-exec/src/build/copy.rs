@@ -2,9 +2,10 @@
 //! destination below its root), which then becomes the layer.
 //!
 //! Destination rules, as Docker's: a relative destination is relative to `WORKDIR`; the
-//! destination is a directory when it ends in `/` (or is `.`), when there are several
-//! sources or matches, when a source has a wildcard, or when the source is a directory
-//! (whose contents are copied); otherwise a single file is written at the destination path.
+//! destination is a directory with `--parents`, when it ends in `/` (or is `.`), when there
+//! are several sources or matches, when a source has a wildcard, or when the source is a
+//! directory (whose contents are copied); otherwise a single file is written at the
+//! destination path. A wildcard that matches nothing copies nothing (no layer).
 //! Unlike BuildKit, an existing directory in the image at a destination without a trailing
 //! `/` is not detected: write the `/`. Copied entries are owned by 0:0 unless `--chown`
 //! says otherwise (names resolve against the image's `/etc/passwd` and `/etc/group`);
@@ -69,15 +70,8 @@ impl Build<'_> {
             text: text.to_string(),
             reason,
         };
-        for source in &copy.sources {
-            if ["http://", "https://", "git@"]
-                .iter()
-                .any(|p| source.starts_with(p))
-            {
-                return Err(unsupported(format!(
-                    "remote source {source}: download it into the context first and COPY it"
-                )));
-            }
+        if let Some(reason) = super::support::remote_refusal(copy) {
+            return Err(unsupported(reason));
         }
         if copy.add {
             check_no_archives(matches).map_err(unsupported)?;
@@ -102,7 +96,10 @@ impl Build<'_> {
         let dest = resolve_path(state.config.workdir(), &copy.dest);
         let wildcard = copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
         let raw_dest = copy.dest.as_str();
+        // `--parents` copies the matched paths below the destination (BuildKit copies the
+        // source root's contents, filtered to them), so the destination is a directory.
         let dest_is_dir = raw_dest.ends_with('/')
+            || copy.parents
             || raw_dest == "."
             || raw_dest.ends_with("/.")
             || copy.sources.len() > 1
@@ -130,7 +127,8 @@ impl Build<'_> {
                 layers::materialize(&self.inner.store, &layers, source_root.path())?;
                 for source in copy.sources.iter() {
                     let found = find_in_root(source_root.path(), source).map_err(&invalid)?;
-                    if found.is_empty() {
+                    // As BuildKit: a wildcard may match nothing; a literal path must exist.
+                    if found.is_empty() && !source.contains(['*', '?']) {
                         return Err(invalid(format!("{source} does not exist in {from}")));
                     }
                     if found.len() > 1 {
@@ -149,6 +147,14 @@ impl Build<'_> {
             for path in &stage.placed {
                 std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| io(path, e))?;
             }
+        }
+        // Wildcards that matched nothing copy nothing, and make no layer.
+        let nothing = std::fs::read_dir(staging.path())
+            .map_err(|e| io(staging.path(), e))?
+            .next()
+            .is_none();
+        if nothing {
+            return Ok(None);
         }
         Ok(Some(self.store_tree(staging.path())?))
     }
@@ -226,7 +232,7 @@ impl Build<'_> {
 }
 
 /// ADD extracts local archives; Lamina does not, so it refuses rather than copy silently.
-fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
+pub(super) fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
     for m in matches {
         let Some(first) = m.entries.first() else {
             continue;

@@ -10,6 +10,7 @@
 //! | `COPY --from` inputs | the source stage's last key, or the source image's manifest sha256 | that stage's result is the input |
 //! | `RUN --mount=type=bind` inputs | each bind mount's target and source with its content: the context files as COPY hashes them, the source stage's last key, or the image's manifest sha256 | the step reads them (no bind mount: no inputs, so plain RUN keys are unchanged) |
 //! | final | the last step key, the default command, `final` | the default `CMD` is applied to the image only |
+//! | `COPY --link` layer | the layer settings, the working directory, the step's text and inputs, but no parent key | a linked layer does not depend on what is below it (Docker's `--link`), so it is reused on any base; only the layer is taken from it, the step's config is still made from its parent |
 //!
 //! | left out | why |
 //! |---|---|
@@ -83,6 +84,22 @@ pub(crate) fn step_key(parent: &CacheKey, text: &str, inputs: &CacheKey) -> Cach
         .str(text)
         .bytes(inputs)
         .finish()
+}
+
+/// The key of a `COPY --link` layer: like [`step_key`] without the parent, with the working
+/// directory (a relative destination depends on it) and the layer settings instead.
+pub(crate) fn link_key(
+    settings: KeySettings,
+    workdir: &str,
+    text: &str,
+    inputs: &CacheKey,
+) -> CacheKey {
+    let parent = Enc::new("link")
+        .str(workdir)
+        .u64(settings.epoch)
+        .str(settings.compression)
+        .finish();
+    step_key(&parent, text, inputs)
 }
 
 /// The key under which a finished image is kept (untagged images live as long as it).

@@ -13,7 +13,8 @@
 //! step loop), `config` (image config updates), `copy` (COPY/ADD), `run` (RUN), `explain`
 //! (why the first miss missed), `history` (history text as BuildKit writes it), `layers`
 //! (layer and lock helpers), [`hash_cache`] (content hashes of unchanged input files, kept
-//! across builds).
+//! across builds), `support` (what a build refuses, found before building, for `lamina
+//! check`).
 
 mod config;
 mod copy;
@@ -26,6 +27,7 @@ mod plan;
 mod run;
 mod run_mounts;
 mod steps;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,6 +44,7 @@ pub use explain::{BuildState, MissReason};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
 pub use run_mounts::validate_run_mount;
+pub use support::{Refusal, refusals};
 
 /// How an [`Executor`] runs builds.
 #[derive(Debug, Clone)]

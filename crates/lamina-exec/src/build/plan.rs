@@ -1,13 +1,20 @@
 //! What a build will do before it does anything: the expanded definition, the stages the
 //! target needs, each stage's base, the images `COPY --from` names, and step numbering.
+//!
+//! `ONBUILD` triggers, as Docker runs them: a stage whose base carries triggers (in its
+//! image config's `OnBuild`, or the `ONBUILD` instructions of the earlier stage it is built
+//! on) starts with them, in order, as if written right after its `FROM`; they expand and
+//! resolve their sources like the stage's own instructions (against the build context, not
+//! a per-step source directory). The stage's config then holds no `OnBuild` of its base:
+//! triggers are not inherited further.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use lamina_export::StoredImage;
 use lamina_export::image::{find_named, image_name};
 use lamina_export::registry::{self, RegistryConfig};
-use lamina_spec::{Dockerfile, Image, Instruction};
-use lamina_store::Store;
+use lamina_spec::{Dockerfile, Image, Instruction, StepRef};
+use lamina_store::{Digest, Store};
 
 use super::BuildOptions;
 use super::config::ImageConfig;
@@ -39,6 +46,9 @@ pub(crate) struct Plan {
     pub total: usize,
     /// Images named by `COPY --from=<image>` and `RUN --mount=from=<image>`, by reference.
     pub from_images: BTreeMap<String, StoredImage>,
+    /// How many `ONBUILD` triggers of its base each stage starts with (stages without are
+    /// absent): `df`'s instruction `i` of such a stage is the definition's `i - n`.
+    pub triggers: BTreeMap<usize, usize>,
 }
 
 impl Plan {
@@ -60,19 +70,40 @@ impl Plan {
 
         let mut bases = vec![Base::Scratch; pre.stages.len()];
         let mut base_env: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut stage_triggers: BTreeMap<usize, Vec<Instruction>> = BTreeMap::new();
         for &s in &stages {
             let reference = &pre.stages[s].base;
+            let mut triggers = Vec::new();
             bases[s] = if reference.eq_ignore_ascii_case("scratch") {
                 Base::Scratch
             } else if let Some(parent) = stage_ref(&pre, s, reference) {
+                triggers = onbuild_of(&raw.stages[parent].instructions);
                 Base::Stage(parent)
             } else {
                 let found = resolve_image(store, registry, reference)?;
                 let config = base_config(store, &found)?;
                 base_env.insert(reference.clone(), config.env_pairs());
+                for trigger in &config.config.on_build {
+                    triggers.push(Instruction::parse_trigger(trigger, reference)?);
+                }
                 Base::Image(Box::new(found))
             };
+            if !triggers.is_empty() {
+                stage_triggers.insert(s, triggers);
+            }
         }
+        let with_triggers;
+        let raw = if stage_triggers.is_empty() {
+            raw
+        } else {
+            let mut copy = raw.clone();
+            for (s, triggers) in &stage_triggers {
+                let own = std::mem::take(&mut copy.stages[*s].instructions);
+                copy.stages[*s].instructions = triggers.iter().cloned().chain(own).collect();
+            }
+            with_triggers = copy;
+            &with_triggers
+        };
         let df = raw.expand_with_base_env(&options.build_args, &|r| {
             base_env.get(r).cloned().unwrap_or_default()
         })?;
@@ -97,8 +128,33 @@ impl Plan {
             first_step,
             total,
             from_images,
+            triggers: stage_triggers
+                .into_iter()
+                .map(|(s, t)| (s, t.len()))
+                .collect(),
         })
     }
+
+    /// The definition's own step of `df`'s instruction `i` of stage `s`; `None` for an
+    /// `ONBUILD` trigger the stage starts with.
+    pub fn own_step(&self, s: usize, i: usize) -> Option<StepRef> {
+        let instruction = i.checked_sub(self.triggers.get(&s).copied().unwrap_or(0))?;
+        Some(StepRef {
+            stage: s,
+            instruction,
+        })
+    }
+}
+
+/// The triggers that `ONBUILD` instructions of a stage leave for stages built on it.
+fn onbuild_of(instructions: &[Instruction]) -> Vec<Instruction> {
+    instructions
+        .iter()
+        .filter_map(|i| match i {
+            Instruction::Onbuild(inner) => Some((**inner).clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The stage `value` names among the stages before `before`: an `AS` name (any case) or a

@@ -8,7 +8,7 @@ use lamina_layer::LayerWriter;
 use lamina_spec::inputs::{
     ContentHashCache, SourceMatch, is_local_source, resolve_copy_inputs_cached,
 };
-use lamina_spec::{Image, Instruction, StepRef};
+use lamina_spec::{Image, Instruction};
 use lamina_store::{BlobKind, CacheEntry, Compression, LayerRecord};
 
 use super::config::{ImageConfig, rfc3339, source_date_epoch};
@@ -207,7 +207,7 @@ impl Build<'_> {
             name: stage.name.clone(),
             base: stage.base.clone(),
         });
-        let state = match &self.plan.bases[s] {
+        let mut state = match &self.plan.bases[s] {
             Base::Scratch => StageState {
                 config: ImageConfig::scratch(),
                 layers: Vec::new(),
@@ -237,6 +237,9 @@ impl Build<'_> {
                 cmd_set: false,
             },
         };
+        // The base's triggers run at the start of this stage (see `plan`); they are not
+        // passed on to images built on this one.
+        state.config.config.on_build.clear();
         Ok(state)
     }
 
@@ -265,10 +268,12 @@ impl Build<'_> {
             Instruction::Copy(copy) => match &copy.from {
                 Some(from) => key::from_inputs(&self.source_identity(s, from)),
                 None => {
-                    let root = self.image.context().root_for(StepRef {
-                        stage: s,
-                        instruction: i,
-                    });
+                    // A base's ONBUILD trigger reads this build's context root.
+                    let context = self.image.context();
+                    let root = match self.plan.own_step(s, i) {
+                        Some(step) => context.root_for(step),
+                        None => context.root(),
+                    };
                     // Load the hash cache only for a COPY/ADD that has files to hash.
                     let cache = copy
                         .sources
@@ -305,12 +310,44 @@ impl Build<'_> {
             if !forced {
                 found = self.lookup(&step_key)?;
             }
+            // `COPY --link`: the layer made on another base is this step's layer too.
+            let link = match &instruction {
+                Instruction::Copy(copy) if linkable(copy) => Some(key::link_key(
+                    self.settings,
+                    state.config.workdir(),
+                    &text,
+                    &inputs,
+                )),
+                _ => None,
+            };
+            if found.is_none()
+                && !forced
+                && let Some(link) = &link
+                && let Some(layer) = self.linked_layer(link)?
+            {
+                state.config.rootfs.diff_ids.push(layer.diff_id.to_string());
+                state
+                    .config
+                    .push_history(text.clone(), false, &self.created);
+                self.save(&step_key, state, Some(&layer))?;
+                drop(lock);
+                self.emit(BuildEvent::StepCached {
+                    index,
+                    key: step_key,
+                });
+                let layer = Some(layer);
+                self.finish(index, text, recorded, step_key, state, layer, true, started);
+                return Ok(());
+            }
             if found.is_none() {
                 if self.first_miss.is_none() {
                     self.first_miss = Some(self.miss_reason(&recorded, forced));
                 }
                 let layer = self.execute(s, index, &text, &instruction, state, &matches)?;
                 self.save(&step_key, state, layer.as_ref())?;
+                if let Some(link) = &link {
+                    self.save(link, state, layer.as_ref())?;
+                }
                 drop(lock);
                 self.finish(
                     index, text, recorded, step_key, state, layer, false, started,
@@ -399,6 +436,21 @@ impl Build<'_> {
             },
         };
         Ok(Some((config, layer)))
+    }
+
+    /// The layer a `COPY --link` step with `link` key made on any base, if still stored in
+    /// this build's compression.
+    fn linked_layer(&self, link: &CacheKey) -> Result<Option<LayerRecord>, ExecError> {
+        let store = &self.inner.store;
+        let Some(entry) = store.cache_entry(link)? else {
+            return Ok(None);
+        };
+        let Some(digest) = entry.layer else {
+            return Ok(None);
+        };
+        Ok(store
+            .layer(&digest)?
+            .filter(|l| l.variants.iter().any(|v| v.compression == self.compression)))
     }
 
     /// Stores a step's config and its cache entry.
@@ -578,6 +630,13 @@ impl Build<'_> {
         });
         Ok((stored, self.options.tag.clone()))
     }
+}
+
+/// Whether a COPY's layer is independent of the image below it (`--link`, as Docker has
+/// it): owners by number only, since a name would be looked up in the image.
+fn linkable(copy: &lamina_spec::Copy) -> bool {
+    let numeric = |s: &str| s.split(':').all(|p| p.parse::<u32>().is_ok());
+    copy.link && copy.chown.as_deref().is_none_or(numeric)
 }
 
 /// Makes `ARG` values visible to the stage's later RUN steps.

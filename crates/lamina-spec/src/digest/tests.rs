@@ -337,6 +337,137 @@ fn copies_from_other_stages_need_no_local_files() {
     assert!(definition_digest(&df, &Context::new(dir.path())).is_ok());
 }
 
+/// The digest of Dockerfile `text` with its context at `root`.
+fn digest_text(text: &str, root: &Path, build_args: &[(&str, &str)]) -> Result<DefinitionDigest> {
+    let args: BTreeMap<String, String> = build_args
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let df = Dockerfile::parse(text).expect("parses");
+    definition_digest_with_args(&df, &Context::new(root), &args, None)
+}
+
+/// The sources are read after the build's expansion: the automatic platform arguments,
+/// ARG defaults and build arguments pick the files, so the digest follows the files the
+/// build copies and nothing else.
+#[test]
+fn sources_are_read_after_the_builds_expansion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write(root, "dist/linux/amd64/app", b"amd64 app\n");
+    write(root, "dist/linux/arm64/app", b"arm64 app\n");
+    write(root, "conf/release.conf", b"release\n");
+    let text = "FROM scratch\nARG TARGETOS\nARG TARGETARCH\nARG MODE=release\n\
+                COPY dist/$TARGETOS/$TARGETARCH/app /app\nCOPY conf/${MODE}.conf /etc/\n";
+    let before = digest_text(text, root, &[]).expect("digest");
+    // An unrelated file: same digest.
+    write(root, "dist/linux/arm64/app", b"arm64 app, rebuilt\n");
+    assert_eq!(digest_text(text, root, &[]).expect("digest"), before);
+    // The file the build copies: another digest.
+    write(root, "dist/linux/amd64/app", b"amd64 app, rebuilt\n");
+    let after = digest_text(text, root, &[]).expect("digest");
+    assert_ne!(after, before);
+    // A build argument picks other files (and is part of the digest).
+    write(root, "conf/debug.conf", b"debug\n");
+    let debug = digest_text(text, root, &[("MODE", "debug")]).expect("digest");
+    assert_ne!(debug, after);
+    write(root, "conf/debug.conf", b"debug, changed\n");
+    assert_ne!(
+        digest_text(text, root, &[("MODE", "debug")]).expect("digest"),
+        debug
+    );
+    // Without `ARG TARGETARCH` in the stage the variable is unset, as in BuildKit: the
+    // source is `dist//app`, which does not exist.
+    let unscoped = "FROM scratch\nCOPY dist/$TARGETARCH/app /app\n";
+    assert!(matches!(
+        digest_text(unscoped, root, &[]),
+        Err(SpecError::ExpandedSourceNotFound { source_name, .. }) if source_name == "dist//app"
+    ));
+}
+
+/// A source whose variables only the base image's ENV sets cannot be found here; the error
+/// says so and names the source as written.
+#[test]
+fn a_missing_expanded_source_is_named_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "FROM python:3.12\nCOPY req-${PYTHON_VERSION}.txt /\n";
+    match digest_text(text, dir.path(), &[]) {
+        Err(err @ SpecError::ExpandedSourceNotFound { .. }) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("'req-${PYTHON_VERSION}.txt' (expanded to 'req-.txt')")
+                    && message.contains("--build-arg"),
+                "{message}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    write(dir.path(), "req-3.12.txt", b"x\n");
+    let declared = "FROM python:3.12\nARG PYTHON_VERSION\nCOPY req-${PYTHON_VERSION}.txt /\n";
+    assert!(digest_text(declared, dir.path(), &[("PYTHON_VERSION", "3.12")]).is_ok());
+}
+
+/// `COPY cwallet.ss[o] ./` copies the file if it is there and nothing otherwise
+/// (BuildKit's allow-empty-wildcard); a literal path that is missing stays an error.
+#[test]
+fn wildcards_may_match_nothing_literal_paths_may_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write(root, "app.py", b"x\n");
+    let optional = "FROM scratch\nCOPY cwallet.ss[o] ./\nCOPY *.whl /wheels/\nCOPY app.py /\n";
+    let without = digest_text(optional, root, &[]).expect("nothing to match is fine");
+    write(root, "cwallet.sso", b"wallet\n");
+    let with = digest_text(optional, root, &[]).expect("digest");
+    assert_ne!(with, without);
+    assert!(matches!(
+        digest_text(
+            "FROM scratch\nCOPY cwallet.sso ./\n",
+            tempfile::tempdir().expect("tempdir").path(),
+            &[]
+        ),
+        Err(SpecError::CopySourceNotFound { .. })
+    ));
+}
+
+/// A URL source is recognised after quote removal and expansion, is never downloaded, and
+/// enters the digest as its checksum when one is given, else as its URL.
+#[test]
+fn url_sources_enter_as_checksum_or_url_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let add = |flags: &str, version: &str| {
+        format!(
+            "FROM scratch\nARG PYTHON_VERSION={version}\n\
+             ADD {flags} \"https://example.invalid/Python-${{PYTHON_VERSION}}.tar.xz\" /x\n"
+        )
+    };
+    let plain = digest_text(&add("", "3.12.1"), root, &[]).expect("a quoted URL is no file");
+    assert_ne!(
+        digest_text(&add("", "3.12.2"), root, &[]).expect("digest"),
+        plain,
+        "the expanded URL text counts"
+    );
+    let pinned = |sum: &str, version: &str| {
+        digest_text(
+            &add(&format!("--checksum=sha256:{sum}"), version),
+            root,
+            &[],
+        )
+        .expect("digest")
+    };
+    assert_ne!(pinned("aa", "3.12.1"), pinned("bb", "3.12.1"));
+    assert_eq!(pinned("aa", "3.12.1"), pinned("aa", "3.12.1"));
+    // A git source too.
+    assert!(
+        digest_text(
+            "FROM scratch\nADD git@example.invalid:org/repo.git#v1 /src\n",
+            root,
+            &[]
+        )
+        .is_ok()
+    );
+}
+
 /// The documented encoding, written out byte by byte.
 #[test]
 fn encoding_is_stable() {
@@ -364,7 +495,7 @@ fn encoding_is_stable() {
         bytes.extend_from_slice(&(s.len() as u64).to_le_bytes());
         bytes.extend_from_slice(s.as_bytes());
     };
-    text(&mut bytes, "lamina-definition-v1");
+    text(&mut bytes, "lamina-definition-v2");
     bytes.push(1);
     u64(&mut bytes, u64::from('\\'));
     bytes.push(2);
@@ -395,6 +526,8 @@ fn encoding_is_stable() {
     u64(&mut bytes, 2);
     bytes.extend_from_slice(blake3::hash(b"a\n").as_bytes());
     u64(&mut bytes, 0o644);
+    bytes.push(15);
+    u64(&mut bytes, 0); // no URL sources
     // RUN true
     bytes.extend_from_slice(&[0x01, 1, 2]);
     text(&mut bytes, "true");
@@ -402,6 +535,8 @@ fn encoding_is_stable() {
     u64(&mut bytes, 0); // mounts
     bytes.extend_from_slice(&[3, 0, 4, 0, 5]);
     u64(&mut bytes, 0); // heredocs
+    bytes.push(4);
+    u64(&mut bytes, 0); // build args
 
     assert_eq!(digest.as_bytes(), blake3::hash(&bytes).as_bytes());
 }

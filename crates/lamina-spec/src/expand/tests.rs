@@ -366,3 +366,41 @@ fn errors_name_the_instruction() {
     let err = df.expand(&BTreeMap::new()).unwrap_err().to_string();
     assert!(err.starts_with("global ARG B:"), "{err}");
 }
+
+/// BuildKit's automatic platform arguments: global (usable in `FROM`), visible in a stage
+/// only after a bare `ARG`, linux/amd64 unless a build argument says otherwise.
+#[test]
+fn platform_arguments_are_global_and_need_a_bare_arg_in_a_stage() {
+    let df = Dockerfile::parse(
+        "ARG TARGETARCH\nFROM --platform=$BUILDPLATFORM base-$TARGETOS-$TARGETARCH$TARGETVARIANT\n\
+         COPY dist/$TARGETARCH/app /before\nARG TARGETARCH\nARG TARGETPLATFORM BUILDARCH\n\
+         COPY dist/$TARGETARCH/app /$TARGETPLATFORM/$BUILDARCH\n",
+    )
+    .unwrap();
+    let ex = df.expand(&BTreeMap::new()).unwrap();
+    assert_eq!(ex.global_args, vec![decl("TARGETARCH", Some("amd64"))]);
+    let stage = &ex.stages[0];
+    assert_eq!(stage.base, "base-linux-amd64");
+    assert_eq!(stage.platform.as_deref(), Some("linux/amd64"));
+    let copies: Vec<(Vec<String>, String)> = stage
+        .instructions
+        .iter()
+        .filter_map(|i| match i {
+            Instruction::Copy(c) => Some((c.sources.clone(), c.dest.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        copies,
+        vec![
+            (vec!["dist//app".to_string()], "/before".to_string()),
+            (
+                vec!["dist/amd64/app".to_string()],
+                "/linux/amd64/amd64".to_string()
+            ),
+        ]
+    );
+    // A build argument overrides the automatic value.
+    let ex = df.expand(&args(&[("TARGETARCH", "arm64")])).unwrap();
+    assert_eq!(ex.stages[0].base, "base-linux-arm64");
+}

@@ -182,6 +182,20 @@ impl Image {
         crate::digest::definition_digest(&self.dockerfile, &self.context)
     }
 
+    /// [`Image::digest`] for a build given `build_args` (`--build-arg` values): sources
+    /// expand with them as the build expands them, and they are part of the digest.
+    pub fn digest_with_args(
+        &self,
+        build_args: &std::collections::BTreeMap<String, String>,
+    ) -> Result<DefinitionDigest> {
+        crate::digest::definition_digest_with_args(
+            &self.dockerfile,
+            &self.context,
+            build_args,
+            None,
+        )
+    }
+
     /// The instructions and the context, by value.
     pub fn into_parts(self) -> (Dockerfile, Context) {
         (self.dockerfile, self.context)

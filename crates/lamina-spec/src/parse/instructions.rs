@@ -238,7 +238,7 @@ pub(crate) fn parse_line(
         Kind::Onbuild => {
             no_flags()?;
             need_args()?;
-            Instruction::Onbuild(Box::new(parse_onbuild(args, escape)?))
+            Instruction::Onbuild(Box::new(parse_onbuild(args, heredocs, escape)?))
         }
     };
     Ok(Parsed::Instruction(instruction))
@@ -496,9 +496,10 @@ pub fn go_duration_nanos(s: &str) -> Option<f64> {
     Some(if negative { -total } else { total })
 }
 
-/// `ONBUILD <instruction>`: any instruction but `ONBUILD`, `FROM` and `MAINTAINER`. Docker
-/// reads no here-documents for it.
-fn parse_onbuild(args: &str, escape: char) -> Result<Instruction, String> {
+/// `ONBUILD <instruction>`: any instruction but `ONBUILD`, `FROM` and `MAINTAINER`. A `RUN`,
+/// `COPY` or `ADD` trigger takes here-documents as it would on its own, as BuildKit reads
+/// it (the image's config then holds the trigger with its bodies).
+fn parse_onbuild(args: &str, heredocs: Vec<Heredoc>, escape: char) -> Result<Instruction, String> {
     let inner = split_line(args)?;
     if matches!(inner.kind, Kind::Onbuild | Kind::From | Kind::Maintainer) {
         return Err(format!(
@@ -506,7 +507,7 @@ fn parse_onbuild(args: &str, escape: char) -> Result<Instruction, String> {
             inner.keyword.to_ascii_uppercase()
         ));
     }
-    match parse_line(&inner, Vec::new(), escape)? {
+    match parse_line(&inner, heredocs, escape)? {
         Parsed::Instruction(instruction) => Ok(instruction),
         Parsed::From(_) => Err("FROM is not allowed as an ONBUILD trigger".into()),
     }

@@ -4,10 +4,15 @@
 //! What is read, in order:
 //! - parser directives (`# syntax=`, `# escape=`, `# check=`; case-insensitive, only before
 //!   anything else; `check` is accepted and dropped, it only tunes linting);
-//! - logical lines: a line ending in the escape character continues on the next line;
-//!   comment lines and blank lines inside a continuation are skipped, as BuildKit does;
+//! - logical lines: a line ending in the escape character (then only blanks and tabs)
+//!   continues on the next line, unless that escape character is itself escaped
+//!   (`WORKDIR C:\\` ends the instruction), as BuildKit's `([^\\])\\[ \t]*$|^\\[ \t]*$`
+//!   has it; comment lines and blank lines inside a continuation are skipped, as BuildKit
+//!   does;
 //! - here-document bodies after `RUN`, `COPY` and `ADD` lines that name them (`<<EOF`,
-//!   `<<-EOF`, `<<"EOF"`, `<<'EOF'`, several per line);
+//!   `<<-EOF`, `<<"EOF"`, `<<'EOF'`, several per line), also under `ONBUILD`;
+//! - exec (JSON) form: the text must be exactly one JSON array of strings; with anything
+//!   after the `]` it is shell form, as in BuildKit's Dockerfile syntax 1.9 and later;
 //! - each instruction, with its flags checked.
 //!
 //! Values are kept raw (see [`crate::instruction`]): quotes intact, variables unexpanded.
@@ -15,10 +20,9 @@
 //! quotes removed but variables unexpanded (`--chown="$USER"` is stored as `$USER`).
 //!
 //! Deviations from Docker, each to keep `parse(render(df)) == df`:
-//! - a logical line whose text ends in the escape character (only possible when the file
-//!   ends inside a line continuation) is an error;
-//! - text after a JSON array (`CMD ["a"] # note`) is ignored, as Docker does, but such a
-//!   line names no here-documents.
+//! - a logical line whose trimmed text would read as a continuation (only possible when the
+//!   file ends inside a line continuation whose last part ends in an escaped blank) is an
+//!   error.
 
 mod flags;
 mod heredoc;
@@ -35,9 +39,9 @@ mod tests;
 use std::path::Path;
 
 use crate::error::{Result, SpecError};
-use crate::instruction::{Dockerfile, Heredoc, Stage};
+use crate::instruction::{Dockerfile, Heredoc, Instruction, Stage};
 pub use instructions::go_duration_nanos;
-use instructions::{Parsed, parse_line, split_line};
+use instructions::{Kind, Line, Parsed, parse_line, split_line};
 use words::{Json, json_array};
 
 pub(crate) use heredoc::{heredocs_in, is_heredoc_word};
@@ -46,6 +50,12 @@ impl Dockerfile {
     /// Parses Dockerfile text. Errors name the file as `Dockerfile` and the 1-based line of
     /// the instruction at fault.
     pub fn parse(text: &str) -> Result<Dockerfile> {
+        parse_text(text, Path::new("Dockerfile")).map(|(df, _)| df)
+    }
+
+    /// [`Dockerfile::parse`], also giving the 1-based line where each instruction starts:
+    /// `lines[stage][instruction]`, in the shape of [`Dockerfile::stages`].
+    pub fn parse_with_lines(text: &str) -> Result<(Dockerfile, Vec<Vec<usize>>)> {
         parse_text(text, Path::new("Dockerfile"))
     }
 
@@ -56,7 +66,7 @@ impl Dockerfile {
             source,
         })?;
         match String::from_utf8(bytes) {
-            Ok(text) => parse_text(&text, path),
+            Ok(text) => parse_text(&text, path).map(|(df, _)| df),
             Err(err) => {
                 let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
@@ -66,6 +76,39 @@ impl Dockerfile {
                     reason: "the text is not valid UTF-8; save the file as UTF-8".to_string(),
                 })
             }
+        }
+    }
+}
+
+impl Instruction {
+    /// Reads one `ONBUILD` trigger as an image config's `OnBuild` holds it (`RUN make`; a
+    /// trigger with here-documents carries their bodies and delimiters on the lines after
+    /// it), as BuildKit reads it: one instruction, parsed with the default escape, and not
+    /// `ONBUILD`, `FROM` or `MAINTAINER`. `base` names the image, for errors.
+    pub fn parse_trigger(text: &str, base: &str) -> Result<Instruction> {
+        let invalid = |reason: String| SpecError::InvalidTrigger {
+            base: base.to_string(),
+            trigger: text.to_string(),
+            reason,
+        };
+        let (mut df, _) = match parse_text(&format!("FROM scratch\n{text}\n"), Path::new("")) {
+            Ok(parsed) => parsed,
+            Err(SpecError::DockerfileSyntax { reason, .. }) => return Err(invalid(reason)),
+            Err(other) => return Err(other),
+        };
+        if df.stages.len() != 1 {
+            return Err(invalid("FROM is not allowed as an ONBUILD trigger".into()));
+        }
+        let mut instructions = std::mem::take(&mut df.stages[0].instructions);
+        match (instructions.pop(), instructions.is_empty()) {
+            (Some(Instruction::Onbuild(_)), true) => Err(invalid(
+                "ONBUILD is not allowed as an ONBUILD trigger".into(),
+            )),
+            (Some(Instruction::Maintainer(_)), true) => Err(invalid(
+                "MAINTAINER is not allowed as an ONBUILD trigger".into(),
+            )),
+            (Some(instruction), true) => Ok(instruction),
+            _ => Err(invalid("a trigger must be exactly one instruction".into())),
         }
     }
 }
@@ -146,16 +189,23 @@ fn trim_newline(line: &str) -> &str {
     line.trim_end_matches(['\r', '\n'])
 }
 
-/// Removes a trailing line continuation (the escape character, then only blanks and tabs);
-/// the flag says whether the logical line ends here.
+/// Removes a trailing line continuation; the flag says whether the logical line ends here.
 fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
-    match line.trim_end_matches([' ', '\t']).strip_suffix(escape) {
+    match continued(line, escape) {
         Some(kept) => (kept, false),
         None => (line, true),
     }
 }
 
-fn parse_text(text: &str, file: &Path) -> Result<Dockerfile> {
+/// The text before a line continuation, if `line` ends in one: the escape character, then
+/// only blanks and tabs, where that escape character is not preceded by another (`a\\`
+/// ends the line: the escape is escaped).
+fn continued(line: &str, escape: char) -> Option<&str> {
+    let kept = line.trim_end_matches([' ', '\t']).strip_suffix(escape)?;
+    (!kept.ends_with(escape)).then_some(kept)
+}
+
+fn parse_text(text: &str, file: &Path) -> Result<(Dockerfile, Vec<Vec<usize>>)> {
     let error = |line: usize, reason: String| SpecError::DockerfileSyntax {
         file: file.to_path_buf(),
         line,
@@ -197,7 +247,7 @@ fn parse_text(text: &str, file: &Path) -> Result<Dockerfile> {
             logical.push_str(part);
             ended = end;
         }
-        if logical.trim_end().ends_with(escape) {
+        if continued(logical.trim(), escape).is_some() {
             return Err(error(
                 start,
                 format!(
@@ -211,7 +261,7 @@ fn parse_text(text: &str, file: &Path) -> Result<Dockerfile> {
         }
         let line = split_line(&logical).map_err(|reason| error(start, reason))?;
         let mut heredocs = Vec::new();
-        if line.kind.takes_heredocs() && json_array(line.args) == Json::Invalid {
+        if names_heredocs(&line) {
             let specs = heredocs_in(line.args).map_err(|reason| error(start, reason))?;
             for spec in specs {
                 let (doc, after) = read_heredoc(&lines, next, spec).ok_or_else(|| {
@@ -222,12 +272,32 @@ fn parse_text(text: &str, file: &Path) -> Result<Dockerfile> {
             }
         }
         let parsed = parse_line(&line, heredocs, escape).map_err(|reason| error(start, reason))?;
-        builder.add(parsed).map_err(|reason| error(start, reason))?;
+        builder
+            .add(parsed, start)
+            .map_err(|reason| error(start, reason))?;
     }
     let last_line = lines.len().max(1);
     builder
         .finish(directives)
         .map_err(|reason| error(last_line, reason))
+}
+
+/// Whether here-document bodies follow `line`: a `RUN`, `COPY` or `ADD` (also as an
+/// `ONBUILD` trigger, as BuildKit reads it) that is not in exec form.
+fn names_heredocs(line: &Line<'_>) -> bool {
+    let inner;
+    let line = if line.kind == Kind::Onbuild {
+        match split_line(line.args) {
+            Ok(split) => {
+                inner = split;
+                &inner
+            }
+            Err(_) => return false,
+        }
+    } else {
+        line
+    };
+    line.kind.takes_heredocs() && json_array(line.args) == Json::Invalid
 }
 
 /// Reads the body of one here-document starting at `lines[from]`; returns it and the index
@@ -262,10 +332,12 @@ fn read_heredoc(
 struct Builder {
     global_args: Vec<crate::instruction::ArgDecl>,
     stages: Vec<Stage>,
+    /// The line of each stage's instructions.
+    lines: Vec<Vec<usize>>,
 }
 
 impl Builder {
-    fn add(&mut self, parsed: Parsed) -> Result<(), String> {
+    fn add(&mut self, parsed: Parsed, line: usize) -> Result<(), String> {
         match parsed {
             Parsed::From(from) => {
                 if let Some(name) = &from.name {
@@ -278,9 +350,13 @@ impl Builder {
                 stage.platform = from.platform;
                 stage.name = from.name;
                 self.stages.push(stage);
+                self.lines.push(Vec::new());
             }
             Parsed::Instruction(instruction) => match self.stages.last_mut() {
-                Some(stage) => stage.instructions.push(instruction),
+                Some(stage) => {
+                    stage.instructions.push(instruction);
+                    self.lines.last_mut().into_iter().for_each(|l| l.push(line));
+                }
                 None => match instruction {
                     crate::instruction::Instruction::Arg(args) => self.global_args.extend(args),
                     _ => {
@@ -295,18 +371,19 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(self, directives: Directives) -> Result<Dockerfile, String> {
+    fn finish(self, directives: Directives) -> Result<(Dockerfile, Vec<Vec<usize>>), String> {
         if self.stages.is_empty() {
             return Err(
                 "the Dockerfile has no FROM instruction; start a stage with FROM <image>"
                     .to_string(),
             );
         }
-        Ok(Dockerfile {
+        let df = Dockerfile {
             escape: directives.escape,
             syntax: directives.syntax,
             global_args: self.global_args,
             stages: self.stages,
-        })
+        };
+        Ok((df, self.lines))
     }
 }

@@ -128,6 +128,9 @@ fn render_then_parse_keeps_odd_but_valid_models() {
         "FROM x\nCOPY a\u{a0}b c\n",
         "FROM x\nCOPY a\\\t\r<<EOF /d\nbody\nEOF\n",
         "FROM x\nCOPY a\\ <<EOF /d\n",
+        // An escaped escape ends the line; text after a JSON array makes shell form.
+        "FROM x\nWORKDIR C:\\\\\nENV X a\\\\\nRUN echo \\\\\\\nCMD [\"a\"] \\\n  # c\n  && b\n",
+        "FROM x\nONBUILD RUN <<EOF\nbody\nEOF\nONBUILD COPY <<-A <<\"B\" /d/\n\ta\n\tA\nb\nB\n",
     ];
     for text in odd {
         let df = parse(text);

@@ -40,7 +40,13 @@ fn flag_value() -> impl Strategy<Value = String> {
 }
 
 fn shell_text() -> impl Strategy<Value = String> {
-    "[a-z]{1,6}( [a-zA-Z0-9_./'\"=$\\\\-]{0,6}[a-z0-9]){0,4}"
+    prop_oneof![
+        4 => "[a-z]{1,6}( [a-zA-Z0-9_./'\"=$\\\\-]{0,6}[a-z0-9]){0,4}",
+        // An escaped escape at the end (`dir C:\\`) ends the line.
+        1 => "[a-z]{1,6} [a-zA-Z0-9:]{0,6}\\\\\\\\",
+        // Text after a JSON array makes shell form.
+        1 => "\\[\"[a-z]{1,4}\"\\] [#&|] [a-z]{1,4}",
+    ]
 }
 
 fn text_line() -> impl Strategy<Value = String> {
@@ -188,7 +194,7 @@ fn healthcheck() -> impl Strategy<Value = Healthcheck> {
     ]
 }
 
-/// Any instruction that can stand under `ONBUILD` (no here-documents there).
+/// Any instruction but `ONBUILD` and `MAINTAINER`, without here-documents.
 fn simple_instruction() -> impl Strategy<Value = Instruction> {
     prop_oneof![
         run().prop_map(|mut r| {
@@ -222,6 +228,8 @@ pub(crate) fn instruction() -> impl Strategy<Value = Instruction> {
         2 => run().prop_map(Instruction::Run),
         2 => copy().prop_map(Instruction::Copy),
         1 => simple_instruction().prop_map(|i| Instruction::Onbuild(Box::new(i))),
+        1 => prop_oneof![run().prop_map(Instruction::Run), copy().prop_map(Instruction::Copy)]
+            .prop_map(|i| Instruction::Onbuild(Box::new(i))),
         1 => text_line().prop_map(Instruction::Maintainer),
     ]
 }

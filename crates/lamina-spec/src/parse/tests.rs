@@ -60,6 +60,15 @@ pub(super) fn pair(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
 
+fn doc(delimiter: &str, body: &str, strip_tabs: bool, expand: bool) -> Heredoc {
+    Heredoc {
+        delimiter: delimiter.into(),
+        body: body.into(),
+        strip_tabs,
+        expand,
+    }
+}
+
 pub(super) fn shell(text: &str) -> Command {
     Command::Shell(text.to_string())
 }
@@ -190,12 +199,6 @@ fn continuations_comments_and_blank_lines() {
 fn heredocs() {
     let text = "FROM x\nRUN <<EOF\necho $HOME\nEOF\nRUN cat <<-'A' >/x 3<<\"B\"\n\tone\n\tA\ntwo\nB\nCOPY <<conf /etc/x.conf\nk=v\nconf\n";
     let ins = parse(text).stages.remove(0).instructions;
-    let doc = |d: &str, body: &str, strip_tabs: bool, expand: bool| Heredoc {
-        delimiter: d.into(),
-        body: body.into(),
-        strip_tabs,
-        expand,
-    };
     assert_eq!(
         ins[0],
         Instruction::Run(Run {
@@ -216,18 +219,118 @@ fn heredocs() {
     let mut copy = Copy::new(strings(&["<<conf"]), "/etc/x.conf");
     copy.heredocs = vec![doc("conf", "k=v\n", false, true)];
     assert_eq!(ins[2], Instruction::Copy(copy));
-    // Quoted `<<` is not a here-document; nor is one under ONBUILD.
+    // Quoted `<<` is not a here-document.
     assert_eq!(
         one("RUN echo '<<EOF'"),
         Instruction::Run(Run::shell("echo '<<EOF'"))
     );
+}
+
+/// BuildKit reads here-documents of an `ONBUILD` trigger (its `testOnBuildHeredoc` builds
+/// `ONBUILD RUN <<EOF` / `echo "hello world" >> /dest` / `EOF`); exec form names none.
+#[test]
+fn onbuild_triggers_take_heredocs() {
     assert_eq!(
-        body("ONBUILD RUN <<EOF\nRUN y"),
+        body("ONBUILD RUN <<EOF\necho \"hello world\" >> /dest\nEOF\nRUN y"),
         vec![
-            Instruction::Onbuild(Box::new(Instruction::Run(Run::shell("<<EOF")))),
+            Instruction::Onbuild(Box::new(Instruction::Run(Run {
+                heredocs: vec![doc("EOF", "echo \"hello world\" >> /dest\n", false, true)],
+                ..Run::shell("<<EOF")
+            }))),
             Instruction::Run(Run::shell("y"))
         ]
     );
+    let mut copy = Copy::new(strings(&["<<'conf'"]), "/etc/x.conf");
+    copy.heredocs = vec![doc("conf", "k=$v\n", false, false)];
+    assert_eq!(
+        one("onbuild copy <<'conf' /etc/x.conf\nk=$v\nconf"),
+        Instruction::Onbuild(Box::new(Instruction::Copy(copy)))
+    );
+    assert_eq!(
+        body("ONBUILD RUN [\"cat\", \"<<EOF\"]\nRUN y"),
+        vec![
+            Instruction::Onbuild(Box::new(Instruction::Run(Run {
+                command: Command::Exec(strings(&["cat", "<<EOF"])),
+                ..Run::shell("")
+            }))),
+            Instruction::Run(Run::shell("y"))
+        ]
+    );
+    assert_error("FROM x\nONBUILD RUN <<EOF\necho", 2, "not terminated");
+}
+
+/// BuildKit's continuation test is `([^\\])\\[ \t]*$|^\\[ \t]*$`: an escape character
+/// that is itself escaped ends the instruction (`WORKDIR C:\\`, `ENV X a\\`).
+#[test]
+fn escaped_escape_ends_the_instruction() {
+    assert_eq!(
+        body("WORKDIR C:\\\\\nENV X a\\\\\nRUN echo \\\\  \nRUN b"),
+        vec![
+            Instruction::Workdir("C:\\\\".into()),
+            Instruction::Env(vec![pair("X", "a\\\\")]),
+            Instruction::Run(Run::shell("echo \\\\")),
+            Instruction::Run(Run::shell("b")),
+        ]
+    );
+    // A continuation still works after a blank, and a line holding only the escape
+    // continues too.
+    assert_eq!(
+        body("RUN a \\\n\\\n b\nRUN c"),
+        vec![
+            Instruction::Run(Run::shell("a  b")),
+            Instruction::Run(Run::shell("c"))
+        ]
+    );
+    // Three escapes: the last is escaped by the one before it (the regex does not look
+    // further back), so the line ends.
+    assert_eq!(
+        body("RUN echo \\\\\\\nRUN b"),
+        vec![
+            Instruction::Run(Run::shell("echo \\\\\\")),
+            Instruction::Run(Run::shell("b"))
+        ]
+    );
+    // With `# escape=``, a doubled backtick ends the line and a backslash is ordinary.
+    let df = parse("# escape=`\nFROM x\nRUN echo ``\nWORKDIR C:\\\nRUN b");
+    assert_eq!(
+        df.stages[0].instructions,
+        vec![
+            Instruction::Run(Run::shell("echo ``")),
+            Instruction::Workdir("C:\\".into()),
+            Instruction::Run(Run::shell("b")),
+        ]
+    );
+}
+
+/// Dockerfile syntax 1.9 and later: text after the JSON array makes the line shell form
+/// (`CMD ["a"] # note` runs `/bin/sh -c '["a"] # note'`), also across continued lines; a
+/// valid array holding non-strings is an error.
+#[test]
+fn json_followed_by_text_is_shell_form() {
+    assert_eq!(
+        one("CMD [\"a\"] # note"),
+        Instruction::Cmd(shell("[\"a\"] # note"))
+    );
+    assert_eq!(
+        one("RUN [\"echo\", \"a\"] \\\n  && echo b"),
+        Instruction::Run(Run::shell("[\"echo\", \"a\"]   && echo b"))
+    );
+    assert_eq!(
+        one("ENTRYPOINT [\"a\"]  "),
+        Instruction::Entrypoint(Command::Exec(strings(&["a"])))
+    );
+    // COPY falls back to blank-separated words.
+    assert_eq!(
+        one("COPY [\"a\"] b"),
+        Instruction::Copy(Copy::new(strings(&["[\"a\"]"]), "b"))
+    );
+    // Here-documents are read once the line is shell form.
+    let Instruction::Run(run) = one("RUN [\"cat\"] <<EOF\nx\nEOF") else {
+        panic!()
+    };
+    assert_eq!(run.heredocs, vec![doc("EOF", "x\n", false, true)]);
+    assert_error("FROM x\nCMD [\"a\", true]", 2, "not strings");
+    assert_error("FROM x\nCOPY [\"a\", 1]", 2, "not strings");
 }
 
 #[test]
@@ -459,7 +562,7 @@ fn errors_name_the_line() {
         ("FROM x\nONBUILD BOGUS y", 2, "unknown instruction"),
         ("# escape=x\nFROM x", 1, "invalid escape character"),
         ("# escape=`\n# escape=\\\nFROM x", 2, "given twice"),
-        ("FROM x\nRUN echo \\\\\\", 2, "escape character"),
+        ("FROM x\nRUN echo a\\ \\", 2, "escape character"),
     ];
     for (text, line, contains) in cases {
         assert_error(text, *line, contains);
@@ -492,4 +595,47 @@ fn parse_file_reads_and_names_the_file() {
         Err(SpecError::Io { .. }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// Triggers as an image config's `OnBuild` holds them (BuildKit stores the instruction text,
+/// here-document bodies on the lines after it).
+#[test]
+fn triggers_from_image_configs() {
+    assert_eq!(
+        Instruction::parse_trigger("RUN echo hi > /onbuild.txt", "base:1").unwrap(),
+        Instruction::Run(Run::shell("echo hi > /onbuild.txt"))
+    );
+    assert_eq!(
+        Instruction::parse_trigger("RUN <<EOF\necho \"hello world\" >> /dest\nEOF", "b").unwrap(),
+        Instruction::Run(Run {
+            heredocs: vec![doc("EOF", "echo \"hello world\" >> /dest\n", false, true)],
+            ..Run::shell("<<EOF")
+        })
+    );
+    for (bad, reason) in [
+        ("ONBUILD RUN x", "ONBUILD is not allowed"),
+        ("FROM x", "FROM is not allowed"),
+        ("MAINTAINER x", "MAINTAINER is not allowed"),
+        ("RUN a\nRUN b", "exactly one instruction"),
+        ("", "exactly one instruction"),
+        ("BOGUS x", "unknown instruction"),
+    ] {
+        match Instruction::parse_trigger(bad, "base:1") {
+            Err(err @ SpecError::InvalidTrigger { .. }) => {
+                let text = err.to_string();
+                assert!(text.contains(reason) && text.contains("base:1"), "{text}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn lines_of_instructions() {
+    let (df, lines) = Dockerfile::parse_with_lines(
+        "ARG A\n# c\nFROM x\nRUN a \\\n  b\n\nCOPY <<EOF /x\nbody\nEOF\nFROM y AS z\nUSER 1\n",
+    )
+    .unwrap();
+    assert_eq!(df.stages.len(), 2);
+    assert_eq!(lines, vec![vec![4, 7], vec![11]]);
 }

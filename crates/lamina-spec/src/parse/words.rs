@@ -147,24 +147,25 @@ pub(crate) fn extract_flags(line: &str) -> (Vec<String>, &str) {
 /// The result of reading an instruction's text as a JSON array.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Json {
-    /// A JSON array of strings (text after the closing `]` is ignored, as Docker does).
+    /// A JSON array of strings, and nothing but blanks after its closing `]`.
     Strings(Vec<String>),
     /// Valid JSON that is not an array of strings: Docker rejects it.
     NotStrings,
-    /// Not JSON at all: Docker falls back to the shell or blank-separated form.
+    /// Not one JSON value (including an array followed by more text): Docker falls back to
+    /// the shell or blank-separated form.
     Invalid,
 }
 
-/// Reads `rest` as Docker reads exec-form arguments.
+/// Reads `rest` as BuildKit (Dockerfile syntax 1.9 and later) reads exec-form arguments:
+/// the whole text must be one JSON value. Text after the array (`["a"] # note`) makes the
+/// line shell form; Docker 20.10's older frontend ignored it and kept the exec form.
 pub(crate) fn json_array(rest: &str) -> Json {
     let rest = rest.trim_start();
     if !rest.starts_with('[') {
         return Json::Invalid;
     }
-    // Docker decodes one JSON value and ignores whatever follows it.
-    let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<serde_json::Value>();
-    match stream.next() {
-        Some(Ok(serde_json::Value::Array(items))) => {
+    match serde_json::from_str::<serde_json::Value>(rest) {
+        Ok(serde_json::Value::Array(items)) => {
             let strings: Option<Vec<String>> = items
                 .into_iter()
                 .map(|v| match v {
@@ -174,8 +175,8 @@ pub(crate) fn json_array(rest: &str) -> Json {
                 .collect();
             strings.map_or(Json::NotStrings, Json::Strings)
         }
-        Some(Ok(_)) => Json::NotStrings,
-        _ => Json::Invalid,
+        Ok(_) => Json::NotStrings,
+        Err(_) => Json::Invalid,
     }
 }
 
@@ -258,11 +259,13 @@ mod tests {
             json_array(r#"["a", "b"]"#),
             Json::Strings(vec!["a".into(), "b".into()])
         );
-        assert_eq!(
-            json_array(r#"["a"] trailing"#),
-            Json::Strings(vec!["a".into()])
-        );
+        // BuildKit 1.9+: anything after the array makes the text shell form.
+        assert_eq!(json_array(r#"["a"] trailing"#), Json::Invalid);
+        assert_eq!(json_array(r#"["a"] # note"#), Json::Invalid);
+        assert_eq!(json_array(r#"[1] x"#), Json::Invalid);
+        assert_eq!(json_array("[\"a\"]  \t"), Json::Strings(vec!["a".into()]));
         assert_eq!(json_array("[1]"), Json::NotStrings);
+        assert_eq!(json_array(r#"["a", {"b": 1}]"#), Json::NotStrings);
         assert_eq!(json_array("[ -f x ]"), Json::Invalid);
         assert_eq!(json_array("echo"), Json::Invalid);
         assert_eq!(json_array("[]"), Json::Strings(vec![]));

@@ -76,7 +76,7 @@ enum Progress {
     Json,
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
         _ => Err(format!("`{s}` is not NAME=VALUE")),

@@ -37,11 +37,17 @@ enum Command {
     Digest {
         /// A .toml definition, a Dockerfile, or a directory holding lamina.toml or Dockerfile.
         definition: PathBuf,
+        /// A build argument, `NAME=VALUE`, as `build` would get it; repeatable.
+        #[arg(long, value_name = "NAME=VALUE", value_parser = build::parse_pair)]
+        build_arg: Vec<(String, String)>,
     },
-    /// Validate a definition and every local input it names.
+    /// Validate a definition and every local input it names; warn about what `build` refuses.
     Check {
         /// A .toml definition, a Dockerfile, or a directory holding lamina.toml or Dockerfile.
         definition: PathBuf,
+        /// A build argument, `NAME=VALUE`, as `build` would get it; repeatable.
+        #[arg(long, value_name = "NAME=VALUE", value_parser = build::parse_pair)]
+        build_arg: Vec<(String, String)>,
     },
     /// Build a definition into the store, every step a cached layer.
     Build(build::BuildArgs),
@@ -64,8 +70,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     match cli.command {
         Command::Dockerfile { definition } => definition::dockerfile(&definition, &mut out),
-        Command::Digest { definition } => definition::digest(&definition, &mut out),
-        Command::Check { definition } => definition::check(&definition, &mut out),
+        Command::Digest {
+            definition,
+            build_arg,
+        } => definition::digest(&definition, &build_arg.into_iter().collect(), &mut out),
+        Command::Check {
+            definition,
+            build_arg,
+        } => definition::check(&definition, &build_arg.into_iter().collect(), &mut out),
         Command::Cache(command) => cache::run(cli.store, command, &mut out),
         Command::Build(args) => build::run(cli.store, args, &mut out),
         Command::Image(command) => image::run(cli.store, command, &mut out),

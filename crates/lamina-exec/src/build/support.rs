@@ -1,0 +1,145 @@
+//! What a build refuses, found before building: `lamina check` reports these as warnings,
+//! and the steps refuse with the same reasons when they run.
+//!
+//! Found here: COPY/ADD of a URL or git source, ADD of a local archive (which Docker would
+//! extract), and a `RUN <<EOF` script starting with `#!`. Not found here: whatever depends
+//! on the base image or the build options (a missing `--secret`, a `RUN --mount` the
+//! sandbox cannot set up), which only the build can tell.
+
+use std::collections::BTreeMap;
+
+use lamina_spec::inputs::{is_local_source, is_remote_source, resolve_copy_inputs};
+use lamina_spec::{Copy, Image, Instruction, StepRef};
+
+use super::config::ImageConfig;
+use crate::ExecError;
+
+/// One instruction a build would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Where it is: 0-based stage and instruction indexes of the definition.
+    pub step: StepRef,
+    /// The instruction keyword (`ADD`, `RUN`, ...).
+    pub keyword: &'static str,
+    /// Why, and what to do instead.
+    pub reason: String,
+}
+
+/// Everything in `image` that a build with `build_args` would refuse and can be told
+/// without building, in definition order. Reads the local files of `ADD` instructions (to
+/// tell archives); fails only where the build's expansion or input resolution would.
+pub fn refusals(
+    image: &Image,
+    build_args: &BTreeMap<String, String>,
+) -> Result<Vec<Refusal>, ExecError> {
+    let df = image.definition().expand(build_args)?;
+    let mut found = Vec::new();
+    for (s, stage) in df.stages.iter().enumerate() {
+        for (i, instruction) in stage.instructions.iter().enumerate() {
+            let step = StepRef {
+                stage: s,
+                instruction: i,
+            };
+            let reason = match instruction {
+                Instruction::Copy(copy) => match remote_refusal(copy) {
+                    Some(reason) => Some(reason),
+                    None => archive_refusal(copy, image, step)?,
+                },
+                Instruction::Run(run) => super::run::argv(&ImageConfig::scratch(), run).err(),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                found.push(Refusal {
+                    step,
+                    keyword: instruction.keyword(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The refusal of a URL or git source (after expansion, so `"https://…/${V}.tgz"` counts).
+pub(crate) fn remote_refusal(copy: &Copy) -> Option<String> {
+    if copy.from.is_some() {
+        return None;
+    }
+    copy.sources
+        .iter()
+        .find(|s| is_remote_source(s))
+        .map(|source| {
+            format!(
+                "remote source {source} is not supported yet: download it into the context \
+                 first and COPY it"
+            )
+        })
+}
+
+/// The refusal of an ADD of a local archive.
+fn archive_refusal(copy: &Copy, image: &Image, step: StepRef) -> Result<Option<String>, ExecError> {
+    if !copy.add || copy.from.is_some() || !copy.sources.iter().any(|s| is_local_source(copy, s)) {
+        return Ok(None);
+    }
+    let matches = resolve_copy_inputs(copy, image.context().root_for(step))?;
+    Ok(super::copy::check_no_archives(&matches).err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusals_of(text: &str, dir: &std::path::Path) -> Vec<Refusal> {
+        std::fs::write(dir.join("Dockerfile"), text).unwrap();
+        let image = Image::from_dockerfile(dir.join("Dockerfile")).unwrap();
+        refusals(&image, &BTreeMap::new()).unwrap()
+    }
+
+    #[test]
+    fn remote_sources_are_found_after_expansion() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plain.txt"), "x").unwrap();
+        let found = refusals_of(
+            "FROM scratch\nARG V=3.12.1\nCOPY plain.txt /\n\
+             ADD \"https://example.invalid/Python-${V}.tar.xz\" /x\n\
+             ADD git@example.invalid:org/repo.git /src\n",
+            dir.path(),
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found[0].step,
+            StepRef {
+                stage: 0,
+                instruction: 2
+            }
+        );
+        assert_eq!(found[0].keyword, "ADD");
+        assert!(
+            found[0]
+                .reason
+                .contains("https://example.invalid/Python-3.12.1.tar.xz"),
+            "{}",
+            found[0].reason
+        );
+        assert!(found[1].reason.contains("git@example.invalid"));
+    }
+
+    #[test]
+    fn local_archives_and_shebang_scripts_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.tar.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "text").unwrap();
+        let found = refusals_of(
+            "FROM scratch\nADD a.tar.gz /x/\nADD notes.txt /y\nCOPY a.tar.gz /z\n\
+             RUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\nRUN <<EOF\necho ok\nEOF\n",
+            dir.path(),
+        );
+        let places: Vec<(usize, &str)> = found
+            .iter()
+            .map(|r| (r.step.instruction, r.keyword))
+            .collect();
+        assert_eq!(places, [(0, "ADD"), (3, "RUN")], "{found:?}");
+        assert!(found[0].reason.contains("archive"), "{}", found[0].reason);
+        assert!(found[1].reason.contains("#!"), "{}", found[1].reason);
+    }
+}
