@@ -14,7 +14,7 @@ use lamina_export::StoredImage;
 use lamina_export::image::{find_named, image_name};
 use lamina_export::registry::{self, RegistryConfig};
 use lamina_spec::{Dockerfile, Image, Instruction, StepRef};
-use lamina_store::{Digest, Store};
+use lamina_store::Store;
 
 use super::BuildOptions;
 use super::config::ImageConfig;

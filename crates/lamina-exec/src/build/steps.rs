@@ -326,9 +326,11 @@ impl Build<'_> {
                 && let Some(layer) = self.linked_layer(link)?
             {
                 state.config.rootfs.diff_ids.push(layer.diff_id.to_string());
-                state
-                    .config
-                    .push_history(text.clone(), false, &self.created);
+                if let Some(created_by) =
+                    history::created_by(&instruction, &state.config, &state.declared_args)
+                {
+                    state.config.push_history(created_by, false, &self.created);
+                }
                 self.save(&step_key, state, Some(&layer))?;
                 drop(lock);
                 self.emit(BuildEvent::StepCached {
