@@ -5,5 +5,6 @@ mod build;
 mod cache;
 mod crate_graph;
 mod definitions;
+mod ingest;
 mod registry;
 mod support;

@@ -1,9 +1,9 @@
-//! The synchronous half of a layer pull: compressed bytes go into a staged store blob and,
-//! in the same pass, through a decompressor into blake3 + sha256 of the uncompressed tar
-//! (the decoder and hasher of `archive::codec`, which archive imports use too).
+//! Receiving one layer: compressed bytes go into a staged store blob and, in the same pass,
+//! through a decompressor into blake3 + sha256 of the uncompressed tar (the decoder and
+//! hasher of `archive::codec`).
 //!
 //! Nothing here commits: a [`StagedLayer`] is committed only once every blob of the image
-//! has arrived and checked out, so a failed pull leaves nothing in the store.
+//! has arrived and checked out, so a failed pull or import leaves nothing in the store.
 
 use std::io::{self, Write};
 
@@ -24,6 +24,11 @@ pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
         _ => None,
     }
+}
+
+/// Whether a layer media type is a non-distributable ("foreign") one.
+pub(crate) fn is_foreign(media_type: &str) -> bool {
+    media_type.contains("nondistributable") || media_type.contains(".foreign.")
 }
 
 /// What the uncompressed tar hashed to.
