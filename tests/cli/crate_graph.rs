@@ -5,15 +5,17 @@ use std::path::Path;
 use std::process::Command;
 
 /// Layer of each Lamina crate; a crate may depend only on crates of a lower layer.
+/// `lamina-types` (the shared vocabulary) is below everything and depends on no Lamina crate.
 /// `lamina-exec` pulls bases through `lamina-export`'s registry client, hence export < exec.
-const LAYERS: [(&str, u8); 7] = [
-    ("lamina-spec", 0),
-    ("lamina-store", 0),
-    ("lamina-layer", 0),
-    ("lamina-export", 1),
-    ("lamina-exec", 2),
-    ("lamina", 3),
-    ("lamina-benches", 4),
+const LAYERS: [(&str, u8); 8] = [
+    ("lamina-types", 0),
+    ("lamina-spec", 1),
+    ("lamina-store", 1),
+    ("lamina-layer", 1),
+    ("lamina-export", 2),
+    ("lamina-exec", 3),
+    ("lamina", 4),
+    ("lamina-benches", 5),
 ];
 
 #[test]
