@@ -2,6 +2,7 @@
 //! 25 and later puts in its tar): manifests and configs are kept as they are.
 
 use lamina_store::{Digest, Store};
+use lamina_types::Platform;
 use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor};
 
 use super::ANNOTATION_IMAGE_NAME;
@@ -23,8 +24,11 @@ pub(crate) fn read<'s>(store: &'s Store, source: &Source) -> Result<Vec<Found<'s
     // A layout listing several platforms' manifests side by side: take the amd64 ones.
     let amd64 = |d: &Descriptor| {
         d.platform().as_ref().is_some_and(|p| {
-            *p.os() == oci_spec::image::Os::Linux
-                && *p.architecture() == oci_spec::image::Arch::Amd64
+            Platform::LINUX_AMD64.matches(
+                &p.os().to_string(),
+                &p.architecture().to_string(),
+                p.variant().as_deref(),
+            )
         })
     };
     let any_amd64 = entries.iter().any(amd64);

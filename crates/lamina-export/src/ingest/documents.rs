@@ -2,6 +2,7 @@
 //! missing optional members, Docker v2 schema 2 and OCI manifests, indexes and manifest
 //! lists. The bytes are only read, never rewritten: what is stored is what arrived.
 
+use lamina_types::Platform;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::Deserialize;
 use serde_json::Value;
@@ -185,9 +186,13 @@ pub fn amd64_entry<'i>(
     let chosen = entries
         .iter()
         .find(|d| {
-            d.platform()
-                .as_ref()
-                .is_some_and(|p| is_amd64(p.os(), p.architecture()))
+            d.platform().as_ref().is_some_and(|p| {
+                Platform::LINUX_AMD64.matches(
+                    &p.os().to_string(),
+                    &p.architecture().to_string(),
+                    p.variant().as_deref(),
+                )
+            })
         })
         .or(match entries.as_slice() {
             [only] if only.platform().is_none() => Some(only),
@@ -197,9 +202,13 @@ pub fn amd64_entry<'i>(
         let found: Vec<String> = entries
             .iter()
             .filter_map(|d| d.platform().as_ref())
-            .map(|p| match p.variant() {
-                Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
-                None => format!("{}/{}", p.os(), p.architecture()),
+            .map(|p| {
+                Platform::new(
+                    &p.os().to_string(),
+                    &p.architecture().to_string(),
+                    p.variant().as_deref(),
+                )
+                .to_string()
             })
             .collect();
         ExportError::Architecture {
@@ -215,17 +224,18 @@ pub fn amd64_entry<'i>(
 
 /// Fails unless `config` is a linux/amd64 image.
 pub fn check_platform(reference: &str, config: &ImageConfiguration) -> Result<(), ExportError> {
-    if is_amd64(config.os(), config.architecture()) {
+    let platform = Platform::new(
+        &config.os().to_string(),
+        &config.architecture().to_string(),
+        config.variant().as_deref(),
+    );
+    if Platform::LINUX_AMD64.matches(platform.os(), platform.architecture(), None) {
         return Ok(());
     }
     Err(ExportError::Architecture {
         reference: reference.to_owned(),
-        found: format!("{}/{}", config.os(), config.architecture()),
+        found: platform.to_string(),
     })
-}
-
-fn is_amd64(os: &oci_spec::image::Os, arch: &oci_spec::image::Arch) -> bool {
-    *os == oci_spec::image::Os::Linux && *arch == oci_spec::image::Arch::Amd64
 }
 
 #[cfg(test)]

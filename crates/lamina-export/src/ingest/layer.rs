@@ -9,26 +9,23 @@ use std::io::{self, Write};
 
 use lamina_store::{BlobInfo, BlobKind, Compression, Digest, Lease, Store, StoreError};
 
+use lamina_types::LayerMediaType;
+
 use crate::archive::codec::{self, Decoder, Hasher};
 
-/// The compression a layer media type implies, or `None` for a type we do not pull.
+/// The compression a layer media type implies, or `None` for a type we do not pull (the
+/// workspace's one table of layer media types, `lamina_types::LayerMediaType`).
 pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
-    match media_type {
-        "application/vnd.oci.image.layer.v1.tar"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Some(Compression::None),
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-        | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
-        _ => None,
-    }
+    LayerMediaType::parse(media_type).map(|m| match m.compression {
+        lamina_types::Compression::Gzip => Compression::Gzip,
+        lamina_types::Compression::Zstd => Compression::Zstd,
+        lamina_types::Compression::None => Compression::None,
+    })
 }
 
-/// Whether a layer media type is a non-distributable ("foreign") one.
+/// Whether a layer media type is a non-distributable (OCI) or foreign (Docker) one.
 pub(crate) fn is_foreign(media_type: &str) -> bool {
-    media_type.contains("nondistributable") || media_type.contains(".foreign.")
+    LayerMediaType::parse(media_type).is_some_and(|m| !m.distributable)
 }
 
 /// What the uncompressed tar hashed to.

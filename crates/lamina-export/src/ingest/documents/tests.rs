@@ -80,5 +80,6 @@ fn indexes_resolve_to_linux_amd64_or_say_what_they_offer() {
     let arm_only = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","platform":{"architecture":"arm64","os":"linux","variant":"v8"}}]}"#;
     let index = parse_index("img", arm_only).unwrap();
     let err = amd64_entry("img", &index).unwrap_err();
-    assert!(err.to_string().contains("linux/arm64/v8"), "{err}");
+    // Named as Docker normalises it (arm64/v8 is arm64).
+    assert!(err.to_string().contains("(linux/arm64)"), "{err}");
 }
