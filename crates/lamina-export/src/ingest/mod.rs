@@ -19,8 +19,10 @@
 //!
 //! Non-distributable ("foreign") layers are received like any other when the source has
 //! their bytes (a registry serving them, an archive holding them); a note is logged, since
-//! their descriptors also name URLs elsewhere. An archive that lacks one is refused with an
-//! error naming the layer and its URLs: an image without all its layers cannot be built on.
+//! their descriptors also name URLs elsewhere. A source that lacks one (an archive without
+//! the file, a registry answering 404) is refused with an error naming the layer and its
+//! URLs: Lamina fetches nothing from other hosts, and an image without all its layers
+//! cannot be built on.
 
 pub mod documents;
 pub(crate) mod layer;

@@ -281,7 +281,19 @@ async fn fetch_layer<'s>(
             meter.finish();
             ingest.finish().map_err(fault)
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // A non-distributable layer may live only at its descriptor's URLs.
+            ExportError::RemoteNotFound { .. } if !job.urls.is_empty() => invalid(
+                &remote.display,
+                format!(
+                    "non-distributable layer {} is not on this registry and Lamina does not fetch layers from other hosts (its descriptor points to {}); copy the image with its layers (skopeo copy) to a registry that holds them",
+                    job.digest,
+                    job.urls.join(", ")
+                ),
+            ),
+            e => e,
+        })?;
     let fetched = plan.verify(job, staged)?;
     progress(PullEvent::Downloaded {
         digest: job.sha256,
