@@ -36,7 +36,10 @@ pub enum ExportError {
         /// The compression asked for (`tar`, `gzip` or `zstd`).
         compression: &'static str,
     },
-    /// A layer's bytes do not match the digests its image gives; nothing was tagged.
+    /// A stored layer's bytes do not match its record (found when making another variant
+    /// of it). Layers arriving by import or pull that do not match are [`BlobRejected`].
+    ///
+    /// [`BlobRejected`]: ExportError::BlobRejected
     #[error(
         "image {image}: layer {layer} is corrupt: {reason}; the archive or store is damaged, get a fresh copy"
     )]
