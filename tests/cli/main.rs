@@ -8,6 +8,7 @@ mod debian;
 mod definitions;
 mod docker_output;
 mod docker_world;
+mod ingest;
 mod mounts;
 mod names;
 mod registry;

@@ -171,6 +171,18 @@ pub enum ExecError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A base image's config has a field of the wrong type.
+    #[error(
+        "base image {image}: config field {field} is malformed ({reason}); fix the image that wrote it or use another base"
+    )]
+    InvalidBaseConfig {
+        /// The image (digest or name).
+        image: String,
+        /// The field's path in the config (`config.Env`).
+        field: String,
+        /// What was found instead.
+        reason: String,
+    },
     /// A config blob recorded by an earlier step does not parse.
     #[error("stored config {digest} does not parse ({reason}); rebuild with --no-cache")]
     InvalidStoredConfig {

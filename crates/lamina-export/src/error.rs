@@ -36,7 +36,10 @@ pub enum ExportError {
         /// The compression asked for (`tar`, `gzip` or `zstd`).
         compression: &'static str,
     },
-    /// A layer's bytes do not match the digests its image gives; nothing was tagged.
+    /// A stored layer's bytes do not match its record (found when making another variant
+    /// of it). Layers arriving by import or pull that do not match are [`BlobRejected`].
+    ///
+    /// [`BlobRejected`]: ExportError::BlobRejected
     #[error(
         "image {image}: layer {layer} is corrupt: {reason}; the archive or store is damaged, get a fresh copy"
     )]
@@ -64,14 +67,6 @@ pub enum ExportError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
-    },
-    /// Only linux/amd64 images are supported.
-    #[error("image {reference} architecture ({architecture}) is not amd64")]
-    NotAmd64 {
-        /// The image's name or digest.
-        reference: String,
-        /// Its architecture (`os/arch` when the OS is not linux).
-        architecture: String,
     },
     /// An imported image has no name in the archive and none was given.
     #[error(
@@ -156,10 +151,10 @@ pub enum ExportError {
         /// What happened.
         reason: String,
     },
-    /// A pulled manifest or blob did not match its descriptor (digest, size, diff_id) or
-    /// arrived cut short; nothing of the pull was kept.
+    /// A pulled or imported manifest, config or layer did not match its descriptor (digest,
+    /// size, diff_id) or arrived cut short; nothing of the pull or import was kept.
     #[error(
-        "{what} of {reference} was rejected: {reason}; nothing was stored, pull again or check the registry"
+        "{what} of {reference} was rejected: {reason}; nothing was stored, pull or export the image again from an intact source"
     )]
     BlobRejected {
         /// The image reference.
@@ -167,6 +162,18 @@ pub enum ExportError {
         /// What arrived wrong: `manifest` or `blob <digest>`.
         what: String,
         /// What did not match.
+        reason: String,
+    },
+    /// An image config has a member of the wrong type; nothing of the image was stored.
+    #[error(
+        "image {reference}: config field {field} is malformed ({reason}); nothing was stored, rebuild the image with a tool that writes a valid config"
+    )]
+    MalformedConfig {
+        /// The image's name or digest.
+        reference: String,
+        /// The member's path in the config (`config.Env`, `rootfs.diff_ids`).
+        field: String,
+        /// What was found instead (`invalid type: string "x", expected a sequence`).
         reason: String,
     },
     /// The image (or every image of an index) is for another architecture.

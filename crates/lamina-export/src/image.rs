@@ -65,23 +65,22 @@ impl StoredImage {
         StoredImage::commit_config_bytes(store, &config_bytes, layers, compression)
     }
 
-    /// Like [`StoredImage::commit`], with the config given as the bytes to store, kept as
-    /// they are: for Docker-shaped configs whose fields the OCI type lacks (`Healthcheck`,
-    /// `Shell`, `OnBuild`). Its `rootfs.diff_ids` must list the layers' diff_ids, in order.
+    /// [`StoredImage::commit`] with the config stored exactly as `config_bytes` (an imported
+    /// or pulled image's, whose sha256 is its Docker image ID): only a new manifest is
+    /// written. The config's `rootfs.diff_ids` must be the layers' diff_ids.
     pub fn commit_config_bytes(
         store: &Store,
         config_bytes: &[u8],
         layers: &[LayerRecord],
         compression: Compression,
     ) -> Result<StoredImage, ExportError> {
-        let config: ImageConfiguration = serde_json::from_slice(config_bytes)
-            .map_err(|e| invalid("new image", format!("its config does not parse: {e}")))?;
-        let expected: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
-        if config.rootfs().diff_ids() != &expected {
+        let config = crate::ingest::parse_config("new image", config_bytes)?;
+        let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        if *config.rootfs().diff_ids() != diff_ids {
             return Err(invalid(
                 "new image",
                 format!(
-                    "its config lists diff_ids {:?} but the layers are {expected:?}",
+                    "its config lists diff_ids {:?} but its layers are {diff_ids:?}",
                     config.rootfs().diff_ids()
                 ),
             ));
@@ -132,8 +131,7 @@ impl StoredImage {
             read_blob(store, digest)?.ok_or_else(|| ExportError::ImageNotFound {
                 reference: reference.clone(),
             })?;
-        let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| invalid(&reference, format!("manifest does not parse: {e}")))?;
+        let manifest = crate::ingest::parse_manifest(&reference, &manifest_bytes)?;
         let config_digest = store_digest(manifest.config().digest())
             .map_err(|reason| invalid(&reference, format!("config {reason}")))?;
         let (config_info, config_bytes) = read_blob(store, &config_digest)?.ok_or_else(|| {
@@ -142,8 +140,7 @@ impl StoredImage {
                 format!("config {config_digest} is not in the store"),
             )
         })?;
-        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| invalid(&reference, format!("config does not parse: {e}")))?;
+        let config = crate::ingest::parse_config(&reference, &config_bytes)?;
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
             return Err(invalid(

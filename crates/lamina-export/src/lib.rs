@@ -4,6 +4,8 @@
 //!   records, written and read back. Every other crate goes through this module to create or
 //!   read images, so the store holds them one way.
 //! - [`archive`]: OCI image layout directories, oci-archive and docker-archive, out and in.
+//! - [`ingest`]: the one verify-and-stage pipeline imports and pulls share, and the lenient
+//!   parsing of configs and manifests as every tool writes them.
 //! - [`registry`]: the OCI distribution client, pull into the store and push from it.
 //! - [`layer_store`]: a layer written by `lamina-layer` streamed straight into the store and
 //!   recorded with its variant, for builds, tests and embedders.
@@ -11,6 +13,7 @@
 pub mod archive;
 pub mod error;
 pub mod image;
+pub mod ingest;
 pub mod layer_store;
 pub mod registry;
 

@@ -600,3 +600,96 @@ fn pull_is_send(store: &Store, config: &RegistryConfig) {
     let future = pull(store, "alpine:3.19", config);
     assert_send(&future);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_configs_pull_with_their_bytes_and_malformed_ones_store_nothing() {
+    let test = "docker_configs_pull_with_their_bytes_and_malformed_ones_store_nothing";
+    if tools_missing(test, &[server::BINARY, "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start();
+    let host = registry.host();
+    // A `docker save` archive from dockerd 20.10's classic builder: its config has
+    // `"OnBuild": null` and the like.
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/generated/classic-minimal/docker-save.tar");
+    let config_bytes = {
+        let text = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/generated/classic-minimal/config.json"),
+        )
+        .unwrap();
+        assert!(String::from_utf8_lossy(&text).contains(r#""OnBuild":null"#));
+        text
+    };
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", good.display()),
+        &format!("docker://{host}/docker/nulls:1"),
+    ]);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = open_store(store_dir.path());
+    let pulled = pull(&store, &format!("{host}/docker/nulls:1"), &config())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read(&pulled.config_blob).unwrap().unwrap(),
+        config_bytes,
+        "the config was not kept byte for byte"
+    );
+
+    // The same image with a string where the environment list belongs. skopeo refuses to
+    // read such a config, so the blob and a manifest naming it are put in place directly.
+    let text = String::from_utf8(config_bytes.clone()).unwrap();
+    let bad = text.replacen(
+        r#""Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]"#,
+        r#""Env":"PATH=/bin""#,
+        1,
+    );
+    assert_ne!(bad, text);
+    let bad_digest = lamina_store::Digest::sha256_of(bad.as_bytes()).to_string();
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/docker/nulls:1"),
+    ]);
+    let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    manifest["config"]["digest"] = bad_digest.clone().into();
+    manifest["config"]["size"] = bad.len().into();
+    let media_type = manifest["mediaType"].as_str().unwrap().to_owned();
+    assert_eq!(
+        media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let repo: oci_client::Reference = format!("{host}/docker/nulls:bad").parse().unwrap();
+    client
+        .push_blob(&repo, bad.clone().into_bytes(), &bad_digest)
+        .await
+        .unwrap();
+    put_manifest(
+        &host,
+        "docker/nulls",
+        "bad",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .await;
+    let target = format!("{host}/docker/nulls:bad");
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = open_store(fresh_dir.path());
+    let err = pull(&fresh, &target, &config()).await.unwrap_err();
+    match &err {
+        ExportError::MalformedConfig { field, reason, .. } => {
+            assert_eq!(field, "config.Env");
+            assert!(reason.contains("\"PATH=/bin\""), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_store_empty(&fresh);
+}

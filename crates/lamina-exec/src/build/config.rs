@@ -5,12 +5,20 @@
 //! has `Healthcheck`, `Shell` and `OnBuild`), with sorted maps so that the same config always
 //! serializes to the same bytes. Each step's config is stored as a blob under its cache key;
 //! the final image stores it whole (OCI readers ignore the Docker-only fields).
+//!
+//! Configs come from every tool that writes images, so parsing is lenient where they differ
+//! and strict where they agree: `null` or a missing member reads as absent/empty (Docker
+//! writes `"OnBuild": null`, `"Volumes": null`), fields this type does not know are kept as
+//! they are (`container_config`, `docker_version`, `moby.buildkit.*`...), `Cmd`, `Entrypoint`
+//! and `Shell` may be one string as in Docker's own types, and anything else of the wrong
+//! type is an error naming the field.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use lamina_spec::{Command, Healthcheck, Instruction};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::ExecError;
 
@@ -18,29 +26,102 @@ use crate::ExecError;
 pub(crate) const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// An empty JSON object: the value type of Docker's `ExposedPorts` and `Volumes` maps.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Whatever a tool wrote there (`{}`, `null`) means the same, so any value reads as this.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Empty {}
+
+impl<'de> Deserialize<'de> for Empty {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Ok(Empty {})
+    }
+}
+
+/// Labels, where a `null` value is no label (as other readers drop it).
+fn labels<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let map: Option<BTreeMap<String, Option<String>>> = Option::deserialize(deserializer)?;
+    Ok(map
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
+}
 
 /// `config.Healthcheck` as Docker writes it (durations in nanoseconds).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct HealthConfig {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub test: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub interval: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub timeout: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub start_period: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub start_interval: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
     pub retries: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// `null` as the type's empty value (Go's encoder writes `null` for empty slices and maps).
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// An argv that Docker also accepts as one string (its `StrSlice`): `"x"` is `["x"]`.
+fn argv<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a list of strings, a string or null")]
+    enum StrSlice {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(
+        Option::<StrSlice>::deserialize(deserializer)?.map(|s| match s {
+            StrSlice::List(list) => list,
+            StrSlice::One(one) => vec![one],
+        }),
+    )
 }
 
 /// The `config` object: what a container of the image runs with.
@@ -49,28 +130,63 @@ fn is_zero(n: &u64) -> bool {
 pub(crate) struct RunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub exposed_ports: BTreeMap<String, Empty>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub env: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "argv",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entrypoint: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "argv",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cmd: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub volumes: BTreeMap<String, Empty>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "labels",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "argv",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shell: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub on_build: Vec<String>,
+    /// Members this type does not know (`Hostname`, `AttachStdin`, `ArgsEscaped`...), kept.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// `rootfs`.
@@ -78,7 +194,7 @@ pub(crate) struct RunConfig {
 pub(crate) struct RootFs {
     #[serde(rename = "type")]
     pub typ: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub diff_ids: Vec<String>,
 }
 
@@ -91,8 +207,15 @@ pub(crate) struct History {
     pub created_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub empty_layer: bool,
+    /// Members this type does not know (`author`...), kept.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// An image config (Docker's JSON shape, deterministic serialization).
@@ -100,13 +223,23 @@ pub(crate) struct History {
 pub(crate) struct ImageConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
     pub architecture: String,
+    #[serde(default, deserialize_with = "nullable")]
     pub os: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub config: RunConfig,
     pub rootfs: RootFs,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub history: Vec<History>,
+    /// Members this type does not know (`author`, `container_config`, `docker_version`,
+    /// `moby.buildkit.buildinfo.v1`, `variant`...), kept as they are.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 impl ImageConfig {
@@ -122,16 +255,37 @@ impl ImageConfig {
                 diff_ids: Vec::new(),
             },
             history: Vec::new(),
+            extra: BTreeMap::new(),
         }
     }
 
-    /// Parses stored config bytes (a base image's or a step's); unknown fields are dropped.
+    /// Parses stored config bytes (a step's); see the module docs for what is accepted.
     pub fn parse(bytes: &[u8], digest: &lamina_store::Digest) -> Result<Self, ExecError> {
-        let mut config: ImageConfig =
-            serde_json::from_slice(bytes).map_err(|e| ExecError::InvalidStoredConfig {
+        ImageConfig::parse_lenient(bytes).map_err(|(field, reason)| {
+            ExecError::InvalidStoredConfig {
                 digest: digest.to_string(),
-                reason: e.to_string(),
-            })?;
+                reason: format!("field {field}: {reason}"),
+            }
+        })
+    }
+
+    /// Parses a base image's config bytes; an error names the image and the field.
+    pub fn parse_base(bytes: &[u8], image: &str) -> Result<Self, ExecError> {
+        ImageConfig::parse_lenient(bytes).map_err(|(field, reason)| ExecError::InvalidBaseConfig {
+            image: image.to_owned(),
+            field,
+            reason,
+        })
+    }
+
+    /// The parse both entry points share: the config, or the field path and what is wrong.
+    /// The text is read as a JSON value first, so a member given twice counts once (the
+    /// last), as for every other reader of configs.
+    pub fn parse_lenient(bytes: &[u8]) -> Result<Self, (String, String)> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ("(document)".to_owned(), e.to_string()))?;
+        let mut config: ImageConfig = serde_path_to_error::deserialize(value)
+            .map_err(|e| (field_path(e.path()), e.inner().to_string()))?;
         // Lamina builds linux/amd64 images whatever the base said.
         config.architecture = "amd64".into();
         config.os = "linux".into();
@@ -202,6 +356,7 @@ impl ImageConfig {
             created_by: Some(created_by),
             comment: Some("lamina".into()),
             empty_layer,
+            extra: BTreeMap::new(),
         });
     }
 
@@ -311,6 +466,26 @@ impl ImageConfig {
                 }
             }
         }
+    }
+}
+
+/// Parses config bytes as a build reads a base's config and returns the bytes the build
+/// would store for it unchanged (canonical form), or the field and what is wrong with it.
+/// For checks and fuzzing: every config an import or pull accepts must read here.
+pub fn canonical_config(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    ImageConfig::parse_lenient(bytes)
+        .map(|config| config.to_bytes())
+        .map_err(|(field, reason)| format!("config field {field}: {reason}"))
+}
+
+/// A serde path as a config field name (`config.Env`, `history[2].created_by`); the whole
+/// document when the error is at its top.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    if text == "." || text.is_empty() {
+        "(document)".to_owned()
+    } else {
+        text
     }
 }
 
@@ -425,6 +600,79 @@ mod tests {
         assert!(text.find("\"a\"").unwrap() < text.find("\"b\"").unwrap());
         let digest = lamina_store::Digest::blake3_of(&bytes);
         assert_eq!(ImageConfig::parse(&bytes, &digest).unwrap(), config);
+    }
+
+    /// Every config of the export crate's fixtures: real ones from dockerd (BuildKit and
+    /// classic), podman and skopeo, and the shapes kaniko, ko, Jib and apko write.
+    fn fixture_configs() -> Vec<(String, Vec<u8>)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if name.ends_with("config.json") {
+                    out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../lamina-export/tests/fixtures");
+        let mut out = Vec::new();
+        walk(&root, &mut out);
+        assert!(out.len() >= 20, "fixtures missing under {}", root.display());
+        out
+    }
+
+    #[test]
+    fn configs_of_every_tool_parse_and_round_trip() {
+        for (path, bytes) in fixture_configs() {
+            let config = ImageConfig::parse_base(&bytes, &path).unwrap_or_else(|e| panic!("{e}"));
+            let again = ImageConfig::parse_lenient(&config.to_bytes()).unwrap();
+            assert_eq!(again, config, "{path}");
+            // OCI readers read what Lamina writes back.
+            serde_json::from_slice::<oci_spec::image::ImageConfiguration>(&config.to_bytes())
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+    }
+
+    #[test]
+    fn docker_nulls_read_as_empty_and_unknown_fields_stay() {
+        // What Docker 20.10's classic builder writes for a FROM scratch image (issue 10's
+        // `"OnBuild": null` failure).
+        let text = br#"{"architecture":"amd64","config":{"Hostname":"","User":"","Env":["PATH=/bin"],"Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null,"ExposedPorts":null,"Healthcheck":null,"Shell":null},"container_config":{"Cmd":["/bin/sh"]},"docker_version":"20.10.24","history":null,"os":"linux","rootfs":{"type":"layers","diff_ids":null}}"#;
+        let config = ImageConfig::parse_base(text, "base").unwrap();
+        let c = &config.config;
+        assert!(c.on_build.is_empty() && c.volumes.is_empty() && c.labels.is_empty());
+        assert_eq!(c.cmd, None);
+        assert_eq!(c.entrypoint, None);
+        assert_eq!(c.env, ["PATH=/bin"]);
+        assert!(config.rootfs.diff_ids.is_empty());
+        assert_eq!(config.extra["docker_version"], "20.10.24");
+        assert_eq!(c.extra["Hostname"], "");
+        let bytes = String::from_utf8(config.to_bytes()).unwrap();
+        assert!(
+            bytes.contains(r#""container_config":{"Cmd":["/bin/sh"]}"#),
+            "{bytes}"
+        );
+        // Docker's StrSlice: one string is a one-word command.
+        let one = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":"serve"},"rootfs":{"type":"layers"}}"#;
+        let config = ImageConfig::parse_base(one, "base").unwrap();
+        assert_eq!(config.config.cmd.as_deref().unwrap(), ["serve"]);
+    }
+
+    #[test]
+    fn a_malformed_base_config_names_the_image_and_field() {
+        let text = br#"{"architecture":"amd64","os":"linux","config":{"Env":"PATH=/bin"},"rootfs":{"type":"layers"}}"#;
+        let err = ImageConfig::parse_base(text, "sha256:abc").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("base image sha256:abc: config field config.Env is malformed (invalid type: string \"PATH=/bin\""),
+            "{message}"
+        );
+        let digest = lamina_store::Digest::blake3_of(text);
+        let err = ImageConfig::parse(text, &digest).unwrap_err();
+        assert!(err.to_string().contains("field config.Env"), "{err}");
     }
 
     #[test]

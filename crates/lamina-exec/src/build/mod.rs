@@ -40,6 +40,7 @@ use lamina_store::{Compression, Digest, Store};
 use crate::ExecError;
 use crate::sandbox::{LayerCache, OutputStream, Sandbox};
 
+pub use config::canonical_config;
 pub use explain::{BuildState, MissReason};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;

@@ -268,7 +268,7 @@ pub(crate) fn base_config(store: &Store, image: &StoredImage) -> Result<ImageCon
         .ok_or(lamina_store::StoreError::NotFound {
             digest: image.config_blob,
         })?;
-    ImageConfig::parse(&bytes, &image.config_blob)
+    ImageConfig::parse_base(&bytes, &image.digest.to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Streaming layer codecs: detect, decompress, compress and hash in one pass, so no layer is
 //! ever held in memory and no file is read twice.
 //!
-//! Registry pulls share the decoder and hasher (`registry::ingest`).
+//! The ingest pipeline shares the decoder and hasher (`ingest::layer`).
 //!
 //! Compression is `lamina-layer`'s own [`lamina_layer::Encoder`] at the writer's default
 //! levels, so a variant made here has the same bytes as one the layer writer makes from the
@@ -165,80 +165,6 @@ pub(crate) fn pump<R: Read, S: Write>(
     }
 }
 
-/// What one stream of layer bytes turned out to be.
-pub(crate) struct Ingested {
-    /// The layer record (one variant: the stream as stored), not yet put into the store.
-    pub(crate) record: LayerRecord,
-}
-
-/// A layer whose digests did not match; the caller names the image and layer.
-pub(crate) enum IngestError {
-    Mismatch(String),
-    Io(io::Error),
-    Export(ExportError),
-}
-
-impl From<lamina_store::StoreError> for IngestError {
-    fn from(e: lamina_store::StoreError) -> Self {
-        IngestError::Export(e.into())
-    }
-}
-
-/// Stores the compressed stream `input` as a layer blob as it is, checking it against
-/// `digest`/`size` (the descriptor) and its decompressed tar against `diff_id`. Nothing is
-/// stored when a check fails.
-pub(crate) fn ingest(
-    store: &Store,
-    input: impl Read,
-    digest: Option<&Digest>,
-    size: Option<u64>,
-    diff_id: &Digest,
-) -> Result<Ingested, IngestError> {
-    let mut blob = store.writer(BlobKind::Layer)?;
-    let mut compression = Compression::None;
-    let decoder = pump(
-        input,
-        |magic| {
-            compression = detect(magic);
-            Decoder::new(compression, Hasher::default())
-        },
-        |chunk| blob.write_all(chunk),
-    )
-    .map_err(IngestError::Io)?;
-    let (blake3, sha256, tar_size) = decoder
-        .finish()
-        .map_err(|e| IngestError::Mismatch(format!("it does not decompress: {e}")))?
-        .finish();
-    if sha256 != *diff_id {
-        return Err(IngestError::Mismatch(format!(
-            "its tar has digest {sha256}, the image config says {diff_id}"
-        )));
-    }
-    let stored = match digest {
-        Some(d) => blob.commit_verified(d, size),
-        None => blob.commit(),
-    };
-    let stored = stored.map_err(|e| match e {
-        lamina_store::StoreError::DigestMismatch { .. }
-        | lamina_store::StoreError::SizeMismatch { .. } => IngestError::Mismatch(e.to_string()),
-        other => other.into(),
-    })?;
-    Ok(Ingested {
-        record: LayerRecord {
-            digest: blake3,
-            diff_id: sha256,
-            size: tar_size,
-            variants: vec![LayerVariant {
-                compression,
-                digest: stored.digest,
-                sha256: stored.sha256,
-                size: stored.size,
-            }],
-            created: std::time::SystemTime::now(),
-        },
-    })
-}
-
 /// Makes the `target` variant of `record` from one of its stored variants (the plain one
 /// when present: nothing to decompress), checking the tar against the record's diff_id, and
 /// records it. Returns the updated record and the new variant.
@@ -315,48 +241,25 @@ mod tests {
     }
 
     #[test]
-    fn ingest_checks_both_digests_and_stores_nothing_on_mismatch() {
+    fn recompressing_keeps_the_tar() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let tar = vec![7u8; 10_000];
         let packed = gzip(&tar);
         let diff_id = Digest::sha256_of(&tar);
-
-        // Truncated: does not decompress.
-        let cut = &packed[..packed.len() / 2];
-        assert!(matches!(
-            ingest(&store, cut, None, None, &diff_id),
-            Err(IngestError::Mismatch(_))
-        ));
-        // Wrong diff_id.
-        let other = Digest::sha256_of(b"other");
-        assert!(matches!(
-            ingest(&store, &packed[..], None, None, &other),
-            Err(IngestError::Mismatch(_))
-        ));
-        // Wrong descriptor digest.
-        assert!(matches!(
-            ingest(&store, &packed[..], Some(&other), None, &diff_id),
-            Err(IngestError::Mismatch(_))
-        ));
-        assert_eq!(store.stats().unwrap().blobs, 0);
-
-        let ok = ingest(
-            &store,
-            &packed[..],
-            Some(&Digest::sha256_of(&packed)),
-            Some(packed.len() as u64),
-            &diff_id,
-        )
-        .unwrap_or_else(|_| panic!("a good layer is refused"));
-        let record = ok.record;
-        assert_eq!(record.digest, Digest::blake3_of(&tar));
-        assert_eq!(record.size, tar.len() as u64);
-        assert_eq!(record.variants[0].compression, Compression::Gzip);
-        assert_eq!(
-            store.read(&record.variants[0].digest).unwrap().unwrap(),
-            packed
-        );
+        let info = store.put_bytes(BlobKind::Layer, &packed).unwrap();
+        let record = LayerRecord {
+            digest: Digest::blake3_of(&tar),
+            diff_id,
+            size: tar.len() as u64,
+            variants: vec![LayerVariant {
+                compression: Compression::Gzip,
+                digest: info.digest,
+                sha256: info.sha256,
+                size: info.size,
+            }],
+            created: std::time::SystemTime::now(),
+        };
 
         // Recompressing to zstd and back to plain keeps the tar.
         let record = store.put_layer(&record).unwrap();

@@ -1,17 +1,19 @@
-//! The `docker save` format: writing it, and reading it (including the OCI-layout form newer
-//! Docker versions also put in the tar, which `import` prefers when present).
+//! The `docker save` format: writing it, and reading it (the OCI layout newer Docker versions
+//! also put in the tar is read by `oci`, which `import` prefers when present).
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use lamina_store::{Compression, Digest, Store};
-use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 
-use super::import::{self, Found, check_platform, parse};
+use super::codec;
+use super::import::{Found, receive_layers};
 use super::source::Source;
 use super::write::{tag_of, tar_file};
 use crate::image::canonical_json;
+use crate::ingest::{self, ImagePlan};
 use crate::{ExportError, StoredImage};
 
 /// One image of `manifest.json`.
@@ -23,8 +25,13 @@ struct Entry {
     /// `name:tag` names.
     #[serde(default)]
     repo_tags: Option<Vec<String>>,
-    /// Layer file paths, bottom first.
+    /// Layer file paths, bottom first (`null` for none).
+    #[serde(default, deserialize_with = "null_as_empty")]
     layers: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Writes `image` (layers plain or gzip) as a docker-archive at `out`.
@@ -88,8 +95,10 @@ pub(crate) fn write(
     })
 }
 
-/// Every image of a docker-archive's `manifest.json`.
-pub(crate) fn read(store: &Store, source: &Source) -> Result<Vec<Found>, ExportError> {
+/// Every image of a docker-archive's `manifest.json`, checked and staged. The archive has no
+/// image manifest: one is written for each image ([`ingest::synthesize_manifest`]) around
+/// the config bytes as they are, so the Docker image ID stays.
+pub(crate) fn read<'s>(store: &'s Store, source: &Source) -> Result<Vec<Found<'s>>, ExportError> {
     let entries: Vec<Entry> = parse(source, "manifest.json", &source.read("manifest.json")?)?;
     let mut found = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -105,8 +114,7 @@ pub(crate) fn read(store: &Store, source: &Source) -> Result<Vec<Found>, ExportE
             .unwrap_or_else(|| entry.config.clone());
         let config_bytes = source.read(&entry.config)?;
         check_config_name(source, &entry.config, &config_bytes)?;
-        let config: ImageConfiguration = parse(source, &entry.config, &config_bytes)?;
-        check_platform(&config, &reference)?;
+        let config = ingest::parse_config(&reference, &config_bytes)?;
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != entry.layers.len() {
             return Err(ExportError::InvalidArchive {
@@ -118,20 +126,56 @@ pub(crate) fn read(store: &Store, source: &Source) -> Result<Vec<Found>, ExportE
                 ),
             });
         }
-        let mut layers = Vec::with_capacity(diff_ids.len());
+        let mut descriptors = Vec::with_capacity(diff_ids.len());
         for (file, diff_id) in entry.layers.iter().zip(diff_ids) {
             let diff_id = Digest::parse(diff_id).map_err(|e| ExportError::InvalidArchive {
                 path: source.path().to_path_buf(),
                 reason: format!("image {reference}: {e}"),
             })?;
-            layers.push(import::layer(
-                store, source, file, None, &diff_id, &reference,
-            )?);
+            descriptors.push(describe_layer(source, file, diff_id)?);
         }
-        let image = import::commit_converted(store, &config, &layers)?;
-        found.push(Found { names, image });
+        let (manifest, manifest_bytes) = ingest::synthesize_manifest(&config_bytes, &descriptors)?;
+        let plan = ImagePlan::new(&reference, manifest_bytes, &manifest, config_bytes)?;
+        let fetched = receive_layers(store, source, &plan, |i| entry.layers[i].clone())?;
+        found.push(Found {
+            names,
+            plan,
+            fetched,
+        });
     }
     Ok(found)
+}
+
+/// A docker-archive layer file as `(compression, sha256, size)` for its manifest. `docker
+/// save` writes plain tars, whose sha256 is the config's diff_id (checked when the layer is
+/// received); a compressed one is hashed first.
+fn describe_layer(
+    source: &Source,
+    file: &str,
+    diff_id: Digest,
+) -> Result<(Compression, Digest, u64), ExportError> {
+    let (mut reader, size) = source.open_file(file)?;
+    let io = |e| ExportError::Io {
+        path: source.path().join(file),
+        source: e,
+    };
+    let mut magic = [0u8; 4];
+    let mut filled = 0;
+    while filled < magic.len() {
+        match reader.read(&mut magic[filled..]).map_err(io)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    let compression = codec::detect(&magic[..filled]);
+    if compression == Compression::None {
+        return Ok((compression, diff_id, size));
+    }
+    let mut hasher = codec::Hasher::default();
+    hasher.write_all(&magic[..filled]).map_err(io)?;
+    std::io::copy(&mut reader, &mut hasher).map_err(io)?;
+    let (_, sha256, size) = hasher.finish();
+    Ok((compression, sha256, size))
 }
 
 /// Config files are named after their sha256 (`<hex>.json` or `blobs/sha256/<hex>`); when
@@ -149,5 +193,17 @@ fn check_config_name(source: &Source, name: &str, bytes: &[u8]) -> Result<(), Ex
     Err(ExportError::InvalidArchive {
         path: source.path().to_path_buf(),
         reason: format!("config {name} has digest {actual}"),
+    })
+}
+
+/// Parses `manifest.json`, naming the archive when it does not parse.
+fn parse<T: serde::de::DeserializeOwned>(
+    source: &Source,
+    name: &str,
+    bytes: &[u8],
+) -> Result<T, ExportError> {
+    serde_json::from_slice(bytes).map_err(|e| ExportError::InvalidArchive {
+        path: source.path().to_path_buf(),
+        reason: format!("{name} does not parse: {e}"),
     })
 }

@@ -1,21 +1,25 @@
-//! Importing: detect the form, store what the archive holds, then tag (only if all of it
-//! checked out).
+//! Importing: detect the form, check and stage every image the archive holds through the
+//! shared ingest pipeline, then commit and tag (only if all of it checked out).
 
 use std::path::Path;
+use std::time::Duration;
 
-use lamina_store::{Compression, Digest, LayerRecord, Store};
-use oci_spec::image::{Arch, ImageConfiguration, Os};
+use lamina_store::Store;
 
-use super::codec::{self, IngestError};
 use super::source::Source;
 use super::{ImportedImage, docker, oci};
+use crate::ExportError;
 use crate::image::image_name;
-use crate::{ExportError, StoredImage};
+use crate::ingest::{Fetched, ImagePlan};
 
-/// An image read from an archive, with the names the archive gives it.
-pub(crate) struct Found {
+/// How long the import's lease protects committed blobs until the tags land.
+const LEASE_TTL: Duration = Duration::from_secs(3600);
+
+/// An image read from an archive and staged, with the names the archive gives it.
+pub(crate) struct Found<'s> {
     pub(crate) names: Vec<String>,
-    pub(crate) image: StoredImage,
+    pub(crate) plan: ImagePlan,
+    pub(crate) fetched: Vec<Fetched<'s>>,
 }
 
 pub(crate) fn import(
@@ -26,7 +30,9 @@ pub(crate) fn import(
     // A bad name is refused before anything is read or stored.
     let name = name.map(image_name).transpose()?;
     let source = Source::open(path)?;
-    let found = if source.has("oci-layout") {
+    // `docker save` of Docker 25 and later writes an OCI layout beside manifest.json; the
+    // layout has the manifests, so it is preferred.
+    let found = if source.has("oci-layout") && source.has("index.json") {
         oci::read(store, &source)?
     } else if source.has("manifest.json") {
         docker::read(store, &source)?
@@ -39,10 +45,10 @@ pub(crate) fn import(
         path: path.to_path_buf(),
         reason,
     };
-    let mut tags = Vec::new();
-    match name {
+    // Which names go to which image, all decided before anything is committed.
+    let names: Vec<Vec<lamina_types::Reference>> = match name {
         Some(name) => match found.as_slice() {
-            [one] => tags.push((name, one.image.clone())),
+            [_] => vec![vec![name]],
             [] => return Err(invalid("it holds no image".to_owned())),
             many => {
                 return Err(invalid(format!(
@@ -55,126 +61,66 @@ pub(crate) fn import(
             if found.is_empty() {
                 return Err(invalid("it holds no image".to_owned()));
             }
-            // Check every image has a name before tagging any.
             if let Some(unnamed) = found.iter().find(|f| f.names.is_empty()) {
                 return Err(ExportError::NoImageName {
                     path: path.to_path_buf(),
-                    digest: unnamed.image.digest.to_string(),
+                    digest: unnamed.plan.manifest_digest().to_string(),
                 });
             }
-            for f in &found {
-                for n in &f.names {
-                    tags.push((image_name(n)?, f.image.clone()));
-                }
-            }
+            found
+                .iter()
+                .map(|f| f.names.iter().map(|n| image_name(n)).collect())
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let lease = store.lease(LEASE_TTL)?;
+    let mut images = Vec::with_capacity(found.len());
+    for f in found {
+        images.push(f.plan.commit(store, &lease, f.fetched)?);
+    }
+    let mut out = Vec::new();
+    for (image, names) in images.into_iter().zip(names) {
+        for name in names {
+            image.tag(store, &name.to_string(), false)?;
+            tracing::debug!(%name, digest = %image.digest, "imported an image");
+            out.push(ImportedImage {
+                name: name.familiar(),
+                image: image.clone(),
+            });
         }
     }
-    let mut out = Vec::with_capacity(tags.len());
-    for (name, image) in tags {
-        image.tag(store, &name.to_string(), false)?;
-        tracing::debug!(%name, digest = %image.digest, "imported an image");
-        out.push(ImportedImage {
-            name: name.familiar(),
-            image,
-        });
-    }
+    lease.release()?;
     Ok(out)
 }
 
-/// Stores the layer in archive file `file` (its descriptor `digest`/`size` when the archive
-/// gives them), checking it against `diff_id`. A layer already stored with these exact bytes
-/// is not read again. Returns its record and the compression of the archive's blob.
-pub(crate) fn layer(
-    store: &Store,
+/// Receives every layer of `plan` from the archive (`file_of` names each job's file), or
+/// takes it from the store when it is there already.
+pub(crate) fn receive_layers<'s>(
+    store: &'s Store,
     source: &Source,
-    file: &str,
-    digest: Option<(&Digest, u64)>,
-    diff_id: &Digest,
-    image: &str,
-) -> Result<(LayerRecord, Compression), ExportError> {
-    if let (Some((d, _)), Some(record)) = (digest, store.layer_by_diff_id(diff_id)?)
-        && let Some(v) = record.variants.iter().find(|v| v.sha256 == *d)
-        && store.contains(&v.digest)?
-    {
-        let compression = v.compression;
-        return Ok((record, compression));
-    }
-    let (reader, _) = source.open_file(file)?;
-    let ingested = codec::ingest(
-        store,
-        reader,
-        digest.map(|(d, _)| d),
-        digest.map(|(_, s)| s),
-        diff_id,
-    );
-    match ingested {
-        Ok(i) => {
-            // The store adds this variant beside any it knows (it never replaces one), so
-            // the archive's manifest, which names these exact bytes, stays valid.
-            let compression = i.record.variants[0].compression;
-            Ok((store.put_layer(&i.record)?, compression))
+    plan: &ImagePlan,
+    file_of: impl Fn(usize) -> String,
+) -> Result<Vec<Fetched<'s>>, ExportError> {
+    let mut fetched = Vec::with_capacity(plan.layers.len());
+    for (i, job) in plan.layers.iter().enumerate() {
+        if let Some(present) = plan.present(store, job)? {
+            fetched.push(present);
+            continue;
         }
-        Err(IngestError::Mismatch(reason)) => Err(ExportError::CorruptLayer {
-            image: image.to_owned(),
-            layer: digest.map_or_else(|| file.to_owned(), |(d, _)| d.to_string()),
-            reason,
-        }),
-        Err(IngestError::Io(source_err)) => Err(ExportError::CorruptLayer {
-            image: image.to_owned(),
-            layer: file.to_owned(),
-            reason: format!("reading it failed: {source_err}"),
-        }),
-        Err(IngestError::Export(e)) => Err(e),
-    }
-}
-
-/// Writes an OCI manifest for layers read from an archive whose own manifest cannot be kept
-/// (a docker one). The first layer's compression is used for all; a layer in another
-/// compression gets a variant in it.
-pub(crate) fn commit_converted(
-    store: &Store,
-    config: &ImageConfiguration,
-    layers: &[(LayerRecord, Compression)],
-) -> Result<StoredImage, ExportError> {
-    let compression = layers.first().map_or(Compression::None, |(_, c)| *c);
-    let mut records = Vec::with_capacity(layers.len());
-    for (record, c) in layers {
-        if *c == compression {
-            records.push(record.clone());
-        } else {
-            records.push(codec::recompress(store, record, compression)?.0);
+        let file = file_of(i);
+        if !source.has(&file) && !job.urls.is_empty() {
+            return Err(ExportError::InvalidArchive {
+                path: source.path().to_path_buf(),
+                reason: format!(
+                    "image {}: non-distributable layer {} is not in the archive (its descriptor points to {}); fetch it into the archive, e.g. with skopeo copy, and import again",
+                    plan.reference,
+                    job.digest,
+                    job.urls.join(", ")
+                ),
+            });
         }
+        let (reader, _) = source.open_file(&file)?;
+        fetched.push(plan.receive(store, job, reader)?);
     }
-    StoredImage::commit(store, config, &records, compression)
-}
-
-/// Fails unless `config` is a linux/amd64 image.
-pub(crate) fn check_platform(
-    config: &ImageConfiguration,
-    reference: &str,
-) -> Result<(), ExportError> {
-    if *config.architecture() == Arch::Amd64 && *config.os() == Os::Linux {
-        return Ok(());
-    }
-    let architecture = if *config.os() == Os::Linux {
-        config.architecture().to_string()
-    } else {
-        format!("{}/{}", config.os(), config.architecture())
-    };
-    Err(ExportError::NotAmd64 {
-        reference: reference.to_owned(),
-        architecture,
-    })
-}
-
-/// Parses a JSON document of the archive, naming the file when it does not parse.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(
-    source: &Source,
-    name: &str,
-    bytes: &[u8],
-) -> Result<T, ExportError> {
-    serde_json::from_slice(bytes).map_err(|e| ExportError::InvalidArchive {
-        path: source.path().to_path_buf(),
-        reason: format!("{name} does not parse: {e}"),
-    })
+    Ok(fetched)
 }

@@ -56,7 +56,14 @@ pub(crate) fn with_compression(
             records.push(record);
         }
     }
-    let exported = StoredImage::commit(store, &image.config, &records, compression)?;
+    // The config keeps its bytes (and so the Docker image ID); only the manifest is new.
+    let config_bytes =
+        store
+            .read(&image.config_blob)?
+            .ok_or(lamina_store::StoreError::NotFound {
+                digest: image.config_blob,
+            })?;
+    let exported = StoredImage::commit_config_bytes(store, &config_bytes, &records, compression)?;
     Ok((exported, made))
 }
 

@@ -3,7 +3,7 @@
 //! Built on `oci-client` for HTTP, the token flow and the upload protocol, and on
 //! `docker_credential` for docker's `config.json`. What they lack is here: retries with
 //! backoff and errors that say what to do (`transport`), streaming a layer into the store
-//! while decompressing and hashing it (`ingest`), streaming uploads from store files in
+//! while decompressing and hashing it (the shared `ingest` pipeline), streaming uploads from store files in
 //! bounded chunks, and chunked uploads that resume where the registry stands after a cut
 //! connection (`push`), cross-repository mount sources from what this store knows
 //! (`mounts`), and the commit-only-when-complete rule of a pull (`pull`).
@@ -29,8 +29,7 @@ use std::time::Duration;
 use lamina_store::Digest;
 
 mod auth;
-mod ingest;
-mod media;
+pub(crate) mod media;
 mod mounts;
 mod pull;
 mod push;

@@ -1,32 +1,25 @@
 //! `pull`: a registry image into the store, with the registry's manifest bytes kept so the
 //! image digest stays the registry's.
 //!
-//! Every blob is checked before anything is committed: layer bodies stream into staged
-//! store blobs while being decompressed and hashed (compressed sha256 against the
-//! descriptor, uncompressed sha256 against the config's diff_id), and only when the whole
-//! image has arrived are the blobs, layer records and manifest committed under a lease and
-//! the image tagged. A bad or cut blob therefore leaves nothing behind.
+//! Checking and staging are the shared ingest pipeline's ([`crate::ingest`]); this module
+//! fetches: the manifest (an index resolved to its linux/amd64 entry), the config, and the
+//! layer bodies, which stream into staged store blobs while being decompressed and hashed.
+//! Only when the whole image has arrived and checked out is anything committed (under a
+//! lease) and the image tagged. A bad or cut blob therefore leaves nothing behind.
 
-use std::io::Write;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use lamina_store::{
-    BlobInfo, BlobKind, Compression, Digest, LayerRecord, LayerVariant, Lease, Store,
-};
+use lamina_store::{Digest, Store};
 use oci_client::{Reference, RegistryOperation};
-use oci_spec::image::{Arch, ImageConfiguration, ImageIndex, ImageManifest, Os};
+use oci_spec::image::ImageManifest;
 
-use super::ingest::{IngestError, layer_compression};
-use super::ingest::{LayerIngest, StagedLayer, UncompressedDigests, hash_uncompressed};
 use super::transport::{Fault, Remote};
 use super::{PullEvent, RegistryConfig, media};
 use crate::image::{normalize_name, store_digest};
+use crate::ingest::{self, Fetched, ImagePlan, LayerJob, MAX_CONFIG, documents};
 use crate::{ExportError, StoredImage};
 
-/// Largest config blob accepted (they are a few KiB; this bounds memory on a hostile
-/// registry).
-const MAX_CONFIG: u64 = 32 << 20;
 /// Largest manifest accepted.
 const MAX_MANIFEST: usize = 8 << 20;
 /// How long the pull's lease protects committed blobs until the tag lands.
@@ -64,103 +57,32 @@ pub async fn pull_with_progress(
     progress: Progress<'_>,
 ) -> Result<StoredImage, ExportError> {
     let remote = Remote::open(reference, config, RegistryOperation::Pull).await?;
-    let (manifest_bytes, manifest_digest) = resolve_manifest(&remote).await?;
-    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
-        invalid(
-            reference,
-            format!("manifest {manifest_digest} does not parse: {e}"),
-        )
-    })?;
-    let config_type = manifest.config().media_type().to_string();
-    if config_type != media::OCI_CONFIG && config_type != media::DOCKER_CONFIG {
-        return Err(ExportError::UnsupportedMediaType {
-            reference: reference.to_owned(),
-            media_type: config_type,
-        });
-    }
-    let (config_sha, config_bytes) = fetch_config(store, &remote, &manifest, progress).await?;
-    let image_config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| {
-        invalid(
-            reference,
-            format!("config {config_sha} does not parse: {e}"),
-        )
-    })?;
-    if *image_config.architecture() != Arch::Amd64 || *image_config.os() != Os::Linux {
-        return Err(ExportError::Architecture {
-            reference: reference.to_owned(),
-            found: format!("{}/{}", image_config.os(), image_config.architecture()),
-        });
-    }
-    let jobs = layer_jobs(reference, &manifest, &image_config)?;
+    let (manifest_bytes, _) = resolve_manifest(&remote).await?;
+    let manifest = ingest::parse_manifest(&remote.display, &manifest_bytes)?;
+    let config_bytes = fetch_config(store, &remote, &manifest, progress).await?;
+    let plan = ImagePlan::new(&remote.display, manifest_bytes, &manifest, config_bytes)?;
+    let jobs = &plan.layers;
     // Indices, not `jobs.iter()`: a closure over borrowed items would make the future
     // lose `Send` (a higher-ranked lifetime the compiler cannot prove).
     let fetched: Vec<Fetched<'_>> = stream::iter(0..jobs.len())
-        .map(|i| fetch_layer(store, &remote, &jobs[i], progress))
+        .map(|i| fetch_layer(store, &remote, &plan, &jobs[i], progress))
         .buffered(config.max_parallel.max(1))
         .try_collect()
         .await?;
 
     // Everything arrived and checked out: commit.
     let lease = store.lease(LEASE_TTL)?;
-    let config_info = put_leased(store, &lease, BlobKind::Config, &config_bytes, &config_sha)?;
-    for (job, fetched) in jobs.iter().zip(fetched) {
-        let record = match fetched {
-            Fetched::Present(variant) => {
-                lease.add(&variant.digest)?;
-                continue;
-            }
-            Fetched::Local(record) => {
-                for v in &record.variants {
-                    lease.add(&v.digest)?;
-                }
-                record
-            }
-            Fetched::Staged(staged) => {
-                let uncompressed = staged.uncompressed;
-                let info = staged.commit(&job.sha256, job.size, &lease)?;
-                layer_record(job.compression, &info, uncompressed)
-            }
-        };
-        store.put_layer(&record)?;
-    }
-    let manifest_info = put_leased(
-        store,
-        &lease,
-        BlobKind::Manifest,
-        &manifest_bytes,
-        &manifest_digest,
-    )?;
-    let image = StoredImage::load(store, &manifest_info.digest)?;
+    let image = plan.commit(store, &lease, fetched)?;
     image.tag(store, &normalize_name(reference), false)?;
     lease.release()?;
     tracing::info!(
         reference,
         digest = %image.digest,
-        config = %config_info.sha256,
+        config = %image.config_blob,
         layers = image.layers.len(),
         "pulled"
     );
     Ok(image)
-}
-
-/// One layer to fetch.
-struct LayerJob {
-    /// Descriptor digest text, as the registry names the blob.
-    digest: String,
-    sha256: Digest,
-    size: u64,
-    compression: Compression,
-    diff_id: Digest,
-}
-
-/// A layer ready to commit.
-enum Fetched<'s> {
-    /// Record and blob are in the store already.
-    Present(LayerVariant),
-    /// The blob was in the store, its layer record was not: recomputed locally.
-    Local(LayerRecord),
-    /// Downloaded and checked, staged but not committed.
-    Staged(Box<StagedLayer<'s>>),
 }
 
 fn invalid(reference: &str, reason: String) -> ExportError {
@@ -187,36 +109,8 @@ async fn resolve_manifest(remote: &Remote) -> Result<(Vec<u8>, Digest), ExportEr
     match media::manifest_kind(&bytes) {
         media::ManifestKind::Image => Ok((bytes, digest)),
         media::ManifestKind::Index => {
-            let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
-                invalid(
-                    &remote.display,
-                    format!("index {digest} does not parse: {e}"),
-                )
-            })?;
-            let chosen = index.manifests().iter().find(|m| {
-                m.platform()
-                    .as_ref()
-                    .is_some_and(|p| *p.os() == Os::Linux && *p.architecture() == Arch::Amd64)
-            });
-            let Some(chosen) = chosen else {
-                let found: Vec<String> = index
-                    .manifests()
-                    .iter()
-                    .filter_map(|m| m.platform().as_ref())
-                    .map(|p| match p.variant() {
-                        Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
-                        None => format!("{}/{}", p.os(), p.architecture()),
-                    })
-                    .collect();
-                return Err(ExportError::Architecture {
-                    reference: remote.display.clone(),
-                    found: if found.is_empty() {
-                        "no platform listed".to_owned()
-                    } else {
-                        found.join(", ")
-                    },
-                });
-            };
+            let index = ingest::parse_index(&remote.display, &bytes)?;
+            let chosen = documents::amd64_entry(&remote.display, &index)?;
             let target = remote
                 .reference
                 .clone_with_digest(chosen.digest().to_string());
@@ -277,7 +171,7 @@ async fn fetch_config(
     remote: &Remote,
     manifest: &ImageManifest,
     progress: Progress<'_>,
-) -> Result<(Digest, Vec<u8>), ExportError> {
+) -> Result<Vec<u8>, ExportError> {
     let descriptor = manifest.config();
     let digest_text = descriptor.digest().to_string();
     let sha256 = store_digest(descriptor.digest())
@@ -287,7 +181,7 @@ async fn fetch_config(
             digest: sha256,
             size: descriptor.size(),
         });
-        return Ok((sha256, bytes));
+        return Ok(bytes);
     }
     if descriptor.size() > MAX_CONFIG {
         return Err(invalid(
@@ -346,85 +240,23 @@ async fn fetch_config(
         digest: sha256,
         size: descriptor.size(),
     });
-    Ok((sha256, bytes))
-}
-
-fn layer_jobs(
-    reference: &str,
-    manifest: &ImageManifest,
-    config: &ImageConfiguration,
-) -> Result<Vec<LayerJob>, ExportError> {
-    let diff_ids = config.rootfs().diff_ids();
-    if diff_ids.len() != manifest.layers().len() {
-        return Err(invalid(
-            reference,
-            format!(
-                "manifest lists {} layers but config has {} diff_ids",
-                manifest.layers().len(),
-                diff_ids.len()
-            ),
-        ));
-    }
-    manifest
-        .layers()
-        .iter()
-        .zip(diff_ids)
-        .map(|(descriptor, diff_id)| {
-            let media_type = descriptor.media_type().to_string();
-            let compression =
-                layer_compression(&media_type).ok_or(ExportError::UnsupportedMediaType {
-                    reference: reference.to_owned(),
-                    media_type,
-                })?;
-            Ok(LayerJob {
-                digest: descriptor.digest().to_string(),
-                sha256: store_digest(descriptor.digest())
-                    .map_err(|reason| invalid(reference, format!("layer {reason}")))?,
-                size: descriptor.size(),
-                compression,
-                diff_id: Digest::parse(diff_id)
-                    .map_err(|e| invalid(reference, format!("diff_id {diff_id:?}: {e}")))?,
-            })
-        })
-        .collect()
+    Ok(bytes)
 }
 
 async fn fetch_layer<'s>(
     store: &'s Store,
     remote: &Remote,
+    plan: &ImagePlan,
     job: &LayerJob,
     progress: Progress<'_>,
 ) -> Result<Fetched<'s>, ExportError> {
-    let skipped = || {
+    if let Some(fetched) = plan.present(store, job)? {
+        tracing::debug!(layer = %job.digest, "layer already in the store");
         progress(PullEvent::Skipped {
             digest: job.sha256,
             size: job.size,
         });
-    };
-    if let Some(record) = store.layer_by_diff_id(&job.diff_id)?
-        && let Some(v) = record.variants.iter().find(|v| v.sha256 == job.sha256)
-        && store.contains(&v.digest)?
-    {
-        tracing::debug!(layer = %job.digest, "layer already in the store");
-        skipped();
-        return Ok(Fetched::Present(v.clone()));
-    }
-    if let Some(blob) = store.get(&job.sha256)? {
-        let info = blob.info.clone();
-        let uncompressed = hash_uncompressed(job.compression, blob).map_err(|e| {
-            rejected(
-                &remote.display,
-                &job.digest,
-                format!("stored copy does not decompress: {e}"),
-            )
-        })?;
-        check_diff_id(remote, job, &uncompressed)?;
-        skipped();
-        return Ok(Fetched::Local(layer_record(
-            job.compression,
-            &info,
-            uncompressed,
-        )));
+        return Ok(fetched);
     }
     let what = format!("blob {}", job.digest);
     progress(PullEvent::Downloading {
@@ -438,31 +270,36 @@ async fn fetch_layer<'s>(
                 .pull_blob_stream(&remote.reference, job.digest.as_str())
                 .await
                 .map_err(Fault::Oci)?;
-            let mut ingest =
-                LayerIngest::new(store, job.compression).map_err(ingest_fault(remote, job))?;
+            let fault = |e| Fault::Export(plan.ingest_error(job, e));
+            let mut ingest = plan.receiver(store, job).map_err(Fault::Export)?;
             let mut meter = Meter::new(job.sha256, job.size, progress);
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(Fault::Stream)?;
-                ingest.write(&chunk).map_err(ingest_fault(remote, job))?;
+                ingest.write(&chunk).map_err(fault)?;
                 meter.add(chunk.len());
             }
             meter.finish();
-            ingest.finish().map_err(ingest_fault(remote, job))
+            ingest.finish().map_err(fault)
         })
-        .await?;
-    if staged.size != job.size {
-        return Err(rejected(
-            &remote.display,
-            &job.digest,
-            format!("got {} bytes, the manifest says {}", staged.size, job.size),
-        ));
-    }
-    check_diff_id(remote, job, &staged.uncompressed)?;
+        .await
+        .map_err(|e| match e {
+            // A non-distributable layer may live only at its descriptor's URLs.
+            ExportError::RemoteNotFound { .. } if !job.urls.is_empty() => invalid(
+                &remote.display,
+                format!(
+                    "non-distributable layer {} is not on this registry and Lamina does not fetch layers from other hosts (its descriptor points to {}); copy the image with its layers (skopeo copy) to a registry that holds them",
+                    job.digest,
+                    job.urls.join(", ")
+                ),
+            ),
+            e => e,
+        })?;
+    let fetched = plan.verify(job, staged)?;
     progress(PullEvent::Downloaded {
         digest: job.sha256,
         size: job.size,
     });
-    Ok(Fetched::Staged(Box::new(staged)))
+    Ok(fetched)
 }
 
 /// Reports a download's bytes as [`PullEvent::Progress`], batched so a body arriving in
@@ -511,72 +348,4 @@ impl<'a> Meter<'a> {
             size: self.size,
         });
     }
-}
-
-fn ingest_fault<'a>(remote: &'a Remote, job: &'a LayerJob) -> impl Fn(IngestError) -> Fault + 'a {
-    move |e| match e {
-        IngestError::Store(e) => Fault::Export(e.into()),
-        IngestError::Stage(e) => Fault::Export(ExportError::Io {
-            path: "store staging file".into(),
-            source: e,
-        }),
-        IngestError::Decode(e) => Fault::Export(rejected(
-            &remote.display,
-            &job.digest,
-            format!("not a valid {:?} stream: {e}", job.compression),
-        )),
-    }
-}
-
-fn check_diff_id(
-    remote: &Remote,
-    job: &LayerJob,
-    uncompressed: &UncompressedDigests,
-) -> Result<(), ExportError> {
-    if uncompressed.diff_id != job.diff_id {
-        return Err(rejected(
-            &remote.display,
-            &job.digest,
-            format!(
-                "uncompressed it hashes to {}, the config's diff_id is {}",
-                uncompressed.diff_id, job.diff_id
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn layer_record(
-    compression: Compression,
-    info: &BlobInfo,
-    uncompressed: UncompressedDigests,
-) -> LayerRecord {
-    LayerRecord {
-        digest: uncompressed.blake3,
-        diff_id: uncompressed.diff_id,
-        size: uncompressed.size,
-        variants: vec![LayerVariant {
-            compression,
-            digest: info.digest,
-            sha256: info.sha256,
-            size: info.size,
-        }],
-        created: SystemTime::now(),
-    }
-}
-
-/// Stores `bytes` under `lease` only if they hash to `sha256`.
-fn put_leased(
-    store: &Store,
-    lease: &Lease<'_>,
-    kind: BlobKind,
-    bytes: &[u8],
-    sha256: &Digest,
-) -> Result<BlobInfo, ExportError> {
-    let mut writer = store.writer(kind)?.lease(lease);
-    writer.write_all(bytes).map_err(|source| ExportError::Io {
-        path: store.path().to_path_buf(),
-        source,
-    })?;
-    Ok(writer.commit_verified(sha256, Some(bytes.len() as u64))?)
 }

@@ -1,20 +1,27 @@
-//! The synchronous half of a layer pull: compressed bytes go into a staged store blob and,
-//! in the same pass, through a decompressor into blake3 + sha256 of the uncompressed tar
-//! (the decoder and hasher of `archive::codec`, which archive imports use too).
+//! Receiving one layer: compressed bytes go into a staged store blob and, in the same pass,
+//! through a decompressor into blake3 + sha256 of the uncompressed tar (the decoder and
+//! hasher of `archive::codec`).
 //!
 //! Nothing here commits: a [`StagedLayer`] is committed only once every blob of the image
-//! has arrived and checked out, so a failed pull leaves nothing in the store.
+//! has arrived and checked out, so a failed pull or import leaves nothing in the store.
 
 use std::io::{self, Write};
 
 use lamina_store::{BlobInfo, BlobKind, Compression, Digest, Lease, Store, StoreError};
+
+use lamina_types::LayerMediaType;
 
 use crate::archive::codec::{self, Decoder, Hasher};
 
 /// The compression a layer media type implies (OCI, Docker v2, non-distributable and
 /// foreign layers alike), or `None` for a type we do not pull.
 pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
-    lamina_types::LayerMediaType::parse(media_type).map(|layer| layer.compression)
+    LayerMediaType::parse(media_type).map(|layer| layer.compression)
+}
+
+/// Whether a layer media type is a non-distributable (OCI) or foreign (Docker) one.
+pub(crate) fn is_foreign(media_type: &str) -> bool {
+    LayerMediaType::parse(media_type).is_some_and(|m| !m.distributable)
 }
 
 /// What the uncompressed tar hashed to.
