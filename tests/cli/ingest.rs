@@ -44,20 +44,6 @@ fn untar(archive: &Path, into: &Path) {
     assert!(status.success());
 }
 
-/// Why RUN steps cannot run here, if they cannot.
-fn sandbox_unavailable() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("RUN steps need root (overlayfs and runc)");
-    }
-    if Command::new("runc").arg("--version").output().is_err() {
-        return Some("runc is not installed (Debian package runc)");
-    }
-    if !Path::new("/bin/busybox").exists() {
-        return Some("/bin/busybox is missing (Debian package busybox-static)");
-    }
-    None
-}
-
 /// A `docker save` archive of a busybox image whose config is in Docker 20.10's classic
 /// builder's shape; returns its path and the config's file name (`<image id>.json`).
 fn docker_archive(dir: &Path) -> (std::path::PathBuf, String) {
@@ -97,13 +83,7 @@ fn docker_archive(dir: &Path) -> (std::path::PathBuf, String) {
 
 #[test]
 fn a_docker_base_with_null_fields_builds_and_exports_with_its_image_id() {
-    if let Some(reason) = sandbox_unavailable() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!(
-                "skipping a_docker_base_with_null_fields_builds_and_exports_with_its_image_id: {reason}"
-            );
-        }
+    if crate::build::sandbox_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
