@@ -57,9 +57,10 @@ pub enum ImageCommand {
         /// The output form.
         #[arg(long, value_enum, default_value_t = Format::OciArchive)]
         format: Format,
-        /// Layer compression in the output (docker-archive turns zstd into gzip, which
-        /// `docker load` needs). Stored variants are reused; a missing one is made once.
-        #[arg(long, value_enum, default_value_t = LayerCompression::Zstd)]
+        /// Layer compression in the output: gzip reads everywhere (umoci, docker, podman);
+        /// zstd needs newer clients (docker-archive turns it into gzip, which `docker load`
+        /// needs). Stored variants are reused; a missing one is made once and kept.
+        #[arg(long, value_enum, default_value_t = LayerCompression::Gzip)]
         compression: LayerCompression,
         /// Where to write it.
         #[arg(long, short = 'o', value_name = "PATH")]
@@ -80,11 +81,22 @@ pub enum Format {
     DockerArchive,
 }
 
+/// `--compression` of `image export` and `push`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LayerCompression {
-    Zstd,
     Gzip,
+    Zstd,
     None,
+}
+
+impl LayerCompression {
+    pub fn store(self) -> Compression {
+        match self {
+            LayerCompression::Gzip => Compression::Gzip,
+            LayerCompression::Zstd => Compression::Zstd,
+            LayerCompression::None => Compression::None,
+        }
+    }
 }
 
 pub fn run(
@@ -183,11 +195,7 @@ pub fn run(
                 Format::OciArchive => ArchiveFormat::OciArchive,
                 Format::DockerArchive => ArchiveFormat::DockerArchive,
             };
-            let compression = match compression {
-                LayerCompression::Zstd => Compression::Zstd,
-                LayerCompression::Gzip => Compression::Gzip,
-                LayerCompression::None => Compression::None,
-            };
+            let compression = compression.store();
             let report =
                 lamina::export::archive::export(store, &image, &name, format, compression, &output)
                     .with_context(|| format!("exporting {name} to {}", output.display()))?;
