@@ -7,7 +7,8 @@
 //! CRC-32 is combined from the pieces' CRCs. Every piece's bytes depend only on the input, so
 //! one worker or eight give the same stream, the same digest on any machine, and the result
 //! is one ordinary gzip member that GNU gzip, Go's `compress/gzip` (docker, umoci, skopeo)
-//! and flate2 read.
+//! and flate2 read. (zlib-rs picks its match finder by level only, never by CPU feature; a
+//! zlib-rs upgrade may still change the bytes, so its version is part of the format.)
 //!
 //! gzp implements the same format but needs a `'static` writer it moves to its own thread;
 //! layer sinks here borrow the store, so the few lines of scheduling live here instead.
