@@ -1,5 +1,5 @@
 //! `gen-tree <dir> [--preset small|large|mixed|layer] [--small-files N] [--small-min BYTES]
-//! [--small-max BYTES] [--large-files N] [--large-mib MIB] [--seed N]`
+//! [--small-max BYTES] [--large-files N] [--large-mib MIB] [--seed N] [--compressible]`
 //!
 //! Writes a deterministic benchmark tree (see `lamina_benches::generate_tree`) and prints
 //! `files=<n> bytes=<n>`.
@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--large-files" => spec.large_files = value()?.parse()?,
             "--large-mib" => spec.large_size = value()?.parse::<u64>()? << 20,
             "--seed" => spec.seed = value()?.parse()?,
+            "--compressible" => spec.compressible = true,
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}").into()),
             path if dir.is_none() => dir = Some(PathBuf::from(path)),
             extra => return Err(format!("unexpected argument {extra:?}").into()),

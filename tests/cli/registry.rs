@@ -43,13 +43,15 @@ fn push_then_pull_into_an_empty_store_keeps_the_digest() {
     let digest = digest_of(&built);
     let reference = format!("{}/team/app:1", registry.host());
 
-    let pushed = run(dir.path(), store, &["push", "app:1", &reference]);
+    // zstd: the layers as built, so the registry has the built image's digest.
+    let zstd = ["push", "app:1", &reference, "--compression", "zstd"];
+    let pushed = run(dir.path(), store, &zstd);
     assert!(pushed.contains(&digest), "{pushed}");
     assert!(
         pushed.contains("2 blobs uploaded"),
         "a layer and a config: {pushed}"
     );
-    let again = run(dir.path(), store, &["push", "app:1", &reference]);
+    let again = run(dir.path(), store, &zstd);
     assert!(
         again.contains("0 blobs uploaded") && again.contains("2 already there"),
         "{again}"
@@ -90,6 +92,8 @@ fn push_then_pull_into_an_empty_store_keeps_the_digest() {
             "push",
             "app:1",
             &format!("{}/library/base:7", registry.host()),
+            "--compression",
+            "zstd",
         ],
     );
     write_tree(
@@ -175,4 +179,144 @@ fn pushing_to_a_registry_that_wants_credentials_says_so_and_works_with_them() {
         !all.contains("s3cret-pass"),
         "credentials are never printed: {all}"
     );
+}
+
+/// `skopeo inspect --raw` of `reference`: the manifest as the registry serves it.
+fn raw_manifest(reference: &str) -> serde_json::Value {
+    let output = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn layer_media_types(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn blob_count(cwd: &std::path::Path, store: &str) -> u64 {
+    let stats = run(cwd, store, &["cache", "stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    stats["blobs"].as_u64().unwrap()
+}
+
+#[test]
+fn push_sends_gzip_by_default_made_once_and_pulled_back() {
+    if let Some(tool) = tools_missing() {
+        return skip("push_sends_gzip_by_default_made_once_and_pulled_back", tool);
+    }
+    let registry = server::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        dir.path(),
+        &[
+            ("ctx/data/a.txt", &"alpha\n".repeat(10_000)),
+            ("ctx/data/b.txt", "beta\n"),
+            (
+                "ctx/Dockerfile",
+                "FROM scratch\nCOPY data/a.txt /a.txt\nCOPY data/b.txt /b.txt\n",
+            ),
+        ],
+    );
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let built = digest_of(&run(
+        dir.path(),
+        store,
+        &["build", "ctx", "--tag", "app:1", "--progress", "plain"],
+    ));
+    let reference = format!("{}/team/app:gz", registry.host());
+
+    // Built layers are zstd; the default push makes gzip variants and a manifest of its own.
+    let pushed = run(dir.path(), store, &["push", "app:1", &reference]);
+    let digest = digest_of(&pushed);
+    assert_ne!(digest, built, "{pushed}");
+    assert!(pushed.contains("2 of 2 layers compressed"), "{pushed}");
+    let manifest = raw_manifest(&reference);
+    assert_eq!(
+        layer_media_types(&manifest),
+        vec!["application/vnd.oci.image.layer.v1.tar+gzip"; 2]
+    );
+
+    // Again, to another repository: the stored variants go up, nothing new is stored.
+    let blobs = blob_count(dir.path(), store);
+    let other = format!("{}/team/other:gz", registry.host());
+    let again = run(dir.path(), store, &["push", "app:1", &other]);
+    assert_eq!(digest_of(&again), digest);
+    assert!(again.contains("0 of 2 layers compressed"), "{again}");
+    assert_eq!(blob_count(dir.path(), store), blobs, "no new blob");
+
+    // A fresh store pulls the gzip image back with the pushed digest, layers as received.
+    let fresh = dir.path().join("fresh");
+    let fresh = fresh.to_str().unwrap();
+    let pulled = run(dir.path(), fresh, &["pull", &reference]);
+    assert!(pulled.contains(&digest), "{pulled}");
+    let fsck = run(dir.path(), fresh, &["cache", "fsck"]);
+    assert!(fsck.contains(": 0 issue(s)"), "{fsck}");
+
+    // An image from an uncompressed docker-archive is compressed on the way out.
+    let archive = dir.path().join("plain.tar");
+    let archive = archive.to_str().unwrap();
+    run(
+        dir.path(),
+        store,
+        &[
+            "image",
+            "export",
+            "app:1",
+            "--format",
+            "docker-archive",
+            "--compression",
+            "none",
+            "-o",
+            archive,
+        ],
+    );
+    let imported = dir.path().join("imported");
+    let imported = imported.to_str().unwrap();
+    run(
+        dir.path(),
+        imported,
+        &["image", "import", archive, "plain:1"],
+    );
+    let from_plain = format!("{}/team/plain:1", registry.host());
+    let pushed = run(dir.path(), imported, &["push", "plain:1", &from_plain]);
+    assert!(pushed.contains("2 of 2 layers compressed"), "{pushed}");
+    let manifest = raw_manifest(&from_plain);
+    for media_type in layer_media_types(&manifest) {
+        assert!(media_type.ends_with("gzip"), "{media_type}");
+    }
+    // The same tars in the same compression: the same blobs as the first push.
+    let digests = |m: &serde_json::Value| -> Vec<serde_json::Value> {
+        let layers = m["layers"].as_array().unwrap();
+        layers.iter().map(|l| l["digest"].clone()).collect()
+    };
+    assert_eq!(digests(&manifest), digests(&raw_manifest(&reference)));
+
+    // --compression none sends the tars themselves.
+    let raw = format!("{}/team/plain:raw", registry.host());
+    run(
+        dir.path(),
+        imported,
+        &["push", "plain:1", &raw, "--compression", "none"],
+    );
+    for layer in raw_manifest(&raw)["layers"].as_array().unwrap() {
+        let media_type = layer["mediaType"].as_str().unwrap();
+        assert!(media_type.ends_with(".tar"), "{media_type}");
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`registry`]: the OCI distribution client, pull into the store and push from it.
 //! - [`layer_store`]: a layer written by `lamina-layer` streamed straight into the store and
 //!   recorded with its variant, for builds, tests and embedders.
+//! - [`variants`]: an image in the layer compression a push or export asks for (variants
+//!   made once, stored and reused).
 
 pub mod archive;
 pub mod error;
@@ -16,7 +18,9 @@ pub mod image;
 pub mod ingest;
 pub mod layer_store;
 pub mod registry;
+pub mod variants;
 
 pub use archive::{ArchiveFormat, ExportReport, ImportedImage};
 pub use error::ExportError;
 pub use image::{ImageLayer, StoredImage};
+pub use variants::{Converted, with_compression};

@@ -6,14 +6,15 @@ use std::io::{self, BufReader, Read, Write};
 /// `lamina-types` (its media types, names and default levels live there).
 pub use lamina_types::Compression;
 
-/// A compressor with the layer writer's settings (gzip with a constant header, zstd with a
-/// checksum and a fixed worker count), so anything compressed with it, e.g. a variant made
-/// later from a stored plain tar, has the bytes the writer would have produced.
+/// A compressor with the layer writer's settings (gzip in parallel blocks with a constant
+/// header, zstd with a checksum and a fixed worker count), so anything compressed with it,
+/// e.g. a variant made later from a stored plain tar, has the bytes the writer would have
+/// produced. Neither output depends on the worker count.
 pub struct Encoder<W: Write>(Inner<W>);
 
 enum Inner<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(crate::gzip::ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -29,17 +30,18 @@ impl<W: Write> std::fmt::Debug for Encoder<W> {
 }
 
 impl<W: Write> Encoder<W> {
-    /// `workers` is clamped to at least 1: zstd's single-threaded output differs from its
-    /// multi-threaded one, and any count >= 1 gives the same bytes, so digests never depend on
-    /// the machine.
+    /// `workers` (threads compressing) is clamped to at least 1: zstd's single-threaded output
+    /// differs from its multi-threaded one, and any count >= 1 gives the same bytes; gzip's
+    /// blocks are the same for any count (see the `gzip` module). Digests never depend on the
+    /// machine.
     pub fn new(inner: W, compression: Compression, level: i32, workers: u32) -> io::Result<Self> {
         Ok(Encoder(match compression {
             Compression::None => Inner::None(inner),
-            Compression::Gzip => {
-                let level = flate2::Compression::new(level.clamp(0, 9) as u32);
-                // GzBuilder writes mtime 0 and no file name: the header is constant.
-                Inner::Gzip(flate2::GzBuilder::new().write(inner, level))
-            }
+            Compression::Gzip => Inner::Gzip(crate::gzip::ParallelGzip::new(
+                inner,
+                level.clamp(0, 9) as u32,
+                workers,
+            )?),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
                 enc.multithread(workers.max(1))?;
@@ -149,6 +151,10 @@ mod tests {
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
             round_trip(c, 2);
         }
+        assert_eq!(
+            round_trip(Compression::Gzip, 1),
+            round_trip(Compression::Gzip, 4)
+        );
     }
 
     #[test]

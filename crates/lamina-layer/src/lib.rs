@@ -43,6 +43,7 @@ mod confine;
 mod diff;
 mod digest;
 mod error;
+mod gzip;
 mod pax;
 mod tail;
 mod unpack;

@@ -24,7 +24,8 @@ pub struct LayerOptions {
     pub compression: Compression,
     /// The compression level; `None` is [`Compression::default_level`].
     pub level: Option<i32>,
-    /// zstd worker threads, at least 1 (0 counts as 1). The output does not depend on it.
+    /// Compression worker threads (zstd and gzip alike; the name is historical), at least 1
+    /// (0 counts as 1). The output does not depend on it.
     pub zstd_workers: u32,
 }
 

@@ -63,11 +63,13 @@ impl Compression {
         }
     }
 
-    /// The level used when none is given: gzip 6 and zstd 3, each tool's own default.
+    /// The level used when none is given: zstd 3 (zstd's own default) and gzip 3, which
+    /// gives the size skopeo's default gzip gives (measured on a 300 MB tar of /usr: 114.56
+    /// against 114.58 MB; level 6: 110.7 MB) at about 60% of level 6's CPU time.
     pub fn default_level(self) -> i32 {
         match self {
             Compression::None => 0,
-            Compression::Gzip => 6,
+            Compression::Gzip => 3,
             Compression::Zstd => 3,
         }
     }

@@ -26,13 +26,16 @@ pub(crate) fn detect(prefix: &[u8]) -> Compression {
     }
 }
 
-/// A compressor for `compression` with the layer writer's settings.
+/// A compressor for `compression` with the layer writer's settings, on every core (the
+/// bytes do not depend on how many there are).
 pub(crate) fn encoder<W: Write>(
     compression: Compression,
     out: W,
 ) -> io::Result<lamina_layer::Encoder<W>> {
     let compression = crate::layer_store::layer_compression(compression);
-    lamina_layer::Encoder::new(out, compression, compression.default_level(), 1)
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = u32::try_from(workers).unwrap_or(u32::MAX);
+    lamina_layer::Encoder::new(out, compression, compression.default_level(), workers)
 }
 
 /// Hashes what is written into it: blake3, sha256 and length.
@@ -61,6 +64,35 @@ impl Write for Hasher {
         self.blake3.update(buf);
         self.sha256.update(buf);
         self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// sha256 of a tar as it is written, or nothing when the tar needs no check.
+struct TarCheck(Option<sha2::Sha256>);
+
+impl TarCheck {
+    fn new(hash: bool) -> Self {
+        use sha2::Digest as _;
+        TarCheck(hash.then(sha2::Sha256::new))
+    }
+
+    fn finish(self) -> Option<Digest> {
+        use sha2::Digest as _;
+        self.0.map(|h| Digest::sha256(h.finalize().into()))
+    }
+}
+
+impl Write for TarCheck {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        if let Some(h) = &mut self.0 {
+            h.update(buf);
+        }
         Ok(buf.len())
     }
 
@@ -168,6 +200,9 @@ pub(crate) fn pump<R: Read, S: Write>(
 /// Makes the `target` variant of `record` from one of its stored variants (the plain one
 /// when present: nothing to decompress), checking the tar against the record's diff_id, and
 /// records it. Returns the updated record and the new variant.
+///
+/// A plain variant is the tar itself and the store hashed it when it was written, so its
+/// recorded sha256 is the check; a compressed source is hashed as it is decompressed.
 pub(crate) fn recompress(
     store: &Store,
     record: &LayerRecord,
@@ -193,27 +228,33 @@ pub(crate) fn recompress(
         path: path.clone(),
         source,
     };
+    let corrupt = |diff_id: Digest| ExportError::CorruptLayer {
+        image: "store".to_owned(),
+        layer: from.digest.to_string(),
+        reason: format!(
+            "its tar has digest {diff_id}, the layer record says {}",
+            record.diff_id
+        ),
+    };
+    let plain = from.compression == Compression::None;
+    if plain && from.sha256 != record.diff_id {
+        return Err(corrupt(from.sha256));
+    }
     let writer = store.writer(BlobKind::Layer)?;
     let encoder = encoder(target, writer).map_err(io_err)?;
     // Large writes into the compressor, as the layer writer makes them.
-    let out = io::BufWriter::with_capacity(1 << 20, Tee(Hasher::default(), encoder));
+    let out = io::BufWriter::with_capacity(1 << 20, Tee(TarCheck::new(!plain), encoder));
     let decoder =
         pump(blob, |_| Decoder::new(from.compression, out), |_| Ok(())).map_err(io_err)?;
-    let Tee(hasher, encoder) = decoder
+    let Tee(check, encoder) = decoder
         .finish()
         .map_err(io_err)?
         .into_inner()
         .map_err(|e| io_err(e.into_error()))?;
-    let (_, diff_id, _) = hasher.finish();
-    if diff_id != record.diff_id {
-        return Err(ExportError::CorruptLayer {
-            image: "store".to_owned(),
-            layer: from.digest.to_string(),
-            reason: format!(
-                "its tar has digest {diff_id}, the layer record says {}",
-                record.diff_id
-            ),
-        });
+    if let Some(diff_id) = check.finish()
+        && diff_id != record.diff_id
+    {
+        return Err(corrupt(diff_id));
     }
     let stored = encoder.finish().map_err(io_err)?.commit()?;
     let variant = LayerVariant {

@@ -104,7 +104,10 @@ pub fn export(
         path: parent.to_path_buf(),
         source,
     })?;
-    let (image, layers_compressed) = write::with_compression(store, image, compression)?;
+    let crate::variants::Converted {
+        image,
+        layers_compressed,
+    } = crate::variants::with_compression(store, image, compression)?;
     let name = reference.to_string();
     let bytes = match format {
         ArchiveFormat::OciDir => write::oci_dir(store, &image, &name, out)?,

@@ -1,5 +1,5 @@
-//! The writing side: layer variants in the asked compression, files into a directory or a
-//! tar, the OCI layout, and atomic placement of the result.
+//! The writing side: files into a directory or a tar, the OCI layout, and atomic placement
+//! of the result.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -7,65 +7,14 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use lamina_store::{Compression, Digest, Store};
+use lamina_store::{Digest, Store};
 use oci_spec::image::{
     Descriptor, ImageIndexBuilder, MediaType, OciLayoutBuilder, PlatformBuilder, SCHEMA_VERSION,
 };
 
 use super::ANNOTATION_IMAGE_NAME;
-use super::codec;
 use crate::image::{canonical_json, invalid, oci_digest};
 use crate::{ExportError, StoredImage};
-
-/// `image` with every layer in `compression`: the image itself when it already is, else a new
-/// manifest over the variants, made (and stored) where missing. Also returns how many
-/// variants were made.
-pub(crate) fn with_compression(
-    store: &Store,
-    image: &StoredImage,
-    compression: Compression,
-) -> Result<(StoredImage, usize), ExportError> {
-    if image
-        .layers
-        .iter()
-        .all(|l| l.variant.compression == compression)
-    {
-        return Ok((image.clone(), 0));
-    }
-    let mut made = 0;
-    let mut records = Vec::with_capacity(image.layers.len());
-    for layer in &image.layers {
-        // The store's record may have gained variants since the image was loaded.
-        let record = store
-            .layer(&layer.record.digest)?
-            .unwrap_or_else(|| layer.record.clone());
-        let present = match record
-            .variants
-            .iter()
-            .find(|v| v.compression == compression)
-        {
-            Some(v) => store.contains(&v.digest)?,
-            None => false,
-        };
-        if present {
-            records.push(record);
-        } else {
-            let (record, variant) = codec::recompress(store, &record, compression)?;
-            tracing::debug!(layer = %record.digest, variant = %variant.sha256, "compressed a layer variant");
-            made += 1;
-            records.push(record);
-        }
-    }
-    // The config keeps its bytes (and so the Docker image ID); only the manifest is new.
-    let config_bytes =
-        store
-            .read(&image.config_blob)?
-            .ok_or(lamina_store::StoreError::NotFound {
-                digest: image.config_blob,
-            })?;
-    let exported = StoredImage::commit_config_bytes(store, &config_bytes, &records, compression)?;
-    Ok((exported, made))
-}
 
 /// Where exported files go: a directory or a tar stream.
 pub(crate) enum Sink {
@@ -249,11 +198,13 @@ fn oci_layout(
         .os(image.config.os().clone())
         .build()
         .map_err(|e| invalid(name, format!("cannot build its platform: {e}")))?;
-    let mut descriptor = Descriptor::new(
-        MediaType::ImageManifest,
-        manifest.size,
-        oci_digest(&manifest.sha256)?,
-    );
+    // A Docker v2 schema 2 manifest (as pulled, or derived from one) keeps its media type.
+    let media_type = image
+        .manifest
+        .media_type()
+        .clone()
+        .unwrap_or(MediaType::ImageManifest);
+    let mut descriptor = Descriptor::new(media_type, manifest.size, oci_digest(&manifest.sha256)?);
     descriptor.set_annotations(Some(annotations.into_iter().collect()));
     descriptor.set_platform(Some(platform));
     let index = ImageIndexBuilder::default()

@@ -19,6 +19,24 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`push`] sends an image as it is stored (its manifest bytes, so its digest). To push it in
+//! another layer compression, e.g. gzip for clients that read no zstd, convert it first with
+//! [`crate::with_compression`] (variants are made once and kept; `lamina push` does this,
+//! gzip by default):
+//!
+//! ```no_run
+//! # async fn demo(store: &lamina_store::Store, image: &lamina_export::StoredImage)
+//! # -> Result<(), lamina_export::ExportError> {
+//! use lamina_export::registry::{RegistryConfig, push};
+//! use lamina_store::Compression;
+//!
+//! let gzip = lamina_export::with_compression(store, image, Compression::Gzip)?.image;
+//! let report = push(store, &gzip, "127.0.0.1:5000/app:1", &RegistryConfig::default(), &|_| {})
+//!     .await?;
+//! assert_eq!(report.digest, gzip.digest);
+//! # Ok(()) }
+//! ```
+//!
 //! Transport: https by default; plain http only for hosts in
 //! [`RegistryConfig::insecure`] and for loopback hosts (`localhost`, `127.0.0.0/8`, `::1`).
 //! Credentials: see [`Credentials`] for where they come from; they are never logged.

@@ -58,9 +58,10 @@ pub enum ImageCommand {
         /// The output form.
         #[arg(long, value_enum, default_value_t = Format::OciArchive)]
         format: Format,
-        /// Layer compression in the output (docker-archive turns zstd into gzip, which
-        /// `docker load` needs). Stored variants are reused; a missing one is made once.
-        #[arg(long, value_enum, default_value_t = LayerCompression::Zstd)]
+        /// Layer compression in the output: gzip reads everywhere (umoci, docker, podman);
+        /// zstd needs newer clients (docker-archive turns it into gzip, which `docker load`
+        /// needs). Stored variants are reused; a missing one is made once and kept.
+        #[arg(long, value_enum, default_value_t = LayerCompression::Gzip)]
         compression: LayerCompression,
         /// Where to write it.
         #[arg(long, short = 'o', value_name = "PATH")]

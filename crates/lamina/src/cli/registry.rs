@@ -9,8 +9,10 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lamina::export::registry::{self, Credentials, PullEvent, PushEvent, RegistryConfig};
+use lamina::export::with_compression;
 use lamina::store::Digest;
 
+use super::image::LayerCompression;
 use super::units;
 
 /// Registry options shared by push, pull and build.
@@ -62,6 +64,12 @@ pub struct PushArgs {
     name: String,
     /// Where to push it: `registry/repository[:tag]`.
     reference: String,
+    /// Layer compression on the registry: gzip is what every client pulls (docker 20.10,
+    /// podman, umoci); zstd needs docker 23+, podman or containerd 1.5+. A layer not yet
+    /// stored that way is compressed once and the variant kept for later pushes; the pushed
+    /// image then has its own manifest digest (printed), the config is the same.
+    #[arg(long, value_enum, default_value_t = LayerCompression::Gzip)]
+    compression: LayerCompression,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -87,9 +95,18 @@ pub fn push(
         )
     })?;
     let config = args.registry.config()?;
+    let started = std::time::Instant::now();
+    let converted =
+        with_compression(engine.store(), &image, args.compression).with_context(|| {
+            format!(
+                "compressing the layers of {} as {}",
+                args.name,
+                lamina::export::image::compression_name(args.compression)
+            )
+        })?;
+    let image = converted.image;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let display = Display::new();
-    let started = std::time::Instant::now();
     let report = runtime.block_on(registry::push(
         engine.store(),
         &image,
@@ -103,7 +120,8 @@ pub fn push(
     let rate = report.bytes_pushed as f64 / elapsed.as_secs_f64().max(1e-3);
     writeln!(
         out,
-        "pushed {} to {} in {}: {} blobs uploaded ({}, {}/s), {} already there, {} mounted",
+        "pushed {} to {} in {}: {} blobs uploaded ({}, {}/s), {} already there, {} mounted; \
+         {} of {} layers compressed for this push",
         report.digest,
         report.reference,
         units::elapsed(elapsed),
@@ -112,6 +130,8 @@ pub fn push(
         units::size(rate as u64),
         report.blobs_skipped,
         report.blobs_mounted,
+        converted.layers_compressed,
+        image.layers.len(),
     )?;
     Ok(out.flush()?)
 }
