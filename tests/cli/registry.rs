@@ -217,8 +217,8 @@ fn blob_count(cwd: &std::path::Path, store: &str) -> u64 {
 
 #[test]
 fn push_sends_gzip_by_default_made_once_and_pulled_back() {
-    if let Some(tool) = tools_missing() {
-        return skip("push_sends_gzip_by_default_made_once_and_pulled_back", tool);
+    if tools_missing() {
+        return;
     }
     let registry = server::Registry::start();
     let dir = tempfile::tempdir().unwrap();
