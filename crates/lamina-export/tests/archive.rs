@@ -455,7 +455,7 @@ fn import_refuses_other_architectures_and_unnamed_images() {
     let err = archive::import(&store, &out, None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "image arm:1 architecture (linux/arm64) is not amd64"
+        "image docker.io/library/arm:1 architecture (linux/arm64) is not amd64"
     );
 
     // skopeo without a reference writes no name into index.json.

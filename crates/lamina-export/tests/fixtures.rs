@@ -258,7 +258,7 @@ fn docker_25_save_output_imports_through_its_oci_layout() {
     let store = store(&dir.path().join("store"));
     let imported = archive::import(&store, &tar, None).unwrap();
     assert_eq!(imported.len(), 1);
-    assert_eq!(imported[0].name, "docker.io/fixture/modern:1");
+    assert_eq!(imported[0].name, "fixture/modern:1");
     assert_eq!(imported[0].image.digest, manifest_sha);
     assert_eq!(
         store.read(&imported[0].image.config_blob).unwrap().unwrap(),
