@@ -190,14 +190,7 @@ fn add_onbuild(layout: &Path, triggers: &[&str]) {
 /// pass them on.
 #[test]
 fn onbuild_triggers_of_a_base_image_run_after_from() {
-    if !rustix::process::geteuid().is_root()
-        || Command::new("runc").arg("--version").output().is_err()
-        || !Path::new("/bin/busybox").exists()
-    {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipping: RUN steps need root, runc and /bin/busybox");
-        }
+    if crate::build::sandbox_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -269,4 +262,64 @@ fn onbuild_triggers_of_a_base_image_run_after_from() {
     );
     let (texts, result) = started_steps(&out);
     assert_eq!(result["steps"], 1, "{texts:?}");
+}
+
+/// An image Lamina builds keeps its own `ONBUILD` lines in its config: a later build `FROM`
+/// it runs them first, and the image that build makes does not carry them on.
+#[test]
+fn onbuild_lines_of_a_lamina_built_image_run_in_the_next_build() {
+    if crate::build::sandbox_missing() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    busybox_base(dir.path(), store, "plain-base:1");
+    write_tree(
+        dir.path(),
+        &[
+            (
+                "parent/Dockerfile",
+                "FROM plain-base:1\nONBUILD RUN echo hi > /onbuild.txt\n\
+                 ONBUILD COPY app.txt /srv/app.txt\n",
+            ),
+            ("app/app.txt", "the app\n"),
+            (
+                "app/Dockerfile",
+                "FROM parent:1\nRUN test \"$(cat /onbuild.txt)\" = hi && \
+                 test \"$(cat /srv/app.txt)\" = \"the app\"\n",
+            ),
+        ],
+    );
+    lamina_ok(
+        dir.path(),
+        &run_args(store, &["build", "parent", "--tag", "parent:1"]),
+    );
+    let on_build = |name: &str| {
+        let out = lamina_ok(
+            dir.path(),
+            &run_args(store, &["image", "inspect", name, "--json"]),
+        );
+        let value: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        value["config"]["config"]["OnBuild"].clone()
+    };
+    assert_eq!(
+        on_build("parent:1"),
+        serde_json::json!(["RUN echo hi > /onbuild.txt", "COPY app.txt /srv/app.txt"])
+    );
+    let out = lamina_ok(
+        dir.path(),
+        &run_args(
+            store,
+            &["build", "app", "--tag", "child:1", "--progress", "json"],
+        ),
+    );
+    let (texts, result) = started_steps(&out);
+    assert_eq!(result["steps"], 3, "{result}");
+    assert_eq!(
+        texts[..2],
+        ["RUN echo hi > /onbuild.txt", "COPY app.txt /srv/app.txt"]
+    );
+    let child = on_build("child:1");
+    assert!(child.is_null() || child == serde_json::json!([]), "{child}");
 }
