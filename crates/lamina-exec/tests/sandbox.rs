@@ -13,7 +13,7 @@ use lamina_exec::sandbox::{
     RunOutcome, RunRequest, Sandbox,
 };
 use lamina_layer::{Compression, LayerOptions, LayerWriter, Unpacker};
-use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Store, StoreOptions};
+use lamina_store::{BlobKind, LayerRecord, LayerVariant, Store, StoreOptions};
 
 #[path = "../../../tests/require.rs"]
 mod require;
@@ -76,12 +76,10 @@ fn put_layer(store: &Store, upper: Option<&Path>, tree: Option<&Path>) -> LayerR
         (None, Some(tree)) => writer.write_tree(tree, &mut blob).unwrap(),
         _ => unreachable!(),
     };
-    let stored = blob
-        .commit_verified(&Digest::sha256(info.digest.0), Some(info.size))
-        .unwrap();
+    let stored = blob.commit_verified(&info.digest, Some(info.size)).unwrap();
     let record = LayerRecord {
-        digest: Digest::blake3(info.blake3.0),
-        diff_id: Digest::sha256(info.diff_id.0),
+        digest: info.blake3,
+        diff_id: info.diff_id,
         size: info.uncompressed_size,
         variants: vec![LayerVariant {
             compression: lamina_store::Compression::Zstd,

@@ -202,12 +202,4 @@ pub enum ExportError {
         /// What failed (never the secret itself).
         reason: String,
     },
-    /// A layer compression that the store's records cannot name yet.
-    #[error(
-        "layers of type {media_type} cannot be recorded in the store yet; use zstd, gzip or none"
-    )]
-    UnsupportedLayerCompression {
-        /// The layer's media type.
-        media_type: &'static str,
-    },
 }

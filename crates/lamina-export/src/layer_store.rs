@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use lamina_layer::LayerWriter;
-use lamina_store::{BlobKind, Digest, LayerRecord, LayerVariant, Lease, Store};
+use lamina_store::{BlobKind, LayerRecord, LayerVariant, Lease, Store};
 
 use crate::ExportError;
 
@@ -43,11 +43,10 @@ pub fn store_layer(
         LayerSource::OverlayUpper(upper) => writer.write_overlay_upper(upper, &mut blob)?,
         LayerSource::Diff { lower, upper } => writer.diff_trees(lower, upper, &mut blob)?,
     };
-    let compressed: Digest = info.digest.into();
-    let stored = blob.commit_verified(&compressed, Some(info.size))?;
+    let stored = blob.commit_verified(&info.digest, Some(info.size))?;
     let record = LayerRecord {
-        digest: info.blake3.into(),
-        diff_id: info.diff_id.into(),
+        digest: info.blake3,
+        diff_id: info.diff_id,
         size: info.uncompressed_size,
         variants: vec![LayerVariant {
             compression: writer.options().compression,
@@ -111,7 +110,7 @@ mod tests {
             assert_eq!(bytes.len() as u64, variant.size);
             let out = tempfile::tempdir().unwrap();
             let stats = Unpacker::default().unpack(&bytes[..], out.path()).unwrap();
-            assert_eq!(stats.diff_id.0, *both.diff_id.as_bytes());
+            assert_eq!(stats.diff_id, both.diff_id);
             assert_eq!(
                 std::fs::read(out.path().join("etc/motd")).unwrap(),
                 b"hello\n"

@@ -8,7 +8,7 @@ mod support;
 use lamina_export::archive::{self, ArchiveFormat};
 use lamina_export::{ExportError, StoredImage};
 use lamina_layer::{LayerOptions, LayerWriter};
-use lamina_store::{Compression, Digest, LayerRecord, Store};
+use lamina_store::{Compression, LayerRecord, Store};
 use oci_spec::image::Arch;
 use support::*;
 #[test]
@@ -414,14 +414,8 @@ fn export_reuses_stored_variants_instead_of_recompressing() {
     )
     .write_tree(&base, std::io::sink())
     .unwrap();
-    assert_eq!(
-        report.image.layers[0].record.diff_id,
-        Digest::sha256(direct.diff_id.0)
-    );
-    assert_eq!(
-        report.image.layers[0].variant.sha256,
-        Digest::sha256(direct.digest.0)
-    );
+    assert_eq!(report.image.layers[0].record.diff_id, direct.diff_id);
+    assert_eq!(report.image.layers[0].variant.sha256, direct.digest);
 
     // Exporting over an existing output replaces it.
     let dir_out = f.dir.path().join("layout");

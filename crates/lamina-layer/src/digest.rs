@@ -1,99 +1,12 @@
-//! Digest types and the hashing writers of the one-pass pipeline.
+//! The hashing writers of the one-pass pipeline. Their digests are the workspace's one
+//! [`Digest`] type.
 
-use std::fmt;
 use std::io::{self, Write};
-use std::str::FromStr;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use lamina_types::Digest;
 use sha2::{Digest as _, Sha256};
-
-/// A SHA-256 digest, shown as `sha256:<64 lowercase hex digits>` as OCI descriptors spell it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sha256Digest(pub [u8; 32]);
-
-/// A BLAKE3 digest, shown as `blake3:<64 lowercase hex digits>`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Blake3Digest(pub [u8; 32]);
-
-/// The error of parsing a digest from text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid digest {input:?}: expected {algorithm}:<64 lowercase hex digits>")]
-pub struct ParseDigestError {
-    /// The text that failed to parse.
-    pub input: String,
-    /// The algorithm prefix that was expected.
-    pub algorithm: &'static str,
-}
-
-macro_rules! digest_impls {
-    ($ty:ident, $prefix:literal) => {
-        impl $ty {
-            /// The lowercase hex form without the algorithm prefix.
-            pub fn hex(&self) -> String {
-                self.0.iter().map(|b| format!("{b:02x}")).collect()
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($prefix, ":{}"), self.hex())
-            }
-        }
-
-        impl fmt::Debug for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(self, f)
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = ParseDigestError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let err = || ParseDigestError {
-                    input: s.to_owned(),
-                    algorithm: $prefix,
-                };
-                let hex = s.strip_prefix(concat!($prefix, ":")).ok_or_else(err)?;
-                parse_hex(hex).map($ty).ok_or_else(err)
-            }
-        }
-    };
-}
-
-digest_impls!(Sha256Digest, "sha256");
-digest_impls!(Blake3Digest, "blake3");
-
-// The workspace's digest type: what the store and the image code take.
-impl From<Sha256Digest> for lamina_types::Digest {
-    fn from(d: Sha256Digest) -> Self {
-        lamina_types::Digest::sha256(d.0)
-    }
-}
-
-impl From<Blake3Digest> for lamina_types::Digest {
-    fn from(d: Blake3Digest) -> Self {
-        lamina_types::Digest::blake3(d.0)
-    }
-}
-
-fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
-}
 
 /// Bytes handed to a [`Sha256Thread`] at a time.
 const CHUNK: usize = 1 << 20;
@@ -163,14 +76,14 @@ impl Sha256Thread {
         tx.send(full).map_err(|_| stopped())
     }
 
-    pub(crate) fn finish(mut self) -> io::Result<Sha256Digest> {
+    pub(crate) fn finish(mut self) -> io::Result<Digest> {
         if !self.chunk.is_empty() {
             self.send()?;
         }
         // Closing the channel ends the thread's loop.
         drop(self.full.take());
         let thread = self.thread.take().ok_or_else(stopped)?;
-        thread.join().map(Sha256Digest).map_err(|_| stopped())
+        thread.join().map(Digest::sha256).map_err(|_| stopped())
     }
 }
 
@@ -204,9 +117,9 @@ impl<W: Write> TarHasher<W> {
         })
     }
 
-    pub(crate) fn finish(self) -> io::Result<(W, Sha256Digest, Blake3Digest, u64)> {
+    pub(crate) fn finish(self) -> io::Result<(W, Digest, Digest, u64)> {
         let sha = self.sha256.finish()?;
-        let b3 = Blake3Digest(*self.blake3.finalize().as_bytes());
+        let b3 = Digest::blake3(*self.blake3.finalize().as_bytes());
         Ok((self.inner, sha, b3, self.len))
     }
 }
@@ -242,7 +155,7 @@ impl<W: Write> BlobHasher<W> {
         })
     }
 
-    pub(crate) fn finish(self) -> io::Result<(W, Option<Sha256Digest>, u64)> {
+    pub(crate) fn finish(self) -> io::Result<(W, Option<Digest>, u64)> {
         let digest = self.sha256.map(Sha256Thread::finish).transpose()?;
         Ok((self.inner, digest, self.len))
     }
@@ -279,8 +192,8 @@ impl<R: io::Read> HashingReader<R> {
         }
     }
 
-    pub(crate) fn finish(self) -> (Sha256Digest, u64) {
-        (Sha256Digest(self.sha256.finalize().into()), self.len)
+    pub(crate) fn finish(self) -> (Digest, u64) {
+        (Digest::sha256(self.sha256.finalize().into()), self.len)
     }
 }
 
@@ -298,33 +211,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_and_parse_round_trip() {
-        let d = Sha256Digest(Sha256::digest(b"").into());
-        let s = d.to_string();
-        assert_eq!(
-            s,
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(s.parse::<Sha256Digest>(), Ok(d));
-        assert!("sha256:E3B0".parse::<Sha256Digest>().is_err());
-        assert!(
-            s.replace("sha256", "blake3")
-                .parse::<Sha256Digest>()
-                .is_err()
-        );
-        let b = Blake3Digest(*blake3::hash(b"x").as_bytes());
-        assert_eq!(b.to_string().parse::<Blake3Digest>(), Ok(b));
-    }
-
-    #[test]
     fn tar_hasher_matches_one_shot_hashes() {
         let mut h = TarHasher::new(Vec::new()).unwrap();
         h.write_all(b"hello ").unwrap();
         h.write_all(b"world").unwrap();
         let (out, sha, b3, len) = h.finish().unwrap();
         assert_eq!(out, b"hello world");
-        assert_eq!(sha.0, <[u8; 32]>::from(Sha256::digest(b"hello world")));
-        assert_eq!(b3.0, *blake3::hash(b"hello world").as_bytes());
+        assert_eq!(sha, Digest::sha256_of(b"hello world"));
+        assert_eq!(b3, Digest::blake3_of(b"hello world"));
         assert_eq!(len, 11);
     }
 
@@ -338,12 +232,9 @@ mod tests {
         for piece in data.chunks(CHUNK / 3 + 7) {
             t.update(piece).unwrap();
         }
-        assert_eq!(
-            t.finish().unwrap().0,
-            <[u8; 32]>::from(Sha256::digest(&data))
-        );
+        assert_eq!(t.finish().unwrap(), Digest::sha256_of(&data));
         let empty = Sha256Thread::new().unwrap().finish().unwrap();
-        assert_eq!(empty.0, <[u8; 32]>::from(Sha256::digest(b"")));
+        assert_eq!(empty, Digest::sha256_of(b""));
     }
 
     #[test]
@@ -352,7 +243,7 @@ mod tests {
         h.write_all(b"blob").unwrap();
         let (out, digest, len) = h.finish().unwrap();
         assert_eq!((out.as_slice(), len), (&b"blob"[..], 4));
-        assert_eq!(digest.unwrap().0, <[u8; 32]>::from(Sha256::digest(b"blob")));
+        assert_eq!(digest, Some(Digest::sha256_of(b"blob")));
         let mut h = BlobHasher::new(Vec::new(), false).unwrap();
         h.write_all(b"blob").unwrap();
         assert_eq!(h.finish().unwrap().1, None);

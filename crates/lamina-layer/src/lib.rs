@@ -51,7 +51,7 @@ mod walk;
 mod writer;
 
 pub use compress::{Compression, Encoder, detect_compression};
-pub use digest::{Blake3Digest, ParseDigestError, Sha256Digest};
 pub use error::LayerError;
+pub use lamina_types::Digest;
 pub use unpack::{UnpackOptions, UnpackStats, Unpacker};
 pub use writer::{LayerInfo, LayerOptions, LayerWriter};

@@ -8,12 +8,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use lamina_types::Digest;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
 
 use crate::compress::{Compression, decompress};
 use crate::confine::{self, clear_for, ensure_dir, open_in};
-use crate::digest::{HashingReader, Sha256Digest};
+use crate::digest::HashingReader;
 use crate::error::{LayerError, lossy};
 use crate::tail::Tail;
 use crate::walk::{OPAQUE_MARKER, WHITEOUT_PREFIX, join};
@@ -69,7 +70,7 @@ pub struct UnpackStats {
     /// The compression that was detected.
     pub compression: Compression,
     /// sha256 of the uncompressed tar: compare it with the expected `diff_id`.
-    pub diff_id: Sha256Digest,
+    pub diff_id: Digest,
     /// Bytes of uncompressed tar.
     pub uncompressed_size: u64,
     /// Entries created (files, directories, links, devices).
@@ -130,7 +131,7 @@ impl Unpacker {
             dirs: Vec::new(),
             stats: UnpackStats {
                 compression,
-                diff_id: Sha256Digest([0; 32]),
+                diff_id: Digest::sha256([0; 32]),
                 uncompressed_size: 0,
                 entries: 0,
                 whiteouts: 0,

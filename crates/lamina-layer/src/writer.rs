@@ -7,8 +7,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+use lamina_types::Digest;
+
 use crate::compress::{Compression, Encoder};
-use crate::digest::{Blake3Digest, BlobHasher, Sha256Digest, TarHasher};
+use crate::digest::{BlobHasher, TarHasher};
 use crate::error::LayerError;
 use crate::pax::{self, Header, kind};
 use crate::walk::{self, Node, OPAQUE_MARKER, Plan, PlanEntry, Source, WHITEOUT_PREFIX};
@@ -83,13 +85,13 @@ impl LayerOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
     /// sha256 of the uncompressed tar: the config's `rootfs.diff_ids` entry.
-    pub diff_id: Sha256Digest,
+    pub diff_id: Digest,
     /// blake3 of the uncompressed tar, for the content store.
-    pub blake3: Blake3Digest,
+    pub blake3: Digest,
     /// Bytes of uncompressed tar.
     pub uncompressed_size: u64,
     /// sha256 of the blob as written (equal to `diff_id` when uncompressed).
-    pub digest: Sha256Digest,
+    pub digest: Digest,
     /// Bytes of the blob as written.
     pub size: u64,
     /// The blob's OCI media type.

@@ -42,6 +42,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use lamina_types::Digest;
+use lamina_types::digest::unhex32;
+
 use crate::context::{Context, StepRef};
 use crate::error::{Result, SpecError};
 use crate::inputs::{
@@ -56,35 +59,45 @@ use crate::instruction::{
 pub const DIGEST_VERSION: &str = "lamina-definition-v2";
 
 /// The blake3 digest of a definition's canonical encoding; written `blake3:<64 hex>`.
+///
+/// A thin wrapper over the workspace's [`Digest`] rather than a bare `Digest`: it names a
+/// definition, not content, so no blob has it as its address, and the type keeps it from
+/// being handed to a store lookup by mistake. It is always blake3. [`Self::digest`] gives the
+/// plain `Digest` where one is wanted (a cache key, a label).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DefinitionDigest([u8; 32]);
+pub struct DefinitionDigest(Digest);
 
 impl DefinitionDigest {
-    /// Wraps raw digest bytes.
+    /// Wraps raw blake3 digest bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        DefinitionDigest(bytes)
+        DefinitionDigest(Digest::blake3(bytes))
     }
 
     /// The raw digest bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        self.0.as_bytes()
     }
 
     /// The 64 lowercase hex digits, without the `blake3:` prefix.
     pub fn to_hex(&self) -> String {
-        use fmt::Write;
+        self.0.hex()
+    }
+
+    /// The digest as the workspace's [`Digest`] (algorithm blake3).
+    pub fn digest(&self) -> Digest {
         self.0
-            .iter()
-            .fold(String::with_capacity(64), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            })
+    }
+}
+
+impl From<DefinitionDigest> for Digest {
+    fn from(definition: DefinitionDigest) -> Digest {
+        definition.0
     }
 }
 
 impl fmt::Display for DefinitionDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "blake3:{}", self.to_hex())
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -108,16 +121,8 @@ impl FromStr for DefinitionDigest {
         if hex.len() != 64 {
             return Err(invalid("wrong length"));
         }
-        let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-            let digit = |c: u8| match c {
-                b'0'..=b'9' => Ok(c - b'0'),
-                b'a'..=b'f' => Ok(c - b'a' + 10),
-                _ => Err(invalid("not a lowercase hex digit")),
-            };
-            *byte = digit(pair[0])? << 4 | digit(pair[1])?;
-        }
-        Ok(DefinitionDigest(bytes))
+        let bytes = unhex32(hex).ok_or_else(|| invalid("not a lowercase hex digit"))?;
+        Ok(DefinitionDigest::from_bytes(bytes))
     }
 }
 
@@ -194,7 +199,9 @@ pub fn definition_digest_with_args(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     enc.pairs(&build_args);
-    Ok(DefinitionDigest(*enc.hasher.finalize().as_bytes()))
+    Ok(DefinitionDigest::from_bytes(
+        *enc.hasher.finalize().as_bytes(),
+    ))
 }
 
 /// A source that matches nothing, named as written when it was written with variables

@@ -7,7 +7,7 @@ use crate::Digest;
 
 /// Everything that can go wrong in the store.
 ///
-/// Variants fall into four groups: bad input (`InvalidDigest`, `DigestMismatch`,
+/// Variants fall into four groups: bad input (`DigestMismatch`,
 /// `SizeMismatch`, `InvalidImageName`), environment (`Io`, `Locked`, `NoLocation`),
 /// corruption (`CorruptBlob`, `MissingBlob`, `CorruptRecord`, `Index`, `UnsupportedFormat`)
 /// and misuse of the API (`NotFound`, `ImageNotFound`, `Pinned`, `LeaseReleased`).
@@ -104,14 +104,6 @@ pub enum StoreError {
         expected: u64,
         /// The size actually written.
         actual: u64,
-    },
-    /// A digest string did not parse.
-    #[error("invalid digest {input:?}: {reason}")]
-    InvalidDigest {
-        /// The text given.
-        input: String,
-        /// What is wrong with it.
-        reason: &'static str,
     },
     /// A record refers to a blob or layer the store does not have.
     #[error("{digest} is not in the store; put it first")]

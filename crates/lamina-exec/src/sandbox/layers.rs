@@ -176,12 +176,11 @@ fn unpack_into(store: &Store, layer: &LayerRecord, dir: &Path) -> Result<(), Exe
         };
         let options = UnpackOptions::default().same_owner(true).devices(true);
         let stats = Unpacker::new(options).unpack(io::BufReader::new(blob), dir)?;
-        let actual: lamina_store::Digest = stats.diff_id.into();
-        if actual != layer.diff_id {
+        if stats.diff_id != layer.diff_id {
             return Err(ExecError::LayerDiffIdMismatch {
                 layer: layer_hex,
                 expected: layer.diff_id.to_string(),
-                actual: actual.to_string(),
+                actual: stats.diff_id.to_string(),
             });
         }
         if stats.whiteouts > 0 {

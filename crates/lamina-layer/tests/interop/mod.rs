@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::Command;
 
 use lamina_layer::{Compression, LayerOptions, LayerWriter, Unpacker};
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -73,9 +72,9 @@ fn layers_made_by_gnu_tar_unpack_here() {
 }
 
 fn json_blob(blobs: &Path, bytes: &[u8]) -> (String, usize) {
-    let digest = lamina_layer::Sha256Digest(Sha256::digest(bytes).into()).hex();
-    fs::write(blobs.join(&digest), bytes).unwrap();
-    (format!("sha256:{digest}"), bytes.len())
+    let digest = lamina_layer::Digest::sha256_of(bytes);
+    fs::write(blobs.join(digest.hex()), bytes).unwrap();
+    (digest.to_string(), bytes.len())
 }
 
 #[test]

@@ -549,6 +549,12 @@ fn digest_text_round_trips() {
     assert_eq!(text.parse::<DefinitionDigest>().expect("parse"), digest);
     assert_eq!(format!("{digest:?}"), format!("DefinitionDigest({text})"));
     assert_eq!(digest.as_bytes(), blake3::hash(b"x").as_bytes());
+    // The same value and text as the workspace's digest type.
+    let plain = lamina_types::Digest::blake3_of(b"x");
+    assert_eq!(digest.digest(), plain);
+    assert_eq!(lamina_types::Digest::from(digest), plain);
+    assert_eq!(plain.to_string(), text);
+    assert_eq!(digest.to_hex(), plain.hex());
     for bad in [
         "",
         "blake3:",
