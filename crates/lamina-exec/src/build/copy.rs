@@ -14,11 +14,12 @@
 //! linked (one inode; the layer holds one file entry and hard link entries, as BuildKit
 //! writes it); a link to a file outside the copied set becomes a plain file.
 //!
-//! Not supported, with an error saying so: URL and git sources of ADD, and ADD's
-//! extraction of local archives (a local tar, gzip, bzip2, xz or zstd file).
+//! ADD extracts a local source file that is a tar archive into the destination directory
+//! (see the `archive` module) unless `--unpack=false`; entries extracted keep the archive's
+//! owners and modes (`--chown`/`--chmod` apply to copied entries only).
+//! Not supported, with an error saying so: URL and git sources of ADD.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -73,9 +74,6 @@ impl Build<'_> {
         if let Some(reason) = super::support::remote_refusal(copy) {
             return Err(unsupported(reason));
         }
-        if copy.add {
-            check_no_archives(matches).map_err(unsupported)?;
-        }
         let chmod = copy
             .chmod
             .as_deref()
@@ -120,7 +118,10 @@ impl Build<'_> {
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
         match &copy.from {
-            None => stage_matches(matches, &mut stage)?,
+            None => {
+                let extract = copy.add && copy.unpack != Some(false);
+                stage_matches(matches, &mut stage, extract, &invalid)?
+            }
             Some(from) => {
                 let layers = self.source_layers(s, from);
                 let source_root = layers::temp_dir(work_dir, "from-")?;
@@ -231,38 +232,24 @@ impl Build<'_> {
     }
 }
 
-/// ADD extracts local archives; Lamina does not, so it refuses rather than copy silently.
-pub(super) fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
+/// Places resolved local inputs; with `extract` (ADD), a source file that is a tar archive
+/// is extracted into the destination instead (`invalid` makes the step's error).
+fn stage_matches(
+    matches: &[SourceMatch],
+    stage: &mut Stage,
+    extract: bool,
+    invalid: &dyn Fn(String) -> ExecError,
+) -> Result<(), ExecError> {
     for m in matches {
-        let Some(first) = m.entries.first() else {
+        if extract
+            && let [entry] = m.entries.as_slice()
+            && matches!(entry.kind, EntryKind::File { .. })
+            && let Some(tar) =
+                super::archive::open_tar(&entry.host_path).map_err(|e| io(&entry.host_path, e))?
+        {
+            super::archive::extract(tar, &stage.dest, &m.path).map_err(invalid)?;
             continue;
-        };
-        if !matches!(first.kind, EntryKind::File { .. }) {
-            continue;
         }
-        let mut head = Vec::with_capacity(512);
-        if let Ok(file) = std::fs::File::open(&first.host_path) {
-            let _ = file.take(512).read_to_end(&mut head);
-        }
-        let archive = head.starts_with(&[0x1f, 0x8b])
-            || head.starts_with(b"BZh")
-            || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-            || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-            || head.get(257..262) == Some(b"ustar");
-        if archive {
-            return Err(format!(
-                "ADD of the local archive {} would extract it, which Lamina does not do; \
-                 extract it into the context and COPY the directory, or COPY it and RUN tar",
-                m.path
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Places resolved local inputs.
-fn stage_matches(matches: &[SourceMatch], stage: &mut Stage) -> Result<(), ExecError> {
-    for m in matches {
         for entry in &m.entries {
             let target = if !stage.dest_is_dir || entry.name == "." {
                 stage.dest.clone()
@@ -510,27 +497,5 @@ mod tests {
             [r.join("real/dir/f.txt")]
         );
         assert!(find_in_root(r, "missing").unwrap().is_empty());
-    }
-
-    #[test]
-    fn local_archives_are_refused_for_add() {
-        let dir = tempfile::tempdir().unwrap();
-        let gz = dir.path().join("a.tgz");
-        std::fs::write(&gz, [0x1f, 0x8b, 8, 0]).unwrap();
-        let m = SourceMatch {
-            source: 0,
-            path: "a.tgz".into(),
-            entries: vec![lamina_spec::inputs::TreeEntry {
-                name: "a.tgz".into(),
-                kind: EntryKind::File {
-                    size: 4,
-                    hash: [0; 32],
-                },
-                mode: 0o644,
-                host_path: gz,
-            }],
-        };
-        let err = check_no_archives(&[m]).unwrap_err();
-        assert!(err.contains("a.tgz"), "{err}");
     }
 }

@@ -16,6 +16,7 @@
 //! across builds), `support` (what a build refuses, found before building, for `lamina
 //! check`).
 
+mod archive;
 mod config;
 mod copy;
 mod explain;
