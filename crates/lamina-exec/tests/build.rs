@@ -18,6 +18,8 @@ use lamina_store::{Store, StoreOptions};
 
 #[path = "build/add.rs"]
 mod add;
+#[path = "build/add_url.rs"]
+mod add_url;
 #[path = "../../../tests/require.rs"]
 mod require;
 
@@ -420,8 +422,9 @@ fn unsupported_add_sources_fail_clearly() {
     let ctx = env.context("ctx", &[]);
     let exec = env.executor();
     for text in [
-        "FROM scratch\nADD https://example.com/f /f\n",
+        "FROM scratch\nADD https://example.com/org/repo.git#main /src\n",
         "FROM scratch\nADD git@example.com:org/repo.git /src\n",
+        "FROM scratch\nCOPY https://example.com/f /f\n",
     ] {
         let err = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap_err();
         assert!(

@@ -74,6 +74,21 @@ impl Build<'_> {
         if let Some(reason) = super::support::remote_refusal(copy) {
             return Err(unsupported(reason));
         }
+        // An ADD URL with a checksum is downloaded only now, on a miss.
+        let url = super::remote::http_source(copy);
+        let mut _download = None;
+        let mut downloaded = Vec::new();
+        let matches = match url {
+            Some(url) if matches.is_empty() => {
+                let work_dir = &self.inner.config.work_dir;
+                let download = super::remote::download(url, copy.checksum.as_deref(), work_dir)
+                    .map_err(&invalid)?;
+                downloaded.push(download.as_match(url));
+                _download = Some(download);
+                &downloaded[..]
+            }
+            _ => matches,
+        };
         let chmod = copy
             .chmod
             .as_deref()
@@ -92,7 +107,7 @@ impl Build<'_> {
         let work_dir = &self.inner.config.work_dir;
         let staging = layers::temp_dir(work_dir, "copy-")?;
         let dest = resolve_path(state.config.workdir(), &copy.dest);
-        let wildcard = copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
+        let wildcard = url.is_none() && copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
         let raw_dest = copy.dest.as_str();
         // `--parents` copies the matched paths below the destination (BuildKit copies the
         // source root's contents, filtered to them), so the destination is a directory.
@@ -119,7 +134,11 @@ impl Build<'_> {
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
         match &copy.from {
             None => {
-                let extract = copy.add && copy.unpack != Some(false);
+                // Local archives are extracted unless told not to, downloads only if told to.
+                let extract = match url {
+                    Some(_) => copy.unpack == Some(true),
+                    None => copy.add && copy.unpack != Some(false),
+                };
                 stage_matches(matches, &mut stage, extract, &invalid)?
             }
             Some(from) => {

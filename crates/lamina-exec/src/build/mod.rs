@@ -25,6 +25,7 @@ mod history;
 pub mod key;
 mod layers;
 mod plan;
+mod remote;
 mod run;
 mod run_mounts;
 mod steps;

@@ -1,7 +1,7 @@
 //! What a build refuses, found before building: `lamina check` reports these as warnings,
 //! and the steps refuse with the same reasons when they run.
 //!
-//! Found here: COPY/ADD of a URL or git source, and a `RUN <<EOF` script starting with `#!`. Not found here: whatever depends
+//! Found here: COPY/ADD of a git source (or of a URL by COPY), and a `RUN <<EOF` script starting with `#!`. Not found here: whatever depends
 //! on the base image or the build options (a missing `--secret`, a `RUN --mount` the
 //! sandbox cannot set up), which only the build can tell.
 
@@ -55,14 +55,19 @@ pub fn refusals(
     Ok(found)
 }
 
-/// The refusal of a URL or git source (after expansion, so `"https://…/${V}.tgz"` counts).
+/// The refusal of a git source, or of an http(s) source the build cannot take (after
+/// expansion, so `"https://…/${V}.git"` counts).
 pub(crate) fn remote_refusal(copy: &Copy) -> Option<String> {
     if copy.from.is_some() {
         return None;
     }
+    if let Some(reason) = super::remote::http_refusal(copy) {
+        return Some(reason);
+    }
+    let http = super::remote::http_source(copy);
     copy.sources
         .iter()
-        .find(|s| is_remote_source(s))
+        .find(|s| is_remote_source(s) && Some(s.as_str()) != http)
         .map(|source| {
             format!(
                 "remote source {source} is not supported yet: download it into the context \
@@ -82,13 +87,14 @@ mod tests {
     }
 
     #[test]
-    fn remote_sources_are_found_after_expansion() {
+    fn git_sources_are_found_after_expansion_and_http_files_are_not() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("plain.txt"), "x").unwrap();
         let found = refusals_of(
             "FROM scratch\nARG V=3.12.1\nCOPY plain.txt /\n\
-             ADD \"https://example.invalid/Python-${V}.tar.xz\" /x\n\
-             ADD git@example.invalid:org/repo.git /src\n",
+             ADD \"https://example.invalid/Python-${V}.git#v1\" /x\n\
+             ADD git@example.invalid:org/repo.git /src\n\
+             ADD https://example.invalid/f.tgz /f\n",
             dir.path(),
         );
         assert_eq!(found.len(), 2, "{found:?}");
@@ -103,7 +109,7 @@ mod tests {
         assert!(
             found[0]
                 .reason
-                .contains("https://example.invalid/Python-3.12.1.tar.xz"),
+                .contains("https://example.invalid/Python-3.12.1.git#v1"),
             "{}",
             found[0].reason
         );
