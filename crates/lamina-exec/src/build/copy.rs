@@ -81,8 +81,14 @@ impl Build<'_> {
         let matches = match url {
             Some(url) if matches.is_empty() => {
                 let work_dir = &self.inner.config.work_dir;
-                let download = super::remote::download(url, copy.checksum.as_deref(), work_dir)
-                    .map_err(&invalid)?;
+                let download = super::remote::fetch(
+                    url,
+                    copy.checksum.as_deref(),
+                    &self.inner.store,
+                    work_dir,
+                )
+                .map_err(&invalid)?;
+                self.note_offline(index, &download);
                 downloaded.push(download.as_match(url));
                 _download = Some(download);
                 &downloaded[..]
@@ -177,6 +183,17 @@ impl Build<'_> {
             return Ok(None);
         }
         Ok(Some(self.store_tree(staging.path())?))
+    }
+
+    /// Says on the step's error stream that a kept download stood in for an unreachable URL.
+    pub(crate) fn note_offline(&self, index: usize, download: &super::remote::Download) {
+        if let Some(why) = &download.offline {
+            self.emit(super::BuildEvent::StepLog {
+                index,
+                stream: crate::sandbox::OutputStream::Stderr,
+                line: format!("{why}; using the copy kept from an earlier download"),
+            });
+        }
     }
 
     /// `COPY <<EOF /dest`: each here-document source becomes a file.

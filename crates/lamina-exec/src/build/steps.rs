@@ -272,23 +272,24 @@ impl Build<'_> {
                 None if let Some(url) = super::remote::http_source(copy)
                     && super::support::remote_refusal(copy).is_none() =>
                 {
-                    let sum =
-                        match &copy.checksum {
-                            Some(sum) => sum.to_ascii_lowercase(),
-                            None => {
-                                let work_dir = &self.inner.config.work_dir;
-                                let download = super::remote::download(url, None, work_dir)
+                    let sum = match &copy.checksum {
+                        Some(sum) => sum.to_ascii_lowercase(),
+                        None => {
+                            let work_dir = &self.inner.config.work_dir;
+                            let download =
+                                super::remote::fetch(url, None, &self.inner.store, work_dir)
                                     .map_err(|reason| ExecError::InvalidStep {
                                         index,
                                         text: text.clone(),
                                         reason,
                                     })?;
-                                matches = vec![download.as_match(url)];
-                                let sum = download.sha256.clone();
-                                _download = Some(download);
-                                sum
-                            }
-                        };
+                            self.note_offline(index, &download);
+                            matches = vec![download.as_match(url)];
+                            let sum = download.sha256.clone();
+                            _download = Some(download);
+                            sum
+                        }
+                    };
                     key::from_inputs(&format!("url {sum}"))
                 }
                 None => {

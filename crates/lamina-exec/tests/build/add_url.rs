@@ -20,6 +20,8 @@ struct Server {
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     requests: Arc<AtomicUsize>,
     full: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
 }
 
 impl Server {
@@ -29,9 +31,15 @@ impl Server {
         let files = Arc::new(Mutex::new(HashMap::<String, Vec<u8>>::new()));
         let requests = Arc::new(AtomicUsize::new(0));
         let full = Arc::new(AtomicUsize::new(0));
-        let (f, r, n) = (files.clone(), requests.clone(), full.clone());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let addr = listener.local_addr().unwrap();
+        let (f, r, n, halt) = (files.clone(), requests.clone(), full.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
+                // Stopping drops the listener: connections are then refused.
+                if halt.load(Ordering::SeqCst) {
+                    break;
+                }
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
@@ -81,6 +89,17 @@ impl Server {
             files,
             requests,
             full,
+            stop,
+            addr,
+        }
+    }
+
+    /// Closes the listening socket (waking the accept loop so that it sees the flag).
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+        while std::net::TcpStream::connect(self.addr).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
@@ -125,13 +144,16 @@ fn add_url_downloads_names_checks_and_keys_by_content() {
         std::fs::read(rootfs.path().join("pinned.txt")).unwrap(),
         b"tool v1\n"
     );
-    assert_eq!(server.full.load(Ordering::SeqCst), 2);
+    // The pinned step took the copy the first step kept: it has the checksum.
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 
-    // The unpinned step asks again; the pinned step hits without a request.
+    // The unpinned step revalidates its kept copy (a 304, nothing transferred); the pinned
+    // step hits without a request.
     let requests = server.requests.load(Ordering::SeqCst);
     let again = build(&exec, &image, BuildOptions::default()).unwrap();
     assert_eq!(cached(&again), [true, true]);
     assert_eq!(server.requests.load(Ordering::SeqCst), requests + 1);
+    assert_eq!(server.full.load(Ordering::SeqCst), 1);
     assert_eq!(again.digest, first.digest);
 
     // New content: the unpinned step misses, the pinned one now fails its checksum.
@@ -151,9 +173,26 @@ fn add_url_downloads_names_checks_and_keys_by_content() {
     // (Built by the failed build above, whose first step passed.)
     assert_ne!(changed.steps[0].layer, first.steps[0].layer);
     assert_eq!(
+        server.full.load(Ordering::SeqCst),
+        2,
+        "v2 was downloaded once"
+    );
+    assert_eq!(
         env.read(&changed, "/opt/tool.txt").as_deref(),
         Some("tool v2\n")
     );
+
+    // A fresh download that fails its checksum is not kept.
+    server.serve("/bad.txt", b"unexpected\n");
+    let bad = format!(
+        "FROM scratch\nADD --checksum={} {}/bad.txt /b\n",
+        sha256(b"expected\n"),
+        server.base
+    );
+    let err = build(&exec, &env.image(&ctx, &bad), BuildOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("/bad.txt"), "{err}");
+    let digest = lamina_store::Digest::parse(&sha256(b"unexpected\n")).unwrap();
+    assert!(!env.store.contains(&digest).unwrap(), "nothing was stored");
 
     // A missing file is an error naming the URL.
     let missing = format!("FROM scratch\nADD {}/nothing.txt /x\n", server.base);
@@ -193,4 +232,36 @@ fn add_url_extracts_only_with_unpack_true() {
         std::fs::read(rootfs.path().join("unpacked/inner/file.txt")).unwrap(),
         b"inside"
     );
+}
+
+/// With the server gone, a URL downloaded before is taken from the kept copy, and the build
+/// says so; one never downloaded fails naming the URL.
+#[test]
+fn add_url_uses_the_kept_copy_offline_and_says_so() {
+    let server = Server::start();
+    server.serve("/f.txt", b"kept\n");
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let exec = env.executor();
+    let text = format!("FROM scratch\nADD {}/f.txt /f.txt\n", server.base);
+    let image = env.image(&ctx, &text);
+    let first = build(&exec, &image, BuildOptions::default()).unwrap();
+    server.stop();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    let options = BuildOptions {
+        on_event: Some(Arc::new(move |e| sink.lock().unwrap().push(e))),
+        ..BuildOptions::default()
+    };
+    let offline = build(&exec, &image, options).unwrap();
+    assert_eq!(cached(&offline), [true]);
+    assert_eq!(offline.digest, first.digest);
+    let said = logs.lock().unwrap().iter().any(|e| {
+        matches!(e, lamina_exec::BuildEvent::StepLog { line, .. }
+            if line.contains("cannot reach") && line.contains("copy kept"))
+    });
+    assert!(said, "the build says it used the kept copy");
+    let never = format!("FROM scratch\nADD {}/other.txt /o\n", server.base);
+    let err = build(&exec, &env.image(&ctx, &never), BuildOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("/other.txt"), "{err}");
 }
