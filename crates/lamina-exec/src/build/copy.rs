@@ -17,7 +17,8 @@
 //! ADD extracts a local source file that is a tar archive into the destination directory
 //! (see the `archive` module) unless `--unpack=false`; entries extracted keep the archive's
 //! owners and modes (`--chown`/`--chmod` apply to copied entries only).
-//! Not supported, with an error saying so: URL and git sources of ADD.
+//! ADD of an http(s) URL stages the download (see the `remote` module) as a local file.
+//! Not supported, with an error saying so: git sources, and URLs in COPY.
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
