@@ -1,5 +1,6 @@
 //! End-to-end tests: each drives the real `lamina` binary (or the workspace's metadata).
 
+mod add_sources;
 mod archives;
 mod build;
 mod cache;

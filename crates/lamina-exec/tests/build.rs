@@ -16,6 +16,10 @@ use lamina_export::StoredImage;
 use lamina_spec::{Context, Dockerfile, Image};
 use lamina_store::{Store, StoreOptions};
 
+#[path = "build/add.rs"]
+mod add;
+#[path = "build/add_url.rs"]
+mod add_url;
 #[path = "../../../tests/require.rs"]
 mod require;
 
@@ -416,11 +420,11 @@ fn from_an_image_in_the_store_by_name_and_digest_without_a_registry() {
 fn unsupported_add_sources_fail_clearly() {
     let env = Env::new();
     let ctx = env.context("ctx", &[]);
-    std::fs::write(ctx.join("a.tgz"), [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
     let exec = env.executor();
     for text in [
-        "FROM scratch\nADD a.tgz /x/\n",
-        "FROM scratch\nADD https://example.com/f /f\n",
+        "FROM scratch\nADD https://example.com/org/repo.git#main /src\n",
+        "FROM scratch\nADD git@example.com:org/repo.git /src\n",
+        "FROM scratch\nCOPY https://example.com/f /f\n",
     ] {
         let err = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap_err();
         assert!(

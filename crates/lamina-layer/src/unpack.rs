@@ -29,6 +29,9 @@ pub struct UnpackOptions {
     pub devices: bool,
     /// Set extended attributes from `SCHILY.xattr.*` records.
     pub xattrs: bool,
+    /// Apply `.wh.` whiteouts and opaque markers (layers); off, they are ordinary entries
+    /// (a plain archive, as `ADD` extracts it).
+    pub whiteouts: bool,
 }
 
 impl Default for UnpackOptions {
@@ -39,6 +42,7 @@ impl Default for UnpackOptions {
             same_owner: root,
             devices: root,
             xattrs: true,
+            whiteouts: true,
         }
     }
 }
@@ -59,6 +63,12 @@ impl UnpackOptions {
     /// Sets [`UnpackOptions::xattrs`].
     pub fn xattrs(mut self, on: bool) -> Self {
         self.xattrs = on;
+        self
+    }
+
+    /// Sets [`UnpackOptions::whiteouts`].
+    pub fn whiteouts(mut self, on: bool) -> Self {
+        self.whiteouts = on;
         self
     }
 }
@@ -220,7 +230,9 @@ impl State<'_> {
             return Ok(());
         };
         let parent_path = parents.join(&b'/');
-        if let Some(rest) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if self.opts.whiteouts
+            && let Some(rest) = name.strip_prefix(WHITEOUT_PREFIX)
+        {
             return self.whiteout(&raw, &parent_path, name, rest);
         }
         let path = join(&parent_path, name);
@@ -528,5 +540,40 @@ mod tests {
             components(b"e", b"a/..b/...", "x").is_ok(),
             "`..b` and `...` are names"
         );
+    }
+
+    #[test]
+    fn whiteouts_off_keeps_marker_names_as_entries() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for name in ["a/keep", "a/.wh.keep", "a/.wh..wh..opq"] {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            builder.append(&h, &b"x"[..]).unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let plain = UnpackOptions::default().same_owner(false).whiteouts(false);
+        let stats = Unpacker::new(plain).unpack(&tar[..], dir.path()).unwrap();
+        assert_eq!((stats.entries, stats.whiteouts), (3, 0));
+        for name in ["keep", ".wh.keep", ".wh..wh..opq"] {
+            assert!(dir.path().join("a").join(name).is_file(), "{name}");
+        }
+        let layered = tempfile::tempdir().unwrap();
+        let options = UnpackOptions::default().same_owner(false);
+        let stats = Unpacker::new(options)
+            .unpack(&tar[..], layered.path())
+            .unwrap();
+        assert_eq!(stats.whiteouts, 2);
+        assert!(
+            layered.path().join("a/keep").is_file(),
+            "same-layer entries stay"
+        );
+        assert!(!layered.path().join("a/.wh.keep").exists());
     }
 }

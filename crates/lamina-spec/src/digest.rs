@@ -490,6 +490,11 @@ impl Encoder {
         self.heredocs(&copy.heredocs);
         self.tag(14);
         self.inputs(inputs);
+        // Only when written, so definitions without it keep their digests.
+        if let Some(unpack) = copy.unpack {
+            self.tag(15);
+            self.bool(unpack);
+        }
     }
 
     fn inputs(&mut self, inputs: &[SourceMatch]) {

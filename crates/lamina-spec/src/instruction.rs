@@ -133,6 +133,8 @@ pub struct Copy {
     pub checksum: Option<String>,
     /// `ADD --keep-git-dir=<bool>`.
     pub keep_git_dir: Option<bool>,
+    /// `ADD --unpack=<bool>` (Dockerfile 1.17): whether an archive source is extracted.
+    pub unpack: Option<bool>,
     pub heredocs: Vec<Heredoc>,
 }
 
@@ -152,6 +154,7 @@ impl Copy {
             excludes: Vec::new(),
             checksum: None,
             keep_git_dir: None,
+            unpack: None,
             heredocs: Vec::new(),
         }
     }

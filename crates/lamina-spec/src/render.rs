@@ -192,6 +192,9 @@ fn render_copy(copy: &Copy, out: &mut String) {
     if let Some(keep) = copy.keep_git_dir {
         push_flag(out, "keep-git-dir", if keep { "true" } else { "false" });
     }
+    if let Some(unpack) = copy.unpack {
+        push_flag(out, "unpack", if unpack { "true" } else { "false" });
+    }
     out.push(' ');
     let paths: Vec<String> = copy.sources.iter().chain([&copy.dest]).cloned().collect();
     let candidates = if copy.json_form {

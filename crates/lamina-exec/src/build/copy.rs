@@ -14,11 +14,13 @@
 //! linked (one inode; the layer holds one file entry and hard link entries, as BuildKit
 //! writes it); a link to a file outside the copied set becomes a plain file.
 //!
-//! Not supported, with an error saying so: URL and git sources of ADD, and ADD's
-//! extraction of local archives (a local tar, gzip, bzip2, xz or zstd file).
+//! ADD extracts a local source file that is a tar archive into the destination directory
+//! (see the `archive` module) unless `--unpack=false`; entries extracted keep the archive's
+//! owners and modes (`--chown`/`--chmod` apply to copied entries only).
+//! ADD of an http(s) URL stages the download (see the `remote` module) as a local file.
+//! Not supported, with an error saying so: git sources, and URLs in COPY.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -73,9 +75,27 @@ impl Build<'_> {
         if let Some(reason) = super::support::remote_refusal(copy) {
             return Err(unsupported(reason));
         }
-        if copy.add {
-            check_no_archives(matches).map_err(unsupported)?;
-        }
+        // An ADD URL with a checksum is downloaded only now, on a miss.
+        let url = super::remote::http_source(copy);
+        let mut _download = None;
+        let mut downloaded = Vec::new();
+        let matches = match url {
+            Some(url) if matches.is_empty() => {
+                let work_dir = &self.inner.config.work_dir;
+                let download = super::remote::fetch(
+                    url,
+                    copy.checksum.as_deref(),
+                    &self.inner.store,
+                    work_dir,
+                )
+                .map_err(&invalid)?;
+                self.note_offline(index, &download);
+                downloaded.push(download.as_match(url));
+                _download = Some(download);
+                &downloaded[..]
+            }
+            _ => matches,
+        };
         let chmod = copy
             .chmod
             .as_deref()
@@ -94,7 +114,7 @@ impl Build<'_> {
         let work_dir = &self.inner.config.work_dir;
         let staging = layers::temp_dir(work_dir, "copy-")?;
         let dest = resolve_path(state.config.workdir(), &copy.dest);
-        let wildcard = copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
+        let wildcard = url.is_none() && copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
         let raw_dest = copy.dest.as_str();
         // `--parents` copies the matched paths below the destination (BuildKit copies the
         // source root's contents, filtered to them), so the destination is a directory.
@@ -120,7 +140,14 @@ impl Build<'_> {
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
         match &copy.from {
-            None => stage_matches(matches, &mut stage)?,
+            None => {
+                // Local archives are extracted unless told not to, downloads only if told to.
+                let extract = match url {
+                    Some(_) => copy.unpack == Some(true),
+                    None => copy.add && copy.unpack != Some(false),
+                };
+                stage_matches(matches, &mut stage, extract, &invalid)?
+            }
             Some(from) => {
                 let layers = self.source_layers(s, from);
                 let source_root = layers::temp_dir(work_dir, "from-")?;
@@ -157,6 +184,17 @@ impl Build<'_> {
             return Ok(None);
         }
         Ok(Some(self.store_tree(staging.path())?))
+    }
+
+    /// Says on the step's error stream that a kept download stood in for an unreachable URL.
+    pub(crate) fn note_offline(&self, index: usize, download: &super::remote::Download) {
+        if let Some(why) = &download.offline {
+            self.emit(super::BuildEvent::StepLog {
+                index,
+                stream: crate::sandbox::OutputStream::Stderr,
+                line: format!("{why}; using the copy kept from an earlier download"),
+            });
+        }
     }
 
     /// `COPY <<EOF /dest`: each here-document source becomes a file.
@@ -231,38 +269,24 @@ impl Build<'_> {
     }
 }
 
-/// ADD extracts local archives; Lamina does not, so it refuses rather than copy silently.
-pub(super) fn check_no_archives(matches: &[SourceMatch]) -> Result<(), String> {
+/// Places resolved local inputs; with `extract` (ADD), a source file that is a tar archive
+/// is extracted into the destination instead (`invalid` makes the step's error).
+fn stage_matches(
+    matches: &[SourceMatch],
+    stage: &mut Stage,
+    extract: bool,
+    invalid: &dyn Fn(String) -> ExecError,
+) -> Result<(), ExecError> {
     for m in matches {
-        let Some(first) = m.entries.first() else {
+        if extract
+            && let [entry] = m.entries.as_slice()
+            && matches!(entry.kind, EntryKind::File { .. })
+            && let Some(tar) =
+                super::archive::open_tar(&entry.host_path).map_err(|e| io(&entry.host_path, e))?
+        {
+            super::archive::extract(tar, &stage.dest, &m.path).map_err(invalid)?;
             continue;
-        };
-        if !matches!(first.kind, EntryKind::File { .. }) {
-            continue;
         }
-        let mut head = Vec::with_capacity(512);
-        if let Ok(file) = std::fs::File::open(&first.host_path) {
-            let _ = file.take(512).read_to_end(&mut head);
-        }
-        let archive = head.starts_with(&[0x1f, 0x8b])
-            || head.starts_with(b"BZh")
-            || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-            || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-            || head.get(257..262) == Some(b"ustar");
-        if archive {
-            return Err(format!(
-                "ADD of the local archive {} would extract it, which Lamina does not do; \
-                 extract it into the context and COPY the directory, or COPY it and RUN tar",
-                m.path
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Places resolved local inputs.
-fn stage_matches(matches: &[SourceMatch], stage: &mut Stage) -> Result<(), ExecError> {
-    for m in matches {
         for entry in &m.entries {
             let target = if !stage.dest_is_dir || entry.name == "." {
                 stage.dest.clone()
@@ -510,27 +534,5 @@ mod tests {
             [r.join("real/dir/f.txt")]
         );
         assert!(find_in_root(r, "missing").unwrap().is_empty());
-    }
-
-    #[test]
-    fn local_archives_are_refused_for_add() {
-        let dir = tempfile::tempdir().unwrap();
-        let gz = dir.path().join("a.tgz");
-        std::fs::write(&gz, [0x1f, 0x8b, 8, 0]).unwrap();
-        let m = SourceMatch {
-            source: 0,
-            path: "a.tgz".into(),
-            entries: vec![lamina_spec::inputs::TreeEntry {
-                name: "a.tgz".into(),
-                kind: EntryKind::File {
-                    size: 4,
-                    hash: [0; 32],
-                },
-                mode: 0o644,
-                host_path: gz,
-            }],
-        };
-        let err = check_no_archives(&[m]).unwrap_err();
-        assert!(err.contains("a.tgz"), "{err}");
     }
 }

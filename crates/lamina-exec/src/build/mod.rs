@@ -16,6 +16,7 @@
 //! across builds), `support` (what a build refuses, found before building, for `lamina
 //! check`).
 
+mod archive;
 mod config;
 mod copy;
 mod explain;
@@ -24,6 +25,7 @@ mod history;
 pub mod key;
 mod layers;
 mod plan;
+mod remote;
 mod run;
 mod run_mounts;
 mod steps;

@@ -264,9 +264,34 @@ impl Build<'_> {
         });
         let mut matches: Vec<SourceMatch> = Vec::new();
         let mut fingerprints = Vec::new();
+        // An ADD URL without a checksum is downloaded to learn its content (kept for the step).
+        let mut _download = None;
         let inputs = match &instruction {
             Instruction::Copy(copy) => match &copy.from {
                 Some(from) => key::from_inputs(&self.source_identity(s, from)),
+                None if let Some(url) = super::remote::http_source(copy)
+                    && super::support::remote_refusal(copy).is_none() =>
+                {
+                    let sum = match &copy.checksum {
+                        Some(sum) => sum.to_ascii_lowercase(),
+                        None => {
+                            let work_dir = &self.inner.config.work_dir;
+                            let download =
+                                super::remote::fetch(url, None, &self.inner.store, work_dir)
+                                    .map_err(|reason| ExecError::InvalidStep {
+                                        index,
+                                        text: text.clone(),
+                                        reason,
+                                    })?;
+                            self.note_offline(index, &download);
+                            matches = vec![download.as_match(url)];
+                            let sum = download.sha256.clone();
+                            _download = Some(download);
+                            sum
+                        }
+                    };
+                    key::from_inputs(&format!("url {sum}"))
+                }
                 None => {
                     // A base's ONBUILD trigger reads this build's context root.
                     let context = self.image.context();

@@ -1,14 +1,13 @@
 //! What a build refuses, found before building: `lamina check` reports these as warnings,
 //! and the steps refuse with the same reasons when they run.
 //!
-//! Found here: COPY/ADD of a URL or git source, ADD of a local archive (which Docker would
-//! extract), and a `RUN <<EOF` script starting with `#!`. Not found here: whatever depends
+//! Found here: COPY/ADD of a git source (or of a URL by COPY), and a `RUN <<EOF` script starting with `#!`. Not found here: whatever depends
 //! on the base image or the build options (a missing `--secret`, a `RUN --mount` the
 //! sandbox cannot set up), which only the build can tell.
 
 use std::collections::BTreeMap;
 
-use lamina_spec::inputs::{is_local_source, is_remote_source, resolve_copy_inputs};
+use lamina_spec::inputs::is_remote_source;
 use lamina_spec::{Copy, Image, Instruction, StepRef};
 
 use super::config::ImageConfig;
@@ -26,8 +25,7 @@ pub struct Refusal {
 }
 
 /// Everything in `image` that a build with `build_args` would refuse and can be told
-/// without building, in definition order. Reads the local files of `ADD` instructions (to
-/// tell archives); fails only where the build's expansion or input resolution would.
+/// without building, in definition order; fails only where the build's expansion would.
 pub fn refusals(
     image: &Image,
     build_args: &BTreeMap<String, String>,
@@ -41,10 +39,7 @@ pub fn refusals(
                 instruction: i,
             };
             let reason = match instruction {
-                Instruction::Copy(copy) => match remote_refusal(copy) {
-                    Some(reason) => Some(reason),
-                    None => archive_refusal(copy, image, step)?,
-                },
+                Instruction::Copy(copy) => remote_refusal(copy),
                 Instruction::Run(run) => super::run::argv(&ImageConfig::scratch(), run).err(),
                 _ => None,
             };
@@ -60,29 +55,25 @@ pub fn refusals(
     Ok(found)
 }
 
-/// The refusal of a URL or git source (after expansion, so `"https://…/${V}.tgz"` counts).
+/// The refusal of a git source, or of an http(s) source the build cannot take (after
+/// expansion, so `"https://…/${V}.git"` counts).
 pub(crate) fn remote_refusal(copy: &Copy) -> Option<String> {
     if copy.from.is_some() {
         return None;
     }
+    if let Some(reason) = super::remote::http_refusal(copy) {
+        return Some(reason);
+    }
+    let http = super::remote::http_source(copy);
     copy.sources
         .iter()
-        .find(|s| is_remote_source(s))
+        .find(|s| is_remote_source(s) && Some(s.as_str()) != http)
         .map(|source| {
             format!(
                 "remote source {source} is not supported yet: download it into the context \
                  first and COPY it"
             )
         })
-}
-
-/// The refusal of an ADD of a local archive.
-fn archive_refusal(copy: &Copy, image: &Image, step: StepRef) -> Result<Option<String>, ExecError> {
-    if !copy.add || copy.from.is_some() || !copy.sources.iter().any(|s| is_local_source(copy, s)) {
-        return Ok(None);
-    }
-    let matches = resolve_copy_inputs(copy, image.context().root_for(step))?;
-    Ok(super::copy::check_no_archives(&matches).err())
 }
 
 #[cfg(test)]
@@ -96,13 +87,14 @@ mod tests {
     }
 
     #[test]
-    fn remote_sources_are_found_after_expansion() {
+    fn git_sources_are_found_after_expansion_and_http_files_are_not() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("plain.txt"), "x").unwrap();
         let found = refusals_of(
             "FROM scratch\nARG V=3.12.1\nCOPY plain.txt /\n\
-             ADD \"https://example.invalid/Python-${V}.tar.xz\" /x\n\
-             ADD git@example.invalid:org/repo.git /src\n",
+             ADD \"https://example.invalid/Python-${V}.git#v1\" /x\n\
+             ADD git@example.invalid:org/repo.git /src\n\
+             ADD https://example.invalid/f.tgz /f\n",
             dir.path(),
         );
         assert_eq!(found.len(), 2, "{found:?}");
@@ -117,7 +109,7 @@ mod tests {
         assert!(
             found[0]
                 .reason
-                .contains("https://example.invalid/Python-3.12.1.tar.xz"),
+                .contains("https://example.invalid/Python-3.12.1.git#v1"),
             "{}",
             found[0].reason
         );
@@ -125,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn local_archives_and_shebang_scripts_are_found() {
+    fn shebang_scripts_are_found_and_local_archives_are_not_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.tar.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "text").unwrap();
@@ -138,8 +130,7 @@ mod tests {
             .iter()
             .map(|r| (r.step.instruction, r.keyword))
             .collect();
-        assert_eq!(places, [(0, "ADD"), (3, "RUN")], "{found:?}");
-        assert!(found[0].reason.contains("archive"), "{}", found[0].reason);
-        assert!(found[1].reason.contains("#!"), "{}", found[1].reason);
+        assert_eq!(places, [(3, "RUN")], "{found:?}");
+        assert!(found[0].reason.contains("#!"), "{}", found[0].reason);
     }
 }

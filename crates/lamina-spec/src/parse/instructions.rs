@@ -126,6 +126,7 @@ const ADD_FLAGS: &[(&str, FlagType)] = &[
     ("exclude", FlagType::Strings),
     ("checksum", FlagType::String),
     ("keep-git-dir", FlagType::Bool),
+    ("unpack", FlagType::Bool),
 ];
 const HEALTHCHECK_FLAGS: &[(&str, FlagType)] = &[
     ("interval", FlagType::String),
@@ -351,6 +352,7 @@ fn parse_copy(kw: &str, args: &str, flags: &Flags, heredocs: Vec<Heredoc>) -> Re
     copy.excludes = flags.strings("exclude");
     copy.checksum = flags.string("checksum");
     copy.keep_git_dir = flags.bool("keep-git-dir");
+    copy.unpack = flags.bool("unpack");
     copy.heredocs = heredocs;
     Ok(copy)
 }

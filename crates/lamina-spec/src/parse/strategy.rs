@@ -139,7 +139,11 @@ fn copy() -> impl Strategy<Value = Copy> {
         any::<bool>(),
         vec("[a-z*.]{1,6}", 0..3),
     );
-    let add_only = (option::of(flag_value()), option::of(any::<bool>()));
+    let add_only = (
+        option::of(flag_value()),
+        option::of(any::<bool>()),
+        option::of(any::<bool>()),
+    );
     let copy_only = (option::of(flag_value()), any::<bool>());
     let paths = prop_oneof![
         3 => (vec(path(), 1..3), path(), any::<bool>()).prop_map(|(sources, dest, json)| {
@@ -154,7 +158,13 @@ fn copy() -> impl Strategy<Value = Copy> {
         ),
     ];
     (any::<bool>(), common, add_only, copy_only, paths).prop_map(
-        |(add, (chown, chmod, link, excludes), (checksum, keep), (from, parents), paths)| {
+        |(
+            add,
+            (chown, chmod, link, excludes),
+            (checksum, keep, unpack),
+            (from, parents),
+            paths,
+        )| {
             let (sources, dest, json_form, heredocs) = paths;
             let mut copy = Copy::new(sources, dest);
             copy.add = add;
@@ -167,6 +177,7 @@ fn copy() -> impl Strategy<Value = Copy> {
             if add {
                 copy.checksum = checksum;
                 copy.keep_git_dir = keep;
+                copy.unpack = unpack;
             } else {
                 copy.from = from;
                 copy.parents = parents;

@@ -356,6 +356,11 @@ fn copy_and_add_forms() {
     assert!(c.add && !c.link);
     assert_eq!(c.checksum.as_deref(), Some("sha256:abc"));
     assert_eq!(c.keep_git_dir, Some(false));
+    assert_eq!(c.unpack, None);
+    let Instruction::Copy(c) = one("ADD --unpack=false a.tgz /y/") else {
+        panic!()
+    };
+    assert_eq!(c.unpack, Some(false));
     let Instruction::Copy(c) = one(r#"COPY ["my file", "$HOME/x y"]"#) else {
         panic!()
     };
