@@ -3,7 +3,6 @@
 //! and ONBUILD triggers of a base image run in the image built on it; through the binary.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
