@@ -208,10 +208,16 @@ pub(crate) fn record_paths(work_dir: &Path, tag: Option<&str>, shape: &CacheKey)
     let dir = work_dir.join("builds");
     let mut paths = Vec::new();
     if let Some(tag) = tag {
-        paths.push(dir.join(format!(
-            "tag-{}.json",
-            hex(blake3::hash(tag.as_bytes()).as_bytes())
-        )));
+        // Records written before tags were stored in full form sit under the short name.
+        for name in [tag.to_owned(), lamina_export::image::display_name(tag)] {
+            let path = dir.join(format!(
+                "tag-{}.json",
+                hex(blake3::hash(name.as_bytes()).as_bytes())
+            ));
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
     }
     paths.push(dir.join(format!("def-{}.json", hex(shape))));
     paths
@@ -276,8 +282,11 @@ pub(crate) fn write_state(work_dir: &Path, tag: &str, state: &BuildState) -> Res
 
 /// The recorded state of `tag`, if any.
 pub(crate) fn read_state(work_dir: &Path, tag: &str) -> Option<BuildState> {
-    let bytes = std::fs::read(state_path(work_dir, tag)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    // A state written before tags were stored in full form sits under the short name.
+    [tag.to_owned(), lamina_export::image::display_name(tag)]
+        .iter()
+        .find_map(|name| std::fs::read(state_path(work_dir, name)).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
 }
 
 #[cfg(test)]
@@ -341,5 +350,21 @@ mod tests {
         assert_eq!(read_state(dir.path(), "app:1"), None);
         write_state(dir.path(), "app:1", &BuildState::Building).unwrap();
         assert_eq!(read_state(dir.path(), "app:1"), Some(BuildState::Building));
+    }
+
+    #[test]
+    fn states_and_records_under_an_older_short_tag_are_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a store written before full-form tags holds.
+        write_state(dir.path(), "app:1", &BuildState::Building).unwrap();
+        let legacy = record_paths(dir.path(), Some("app:1"), &[7; 32]);
+        let record = BuildRecord {
+            steps: vec![step("RUN x", "k", &[])],
+        };
+        write_record(&legacy[..1], &record).unwrap();
+        let full = "docker.io/library/app:1";
+        assert_eq!(read_state(dir.path(), full), Some(BuildState::Building));
+        let paths = record_paths(dir.path(), Some(full), &[8; 32]);
+        assert_eq!(read_record(&paths).unwrap(), record);
     }
 }

@@ -178,7 +178,8 @@ fn print_report(
         let value = json!({
             "event": "result",
             "digest": report.digest.to_string(),
-            "tag": report.tag,
+            "tag": report.tag.as_deref().map(lamina::export::image::display_name),
+            "reference": report.tag,
             "duration_ms": report.duration.as_millis() as u64,
             "steps": report.steps.len(),
             "cached": cached,

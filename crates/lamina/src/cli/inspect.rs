@@ -23,11 +23,12 @@ pub fn print_json(
 ) -> anyhow::Result<()> {
     let manifest = stored(store, image, &image.manifest_blob, "manifest")?;
     let config = stored(store, image, &image.config_blob, "config")?;
+    let reference = image_name(name)?;
     write!(
         out,
         "{{\"name\":{},\"reference\":{},\"digest\":{},\"manifest\":",
-        Value::from(image_name(name)?.familiar()),
-        Value::from(image_name(name)?.to_string()),
+        Value::from(reference.familiar()),
+        Value::from(reference.to_string()),
         Value::from(image.digest.to_string())
     )?;
     out.write_all(manifest.trim_ascii_end())?;
