@@ -16,14 +16,8 @@ use serde_json::Value;
 
 use crate::archive::codec;
 use crate::image::{canonical_json, invalid};
+use crate::registry::media::{DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST};
 use crate::{ExportError, StoredImage};
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// An image as [`with_compression`] returns it.
 #[derive(Debug, Clone)]
@@ -149,12 +143,11 @@ pub fn with_compression(
     })
 }
 
-/// The layer media type for `compression`, in Docker's naming or OCI's.
-fn layer_media_type(compression: Compression, docker: bool) -> String {
-    match (docker, compression) {
-        (true, Compression::Gzip) => DOCKER_LAYER_GZIP.to_owned(),
-        (true, _) => DOCKER_LAYER.to_owned(),
-        (false, c) => crate::image::layer_media_type(c).to_string(),
+/// The layer media type for `compression`, in Docker's naming (which has no zstd) or OCI's.
+fn layer_media_type(compression: Compression, docker: bool) -> &'static str {
+    match compression.docker_media_type() {
+        Some(docker_type) if docker => docker_type,
+        _ => compression.media_type(),
     }
 }
 

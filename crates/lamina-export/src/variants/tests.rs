@@ -119,7 +119,7 @@ fn a_docker_manifest_keeps_its_form_and_config_bytes() {
         "mediaType": DOCKER_MANIFEST,
         "config": {"mediaType": DOCKER_CONFIG, "size": config_info.size,
                    "digest": config_info.sha256.to_string()},
-        "layers": [{"mediaType": DOCKER_LAYER_GZIP, "size": variant.size,
+        "layers": [{"mediaType": Compression::Gzip.docker_media_type().unwrap(), "size": variant.size,
                     "digest": variant.sha256.to_string(),
                     "annotations": {"note": "kept"}}],
     });
@@ -135,7 +135,10 @@ fn a_docker_manifest_keeps_its_form_and_config_bytes() {
     let m = manifest_json(&store, &plain.image);
     assert_eq!(m["mediaType"], DOCKER_MANIFEST);
     assert_eq!(m["config"]["mediaType"], DOCKER_CONFIG);
-    assert_eq!(m["layers"][0]["mediaType"], DOCKER_LAYER);
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        Compression::None.docker_media_type().unwrap()
+    );
     assert_eq!(m["layers"][0]["annotations"]["note"], "kept");
     assert_eq!(m["layers"][0]["digest"], record.diff_id.to_string());
 
