@@ -128,7 +128,7 @@ pub fn with_compression(
                 "a layer descriptor is not an object".into(),
             ));
         };
-        fields.insert("mediaType".into(), media_type.clone().into());
+        fields.insert("mediaType".into(), media_type.into());
         fields.insert("digest".into(), variant.sha256.to_string().into());
         fields.insert("size".into(), variant.size.into());
         // Download locations of a foreign layer's original bytes do not serve these.
