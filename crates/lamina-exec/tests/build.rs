@@ -5,95 +5,23 @@
 #![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
-use lamina_exec::{
-    BuildEvent, BuildOptions, BuildReport, ExecConfig, ExecError, Executor, MissReason,
-};
+use lamina_exec::{BuildEvent, BuildOptions, BuildReport, ExecError, Executor, MissReason};
 use lamina_export::StoredImage;
-use lamina_spec::{Context, Dockerfile, Image};
-use lamina_store::{Store, StoreOptions};
+use lamina_spec::Image;
 
 #[path = "build/add.rs"]
 mod add;
 #[path = "build/add_url.rs"]
 mod add_url;
+#[path = "support/env.rs"]
+mod env;
 #[path = "../../../tests/require.rs"]
 mod require;
 
-/// A store, a work directory and a context directory, all temporary.
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    store: Arc<Store>,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let store = Store::open(root.join("store"), StoreOptions::default()).unwrap();
-        Env {
-            _dir: dir,
-            root,
-            store: Arc::new(store),
-        }
-    }
-
-    /// A fresh executor over the shared store and work directory (like another process).
-    fn executor(&self) -> Executor {
-        Executor::new(self.store.clone(), ExecConfig::new(self.root.join("work"))).unwrap()
-    }
-
-    /// A context directory `name` with a busybox rootfs and `files`.
-    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let ctx = self.root.join(name);
-        busybox_rootfs(&ctx.join("rootfs"));
-        for (path, content) in files {
-            let path = ctx.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, content).unwrap();
-        }
-        ctx
-    }
-
-    fn image(&self, ctx: &Path, dockerfile: &str) -> Image {
-        Image::from_parts(Dockerfile::parse(dockerfile).unwrap(), Context::new(ctx))
-    }
-
-    /// Reads `path` from the image's merged filesystem.
-    fn read(&self, report: &BuildReport, path: &str) -> Option<String> {
-        let rootfs = self.rootfs(report);
-        std::fs::read_to_string(rootfs.path().join(path.trim_start_matches('/'))).ok()
-    }
-
-    fn rootfs(&self, report: &BuildReport) -> tempfile::TempDir {
-        let image = StoredImage::load(&self.store, &report.manifest_blob).unwrap();
-        let out = tempfile::tempdir().unwrap();
-        for layer in &image.layers {
-            let blob = self.store.get(&layer.variant.digest).unwrap().unwrap();
-            lamina_layer::Unpacker::default()
-                .unpack(blob.into_file(), out.path())
-                .unwrap();
-        }
-        out
-    }
-}
-
-/// Debian's static busybox with the applets the tests use, and a 1777 /tmp.
-fn busybox_rootfs(dir: &Path) {
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "cat", "echo", "ls", "mkdir", "touch", "sleep", "true", "false", "id", "rm", "wc",
-    ] {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
-    }
-}
+use env::Env;
 
 fn build(exec: &Executor, image: &Image, options: BuildOptions) -> Result<BuildReport, ExecError> {
     exec.build_blocking(image, &options)

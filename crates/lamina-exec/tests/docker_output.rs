@@ -4,117 +4,18 @@
 
 #![allow(clippy::print_stderr)]
 
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
-use lamina_exec::{BuildOptions, BuildReport, DefaultCmd, ExecConfig, Executor};
-use lamina_export::StoredImage;
+use lamina_exec::{BuildOptions, BuildReport, DefaultCmd};
 use lamina_spec::{Context, Dockerfile, Image, Origin};
-use lamina_store::{Compression, Store, StoreOptions};
-use serde_json::Value;
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "../../../tests/require.rs"]
 mod require;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    store: Arc<Store>,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let store = Store::open(root.join("store"), StoreOptions::default()).unwrap();
-        Env {
-            _dir: dir,
-            root,
-            store: Arc::new(store),
-        }
-    }
-
-    fn executor(&self) -> Executor {
-        Executor::new(self.store.clone(), ExecConfig::new(self.root.join("work"))).unwrap()
-    }
-
-    /// A context `name` with a busybox rootfs (with `stat`) and `files`.
-    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let ctx = self.root.join(name);
-        let bin = ctx.join("rootfs/bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::create_dir_all(ctx.join("rootfs/tmp")).unwrap();
-        std::fs::set_permissions(
-            ctx.join("rootfs/tmp"),
-            std::fs::Permissions::from_mode(0o1777),
-        )
-        .unwrap();
-        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for applet in ["sh", "stat", "cat"] {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-        }
-        for (path, content) in files {
-            let path = ctx.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, content).unwrap();
-        }
-        ctx
-    }
-
-    fn build(&self, image: &Image, options: BuildOptions) -> BuildReport {
-        self.executor().build_blocking(image, &options).unwrap()
-    }
-
-    /// The final config as stored (raw JSON).
-    fn config(&self, report: &BuildReport) -> Value {
-        let image = StoredImage::load(&self.store, &report.manifest_blob).unwrap();
-        let bytes = self.store.read(&image.config_blob).unwrap().unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    /// The entries of the image's last layer: (path, tar entry type, link target).
-    fn last_layer_entries(&self, report: &BuildReport) -> Vec<(String, tar::EntryType, String)> {
-        let image = StoredImage::load(&self.store, &report.manifest_blob).unwrap();
-        let layer = image.layers.last().unwrap();
-        assert_eq!(layer.variant.compression, Compression::Zstd);
-        let blob = self.store.get(&layer.variant.digest).unwrap().unwrap();
-        let mut raw = Vec::new();
-        zstd::stream::read::Decoder::new(blob.into_file())
-            .unwrap()
-            .read_to_end(&mut raw)
-            .unwrap();
-        let mut archive = tar::Archive::new(raw.as_slice());
-        archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                let path = e.path().unwrap().to_string_lossy().into_owned();
-                let link = e
-                    .link_name()
-                    .unwrap()
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (path, e.header().entry_type(), link)
-            })
-            .collect()
-    }
-
-    /// The image's merged filesystem, unpacked.
-    fn rootfs(&self, report: &BuildReport) -> tempfile::TempDir {
-        let image = StoredImage::load(&self.store, &report.manifest_blob).unwrap();
-        let out = tempfile::tempdir().unwrap();
-        for layer in &image.layers {
-            let blob = self.store.get(&layer.variant.digest).unwrap().unwrap();
-            lamina_layer::Unpacker::default()
-                .unpack(blob.into_file(), out.path())
-                .unwrap();
-        }
-        out
-    }
-}
+use env::Env;
 
 fn dockerfile(ctx: &Path, text: &str) -> Image {
     Image::from_parts(Dockerfile::parse(text).unwrap(), Context::new(ctx))
