@@ -320,11 +320,6 @@ pub fn layer_media_type(compression: Compression) -> MediaType {
     MediaType::from(compression.media_type())
 }
 
-/// The name of a compression for messages: `none`, `gzip` or `zstd`.
-pub fn compression_name(compression: Compression) -> &'static str {
-    compression.name()
-}
-
 /// A store digest as an OCI digest (`sha256:<hex>` or `blake3:<hex>`, both valid OCI forms).
 pub fn oci_digest(digest: &Digest) -> Result<oci_spec::image::Digest, ExportError> {
     oci_spec::image::Digest::from_str(&digest.to_string())
@@ -384,7 +379,7 @@ fn stored_variant(
         Some((record, variant)) if store.contains(&variant.digest)? => Ok((record, variant)),
         _ => Err(ExportError::MissingVariant {
             layer: layer.digest,
-            compression: compression_name(compression),
+            compression: compression.name(),
         }),
     }
 }

@@ -59,20 +59,6 @@ pub fn store_layer(
     Ok(store.put_layer(&record)?)
 }
 
-/// The store's compression for the layer engine's: the same type (`lamina_types::Compression`)
-/// since both crates share it; kept so existing callers build.
-pub fn store_compression(
-    compression: lamina_layer::Compression,
-) -> Result<lamina_store::Compression, ExportError> {
-    Ok(compression)
-}
-
-/// The layer engine's compression for a store variant's: the same type, see
-/// [`store_compression`].
-pub fn layer_compression(compression: lamina_store::Compression) -> lamina_layer::Compression {
-    compression
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

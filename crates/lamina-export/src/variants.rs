@@ -81,7 +81,7 @@ pub fn with_compression(
                 tracing::debug!(
                     layer = %record.digest,
                     variant = %variant.sha256,
-                    compression = crate::image::compression_name(compression),
+                    compression = compression.name(),
                     "made a layer variant"
                 );
                 made += 1;

@@ -20,11 +20,6 @@ pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
     )
 }
 
-/// The name of a compression as it goes into cache keys (`none`, `gzip`, `zstd`).
-pub(crate) fn compression_name(compression: Compression) -> &'static str {
-    compression.name()
-}
-
 /// Unpacks `layers` (bottom first) into the empty directory `target`, whiteouts applied:
 /// the merged filesystem the layers describe.
 pub(crate) fn materialize(

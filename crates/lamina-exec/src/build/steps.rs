@@ -125,7 +125,7 @@ fn build_untracked(
         hash_cache,
         settings: KeySettings {
             epoch,
-            compression: layers::compression_name(compression),
+            compression: compression.name(),
         },
         steps: Vec::new(),
         first_miss: None,

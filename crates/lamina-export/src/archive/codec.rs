@@ -32,7 +32,6 @@ pub(crate) fn encoder<W: Write>(
     compression: Compression,
     out: W,
 ) -> io::Result<lamina_layer::Encoder<W>> {
-    let compression = crate::layer_store::layer_compression(compression);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = u32::try_from(workers).unwrap_or(u32::MAX);
     lamina_layer::Encoder::new(out, compression, compression.default_level(), workers)
@@ -220,7 +219,7 @@ pub(crate) fn recompress(
     let Some((from, blob)) = source else {
         return Err(ExportError::MissingVariant {
             layer: record.digest,
-            compression: crate::image::compression_name(target),
+            compression: target.name(),
         });
     };
     let path = store.blob_path(&blob.info);

@@ -251,10 +251,7 @@ impl ImagePlan {
             IngestError::Decode(e) => rejected(
                 &self.reference,
                 &format!("layer {}", job.digest),
-                format!(
-                    "it is not a valid {} stream: {e}",
-                    crate::image::compression_name(job.compression)
-                ),
+                format!("it is not a valid {} stream: {e}", job.compression.name()),
             ),
         }
     }

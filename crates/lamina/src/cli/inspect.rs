@@ -78,7 +78,7 @@ pub fn print_text(
             "  {} {:>10} {}",
             layer.variant.sha256,
             units::size(layer.variant.size),
-            lamina::export::image::compression_name(layer.variant.compression),
+            layer.variant.compression.name(),
         )?;
     }
     let history = field("history").and_then(Value::as_array);

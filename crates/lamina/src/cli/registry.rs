@@ -101,7 +101,7 @@ pub fn push(
             format!(
                 "compressing the layers of {} as {}",
                 args.name,
-                lamina::export::image::compression_name(args.compression)
+                args.compression.name()
             )
         })?;
     let image = converted.image;
