@@ -192,6 +192,35 @@ fn add_onbuild(layout: &Path, triggers: &[&str]) {
     .unwrap();
 }
 
+/// Builds `app` (`FROM base`, then a RUN that checks what the triggers wrote) as `child:1`
+/// and asserts that the base's two triggers ran first, in order.
+fn build_child_running_triggers(dir: &Path, store: &str, base: &str) {
+    let dockerfile = format!(
+        "FROM {base}\nRUN test \"$(cat /onbuild.txt)\" = hi && \
+         test \"$(cat /srv/app.txt)\" = \"the app\"\n"
+    );
+    write_tree(
+        dir,
+        &[
+            ("app/app.txt", "the app\n"),
+            ("app/Dockerfile", &dockerfile),
+        ],
+    );
+    let out = lamina_ok(
+        dir,
+        &run_args(
+            store,
+            &["build", "app", "--tag", "child:1", "--progress", "json"],
+        ),
+    );
+    let (texts, result) = started_steps(&out);
+    assert_eq!(result["steps"], 3, "{result}");
+    assert_eq!(
+        texts[..2],
+        ["RUN echo hi > /onbuild.txt", "COPY app.txt /srv/app.txt"]
+    );
+}
+
 /// A base image whose config carries ONBUILD triggers (a RUN and a COPY): `FROM` it runs
 /// them first, in order, against this build's context; the image built on it does not
 /// pass them on.
@@ -239,29 +268,9 @@ fn onbuild_triggers_of_a_base_image_run_after_from() {
 
     write_tree(
         dir.path(),
-        &[
-            ("app/app.txt", "the app\n"),
-            (
-                "app/Dockerfile",
-                "FROM onbuild-base:1\nRUN test \"$(cat /onbuild.txt)\" = hi && \
-                 test \"$(cat /srv/app.txt)\" = \"the app\"\n",
-            ),
-            ("next/Dockerfile", "FROM child:1\nRUN true\n"),
-        ],
+        &[("next/Dockerfile", "FROM child:1\nRUN true\n")],
     );
-    let out = lamina_ok(
-        dir.path(),
-        &run_args(
-            store,
-            &["build", "app", "--tag", "child:1", "--progress", "json"],
-        ),
-    );
-    let (texts, result) = started_steps(&out);
-    assert_eq!(result["steps"], 3, "{result}");
-    assert_eq!(
-        texts[..2],
-        ["RUN echo hi > /onbuild.txt", "COPY app.txt /srv/app.txt"]
-    );
+    build_child_running_triggers(dir.path(), store, "onbuild-base:1");
     // Not inherited: an image built on the child runs only its own step.
     let out = lamina_ok(
         dir.path(),
@@ -284,19 +293,11 @@ fn onbuild_lines_of_a_lamina_built_image_run_in_the_next_build() {
     busybox_base(dir.path(), store, "plain-base:1");
     write_tree(
         dir.path(),
-        &[
-            (
-                "parent/Dockerfile",
-                "FROM plain-base:1\nONBUILD RUN echo hi > /onbuild.txt\n\
+        &[(
+            "parent/Dockerfile",
+            "FROM plain-base:1\nONBUILD RUN echo hi > /onbuild.txt\n\
                  ONBUILD COPY app.txt /srv/app.txt\n",
-            ),
-            ("app/app.txt", "the app\n"),
-            (
-                "app/Dockerfile",
-                "FROM parent:1\nRUN test \"$(cat /onbuild.txt)\" = hi && \
-                 test \"$(cat /srv/app.txt)\" = \"the app\"\n",
-            ),
-        ],
+        )],
     );
     lamina_ok(
         dir.path(),
@@ -314,19 +315,7 @@ fn onbuild_lines_of_a_lamina_built_image_run_in_the_next_build() {
         on_build("parent:1"),
         serde_json::json!(["RUN echo hi > /onbuild.txt", "COPY app.txt /srv/app.txt"])
     );
-    let out = lamina_ok(
-        dir.path(),
-        &run_args(
-            store,
-            &["build", "app", "--tag", "child:1", "--progress", "json"],
-        ),
-    );
-    let (texts, result) = started_steps(&out);
-    assert_eq!(result["steps"], 3, "{result}");
-    assert_eq!(
-        texts[..2],
-        ["RUN echo hi > /onbuild.txt", "COPY app.txt /srv/app.txt"]
-    );
+    build_child_running_triggers(dir.path(), store, "parent:1");
     let child = on_build("child:1");
     assert!(child.is_null() || child == serde_json::json!([]), "{child}");
 }
