@@ -16,6 +16,8 @@ use lamina_spec::Image;
 mod add;
 #[path = "build/add_url.rs"]
 mod add_url;
+#[path = "build/cold.rs"]
+mod cold;
 #[path = "support/env.rs"]
 mod env;
 #[path = "../../../tests/require.rs"]

@@ -32,6 +32,7 @@ use lamina_store::LayerRecord;
 use super::config::resolve_path;
 use super::layers::{self, io};
 use super::steps::{Build, StageState};
+use super::view::{self, Node};
 use crate::ExecError;
 
 /// Where staged entries go and who owns them.
@@ -149,11 +150,10 @@ impl Build<'_> {
                 stage_matches(matches, &mut stage, extract, &invalid)?
             }
             Some(from) => {
-                let layers = self.source_layers(s, from);
-                let source_root = layers::temp_dir(work_dir, "from-")?;
-                layers::materialize(&self.inner.store, &layers, source_root.path())?;
+                let view = self.view(&self.source_layers(s, from))?;
                 for source in copy.sources.iter() {
-                    let found = find_in_root(source_root.path(), source).map_err(&invalid)?;
+                    let found = view::find(&view, source, glob_match)
+                        .map_err(|e| invalid(format!("{source} in {from}: {e}")))?;
                     // As BuildKit: a wildcard may match nothing; a literal path must exist.
                     if found.is_empty() && !source.contains(['*', '?']) {
                         return Err(invalid(format!("{source} does not exist in {from}")));
@@ -161,8 +161,8 @@ impl Build<'_> {
                     if found.len() > 1 {
                         stage.dest_is_dir = true;
                     }
-                    for path in found {
-                        stage_host_path(&path, &mut stage)?;
+                    for node in found {
+                        stage_node(&node, &mut stage)?;
                     }
                 }
             }
@@ -183,7 +183,7 @@ impl Build<'_> {
         if nothing {
             return Ok(None);
         }
-        Ok(Some(self.store_tree(staging.path())?))
+        Ok(Some(self.store_staged(staging)?))
     }
 
     /// Says on the step's error stream that a kept download stood in for an unreachable URL.
@@ -242,12 +242,15 @@ impl Build<'_> {
             _ => {}
         }
         // Names: read the image's account files.
-        let root = layers::temp_dir(&self.inner.config.work_dir, "accounts-")
-            .map_err(|e| e.to_string())?;
-        layers::materialize(&self.inner.store, &state.layers, root.path())
-            .map_err(|e| e.to_string())?;
-        let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap_or_default();
-        let groups = std::fs::read_to_string(root.path().join("etc/group")).unwrap_or_default();
+        let view = self.view(&state.layers).map_err(|e| e.to_string())?;
+        let read = |path: &str| -> Result<String, String> {
+            let bytes = view
+                .read(path)
+                .map_err(|e| format!("--chown: cannot read the image's {path}: {e}"))?;
+            Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
+        };
+        let passwd = read("/etc/passwd")?;
+        let groups = read("/etc/group")?;
         let lookup = |file: &str, name: &str, field: usize| {
             file.lines().find_map(|line| {
                 let fields: Vec<&str> = line.split(':').collect();
@@ -308,133 +311,48 @@ fn stage_matches(
 
 /// Places one path of a materialized rootfs (`COPY --from`): a directory's contents go
 /// into the destination, a file to it.
-fn stage_host_path(path: &Path, stage: &mut Stage) -> Result<(), ExecError> {
-    let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
-    if meta.is_dir() {
+/// Places what a `COPY --from` source names: a directory's contents into the destination,
+/// a file into it (or as it).
+fn stage_node(node: &Node, stage: &mut Stage) -> Result<(), ExecError> {
+    let mode = stage
+        .chmod
+        .unwrap_or(node.meta.permissions().mode() & 0o7777);
+    if node.is_dir() {
         let dest = stage.dest.clone();
-        make_dir(
-            &dest,
-            stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777),
-            stage,
-        )?;
-        return copy_dir_contents(path, &dest, stage);
+        make_dir(&dest, mode, stage)?;
+        return copy_dir_contents(node, &dest, stage);
     }
     let target = if stage.dest_is_dir {
-        stage.dest.join(path.file_name().unwrap_or_default())
+        stage.dest.join(&node.name)
     } else {
         stage.dest.clone()
     };
-    copy_file(
-        path,
-        &target,
-        stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777),
-        stage,
-    )
+    copy_file(node.host(), &target, mode, stage)
 }
 
-fn copy_dir_contents(dir: &Path, dest: &Path, stage: &mut Stage) -> Result<(), ExecError> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| io(dir, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| io(dir, e))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let target = dest.join(entry.file_name());
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
-        let mode = stage.chmod.unwrap_or(meta.permissions().mode() & 0o7777);
-        if meta.file_type().is_symlink() {
-            let link = std::fs::read_link(&path).map_err(|e| io(&path, e))?;
+fn copy_dir_contents(dir: &Node, dest: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+    for (name, node) in view::list(dir).map_err(|e| io(dir.host(), e))? {
+        let target = dest.join(&name);
+        let mode = stage
+            .chmod
+            .unwrap_or(node.meta.permissions().mode() & 0o7777);
+        let kind = node.meta.file_type();
+        if kind.is_symlink() {
+            let link = std::fs::read_link(node.host()).map_err(|e| io(node.host(), e))?;
             make_symlink(&link, &target, stage)?;
-        } else if meta.is_dir() {
+        } else if kind.is_dir() {
             make_dir(&target, mode, stage)?;
-            copy_dir_contents(&path, &target, stage)?;
-        } else if meta.is_file() {
-            copy_file(&path, &target, mode, stage)?;
+            copy_dir_contents(&node, &target, stage)?;
+        } else if kind.is_file() {
+            copy_file(node.host(), &target, mode, stage)?;
         }
         // Devices, fifos and sockets are not copied, as COPY does not create them.
     }
     Ok(())
 }
 
-/// The paths `source` names inside `root`: cleaned, symlinks followed inside `root`, a
-/// wildcard allowed in the last component.
-fn find_in_root(root: &Path, source: &str) -> Result<Vec<PathBuf>, String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in source.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    let Some((last, parents)) = parts.split_last() else {
-        return Ok(vec![root.to_path_buf()]);
-    };
-    let parent = resolve_in_root(root, &parents.join("/"))?;
-    if !last.contains(['*', '?']) {
-        let path = resolve_in_root(root, &parts.join("/"))?;
-        return Ok(if path.exists() {
-            vec![path]
-        } else {
-            Vec::new()
-        });
-    }
-    let mut found = Vec::new();
-    if let Ok(listing) = std::fs::read_dir(&parent) {
-        for entry in listing.flatten() {
-            let name = entry.file_name();
-            if glob_match(last.as_bytes(), name.as_bytes()) {
-                found.push(resolve_in_root(
-                    root,
-                    &format!("{}/{}", parents.join("/"), name.to_string_lossy()),
-                )?);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// `rel` inside `root`, following symlinks as if `root` were `/`.
-fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let mut current = root.to_path_buf();
-    let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
-    let mut hops = 0;
-    while let Some(part) = todo.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                if current != root {
-                    current.pop();
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let next = current.join(&part);
-        match std::fs::read_link(&next) {
-            Ok(target) => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(format!("too many symlinks resolving {rel}"));
-                }
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    current = root.to_path_buf();
-                }
-                todo.extend(target.split('/').rev().map(str::to_string));
-            }
-            Err(_) => current = next,
-        }
-    }
-    Ok(current)
-}
-
 /// `*` and `?` wildcards (no character classes).
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+pub(crate) fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     match (pattern.first(), name.first()) {
         (None, None) => true,
         (Some(b'*'), _) => {
@@ -513,26 +431,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn globs_and_root_confined_symlinks() {
+    fn globs() {
         assert!(glob_match(b"*.txt", b"a.txt"));
         assert!(glob_match(b"a?c", b"abc"));
         assert!(!glob_match(b"*.txt", b"a.txz"));
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        std::fs::create_dir_all(r.join("real/dir")).unwrap();
-        std::fs::write(r.join("real/dir/f.txt"), "x").unwrap();
-        // An absolute link resolves against the root, never the host.
-        std::os::unix::fs::symlink("/real", r.join("abs")).unwrap();
-        std::os::unix::fs::symlink("../../../../..", r.join("real/up")).unwrap();
-        assert_eq!(
-            resolve_in_root(r, "abs/dir/f.txt").unwrap(),
-            r.join("real/dir/f.txt")
-        );
-        assert_eq!(resolve_in_root(r, "real/up/real").unwrap(), r.join("real"));
-        assert_eq!(
-            find_in_root(r, "/abs/dir/*.txt").unwrap(),
-            [r.join("real/dir/f.txt")]
-        );
-        assert!(find_in_root(r, "missing").unwrap().is_empty());
     }
 }

@@ -1,12 +1,11 @@
-//! Layers in and out of the store for a build: writing a tree or an overlay upper directory
-//! as a stored layer, materializing a stack of layers as a directory, and the per-key locks
-//! that make two builds run an identical step once.
+//! Layers of a build: the layer writer's options, temporary directories, and the per-key
+//! locks that make two builds run an identical step once.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use lamina_layer::{LayerOptions, LayerWriter, Unpacker};
-use lamina_store::{Compression, LayerRecord, Store};
+use lamina_layer::{LayerOptions, LayerWriter};
+use lamina_store::Compression;
 
 use super::key::{CacheKey, hex};
 use crate::ExecError;
@@ -18,32 +17,6 @@ pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
             .compression(compression)
             .mtime_clamp(Some(epoch)),
     )
-}
-
-/// Unpacks `layers` (bottom first) into the empty directory `target`, whiteouts applied:
-/// the merged filesystem the layers describe.
-pub(crate) fn materialize(
-    store: &Store,
-    layers: &[LayerRecord],
-    target: &Path,
-) -> Result<(), ExecError> {
-    let unpacker = Unpacker::default();
-    for layer in layers {
-        let variant = layer
-            .variants
-            .first()
-            .ok_or_else(|| ExecError::InvalidStoredConfig {
-                digest: layer.digest.to_string(),
-                reason: "the layer record lists no stored variant".into(),
-            })?;
-        let blob = store
-            .get(&variant.digest)?
-            .ok_or(lamina_store::StoreError::NotFound {
-                digest: variant.digest,
-            })?;
-        unpacker.unpack(std::io::BufReader::new(blob.into_file()), target)?;
-    }
-    Ok(())
 }
 
 /// A temporary directory under the build's work directory, removed on drop.
@@ -93,7 +66,6 @@ pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ExecError 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lamina_export::layer_store::{LayerSource, store_layer};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -116,22 +88,5 @@ mod tests {
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(max.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn a_stored_tree_materializes_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store"), Default::default()).unwrap();
-        let tree = dir.path().join("tree");
-        std::fs::create_dir_all(tree.join("etc")).unwrap();
-        std::fs::write(tree.join("etc/motd"), "hi\n").unwrap();
-        let w = writer(Compression::Zstd, 0);
-        let layer = store_layer(&store, &w, LayerSource::Tree(&tree), None).unwrap();
-        let again = store_layer(&store, &w, LayerSource::Tree(&tree), None).unwrap();
-        assert_eq!(layer.digest, again.digest);
-        let out = dir.path().join("out");
-        std::fs::create_dir(&out).unwrap();
-        materialize(&store, &[layer], &out).unwrap();
-        assert_eq!(std::fs::read(out.join("etc/motd")).unwrap(), b"hi\n");
     }
 }

@@ -30,6 +30,7 @@ mod run;
 mod run_mounts;
 mod steps;
 mod support;
+mod view;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -236,6 +237,11 @@ pub struct BuildReport {
     pub tag: Option<String>,
     /// How COPY/ADD input files were hashed: how many came from the content-hash cache.
     pub input_hashing: HashCacheStats,
+    /// Stored layers this build unpacked from their blobs (to run on them or read them). The
+    /// layers a build makes are kept as written, so a build unpacks only layers it did not
+    /// make on this machine (its bases' on first use), and a rebuild none. Counted per
+    /// executor: builds running at the same time on one executor count each other's.
+    pub layers_unpacked: u64,
 }
 
 /// Builds images into a store.
@@ -324,6 +330,11 @@ impl Inner {
         let sandbox = Arc::new(Sandbox::new(&self.config.work_dir)?);
         *slot = Some(sandbox.clone());
         Ok(sandbox)
+    }
+
+    /// How many layers the unpacked-layer cache has unpacked so far (0 before it exists).
+    pub(crate) fn layer_unpacks(&self) -> u64 {
+        lock(&self.layer_cache).as_ref().map_or(0, |c| c.unpacks())
     }
 
     /// The unpacked-layer cache, created on first use.

@@ -86,6 +86,8 @@ impl Build<'_> {
             LayerSource::OverlayUpper(upper),
             None,
         )?;
+        // The upper directory, whiteouts in overlay form, is the layer's unpacked copy.
+        cache.adopt(&layer, upper, self.settings.epoch)?;
         Ok(Some(layer))
     }
 }

@@ -18,6 +18,7 @@ use super::history;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
+use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
 use lamina_export::layer_store::{LayerSource, store_layer};
@@ -54,7 +55,7 @@ pub(crate) struct Build<'a> {
     pub created: String,
     /// Content hashes of unchanged inputs, loaded on the first COPY/ADD that needs them.
     pub(crate) hash_cache: &'a LazyHashCache,
-    settings: KeySettings,
+    pub(crate) settings: KeySettings,
     steps: Vec<StepReport>,
     first_miss: Option<MissReason>,
     previous: Option<BuildRecord>,
@@ -108,6 +109,7 @@ fn build_untracked(
     hash_cache: &LazyHashCache,
 ) -> Result<BuildReport, ExecError> {
     let started = Instant::now();
+    let unpacks_before = inner.layer_unpacks();
     let store = &inner.store;
     let plan = Plan::new(store, &inner.config.registry, image, options)?;
     let compression = effective_compression(&plan, inner.config.layer_compression);
@@ -152,6 +154,7 @@ fn build_untracked(
         duration: started.elapsed(),
         tag,
         input_hashing: hash_cache.stats(),
+        layers_unpacked: inner.layer_unpacks() - unpacks_before,
     })
 }
 
@@ -548,25 +551,42 @@ impl Build<'_> {
             return Ok(None);
         }
         let work_dir = &self.inner.config.work_dir;
-        let rootfs = layers::temp_dir(work_dir, "rootfs-")?;
-        layers::materialize(&self.inner.store, &state.layers, rootfs.path())?;
-        if rootfs.path().join(&workdir).is_dir() {
+        let existing = self
+            .view(&state.layers)?
+            .lookup(&workdir, true)
+            .map_err(|e| layers::io(&workdir, e))?;
+        if existing.is_some_and(|node| node.is_dir()) {
             return Ok(None);
         }
         let tree = layers::temp_dir(work_dir, "workdir-")?;
         let dir = tree.path().join(&workdir);
         std::fs::create_dir_all(&dir).map_err(|e| layers::io(&dir, e))?;
-        Ok(Some(self.store_tree(tree.path())?))
+        Ok(Some(self.store_staged(tree)?))
     }
 
-    /// Stores the tree below `root` as a layer of this build.
-    pub(crate) fn store_tree(&self, root: &std::path::Path) -> Result<LayerRecord, ExecError> {
-        Ok(store_layer(
+    /// The merged filesystem of `layers`, read from their unpacked copies.
+    pub(crate) fn view(&self, layers: &[LayerRecord]) -> Result<LayerView, ExecError> {
+        let cache = self.inner.layer_cache()?;
+        let dirs = layers
+            .iter()
+            .map(|l| cache.unpacked(&self.inner.store, l))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LayerView::new(dirs))
+    }
+
+    /// Stores the staged tree as a layer of this build, and keeps the tree itself as the
+    /// layer's unpacked copy (see [`LayerCache::adopt`](crate::sandbox::LayerCache::adopt)).
+    pub(crate) fn store_staged(&self, tree: tempfile::TempDir) -> Result<LayerRecord, ExecError> {
+        let layer = store_layer(
             &self.inner.store,
             &self.writer,
-            LayerSource::Tree(root),
+            LayerSource::Tree(tree.path()),
             None,
-        )?)
+        )?;
+        self.inner
+            .layer_cache()?
+            .adopt(&layer, tree.path(), self.settings.epoch)?;
+        Ok(layer)
     }
 
     /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the

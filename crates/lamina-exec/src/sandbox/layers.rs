@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use lamina_layer::{UnpackOptions, Unpacker};
 use lamina_store::{Compression, LayerRecord, LayerVariant, Store};
-use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 
 use super::fsutil::{io_err, lock_file, open_dir_in, pid_alive};
 use crate::ExecError;
@@ -36,6 +36,8 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone)]
 pub struct LayerCache {
     root: PathBuf,
+    /// Layers unpacked from their blobs by this cache (adopted ones are not counted).
+    unpacks: std::sync::Arc<AtomicU64>,
 }
 
 impl LayerCache {
@@ -52,7 +54,15 @@ impl LayerCache {
                 fs::remove_dir_all(&path).map_err(io_err(&path))?;
             }
         }
-        Ok(LayerCache { root })
+        Ok(LayerCache {
+            root,
+            unpacks: Default::default(),
+        })
+    }
+
+    /// How many layers this cache has unpacked from their blobs so far.
+    pub fn unpacks(&self) -> u64 {
+        self.unpacks.load(Ordering::Relaxed)
     }
 
     /// The directory that holds (or will hold) `layer`.
@@ -69,14 +79,9 @@ impl LayerCache {
     pub fn unpacked(&self, store: &Store, layer: &LayerRecord) -> Result<PathBuf, ExecError> {
         let hex = layer.digest.hex();
         let dir = self.root.join(&hex);
-        if dir.is_dir() {
+        let Some(_lock) = self.lock_missing(&hex)? else {
             return Ok(dir);
-        }
-        let lock_path = self.root.join(format!("{hex}.lock"));
-        let _lock = lock_file(&lock_path, FlockOperation::LockExclusive)?;
-        if dir.is_dir() {
-            return Ok(dir);
-        }
+        };
         // Under the lock, any temporary directory of this layer is left by a killed process.
         self.remove_stale_tmp(&hex)?;
         let tmp = self.root.join(format!(
@@ -91,7 +96,50 @@ impl LayerCache {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
+        self.unpacks.fetch_add(1, Ordering::Relaxed);
         Ok(dir)
+    }
+
+    /// Makes `tree`, which holds exactly `layer`'s content in the form this cache keeps (a
+    /// RUN's overlay upper directory, or a tree a COPY staged), the layer's directory, so a
+    /// layer built here is written once and never unpacked from its blob.
+    ///
+    /// mtimes newer than `mtime_clamp` are set to it first, as the layer's tar has them:
+    /// the directory must read the same whether adopted or unpacked, so that later steps see
+    /// the same files on a cold build and on a rebuild. When the layer already has a
+    /// directory, or `tree` is on another file system, `tree` is left to the caller and
+    /// `Ok(false)` says so.
+    pub fn adopt(
+        &self,
+        layer: &LayerRecord,
+        tree: &Path,
+        mtime_clamp: u64,
+    ) -> Result<bool, ExecError> {
+        let hex = layer.digest.hex();
+        let dir = self.root.join(&hex);
+        let Some(_lock) = self.lock_missing(&hex)? else {
+            return Ok(false);
+        };
+        clamp_mtimes(tree, mtime_clamp).map_err(io_err(tree))?;
+        match fs::rename(tree, &dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => Ok(false),
+            Err(e) => Err(io_err(&dir)(e)),
+        }
+    }
+
+    /// The lock of the layer `hex` when its directory does not exist yet (checked again
+    /// under the lock); `None` when it does.
+    fn lock_missing(&self, hex: &str) -> Result<Option<File>, ExecError> {
+        let dir = self.root.join(hex);
+        if dir.is_dir() {
+            return Ok(None);
+        }
+        let lock = lock_file(
+            &self.root.join(format!("{hex}.lock")),
+            FlockOperation::LockExclusive,
+        )?;
+        Ok((!dir.is_dir()).then_some(lock))
     }
 
     fn remove_stale_tmp(&self, hex: &str) -> Result<(), ExecError> {
@@ -157,6 +205,54 @@ fn tree_bytes(dir: &Path) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Sets every mtime below `dir` that is newer than `clamp` to `clamp` (links not followed).
+fn clamp_mtimes(dir: &Path, clamp: u64) -> io::Result<()> {
+    let clamped = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: clamp as i64,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: clamp as i64,
+            tv_nsec: 0,
+        },
+    };
+    let root: OwnedFd = File::open(dir)?.into();
+    clamp_below(&root, &clamped)
+}
+
+fn clamp_below(dir: &OwnedFd, clamped: &rustix::fs::Timestamps) -> io::Result<()> {
+    let newer = |st: &rustix::fs::Stat| {
+        (st.st_mtime, st.st_mtime_nsec as i64)
+            > (
+                clamped.last_modification.tv_sec,
+                clamped.last_modification.tv_nsec,
+            )
+    };
+    let mut listing = rustix::fs::Dir::read_from(dir)?;
+    while let Some(entry) = listing.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let st = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let child = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            clamp_below(&child, clamped)?;
+        }
+        if newer(&st) {
+            rustix::fs::utimensat(dir, name, clamped, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+    }
+    Ok(())
 }
 
 /// Unpacks the first stored variant of `layer` into the empty directory `dir`, then writes its
@@ -270,6 +366,12 @@ fn overlay_whiteouts(reader: impl Read, dir: &Path, layer: &str) -> Result<(), E
             }
             Ok(_) => {}
             Err(rustix::io::Errno::NOENT) => {
+                // The device gets the whiteout entry's mtime and its directory keeps its
+                // own, so the directory reads as a RUN's upper directory would.
+                let failed = |e: rustix::io::Errno| {
+                    invalid(&format!("cannot create the overlay whiteout: {e}"))
+                };
+                let dir_times = rustix::fs::fstat(&parent).map_err(failed)?;
                 rustix::fs::mknodat(
                     &parent,
                     rest,
@@ -277,7 +379,23 @@ fn overlay_whiteouts(reader: impl Read, dir: &Path, layer: &str) -> Result<(), E
                     Mode::empty(),
                     rustix::fs::makedev(0, 0),
                 )
-                .map_err(|e| invalid(&format!("cannot create the overlay whiteout: {e}")))?;
+                .map_err(failed)?;
+                let mtime = entry.header().mtime().unwrap_or(0);
+                let at = |sec: i64, nsec: i64| rustix::fs::Timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec as _,
+                };
+                let own = rustix::fs::Timestamps {
+                    last_access: at(mtime as i64, 0),
+                    last_modification: at(mtime as i64, 0),
+                };
+                rustix::fs::utimensat(&parent, rest, &own, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(failed)?;
+                let kept = rustix::fs::Timestamps {
+                    last_access: at(dir_times.st_atime, dir_times.st_atime_nsec as i64),
+                    last_modification: at(dir_times.st_mtime, dir_times.st_mtime_nsec as i64),
+                };
+                rustix::fs::futimens(&parent, &kept).map_err(failed)?;
             }
             Err(e) => return Err(invalid(&e.to_string())),
         }

@@ -1,0 +1,225 @@
+//! The merged filesystem of a stack of unpacked layers, read without mounting or copying
+//! anything: what WORKDIR, `--chown` by name and `COPY --from` need to look at.
+//!
+//! The layer directories are the [`LayerCache`](crate::sandbox::LayerCache)'s, in the form
+//! overlayfs reads as lower directories, and lookups follow overlayfs's rules: the topmost
+//! layer that has a name decides what it is; a 0:0 character device is a whiteout (the name is
+//! gone); a directory merges with the same directory in the layers below unless it carries
+//! the opaque attribute or a layer below has something else there. Symlinks resolve inside
+//! the view, as they would inside the container.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::sandbox::OPAQUE_XATTR;
+
+/// A name in the view: the metadata of its topmost occurrence, and the host directories or
+/// file that make it up (for a directory, every layer's copy that merges, top first).
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    /// The last component of the path it was found at (empty for the root).
+    pub name: OsString,
+    pub meta: Metadata,
+    pub paths: Vec<PathBuf>,
+}
+
+impl Node {
+    /// The host path of the topmost occurrence (the one whose content a file has).
+    pub fn host(&self) -> &Path {
+        &self.paths[0]
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.meta.is_dir()
+    }
+}
+
+/// Layers as one read-only tree.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerView {
+    /// Unpacked layer directories, top first.
+    top_first: Vec<PathBuf>,
+}
+
+const MAX_SYMLINK_HOPS: usize = 40;
+
+impl LayerView {
+    /// The view of `bottom_first` (a stage's layers in image order).
+    pub fn new(bottom_first: Vec<PathBuf>) -> Self {
+        let mut top_first = bottom_first;
+        top_first.reverse();
+        LayerView { top_first }
+    }
+
+    fn root(&self) -> Node {
+        let mut paths = Vec::new();
+        for dir in &self.top_first {
+            paths.push(dir.clone());
+            if is_opaque(dir) {
+                break;
+            }
+        }
+        let meta = std::fs::metadata(paths.first().map_or(Path::new("/"), |p| p.as_path()))
+            .expect("a layer directory");
+        Node {
+            name: OsString::new(),
+            meta,
+            paths,
+        }
+    }
+
+    /// The node at `path` (absolute or not, taken from `/`); symlinks in the middle are
+    /// followed, the last one only with `follow`. `None` when nothing is there.
+    pub fn lookup(&self, path: &str, follow: bool) -> std::io::Result<Option<Node>> {
+        if self.top_first.is_empty() {
+            return Ok(None);
+        }
+        let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut trail: Vec<Node> = vec![self.root()];
+        let mut hops = 0;
+        while let Some(part) = todo.pop() {
+            match part.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if trail.len() > 1 {
+                        trail.pop();
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let parent = trail.last().expect("the root stays");
+            if !parent.is_dir() {
+                return Ok(None);
+            }
+            let Some(node) = child(parent, part.as_ref())? else {
+                return Ok(None);
+            };
+            let last = todo.iter().all(|p| p.is_empty() || p == ".");
+            if node.meta.file_type().is_symlink() && (!last || follow) {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(std::io::Error::other(format!(
+                        "too many symlinks resolving {path}"
+                    )));
+                }
+                let target = std::fs::read_link(node.host())?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    trail.truncate(1);
+                }
+                todo.extend(target.split('/').rev().map(str::to_string));
+                continue;
+            }
+            trail.push(node);
+        }
+        Ok(trail.pop())
+    }
+
+    /// The content of the file at `path` (symlinks followed), `None` if there is none.
+    pub fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match self.lookup(path, true)? {
+            Some(node) if node.meta.is_file() => std::fs::read(node.host()).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The nodes `source` names in the view, in name order: symlinks followed, `*` and `?`
+/// wildcards allowed in the last component (`glob` matches them).
+pub(crate) fn find(
+    view: &LayerView,
+    source: &str,
+    glob: impl Fn(&[u8], &[u8]) -> bool,
+) -> std::io::Result<Vec<Node>> {
+    let (parent, last) = source.rsplit_once('/').unwrap_or(("", source));
+    if !last.contains(['*', '?']) {
+        return Ok(view.lookup(source, true)?.into_iter().collect());
+    }
+    let Some(dir) = view.lookup(parent, true)?.filter(Node::is_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for (name, node) in list(&dir)? {
+        if !glob(last.as_bytes(), name.as_encoded_bytes()) {
+            continue;
+        }
+        if node.meta.is_symlink() {
+            let path = format!("{parent}/{}", name.to_string_lossy());
+            found.extend(view.lookup(&path, true)?);
+        } else {
+            found.push(node);
+        }
+    }
+    Ok(found)
+}
+
+/// The entries of the directory `dir`, merged across its layers, by name.
+pub(crate) fn list(dir: &Node) -> std::io::Result<BTreeMap<OsString, Node>> {
+    let mut seen: BTreeMap<OsString, Option<Node>> = BTreeMap::new();
+    for layer_dir in &dir.paths {
+        for entry in std::fs::read_dir(layer_dir)? {
+            let name = entry?.file_name();
+            if seen.contains_key(&name) {
+                continue;
+            }
+            let node = child(dir, name.as_ref())?;
+            seen.insert(name, node);
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .filter_map(|(name, node)| node.map(|n| (name, n)))
+        .collect())
+}
+
+/// The entry `name` of the directory `parent`, merged across layers.
+fn child(parent: &Node, name: &std::ffi::OsStr) -> std::io::Result<Option<Node>> {
+    let mut found: Option<Node> = None;
+    for layer_dir in &parent.paths {
+        let path = layer_dir.join(name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+        match &mut found {
+            None if whiteout => return Ok(None),
+            None => {
+                let stop = !meta.is_dir() || is_opaque(&path);
+                found = Some(Node {
+                    name: name.to_os_string(),
+                    meta,
+                    paths: vec![path],
+                });
+                if stop {
+                    break;
+                }
+            }
+            // A directory above merges only with directories below.
+            Some(node) => {
+                if whiteout || !meta.is_dir() {
+                    break;
+                }
+                let opaque = is_opaque(&path);
+                node.paths.push(path);
+                if opaque {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    let mut value = [0u8; 4];
+    matches!(rustix::fs::lgetxattr(dir, OPAQUE_XATTR, &mut value), Ok(1) if value[0] == b'y')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+use super::*;
+
+#[path = "../../../../../tests/require.rs"]
+mod require;
+
+fn whiteout(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        rustix::fs::makedev(0, 0),
+    )
+    .unwrap();
+}
+
+/// Two layers: the lower has /etc/{passwd,gone}, /opt/a, /lib → usr/lib, /usr/lib/x;
+/// the upper replaces passwd, whites out `gone`, and adds /etc/new.
+fn layers(dir: &Path) -> LayerView {
+    let (lower, upper) = (dir.join("lower"), dir.join("upper"));
+    for d in ["etc", "opt", "usr/lib"] {
+        std::fs::create_dir_all(lower.join(d)).unwrap();
+    }
+    std::fs::write(lower.join("etc/passwd"), "old").unwrap();
+    std::fs::write(lower.join("etc/gone"), "x").unwrap();
+    std::fs::write(lower.join("opt/a"), "a").unwrap();
+    std::fs::write(lower.join("usr/lib/x"), "x").unwrap();
+    std::os::unix::fs::symlink("usr/lib", lower.join("lib")).unwrap();
+    std::fs::create_dir_all(upper.join("etc")).unwrap();
+    std::fs::write(upper.join("etc/passwd"), "new").unwrap();
+    std::fs::write(upper.join("etc/new"), "n").unwrap();
+    LayerView::new(vec![lower, upper])
+}
+
+#[test]
+fn the_top_layer_decides_and_directories_merge() {
+    // mknod of a whiteout needs root.
+    if require::missing(&[require::Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let view = layers(dir.path());
+    whiteout(&dir.path().join("upper/etc/gone"));
+    assert_eq!(view.read("/etc/passwd").unwrap().unwrap(), b"new");
+    assert!(view.lookup("etc/gone", false).unwrap().is_none());
+    let etc = view.lookup("/etc", true).unwrap().unwrap();
+    let names: Vec<_> = list(&etc).unwrap().into_keys().collect();
+    assert_eq!(names, ["new", "passwd"]);
+    assert_eq!(view.read("/lib/x").unwrap().unwrap(), b"x");
+    assert_eq!(view.read("/etc/../opt/a").unwrap().unwrap(), b"a");
+    // As the kernel resolves it: `..` after a followed symlink leaves the link's target.
+    assert!(view.read("/lib/../opt/a").unwrap().is_none());
+    assert_eq!(view.read("/lib/../lib/x").unwrap().unwrap(), b"x");
+    assert!(
+        view.lookup("/lib", false)
+            .unwrap()
+            .unwrap()
+            .meta
+            .is_symlink()
+    );
+    assert!(view.lookup("/lib", true).unwrap().unwrap().is_dir());
+    assert!(view.lookup("/etc/passwd/x", true).unwrap().is_none());
+}
+
+#[test]
+fn an_opaque_directory_hides_the_layers_below() {
+    // trusted.* attributes need root.
+    if require::missing(&[require::Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let view = layers(dir.path());
+    rustix::fs::setxattr(
+        dir.path().join("upper/etc"),
+        OPAQUE_XATTR,
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let etc = view.lookup("/etc", true).unwrap().unwrap();
+    let names: Vec<_> = list(&etc).unwrap().into_keys().collect();
+    assert_eq!(names, ["new", "passwd"]);
+    assert!(view.lookup("/etc/gone", false).unwrap().is_none());
+}
+
+#[test]
+fn absolute_links_resolve_in_the_view_and_wildcards_match_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("l");
+    std::fs::create_dir_all(layer.join("real/dir")).unwrap();
+    std::fs::write(layer.join("real/dir/f.txt"), "x").unwrap();
+    std::fs::write(layer.join("real/dir/g.bin"), "x").unwrap();
+    std::os::unix::fs::symlink("/real", layer.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../../../../..", layer.join("real/up")).unwrap();
+    let view = LayerView::new(vec![layer.clone()]);
+    let glob = |p: &[u8], n: &[u8]| n.ends_with(&p[1..]);
+    let found = find(&view, "/abs/dir/*.txt", glob).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].host(), layer.join("real/dir/f.txt"));
+    let up = view.lookup("real/up/real", true).unwrap().unwrap();
+    assert_eq!(up.host(), layer.join("real"));
+    assert_eq!(up.name, "real");
+    assert!(find(&view, "missing", glob).unwrap().is_empty());
+}
+
+#[test]
+fn symlink_loops_end_in_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("l");
+    std::fs::create_dir(&layer).unwrap();
+    std::os::unix::fs::symlink("/b", layer.join("a")).unwrap();
+    std::os::unix::fs::symlink("/a", layer.join("b")).unwrap();
+    let view = LayerView::new(vec![layer]);
+    assert!(view.lookup("/a/x", true).is_err());
+    assert!(view.lookup("/a", false).unwrap().unwrap().meta.is_symlink());
+}

@@ -1,0 +1,119 @@
+//! The cold path writes each layer once: a RUN's upper directory and a COPY's staged tree
+//! become their layers' unpacked copies, and WORKDIR, `--chown` by name and `COPY --from`
+//! read those copies in place. What a build unpacks from blobs is counted in its report.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use lamina_exec::BuildOptions;
+use lamina_exec::sandbox::LayerCache;
+use lamina_export::StoredImage;
+
+use super::{Env, build, can_run};
+
+const STAGES: &str = "FROM scratch AS base\nCOPY rootfs/ /\n\
+    RUN echo 'app:x:1234:1235::/home/app:/bin/sh' >> /etc/passwd && \
+        echo 'app:x:1235:' >> /etc/group && mkdir -p /srv/out && echo made > /srv/out/a && \
+        rm /bin/wc && mkdir /gone && touch /gone/x && rm -r /gone\n\
+    WORKDIR /srv/work\n\
+    COPY --chown=app:app f.txt ./\n\
+    RUN stat -c %u:%g /srv/work/f.txt > /srv/owner && ! test -e /bin/wc\n\
+    FROM scratch\nCOPY --from=base /srv/ /srv/\n";
+
+#[test]
+fn a_cold_build_unpacks_no_layer_it_made() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("f.txt", "f\n")]);
+    let report = build(
+        &env.executor(),
+        &env.image(&ctx, STAGES),
+        BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.layers_unpacked, 0, "{:?}", report.steps);
+    assert_eq!(env.read(&report, "/srv/owner").unwrap(), "1234:1235\n");
+    assert_eq!(env.read(&report, "/srv/out/a").unwrap(), "made\n");
+    assert_eq!(env.read(&report, "/srv/work/f.txt").unwrap(), "f\n");
+
+    // A rebuild on a fresh executor hits every step and unpacks nothing either.
+    let again = build(
+        &env.executor(),
+        &env.image(&ctx, STAGES),
+        BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.steps.iter().all(|s| s.cached));
+    assert_eq!(again.layers_unpacked, 0);
+    assert_eq!(again.digest, report.digest);
+}
+
+#[test]
+fn a_kept_copy_reads_as_its_blob_unpacks() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("f.txt", "f\n")]);
+    let options = BuildOptions {
+        target_stage: Some("base".into()),
+        ..BuildOptions::default()
+    };
+    let report =
+        build(&env.executor(), &env.image(&ctx, STAGES), options).unwrap_or_else(|e| panic!("{e}"));
+    let image = StoredImage::load(&env.store, &report.manifest_blob).unwrap();
+    let kept = LayerCache::new(&env.root.join("work")).unwrap();
+    let fresh = LayerCache::new(&env.root.join("elsewhere")).unwrap();
+    // COPY rootfs, RUN (with whiteouts and an opaque-free delete), WORKDIR, COPY, RUN.
+    assert_eq!(image.layers.len(), 5);
+    for layer in &image.layers {
+        let adopted = kept.dir_of(&layer.record);
+        assert!(adopted.is_dir(), "layer {} was kept", layer.record.digest);
+        let unpacked = fresh.unpacked(&env.store, &layer.record).unwrap();
+        assert_eq!(
+            listing(&adopted),
+            listing(&unpacked),
+            "layer {}",
+            layer.record.digest
+        );
+    }
+    assert_eq!(fresh.unpacks(), 5);
+}
+
+/// Every entry below `dir` with what a later step can see of it.
+fn listing(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let kind = meta.file_type();
+        let what = if kind.is_dir() {
+            walk(root, &path, out);
+            "dir".to_string()
+        } else if kind.is_symlink() {
+            format!("link {}", std::fs::read_link(&path).unwrap().display())
+        } else if kind.is_char_device() {
+            format!("char {}", meta.rdev())
+        } else {
+            format!("file {:?}", std::fs::read(&path).unwrap())
+        };
+        let mtime = if kind.is_symlink() { 0 } else { meta.mtime() };
+        out.insert(
+            path.strip_prefix(root).unwrap().display().to_string(),
+            format!(
+                "{what} mode={:o} owner={}:{} mtime={mtime}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            ),
+        );
+    }
+}
