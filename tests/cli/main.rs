@@ -9,6 +9,7 @@ mod debian;
 mod definitions;
 mod docker_output;
 mod docker_world;
+mod downloads;
 mod ingest;
 mod mounts;
 mod names;

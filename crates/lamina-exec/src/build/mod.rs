@@ -63,6 +63,11 @@ pub struct ExecConfig {
     pub host_ca_file: PathBuf,
     /// How new layers are compressed (default zstd).
     pub layer_compression: Compression,
+    /// The longest an ADD download waits to connect or for the next bytes (default 60 s).
+    pub download_timeout: Duration,
+    /// How often an ADD download is tried when the connection fails, times out, breaks off
+    /// or the server answers 5xx or 429 (default 3; 4xx answers are not tried again).
+    pub download_attempts: u32,
 }
 
 impl ExecConfig {
@@ -74,6 +79,8 @@ impl ExecConfig {
             host_ca_bundle: true,
             host_ca_file: PathBuf::from(crate::sandbox::CA_BUNDLE),
             layer_compression: Compression::Zstd,
+            download_timeout: Duration::from_secs(60),
+            download_attempts: 3,
         }
     }
 }

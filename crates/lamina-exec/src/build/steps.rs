@@ -275,9 +275,9 @@ impl Build<'_> {
                     let sum = match &copy.checksum {
                         Some(sum) => sum.to_ascii_lowercase(),
                         None => {
-                            let work_dir = &self.inner.config.work_dir;
+                            let config = &self.inner.config;
                             let download =
-                                super::remote::fetch(url, None, &self.inner.store, work_dir)
+                                super::remote::fetch(url, None, &self.inner.store, config)
                                     .map_err(|reason| ExecError::InvalidStep {
                                         index,
                                         text: text.clone(),
@@ -285,7 +285,7 @@ impl Build<'_> {
                                     })?;
                             self.note_offline(index, &download);
                             matches = vec![download.as_match(url)];
-                            let sum = download.sha256.clone();
+                            let sum = download.identity();
                             _download = Some(download);
                             sum
                         }

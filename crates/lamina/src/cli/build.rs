@@ -57,6 +57,10 @@ pub struct BuildArgs {
     /// Do not mount the host's CA bundle into RUN steps.
     #[arg(long)]
     no_host_ca: bool,
+    /// The longest an ADD of a URL waits to connect or for more data, in seconds or with a
+    /// unit (`90s`, `2m`); a download is tried 3 times in all.
+    #[arg(long, env = "LAMINA_DOWNLOAD_TIMEOUT", value_parser = parse_timeout, default_value = "60", value_name = "SECS")]
+    download_timeout: std::time::Duration,
     /// How to reach registries for bases that are not in the store yet.
     #[command(flatten)]
     registry: super::registry::RegistryArgs,
@@ -81,6 +85,17 @@ pub(super) fn parse_pair(s: &str) -> Result<(String, String), String> {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
         _ => Err(format!("`{s}` is not NAME=VALUE")),
     }
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let timeout = match s.trim().parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => super::units::parse_duration(s)?,
+    };
+    if timeout.is_zero() {
+        return Err(format!("`{s}`: a timeout must be longer than 0"));
+    }
+    Ok(timeout)
 }
 
 fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
@@ -123,9 +138,11 @@ pub fn run(
     let image = lamina::load_definition(&args.definition)?;
     let registry = args.registry.config()?;
     let host_ca_bundle = !args.no_host_ca;
+    let download_timeout = args.download_timeout;
     let engine = super::engine_waiting(store_dir, Some(args.wait), |config| {
         config.registry = registry;
         config.host_ca_bundle = host_ca_bundle;
+        config.download_timeout = download_timeout;
     })?;
     let mode = match args.progress {
         Progress::Auto if std::io::stderr().is_terminal() => Mode::Tty(TtyProgress::new()),
