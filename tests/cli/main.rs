@@ -4,6 +4,7 @@ mod add_sources;
 mod archives;
 mod build;
 mod cache;
+mod check_mounts;
 mod crate_graph;
 mod debian;
 mod definitions;

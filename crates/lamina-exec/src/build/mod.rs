@@ -47,7 +47,7 @@ pub use explain::{BuildState, MissReason};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
 pub use run_mounts::validate_run_mount;
-pub use support::{Refusal, refusals};
+pub use support::{Refusal, refusals, refusals_with};
 
 /// How an [`Executor`] runs builds.
 #[derive(Debug, Clone)]

@@ -98,7 +98,7 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     Ok(timeout)
 }
 
-fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
+pub(super) fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
     let mut id = None;
     let mut src = None;
     for part in s.split(',') {
@@ -114,7 +114,7 @@ fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
-fn parse_ssh(s: &str) -> Result<(String, PathBuf), String> {
+pub(super) fn parse_ssh(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((id, socket)) if !id.is_empty() && !socket.is_empty() => {
             Ok((id.to_string(), PathBuf::from(socket)))
