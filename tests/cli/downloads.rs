@@ -146,9 +146,17 @@ fn assert_built(output: &Output) {
     );
 }
 
-/// Exports `tag` as an OCI layout and unpacks its layers with GNU tar (which keeps mtimes).
-fn rootfs(dir: &Path, tag: &str) -> PathBuf {
+/// Exports `tag` from the store `<dir>/store` as an OCI layout and unpacks its layers with
+/// GNU tar (which keeps mtimes).
+pub(crate) fn rootfs(dir: &Path, tag: &str) -> PathBuf {
     let layout = dir.join(format!("layout-{tag}"));
+    let out = dir.join(format!("rootfs-{tag}"));
+    // A second look at the same tag starts afresh.
+    for old in [&layout, &out] {
+        if old.exists() {
+            std::fs::remove_dir_all(old).unwrap();
+        }
+    }
     let status = Command::new(env!("CARGO_BIN_EXE_lamina"))
         .arg("--store")
         .arg(dir.join("store"))
@@ -165,7 +173,6 @@ fn rootfs(dir: &Path, tag: &str) -> PathBuf {
     };
     let index = json(layout.join("index.json"));
     let manifest = json(blob(&index["manifests"][0]["digest"]));
-    let out = dir.join(format!("rootfs-{tag}"));
     std::fs::create_dir_all(&out).unwrap();
     for layer in manifest["layers"].as_array().unwrap() {
         let status = Command::new("tar")

@@ -3,6 +3,7 @@
 mod add_sources;
 mod archives;
 mod build;
+mod build_contexts;
 mod cache;
 mod check_mounts;
 mod crate_graph;

@@ -138,7 +138,12 @@ impl Build<'_> {
         };
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
-        match &copy.from {
+        // A named directory context was resolved into `matches` as the build context is.
+        match copy
+            .from
+            .as_ref()
+            .filter(|from| self.context_dir(from).is_none())
+        {
             None => {
                 // Local archives are extracted unless told not to, downloads only if told to.
                 let extract = match url {

@@ -135,6 +135,10 @@ pub struct BuildOptions {
     pub target_stage: Option<String>,
     /// Whether an image without `ENTRYPOINT` and `CMD` gets the sandbox default command.
     pub default_cmd: DefaultCmd,
+    /// Named build contexts (`--build-context NAME=...`), by name: what `COPY --from=NAME`
+    /// and `RUN --mount=from=NAME` read (and, for an image, `FROM NAME`) in place of a stage
+    /// or image of that name, as BuildKit has them.
+    pub contexts: BTreeMap<String, NamedContext>,
     /// Called with progress as it happens (from a blocking thread).
     pub on_event: Option<Arc<dyn Fn(BuildEvent) + Send + Sync>>,
 }
@@ -150,9 +154,20 @@ impl std::fmt::Debug for BuildOptions {
             .field("no_cache_steps", &self.no_cache_steps)
             .field("target_stage", &self.target_stage)
             .field("default_cmd", &self.default_cmd)
+            .field("contexts", &self.contexts)
             .field("on_event", &self.on_event.as_ref().map(|_| "..."))
             .finish()
     }
+}
+
+/// A named build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A host directory, read as the build context is (its own `.dockerignore` applies); its
+    /// files enter the step keys by content.
+    Dir(PathBuf),
+    /// An image reference (`docker-image://REF`), resolved as a `FROM` image is.
+    Image(String),
 }
 
 /// Progress of a build.

@@ -297,6 +297,7 @@ impl Build<'_> {
                     })
                     .to_path_buf(),
             ),
+            Some(from) if let Some(dir) = self.context_dir(from) => Origin::Context(dir.into()),
             Some(from) => {
                 Origin::Layers(self.source_layers(s, from), self.source_identity(s, from))
             }

@@ -109,7 +109,7 @@ fn mount_refusal(
     };
     match (mount.kind, &mount.from) {
         (MountType::Bind | MountType::Cache, Some(from)) => {
-            if stage_ref(df, s, from).is_some() {
+            if options.contexts.contains_key(from) || stage_ref(df, s, from).is_some() {
                 return None;
             }
             let named = |stage: &lamina_spec::Stage| {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use lamina::exec::sandbox::OutputStream;
-use lamina::{BuildEvent, BuildOptions, BuildReport, DefaultCmd};
+use lamina::{BuildEvent, BuildOptions, BuildReport, DefaultCmd, NamedContext};
 use serde_json::json;
 
 use super::progress::TtyProgress;
@@ -42,6 +42,11 @@ pub struct BuildArgs {
     /// `ID=SOCKET`; repeatable.
     #[arg(long, value_name = "default|ID=SOCKET", value_parser = parse_ssh)]
     ssh: Vec<(String, PathBuf)>,
+    /// A named build context, `NAME=DIR` or `NAME=docker-image://REF`: `COPY --from=NAME`
+    /// and `RUN --mount=from=NAME` read it (an image one also `FROM NAME`) in place of a
+    /// stage or image of that name; repeatable.
+    #[arg(long, value_name = "NAME=DIR|NAME=docker-image://REF", value_parser = parse_context)]
+    build_context: Vec<(String, NamedContext)>,
     /// Build this stage (name or 0-based index) instead of the last.
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
@@ -96,6 +101,31 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("`{s}`: a timeout must be longer than 0"));
     }
     Ok(timeout)
+}
+
+pub(super) fn parse_context(s: &str) -> Result<(String, NamedContext), String> {
+    let (name, value) = match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => (name, value),
+        _ => {
+            return Err(format!(
+                "`{s}`: expected NAME=DIR or NAME=docker-image://REF"
+            ));
+        }
+    };
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        return Ok((name.to_string(), NamedContext::Image(reference.to_string())));
+    }
+    if let Some((scheme, _)) = value.split_once("://") {
+        return Err(format!(
+            "`{s}`: {scheme}:// contexts are not supported; give a directory or docker-image://REF"
+        ));
+    }
+    let dir =
+        std::fs::canonicalize(value).map_err(|e| format!("`{s}`: the directory {value}: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!("`{s}`: {value} is not a directory"));
+    }
+    Ok((name.to_string(), NamedContext::Dir(dir)))
 }
 
 pub(super) fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
@@ -166,6 +196,7 @@ pub fn run(
         no_cache: args.no_cache,
         no_cache_steps: args.no_cache_step,
         target_stage: args.target,
+        contexts: args.build_context.into_iter().collect(),
         default_cmd: match args.default_cmd {
             DefaultCmdArg::Auto => DefaultCmd::ByOrigin,
             DefaultCmdArg::SleepInfinity => DefaultCmd::SleepInfinity,

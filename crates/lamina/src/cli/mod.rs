@@ -56,6 +56,10 @@ enum Command {
         /// of another id is warned about; repeatable.
         #[arg(long, value_name = "default|ID=SOCKET", value_parser = build::parse_ssh)]
         ssh: Vec<(String, PathBuf)>,
+        /// A named build context `build` would get (`NAME=DIR|NAME=docker-image://REF`);
+        /// repeatable.
+        #[arg(long, value_name = "NAME=DIR|NAME=docker-image://REF", value_parser = build::parse_context)]
+        build_context: Vec<(String, lamina::NamedContext)>,
     },
     /// Build a definition into the store, every step a cached layer.
     Build(build::BuildArgs),
@@ -87,11 +91,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             build_arg,
             secret,
             ssh,
+            build_context,
         } => {
             let options = lamina::BuildOptions {
                 build_args: build_arg.into_iter().collect(),
                 secrets: secret.into_iter().collect(),
                 ssh: ssh.into_iter().collect(),
+                contexts: build_context.into_iter().collect(),
                 ..lamina::BuildOptions::default()
             };
             definition::check(&definition, &options, &mut out)
