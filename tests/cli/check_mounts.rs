@@ -1,6 +1,6 @@
 //! `lamina check` warns about every `RUN --mount=` value `build` would refuse, naming the
-//! line and the problem, and passes good ones; `--secret` and `--ssh` tell it what the build
-//! will be given.
+//! line and the problem, and passes good ones; `--secret`, `--ssh` and `--build-context`
+//! tell it what the build will be given.
 
 use crate::support::{lamina, write_tree};
 
@@ -76,7 +76,7 @@ fn check_names_the_line_and_problem_of_each_bad_mount() {
         );
     }
 
-    // Given the secret and an agent, those two lines pass.
+    // Given the secret, an agent and a context named `later`, those three lines pass.
     let found = warnings(
         dir.path(),
         &[
@@ -84,13 +84,15 @@ fn check_names_the_line_and_problem_of_each_bad_mount() {
             "id=tok,src=secret.txt",
             "--ssh",
             "default=/nonexistent/agent.sock",
+            "--build-context",
+            "later=.",
         ],
     );
-    assert_eq!(found.len(), expected.len() - 2, "{found:#?}");
+    assert_eq!(found.len(), expected.len() - 3, "{found:#?}");
     assert!(
-        !found
-            .iter()
-            .any(|w| w.contains("ssh agent") || w.contains("secret `tok`")),
+        !found.iter().any(|w| w.contains("ssh agent")
+            || w.contains("secret `tok`")
+            || w.contains("from=later")),
         "{found:#?}"
     );
 }
