@@ -3,12 +3,15 @@
 mod add_sources;
 mod archives;
 mod build;
+mod build_contexts;
 mod cache;
+mod check_mounts;
 mod crate_graph;
 mod debian;
 mod definitions;
 mod docker_output;
 mod docker_world;
+mod downloads;
 mod ingest;
 mod mounts;
 mod names;

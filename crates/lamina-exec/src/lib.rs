@@ -10,6 +10,6 @@ pub mod sandbox;
 
 pub use build::{
     BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, DefaultCmd, ExecConfig, Executor,
-    MissReason, SANDBOX_DEFAULT_CMD, StepReport,
+    MissReason, NamedContext, SANDBOX_DEFAULT_CMD, StepReport,
 };
 pub use error::ExecError;

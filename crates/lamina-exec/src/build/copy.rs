@@ -78,21 +78,20 @@ impl Build<'_> {
         }
         // An ADD URL with a checksum is downloaded only now, on a miss.
         let url = super::remote::http_source(copy);
-        let mut _download = None;
+        let mut fetched = None;
         let mut downloaded = Vec::new();
         let matches = match url {
             Some(url) if matches.is_empty() => {
-                let work_dir = &self.inner.config.work_dir;
                 let download = super::remote::fetch(
                     url,
                     copy.checksum.as_deref(),
                     &self.inner.store,
-                    work_dir,
+                    &self.inner.config,
                 )
                 .map_err(&invalid)?;
                 self.note_offline(index, &download);
                 downloaded.push(download.as_match(url));
-                _download = Some(download);
+                fetched = Some(download);
                 &downloaded[..]
             }
             _ => matches,
@@ -140,14 +139,32 @@ impl Build<'_> {
         };
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
-        match &copy.from {
+        // A named directory context was resolved into `matches` as the build context is.
+        match copy
+            .from
+            .as_ref()
+            .filter(|from| self.context_dir(from).is_none())
+        {
             None => {
                 // Local archives are extracted unless told not to, downloads only if told to.
                 let extract = match url {
                     Some(_) => copy.unpack == Some(true),
                     None => copy.add && copy.unpack != Some(false),
                 };
-                stage_matches(matches, &mut stage, extract, &invalid)?
+                stage_matches(matches, &mut stage, extract, &invalid)?;
+                // A download not extracted gets its Last-Modified time, as BuildKit does.
+                if let Some(url) = url
+                    && let Some(file) = stage.placed.last()
+                    && std::fs::symlink_metadata(file).is_ok_and(|m| m.is_file())
+                {
+                    let modified = match &fetched {
+                        Some(download) => download.modified(),
+                        None => super::remote::kept_modified(work_dir, url, matches),
+                    };
+                    std::fs::File::open(file)
+                        .and_then(|f| f.set_modified(modified))
+                        .map_err(|e| io(file, e))?;
+                }
             }
             Some(from) => {
                 let view = self.view(&self.source_layers(s, from))?;

@@ -48,7 +48,7 @@ pub use explain::{BuildState, MissReason};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
 pub use run_mounts::validate_run_mount;
-pub use support::{Refusal, refusals};
+pub use support::{Refusal, refusals, refusals_with};
 
 /// How an [`Executor`] runs builds.
 #[derive(Debug, Clone)]
@@ -64,6 +64,11 @@ pub struct ExecConfig {
     pub host_ca_file: PathBuf,
     /// How new layers are compressed (default zstd).
     pub layer_compression: Compression,
+    /// The longest an ADD download waits to connect or for the next bytes (default 60 s).
+    pub download_timeout: Duration,
+    /// How often an ADD download is tried when the connection fails, times out, breaks off
+    /// or the server answers 5xx or 429 (default 3; 4xx answers are not tried again).
+    pub download_attempts: u32,
 }
 
 impl ExecConfig {
@@ -75,6 +80,8 @@ impl ExecConfig {
             host_ca_bundle: true,
             host_ca_file: PathBuf::from(crate::sandbox::CA_BUNDLE),
             layer_compression: Compression::Zstd,
+            download_timeout: Duration::from_secs(60),
+            download_attempts: 3,
         }
     }
 }
@@ -129,6 +136,10 @@ pub struct BuildOptions {
     pub target_stage: Option<String>,
     /// Whether an image without `ENTRYPOINT` and `CMD` gets the sandbox default command.
     pub default_cmd: DefaultCmd,
+    /// Named build contexts (`--build-context NAME=...`), by name: what `COPY --from=NAME`
+    /// and `RUN --mount=from=NAME` read (and, for an image, `FROM NAME`) in place of a stage
+    /// or image of that name, as BuildKit has them.
+    pub contexts: BTreeMap<String, NamedContext>,
     /// Called with progress as it happens (from a blocking thread).
     pub on_event: Option<Arc<dyn Fn(BuildEvent) + Send + Sync>>,
 }
@@ -144,9 +155,20 @@ impl std::fmt::Debug for BuildOptions {
             .field("no_cache_steps", &self.no_cache_steps)
             .field("target_stage", &self.target_stage)
             .field("default_cmd", &self.default_cmd)
+            .field("contexts", &self.contexts)
             .field("on_event", &self.on_event.as_ref().map(|_| "..."))
             .finish()
     }
+}
+
+/// A named build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A host directory, read as the build context is (its own `.dockerignore` applies); its
+    /// files enter the step keys by content.
+    Dir(PathBuf),
+    /// An image reference (`docker-image://REF`), resolved as a `FROM` image is.
+    Image(String),
 }
 
 /// Progress of a build.

@@ -16,8 +16,8 @@ use lamina_export::registry::{self, RegistryConfig};
 use lamina_spec::{Dockerfile, Image, Instruction, StepRef};
 use lamina_store::Store;
 
-use super::BuildOptions;
 use super::config::ImageConfig;
+use super::{BuildOptions, NamedContext};
 use crate::ExecError;
 
 /// Where a stage starts.
@@ -66,21 +66,38 @@ impl Plan {
         // First pass: base references and `--from` values (they only see global ARGs).
         let pre = raw.expand(&options.build_args)?;
         let target = target_stage(&pre, options.target_stage.as_deref())?;
-        let stages = needed_stages(&pre, target);
+        let stages = needed_stages(&pre, target, &options.contexts);
 
         let mut bases = vec![Base::Scratch; pre.stages.len()];
         let mut base_env: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut stage_triggers: BTreeMap<usize, Vec<Instruction>> = BTreeMap::new();
         for &s in &stages {
             let reference = &pre.stages[s].base;
+            // A named image context stands in for a stage or image of its name.
+            let context_image = match options.contexts.get(reference) {
+                Some(NamedContext::Image(image)) => Some(image.as_str()),
+                Some(NamedContext::Dir(dir)) => {
+                    return Err(ExecError::BaseUnavailable {
+                        reference: reference.clone(),
+                        reason: format!(
+                            "the build context `{reference}` is the directory {}; FROM takes \
+                             only an image context (--build-context {reference}=docker-image://REF)",
+                            dir.display()
+                        ),
+                    });
+                }
+                None => None,
+            };
             let mut triggers = Vec::new();
-            bases[s] = if reference.eq_ignore_ascii_case("scratch") {
+            bases[s] = if context_image.is_none() && reference.eq_ignore_ascii_case("scratch") {
                 Base::Scratch
-            } else if let Some(parent) = stage_ref(&pre, s, reference) {
+            } else if context_image.is_none()
+                && let Some(parent) = stage_ref(&pre, s, reference)
+            {
                 triggers = onbuild_of(&raw.stages[parent].instructions);
                 Base::Stage(parent)
             } else {
-                let found = resolve_image(store, registry, reference)?;
+                let found = resolve_image(store, registry, context_image.unwrap_or(reference))?;
                 let config = base_config(store, &found)?;
                 base_env.insert(reference.clone(), config.env_pairs());
                 for trigger in &config.config.on_build {
@@ -115,10 +132,17 @@ impl Plan {
             first_step.insert(s, total + 1);
             total += df.stages[s].instructions.len();
             for from in df.stages[s].instructions.iter().flat_map(from_refs) {
-                if stage_ref(&df, s, &from).is_none() && !from_images.contains_key(&from) {
-                    let image = resolve_image(store, registry, &from)?;
-                    from_images.insert(from, image);
+                if from_images.contains_key(&from) {
+                    continue;
                 }
+                let reference = match options.contexts.get(&from) {
+                    Some(NamedContext::Dir(_)) => continue,
+                    Some(NamedContext::Image(image)) => image.as_str(),
+                    None if stage_ref(&df, s, &from).is_some() => continue,
+                    None => from.as_str(),
+                };
+                let image = resolve_image(store, registry, reference)?;
+                from_images.insert(from, image);
             }
         }
         Ok(Plan {
@@ -197,7 +221,11 @@ fn from_refs(instruction: &Instruction) -> Vec<String> {
 
 /// The stages `target` depends on (through `FROM`, `COPY --from` and `RUN --mount=from=`),
 /// with it, in order.
-fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
+fn needed_stages(
+    df: &Dockerfile,
+    target: usize,
+    contexts: &BTreeMap<String, NamedContext>,
+) -> Vec<usize> {
     let mut needed = BTreeSet::new();
     let mut todo = vec![target];
     while let Some(s) = todo.pop() {
@@ -205,8 +233,11 @@ fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
             continue;
         }
         let stage = &df.stages[s];
-        todo.extend(stage_ref(df, s, &stage.base));
-        for from in stage.instructions.iter().flat_map(from_refs) {
+        let refs = std::iter::once(stage.base.clone())
+            .chain(stage.instructions.iter().flat_map(from_refs))
+            // A named context stands in for a stage of its name.
+            .filter(|from| !contexts.contains_key(from));
+        for from in refs {
             todo.extend(stage_ref(df, s, &from));
         }
     }
@@ -283,8 +314,12 @@ mod tests {
     fn only_the_stages_the_target_needs_are_built() {
         let d = df("FROM scratch AS a\nFROM scratch AS unused\nFROM a AS b\n\
              FROM scratch AS c\nCOPY --from=b /x /x\nCOPY --from=0 /y /y\n");
-        assert_eq!(needed_stages(&d, 3), [0, 2, 3]);
-        assert_eq!(needed_stages(&d, 1), [1]);
+        let none = BTreeMap::new();
+        assert_eq!(needed_stages(&d, 3, &none), [0, 2, 3]);
+        assert_eq!(needed_stages(&d, 1, &none), [1]);
+        // A named context stands in for stage `b`: it is not built.
+        let b = BTreeMap::from([("b".to_string(), NamedContext::Dir("/ctx".into()))]);
+        assert_eq!(needed_stages(&d, 3, &b), [0, 3]);
         assert_eq!(target_stage(&d, Some("B")).unwrap(), 2);
         assert_eq!(target_stage(&d, Some("1")).unwrap(), 1);
         assert_eq!(target_stage(&d, None).unwrap(), 3);

@@ -5,17 +5,24 @@
 //! given (a hit makes no request), else the sha256 of the content, learnt by revalidating
 //! the copy kept from the last download (a 304 costs no transfer). Downloads are kept as
 //! store blobs, named by a record per URL in `<work_dir>/url-cache-v1` (a blob removed by
-//! GC means a fresh download). Not extracted unless `--unpack=true`.
+//! GC means a fresh download). Not extracted unless `--unpack=true`. The file's mtime is
+//! the `Last-Modified` time (the epoch without one), as BuildKit sets it; it enters the
+//! step key with the content, and the layer's mtime clamp applies to it as to any file.
+//! Each download is bounded (see `transfer`): [`ExecConfig::download_timeout`] per wait,
+//! [`ExecConfig::download_attempts`] tries.
 
-use std::io::Write;
+mod transfer;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::SystemTime;
 
 use lamina_spec::Copy;
 use lamina_spec::inputs::{EntryKind, SourceMatch, TreeEntry};
 use lamina_store::{BlobKind, Digest, Store};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+
+use super::ExecConfig;
+use transfer::{Fault, Limits};
 
 /// A downloaded file: a temporary file, or the copy kept in the store.
 #[derive(Debug)]
@@ -26,6 +33,8 @@ pub(crate) struct Download {
     pub sha256: String,
     size: u64,
     blake3: [u8; 32],
+    /// The server's `Last-Modified` header, as sent.
+    last_modified: Option<String>,
     /// Set when the server could not be reached and the kept copy was used: why.
     pub offline: Option<String>,
 }
@@ -46,6 +55,23 @@ impl Download {
                 mode: 0o600,
                 host_path: self.path.clone(),
             }],
+        }
+    }
+
+    /// The file's mtime, as BuildKit sets it: the `Last-Modified` time, else the epoch.
+    pub(crate) fn modified(&self) -> SystemTime {
+        self.last_modified
+            .as_deref()
+            .and_then(|date| httpdate::parse_http_date(date).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// What identifies the download in a step key when no checksum pins it: the content
+    /// and, as BuildKit keys it, the `Last-Modified` time that becomes the file's mtime.
+    pub(crate) fn identity(&self) -> String {
+        match &self.last_modified {
+            Some(date) => format!("{} {date}", self.sha256),
+            None => self.sha256.clone(),
         }
     }
 }
@@ -87,9 +113,30 @@ impl Kept {
             sha256: self.sha256,
             size: self.size,
             blake3,
+            last_modified: self.last_modified,
             offline,
         })
     }
+}
+
+/// The mtime of `url`'s download as `matches` holds it (see [`Download::as_match`]), from
+/// the record kept with it: a step whose download was made before it ran finds it there.
+/// The epoch when the record is gone or holds other content.
+pub(crate) fn kept_modified(work_dir: &Path, url: &str, matches: &[SourceMatch]) -> SystemTime {
+    let content = matches
+        .first()
+        .and_then(|m| m.entries.first())
+        .and_then(|entry| match entry.kind {
+            EntryKind::File { hash, .. } => Some(hash),
+            _ => None,
+        });
+    std::fs::read(kept_path(work_dir, url))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<Kept>(&text).ok())
+        .filter(|kept| kept.url == url)
+        .and_then(|kept| kept.download(PathBuf::new(), None))
+        .filter(|download| Some(download.blake3) == content)
+        .map_or(SystemTime::UNIX_EPOCH, |download| download.modified())
 }
 
 /// Whether `source` is a git repository given as an https URL (`….git`, `….git#ref`).
@@ -157,8 +204,13 @@ pub(crate) fn fetch(
     url: &str,
     checksum: Option<&str>,
     store: &Store,
-    work_dir: &Path,
+    config: &ExecConfig,
 ) -> Result<Download, String> {
+    let work_dir = config.work_dir.as_path();
+    let limits = Limits {
+        timeout: config.download_timeout,
+        attempts: config.download_attempts,
+    };
     let expected = match checksum {
         Some(sum) => Some(
             expected_sha256(sum)
@@ -174,10 +226,6 @@ pub(crate) fn fetch(
     {
         return Ok(download);
     }
-    let file = tempfile::Builder::new()
-        .prefix("download-")
-        .tempfile_in(work_dir)
-        .map_err(|e| format!("cannot create a file in {}: {e}", work_dir.display()))?;
     let validators = kept
         .as_ref()
         .map(|(k, _)| (k.etag.clone(), k.last_modified.clone()));
@@ -192,7 +240,7 @@ pub(crate) fn fetch(
                     .map_err(|e| {
                         Fault::Other(format!("cannot start the download of {url}: {e}"))
                     })?;
-                runtime.block_on(request(url, file, validators))
+                runtime.block_on(transfer::download(url, work_dir, validators, limits))
             })
             .join()
             .unwrap_or_else(|_| Err(Fault::Other(format!("the download of {url} panicked"))))
@@ -222,6 +270,7 @@ pub(crate) fn fetch(
         sha256: fetched.sha256.clone(),
         size: fetched.size,
         blake3: fetched.blake3,
+        last_modified: fetched.last_modified.clone(),
         offline: None,
         _temp: None,
     };
@@ -271,85 +320,6 @@ fn verified(
         )),
         _ => Ok(download),
     }
-}
-
-enum Fault {
-    /// The server could not be reached (a kept copy may stand in).
-    Unreachable(String),
-    Other(String),
-}
-
-struct Fetched {
-    file: tempfile::NamedTempFile,
-    sha256: String,
-    size: u64,
-    blake3: [u8; 32],
-    etag: Option<String>,
-    last_modified: Option<String>,
-}
-
-/// One GET of `url` into `file`, conditional on `validators` (ETag, Last-Modified) when
-/// given; `None` for a 304.
-async fn request(
-    url: &str,
-    mut file: tempfile::NamedTempFile,
-    validators: Option<(Option<String>, Option<String>)>,
-) -> Result<Option<Fetched>, Fault> {
-    let failed = |e: &dyn std::fmt::Display| Fault::Other(format!("cannot download {url}: {e}"));
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("lamina/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(300))
-        .build()
-        .map_err(|e| failed(&e))?;
-    let mut get = client.get(url);
-    if let Some((etag, last_modified)) = validators {
-        if let Some(etag) = etag {
-            get = get.header(reqwest::header::IF_NONE_MATCH, etag);
-        }
-        if let Some(date) = last_modified {
-            get = get.header(reqwest::header::IF_MODIFIED_SINCE, date);
-        }
-    }
-    let response = get.send().await.map_err(|e| {
-        if e.is_connect() || e.is_timeout() {
-            Fault::Unreachable(format!("cannot reach {url}: {e}"))
-        } else {
-            failed(&e)
-        }
-    })?;
-    if response.status() == reqwest::StatusCode::NOT_MODIFIED {
-        return Ok(None);
-    }
-    let mut response = response.error_for_status().map_err(|e| failed(&e))?;
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let etag = header(reqwest::header::ETAG);
-    let last_modified = header(reqwest::header::LAST_MODIFIED);
-    let mut sha = Sha256::new();
-    let mut blake = blake3::Hasher::new();
-    let mut size = 0u64;
-    while let Some(chunk) = response.chunk().await.map_err(|e| failed(&e))? {
-        sha.update(&chunk);
-        blake.update(&chunk);
-        size += chunk.len() as u64;
-        file.write_all(&chunk).map_err(|e| failed(&e))?;
-    }
-    file.flush().map_err(|e| failed(&e))?;
-    let hex: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Some(Fetched {
-        file,
-        sha256: format!("sha256:{hex}"),
-        size,
-        blake3: *blake.finalize().as_bytes(),
-        etag,
-        last_modified,
-    }))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! ssh sockets add nothing).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lamina_spec::inputs::{ContentHashCache, resolve_copy_inputs_cached};
 use lamina_spec::{Copy, Run, StepRef};
@@ -263,6 +263,22 @@ fn context_relative(source: &str) -> Result<String, String> {
     })
 }
 
+/// The host path of a bind source in the build context at `root`: it must exist and stay
+/// inside the context, symlinks followed.
+pub(crate) fn context_source(root: &Path, source: &str) -> Result<PathBuf, String> {
+    let root = std::fs::canonicalize(root)
+        .map_err(|e| format!("the build context {}: {e}", root.display()))?;
+    let rel = context_relative(source)?;
+    let path = std::fs::canonicalize(root.join(rel))
+        .map_err(|e| format!("source `{source}` in the build context: {e}"))?;
+    if !path.starts_with(&root) {
+        return Err(format!(
+            "source `{source}` leads outside the build context through a symlink"
+        ));
+    }
+    Ok(path)
+}
+
 /// Where a `from=` (or its absence) points.
 enum Origin {
     Context(PathBuf),
@@ -281,6 +297,7 @@ impl Build<'_> {
                     })
                     .to_path_buf(),
             ),
+            Some(from) if let Some(dir) = self.context_dir(from) => Origin::Context(dir.into()),
             Some(from) => {
                 Origin::Layers(self.source_layers(s, from), self.source_identity(s, from))
             }
@@ -421,19 +438,7 @@ impl Build<'_> {
     fn mount_source(&self, s: usize, i: usize, mount: &RunMount) -> Result<MountSource, String> {
         let source = mount.source.as_deref().unwrap_or("/");
         match self.origin(s, i, mount.from.as_deref()) {
-            Origin::Context(root) => {
-                let root = std::fs::canonicalize(&root)
-                    .map_err(|e| format!("the build context {}: {e}", root.display()))?;
-                let rel = context_relative(source)?;
-                let path = std::fs::canonicalize(root.join(rel))
-                    .map_err(|e| format!("source `{source}` in the build context: {e}"))?;
-                if !path.starts_with(&root) {
-                    return Err(format!(
-                        "source `{source}` leads outside the build context through a symlink"
-                    ));
-                }
-                Ok(MountSource::Host(path))
-            }
+            Origin::Context(root) => context_source(&root, source).map(MountSource::Host),
             Origin::Layers(layers, id) => {
                 if id.is_empty() || id == "stage:" {
                     return Err(format!(

@@ -271,6 +271,15 @@ impl Build<'_> {
         let mut _download = None;
         let inputs = match &instruction {
             Instruction::Copy(copy) => match &copy.from {
+                // A named directory context is read as the build context is.
+                Some(from) if let Some(root) = self.context_dir(from) => {
+                    let mut local = copy.clone();
+                    local.from = None;
+                    let cache = self.hash_cache.get() as &dyn ContentHashCache;
+                    matches = resolve_copy_inputs_cached(&local, root, Some(cache))?;
+                    fingerprints = key::input_fingerprints(&matches);
+                    key::inputs_digest(&matches)
+                }
                 Some(from) => key::from_inputs(&self.source_identity(s, from)),
                 None if let Some(url) = super::remote::http_source(copy)
                     && super::support::remote_refusal(copy).is_none() =>
@@ -278,9 +287,9 @@ impl Build<'_> {
                     let sum = match &copy.checksum {
                         Some(sum) => sum.to_ascii_lowercase(),
                         None => {
-                            let work_dir = &self.inner.config.work_dir;
+                            let config = &self.inner.config;
                             let download =
-                                super::remote::fetch(url, None, &self.inner.store, work_dir)
+                                super::remote::fetch(url, None, &self.inner.store, config)
                                     .map_err(|reason| ExecError::InvalidStep {
                                         index,
                                         text: text.clone(),
@@ -288,7 +297,7 @@ impl Build<'_> {
                                     })?;
                             self.note_offline(index, &download);
                             matches = vec![download.as_match(url)];
-                            let sum = download.sha256.clone();
+                            let sum = download.identity();
                             _download = Some(download);
                             sum
                         }
@@ -592,7 +601,7 @@ impl Build<'_> {
     /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the
     /// source stage's key or the image's digest.
     pub(crate) fn source_identity(&self, s: usize, from: &str) -> String {
-        match stage_ref(&self.plan.df, s, from) {
+        match self.stage_of(s, from) {
             Some(p) => format!(
                 "stage:{}",
                 self.results
@@ -609,9 +618,25 @@ impl Build<'_> {
         }
     }
 
+    /// The earlier stage `from` names in stage `s`, unless a named context stands in for it.
+    fn stage_of(&self, s: usize, from: &str) -> Option<usize> {
+        if self.options.contexts.contains_key(from) {
+            return None;
+        }
+        stage_ref(&self.plan.df, s, from)
+    }
+
+    /// The directory of the named context `from`, if it is one.
+    pub(crate) fn context_dir(&self, from: &str) -> Option<&std::path::Path> {
+        match self.options.contexts.get(from)? {
+            super::NamedContext::Dir(dir) => Some(dir),
+            super::NamedContext::Image(_) => None,
+        }
+    }
+
     /// The layers `COPY --from=<from>` in stage `s` reads.
     pub(crate) fn source_layers(&self, s: usize, from: &str) -> Vec<LayerRecord> {
-        match stage_ref(&self.plan.df, s, from) {
+        match self.stage_of(s, from) {
             Some(p) => self
                 .results
                 .get(&p)

@@ -1,16 +1,26 @@
 //! What a build refuses, found before building: `lamina check` reports these as warnings,
 //! and the steps refuse with the same reasons when they run.
 //!
-//! Found here: COPY/ADD of a git source (or of a URL by COPY), and a `RUN <<EOF` script starting with `#!`. Not found here: whatever depends
-//! on the base image or the build options (a missing `--secret`, a `RUN --mount` the
+//! Found here: COPY/ADD of a git source (or of a URL by COPY), a `RUN <<EOF` script starting
+//! with `#!`, and `RUN --mount=` values the build would refuse: a value that does not parse
+//! (unknown type or option, bad `sharing=`, `size=`, `mode=`, `uid=`, missing `target=`), a
+//! `from=` that names no earlier stage and no image, a context `source=` that is missing, an
+//! ssh agent or a required secret the options do not give. Not found here: whatever depends
+//! on the base image or the registry (a `from=` image that cannot be pulled, a mount the
 //! sandbox cannot set up), which only the build can tell.
 
 use std::collections::BTreeMap;
 
-use lamina_spec::inputs::is_remote_source;
-use lamina_spec::{Copy, Image, Instruction, StepRef};
+use std::path::Path;
 
+use lamina_export::image::image_name;
+use lamina_spec::inputs::is_remote_source;
+use lamina_spec::{Copy, Dockerfile, Image, Instruction, StepRef};
+
+use super::BuildOptions;
 use super::config::ImageConfig;
+use super::plan::stage_ref;
+use super::run_mounts::{MountType, RunMount, context_source};
 use crate::ExecError;
 
 /// One instruction a build would refuse.
@@ -24,13 +34,23 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// Everything in `image` that a build with `build_args` would refuse and can be told
-/// without building, in definition order; fails only where the build's expansion would.
+/// Everything in `image` that a build with `build_args` (and no secrets or ssh agents)
+/// would refuse and can be told without building, in definition order; fails only where
+/// the build's expansion would.
 pub fn refusals(
     image: &Image,
     build_args: &BTreeMap<String, String>,
 ) -> Result<Vec<Refusal>, ExecError> {
-    let df = image.definition().expand(build_args)?;
+    let options = BuildOptions {
+        build_args: build_args.clone(),
+        ..BuildOptions::default()
+    };
+    refusals_with(image, &options)
+}
+
+/// [`refusals`] for a build with `options`: its build arguments, secrets and ssh agents.
+pub fn refusals_with(image: &Image, options: &BuildOptions) -> Result<Vec<Refusal>, ExecError> {
+    let df = image.definition().expand(&options.build_args)?;
     let mut found = Vec::new();
     for (s, stage) in df.stages.iter().enumerate() {
         for (i, instruction) in stage.instructions.iter().enumerate() {
@@ -38,21 +58,103 @@ pub fn refusals(
                 stage: s,
                 instruction: i,
             };
-            let reason = match instruction {
-                Instruction::Copy(copy) => remote_refusal(copy),
-                Instruction::Run(run) => super::run::argv(&ImageConfig::scratch(), run).err(),
-                _ => None,
+            let reasons = match instruction {
+                Instruction::Copy(copy) => remote_refusal(copy).into_iter().collect(),
+                Instruction::Run(run) => {
+                    let mut reasons: Vec<String> = super::run::argv(&ImageConfig::scratch(), run)
+                        .err()
+                        .into_iter()
+                        .collect();
+                    let root = image.context().root_for(step);
+                    reasons.extend(
+                        run.mounts
+                            .iter()
+                            .filter_map(|spec| mount_refusal(&df, s, root, spec, options)),
+                    );
+                    reasons
+                }
+                _ => Vec::new(),
             };
-            if let Some(reason) = reason {
-                found.push(Refusal {
-                    step,
-                    keyword: instruction.keyword(),
-                    reason,
-                });
-            }
+            found.extend(reasons.into_iter().map(|reason| Refusal {
+                step,
+                keyword: instruction.keyword(),
+                reason,
+            }));
         }
     }
     Ok(found)
+}
+
+/// Why a build of stage `s` with `options` would refuse the `RUN --mount=` value `spec`,
+/// if it would, as the build says it (`context` is the stage's build context).
+fn mount_refusal(
+    df: &Dockerfile,
+    s: usize,
+    context: &Path,
+    spec: &str,
+    options: &BuildOptions,
+) -> Option<String> {
+    let mount = match RunMount::parse(spec) {
+        Ok(mount) => mount,
+        Err(e) => return Some(e.to_string()),
+    };
+    let invalid = |reason: String| {
+        Some(
+            ExecError::InvalidMount {
+                spec: spec.to_string(),
+                reason,
+            }
+            .to_string(),
+        )
+    };
+    match (mount.kind, &mount.from) {
+        (MountType::Bind | MountType::Cache, Some(from)) => {
+            if options.contexts.contains_key(from) || stage_ref(df, s, from).is_some() {
+                return None;
+            }
+            let named = |stage: &lamina_spec::Stage| {
+                stage
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(from))
+            };
+            if df.stages[s..].iter().any(named) {
+                return invalid(format!(
+                    "`from={from}` names this stage or a later one; a mount reads only \
+                     earlier stages (or images)"
+                ));
+            }
+            match image_name(from) {
+                Ok(_) => None,
+                Err(e) => invalid(format!(
+                    "`from={from}` names no earlier stage and no image: {e}"
+                )),
+            }
+        }
+        (MountType::Bind, None) => {
+            let source = mount.source.as_deref().unwrap_or("/");
+            context_source(context, source).err().and_then(invalid)
+        }
+        (MountType::Ssh, _) => {
+            let id = mount.id.unwrap_or_else(|| "default".into());
+            if options.ssh.contains_key(&id) {
+                return None;
+            }
+            invalid(format!(
+                "no ssh agent `{id}` was given to the build; pass --ssh {id} (the agent of \
+                 $SSH_AUTH_SOCK) or --ssh {id}=SOCKET"
+            ))
+        }
+        (MountType::Secret, _) if mount.required => {
+            let target = mount.target.unwrap_or_default();
+            let id = mount
+                .id
+                .unwrap_or_else(|| target.rsplit('/').next().unwrap_or_default().to_owned());
+            (!options.secrets.contains_key(&id))
+                .then(|| ExecError::MissingSecret { id }.to_string())
+        }
+        _ => None,
+    }
 }
 
 /// The refusal of a git source, or of an http(s) source the build cannot take (after

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use lamina::exec::sandbox::OutputStream;
-use lamina::{BuildEvent, BuildOptions, BuildReport, DefaultCmd};
+use lamina::{BuildEvent, BuildOptions, BuildReport, DefaultCmd, NamedContext};
 use serde_json::json;
 
 use super::progress::TtyProgress;
@@ -42,6 +42,11 @@ pub struct BuildArgs {
     /// `ID=SOCKET`; repeatable.
     #[arg(long, value_name = "default|ID=SOCKET", value_parser = parse_ssh)]
     ssh: Vec<(String, PathBuf)>,
+    /// A named build context, `NAME=DIR` or `NAME=docker-image://REF`: `COPY --from=NAME`
+    /// and `RUN --mount=from=NAME` read it (an image one also `FROM NAME`) in place of a
+    /// stage or image of that name; repeatable.
+    #[arg(long, value_name = "NAME=DIR|NAME=docker-image://REF", value_parser = parse_context)]
+    build_context: Vec<(String, NamedContext)>,
     /// Build this stage (name or 0-based index) instead of the last.
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
@@ -57,6 +62,10 @@ pub struct BuildArgs {
     /// Do not mount the host's CA bundle into RUN steps.
     #[arg(long)]
     no_host_ca: bool,
+    /// The longest an ADD of a URL waits to connect or for more data, in seconds or with a
+    /// unit (`90s`, `2m`); a download is tried 3 times in all.
+    #[arg(long, env = "LAMINA_DOWNLOAD_TIMEOUT", value_parser = parse_timeout, default_value = "60", value_name = "SECS")]
+    download_timeout: std::time::Duration,
     /// How to reach registries for bases that are not in the store yet.
     #[command(flatten)]
     registry: super::registry::RegistryArgs,
@@ -83,7 +92,43 @@ pub(super) fn parse_pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let timeout = match s.trim().parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => super::units::parse_duration(s)?,
+    };
+    if timeout.is_zero() {
+        return Err(format!("`{s}`: a timeout must be longer than 0"));
+    }
+    Ok(timeout)
+}
+
+pub(super) fn parse_context(s: &str) -> Result<(String, NamedContext), String> {
+    let (name, value) = match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => (name, value),
+        _ => {
+            return Err(format!(
+                "`{s}`: expected NAME=DIR or NAME=docker-image://REF"
+            ));
+        }
+    };
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        return Ok((name.to_string(), NamedContext::Image(reference.to_string())));
+    }
+    if let Some((scheme, _)) = value.split_once("://") {
+        return Err(format!(
+            "`{s}`: {scheme}:// contexts are not supported; give a directory or docker-image://REF"
+        ));
+    }
+    let dir =
+        std::fs::canonicalize(value).map_err(|e| format!("`{s}`: the directory {value}: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!("`{s}`: {value} is not a directory"));
+    }
+    Ok((name.to_string(), NamedContext::Dir(dir)))
+}
+
+pub(super) fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
     let mut id = None;
     let mut src = None;
     for part in s.split(',') {
@@ -99,7 +144,7 @@ fn parse_secret(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
-fn parse_ssh(s: &str) -> Result<(String, PathBuf), String> {
+pub(super) fn parse_ssh(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((id, socket)) if !id.is_empty() && !socket.is_empty() => {
             Ok((id.to_string(), PathBuf::from(socket)))
@@ -123,9 +168,11 @@ pub fn run(
     let image = lamina::load_definition(&args.definition)?;
     let registry = args.registry.config()?;
     let host_ca_bundle = !args.no_host_ca;
+    let download_timeout = args.download_timeout;
     let engine = super::engine_waiting(store_dir, Some(args.wait), |config| {
         config.registry = registry;
         config.host_ca_bundle = host_ca_bundle;
+        config.download_timeout = download_timeout;
     })?;
     let mode = match args.progress {
         Progress::Auto if std::io::stderr().is_terminal() => Mode::Tty(TtyProgress::new()),
@@ -149,6 +196,7 @@ pub fn run(
         no_cache: args.no_cache,
         no_cache_steps: args.no_cache_step,
         target_stage: args.target,
+        contexts: args.build_context.into_iter().collect(),
         default_cmd: match args.default_cmd {
             DefaultCmdArg::Auto => DefaultCmd::ByOrigin,
             DefaultCmdArg::SleepInfinity => DefaultCmd::SleepInfinity,

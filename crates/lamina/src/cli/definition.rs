@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use lamina::{DefinitionKind, resolve_definition_path};
-use lamina_exec::build::{Refusal, refusals};
+use lamina_exec::build::{Refusal, refusals_with};
 use lamina_spec::Dockerfile;
 
 pub fn dockerfile(definition: &Path, out: &mut impl Write) -> anyhow::Result<()> {
@@ -26,16 +26,16 @@ pub fn digest(
 
 pub fn check(
     definition: &Path,
-    build_args: &BTreeMap<String, String>,
+    options: &lamina::BuildOptions,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let image = lamina::load_definition(definition)?;
     // The digest reads every local input, so a missing or unreadable one fails here.
-    let digest = image.digest_with_args(build_args)?;
+    let digest = image.digest_with_args(&options.build_args)?;
     // What `build` would refuse is a warning: the definition itself is valid.
     let lines = dockerfile_lines(definition);
     let mut stderr = std::io::stderr().lock();
-    for refusal in refusals(&image, build_args)? {
+    for refusal in refusals_with(&image, options)? {
         writeln!(stderr, "warning: {}", describe(&refusal, lines.as_deref()))?;
     }
     let stages = &image.definition().stages;

@@ -48,6 +48,18 @@ enum Command {
         /// A build argument, `NAME=VALUE`, as `build` would get it; repeatable.
         #[arg(long, value_name = "NAME=VALUE", value_parser = build::parse_pair)]
         build_arg: Vec<(String, String)>,
+        /// A secret `build` would get, `id=ID,src=FILE`: `RUN --mount=type=secret,required`
+        /// of another id is warned about; repeatable.
+        #[arg(long, value_name = "id=ID,src=FILE", value_parser = build::parse_secret)]
+        secret: Vec<(String, PathBuf)>,
+        /// An SSH agent `build` would get (`default` or `ID=SOCKET`): `RUN --mount=type=ssh`
+        /// of another id is warned about; repeatable.
+        #[arg(long, value_name = "default|ID=SOCKET", value_parser = build::parse_ssh)]
+        ssh: Vec<(String, PathBuf)>,
+        /// A named build context `build` would get (`NAME=DIR|NAME=docker-image://REF`);
+        /// repeatable.
+        #[arg(long, value_name = "NAME=DIR|NAME=docker-image://REF", value_parser = build::parse_context)]
+        build_context: Vec<(String, lamina::NamedContext)>,
     },
     /// Build a definition into the store, every step a cached layer.
     Build(build::BuildArgs),
@@ -77,7 +89,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check {
             definition,
             build_arg,
-        } => definition::check(&definition, &build_arg.into_iter().collect(), &mut out),
+            secret,
+            ssh,
+            build_context,
+        } => {
+            let options = lamina::BuildOptions {
+                build_args: build_arg.into_iter().collect(),
+                secrets: secret.into_iter().collect(),
+                ssh: ssh.into_iter().collect(),
+                contexts: build_context.into_iter().collect(),
+                ..lamina::BuildOptions::default()
+            };
+            definition::check(&definition, &options, &mut out)
+        }
         Command::Cache(command) => cache::run(cli.store, command, &mut out),
         Command::Build(args) => build::run(cli.store, args, &mut out),
         Command::Image(command) => image::run(cli.store, command, &mut out),
