@@ -29,6 +29,10 @@ impl<W: Write> std::fmt::Debug for Encoder<W> {
     }
 }
 
+/// The size of a zstd job (the unit each worker compresses). Part of the output's identity:
+/// changing it changes the bytes, and so the digests, of every layer compressed after it.
+const ZSTD_JOB_SIZE: u32 = 1 << 20;
+
 impl<W: Write> Encoder<W> {
     /// `workers` (threads compressing) is clamped to at least 1: zstd's single-threaded output
     /// differs from its multi-threaded one, and any count >= 1 gives the same bytes; gzip's
@@ -45,6 +49,10 @@ impl<W: Write> Encoder<W> {
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
                 enc.multithread(workers.max(1))?;
+                // zstd's default job for level 3 is 8 MiB, and it keeps several jobs' input
+                // and output buffers per worker in flight: ~110 MB at 2 workers. 1 MiB jobs
+                // cost a little ratio and keep a build's peak memory near 40 MB less.
+                enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 enc.include_checksum(true)?;
                 Inner::Zstd(enc)
             }
