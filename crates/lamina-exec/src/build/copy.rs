@@ -17,8 +17,9 @@
 //! ADD extracts a local source file that is a tar archive into the destination directory
 //! (see the `archive` module) unless `--unpack=false`; entries extracted keep the archive's
 //! owners and modes (`--chown`/`--chmod` apply to copied entries only).
-//! ADD of an http(s) URL stages the download (see the `remote` module) as a local file.
-//! Not supported, with an error saying so: git sources, and URLs in COPY.
+//! ADD of an http(s) URL stages the download (see the `remote` module) as a local file;
+//! ADD of a git repository stages its checkout (see the `git` module) as a directory.
+//! Not supported, with an error saying so: URLs and repositories in COPY (as BuildKit).
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -140,6 +141,16 @@ impl Build<'_> {
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
         match &copy.from {
+            // A git source: the checked-out tree, copied as a directory source.
+            None if let Some(git) = self
+                .git
+                .as_ref()
+                .filter(|_| super::git::git_source(copy).is_some()) =>
+            {
+                let checkout = super::git::check_out(git, work_dir).map_err(&invalid)?;
+                stage.dest_is_dir = true;
+                stage_host_path(&checkout.tree, &mut stage)?;
+            }
             None => {
                 // Local archives are extracted unless told not to, downloads only if told to.
                 let extract = match url {

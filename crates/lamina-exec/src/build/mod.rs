@@ -10,7 +10,8 @@
 //! run once: a per-key lock is taken on a miss and the cache checked again under it.
 //!
 //! Submodules: [`key`] (cache keys), `plan` (stages, bases, step numbering), `steps` (the
-//! step loop), `config` (image config updates), `copy` (COPY/ADD), `run` (RUN), `explain`
+//! step loop), `config` (image config updates), `copy` (COPY/ADD; `remote` and `git` fetch
+//! its URL and repository sources), `run` (RUN), `explain`
 //! (why the first miss missed), `history` (history text as BuildKit writes it), `layers`
 //! (layer and lock helpers), [`hash_cache`] (content hashes of unchanged input files, kept
 //! across builds), `support` (what a build refuses, found before building, for `lamina
@@ -20,6 +21,7 @@ mod archive;
 mod config;
 mod copy;
 mod explain;
+mod git;
 pub mod hash_cache;
 mod history;
 pub mod key;
