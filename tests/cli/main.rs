@@ -9,6 +9,8 @@ mod debian;
 mod definitions;
 mod docker_output;
 mod docker_world;
+mod git_servers;
+mod git_sources;
 mod ingest;
 mod mounts;
 mod names;
