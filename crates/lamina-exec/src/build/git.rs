@@ -890,15 +890,21 @@ impl Git {
             )),
             Some(s) if s.success() => Ok(String::from_utf8_lossy(&out).into_owned()),
             Some(s) => {
+                // The last message, its continuation lines joined: one line.
                 let err = String::from_utf8_lossy(&err);
-                let line = err
+                let lines: Vec<&str> = err
                     .lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty())
-                    .rfind(|l| l.starts_with("fatal:") || l.starts_with("error:"))
-                    .or_else(|| err.lines().map(str::trim).rfind(|l| !l.is_empty()))
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("exited with {s}"));
+                    .collect();
+                let start = lines
+                    .iter()
+                    .rposition(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+                    .unwrap_or(lines.len().saturating_sub(1));
+                let mut line = lines[start.min(lines.len())..].join(" ");
+                if line.is_empty() {
+                    line = format!("exited with {s}");
+                }
                 Err(format!("git {what} failed: {line}"))
             }
         }
