@@ -283,3 +283,66 @@ fn git_daemon_sources_submodules_errors_and_a_digest_without_the_server() {
     let fs = rootfs(root, store, "pinned:1");
     assert_eq!(read(&fs.join("sub/inner.txt")), "in\n");
 }
+
+/// `ssh://` and `git@` sources reach git's ssh with the agent given by `--ssh` and in
+/// batch mode: an `ssh` first on PATH records what it was given (no sshd is needed).
+#[test]
+fn ssh_sources_use_the_builds_agent_in_batch_mode() {
+    if missing(&[Need::Tool("git"), Need::Tool("sh")]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let record = root.join("ssh-called");
+    write_tree(
+        root,
+        &[
+            (
+                "bin/ssh",
+                &format!(
+                    "#!/bin/sh\necho \"$SSH_AUTH_SOCK $*\" >> {}\necho 'ssh: no route' >&2\nexit 255\n",
+                    record.display()
+                ),
+            ),
+            (
+                "ctx/Dockerfile",
+                "FROM scratch\nADD git@git.example.invalid:org/repo.git#v1 /src\n",
+            ),
+        ],
+    );
+    std::fs::set_permissions(
+        root.join("bin/ssh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        root.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let store = root.join("store");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args(["--store", store.to_str().unwrap(), "build", "ctx"])
+        .args(["--ssh", "default=/run/agent.sock"])
+        .env("PATH", path)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .rfind(|l| l.contains("ADD "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("git ls-remote failed") && line.contains("ssh: no route"),
+        "{stderr}"
+    );
+    let called = read(&record);
+    assert!(
+        called.starts_with("/run/agent.sock ")
+            && called.contains("BatchMode=yes")
+            && called.contains("git@git.example.invalid"),
+        "{called}"
+    );
+}

@@ -890,18 +890,19 @@ impl Git {
             )),
             Some(s) if s.success() => Ok(String::from_utf8_lossy(&out).into_owned()),
             Some(s) => {
-                // The last message, its continuation lines joined: one line.
+                // Everything git (and ssh) said, joined into one line; the end if long.
                 let err = String::from_utf8_lossy(&err);
-                let lines: Vec<&str> = err
+                let mut line = err
                     .lines()
                     .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect();
-                let start = lines
-                    .iter()
-                    .rposition(|l| l.starts_with("fatal:") || l.starts_with("error:"))
-                    .unwrap_or(lines.len().saturating_sub(1));
-                let mut line = lines[start.min(lines.len())..].join(" ");
+                    .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if let Some(cut) = line.len().checked_sub(500)
+                    && let Some(start) = (cut..line.len()).find(|i| line.is_char_boundary(*i))
+                {
+                    line = format!("…{}", &line[start..]);
+                }
                 if line.is_empty() {
                     line = format!("exited with {s}");
                 }
