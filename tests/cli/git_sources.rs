@@ -151,6 +151,12 @@ fn add_checks_out_tags_branches_commits_and_subdirs_over_smart_http() {
         misses.len() == 3 && misses.iter().all(|m| m.contains("dev")),
         "{misses:?}"
     );
+    let result = after.last().unwrap();
+    let miss = result["first_miss"].as_str().unwrap_or_default();
+    assert!(
+        miss.contains("inputs changed") && miss.contains(&format!("{url}#dev")),
+        "{result}"
+    );
     let fs = rootfs(root, store, "git:3");
     assert_eq!(read(&fs.join("at-branch/README")), "dev moved\n");
     let kept = fs.join("kept");

@@ -270,68 +270,71 @@ impl Build<'_> {
         self.git = None;
         // An ADD URL without a checksum is downloaded to learn its content (kept for the step).
         let mut _download = None;
-        let inputs =
-            match &instruction {
-                Instruction::Copy(copy) => match &copy.from {
-                    Some(from) => key::from_inputs(&self.source_identity(s, from)),
-                    None if let Some(url) = super::remote::http_source(copy)
-                        && super::support::remote_refusal(copy).is_none() =>
-                    {
-                        let sum = match &copy.checksum {
-                            Some(sum) => sum.to_ascii_lowercase(),
-                            None => {
-                                let work_dir = &self.inner.config.work_dir;
-                                let download =
-                                    super::remote::fetch(url, None, &self.inner.store, work_dir)
-                                        .map_err(|reason| ExecError::InvalidStep {
-                                            index,
-                                            text: text.clone(),
-                                            reason,
-                                        })?;
-                                self.note_offline(index, &download);
-                                matches = vec![download.as_match(url)];
-                                let sum = download.sha256.clone();
-                                _download = Some(download);
-                                sum
-                            }
-                        };
-                        key::from_inputs(&format!("url {sum}"))
-                    }
-                    // A git source: its commit (one `git ls-remote` unless the ref is a commit).
-                    None if let Some(source) = super::git::git_source(copy)
-                        && super::support::remote_refusal(copy).is_none() =>
-                    {
-                        let resolved = super::git::resolve(source, copy, &self.options.ssh)
-                            .map_err(|reason| ExecError::InvalidStep {
+        let inputs = match &instruction {
+            Instruction::Copy(copy) => match &copy.from {
+                Some(from) => key::from_inputs(&self.source_identity(s, from)),
+                None if let Some(url) = super::remote::http_source(copy)
+                    && super::support::remote_refusal(copy).is_none() =>
+                {
+                    let sum = match &copy.checksum {
+                        Some(sum) => sum.to_ascii_lowercase(),
+                        None => {
+                            let work_dir = &self.inner.config.work_dir;
+                            let download =
+                                super::remote::fetch(url, None, &self.inner.store, work_dir)
+                                    .map_err(|reason| ExecError::InvalidStep {
+                                        index,
+                                        text: text.clone(),
+                                        reason,
+                                    })?;
+                            self.note_offline(index, &download);
+                            matches = vec![download.as_match(url)];
+                            let sum = download.sha256.clone();
+                            _download = Some(download);
+                            sum
+                        }
+                    };
+                    key::from_inputs(&format!("url {sum}"))
+                }
+                // A git source: its commit (one `git ls-remote` unless the ref is a commit).
+                None if let Some(source) = super::git::git_source(copy)
+                    && super::support::remote_refusal(copy).is_none() =>
+                {
+                    let resolved =
+                        super::git::resolve(source, copy, &self.options.ssh).map_err(|reason| {
+                            ExecError::InvalidStep {
                                 index,
                                 text: text.clone(),
                                 reason,
-                            })?;
-                        let inputs = key::from_inputs(&resolved.key_text());
-                        self.git = Some(resolved);
-                        inputs
-                    }
-                    None => {
-                        // A base's ONBUILD trigger reads this build's context root.
-                        let context = self.image.context();
-                        let root = match self.plan.own_step(s, i) {
-                            Some(step) => context.root_for(step),
-                            None => context.root(),
-                        };
-                        // Load the hash cache only for a COPY/ADD that has files to hash.
-                        let cache = copy
-                            .sources
-                            .iter()
-                            .any(|s| is_local_source(copy, s))
-                            .then(|| self.hash_cache.get() as &dyn ContentHashCache);
-                        matches = resolve_copy_inputs_cached(copy, root, cache)?;
-                        fingerprints = key::input_fingerprints(&matches);
-                        key::inputs_digest(&matches)
-                    }
-                },
-                Instruction::Run(run) => self.run_inputs(s, i, run)?,
-                _ => key::NO_INPUTS,
-            };
+                            }
+                        })?;
+                    let inputs = key::from_inputs(&resolved.key_text());
+                    // `--explain` names the source when its commit changed.
+                    fingerprints = vec![(super::git::redacted(source), resolved.commit.clone())];
+                    self.git = Some(resolved);
+                    inputs
+                }
+                None => {
+                    // A base's ONBUILD trigger reads this build's context root.
+                    let context = self.image.context();
+                    let root = match self.plan.own_step(s, i) {
+                        Some(step) => context.root_for(step),
+                        None => context.root(),
+                    };
+                    // Load the hash cache only for a COPY/ADD that has files to hash.
+                    let cache = copy
+                        .sources
+                        .iter()
+                        .any(|s| is_local_source(copy, s))
+                        .then(|| self.hash_cache.get() as &dyn ContentHashCache);
+                    matches = resolve_copy_inputs_cached(copy, root, cache)?;
+                    fingerprints = key::input_fingerprints(&matches);
+                    key::inputs_digest(&matches)
+                }
+            },
+            Instruction::Run(run) => self.run_inputs(s, i, run)?,
+            _ => key::NO_INPUTS,
+        };
         let step_key = key::step_key(&state.key, &text, &inputs);
         let recorded = RecordedStep {
             index,
