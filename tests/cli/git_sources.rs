@@ -352,3 +352,72 @@ fn ssh_sources_use_the_builds_agent_in_batch_mode() {
         "{called}"
     );
 }
+
+/// A server of plain files (git's dumb http) cannot make a shallow pack: the fetch falls
+/// back to the whole history. A kept repository broken on disk is made again.
+#[test]
+fn dumb_http_and_a_broken_kept_repository() {
+    if missing(&[Need::Tool("git")]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = Repo::new(root);
+    repo.commit(&[("README", "one\n")], "one");
+    git(&repo.work, &["tag", "v1"]);
+    repo.commit(&[("README", "two\n")], "two");
+    git(&repo.srv.join("repo.git"), &["update-server-info"]);
+    let url = format!("{}/repo.git", crate::git_servers::static_http(&repo.srv));
+    write_tree(
+        root,
+        &[(
+            "ctx/Dockerfile",
+            &format!("FROM scratch\nADD {url}#v1 /one\nADD {url} /head\n"),
+        )],
+    );
+    let store = root.join("store");
+    let store = store.to_str().unwrap();
+    build(root, store, "ctx", "dumb:1");
+    let fs = rootfs(root, store, "dumb:1");
+    assert_eq!(read(&fs.join("one/README")), "one\n");
+    assert_eq!(read(&fs.join("head/README")), "two\n");
+
+    // Break every kept repository (as a disk error would), then build without the cache.
+    let mut broken = 0;
+    for entry in walk(Path::new(store)) {
+        if entry.ends_with("git-cache-v1") {
+            for repo in std::fs::read_dir(&entry).unwrap().flatten() {
+                std::fs::remove_dir_all(repo.path().join("objects")).unwrap();
+                std::fs::write(repo.path().join("HEAD"), "garbage").unwrap();
+                broken += 1;
+            }
+        }
+    }
+    assert_eq!(broken, 1, "one kept repository per URL");
+    let out = lamina_ok(
+        root,
+        &[
+            "--store",
+            store,
+            "build",
+            "ctx",
+            "--no-cache",
+            "--tag",
+            "dumb:2",
+        ],
+    );
+    assert!(out.contains("sha256:"), "{out}");
+    let fs = rootfs(root, store, "dumb:2");
+    assert_eq!(read(&fs.join("one/README")), "one\n");
+}
+
+/// Every directory below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = vec![dir.to_path_buf()];
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(walk(&entry.path()));
+        }
+    }
+    found
+}
