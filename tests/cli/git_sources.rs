@@ -421,3 +421,48 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A server that accepts and never answers fails the step once git's low-speed limit runs
+/// out (the user's `GIT_HTTP_LOW_SPEED_TIME` wins over lamina's 60 s).
+#[test]
+fn a_stalled_server_fails_the_step_in_bounded_time() {
+    if missing(&[Need::Tool("git")]) {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/stalled.git", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.extend(stream.ok());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_tree(
+        root,
+        &[(
+            "ctx/Dockerfile",
+            &format!("FROM scratch\nADD {url}#v1 /x\n"),
+        )],
+    );
+    let store = root.join("store");
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args(["--store", store.to_str().unwrap(), "build", "ctx"])
+        .env("GIT_HTTP_LOW_SPEED_TIME", "2")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{stderr}"
+    );
+    let line = stderr
+        .lines()
+        .rfind(|l| l.contains("ADD "))
+        .unwrap_or_default();
+    assert!(line.contains(&url) && line.contains("too slow"), "{stderr}");
+}
