@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use super::*;
 
 fn add(keep: Option<bool>, checksum: Option<&str>) -> Copy {
