@@ -354,7 +354,8 @@ fn ssh_sources_use_the_builds_agent_in_batch_mode() {
 }
 
 /// A server of plain files (git's dumb http) cannot make a shallow pack: the fetch falls
-/// back to the whole history. A kept repository broken on disk is made again.
+/// back to the whole history. A kept repository broken on disk is made again, and one
+/// unused past the TTL is removed by `cache gc`.
 #[test]
 fn dumb_http_and_a_broken_kept_repository() {
     if missing(&[Need::Tool("git")]) {
@@ -387,6 +388,9 @@ fn dumb_http_and_a_broken_kept_repository() {
     for entry in walk(Path::new(store)) {
         if entry.ends_with("git-cache-v1") {
             for repo in std::fs::read_dir(&entry).unwrap().flatten() {
+                if !repo.path().is_dir() {
+                    continue; // the stamp of its last use
+                }
                 std::fs::remove_dir_all(repo.path().join("objects")).unwrap();
                 std::fs::write(repo.path().join("HEAD"), "garbage").unwrap();
                 broken += 1;
@@ -409,6 +413,37 @@ fn dumb_http_and_a_broken_kept_repository() {
     assert!(out.contains("sha256:"), "{out}");
     let fs = rootfs(root, store, "dumb:2");
     assert_eq!(read(&fs.join("one/README")), "one\n");
+
+    // GC drops a kept repository unused past the TTL; the next miss fetches again.
+    let gc = lamina_ok(
+        root,
+        &[
+            "--store",
+            store,
+            "cache",
+            "gc",
+            "--ttl",
+            "0s",
+            "--min-age",
+            "0s",
+            "--json",
+        ],
+    );
+    let gc: Value = serde_json::from_str(&gc).unwrap();
+    assert_eq!(gc["git_repos_removed"], 1, "{gc}");
+    let out = lamina_ok(
+        root,
+        &[
+            "--store",
+            store,
+            "build",
+            "ctx",
+            "--no-cache",
+            "--tag",
+            "dumb:3",
+        ],
+    );
+    assert!(out.contains("sha256:"), "{out}");
 }
 
 /// Every directory below `dir`.

@@ -14,6 +14,7 @@
 //!   under `<work_dir>/git-cache-v1` (made in a side directory and renamed into place, so
 //!   a killed build never leaves a half-made one), then checked out into a fresh
 //!   repository; submodules are checked out (`--depth 1`) as BuildKit does;
+//!   `lamina cache gc` removes a kept repository unused past the store's TTL (`prune`);
 //! - `--keep-git-dir=true` keeps that repository's `.git`: HEAD detached at the commit, the
 //!   branch or tag kept under its name, `origin` the URL without its password (as BuildKit;
 //!   ignored with a subdir, as BuildKit ignores it); without it no `.git` is copied.
@@ -26,6 +27,7 @@
 //! every git command has a time limit.
 
 mod cli;
+mod prune;
 mod source;
 
 use std::collections::BTreeMap;
@@ -37,6 +39,7 @@ use lamina_spec::Copy;
 
 use super::layers::{self, KeyLock};
 use cli::Git;
+pub use prune::{GitCachePruned, prune_git_cache};
 pub(crate) use source::{GitRef, GitSource, git_refusal, git_source, is_git_source, redacted};
 use source::{is_full_hash, over_ssh, parse};
 
@@ -202,8 +205,7 @@ pub(crate) fn check_out(resolved: &Resolved, work_dir: &Path) -> Result<Checkout
     };
     let remote = &resolved.source.remote;
     let name = blake3::hash(remote.as_bytes()).to_hex().to_string();
-    let lock_key = *blake3::hash(format!("git-cache-v1\0{remote}").as_bytes()).as_bytes();
-    let _lock = KeyLock::acquire(work_dir, &lock_key).map_err(|e| e.to_string())?;
+    let _lock = KeyLock::acquire(work_dir, &prune::lock_key(&name)).map_err(|e| e.to_string())?;
     let cache = work_dir.join("git-cache-v1");
     let repo = cache.join(&name);
     // A second attempt starts from a new bare repository, in case the kept one is damaged.
@@ -226,7 +228,16 @@ pub(crate) fn check_out(resolved: &Resolved, work_dir: &Path) -> Result<Checkout
             }
         }
         match check_out_from(&git, &repo, resolved, work_dir) {
-            Ok(checkout) => return Ok(checkout),
+            Ok(checkout) => {
+                // For GC: when this repository was last needed.
+                let stamp = prune::used_stamp(&cache, &name);
+                let touched = std::fs::File::create(&stamp)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                if let Err(e) = touched {
+                    tracing::warn!("cannot write {}: {e}", stamp.display());
+                }
+                return Ok(checkout);
+            }
             Err(e) if attempt == 0 => {
                 tracing::warn!("checking out {shown} from its kept repository failed: {e}")
             }

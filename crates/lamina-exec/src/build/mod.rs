@@ -46,6 +46,7 @@ use crate::sandbox::{LayerCache, OutputStream, Sandbox};
 
 pub use config::canonical_config;
 pub use explain::{BuildState, MissReason};
+pub use git::{GitCachePruned, prune_git_cache};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
 pub use run_mounts::validate_run_mount;
