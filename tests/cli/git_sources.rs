@@ -219,13 +219,19 @@ fn git_daemon_sources_submodules_errors_and_a_digest_without_the_server() {
     );
     let outer_url = format!("git://127.0.0.1:{}/outer.git", daemon.port);
 
-    let good = format!("FROM scratch\nADD {url}#v1 /src\nADD {outer_url} /outer\n");
+    let good = format!(
+        "FROM scratch\nADD {url}#v1 /src\nADD {outer_url} /outer\n\
+         ADD --exclude=sub {url}#v1 /excluded\n"
+    );
     write_tree(root, &[("ctx/Dockerfile", &good)]);
     let store = root.join("store");
     let store = store.to_str().unwrap();
     build(root, store, "ctx", "daemon:1");
     let fs = rootfs(root, store, "daemon:1");
     assert_eq!(read(&fs.join("src/README")), "one\n");
+    assert_eq!(read(&fs.join("src/sub/inner.txt")), "in\n");
+    assert_eq!(read(&fs.join("excluded/README")), "one\n");
+    assert!(!fs.join("excluded/sub").exists(), "--exclude applies");
     assert_eq!(read(&fs.join("outer/main.txt")), "outer\n");
     assert_eq!(read(&fs.join("outer/lib/README")), "two\n", "the submodule");
     assert!(!fs.join("outer/lib/.git").exists() && !fs.join("outer/.git").exists());

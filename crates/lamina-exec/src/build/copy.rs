@@ -148,8 +148,15 @@ impl Build<'_> {
                 .filter(|_| super::git::git_source(copy).is_some()) =>
             {
                 let checkout = super::git::check_out(git, work_dir).map_err(&invalid)?;
+                // Its contents, as of a context directory (`--exclude` applies; the
+                // repository's `.dockerignore` does not, as in BuildKit).
+                let mut tree = copy.clone();
+                tree.sources = vec![".".into()];
+                let ignore = lamina_spec::inputs::IgnoreRules::new();
+                let found =
+                    lamina_spec::inputs::resolve_copy_inputs_with(&tree, &checkout.tree, &ignore)?;
                 stage.dest_is_dir = true;
-                stage_host_path(&checkout.tree, &mut stage)?;
+                stage_matches(&found, &mut stage, false, &invalid)?;
             }
             None => {
                 // Local archives are extracted unless told not to, downloads only if told to.
