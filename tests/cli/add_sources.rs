@@ -20,7 +20,7 @@ fn run(cmd: &mut Command) {
 }
 
 /// The merged rootfs of `tag`, exported as an OCI layout and unpacked with GNU tar.
-fn rootfs(dir: &Path, store: &str, tag: &str) -> std::path::PathBuf {
+pub(crate) fn rootfs(dir: &Path, store: &str, tag: &str) -> std::path::PathBuf {
     let layout = dir.join(format!("layout-{tag}"));
     lamina_ok(
         dir,

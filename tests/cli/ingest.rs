@@ -185,3 +185,39 @@ fn a_malformed_base_config_is_refused_at_import_and_stores_nothing() {
     let listed = run(dir.path(), store, &["image", "ls"]);
     assert!(!listed.contains("bad/base"), "{listed}");
 }
+
+#[test]
+fn an_imported_base_is_unpacked_at_import_and_builds_on_it_unpack_nothing() {
+    if crate::build::sandbox_missing() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = docker_archive(dir.path());
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    run(
+        dir.path(),
+        store,
+        &["image", "import", archive.to_str().unwrap()],
+    );
+    // WORKDIR and --chown by name read the base in place; RUN stacks it as it is.
+    write_tree(
+        dir.path(),
+        &[
+            (
+                "app/Dockerfile",
+                "FROM nulls/base:1\nWORKDIR /srv/app\nCOPY --chown=root f ./\n\
+                 RUN test -d /srv/app && test -f /srv/app/f\n",
+            ),
+            ("app/f", "f\n"),
+        ],
+    );
+    let built = run(dir.path(), store, &["build", "app", "--progress", "json"]);
+    let result: serde_json::Value = built
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "result")
+        .unwrap_or_else(|| panic!("no result line in {built}"));
+    assert_eq!(result["cached"], 0, "{result}");
+    assert_eq!(result["layers_unpacked"], 0, "{result}");
+}

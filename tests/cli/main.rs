@@ -12,6 +12,8 @@ mod definitions;
 mod docker_output;
 mod docker_world;
 mod downloads;
+mod git_servers;
+mod git_sources;
 mod ingest;
 mod mounts;
 mod names;

@@ -349,12 +349,13 @@ fn from_an_image_in_the_store_by_name_and_digest_without_a_registry() {
 #[test]
 fn unsupported_add_sources_fail_clearly() {
     let env = Env::new();
-    let ctx = env.context("ctx", &[]);
+    let ctx = env.context("ctx", &[("a.txt", "a")]);
     let exec = env.executor();
     for text in [
-        "FROM scratch\nADD https://example.com/org/repo.git#main /src\n",
-        "FROM scratch\nADD git@example.com:org/repo.git /src\n",
-        "FROM scratch\nCOPY https://example.com/f /f\n",
+        "FROM scratch\nCOPY https://example.invalid/org/repo.git#main /src\n",
+        "FROM scratch\nADD https://example.invalid/org/repo.git?ref=main&color=red /src\n",
+        "FROM scratch\nADD git@example.invalid:org/repo.git a.txt /src/\n",
+        "FROM scratch\nCOPY https://example.invalid/f /f\n",
     ] {
         let err = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap_err();
         assert!(
@@ -362,6 +363,14 @@ fn unsupported_add_sources_fail_clearly() {
             "{err}"
         );
     }
+    // Over ssh a repository needs the build's agent; nothing is contacted without it.
+    let text = "FROM scratch\nADD git@example.invalid:org/repo.git /src\n";
+    let err = build(&exec, &env.image(&ctx, text), BuildOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, ExecError::InvalidStep { index: 1, .. })
+            && err.to_string().contains("--ssh default"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

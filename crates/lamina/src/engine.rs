@@ -88,6 +88,14 @@ impl Engine {
         Ok(StoredImage::load_named(&self.store, name)?)
     }
 
+    /// Unpacks `image`'s layers for builds on it (see [`Executor::unpack_layers`]); `image
+    /// import` and `pull` do it, as Docker's load and pull do. Returns how many were
+    /// unpacked.
+    pub fn unpack_layers(&self, image: &StoredImage) -> Result<u64, Error> {
+        let layers: Vec<_> = image.layers.iter().map(|l| l.record.clone()).collect();
+        Ok(self.executor.unpack_layers(&layers)?)
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store

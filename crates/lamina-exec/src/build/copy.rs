@@ -17,8 +17,9 @@
 //! ADD extracts a local source file that is a tar archive into the destination directory
 //! (see the `archive` module) unless `--unpack=false`; entries extracted keep the archive's
 //! owners and modes (`--chown`/`--chmod` apply to copied entries only).
-//! ADD of an http(s) URL stages the download (see the `remote` module) as a local file.
-//! Not supported, with an error saying so: git sources, and URLs in COPY.
+//! ADD of an http(s) URL stages the download (see the `remote` module) as a local file;
+//! ADD of a git repository stages its checkout (see the `git` module) as a directory.
+//! Not supported, with an error saying so: URLs and repositories in COPY (as BuildKit).
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -145,6 +146,23 @@ impl Build<'_> {
             .as_ref()
             .filter(|from| self.context_dir(from).is_none())
         {
+            // A git source: the checked-out tree, copied as a directory source.
+            None if let Some(git) = self
+                .git
+                .as_ref()
+                .filter(|_| super::git::git_source(copy).is_some()) =>
+            {
+                let checkout = super::git::check_out(git, work_dir).map_err(&invalid)?;
+                // Its contents, as of a context directory (`--exclude` applies; the
+                // repository's `.dockerignore` does not, as in BuildKit).
+                let mut tree = copy.clone();
+                tree.sources = vec![".".into()];
+                let ignore = lamina_spec::inputs::IgnoreRules::new();
+                let found =
+                    lamina_spec::inputs::resolve_copy_inputs_with(&tree, &checkout.tree, &ignore)?;
+                stage.dest_is_dir = true;
+                stage_matches(&found, &mut stage, false, &invalid)?;
+            }
             None => {
                 // Local archives are extracted unless told not to, downloads only if told to.
                 let extract = match url {

@@ -10,7 +10,8 @@
 //! run once: a per-key lock is taken on a miss and the cache checked again under it.
 //!
 //! Submodules: [`key`] (cache keys), `plan` (stages, bases, step numbering), `steps` (the
-//! step loop), `config` (image config updates), `copy` (COPY/ADD), `run` (RUN), `explain`
+//! step loop), `config` (image config updates), `copy` (COPY/ADD; `remote` and `git` fetch
+//! its URL and repository sources), `run` (RUN), `explain`
 //! (why the first miss missed), `history` (history text as BuildKit writes it), `layers`
 //! (layer and lock helpers), [`hash_cache`] (content hashes of unchanged input files, kept
 //! across builds), `support` (what a build refuses, found before building, for `lamina
@@ -20,6 +21,7 @@ mod archive;
 mod config;
 mod copy;
 mod explain;
+mod git;
 pub mod hash_cache;
 mod history;
 pub mod key;
@@ -38,13 +40,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lamina_export::registry::RegistryConfig;
-use lamina_store::{Compression, Digest, Store};
+use lamina_store::{Compression, Digest, LayerRecord, Store};
 
 use crate::ExecError;
 use crate::sandbox::{LayerCache, OutputStream, Sandbox};
 
 pub use config::canonical_config;
 pub use explain::{BuildState, MissReason};
+pub use git::{GitCachePruned, prune_git_cache};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
 pub use run_mounts::validate_run_mount;
@@ -301,6 +304,24 @@ impl Executor {
     /// The store builds write into.
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
+    }
+
+    /// Unpacks `layers` (an image's, bottom first) into the unpacked-layer cache now, as
+    /// `docker load` and `docker pull` extract what they receive, so the first build on the
+    /// image starts at once: WORKDIR, `--chown` and RUN read layers in place. Returns how
+    /// many were unpacked (layers already there cost nothing). Without root it unpacks
+    /// nothing: an unpacked copy keeps owners and devices, which only root can write, and
+    /// the builds that read unpacked copies run as root.
+    pub fn unpack_layers(&self, layers: &[LayerRecord]) -> Result<u64, ExecError> {
+        if !rustix::process::geteuid().is_root() {
+            return Ok(0);
+        }
+        let cache = self.inner.layer_cache()?;
+        let before = cache.unpacks();
+        for layer in layers {
+            cache.unpacked(&self.inner.store, layer)?;
+        }
+        Ok(cache.unpacks() - before)
     }
 
     /// Builds `image`. The work runs on tokio's blocking pool; dropping the future does

@@ -139,21 +139,14 @@ pub(crate) fn kept_modified(work_dir: &Path, url: &str, matches: &[SourceMatch])
         .map_or(SystemTime::UNIX_EPOCH, |download| download.modified())
 }
 
-/// Whether `source` is a git repository given as an https URL (`….git`, `….git#ref`).
-fn is_git_url(source: &str) -> bool {
-    let path = source.split('#').next().unwrap_or(source);
-    path.ends_with(".git") || path.ends_with(".git/")
-}
-
 /// The http(s) URL source of an ADD, if it has one that is not a git repository.
 pub(crate) fn http_source(copy: &Copy) -> Option<&str> {
     if !copy.add || copy.from.is_some() {
         return None;
     }
-    copy.sources
-        .iter()
-        .map(String::as_str)
-        .find(|s| (s.starts_with("http://") || s.starts_with("https://")) && !is_git_url(s))
+    copy.sources.iter().map(String::as_str).find(|s| {
+        (s.starts_with("http://") || s.starts_with("https://")) && !super::git::is_git_source(s)
+    })
 }
 
 /// Why an ADD with an http(s) source cannot be built (it has other sources too, or a
@@ -327,12 +320,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_git_urls_and_checksums() {
+    fn names_downloads_and_checksums() {
         assert_eq!(file_name("https://h/a/b/tool.tar.gz?x=1#f"), "tool.tar.gz");
         assert_eq!(file_name("https://h/"), "index.html");
         assert_eq!(file_name("http://h"), "index.html");
-        assert!(is_git_url("https://h/org/repo.git#v1:sub"));
-        assert!(!is_git_url("https://h/org/repo.tgz"));
         assert!(expected_sha256(&format!("sha256:{}", "a".repeat(64))).is_some());
         assert!(expected_sha256("sha256:abc").is_none());
         assert!(expected_sha256(&format!("sha512:{}", "a".repeat(64))).is_none());

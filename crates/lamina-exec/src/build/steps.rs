@@ -61,6 +61,8 @@ pub(crate) struct Build<'a> {
     previous: Option<BuildRecord>,
     record: BuildRecord,
     results: BTreeMap<usize, StageState>,
+    /// The git source of the current ADD, resolved to its commit for the key.
+    pub(crate) git: Option<super::git::Resolved>,
 }
 
 /// Runs a whole build, recording the state of a tagged one.
@@ -134,6 +136,7 @@ fn build_untracked(
         previous: explain::read_record(&record_paths),
         record: BuildRecord::default(),
         results: BTreeMap::new(),
+        git: None,
         plan,
     };
     for s in build.plan.stages.clone() {
@@ -267,6 +270,7 @@ impl Build<'_> {
         });
         let mut matches: Vec<SourceMatch> = Vec::new();
         let mut fingerprints = Vec::new();
+        self.git = None;
         // An ADD URL without a checksum is downloaded to learn its content (kept for the step).
         let mut _download = None;
         let inputs = match &instruction {
@@ -303,6 +307,24 @@ impl Build<'_> {
                         }
                     };
                     key::from_inputs(&format!("url {sum}"))
+                }
+                // A git source: its commit (one `git ls-remote` unless the ref is a commit).
+                None if let Some(source) = super::git::git_source(copy)
+                    && super::support::remote_refusal(copy).is_none() =>
+                {
+                    let resolved =
+                        super::git::resolve(source, copy, &self.options.ssh).map_err(|reason| {
+                            ExecError::InvalidStep {
+                                index,
+                                text: text.clone(),
+                                reason,
+                            }
+                        })?;
+                    let inputs = key::from_inputs(&resolved.key_text());
+                    // `--explain` names the source when its commit changed.
+                    fingerprints = vec![(super::git::redacted(source), resolved.commit.clone())];
+                    self.git = Some(resolved);
+                    inputs
                 }
                 None => {
                     // A base's ONBUILD trigger reads this build's context root.

@@ -1,7 +1,8 @@
 //! What a build refuses, found before building: `lamina check` reports these as warnings,
 //! and the steps refuse with the same reasons when they run.
 //!
-//! Found here: COPY/ADD of a git source (or of a URL by COPY), a `RUN <<EOF` script starting
+//! Found here: a URL or git source in COPY, an ADD source that does not parse (a git URL
+//! with an unknown query key, a checksum of the wrong kind), a `RUN <<EOF` script starting
 //! with `#!`, and `RUN --mount=` values the build would refuse: a value that does not parse
 //! (unknown type or option, bad `sharing=`, `size=`, `mode=`, `uid=`, missing `target=`), a
 //! `from=` that names no earlier stage and no image, a context `source=` that is missing, an
@@ -157,8 +158,9 @@ fn mount_refusal(
     }
 }
 
-/// The refusal of a git source, or of an http(s) source the build cannot take (after
-/// expansion, so `"https://…/${V}.git"` counts).
+/// The refusal of a remote source the build cannot take: an http(s) or git source it
+/// cannot parse, or any remote source of a COPY (after expansion, so
+/// `"https://…/${V}.git"` counts).
 pub(crate) fn remote_refusal(copy: &Copy) -> Option<String> {
     if copy.from.is_some() {
         return None;
@@ -166,14 +168,18 @@ pub(crate) fn remote_refusal(copy: &Copy) -> Option<String> {
     if let Some(reason) = super::remote::http_refusal(copy) {
         return Some(reason);
     }
+    if let Some(reason) = super::git::git_refusal(copy) {
+        return Some(reason);
+    }
     let http = super::remote::http_source(copy);
+    let git = super::git::git_source(copy);
     copy.sources
         .iter()
-        .find(|s| is_remote_source(s) && Some(s.as_str()) != http)
+        .find(|s| is_remote_source(s) && Some(s.as_str()) != http && Some(s.as_str()) != git)
         .map(|source| {
             format!(
-                "remote source {source} is not supported yet: download it into the context \
-                 first and COPY it"
+                "COPY cannot take the remote source {source}: use ADD for URLs and git \
+                 repositories"
             )
         })
 }
@@ -189,33 +195,35 @@ mod tests {
     }
 
     #[test]
-    fn git_sources_are_found_after_expansion_and_http_files_are_not() {
+    fn git_sources_build_after_expansion_and_copy_or_bad_queries_are_found() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("plain.txt"), "x").unwrap();
         let found = refusals_of(
             "FROM scratch\nARG V=3.12.1\nCOPY plain.txt /\n\
              ADD \"https://example.invalid/Python-${V}.git#v1\" /x\n\
              ADD git@example.invalid:org/repo.git /src\n\
-             ADD https://example.invalid/f.tgz /f\n",
+             ADD https://example.invalid/f.tgz /f\n\
+             COPY https://example.invalid/r-${V}.git /c\n\
+             ADD https://example.invalid/r.git?ref=v1&color=red /q\n\
+             ADD --checksum=sha256:abcd https://example.invalid/r.git /k\n",
             dir.path(),
         );
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(
-            found[0].step,
-            StepRef {
-                stage: 0,
-                instruction: 2
-            }
-        );
-        assert_eq!(found[0].keyword, "ADD");
+        let places: Vec<usize> = found.iter().map(|r| r.step.instruction).collect();
+        assert_eq!(places, [5, 6, 7], "{found:?}");
+        assert_eq!(found[0].keyword, "COPY");
         assert!(
             found[0]
                 .reason
-                .contains("https://example.invalid/Python-3.12.1.git#v1"),
+                .contains("https://example.invalid/r-3.12.1.git"),
             "{}",
             found[0].reason
         );
-        assert!(found[1].reason.contains("git@example.invalid"));
+        assert!(found[1].reason.contains("`color`"), "{}", found[1].reason);
+        assert!(
+            found[2].reason.contains("expected hex commit hash"),
+            "{}",
+            found[2].reason
+        );
     }
 
     #[test]

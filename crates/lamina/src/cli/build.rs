@@ -232,6 +232,7 @@ fn print_report(
             "steps": report.steps.len(),
             "cached": cached,
             "first_miss": report.first_miss.as_ref().map(|m| m.to_string()),
+            "layers_unpacked": report.layers_unpacked,
         });
         writeln!(out, "{value}")?;
         return Ok(());

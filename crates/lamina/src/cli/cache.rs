@@ -145,6 +145,9 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             .max_size
             .map(|max| max.saturating_sub(report.bytes_kept)),
     )?;
+    // Kept git repositories no checkout needed within the TTL.
+    let git_repos =
+        lamina::exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
     if as_json {
         let value = json!({
             "blobs_removed": report.blobs_removed,
@@ -160,6 +163,8 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "unpacked_bytes_freed": unpacked.bytes,
             "cache_mounts_removed": mounts.removed,
             "cache_mounts_bytes_freed": mounts.bytes,
+            "git_repos_removed": git_repos.removed,
+            "git_repos_bytes_freed": git_repos.bytes,
             "seconds": report.duration.as_secs_f64(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -192,6 +197,14 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "cache mounts: {} removed, {} freed",
             mounts.removed,
             units::size(mounts.bytes)
+        )?;
+    }
+    if git_repos.removed > 0 {
+        writeln!(
+            out,
+            "git repositories: {} removed, {} freed",
+            git_repos.removed,
+            units::size(git_repos.bytes)
         )?;
     }
     if !report.budget_met {

@@ -158,6 +158,9 @@ pub fn run(
                 .with_context(|| format!("importing {}", path.display()))?;
             for image in imported {
                 writeln!(out, "imported {} ({})", image.name, image.image.digest)?;
+                engine
+                    .unpack_layers(&image.image)
+                    .with_context(|| format!("unpacking the layers of {}", image.name))?;
             }
         }
         ImageCommand::Export {

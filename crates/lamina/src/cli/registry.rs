@@ -154,6 +154,9 @@ pub fn pull(
     ));
     display.finish();
     let image = image.with_context(|| format!("pulling {}", args.reference))?;
+    engine
+        .unpack_layers(&image)
+        .with_context(|| format!("unpacking the layers of {}", args.reference))?;
     let size: u64 = image.layers.iter().map(|l| l.variant.size).sum();
     writeln!(
         out,
