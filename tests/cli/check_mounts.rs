@@ -13,7 +13,7 @@ RUN --mount=type=cache,target=/c,mode=999 true
 RUN --mount=type=cache,target=/c,uid=alice true
 RUN --mount=type=bind,from=later,target=/m true
 RUN --mount=type=bind,from=Not/A:Ref!,target=/m true
-RUN --mount=type=cache true
+RUN --mount=type=bind,target=/c,ro,rw true
 RUN --mount=type=bind,source=missing.txt,target=/m true
 RUN --mount=type=ssh true
 RUN --mount=type=secret,id=tok,required=true true
@@ -27,6 +27,8 @@ RUN --mount=type=bind,from=base,target=/b --mount=type=bind,source=app.txt,targe
 RUN --mount=type=cache,target=/c,id=pip,sharing=locked,mode=0755,uid=1000,gid=1000 true
 RUN --mount=type=tmpfs,target=/t,size=64m --mount=type=secret,id=opt true
 RUN --mount=type=bind,from=busybox:1.36,source=/bin,target=/tools true
+WORKDIR /src
+RUN --mount=target=. --mount=type=cache,target=cache/ --mount=ro true
 ";
 
 /// The warnings `check` prints for the Dockerfile in `dir` with `args`; it passes.
@@ -62,7 +64,7 @@ fn check_names_the_line_and_problem_of_each_bad_mount() {
         (6, "`uid=alice` must be a number"),
         (7, "`from=later` names this stage or a later one"),
         (8, "`from=Not/A:Ref!` names no earlier stage and no image"),
-        (9, "a target is required"),
+        (9, "`readonly` and `rw` contradict each other"),
         (10, "source `missing.txt` in the build context"),
         (11, "no ssh agent `default` was given"),
         (12, "secret `tok` was not provided"),

@@ -74,6 +74,33 @@ fn bind_mounts_read_stages_images_and_the_context_and_key_on_their_content() {
     assert_eq!(read(rootfs(&p, "binds").path(), "ctx"), "two\n");
 }
 
+/// As BuildKit's frontend places them: a relative target, or none, is in the WORKDIR.
+const RELATIVE: &str = "FROM busybox:test
+WORKDIR /src
+RUN --mount=target=ctx --mount=type=cache,target=cache/ \\
+    cat ctx/input > /seen && echo x >> cache/log && wc -l < /src/cache/log > /count
+WORKDIR /src/ctx
+RUN --mount=ro cat input > /seen-here
+";
+
+#[test]
+fn relative_mount_targets_are_in_the_working_directory() {
+    let Some(p) = project(&[("rel/Dockerfile", RELATIVE), ("rel/input", "ctx\n")]) else {
+        return;
+    };
+    build(&p, "rel", "rel", &[]);
+    let root = rootfs(&p, "rel");
+    assert_eq!(read(root.path(), "seen"), "ctx\n");
+    assert_eq!(read(root.path(), "count").trim(), "1");
+    assert_eq!(read(root.path(), "seen-here"), "ctx\n");
+    // No mount leaves anything in the image's /src (WORKDIR made /src/ctx).
+    let left: Vec<_> = std::fs::read_dir(root.path().join("src/ctx"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn a_bind_mount_from_an_unknown_place_or_outside_the_context_is_refused() {
     let Some(p) = project(&[

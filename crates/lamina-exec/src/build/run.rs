@@ -35,7 +35,7 @@ impl Build<'_> {
             });
         }
         let i = index - self.plan.first_step[&s];
-        mounts.extend(self.run_mounts(s, i, run)?);
+        mounts.extend(self.run_mounts(s, i, run, state.config.workdir())?);
         let network = match run.network.as_deref() {
             Some("none") => Network::None,
             _ => Network::Host,

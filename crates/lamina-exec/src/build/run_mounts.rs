@@ -81,8 +81,33 @@ fn parse_size(text: &str) -> Option<u64> {
 }
 
 impl RunMount {
+    /// [`RunMount::parse`] with the target placed as BuildKit places it in a stage whose
+    /// working directory is `workdir`: a relative target (or none, for bind, cache and tmpfs)
+    /// is taken from the working directory; `/` is refused.
+    pub(crate) fn parse_in(spec: &str, workdir: &str) -> Result<RunMount, ExecError> {
+        let mut mount = RunMount::parse(spec)?;
+        let placed = match (&mount.target, mount.kind) {
+            (Some(target), _) => Some(super::config::resolve_path(workdir, target)),
+            (None, MountType::Bind | MountType::Cache | MountType::Tmpfs) => {
+                Some(super::config::resolve_path(workdir, "."))
+            }
+            (None, _) => None,
+        };
+        if placed.as_deref() == Some("/") {
+            return Err(ExecError::InvalidMount {
+                spec: spec.to_owned(),
+                reason: format!(
+                    "the target is `/` (from the working directory {workdir}); give target=/path"
+                ),
+            });
+        }
+        mount.target = placed;
+        Ok(mount)
+    }
+
     /// Parses a `RUN --mount=` value: `type=bind|cache|tmpfs|secret|ssh` (default bind) and
-    /// the options BuildKit documents for each type.
+    /// the options BuildKit documents for each type. A relative or missing target stays as
+    /// given: [`RunMount::parse_in`] places it in the working directory.
     pub(crate) fn parse(spec: &str) -> Result<RunMount, ExecError> {
         let fail = |reason: String| ExecError::InvalidMount {
             spec: spec.to_owned(),
@@ -175,18 +200,7 @@ impl RunMount {
                 value("type").unwrap_or_else(|| "bind".into())
             )));
         }
-        let target = match value("target") {
-            Some(t) if t.starts_with('/') && !t.split('/').any(|c| c == "..") => Some(t),
-            Some(t) => {
-                return Err(fail(format!(
-                    "target `{t}` must be an absolute path without `..`"
-                )));
-            }
-            None if matches!(kind, MountType::Bind | MountType::Cache | MountType::Tmpfs) => {
-                return Err(fail("a target is required: add target=/path".into()));
-            }
-            None => None,
-        };
+        let target = value("target").filter(|t| !t.is_empty());
         let readonly = match (flag("readonly")?, flag("rw")?) {
             (Some(true), Some(true)) => {
                 return Err(fail("`readonly` and `rw` contradict each other".into()));
@@ -307,10 +321,16 @@ impl Build<'_> {
     /// What the bind mounts of a RUN add to its key: for each, its target and options, and
     /// the content it shows (the context files as COPY hashes them, or the source stage's key
     /// or image's digest). [`key::NO_INPUTS`] when it has none.
-    pub(crate) fn run_inputs(&self, s: usize, i: usize, run: &Run) -> Result<CacheKey, ExecError> {
+    pub(crate) fn run_inputs(
+        &self,
+        s: usize,
+        i: usize,
+        run: &Run,
+        workdir: &str,
+    ) -> Result<CacheKey, ExecError> {
         let mut parts = Vec::new();
         for spec in &run.mounts {
-            let mount = RunMount::parse(spec)?;
+            let mount = RunMount::parse_in(spec, workdir)?;
             if mount.kind != MountType::Bind {
                 continue;
             }
@@ -346,10 +366,11 @@ impl Build<'_> {
         s: usize,
         i: usize,
         run: &Run,
+        workdir: &str,
     ) -> Result<Vec<BuildMount>, ExecError> {
         let mut out = Vec::new();
         for (n, spec) in run.mounts.iter().enumerate() {
-            let mount = RunMount::parse(spec)?;
+            let mount = RunMount::parse_in(spec, workdir)?;
             let fail = |reason: String| ExecError::InvalidMount {
                 spec: spec.clone(),
                 reason,
@@ -507,9 +528,6 @@ mod tests {
     #[test]
     fn bad_values_say_what_is_wrong() {
         for (spec, needle) in [
-            ("type=cache", "target is required"),
-            ("type=cache,target=relative", "absolute"),
-            ("type=cache,target=/a/../b", "absolute"),
             ("type=cache,target=/c,sharing=weird", "sharing `weird`"),
             ("type=nfs,target=/c", "unknown type"),
             ("type=bind,target=/c,bogus=1", "unknown option `bogus`"),
@@ -526,5 +544,32 @@ mod tests {
             assert!(err.contains(needle), "{spec}: {err}");
             assert!(err.contains(spec), "{spec}: {err}");
         }
+    }
+
+    #[test]
+    fn relative_and_missing_targets_are_placed_in_the_working_directory() {
+        let placed = |spec: &str, workdir: &str| {
+            RunMount::parse_in(spec, workdir)
+                .map(|m| m.target)
+                .map_err(|e| e.to_string())
+        };
+        // As BuildKit's frontend: `filepath.Join("/", workdir, target)`.
+        assert_eq!(placed("target=.", "/src"), Ok(Some("/src".into())));
+        assert_eq!(placed("ro", "/src"), Ok(Some("/src".into())));
+        assert_eq!(
+            placed("type=cache,target=target/", "/app"),
+            Ok(Some("/app/target".into()))
+        );
+        assert_eq!(
+            placed("target=./bin/x,from=exits", "/w"),
+            Ok(Some("/w/bin/x".into()))
+        );
+        assert_eq!(
+            placed("type=tmpfs,target=/a/../b", "/w"),
+            Ok(Some("/b".into()))
+        );
+        assert_eq!(placed("type=secret,id=tok", "/w"), Ok(None));
+        let root = placed("type=cache", "/").unwrap_err();
+        assert!(root.contains("target is `/`"), "{root}");
     }
 }

@@ -344,7 +344,7 @@ impl Build<'_> {
                     key::inputs_digest(&matches)
                 }
             },
-            Instruction::Run(run) => self.run_inputs(s, i, run)?,
+            Instruction::Run(run) => self.run_inputs(s, i, run, state.config.workdir())?,
             _ => key::NO_INPUTS,
         };
         let step_key = key::step_key(&state.key, &text, &inputs);
