@@ -181,3 +181,55 @@ fn bad_sizes_and_durations_say_what_to_write() {
     );
     assert!(err.contains("invalid duration 'soon'"), "{err}");
 }
+
+/// File lengths below `dir`, each hard-linked file once (what `du -sb` counts, minus
+/// directories).
+fn bytes_below(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            total += bytes_below(&path, seen);
+        } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+            total += meta.len();
+        }
+    }
+    total
+}
+
+#[test]
+fn du_counts_unpacked_layers_and_everything_else_under_the_store() {
+    if crate::build::sandbox_missing() {
+        return;
+    }
+    let project = crate::build::Project::new();
+    crate::support::write_tree(
+        project.dir.path(),
+        &[(
+            "big/Dockerfile",
+            "FROM busybox:test\nRUN head -c 3000000 /bin/busybox > /blob && touch /x\n",
+        )],
+    );
+    project.ok(&["build", "big", "--progress", "plain"]);
+    let du = json(&project.ok(&["cache", "du", "--json"]));
+    // The base's COPY layer and the RUN layer, each kept unpacked.
+    assert_eq!(du["unpacked_layers"], 2, "{du}");
+    assert!(
+        du["unpacked_layers_bytes"].as_u64().unwrap() > 3_000_000,
+        "{du}"
+    );
+    let total = du["total_bytes"].as_u64().unwrap();
+    let walked = bytes_below(&project.store(), &mut Default::default());
+    // Opening the store for `du` rewrites a few small RocksDB files.
+    assert!(
+        total.abs_diff(walked) < 1 << 20,
+        "du says {total}, the files hold {walked}"
+    );
+    let text = project.ok(&["cache", "du"]);
+    assert!(
+        text.contains("unpacked") && text.contains("2 layer(s)"),
+        "{text}"
+    );
+}

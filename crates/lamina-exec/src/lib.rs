@@ -3,10 +3,12 @@
 //!
 //! - `sandbox`: unpacked-layer cache, overlayfs mounts, runc bundles, build-time mounts.
 //! - `build`: cache keys, step execution, image config, multi-stage, the `Executor`.
+//! - `usage`: what the work directory holds on disk, by part.
 
 pub mod build;
 pub mod error;
 pub mod sandbox;
+pub mod usage;
 
 pub use build::{
     BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, DefaultCmd, ExecConfig, Executor,

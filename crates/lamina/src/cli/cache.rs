@@ -261,8 +261,14 @@ fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> any
     Ok(())
 }
 
+/// The store's blobs and index, and the executor's work files beside them (unpacked layers,
+/// cache mounts, git repositories): `total` is everything under the store directory.
 fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let usage = store.du()?;
+    let work_dir = lamina::Engine::work_dir_of(store.path());
+    let work = lamina::exec::usage::work_usage(&work_dir)
+        .with_context(|| format!("measuring {}", work_dir.display()))?;
+    let total = usage.total_bytes() + work.total_bytes();
     if as_json {
         let kinds: serde_json::Map<String, serde_json::Value> = usage
             .kinds
@@ -279,7 +285,13 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "blob_files_bytes": usage.blob_files_bytes,
             "index_bytes": usage.index_bytes,
             "tmp_bytes": usage.tmp_bytes,
-            "total_bytes": usage.total_bytes(),
+            "store_bytes": usage.total_bytes(),
+            "unpacked_layers": work.unpacked_layers,
+            "unpacked_layers_bytes": work.unpacked_layers_bytes,
+            "cache_mounts_bytes": work.cache_mounts_bytes,
+            "git_repos_bytes": work.git_repos_bytes,
+            "other_work_bytes": work.other_bytes,
+            "total_bytes": total,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
@@ -311,11 +323,20 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
         "staging",
         units::size(usage.tmp_bytes)
     )?;
-    writeln!(
-        out,
-        "{:<10} {:>25}",
-        "total",
-        units::size(usage.total_bytes())
-    )?;
+    let unpacked = format!("{} layer(s)", work.unpacked_layers);
+    for (name, bytes) in [
+        ("unpacked", work.unpacked_layers_bytes),
+        ("cache mounts", work.cache_mounts_bytes),
+        ("git repos", work.git_repos_bytes),
+        ("work files", work.other_bytes),
+    ] {
+        let count = if name == "unpacked" {
+            &unpacked[..]
+        } else {
+            ""
+        };
+        writeln!(out, "{name:<12} {count:>10} {:>12}", units::size(bytes))?;
+    }
+    writeln!(out, "{:<10} {:>25}", "total", units::size(total))?;
     Ok(())
 }
