@@ -59,6 +59,17 @@ impl Project {
         project
     }
 
+    /// A project with `files` written below it, or `None` where `require` allows a skip of
+    /// a test that needs the sandbox.
+    pub fn with(files: &[(&str, &str)]) -> Option<Project> {
+        if sandbox_missing() {
+            return None;
+        }
+        let project = Project::new();
+        write_tree(project.dir.path(), files);
+        Some(project)
+    }
+
     pub fn store(&self) -> PathBuf {
         self.dir.path().join("store")
     }
@@ -72,6 +83,18 @@ impl Project {
     pub fn ok(&self, args: &[&str]) -> String {
         let store = self.store();
         lamina_ok(self.dir.path(), &self.args(store.to_str().unwrap(), args))
+    }
+
+    /// Starts `lamina` on this project's store with `args`, stdout and stderr piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let store = self.store();
+        Command::new(env!("CARGO_BIN_EXE_lamina"))
+            .args(self.args(store.to_str().unwrap(), args))
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn err(&self, args: &[&str]) -> String {
@@ -201,17 +224,12 @@ fn a_changed_byte_misses_from_its_step_on_and_explain_names_the_file() {
 
 #[test]
 fn a_failing_run_names_the_step_and_exit_code() {
-    if sandbox_missing() {
+    let Some(project) = Project::with(&[(
+        "failing/Dockerfile",
+        "FROM busybox:test\nRUN echo about to fail && exit 3\n",
+    )]) else {
         return;
-    }
-    let project = Project::new();
-    write_tree(
-        project.dir.path(),
-        &[(
-            "failing/Dockerfile",
-            "FROM busybox:test\nRUN echo about to fail && exit 3\n",
-        )],
-    );
+    };
     let err = project.err(&[
         "build",
         "failing",
@@ -307,17 +325,7 @@ fn two_build_processes_at_once_run_a_step_once() {
             "FROM busybox:test\nRUN sleep 1 && echo $$-$RANDOM > /once\n",
         )],
     );
-    let store = project.store();
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_lamina"))
-            .args(["--store", store.to_str().unwrap(), "build", "slow"])
-            .args(["--progress", "json"])
-            .current_dir(project.dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || project.spawn(&["build", "slow", "--progress", "json"]);
     let (first, second) = (spawn(), spawn());
     let results: Vec<Value> = [first, second]
         .into_iter()

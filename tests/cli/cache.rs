@@ -199,20 +199,22 @@ fn bytes_below(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> 
     total
 }
 
+/// A project whose store holds `big:1`: the busybox base and a RUN layer of ~3 MB, both
+/// kept unpacked; `None` where `require` allows a skip.
+fn project_with_a_big_layer() -> Option<crate::build::Project> {
+    let project = crate::build::Project::with(&[(
+        "big/Dockerfile",
+        "FROM busybox:test\nRUN head -c 3000000 /bin/busybox > /blob\n",
+    )])?;
+    project.ok(&["build", "big", "--tag", "big:1", "--progress", "plain"]);
+    Some(project)
+}
+
 #[test]
 fn du_counts_unpacked_layers_and_everything_else_under_the_store() {
-    if crate::build::sandbox_missing() {
+    let Some(project) = project_with_a_big_layer() else {
         return;
-    }
-    let project = crate::build::Project::new();
-    crate::support::write_tree(
-        project.dir.path(),
-        &[(
-            "big/Dockerfile",
-            "FROM busybox:test\nRUN head -c 3000000 /bin/busybox > /blob && touch /x\n",
-        )],
-    );
-    project.ok(&["build", "big", "--progress", "plain"]);
+    };
     let du = json(&project.ok(&["cache", "du", "--json"]));
     // The base's COPY layer and the RUN layer, each kept unpacked.
     assert_eq!(du["unpacked_layers"], 2, "{du}");
@@ -232,4 +234,38 @@ fn du_counts_unpacked_layers_and_everything_else_under_the_store() {
         text.contains("unpacked") && text.contains("2 layer(s)"),
         "{text}"
     );
+}
+
+#[test]
+fn the_size_budget_covers_unpacked_layers_least_recently_used_first() {
+    let Some(project) = project_with_a_big_layer() else {
+        return;
+    };
+    let du = json(&project.ok(&["cache", "du", "--json"]));
+    let store_bytes = du["store_bytes"].as_u64().unwrap();
+    assert_eq!(du["unpacked_layers"], 2, "{du}");
+    // A budget with room for the store and a little more: the unpacked copies go (they are
+    // copies of stored blobs); the images stay.
+    let max = (store_bytes + 100_000).to_string();
+    let gc = json(&project.ok(&[
+        "cache",
+        "gc",
+        "--max-size",
+        &max,
+        "--min-age",
+        "0s",
+        "--json",
+    ]));
+    assert!(gc["unpacked_layers_removed"].as_u64().unwrap() >= 1, "{gc}");
+    let after = json(&project.ok(&["cache", "du", "--json"]));
+    assert!(
+        after["unpacked_layers_bytes"].as_u64().unwrap() <= 100_000,
+        "{after}"
+    );
+    // A RUN on the image unpacks what it needs again.
+    crate::support::write_tree(
+        project.dir.path(),
+        &[("more/Dockerfile", "FROM big:1\nRUN test -s /blob\n")],
+    );
+    project.ok(&["build", "more", "--progress", "plain"]);
 }

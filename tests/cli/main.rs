@@ -15,6 +15,7 @@ mod downloads;
 mod git_servers;
 mod git_sources;
 mod ingest;
+mod leftovers;
 mod mounts;
 mod names;
 mod registry;

@@ -4,9 +4,12 @@
 //! - `sandbox`: unpacked-layer cache, overlayfs mounts, runc bundles, build-time mounts.
 //! - `build`: cache keys, step execution, image config, multi-stage, the `Executor`.
 //! - `usage`: what the work directory holds on disk, by part.
+//! - `reclaim`: what killed processes left in the work directory, removed by the next one.
 
 pub mod build;
 pub mod error;
+mod owner;
+pub mod reclaim;
 pub mod sandbox;
 pub mod usage;
 

@@ -61,6 +61,12 @@ pub fn work_usage(work_dir: &Path) -> io::Result<WorkUsage> {
     Ok(usage)
 }
 
+/// File lengths below `path` (itself included when a file), hard links counted once; 0
+/// when it cannot be read.
+pub(crate) fn bytes_of(path: &Path) -> u64 {
+    bytes_below(path, &mut HashSet::new()).unwrap_or(0)
+}
+
 /// File lengths below `path` (itself included when a file), hard links counted once.
 fn bytes_below(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
     let meta = match fs::symlink_metadata(path) {

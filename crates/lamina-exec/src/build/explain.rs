@@ -275,18 +275,45 @@ fn state_path(work_dir: &Path, tag: &str) -> PathBuf {
     ))
 }
 
-/// Records the state of a tagged build.
-pub(crate) fn write_state(work_dir: &Path, tag: &str, state: &BuildState) -> Result<(), ExecError> {
-    write_json(&[state_path(work_dir, tag)], state)
+/// A state as stored: `building` names the owner token of the process building (see
+/// `crate::owner`), so a build whose process died reads as failed, not as running forever.
+#[derive(Serialize, Deserialize)]
+struct StoredState {
+    #[serde(flatten)]
+    state: BuildState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
-/// The recorded state of `tag`, if any.
+/// Records the state of a tagged build.
+pub(crate) fn write_state(work_dir: &Path, tag: &str, state: &BuildState) -> Result<(), ExecError> {
+    let owner = match state {
+        BuildState::Building => Some(crate::owner::claim(work_dir)?.to_owned()),
+        _ => None,
+    };
+    let stored = StoredState {
+        state: state.clone(),
+        owner,
+    };
+    write_json(&[state_path(work_dir, tag)], &stored)
+}
+
+/// The recorded state of `tag`, if any. A `building` state whose process is gone is a
+/// failure (interrupted).
 pub(crate) fn read_state(work_dir: &Path, tag: &str) -> Option<BuildState> {
     // A state written before tags were stored in full form sits under the short name.
-    [tag.to_owned(), lamina_export::image::display_name(tag)]
+    let stored: StoredState = [tag.to_owned(), lamina_export::image::display_name(tag)]
         .iter()
         .find_map(|name| std::fs::read(state_path(work_dir, name)).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
+    match (&stored.state, &stored.owner) {
+        (BuildState::Building, Some(owner)) if !crate::owner::alive(work_dir, owner) => {
+            Some(BuildState::BuildFailed {
+                error: "interrupted: the process building it ended before it finished".into(),
+            })
+        }
+        _ => Some(stored.state),
+    }
 }
 
 #[cfg(test)]
@@ -350,6 +377,22 @@ mod tests {
         assert_eq!(read_state(dir.path(), "app:1"), None);
         write_state(dir.path(), "app:1", &BuildState::Building).unwrap();
         assert_eq!(read_state(dir.path(), "app:1"), Some(BuildState::Building));
+    }
+
+    #[test]
+    fn a_building_state_whose_process_is_gone_reads_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        // Written by a process (token `dead42`) that no longer holds its owner lock.
+        let path = state_path(dir.path(), "app:2");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, r#"{"state":"building","owner":"dead42"}"#).unwrap();
+        match read_state(dir.path(), "app:2") {
+            Some(BuildState::BuildFailed { error }) => assert!(error.contains("interrupted")),
+            other => panic!("{other:?}"),
+        }
+        // One without an owner (an older version's) stays as written.
+        std::fs::write(&path, r#"{"state":"building"}"#).unwrap();
+        assert_eq!(read_state(dir.path(), "app:2"), Some(BuildState::Building));
     }
 
     #[test]

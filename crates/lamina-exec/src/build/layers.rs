@@ -23,8 +23,10 @@ pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
 pub(crate) fn temp_dir(work_dir: &Path, prefix: &str) -> Result<tempfile::TempDir, ExecError> {
     let parent = work_dir.join("tmp");
     std::fs::create_dir_all(&parent).map_err(|source| io(&parent, source))?;
+    // Named with this process's owner token, so another process can tell when it is stale.
+    let prefix = format!("{prefix}{}.", crate::owner::claim(work_dir)?);
     tempfile::Builder::new()
-        .prefix(prefix)
+        .prefix(&prefix)
         .tempdir_in(&parent)
         .map_err(|source| io(&parent, source))
 }

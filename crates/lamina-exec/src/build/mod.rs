@@ -287,10 +287,16 @@ pub(crate) struct Inner {
 }
 
 impl Executor {
-    /// An executor over `store`; creates `config.work_dir`.
+    /// An executor over `store`; creates `config.work_dir` and reclaims what killed
+    /// processes left there ([`crate::reclaim`]).
     pub fn new(store: Arc<Store>, config: ExecConfig) -> Result<Self, ExecError> {
         std::fs::create_dir_all(&config.work_dir)
             .map_err(|source| layers::io(&config.work_dir, source))?;
+        crate::owner::claim(&config.work_dir)?;
+        // Best effort: a leftover that cannot be removed now must not stop this command.
+        if let Err(e) = crate::reclaim::reclaim_leftovers(&config.work_dir) {
+            tracing::warn!("cannot reclaim what killed builds left: {e}");
+        }
         Ok(Executor {
             inner: Arc::new(Inner {
                 store,

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::fsutil::{io_err, pid_alive, try_lock_file};
+use super::fsutil::{io_err, try_lock_file};
 use crate::ExecError;
 
 /// What [`prune_cache_mounts`] removed.
@@ -55,11 +55,11 @@ pub fn prune_cache_mounts(
             continue;
         }
         if name.starts_with('.') {
-            // `.<name>.tmp-<pid>-<n>`: a cache being created by a process that died.
-            let pid = name
+            // `.<name>.tmp-<owner token>-<n>`: a cache being created by a process that died.
+            let token = name
                 .rsplit_once(".tmp-")
                 .and_then(|(_, rest)| rest.split('-').next());
-            if pid.is_some() && !pid_alive(pid) {
+            if token.is_some_and(|token| !crate::owner::alive(work_dir, token)) {
                 let path = entry.path();
                 fs::remove_dir_all(&path).map_err(io_err(&path))?;
             }

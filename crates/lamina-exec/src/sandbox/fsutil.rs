@@ -108,15 +108,3 @@ pub(crate) fn container_components(path: &str) -> Option<Vec<&str>> {
         .collect();
     (path.starts_with('/') && !comps.contains(&"..")).then_some(comps)
 }
-
-/// Whether process `pid` exists (a pid that does not parse counts as gone).
-pub(crate) fn pid_alive(pid: Option<&str>) -> bool {
-    pid.and_then(|p| p.parse::<i32>().ok())
-        .and_then(rustix::process::Pid::from_raw)
-        .is_some_and(|pid| {
-            !matches!(
-                rustix::process::test_kill_process(pid),
-                Err(rustix::io::Errno::SRCH)
-            )
-        })
-}

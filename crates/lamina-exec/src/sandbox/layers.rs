@@ -17,7 +17,7 @@ use lamina_layer::{UnpackOptions, Unpacker};
 use lamina_store::{Compression, LayerRecord, LayerVariant, Store};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 
-use super::fsutil::{io_err, lock_file, open_dir_in, pid_alive};
+use super::fsutil::{io_err, lock_file, open_dir_in};
 use crate::ExecError;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -35,7 +35,8 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// them as lower directories and never write to them.
 #[derive(Debug, Clone)]
 pub struct LayerCache {
-    root: PathBuf,
+    work_dir: PathBuf,
+    pub(super) root: PathBuf,
     /// Layers unpacked from their blobs by this cache (adopted ones are not counted).
     unpacks: std::sync::Arc<AtomicU64>,
 }
@@ -45,16 +46,20 @@ impl LayerCache {
     pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
         let root = work_dir.join("layers");
         fs::create_dir_all(&root).map_err(io_err(&root))?;
-        // Temporary directories (`.tmp-<hex>-<pid>-<n>`) of killed processes.
+        // Temporary directories (`.tmp-<hex>-<owner token>-<n>`) of killed processes.
         for entry in fs::read_dir(&root).map_err(io_err(&root))? {
             let entry = entry.map_err(io_err(&root))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") && !pid_alive(name.split('-').nth(2)) {
+            let owner = name
+                .strip_prefix(".tmp-")
+                .map(|r| r.split('-').nth(1).unwrap_or(""));
+            if owner.is_some_and(|token| !crate::owner::alive(work_dir, token)) {
                 let path = entry.path();
                 fs::remove_dir_all(&path).map_err(io_err(&path))?;
             }
         }
         Ok(LayerCache {
+            work_dir: work_dir.to_path_buf(),
             root,
             unpacks: Default::default(),
         })
@@ -80,13 +85,14 @@ impl LayerCache {
         let hex = layer.digest.hex();
         let dir = self.root.join(&hex);
         let Some(_lock) = self.lock_missing(&hex)? else {
+            self.mark_used(&hex);
             return Ok(dir);
         };
         // Under the lock, any temporary directory of this layer is left by a killed process.
         self.remove_stale_tmp(&hex)?;
         let tmp = self.root.join(format!(
             ".tmp-{hex}-{}-{}",
-            std::process::id(),
+            crate::owner::claim(&self.work_dir)?,
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
@@ -168,18 +174,24 @@ impl LayerCache {
             if store.layer(&digest)?.is_some() {
                 continue;
             }
-            let path = entry.path();
-            report.bytes += tree_bytes(&path).map_err(io_err(&path))?;
-            fs::remove_dir_all(&path).map_err(io_err(&path))?;
-            let lock = self.root.join(format!("{name}.lock"));
-            if let Err(e) = fs::remove_file(&lock)
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                return Err(io_err(&lock)(e));
-            }
+            report.bytes += self.remove_dir(&name)?;
             report.removed += 1;
         }
         Ok(report)
+    }
+
+    /// Removes the directory of the layer `hex` and its lock file; returns its bytes.
+    pub(super) fn remove_dir(&self, hex: &str) -> Result<u64, ExecError> {
+        let path = self.root.join(hex);
+        let bytes = tree_bytes(&path).map_err(io_err(&path))?;
+        fs::remove_dir_all(&path).map_err(io_err(&path))?;
+        let lock = self.root.join(format!("{hex}.lock"));
+        if let Err(e) = fs::remove_file(&lock)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(io_err(&lock)(e));
+        }
+        Ok(bytes)
     }
 }
 
@@ -193,7 +205,7 @@ pub struct PruneReport {
 }
 
 /// Bytes of the regular files below `dir` (links not followed).
-fn tree_bytes(dir: &Path) -> io::Result<u64> {
+pub(super) fn tree_bytes(dir: &Path) -> io::Result<u64> {
     let mut total = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;

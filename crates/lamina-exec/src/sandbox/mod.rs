@@ -14,11 +14,12 @@
 
 mod ca;
 mod cache_gc;
-mod fsutil;
+pub(crate) mod fsutil;
+mod layer_budget;
 mod layers;
 mod mounts;
-mod overlay;
-mod runc;
+pub(crate) mod overlay;
+pub(crate) mod runc;
 mod user;
 
 use std::fs;
@@ -133,8 +134,8 @@ static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Sandbox {
     /// A sandbox working in `work_dir`. Checks that we are root and runc is on PATH, and
-    /// cleans up runs left behind by killed processes (their containers, mounts and
-    /// directories).
+    /// reclaims what killed processes left there (their containers, mounts and directories;
+    /// see [`crate::reclaim`]).
     pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
         if !rustix::process::geteuid().is_root() {
             return Err(ExecError::NotRoot);
@@ -153,30 +154,13 @@ impl Sandbox {
         for dir in [&sandbox.runs, &sandbox.state] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        sandbox.clean_stale()?;
+        crate::reclaim::reclaim_leftovers(&sandbox.work_dir)?;
         Ok(sandbox)
     }
 
     /// The work directory.
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
-    }
-
-    /// Removes runs whose process is gone. Run ids embed the pid of their process.
-    fn clean_stale(&self) -> Result<(), ExecError> {
-        for entry in fs::read_dir(&self.runs).map_err(io_err(&self.runs))? {
-            let entry = entry.map_err(io_err(&self.runs))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let alive = fsutil::pid_alive(name.split('-').nth(1));
-            if alive {
-                continue;
-            }
-            runc::delete(&self.state, &name);
-            let dir = entry.path();
-            overlay::unmount_all_under(&dir)?;
-            remove_run_dir(&dir);
-        }
-        Ok(())
     }
 
     /// Runs one request to completion (blocking) and returns its exit code, its change and
@@ -193,13 +177,11 @@ impl Sandbox {
                 reason: "the working directory must be an absolute path without `..`".into(),
             });
         }
+        // The owner's token ties the run to this process (see `crate::owner`).
         let id = format!(
-            "lamina-{}-{}-{:x}",
-            std::process::id(),
+            "lamina-{}-{}",
+            crate::owner::claim(&self.work_dir)?,
             RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
         );
         let mut guard = RunGuard {
             state: &self.state,

@@ -310,7 +310,13 @@ fn create_cache_dir(
     n: usize,
 ) -> Result<(), ExecError> {
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
+    // `<work_dir>/cache-mounts/<name>`: named with the owner token of this process.
+    let work_dir = dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let token = crate::owner::claim(work_dir)?;
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{token}-{n}"));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }

@@ -2,7 +2,7 @@
 //! output streamed line by line.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -228,6 +228,40 @@ pub(crate) fn spec(input: SpecInput<'_>, extra_env: &[String]) -> Result<Spec, E
 #[derive(Debug)]
 pub(crate) struct Running {
     pub child: Child,
+    /// Deletes the container if this process dies first (see [`watchdog`]); told to stand
+    /// down when the run ends here.
+    watchdog: Option<Child>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            if let Some(mut stdin) = watchdog.stdin.take() {
+                let _ = stdin.write_all(b"done\n");
+            }
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+/// A process that outlives a killed lamina and deletes its container: `runc run`'s
+/// container init survives the death of `runc run` and of lamina (a parent-death signal
+/// reaches neither), so a shell in its own process group (a terminal's Ctrl-C does not
+/// reach it) waits on a pipe only this process writes: end of file without `done` means
+/// this process is gone, and it runs `runc delete --force`.
+fn watchdog(state: &Path, id: &str) -> Option<Child> {
+    use std::os::unix::process::CommandExt;
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"read -r word; [ "$word" = done ] || exec runc --root "$0" delete --force "$1""#)
+        .arg(state)
+        .arg(id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()
 }
 
 /// `runc --root <state> [--log FILE --log-format json]`.
@@ -254,7 +288,10 @@ pub(crate) fn start(state: &Path, bundle: &Path, id: &str) -> Result<Running, Ex
             path: PathBuf::from("runc"),
             source,
         })?;
-    Ok(Running { child })
+    Ok(Running {
+        child,
+        watchdog: watchdog(state, id),
+    })
 }
 
 fn pump(

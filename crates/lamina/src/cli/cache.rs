@@ -130,21 +130,34 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
     // Unpacked copies of the layers GC just removed go too (this process holds the store,
     // so no build can be using them).
     let work_dir = lamina::Engine::work_dir_of(store.path());
-    let unpacked = if work_dir.join("layers").is_dir() {
-        lamina::exec::sandbox::LayerCache::new(&work_dir)?.prune(store)?
-    } else {
-        lamina::exec::sandbox::PruneReport::default()
-    };
-    // Cache mounts: unused past the TTL, or over what the budget leaves beside the store.
     let options = store.options();
+    let mut unpacked = lamina::exec::sandbox::PruneReport::default();
+    let mut unpacked_kept = 0;
+    if work_dir.join("layers").is_dir() {
+        let cache = lamina::exec::sandbox::LayerCache::new(&work_dir)?;
+        unpacked = cache.prune(store)?;
+        // Unpacked copies are the first to go under the budget: each is only a copy of a
+        // stored blob, made again on the next RUN that needs it.
+        if let Some(max) = options.max_size {
+            let budget = max.saturating_sub(report.bytes_kept);
+            let (evicted, kept) = cache.evict_to_budget(budget, options.min_age)?;
+            unpacked.removed += evicted.removed;
+            unpacked.bytes += evicted.bytes;
+            unpacked_kept = kept;
+        }
+    }
+    // Cache mounts: unused past the TTL, or over what the budget leaves beside the store
+    // and the unpacked layers.
     let mounts = lamina::exec::sandbox::prune_cache_mounts(
         &work_dir,
         options.default_ttl,
         options.min_age,
         options
             .max_size
-            .map(|max| max.saturating_sub(report.bytes_kept)),
+            .map(|max| max.saturating_sub(report.bytes_kept + unpacked_kept)),
     )?;
+    // What killed processes left: run dirs (containers, mounts), staging trees.
+    let leftovers = lamina::exec::reclaim::reclaim_leftovers(&work_dir)?;
     // Kept git repositories no checkout needed within the TTL.
     let git_repos =
         lamina::exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
@@ -165,6 +178,9 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "cache_mounts_bytes_freed": mounts.bytes,
             "git_repos_removed": git_repos.removed,
             "git_repos_bytes_freed": git_repos.bytes,
+            "leftover_runs_removed": leftovers.runs,
+            "leftover_temp_removed": leftovers.temp,
+            "leftover_bytes_freed": leftovers.bytes,
             "seconds": report.duration.as_secs_f64(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -189,6 +205,15 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "unpacked layers: {} removed, {} freed",
             unpacked.removed,
             units::size(unpacked.bytes)
+        )?;
+    }
+    if leftovers.runs + leftovers.temp > 0 {
+        writeln!(
+            out,
+            "left by killed processes: {} run dir(s) and {} temporary tree(s) removed, {} freed",
+            leftovers.runs,
+            leftovers.temp,
+            units::size(leftovers.bytes)
         )?;
     }
     if mounts.removed > 0 {

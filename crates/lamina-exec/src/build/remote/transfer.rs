@@ -63,9 +63,13 @@ pub(super) async fn download(
     loop {
         attempt += 1;
         // A fresh file each time: what a failed attempt wrote is dropped with it.
+        // In `tmp/`, named with this process's owner token: a killed download is reclaimed.
+        let token = crate::owner::claim(work_dir).map_err(|e| Fault::Other(e.to_string()))?;
+        let tmp = work_dir.join("tmp");
+        let _ = std::fs::create_dir_all(&tmp);
         let file = tempfile::Builder::new()
-            .prefix("download-")
-            .tempfile_in(work_dir)
+            .prefix(&format!("download-{token}."))
+            .tempfile_in(&tmp)
             .map_err(|e| {
                 Fault::Other(format!(
                     "cannot create a file in {}: {e}",

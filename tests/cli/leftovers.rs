@@ -1,0 +1,96 @@
+//! What a killed `lamina` leaves behind: its RUN's container dies with it (a watchdog deletes
+//! it), and the next command reclaims its run directory, overlay mounts and staging trees.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::build::Project;
+use crate::support::write_tree;
+
+/// The ids of the containers in runc's state directory of the store.
+fn containers(store: &Path) -> Vec<String> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(store.join("exec/runc"))
+        .args(["list", "-q"])
+        .output()
+        .expect("runc runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Mount points below `dir`, from this process's mount table.
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+#[test]
+fn a_killed_build_takes_its_container_along_and_the_next_command_reclaims_the_rest() {
+    let Some(project) = Project::with(&[(
+        "slow/Dockerfile",
+        "FROM busybox:test\nRUN echo \"$((6 * 7))-up\" && sleep 60\n",
+    )]) else {
+        return;
+    };
+    let store = project.store();
+    // The tag names an image already; the killed rebuild must not leave it "building".
+    write_tree(
+        project.dir.path(),
+        &[("quick/Dockerfile", "FROM busybox:test\nENV A=1\n")],
+    );
+    project.ok(&["build", "quick", "--tag", "slow:1", "--progress", "plain"]);
+    let mut build = project.spawn(&["build", "slow", "--tag", "slow:1", "--progress", "plain"]);
+    let mut lines = BufReader::new(build.stderr.take().unwrap()).lines();
+    // The RUN's own output (the step's header shows the command, not this).
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("42-up"));
+    assert!(started, "the RUN step never started");
+    assert_eq!(containers(&store).len(), 1, "the RUN's container runs");
+    build.kill().unwrap(); // SIGKILL: no cleanup code of lamina's runs
+    build.wait().unwrap();
+
+    // The container is gone within seconds, without any other command.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !containers(&store).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        containers(&store),
+        Vec::<String>::new(),
+        "the container outlived lamina"
+    );
+    let runs = store.join("exec/runs");
+    assert_eq!(
+        std::fs::read_dir(&runs).unwrap().count(),
+        1,
+        "its run dir is left"
+    );
+    assert!(!mounts_below(&runs).is_empty(), "and its overlay mount");
+
+    // The next command that opens the store reclaims the run dir and its mounts.
+    let gc: serde_json::Value =
+        serde_json::from_str(&project.ok(&["cache", "gc", "--json"])).unwrap();
+    assert_eq!(gc["leftover_runs_removed"], 1, "{gc}");
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+    assert_eq!(mounts_below(&store), Vec::<String>::new());
+    // Its tag reads as failed (interrupted), not as building forever.
+    let listing: serde_json::Value =
+        serde_json::from_str(&project.ok(&["image", "ls", "--json"])).unwrap();
+    let row = listing
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "slow:1"))
+        .unwrap_or_else(|| panic!("slow:1 not listed: {listing}"));
+    assert_eq!(row["state"], "build_failed", "{row}");
+}
