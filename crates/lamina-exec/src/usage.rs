@@ -18,7 +18,11 @@ pub struct WorkUsage {
     pub cache_mounts_bytes: u64,
     /// Kept git repositories of ADD git sources (`git-cache-v1/`).
     pub git_repos_bytes: u64,
-    /// Everything else: runs in progress, staging, build records, locks, the hash cache.
+    /// Run directories (`runs/`): RUNs in progress, or left by killed processes.
+    pub runs_bytes: u64,
+    /// Staging trees and downloads (`tmp/`).
+    pub temp_bytes: u64,
+    /// Everything else: build records, locks, URL records, the hash cache.
     pub other_bytes: u64,
 }
 
@@ -28,6 +32,8 @@ impl WorkUsage {
         self.unpacked_layers_bytes
             + self.cache_mounts_bytes
             + self.git_repos_bytes
+            + self.runs_bytes
+            + self.temp_bytes
             + self.other_bytes
     }
 }
@@ -55,6 +61,8 @@ pub fn work_usage(work_dir: &Path) -> io::Result<WorkUsage> {
             }
             Some("cache-mounts") => usage.cache_mounts_bytes += bytes,
             Some("git-cache-v1") => usage.git_repos_bytes += bytes,
+            Some("runs") => usage.runs_bytes += bytes,
+            Some("tmp") => usage.temp_bytes += bytes,
             _ => usage.other_bytes += bytes,
         }
     }
@@ -106,6 +114,8 @@ mod tests {
             "layers/.tmp-x",
             "cache-mounts/pip",
             "git-cache-v1/r",
+            "runs/lamina-1-0",
+            "tmp",
         ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
@@ -114,6 +124,8 @@ mod tests {
         fs::write(root.join("cache-mounts/pip/w"), [0u8; 10]).unwrap();
         fs::write(root.join("git-cache-v1/r/p"), [0u8; 7]).unwrap();
         fs::write(root.join("hash-cache-v1"), [0u8; 3]).unwrap();
+        fs::write(root.join("runs/lamina-1-0/config.json"), [0u8; 20]).unwrap();
+        fs::write(root.join("tmp/copy-1.x"), [0u8; 30]).unwrap();
         let usage = work_usage(root).unwrap();
         assert_eq!(
             usage,
@@ -122,10 +134,12 @@ mod tests {
                 unpacked_layers_bytes: 100,
                 cache_mounts_bytes: 10,
                 git_repos_bytes: 7,
+                runs_bytes: 20,
+                temp_bytes: 30,
                 other_bytes: 3,
             }
         );
-        assert_eq!(usage.total_bytes(), 120);
+        assert_eq!(usage.total_bytes(), 170);
         assert_eq!(
             work_usage(&root.join("missing")).unwrap(),
             WorkUsage::default()

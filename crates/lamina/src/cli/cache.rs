@@ -315,6 +315,8 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "unpacked_layers_bytes": work.unpacked_layers_bytes,
             "cache_mounts_bytes": work.cache_mounts_bytes,
             "git_repos_bytes": work.git_repos_bytes,
+            "run_dirs_bytes": work.runs_bytes,
+            "temp_bytes": work.temp_bytes,
             "other_work_bytes": work.other_bytes,
             "total_bytes": total,
         });
@@ -353,6 +355,8 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
         ("unpacked", work.unpacked_layers_bytes),
         ("cache mounts", work.cache_mounts_bytes),
         ("git repos", work.git_repos_bytes),
+        ("run dirs", work.runs_bytes),
+        ("temp", work.temp_bytes),
         ("work files", work.other_bytes),
     ] {
         let count = if name == "unpacked" {
