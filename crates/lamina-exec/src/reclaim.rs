@@ -28,7 +28,9 @@ pub struct Reclaimed {
 const UNOWNED_GRACE: Duration = Duration::from_secs(3600);
 
 /// Reclaims what dead processes left below `work_dir`. Run directories need root (their
-/// mounts and containers); without it they are left for a root process.
+/// mounts and containers); without it they are left for a root process. What cannot be
+/// removed (another process reclaiming it at the same time) is logged and left; only a
+/// directory that cannot be listed is an error.
 pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
     let mut done = Reclaimed::default();
     let root = rustix::process::geteuid().is_root();
@@ -40,10 +42,15 @@ pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
             continue;
         }
         runc::delete(&work_dir.join("runc"), &name);
-        overlay::unmount_all_under(&path)?;
-        done.bytes += bytes_below(&path);
-        if overlay::mounts_under(&path).is_ok_and(|m| m.is_empty()) {
-            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+        // Another process may be reclaiming the same run: what fails here is left to it, or
+        // to the next command, never an error of this one.
+        if let Err(e) = overlay::unmount_all_under(&path) {
+            tracing::warn!("cannot unmount what {} holds: {e}", path.display());
+            continue;
+        }
+        let bytes = bytes_below(&path);
+        if overlay::mounts_under(&path).is_ok_and(|m| m.is_empty()) && remove(&path).is_ok() {
+            done.bytes += bytes;
             done.runs += 1;
         }
     }
@@ -59,9 +66,11 @@ pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
             None => older_than(&path, UNOWNED_GRACE),
         };
         if gone {
-            done.bytes += bytes_below(&path);
-            remove(&path)?;
-            done.temp += 1;
+            let bytes = bytes_below(&path);
+            if remove(&path).is_ok() {
+                done.bytes += bytes;
+                done.temp += 1;
+            }
         }
     }
     let layers = work_dir.join("layers");
@@ -71,9 +80,11 @@ pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
             continue;
         };
         if !owner::alive(work_dir, rest.split('-').nth(1).unwrap_or_default()) {
-            done.bytes += bytes_below(&path);
-            remove(&path)?;
-            done.temp += 1;
+            let bytes = bytes_below(&path);
+            if remove(&path).is_ok() {
+                done.bytes += bytes;
+                done.temp += 1;
+            }
         }
     }
     owner::forget_dead(work_dir)?;
@@ -104,14 +115,18 @@ fn older_than(path: &Path, age: Duration) -> bool {
         .is_ok_and(|t| SystemTime::now().duration_since(t).is_ok_and(|d| d > age))
 }
 
-fn remove(path: &Path) -> Result<(), ExecError> {
+/// Removes `path`; an error is logged (another process may be removing it too).
+fn remove(path: &Path) -> Result<(), ()> {
     let removed = if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         fs::remove_dir_all(path)
     } else {
         fs::remove_file(path)
     };
     match removed {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+            Err(())
+        }
         _ => Ok(()),
     }
 }

@@ -154,7 +154,9 @@ impl Sandbox {
         for dir in [&sandbox.runs, &sandbox.state] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        crate::reclaim::reclaim_leftovers(&sandbox.work_dir)?;
+        if let Err(e) = crate::reclaim::reclaim_leftovers(&sandbox.work_dir) {
+            tracing::warn!("cannot reclaim what killed builds left: {e}");
+        }
         Ok(sandbox)
     }
 
