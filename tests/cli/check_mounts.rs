@@ -17,6 +17,7 @@ RUN --mount=type=bind,target=/c,ro,rw true
 RUN --mount=type=bind,source=missing.txt,target=/m true
 RUN --mount=type=ssh true
 RUN --mount=type=secret,id=tok,required=true true
+RUN --mount=type=cache true
 FROM base AS later
 ";
 
@@ -68,6 +69,8 @@ fn check_names_the_line_and_problem_of_each_bad_mount() {
         (10, "source `missing.txt` in the build context"),
         (11, "no ssh agent `default` was given"),
         (12, "secret `tok` was not provided"),
+        // No target, and the working directory of a scratch stage is `/`.
+        (13, "the target is `/`"),
     ];
     assert_eq!(found.len(), expected.len(), "{found:#?}");
     for (warning, (line, problem)) in found.iter().zip(expected) {

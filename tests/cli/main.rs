@@ -24,3 +24,4 @@ mod require;
 mod sources;
 mod support;
 mod trust;
+mod unprivileged;

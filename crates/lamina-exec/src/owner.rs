@@ -44,10 +44,20 @@ pub(crate) fn claim(work_dir: &Path) -> Result<&'static str, ExecError> {
     if let std::collections::hash_map::Entry::Vacant(slot) = held.entry(key) {
         let dir = slot.key().join(OWNERS);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let lock = lock_file(
-            &dir.join(format!("{}.lock", token())),
-            FlockOperation::NonBlockingLockExclusive,
-        )?;
+        let path = dir.join(format!("{}.lock", token()));
+        // Another process may take the new, not yet locked file for a dead owner's and
+        // unlink it between our open and our flock: then the lock held has no name, and we
+        // make the file again.
+        let lock = loop {
+            let lock = lock_file(&path, FlockOperation::LockExclusive)?;
+            let held = rustix::fs::fstat(&lock).map_err(|e| io_err(&path)(e.into()))?;
+            match rustix::fs::stat(&path) {
+                Ok(named) if named.st_ino == held.st_ino && named.st_dev == held.st_dev => {
+                    break lock;
+                }
+                _ => continue,
+            }
+        };
         slot.insert(lock);
     }
     Ok(token())

@@ -8,7 +8,8 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Bytes (file lengths, each hard-linked file once) below the executor's work directory.
+/// Bytes (file lengths, each hard-linked file once) below the executor's work directory, on
+/// its own file system: mounts below it (a RUN's rootfs) are not descended into.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkUsage {
     /// Unpacked layer directories (`layers/`), and how many.
@@ -42,6 +43,11 @@ impl WorkUsage {
 pub fn work_usage(work_dir: &Path) -> io::Result<WorkUsage> {
     let mut usage = WorkUsage::default();
     let mut seen = HashSet::new();
+    let dev = match fs::metadata(work_dir) {
+        Ok(meta) => meta.dev(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(usage),
+        Err(e) => return Err(e),
+    };
     let entries = match fs::read_dir(work_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(usage),
@@ -49,7 +55,7 @@ pub fn work_usage(work_dir: &Path) -> io::Result<WorkUsage> {
     };
     for entry in entries {
         let entry = entry?;
-        let bytes = bytes_below(&entry.path(), &mut seen)?;
+        let bytes = bytes_below(&entry.path(), &mut seen, dev)?;
         match entry.file_name().to_str() {
             Some("layers") => {
                 usage.unpacked_layers_bytes += bytes;
@@ -72,17 +78,23 @@ pub fn work_usage(work_dir: &Path) -> io::Result<WorkUsage> {
 /// File lengths below `path` (itself included when a file), hard links counted once; 0
 /// when it cannot be read.
 pub(crate) fn bytes_of(path: &Path) -> u64 {
-    bytes_below(path, &mut HashSet::new()).unwrap_or(0)
+    fs::symlink_metadata(path)
+        .and_then(|m| bytes_below(path, &mut HashSet::new(), m.dev()))
+        .unwrap_or(0)
 }
 
 /// File lengths below `path` (itself included when a file), hard links counted once.
-fn bytes_below(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
+fn bytes_below(path: &Path, seen: &mut HashSet<(u64, u64)>, dev: u64) -> io::Result<u64> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         // Gone while walking (a run finished): nothing to count.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
+    // A mount (a running or killed RUN's overlay rootfs) shows other files, not these.
+    if meta.dev() != dev {
+        return Ok(0);
+    }
     if meta.is_dir() {
         let mut total = 0;
         let entries = match fs::read_dir(path) {
@@ -91,7 +103,7 @@ fn bytes_below(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
             Err(e) => return Err(e),
         };
         for entry in entries {
-            total += bytes_below(&entry?.path(), seen)?;
+            total += bytes_below(&entry?.path(), seen, dev)?;
         }
         return Ok(total);
     }

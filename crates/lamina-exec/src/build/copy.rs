@@ -187,6 +187,9 @@ impl Build<'_> {
             Some(from) => {
                 let view = self.view(&self.source_layers(s, from))?;
                 for source in copy.sources.iter() {
+                    // Cleaned first, as BuildKit joins and cleans a source path: `a/link/..`
+                    // is `a`, whatever `link` points at.
+                    let source = &resolve_path("/", source);
                     let found = view::find(&view, source, glob_match)
                         .map_err(|e| invalid(format!("{source} in {from}: {e}")))?;
                     // As BuildKit: a wildcard may match nothing; a literal path must exist.

@@ -19,6 +19,32 @@ pub(crate) fn writer(compression: Compression, epoch: u64) -> LayerWriter {
     )
 }
 
+/// Unpacks `layers` (bottom first) into the empty directory `target`, whiteouts applied, with
+/// the unpacker's defaults (owners kept only as root): the merged filesystem they describe.
+pub(crate) fn unpack_merged(
+    store: &lamina_store::Store,
+    layers: &[lamina_store::LayerRecord],
+    target: &Path,
+) -> Result<(), ExecError> {
+    let unpacker = lamina_layer::Unpacker::default();
+    for layer in layers {
+        let variant = layer
+            .variants
+            .first()
+            .ok_or_else(|| ExecError::InvalidStoredConfig {
+                digest: layer.digest.to_string(),
+                reason: "the layer record lists no stored variant".into(),
+            })?;
+        let blob = store
+            .get(&variant.digest)?
+            .ok_or(lamina_store::StoreError::NotFound {
+                digest: variant.digest,
+            })?;
+        unpacker.unpack(std::io::BufReader::new(blob.into_file()), target)?;
+    }
+    Ok(())
+}
+
 /// A temporary directory under the build's work directory, removed on drop.
 pub(crate) fn temp_dir(work_dir: &Path, prefix: &str) -> Result<tempfile::TempDir, ExecError> {
     let parent = work_dir.join("tmp");

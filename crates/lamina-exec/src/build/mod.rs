@@ -316,8 +316,8 @@ impl Executor {
     /// `docker load` and `docker pull` extract what they receive, so the first build on the
     /// image starts at once: WORKDIR, `--chown` and RUN read layers in place. Returns how
     /// many were unpacked (layers already there cost nothing). Without root it unpacks
-    /// nothing: an unpacked copy keeps owners and devices, which only root can write, and
-    /// the builds that read unpacked copies run as root.
+    /// nothing: an unpacked copy keeps owners and devices, which only root can write (a build
+    /// without root reads layers through a temporary merged tree instead).
     pub fn unpack_layers(&self, layers: &[LayerRecord]) -> Result<u64, ExecError> {
         if !rustix::process::geteuid().is_root() {
             return Ok(0);

@@ -87,7 +87,10 @@ impl Build<'_> {
             None,
         )?;
         // The upper directory, whiteouts in overlay form, is the layer's unpacked copy.
-        cache.adopt(&layer, upper, self.settings.epoch)?;
+        // Best effort: the layer is stored; a tree not kept is unpacked when needed.
+        if let Err(e) = cache.adopt(&layer, upper, self.settings.epoch) {
+            tracing::warn!("cannot keep the tree of layer {}: {e}", layer.digest);
+        }
         Ok(Some(layer))
     }
 }

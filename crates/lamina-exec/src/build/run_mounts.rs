@@ -86,6 +86,19 @@ impl RunMount {
     /// is taken from the working directory; `/` is refused.
     pub(crate) fn parse_in(spec: &str, workdir: &str) -> Result<RunMount, ExecError> {
         let mut mount = RunMount::parse(spec)?;
+        // BuildKit names a cache by its target as written (cleaned), before placing it: the
+        // same `target=.npm` under two working directories is one cache.
+        if mount.kind == MountType::Cache && mount.id.is_none() {
+            let raw = mount.target.as_deref().unwrap_or_default();
+            let clean = super::config::resolve_path("/", raw);
+            mount.id = Some(if raw.starts_with('/') {
+                clean
+            } else if clean == "/" {
+                ".".to_string()
+            } else {
+                clean.trim_start_matches('/').to_string()
+            });
+        }
         let placed = match (&mount.target, mount.kind) {
             (Some(target), _) => Some(super::config::resolve_path(workdir, target)),
             (None, MountType::Bind | MountType::Cache | MountType::Tmpfs) => {
@@ -569,6 +582,15 @@ mod tests {
             Ok(Some("/b".into()))
         );
         assert_eq!(placed("type=secret,id=tok", "/w"), Ok(None));
+        // A cache is named by its target as written, as BuildKit names it.
+        let id = |spec: &str, workdir: &str| RunMount::parse_in(spec, workdir).unwrap().id;
+        assert_eq!(id("type=cache,target=.npm", "/a"), Some(".npm".into()));
+        assert_eq!(id("type=cache,target=.npm", "/b"), Some(".npm".into()));
+        assert_eq!(
+            id("type=cache,target=/root/.cache/", "/b"),
+            Some("/root/.cache".into())
+        );
+        assert_eq!(id("type=cache,target=x,id=mine", "/b"), Some("mine".into()));
         let root = placed("type=cache", "/").unwrap_err();
         assert!(root.contains("target is `/`"), "{root}");
     }

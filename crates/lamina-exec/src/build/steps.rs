@@ -596,7 +596,14 @@ impl Build<'_> {
     }
 
     /// The merged filesystem of `layers`, read from their unpacked copies.
+    /// Without root the layer cache cannot be filled (its copies keep owners, devices and
+    /// overlay attributes), so the layers are unpacked, merged, into a temporary tree.
     pub(crate) fn view(&self, layers: &[LayerRecord]) -> Result<LayerView, ExecError> {
+        if !rustix::process::geteuid().is_root() {
+            let merged = layers::temp_dir(&self.inner.config.work_dir, "merged-")?;
+            layers::unpack_merged(&self.inner.store, layers, merged.path())?;
+            return Ok(LayerView::merged(merged));
+        }
         let cache = self.inner.layer_cache()?;
         let dirs = layers
             .iter()
@@ -614,9 +621,14 @@ impl Build<'_> {
             LayerSource::Tree(tree.path()),
             None,
         )?;
-        self.inner
+        // The layer is stored: failing to keep its tree only costs an unpack later.
+        if let Err(e) = self
+            .inner
             .layer_cache()?
-            .adopt(&layer, tree.path(), self.settings.epoch)?;
+            .adopt(&layer, tree.path(), self.settings.epoch)
+        {
+            tracing::warn!("cannot keep the tree of layer {}: {e}", layer.digest);
+        }
         Ok(layer)
     }
 

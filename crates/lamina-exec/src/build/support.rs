@@ -53,8 +53,23 @@ pub fn refusals(
 pub fn refusals_with(image: &Image, options: &BuildOptions) -> Result<Vec<Refusal>, ExecError> {
     let df = image.definition().expand(&options.build_args)?;
     let mut found = Vec::new();
+    // Each stage's final working directory where the definition alone tells it (a scratch
+    // base, or WORKDIR to an absolute path); `None` where it comes from a base image.
+    let mut final_workdirs: Vec<Option<String>> = Vec::new();
     for (s, stage) in df.stages.iter().enumerate() {
+        let mut workdir = match stage_ref(&df, s, &stage.base) {
+            Some(parent) => final_workdirs.get(parent).cloned().flatten(),
+            None if stage.base == "scratch" => Some("/".to_string()),
+            None => None,
+        };
         for (i, instruction) in stage.instructions.iter().enumerate() {
+            if let Instruction::Workdir(dir) = instruction {
+                workdir = match (&workdir, dir.starts_with('/')) {
+                    (_, true) => Some(super::config::resolve_path("/", dir)),
+                    (Some(current), false) => Some(super::config::resolve_path(current, dir)),
+                    (None, false) => None,
+                };
+            }
             let step = StepRef {
                 stage: s,
                 instruction: i,
@@ -67,11 +82,9 @@ pub fn refusals_with(image: &Image, options: &BuildOptions) -> Result<Vec<Refusa
                         .into_iter()
                         .collect();
                     let root = image.context().root_for(step);
-                    reasons.extend(
-                        run.mounts
-                            .iter()
-                            .filter_map(|spec| mount_refusal(&df, s, root, spec, options)),
-                    );
+                    reasons.extend(run.mounts.iter().filter_map(|spec| {
+                        mount_refusal(&df, s, root, spec, options, workdir.as_deref())
+                    }));
                     reasons
                 }
                 _ => Vec::new(),
@@ -82,6 +95,7 @@ pub fn refusals_with(image: &Image, options: &BuildOptions) -> Result<Vec<Refusa
                 reason,
             }));
         }
+        final_workdirs.push(workdir);
     }
     Ok(found)
 }
@@ -94,8 +108,14 @@ fn mount_refusal(
     context: &Path,
     spec: &str,
     options: &BuildOptions,
+    workdir: Option<&str>,
 ) -> Option<String> {
-    let mount = match RunMount::parse(spec) {
+    // Placed in the working directory when the definition tells it (else the base's decides).
+    let parsed = match workdir {
+        Some(workdir) => RunMount::parse_in(spec, workdir),
+        None => RunMount::parse(spec),
+    };
+    let mount = match parsed {
         Ok(mount) => mount,
         Err(e) => return Some(e.to_string()),
     };

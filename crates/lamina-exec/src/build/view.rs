@@ -42,6 +42,8 @@ impl Node {
 pub(crate) struct LayerView {
     /// Unpacked layer directories, top first.
     top_first: Vec<PathBuf>,
+    /// The one merged tree of [`LayerView::merged`], removed with the last clone.
+    _merged: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -51,10 +53,21 @@ impl LayerView {
     pub fn new(bottom_first: Vec<PathBuf>) -> Self {
         let mut top_first = bottom_first;
         top_first.reverse();
-        LayerView { top_first }
+        LayerView {
+            top_first,
+            _merged: None,
+        }
     }
 
-    fn root(&self) -> Node {
+    /// The view of one tree that already holds the merged layers.
+    pub fn merged(tree: tempfile::TempDir) -> Self {
+        LayerView {
+            top_first: vec![tree.path().to_path_buf()],
+            _merged: Some(std::sync::Arc::new(tree)),
+        }
+    }
+
+    fn root(&self) -> std::io::Result<Node> {
         let mut paths = Vec::new();
         for dir in &self.top_first {
             paths.push(dir.clone());
@@ -62,13 +75,12 @@ impl LayerView {
                 break;
             }
         }
-        let meta = std::fs::metadata(paths.first().map_or(Path::new("/"), |p| p.as_path()))
-            .expect("a layer directory");
-        Node {
+        let meta = std::fs::metadata(paths.first().map_or(Path::new("/"), |p| p.as_path()))?;
+        Ok(Node {
             name: OsString::new(),
             meta,
             paths,
-        }
+        })
     }
 
     /// The node at `path` (absolute or not, taken from `/`); symlinks in the middle are
@@ -78,7 +90,7 @@ impl LayerView {
             return Ok(None);
         }
         let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
-        let mut trail: Vec<Node> = vec![self.root()];
+        let mut trail: Vec<Node> = vec![self.root()?];
         let mut hops = 0;
         while let Some(part) = todo.pop() {
             match part.as_str() {

@@ -121,6 +121,10 @@ impl LayerCache {
         tree: &Path,
         mtime_clamp: u64,
     ) -> Result<bool, ExecError> {
+        // Without root a tree cannot hold what an unpack as root writes (owners, devices).
+        if !rustix::process::geteuid().is_root() {
+            return Ok(false);
+        }
         let hex = layer.digest.hex();
         let dir = self.root.join(&hex);
         let Some(_lock) = self.lock_missing(&hex)? else {

@@ -158,9 +158,15 @@ pub fn run(
                 .with_context(|| format!("importing {}", path.display()))?;
             for image in imported {
                 writeln!(out, "imported {} ({})", image.name, image.image.digest)?;
-                engine
-                    .unpack_layers(&image.image)
-                    .with_context(|| format!("unpacking the layers of {}", image.name))?;
+                // A head start for builds on it; the image is stored either way.
+                if let Err(e) = engine.unpack_layers(&image.image) {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "warning: {} is imported, but its layers could not be unpacked ahead \
+                         of builds ({e}); the first build on it unpacks them",
+                        image.name
+                    );
+                }
             }
         }
         ImageCommand::Export {

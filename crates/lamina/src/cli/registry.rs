@@ -154,9 +154,15 @@ pub fn pull(
     ));
     display.finish();
     let image = image.with_context(|| format!("pulling {}", args.reference))?;
-    engine
-        .unpack_layers(&image)
-        .with_context(|| format!("unpacking the layers of {}", args.reference))?;
+    // A head start for builds on it; the image is stored either way.
+    if let Err(e) = engine.unpack_layers(&image) {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "warning: {} is pulled, but its layers could not be unpacked ahead of builds \
+             ({e}); the first build on it unpacks them",
+            args.reference
+        );
+    }
     let size: u64 = image.layers.iter().map(|l| l.variant.size).sum();
     writeln!(
         out,

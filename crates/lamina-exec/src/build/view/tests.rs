@@ -114,3 +114,56 @@ fn symlink_loops_end_in_an_error() {
     assert!(view.lookup("/a/x", true).is_err());
     assert!(view.lookup("/a", false).unwrap().unwrap().meta.is_symlink());
 }
+
+#[test]
+fn kinds_replace_each_other_across_layers() {
+    // mknod of whiteouts needs root.
+    if require::missing(&[require::Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (low, mid, top) = (
+        dir.path().join("low"),
+        dir.path().join("mid"),
+        dir.path().join("top"),
+    );
+    // low: /a is a file, /b a directory with b/x, /c a directory with c/y.
+    std::fs::create_dir_all(low.join("b")).unwrap();
+    std::fs::create_dir_all(low.join("c")).unwrap();
+    std::fs::write(low.join("a"), "file").unwrap();
+    std::fs::write(low.join("b/x"), "x").unwrap();
+    std::fs::write(low.join("c/y"), "y").unwrap();
+    // mid: /a becomes a directory, /b a file, /c is whited out.
+    std::fs::create_dir_all(mid.join("a")).unwrap();
+    std::fs::write(mid.join("a/in"), "in").unwrap();
+    std::fs::write(mid.join("b"), "now a file").unwrap();
+    whiteout(&mid.join("c"));
+    // top: /c comes back as a directory of its own.
+    std::fs::create_dir_all(top.join("c")).unwrap();
+    std::fs::write(top.join("c/z"), "z").unwrap();
+    let view = LayerView::new(vec![low, mid, top]);
+
+    let a = view.lookup("/a", false).unwrap().unwrap();
+    assert!(a.is_dir());
+    assert_eq!(list(&a).unwrap().into_keys().collect::<Vec<_>>(), ["in"]);
+    assert_eq!(view.read("/b").unwrap().unwrap(), b"now a file");
+    assert!(view.lookup("/b/x", false).unwrap().is_none());
+    // The whiteout in the middle hides the lower /c: only the top's entries remain.
+    let c = view.lookup("/c", false).unwrap().unwrap();
+    assert_eq!(list(&c).unwrap().into_keys().collect::<Vec<_>>(), ["z"]);
+    assert!(view.lookup("/c/y", false).unwrap().is_none());
+}
+
+#[test]
+fn relative_links_cannot_climb_out_of_the_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("l");
+    std::fs::create_dir_all(layer.join("real")).unwrap();
+    std::fs::write(dir.path().join("outside"), "host file").unwrap();
+    std::os::unix::fs::symlink("../../../../../../outside", layer.join("real/up")).unwrap();
+    std::os::unix::fs::symlink("/../../outside", layer.join("abs")).unwrap();
+    let view = LayerView::new(vec![layer]);
+    assert!(view.read("/real/up").unwrap().is_none());
+    assert!(view.read("/abs").unwrap().is_none());
+    assert!(view.read("/../outside").unwrap().is_none());
+}
