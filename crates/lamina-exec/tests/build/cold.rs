@@ -18,7 +18,8 @@ const STAGES: &str = "FROM scratch AS base\nCOPY rootfs/ /\n\
         rm /bin/wc && mkdir /gone && touch /gone/x && rm -r /gone\n\
     WORKDIR /srv/work\n\
     COPY --chown=app:app f.txt ./\n\
-    RUN stat -c %u:%g /srv/work/f.txt > /srv/owner && ! test -e /bin/wc\n\
+    RUN stat -c %u:%g /srv/work/f.txt > /srv/owner && ! test -e /bin/wc && \
+        rm -r /srv/out && mkdir /srv/out && echo again > /srv/out/b\n\
     FROM scratch\nCOPY --from=base /srv/ /srv/\n";
 
 #[test]
@@ -36,7 +37,9 @@ fn a_cold_build_unpacks_no_layer_it_made() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.layers_unpacked, 0, "{:?}", report.steps);
     assert_eq!(env.read(&report, "/srv/owner").unwrap(), "1234:1235\n");
-    assert_eq!(env.read(&report, "/srv/out/a").unwrap(), "made\n");
+    // The second RUN replaced /srv/out: an opaque directory in its layer.
+    assert_eq!(env.read(&report, "/srv/out/b").unwrap(), "again\n");
+    assert_eq!(env.read(&report, "/srv/out/a"), None);
     assert_eq!(env.read(&report, "/srv/work/f.txt").unwrap(), "f\n");
 
     // A rebuild on a fresh executor hits every step and unpacks nothing either.
@@ -105,11 +108,18 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         } else {
             format!("file {:?}", std::fs::read(&path).unwrap())
         };
-        let mtime = if kind.is_symlink() { 0 } else { meta.mtime() };
+        let mtime = if kind.is_symlink() {
+            (0, 0)
+        } else {
+            (meta.mtime(), meta.mtime_nsec())
+        };
+        let mut opaque = [0u8; 1];
+        let opaque = rustix::fs::lgetxattr(&path, "trusted.overlay.opaque", &mut opaque)
+            .is_ok_and(|n| n == 1 && opaque[0] == b'y');
         out.insert(
             path.strip_prefix(root).unwrap().display().to_string(),
             format!(
-                "{what} mode={:o} owner={}:{} mtime={mtime}",
+                "{what} mode={:o} owner={}:{} mtime={mtime:?} opaque={opaque}",
                 meta.mode(),
                 meta.uid(),
                 meta.gid()
