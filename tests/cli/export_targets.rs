@@ -266,3 +266,37 @@ fn a_killed_export_leaves_nothing_beside_the_output() {
         .collect();
     assert_eq!(names, ["image.tar"]);
 }
+
+/// What a killed oci-dir export (or an export on a filesystem without `O_TMPFILE`) leaves is
+/// a `.lamina-export-*` / `.lamina-old-*` name nobody holds a lock on: the next export into
+/// that directory removes it, and leaves names it does not own alone.
+#[test]
+fn the_next_export_sweeps_a_dead_exports_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_image(dir.path(), 1000);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join(".lamina-export-dead/blobs")).unwrap();
+    std::fs::create_dir_all(out.join(".lamina-old-dead/old")).unwrap();
+    std::fs::write(out.join(".lamina-export-file"), b"half an archive").unwrap();
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    run(
+        dir.path(),
+        &store,
+        &[
+            "image",
+            "export",
+            "demo:1",
+            "--format",
+            "oci-dir",
+            "-o",
+            out.join("layout").to_str().unwrap(),
+        ],
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["layout", "notes.txt"]);
+}
