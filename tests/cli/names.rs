@@ -149,7 +149,15 @@ fn invalid_names_are_refused_and_change_nothing() {
         [("seed:1".to_owned(), "docker.io/library/seed:1".to_owned())]
     );
 
-    for bad in ["BAD NAME", ":", "x@sha256:zz", "Upper/Case", "app:-tag"] {
+    for bad in [
+        "BAD NAME",
+        "a b",
+        ":",
+        "UPPER:tag",
+        "x@sha256:zz",
+        "Upper/Case",
+        "app:-tag",
+    ] {
         let commands: [&[&str]; 4] = [
             &["image", "tag", "seed:1", bad],
             &["image", "import", tar.to_str().unwrap(), bad],

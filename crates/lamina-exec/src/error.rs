@@ -122,8 +122,9 @@ pub enum ExecError {
     // ---- build orchestration (build/) ------------------------------------------------
     /// A RUN step exited with a non-zero code.
     #[error(
-        "step {index} ({text}) failed with exit code {exit_code}; fix the command (last output:\n{})",
-        last_lines.join("\n")
+        "step {index} ({}) failed with exit code {exit_code}; fix the command{}",
+        brief_step(text),
+        last_output(last_lines)
     )]
     StepFailed {
         /// 1-based step index.
@@ -136,7 +137,7 @@ pub enum ExecError {
         last_lines: Vec<String>,
     },
     /// A step asks for something the executor does not do.
-    #[error("step {index} ({text}) is not supported: {reason}")]
+    #[error("step {index} ({}) is not supported: {reason}", brief_step(text))]
     UnsupportedStep {
         /// 1-based step index.
         index: usize,
@@ -146,7 +147,7 @@ pub enum ExecError {
         reason: String,
     },
     /// A step is wrong for the image it runs on (bad `--chown`, missing `--from` path, ...).
-    #[error("step {index} ({text}): {reason}")]
+    #[error("step {index} ({}): {reason}", brief_step(text))]
     InvalidStep {
         /// 1-based step index.
         index: usize,
@@ -156,7 +157,7 @@ pub enum ExecError {
         reason: String,
     },
     /// The target stage named in the build options does not exist.
-    #[error("no stage is named {name:?}; name one of: {}", known.join(", "))]
+    #[error("no stage is named {name:?}; {}", stage_choice(known))]
     UnknownTargetStage {
         /// The name asked for.
         name: String,
@@ -200,4 +201,88 @@ pub enum ExecError {
         /// The join error.
         reason: String,
     },
+}
+
+/// Longest step text a message or progress line shows.
+const BRIEF_STEP_CHARS: usize = 200;
+
+/// A step's text as messages and progress show it: its first line, at most 200 characters,
+/// saying how much was left out (a generated RUN line can be megabytes).
+pub fn brief_step(text: &str) -> std::borrow::Cow<'_, str> {
+    let first = text.lines().next().unwrap_or_default();
+    let head_end = first
+        .char_indices()
+        .nth(BRIEF_STEP_CHARS)
+        .map_or(first.len(), |(at, _)| at);
+    if head_end == text.len() {
+        return text.into();
+    }
+    let cut = text[head_end..].chars().count();
+    format!("{} [{cut} more characters not shown]", &first[..head_end]).into()
+}
+
+/// The tail of a failed step's output for its message, or a note that it printed nothing.
+fn last_output(lines: &[String]) -> String {
+    if lines.iter().all(|l| l.trim().is_empty()) {
+        " (it printed nothing)".to_owned()
+    } else {
+        format!(" (last output:\n{})", lines.join("\n"))
+    }
+}
+
+/// What `--target` can name instead.
+fn stage_choice(known: &[String]) -> String {
+    if known.is_empty() {
+        "the definition names no stages (name one with `FROM image AS name`), so build without --target".to_owned()
+    } else {
+        format!("name one of: {}", known.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn long_steps_are_shortened_and_say_how_much() {
+        assert_eq!(brief_step("RUN true"), "RUN true");
+        let long = format!("RUN echo {}", "x".repeat(1000));
+        let brief = brief_step(&long);
+        assert!(brief.starts_with("RUN echo xx"));
+        assert!(
+            brief.ends_with("[809 more characters not shown]"),
+            "{brief}"
+        );
+        assert_eq!(
+            brief_step("RUN a\\\nb"),
+            "RUN a\\ [2 more characters not shown]"
+        );
+    }
+
+    #[test]
+    fn silent_failures_and_unnamed_stages_read_well() {
+        let failed = ExecError::StepFailed {
+            index: 2,
+            text: "RUN exit 3".into(),
+            exit_code: 3,
+            last_lines: vec![],
+        };
+        assert_eq!(
+            failed.to_string(),
+            "step 2 (RUN exit 3) failed with exit code 3; fix the command (it printed nothing)"
+        );
+        let unknown = ExecError::UnknownTargetStage {
+            name: "nostage".into(),
+            known: vec![],
+        };
+        assert!(unknown.to_string().contains("names no stages"), "{unknown}");
+        let unknown = ExecError::UnknownTargetStage {
+            name: "nostage".into(),
+            known: vec!["base".into(), "app".into()],
+        };
+        assert!(
+            unknown.to_string().ends_with("name one of: base, app"),
+            "{unknown}"
+        );
+    }
 }

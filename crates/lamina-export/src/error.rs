@@ -87,6 +87,16 @@ pub enum ExportError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An export's output path holds something an export does not replace.
+    #[error("{} is {kind}; {hint}", path.display())]
+    OutputRefused {
+        /// The output path.
+        path: PathBuf,
+        /// What is there (`a symlink`, `a character device`, ...).
+        kind: &'static str,
+        /// What to do instead.
+        hint: String,
+    },
     /// An image reference does not parse.
     #[error(
         "invalid image reference {reference:?}: {reason}; write [registry/]repository[:tag][@digest]"

@@ -54,6 +54,10 @@ pub enum SpecError {
         reason: String,
     },
 
+    /// The definition path given does not exist.
+    #[error("definition '{}' does not exist; name a Dockerfile, a .toml definition or a directory holding one (a relative path resolves against the current directory)", path.display())]
+    DefinitionMissing { path: PathBuf },
+
     /// A definition directory with neither `lamina.toml` nor `Dockerfile` in it.
     #[error("no lamina.toml or Dockerfile in '{}'; name the definition file itself", dir.display())]
     DefinitionNotFound { dir: PathBuf },

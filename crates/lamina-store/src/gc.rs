@@ -39,6 +39,8 @@ pub struct GcReport {
     pub cache_evicted: u64,
     /// Expired leases deleted.
     pub leases_expired: u64,
+    /// Expired cache entries kept because they were made within `min_age`.
+    pub cache_kept_young: u64,
     /// Blobs kept.
     pub blobs_kept: u64,
     /// Bytes kept.
@@ -196,6 +198,7 @@ impl Store {
             let rec = CacheRecord::decode(&key, &v).map_err(|e| corrupt(index::CACHE, &k, e.0))?;
             let expired = to_ms(rec.expires(self.options.default_ttl)) <= now;
             if young(to_ms(rec.created)) {
+                report.cache_kept_young += u64::from(expired);
                 for d in cache_refs(&rec) {
                     marker.mark(d, &mut scratch);
                 }

@@ -40,7 +40,7 @@ pub fn load_definition(path: &Path) -> Result<Image, SpecError> {
 /// `Dockerfile` in it.
 pub fn resolve_definition_path(path: &Path) -> Result<PathBuf, SpecError> {
     if !path.exists() {
-        return Err(SpecError::LocalPathMissing {
+        return Err(SpecError::DefinitionMissing {
             path: path.to_path_buf(),
         });
     }
@@ -101,7 +101,7 @@ mod tests {
         let missing = dir.path().join("nope.toml");
         assert!(matches!(
             resolve_definition_path(&missing),
-            Err(SpecError::LocalPathMissing { path }) if path == missing
+            Err(SpecError::DefinitionMissing { path }) if path == missing
         ));
         assert!(matches!(
             resolve_definition_path(dir.path()),

@@ -18,8 +18,54 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            let _ = writeln!(std::io::stderr(), "error: {}", message(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes joined by `: `, each cause left out when an outer message
+/// already quotes it (many errors put their source in their own message, and the chain
+/// would repeat it: `Permission denied (os error 13): Permission denied (os error 13)`).
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{}: {source}", path)]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let denied = std::io::Error::from_raw_os_error(13);
+        let err = anyhow::Error::new(Quoting {
+            path: "/x",
+            source: denied,
+        })
+        .context("writing /x");
+        assert_eq!(
+            message(&err),
+            "writing /x: /x: Permission denied (os error 13)"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(message(&plain), "outer: inner");
     }
 }

@@ -440,13 +440,29 @@ fn copy_file(source: &Path, target: &Path, mode: u32, stage: &mut Stage) -> Resu
             return Ok(());
         }
     }
-    std::fs::copy(source, target).map_err(|e| io(source, e))?;
+    copy_contents(source, target)?;
     set_mode(target, mode)?;
     if let Some(id) = source_id {
         let staged = std::fs::symlink_metadata(target).map_err(|e| io(target, e))?;
         stage.links.insert(id, (target.to_path_buf(), staged.ino()));
     }
     stage.placed.push(target.to_path_buf());
+    Ok(())
+}
+
+/// Copies the bytes of `source` to a new `target`, naming the side that failed: a full disk
+/// is the work directory's being written, not the input's.
+fn copy_contents(source: &Path, target: &Path) -> Result<(), ExecError> {
+    let mut from = std::fs::File::open(source).map_err(|e| io(source, e))?;
+    let mut to = std::fs::File::create(target).map_err(|e| io(target, e))?;
+    std::io::copy(&mut from, &mut to).map_err(|e| {
+        use std::io::ErrorKind as K;
+        let writing = matches!(
+            e.kind(),
+            K::StorageFull | K::QuotaExceeded | K::FileTooLarge | K::ReadOnlyFilesystem
+        );
+        io(if writing { target } else { source }, e)
+    })?;
     Ok(())
 }
 

@@ -193,7 +193,8 @@ pub enum BuildEvent {
         index: usize,
         /// Steps in this build.
         total: usize,
-        /// The step as Dockerfile text (first line).
+        /// The step as Dockerfile text, as messages show it (`error::brief_step`: the first
+        /// line, at most 200 characters).
         text: String,
     },
     /// A step was found in the cache.

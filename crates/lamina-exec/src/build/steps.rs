@@ -266,7 +266,7 @@ impl Build<'_> {
         self.emit(BuildEvent::StepStarted {
             index,
             total: self.plan.total,
-            text: text.lines().next().unwrap_or_default().to_string(),
+            text: crate::error::brief_step(&text).into_owned(),
         });
         let mut matches: Vec<SourceMatch> = Vec::new();
         let mut fingerprints = Vec::new();

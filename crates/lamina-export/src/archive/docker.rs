@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
-use std::path::Path;
 
 use lamina_store::{Compression, Digest, Store};
 use serde::{Deserialize, Serialize};
@@ -39,7 +38,7 @@ pub(crate) fn write(
     store: &Store,
     image: &StoredImage,
     name: &str,
-    out: &Path,
+    out: &super::output::Placement,
 ) -> Result<u64, ExportError> {
     tar_file(out, |sink| {
         let mut bytes = 0;

@@ -12,8 +12,9 @@
 //! for: a stored variant in that compression is copied as it is; a missing one is made once
 //! from another variant and stored, so later exports reuse it and never compress again. When
 //! that changes the layers' compression the exported image gets its own manifest (the config
-//! stays the same). Outputs are written to a temporary path beside `out` and renamed into
-//! place, so a failed export leaves nothing half-written; blobs are streamed, never held in
+//! stays the same). Files are written atomically and a killed or failed export leaves
+//! nothing beside the output; devices, FIFOs and symlinks are written through only when
+//! forced, `-` streams to standard output ([`output`]); blobs are streamed, never held in
 //! memory.
 //!
 //! [`import`] reads any of the three forms (a directory holding `oci-layout`, a tar holding
@@ -29,12 +30,16 @@ pub(crate) mod codec;
 mod docker;
 mod import;
 mod oci;
+pub mod output;
 mod source;
 mod write;
 
 use std::path::{Path, PathBuf};
 
 use lamina_store::{Compression, Store};
+
+pub use output::ExportTarget;
+use output::Placement;
 
 use crate::{ExportError, StoredImage};
 
@@ -56,7 +61,7 @@ pub enum ArchiveFormat {
 /// What [`export`] wrote.
 #[derive(Debug, Clone)]
 pub struct ExportReport {
-    /// The path written.
+    /// The path written (`-` for standard output).
     pub path: PathBuf,
     /// The format written.
     pub format: ArchiveFormat,
@@ -81,9 +86,8 @@ pub struct ImportedImage {
     pub image: StoredImage,
 }
 
-/// Writes `image` to `out` in `format` under `name` (`name:tag`, `:latest` when missing),
-/// with its layers in `compression` (see the module docs). An existing `out` is replaced;
-/// missing parent directories are created.
+/// Writes `image` to the path `out` in `format` under `name`; what is at `out` must be a
+/// regular file (or a directory for [`ArchiveFormat::OciDir`]) or nothing. See [`export_to`].
 pub fn export(
     store: &Store,
     image: &StoredImage,
@@ -92,6 +96,26 @@ pub fn export(
     compression: Compression,
     out: &Path,
 ) -> Result<ExportReport, ExportError> {
+    let target = ExportTarget::Path {
+        path: out.to_path_buf(),
+        force: false,
+    };
+    export_to(store, image, name, format, compression, &target)
+}
+
+/// Writes `image` to `target` in `format` under `name` (`name:tag`, `:latest` when missing),
+/// with its layers in `compression` (see the module docs). A file is written atomically
+/// (missing parent directories are created) and a regular file there replaced; a symlink,
+/// device or FIFO there is refused unless the target is forced, then written through (see
+/// [`output`]). Nothing is written before the target and name checked out.
+pub fn export_to(
+    store: &Store,
+    image: &StoredImage,
+    name: &str,
+    format: ArchiveFormat,
+    compression: Compression,
+    target: &ExportTarget,
+) -> Result<ExportReport, ExportError> {
     // OCI layouts carry the full name (as containerd writes it), docker-archives the short
     // form `docker save` writes.
     let reference = crate::image::image_name(name)?;
@@ -99,23 +123,35 @@ pub fn export(
         (ArchiveFormat::DockerArchive, Compression::Zstd) => Compression::Gzip,
         (_, c) => c,
     };
-    let parent = write::parent_of(out);
-    std::fs::create_dir_all(parent).map_err(|source| ExportError::Io {
-        path: parent.to_path_buf(),
-        source,
-    })?;
+    let placement = output::place(target, format)?;
+    if let Placement::Atomic(out) | Placement::Directory(out) = &placement {
+        let parent = write::parent_of(out);
+        std::fs::create_dir_all(parent).map_err(|source| ExportError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
     let crate::variants::Converted {
         image,
         layers_compressed,
     } = crate::variants::with_compression(store, image, compression)?;
     let name = reference.to_string();
-    let bytes = match format {
-        ArchiveFormat::OciDir => write::oci_dir(store, &image, &name, out)?,
-        ArchiveFormat::OciArchive => write::oci_archive(store, &image, &name, out)?,
-        ArchiveFormat::DockerArchive => docker::write(store, &image, &reference.familiar(), out)?,
+    let bytes = match (format, &placement) {
+        (ArchiveFormat::OciDir, Placement::Directory(out)) => {
+            write::oci_dir(store, &image, &name, out)?
+        }
+        (ArchiveFormat::OciDir, _) => unreachable!("place gives oci-dir only a directory"),
+        (ArchiveFormat::OciArchive, _) => write::oci_archive(store, &image, &name, &placement)?,
+        (ArchiveFormat::DockerArchive, _) => {
+            docker::write(store, &image, &reference.familiar(), &placement)?
+        }
+    };
+    let path = match target {
+        ExportTarget::Path { path, .. } => path.clone(),
+        ExportTarget::Stdout => PathBuf::from("-"),
     };
     Ok(ExportReport {
-        path: out.to_path_buf(),
+        path,
         format,
         compression,
         image,

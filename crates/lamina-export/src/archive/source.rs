@@ -163,9 +163,20 @@ impl Source {
 }
 
 fn not_tar(path: &Path, e: &io::Error) -> ExportError {
+    // A tar error can quote header bytes verbatim (`numeric field did not have utf-8 text:
+    // <bytes> when getting cksum for <bytes>`): its text is shown only when it is plain.
+    let detail = e.to_string();
+    let plain = detail.len() <= 120 && detail.chars().all(|c| c.is_ascii_graphic() || c == ' ');
     ExportError::InvalidArchive {
         path: path.to_path_buf(),
-        reason: format!("not a readable tar archive: {e}"),
+        reason: format!(
+            "not a tar archive, or a damaged one{}; import what `docker save`, `podman save` or `skopeo copy` wrote",
+            if plain {
+                format!(" ({detail})")
+            } else {
+                String::new()
+            }
+        ),
     }
 }
 

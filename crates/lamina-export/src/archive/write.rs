@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use oci_spec::image::{
 };
 
 use super::ANNOTATION_IMAGE_NAME;
+use super::output::{self, Placement, Staged};
 use crate::image::{canonical_json, invalid, oci_digest};
 use crate::{ExportError, StoredImage};
 
@@ -99,13 +101,23 @@ impl Sink {
         if let Sink::Tar(builder, path) = self {
             let mut out = builder.into_inner().map_err(Sink::io(&path))?;
             out.flush().map_err(Sink::io(&path))?;
-            out.into_inner()
-                .map_err(|e| ExportError::Io {
-                    path: path.clone(),
-                    source: e.into_error(),
-                })?
-                .sync_all()
-                .map_err(Sink::io(&path))?;
+            let file = out.into_inner().map_err(|e| ExportError::Io {
+                path: path.clone(),
+                source: e.into_error(),
+            })?;
+            // Pipes and terminals cannot be synced; a file (or a device) is.
+            let is_pipe = file.metadata().is_ok_and(|m| {
+                use std::os::unix::fs::FileTypeExt as _;
+                m.file_type().is_fifo() || m.file_type().is_socket()
+            });
+            if !is_pipe {
+                match file.sync_all() {
+                    // Character devices and ttys answer EINVAL: nothing to sync.
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    }
+                    other => other.map_err(Sink::io(&path))?,
+                }
+            }
         }
         Ok(())
     }
@@ -217,7 +229,7 @@ fn oci_layout(
     Ok(bytes)
 }
 
-/// Writes an OCI layout directory at `out`, replacing what is there.
+/// Writes an OCI layout directory at `out`, replacing the directory there.
 pub(crate) fn oci_dir(
     store: &Store,
     image: &StoredImage,
@@ -225,10 +237,12 @@ pub(crate) fn oci_dir(
     out: &Path,
 ) -> Result<u64, ExportError> {
     let parent = parent_of(out);
+    output::sweep(parent);
     let temp = tempfile::Builder::new()
-        .prefix(".lamina-export-")
+        .prefix(output::TEMP_PREFIXES[0])
         .tempdir_in(parent)
         .map_err(Sink::io(parent))?;
+    let _writing = output::hold(temp.path())?;
     // Temp directories are private; the output is as readable as any other.
     std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
         .map_err(Sink::io(temp.path()))?;
@@ -237,50 +251,79 @@ pub(crate) fn oci_dir(
     sink.finish()?;
     // Move an old output aside first: a directory cannot be renamed over a non-empty one.
     let old = tempfile::Builder::new()
-        .prefix(".lamina-old-")
+        .prefix(output::TEMP_PREFIXES[1])
         .tempdir_in(parent)
         .map_err(Sink::io(parent))?;
+    let _removing = output::hold(old.path())?;
     if out.symlink_metadata().is_ok() {
         std::fs::rename(out, old.path().join("old")).map_err(Sink::io(out))?;
     }
     std::fs::rename(temp.path(), out).map_err(Sink::io(out))?;
+    output::sync_dir(parent);
     // `temp` no longer exists: forget it; `old` takes the previous output with it.
     let _ = temp.keep();
     drop(old);
     Ok(bytes)
 }
 
-/// Writes a tar file at `out` (replacing it) with `fill`.
+/// Writes a tar to `placement` with `fill`: a file atomically, or through what is there,
+/// or to standard output.
 pub(crate) fn tar_file(
-    out: &Path,
+    placement: &Placement,
     fill: impl FnOnce(&mut Sink) -> Result<u64, ExportError>,
 ) -> Result<u64, ExportError> {
-    let parent = parent_of(out);
-    let temp = tempfile::Builder::new()
-        .prefix(".lamina-export-")
-        .tempfile_in(parent)
-        .map_err(Sink::io(parent))?;
-    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))
-        .map_err(Sink::io(temp.path()))?;
-    let file = temp.reopen().map_err(Sink::io(temp.path()))?;
-    let mut builder = tar::Builder::new(BufWriter::with_capacity(256 * 1024, file));
-    builder.mode(tar::HeaderMode::Deterministic);
-    let mut sink = Sink::Tar(builder, out.to_path_buf());
-    let bytes = fill(&mut sink)?;
-    sink.finish()?;
-    temp.persist(out).map_err(|e| ExportError::Io {
-        path: out.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(bytes)
+    let tar = |file: File, label: PathBuf| {
+        let mut builder = tar::Builder::new(BufWriter::with_capacity(256 * 1024, file));
+        builder.mode(tar::HeaderMode::Deterministic);
+        Sink::Tar(builder, label)
+    };
+    match placement {
+        Placement::Atomic(out) => {
+            output::sweep(parent_of(out));
+            let staged = Staged::new(out)?;
+            let file = staged.file.try_clone().map_err(Sink::io(out))?;
+            let mut sink = tar(file, out.clone());
+            let bytes = fill(&mut sink)?;
+            sink.finish()?;
+            staged.commit()?;
+            Ok(bytes)
+        }
+        Placement::Through(out) => {
+            let file = File::options()
+                .write(true)
+                .truncate(true)
+                .open(out)
+                .map_err(Sink::io(out))?;
+            let mut sink = tar(file, out.clone());
+            let bytes = fill(&mut sink)?;
+            sink.finish()?;
+            Ok(bytes)
+        }
+        Placement::Stdout => {
+            let label = PathBuf::from("standard output");
+            let fd = io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(Sink::io(&label))?;
+            let mut sink = tar(File::from(fd), label);
+            let bytes = fill(&mut sink)?;
+            sink.finish()?;
+            Ok(bytes)
+        }
+        Placement::Directory(out) => Err(ExportError::OutputRefused {
+            path: out.clone(),
+            kind: "a directory",
+            hint: "an archive is one file; name a file in it".to_owned(),
+        }),
+    }
 }
 
-/// Writes an oci-archive at `out`.
+/// Writes an oci-archive to `out`.
 pub(crate) fn oci_archive(
     store: &Store,
     image: &StoredImage,
     name: &str,
-    out: &Path,
+    out: &Placement,
 ) -> Result<u64, ExportError> {
     tar_file(out, |sink| oci_layout(sink, store, image, name))
 }

@@ -152,7 +152,9 @@ impl ImagePlan {
     }
 
     /// The layer when the store has it already (record and blob, or just the blob, then
-    /// checked against the diff_id): nothing to receive.
+    /// checked against the diff_id): nothing to receive. The descriptor's size is checked
+    /// against the stored blob too, so a manifest with a wrong size is refused even when its
+    /// layer needs no receiving (it would otherwise be stored and exported as it is).
     pub(crate) fn present<'s>(
         &self,
         store: &'s Store,
@@ -162,12 +164,14 @@ impl ImagePlan {
             && let Some(v) = record.variants.iter().find(|v| v.sha256 == job.sha256)
             && store.contains(&v.digest)?
         {
+            self.check_stored_size(job, v.size)?;
             return Ok(Some(Fetched::Present(v.clone())));
         }
         let Some(blob) = store.get(&job.sha256)? else {
             return Ok(None);
         };
         let info = blob.info.clone();
+        self.check_stored_size(job, info.size)?;
         let uncompressed = hash_uncompressed(job.compression, blob).map_err(|e| {
             rejected(
                 &self.reference,
@@ -181,6 +185,21 @@ impl ImagePlan {
             &info,
             uncompressed,
         ))))
+    }
+
+    /// Refuses a descriptor whose size is not the stored blob's of the same digest.
+    fn check_stored_size(&self, job: &LayerJob, stored: u64) -> Result<(), ExportError> {
+        if stored == job.size {
+            return Ok(());
+        }
+        Err(rejected(
+            &self.reference,
+            &format!("layer {}", job.digest),
+            format!(
+                "the manifest says {} bytes, the blob with that digest has {stored}",
+                job.size
+            ),
+        ))
     }
 
     /// A staging stream for the layer's bytes.

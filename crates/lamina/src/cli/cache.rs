@@ -169,6 +169,7 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "cache_expired": report.cache_expired,
             "cache_evicted": report.cache_evicted,
             "leases_expired": report.leases_expired,
+            "cache_kept_young": report.cache_kept_young,
             "blobs_kept": report.blobs_kept,
             "bytes_kept": report.bytes_kept,
             "budget_met": report.budget_met,
@@ -230,6 +231,20 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "git repositories: {} removed, {} freed",
             git_repos.removed,
             units::size(git_repos.bytes)
+        )?;
+    }
+    if report.cache_kept_young > 0 {
+        writeln!(
+            out,
+            "note: kept {} expired cache entr{} made within --min-age ({}); pass a smaller \
+             --min-age (e.g. --min-age 0s) to remove them",
+            report.cache_kept_young,
+            if report.cache_kept_young == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            humantime::format_duration(options.min_age),
         )?;
     }
     if !report.budget_met {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use lamina::exec::BuildState;
+use lamina::export::archive::ExportTarget;
 use lamina::export::image::{display_name, find_named, image_name, normalize_name};
 use lamina::export::{ArchiveFormat, StoredImage};
 use lamina::store::{Compression, ImageRecord, ImageState};
@@ -63,9 +64,13 @@ pub enum ImageCommand {
         /// needs). Stored variants are reused; a missing one is made once and kept.
         #[arg(long, value_enum, default_value_t = LayerCompression::Gzip)]
         compression: LayerCompression,
-        /// Where to write it.
+        /// Where to write it: a file (written atomically, a regular file there replaced),
+        /// a directory for oci-dir, or `-` for standard output.
         #[arg(long, short = 'o', value_name = "PATH")]
         output: PathBuf,
+        /// Write through a symlink, device or FIFO at PATH instead of refusing it.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove image names; their layers go at the next GC unless something else needs them.
     Rm {
@@ -174,6 +179,7 @@ pub fn run(
             format,
             compression,
             output,
+            force,
         } => {
             let image = load(&engine, &name)?;
             let format = match format {
@@ -181,11 +187,24 @@ pub fn run(
                 Format::OciArchive => ArchiveFormat::OciArchive,
                 Format::DockerArchive => ArchiveFormat::DockerArchive,
             };
-            let report =
-                lamina::export::archive::export(store, &image, &name, format, compression, &output)
-                    .with_context(|| format!("exporting {name} to {}", output.display()))?;
+            let target = ExportTarget::parse(&output, force);
+            let report = lamina::export::archive::export_to(
+                store,
+                &image,
+                &name,
+                format,
+                compression,
+                &target,
+            )
+            .with_context(|| format!("exporting {name} to {}", output.display()))?;
+            // The archive itself went to stdout: the summary goes to stderr.
+            let mut stderr = std::io::stderr();
+            let summary: &mut dyn Write = match target {
+                ExportTarget::Stdout => &mut stderr,
+                _ => &mut *out,
+            };
             writeln!(
-                out,
+                summary,
                 "exported {} ({}) to {}: {}; compressed {} of {} layers for this export",
                 display_name(&name),
                 report.image.digest,
