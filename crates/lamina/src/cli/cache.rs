@@ -77,6 +77,17 @@ pub fn run(
     };
     let store = Store::open(&dir, options)
         .with_context(|| format!("cannot open the store at '{}'", dir.display()))?;
+    // As every command that opens the store: what killed processes left goes first (gc
+    // reclaims it itself, to report it).
+    if !matches!(command, CacheCommand::Gc { .. }) {
+        let work_dir = lamina::Engine::work_dir_of(store.path());
+        if let Err(e) = lamina::exec::reclaim::reclaim_leftovers(&work_dir) {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "warning: cannot reclaim what killed builds left: {e}"
+            );
+        }
+    }
     match command {
         CacheCommand::Stats { json } => stats(&store, json, out)?,
         CacheCommand::Gc { json, .. } => gc(&store, json, out)?,
