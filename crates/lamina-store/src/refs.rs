@@ -133,7 +133,8 @@ impl Store {
             // GC may have removed it between the read and the gate.
             if self.index.get(index::CACHE, key)?.is_some() {
                 record.last_used = from_ms(now);
-                self.index.put(index::CACHE, key, &record.encode())?;
+                self.index
+                    .put_relaxed(index::CACHE, key, &record.encode())?;
             }
         }
         Ok(Some(record))
@@ -180,6 +181,11 @@ impl Store {
         }
         let now = from_ms(now_ms());
         let old = self.image(name)?;
+        // A retag to what the name already holds changes only `updated`: losing that to a
+        // power cut is harmless, so a warm rebuild's retag does not wait for an fsync.
+        let unchanged = old
+            .as_ref()
+            .is_some_and(|o| o.manifest == manifest && o.references == refs && o.state == state);
         let record = ImageRecord {
             name: name.to_owned(),
             manifest,
@@ -189,8 +195,13 @@ impl Store {
             created: old.map_or(now, |o| o.created),
             updated: now,
         };
-        self.index
-            .put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        if unchanged {
+            self.index
+                .put_relaxed(index::IMAGES, name.as_bytes(), &record.encode())?;
+        } else {
+            self.index
+                .put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        }
         Ok(record)
     }
 
