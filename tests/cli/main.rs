@@ -23,3 +23,4 @@ mod require;
 mod sources;
 mod support;
 mod trust;
+mod waiting;

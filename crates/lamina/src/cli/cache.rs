@@ -75,8 +75,11 @@ pub fn run(
         Some(dir) => dir,
         None => lamina::store::default_location()?,
     };
-    let store = Store::open(&dir, options)
-        .with_context(|| format!("cannot open the store at '{}'", dir.display()))?;
+    let wait = super::wait_or(super::DEFAULT_WAIT);
+    let store = super::open_waiting(&dir, options, wait, |options| {
+        Ok(Store::open(&dir, options)?)
+    })
+    .with_context(|| format!("cannot open the store at '{}'", dir.display()))?;
     match command {
         CacheCommand::Stats { json } => stats(&store, json, out)?,
         CacheCommand::Gc { json, .. } => gc(&store, json, out)?,
