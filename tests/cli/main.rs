@@ -27,3 +27,4 @@ mod sources;
 mod support;
 mod trust;
 mod unprivileged;
+mod waiting;

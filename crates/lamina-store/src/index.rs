@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DataBlockIndexType,
-    Direction, IteratorMode, MergeOperands, Options, WriteBatch, WriteOptions,
+    BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    CompactOptions, DB, DataBlockIndexType, Direction, IteratorMode, MergeOperands, Options,
+    WriteBatch, WriteOptions,
 };
 
 use crate::StoreError;
@@ -45,6 +46,14 @@ pub(crate) const LAST_GC: &[u8] = b"last_gc";
 /// cache keeps the hot part and every filter and index block in memory.
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
+/// Table files a column family may hold before [`Index::open`] merges them into one. Every
+/// open that finds writes in the WAL flushes them into new level-0 files (one per family
+/// written); a short-lived process exits before RocksDB's background compaction merges them,
+/// and what it does compact, files of a few random digests whose key ranges do not overlap,
+/// it moves to the last level unmerged. Without this bound a store used by many small
+/// commands grows by ~2 files per command and every open reads them all.
+pub(crate) const MAX_FAMILY_FILES: u64 = 12;
+
 /// A key/value pair read from the index.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
 
@@ -81,6 +90,13 @@ impl Index {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(2);
+        // RocksDB opens every table file at open with up to 16 threads per column family
+        // (144 threads for 9 families); the index holds a few small files per family, which
+        // one thread opens faster than it can start the others.
+        opts.set_max_file_opening_threads(1);
+        // No periodic statistics dumps: they only start a timer thread in short commands.
+        opts.set_stats_dump_period_sec(0);
+        opts.set_stats_persist_period_sec(0);
         // Lookups are point gets of random 32-byte digests: bloom filters let a get skip the
         // files that cannot hold the key, and a hash index inside each block finds the key
         // without a binary search. One block cache is shared by every family.
@@ -107,10 +123,52 @@ impl Index {
             })?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(sync);
-        Ok(Index {
+        let index = Index {
             db,
             path: path.to_path_buf(),
             write_opts,
+        };
+        index.bound_files(MAX_FAMILY_FILES)?;
+        Ok(index)
+    }
+
+    /// Table files of a column family, over every level.
+    pub(crate) fn family_files(&self, cf: &str) -> Result<u64, StoreError> {
+        let mut files = 0;
+        for level in 0..7 {
+            let property = format!("rocksdb.num-files-at-level{level}");
+            files += self
+                .db
+                .property_int_value_cf(self.cf(cf), property.as_str())
+                .map_err(self.err())?
+                .unwrap_or(0);
+        }
+        Ok(files)
+    }
+
+    /// Merges every column family holding more than `max` table files into one file, in
+    /// this call: the files are small, and background compaction does not get to run in
+    /// processes that live a few milliseconds. This rewrites the whole family, which is why
+    /// it waits until files pile up rather than running at every open.
+    pub(crate) fn bound_files(&self, max: u64) -> Result<(), StoreError> {
+        let mut compact = CompactOptions::default();
+        compact.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        for name in FAMILIES {
+            if self.family_files(name)? > max {
+                self.db
+                    .compact_range_cf_opt(self.cf(name), None::<&[u8]>, None::<&[u8]>, &compact);
+            }
+        }
+        Ok(())
+    }
+
+    /// Table files (`.sst`) in the index directory.
+    #[cfg(test)]
+    pub(crate) fn table_files(&self) -> usize {
+        std::fs::read_dir(&self.path).map_or(0, |dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "sst"))
+                .count()
         })
     }
 
@@ -143,6 +201,12 @@ impl Index {
         self.db
             .write_opt(batch, &self.write_opts)
             .map_err(self.err())
+    }
+
+    /// [`Index::put`] without fsync: for last-used times, where losing the last few updates
+    /// to a power cut is harmless (a killed process loses nothing: the WAL is written).
+    pub(crate) fn put_relaxed(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db.put_cf(self.cf(cf), key, value).map_err(self.err())
     }
 
     /// Writes without fsync: for statistics and last-used times, where losing the last

@@ -100,7 +100,10 @@ impl Store {
             expires_ms: now.saturating_add(duration_ms(ttl)),
             pid: std::process::id(),
         };
-        self.index.put(index::LEASES, &id, &header.encode())?;
+        // Without fsync: a lease only matters while its process lives, and a power cut ends
+        // that; a later synced write (a protected blob's commit) syncs it too, in WAL order.
+        self.index
+            .put_relaxed(index::LEASES, &id, &header.encode())?;
         Ok(Lease {
             store: self,
             id,
@@ -129,6 +132,7 @@ impl Store {
             let (key, _) = item?;
             batch.delete_cf(self.index.cf(index::LEASES), key);
         }
-        self.index.write(batch)
+        // Without fsync: a release lost to a power cut leaves a lease that expires.
+        self.index.write_relaxed(batch)
     }
 }

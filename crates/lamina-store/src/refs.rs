@@ -114,7 +114,17 @@ impl Store {
             last_used: now,
             ttl: entry.ttl,
         };
-        self.index.put(index::CACHE, key, &record.encode())?;
+        // Storing what the key already holds (a rebuild's final entries) refreshes only its
+        // times: losing that to a power cut is harmless, so it does not wait for an fsync.
+        let same = self.cache_record(key).ok().flatten().is_some_and(|old| {
+            old.layer == record.layer && old.config == record.config && old.ttl == record.ttl
+        });
+        if same {
+            self.index
+                .put_relaxed(index::CACHE, key, &record.encode())?;
+        } else {
+            self.index.put(index::CACHE, key, &record.encode())?;
+        }
         Ok(record)
     }
 
@@ -133,7 +143,8 @@ impl Store {
             // GC may have removed it between the read and the gate.
             if self.index.get(index::CACHE, key)?.is_some() {
                 record.last_used = from_ms(now);
-                self.index.put(index::CACHE, key, &record.encode())?;
+                self.index
+                    .put_relaxed(index::CACHE, key, &record.encode())?;
             }
         }
         Ok(Some(record))
@@ -180,6 +191,11 @@ impl Store {
         }
         let now = from_ms(now_ms());
         let old = self.image(name)?;
+        // A retag to what the name already holds changes only `updated`: losing that to a
+        // power cut is harmless, so a warm rebuild's retag does not wait for an fsync.
+        let unchanged = old
+            .as_ref()
+            .is_some_and(|o| o.manifest == manifest && o.references == refs && o.state == state);
         let record = ImageRecord {
             name: name.to_owned(),
             manifest,
@@ -189,8 +205,13 @@ impl Store {
             created: old.map_or(now, |o| o.created),
             updated: now,
         };
-        self.index
-            .put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        if unchanged {
+            self.index
+                .put_relaxed(index::IMAGES, name.as_bytes(), &record.encode())?;
+        } else {
+            self.index
+                .put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        }
         Ok(record)
     }
 
@@ -224,6 +245,10 @@ impl Store {
         let mut record = self.image(name)?.ok_or_else(|| StoreError::ImageNotFound {
             name: name.to_owned(),
         })?;
+        if record.pinned == pinned {
+            // Nothing to change: a rebuild that pins its tag again writes nothing.
+            return Ok(record);
+        }
         record.pinned = pinned;
         record.updated = SystemTime::now();
         self.index

@@ -207,7 +207,8 @@ impl Store {
         // Re-read under the locks: GC may have removed it since.
         if let Some(mut current) = self.record(&key)? {
             current.last_used = from_ms(now);
-            self.index.put(index::BLOBS, &key, &current.encode())?;
+            self.index
+                .put_relaxed(index::BLOBS, &key, &current.encode())?;
         }
         Ok(())
     }

@@ -192,3 +192,51 @@ fn diff_id_aliases_are_checked_and_repaired() {
     assert_eq!(found.digest, layer.digest);
     assert_eq!(store.layer_by_diff_id(&stray).unwrap(), None);
 }
+
+#[test]
+fn index_files_stay_bounded_across_many_short_opens() {
+    // Each cycle is a short-lived command: open, write a little (a blob record, a cache
+    // entry, counters, a retag), close. Each open flushes the previous cycle's WAL into new
+    // table files.
+    let dir = tempfile::tempdir().unwrap();
+    let cycles = 3 * index::MAX_FAMILY_FILES as usize;
+    for i in 0..cycles {
+        let store = open(dir.path());
+        for name in [index::BLOBS, index::CACHE, index::IMAGES, index::META] {
+            let files = store.index.family_files(name).unwrap();
+            assert!(
+                files <= index::MAX_FAMILY_FILES,
+                "cycle {i}: family {name} holds {files} table files after open"
+            );
+        }
+        let blob = store
+            .put_bytes(BlobKind::Manifest, format!("manifest {i}").as_bytes())
+            .unwrap();
+        let entry = CacheEntry {
+            layer: None,
+            config: blob.digest,
+            ttl: None,
+        };
+        store.put_cache_entry(&[i as u8; 32], &entry).unwrap();
+        store
+            .tag_image("age:latest", &blob.digest, &[], ImageState::Complete)
+            .unwrap();
+    }
+    let store = open(dir.path());
+    // 9 families at most at the bound each: without it, 36 cycles leave ~100 files.
+    let bound = 9 * index::MAX_FAMILY_FILES as usize;
+    let files = store.index.table_files();
+    assert!(
+        files <= bound,
+        "{files} table files after {cycles} opens (bound {bound})"
+    );
+    // GC merges each family into one file.
+    store.gc().unwrap();
+    for name in [index::BLOBS, index::CACHE, index::IMAGES, index::META] {
+        assert!(
+            store.index.family_files(name).unwrap() <= 1,
+            "{name} after gc"
+        );
+    }
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
+}

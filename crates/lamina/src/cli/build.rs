@@ -55,10 +55,6 @@ pub struct BuildArgs {
     /// build does; `sleep-infinity` and `none` decide for every definition.
     #[arg(long, value_enum, default_value_t = DefaultCmdArg::Auto, value_name = "WHEN")]
     default_cmd: DefaultCmdArg,
-    /// How long to wait for a store that another process (e.g. another build) holds; the
-    /// steps it builds are then cache hits here.
-    #[arg(long, value_parser = super::units::parse_duration, default_value = "1h", value_name = "DURATION")]
-    wait: std::time::Duration,
     /// Do not mount the host's CA bundle into RUN steps.
     #[arg(long)]
     no_host_ca: bool,
@@ -160,6 +156,10 @@ pub(super) fn parse_ssh(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// A build waits this long for a store another process holds unless `--wait` says: the
+/// steps the other build runs are then cache hits here.
+const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
 pub fn run(
     store_dir: Option<PathBuf>,
     args: BuildArgs,
@@ -169,7 +169,7 @@ pub fn run(
     let registry = args.registry.config()?;
     let host_ca_bundle = !args.no_host_ca;
     let download_timeout = args.download_timeout;
-    let engine = super::engine_waiting(store_dir, Some(args.wait), |config| {
+    let engine = super::engine_waiting(store_dir, super::wait_or(BUILD_WAIT), |config| {
         config.registry = registry;
         config.host_ca_bundle = host_ca_bundle;
         config.download_timeout = download_timeout;

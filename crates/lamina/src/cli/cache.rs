@@ -75,8 +75,11 @@ pub fn run(
         Some(dir) => dir,
         None => lamina::store::default_location()?,
     };
-    let store = Store::open(&dir, options)
-        .with_context(|| format!("cannot open the store at '{}'", dir.display()))?;
+    let wait = super::wait_or(super::DEFAULT_WAIT);
+    let store = super::open_waiting(&dir, options, wait, |options| {
+        Ok(Store::open(&dir, options)?)
+    })
+    .with_context(|| format!("cannot open the store at '{}'", dir.display()))?;
     // As every command that opens the store: what killed processes left goes first (gc
     // reclaims it itself, to report it).
     if !matches!(command, CacheCommand::Gc { .. }) {

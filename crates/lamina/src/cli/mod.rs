@@ -10,7 +10,9 @@ mod registry;
 mod units;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,11 @@ pub struct Cli {
     /// The store directory [default: $XDG_CACHE_HOME/lamina/store, else ~/.cache/lamina/store].
     #[arg(long, global = true, env = lamina::store::STORE_ENV, value_name = "DIR")]
     store: Option<PathBuf>,
+
+    /// How long to wait for a store that another process holds (e.g. a build) before giving
+    /// up [default: 1h for build, 30s for the other commands].
+    #[arg(long, global = true, env = WAIT_ENV, value_parser = units::parse_duration, value_name = "DURATION")]
+    wait: Option<std::time::Duration>,
 
     #[command(subcommand)]
     command: Command,
@@ -75,8 +82,23 @@ enum Command {
     Cache(cache::CacheCommand),
 }
 
+/// The environment variable that sets `--wait` for every command.
+const WAIT_ENV: &str = "LAMINA_WAIT";
+
+/// `--wait` (or `$LAMINA_WAIT`), set once by [`run`] for every command that opens the store.
+static WAIT: OnceLock<Option<Duration>> = OnceLock::new();
+
+/// How long this command waits for a held store: `--wait`, else the command's `default`.
+fn wait_or(default: Duration) -> Duration {
+    WAIT.get().copied().flatten().unwrap_or(default)
+}
+
+/// How long commands other than `build` wait for a held store unless `--wait` says.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let _ = WAIT.set(cli.wait);
     // Not locked for the whole command: `build --progress json` writes events to stdout from
     // the build's thread while this one waits.
     let mut out = std::io::stdout();
@@ -120,51 +142,76 @@ fn engine_with(
     store_dir: Option<PathBuf>,
     configure: impl FnOnce(&mut lamina::exec::ExecConfig),
 ) -> anyhow::Result<lamina::Engine> {
-    engine_waiting(store_dir, None, configure)
+    engine_waiting(store_dir, wait_or(DEFAULT_WAIT), configure)
 }
 
-/// Opens the engine; with `wait`, a store held by another process (another build) is waited
-/// for that long, after saying so, instead of the store's default lock timeout.
+/// Opens the engine, waiting for a store another process holds as `--wait` says.
 fn engine_waiting(
     store_dir: Option<PathBuf>,
-    wait: Option<std::time::Duration>,
+    wait: Duration,
     configure: impl FnOnce(&mut lamina::exec::ExecConfig),
 ) -> anyhow::Result<lamina::Engine> {
-    use lamina::store::{StoreError, StoreOptions};
     let dir = match store_dir {
         Some(dir) => dir,
         None => lamina::store::default_location()?,
     };
-    let Some(wait) = wait else {
-        return Ok(lamina::Engine::open_with(
-            dir,
-            StoreOptions::default(),
-            configure,
-        )?);
+    let mut configure = Some(configure);
+    open_waiting(
+        &dir,
+        lamina::store::StoreOptions::default(),
+        wait,
+        |options| {
+            lamina::Engine::open_with(&dir, options, |config| {
+                if let Some(configure) = configure.take() {
+                    configure(config);
+                }
+            })
+        },
+    )
+}
+
+/// Opens what holds the store at `dir` (`open` gets `options` with a lock timeout): a store
+/// another process holds is waited for up to `wait`, after saying once on stderr who holds
+/// it; giving up is a one-line error naming the holder and `--wait`.
+fn open_waiting<T>(
+    dir: &Path,
+    options: lamina::store::StoreOptions,
+    wait: Duration,
+    mut open: impl FnMut(lamina::store::StoreOptions) -> Result<T, lamina::Error>,
+) -> anyhow::Result<T> {
+    use lamina::store::{StoreError, StoreOptions};
+    let gave_up = |holder: &str| {
+        anyhow::anyhow!(
+            "the store {} is in use by {holder}; gave up after {} (wait longer with --wait DURATION or {WAIT_ENV})",
+            dir.display(),
+            humantime::format_duration(wait)
+        )
     };
     let quick = StoreOptions {
-        lock_timeout: std::time::Duration::from_millis(200),
-        ..StoreOptions::default()
+        lock_timeout: wait.min(Duration::from_millis(200)),
+        ..options.clone()
     };
-    let mut configure = Some(configure);
-    let mut config_once = |config: &mut lamina::exec::ExecConfig| {
-        if let Some(configure) = configure.take() {
-            configure(config);
-        }
-    };
-    match lamina::Engine::open_with(&dir, quick, &mut config_once) {
+    match open(quick) {
         Err(lamina::Error::Store(StoreError::Locked { holder, .. })) => {
+            if wait <= Duration::from_millis(200) {
+                return Err(gave_up(&holder));
+            }
             let _ = writeln!(
                 std::io::stderr(),
-                "waiting for the store {}: in use by {holder} (up to {})",
+                "waiting for the store {}: in use by {holder} (up to {}, set with --wait or {WAIT_ENV})",
                 dir.display(),
                 humantime::format_duration(wait)
             );
             let patient = StoreOptions {
                 lock_timeout: wait,
-                ..StoreOptions::default()
+                ..options
             };
-            Ok(lamina::Engine::open_with(&dir, patient, config_once)?)
+            match open(patient) {
+                Err(lamina::Error::Store(StoreError::Locked { holder, .. })) => {
+                    Err(gave_up(&holder))
+                }
+                other => Ok(other?),
+            }
         }
         other => Ok(other?),
     }

@@ -1,0 +1,97 @@
+//! Every command waits the same way for a store another process holds: `--wait` or
+//! `LAMINA_WAIT`, a note on stderr naming the holder, a one-line error when it gives up.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lamina::store::{Store, StoreOptions};
+
+/// Runs `lamina --store STORE args..` with `env` set, returning (success, stdout, stderr).
+fn run(store: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("LAMINA_WAIT")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the lamina binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn image_ls_waits_for_the_holder_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    // This test process holds the store for ~1.5 s, then closes it.
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(store);
+    });
+    let start = Instant::now();
+    let (ok, _, stderr) = run(&path, &["image", "ls", "--wait", "10s"], &[]);
+    let waited = start.elapsed();
+    holder.join().unwrap();
+    assert!(ok, "image ls failed: {stderr}");
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "did not wait: {waited:?}"
+    );
+    let pid = format!("process {}", std::process::id());
+    let notes: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("waiting for the store"))
+        .collect();
+    assert_eq!(notes.len(), 1, "one note while waiting: {stderr}");
+    assert!(
+        notes[0].contains(&pid),
+        "the note names the holder: {stderr}"
+    );
+    assert!(
+        notes[0].contains("--wait"),
+        "the note names the option: {stderr}"
+    );
+}
+
+/// A command line and the environment it runs with.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
+#[test]
+fn a_short_wait_fails_in_one_line_naming_holder_and_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let _store = Store::open(&path, StoreOptions::default()).unwrap();
+    let pid = format!("process {}", std::process::id());
+    // The global option after the subcommand, and the environment variable, for commands
+    // that open the store in different ways (the engine, the store alone, a build).
+    let cases: [Case<'_>; 3] = [
+        (&["image", "ls", "--wait", "300ms"], &[]),
+        (&["cache", "stats"], &[("LAMINA_WAIT", "300ms")]),
+        (&["--wait", "0s", "image", "inspect", "app:1"], &[]),
+    ];
+    for (args, env) in cases {
+        let start = Instant::now();
+        let (ok, _, stderr) = run(&path, args, env);
+        assert!(!ok, "lamina {args:?} should fail while the store is held");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{args:?} waited too long"
+        );
+        let lines: Vec<_> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("waiting for"))
+            .collect();
+        assert_eq!(lines.len(), 1, "one line for {args:?}: {stderr}");
+        assert!(lines[0].contains(&pid), "names the holder: {stderr}");
+        assert!(
+            lines[0].contains("--wait") && lines[0].contains("LAMINA_WAIT"),
+            "names the option: {stderr}"
+        );
+    }
+}
