@@ -190,9 +190,9 @@ dk_build() {
     shift
     DOCKER_BUILDKIT=1 /usr/bin/docker -H "unix://$docker_sock" build --network host --progress=plain "$@" "$ctx" 2>&1
 }
-# Empties BuildKit's cache and removes image $1 (the base stays).
+# Empties BuildKit's cache and removes the images named (the base stays).
 dk_cold() {
-    dk rmi -f "$1" >/dev/null 2>&1 || true
+    dk rmi -f "$@" >/dev/null 2>&1 || true
     dk builder prune -af >/dev/null
 }
 

@@ -103,7 +103,8 @@ EOF
 
 buildkit_round() { # WORKLOAD ROUND
     local w="$1" ctx="$tmp/ctx-$1" log start mode
-    dk_cold "bench-$w:buildkit"
+    # Every workload's image, so that one workload's image is not counted in the next's size.
+    dk_cold bench-pip:buildkit bench-local:buildkit
     sync
     for mode in cold warm; do
         log="$tmp/buildkit-$w-$mode-$2.log"
