@@ -2,8 +2,8 @@
 # Cold build of `COPY src /src` (50,000 small files, ~200 MB on disk) plus one RUN on a ~300 MB
 # Debian base: lamina against BuildKit (dockerd's), issue 12's second goal (lamina cold
 # <= 0.9x BuildKit's wall time, medians of alternating rounds). Also, in the same rounds, the
-# warm rebuild of the unchanged context right after (must not regress) and lamina's peak
-# memory (max RSS of `lamina build` from /usr/bin/time, cold and warm; goal <= 128 MB).
+# warm rebuild of the unchanged context right after (must not regress), lamina's peak memory
+# (max RSS of `lamina build` from GNU time, cold and warm; goal <= 128 MB) and CPU seconds.
 #
 # Usage: [LAMINA=path/to/lamina] benches/scripts/cold-copy.sh [--runs N] [--keep] [gen-tree flags]
 #   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina).
@@ -31,7 +31,6 @@ ensure_lamina
 ensure_gen_tree
 ensure_bench_base
 start_dockerd
-report="$repo/benches/scripts/cold_report.py"
 
 ctx="$tmp/ctx"
 mkdir -p "$ctx"
@@ -46,48 +45,29 @@ EOF
 
 results="$tmp/results.tsv"
 : >"$results"
-add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
-
-# lamina_build TOOL MODE LOG: a timed build into $tmp/store; records wall, max RSS, steps.
-lamina_build() {
-    local tool="$1" mode="$2" log="$3" start rss
-    start=$(now_ms)
-    /usr/bin/time -f '%M' -o "$log.rss" "$LAMINA_BIN" --store "$tmp/store" build "$ctx" \
-        --tag bench-copy:lamina --progress json >"$log" 2>&1 \
-        || { cat "$log" >&2; echo "lamina build failed" >&2; exit 1; }
-    add "$tool" "$mode wall (ms)" "$(($(now_ms) - start))"
-    rss="$(tail -n 1 "$log.rss")"
-    add "$tool" "$mode max RSS (MB)" "$(python3 -c "print($rss / 1024)")"
-    python3 "$report" steps lamina "$log" | sed "s/^/$tool\t$mode: /" >>"$results"
-}
-
-buildkit_build() {
-    local mode="$1" log="$2" start
-    start=$(now_ms)
-    dk_build "$ctx" -t bench-copy:buildkit >"$log" || { cat "$log" >&2; echo "docker build failed" >&2; exit 1; }
-    add buildkit "$mode wall (ms)" "$(($(now_ms) - start))"
-    python3 "$report" steps buildkit "$log" | sed "s/^/buildkit\t$mode: /" >>"$results"
-}
 
 # lamina_round ROUND [ready]: a fresh store holding the base (with `ready`, the base's tree
 # made ready by an untimed first build, as `docker load` leaves Docker's), cold then warm.
 lamina_round() {
-    local tool=lamina
+    local tool=lamina mode
     lamina_fresh_store "$tmp/store"
     if [[ "${2:-}" = ready ]]; then
         tool=lamina-base-ready
         lamina_ready_base "$tmp/store"
     fi
     sync
-    lamina_build "$tool" cold "$tmp/$tool-cold-$1.log"
-    lamina_build "$tool" warm "$tmp/$tool-warm-$1.log"
+    for mode in cold warm; do
+        timed_lamina "$tool" "$mode" "$tmp/$tool-$mode-$1.log" --store "$tmp/store" build "$ctx" --tag bench-copy:lamina
+    done
 }
 
 buildkit_round() {
+    local mode
     dk_cold bench-copy:buildkit
     sync
-    buildkit_build cold "$tmp/buildkit-cold-$1.log"
-    buildkit_build warm "$tmp/buildkit-warm-$1.log"
+    for mode in cold warm; do
+        timed_buildkit "$mode" "$tmp/buildkit-$mode-$1.log" "$ctx" -t bench-copy:buildkit
+    done
 }
 
 machine_line >&2
@@ -105,4 +85,4 @@ echo "$runs alternating rounds; lamina store after the last round: $(du -sb "$tm
 echo
 sed 's/^/    /' "$ctx/Dockerfile"
 echo
-python3 "$report" table "$results"
+python3 "$repo/benches/scripts/cold_report.py" table "$results"

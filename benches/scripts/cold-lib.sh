@@ -10,7 +10,8 @@
 #                              its client; BuildKit builds use `dk_build`
 #   lamina_fresh_store DIR     a new store holding only the imported base
 #   lamina_ready_base DIR      an untimed first RUN on the base there (its tree made ready)
-#   median_spread VALUES...    "median min max" of the numbers given
+#   timed_lamina, timed_buildkit  a build timed from outside (lamina's with max RSS and CPU
+#                              seconds), its figures appended to $results
 # Everything lives in $tmp, removed at exit (with every process in $pids stopped by PID and
 # every mount under $tmp unmounted).
 set -euo pipefail
@@ -217,13 +218,36 @@ lamina_ready_base() {
     log "lamina: base made ready (FROM base, RUN true): $(($(now_ms) - start)) ms"
 }
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# "median min max" of the numbers given (any unit), formatted with $MS_DIGITS decimals (0).
-median_spread() {
-    python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[2:]]; d=int(sys.argv[1]); print(f"{statistics.median(v):.{d}f} {min(v):.{d}f} {max(v):.{d}f}")' \
-        "${MS_DIGITS:-0}" "$@"
+# timed_lamina TOOL LABEL LOG ARGS...: runs `lamina ARGS... --progress json` under GNU time,
+# output in LOG, and appends to $results "LABEL wall (ms)", "LABEL max RSS (MB)" and
+# "LABEL CPU user+sys (s)" (lamina and the processes it waited for, runc included), then its
+# steps as "LABEL: STEP". CPU seconds move less with the disk's load than wall time.
+timed_lamina() {
+    local tool="$1" label="$2" log="$3" start
+    shift 3
+    start=$(now_ms)
+    /usr/bin/time -f '%M %U %S' -o "$log.time" "$LAMINA_BIN" "$@" --progress json >"$log" 2>&1 \
+        || { cat "$log" >&2; echo "lamina $* failed" >&2; exit 1; }
+    local wall=$(($(now_ms) - start)) rss user sys
+    read -r rss user sys < <(tail -n 1 "$log.time")
+    printf '%s\t%s wall (ms)\t%s\n' "$tool" "$label" "$wall" >>"$results"
+    printf '%s\t%s max RSS (MB)\t%s\n' "$tool" "$label" "$(python3 -c "print($rss / 1024)")" >>"$results"
+    printf '%s\t%s CPU user+sys (s)\t%s\n' "$tool" "$label" "$(python3 -c "print($user + $sys)")" >>"$results"
+    python3 "$repo/benches/scripts/cold_report.py" steps lamina "$log" | sed "s/^/$tool\t$label: /" >>"$results"
 }
+
+# timed_buildkit LABEL LOG CTX ARGS...: a BuildKit build (dk_build) timed from outside; appends
+# "LABEL wall (ms)" and its steps as "LABEL: STEP" to $results for tool buildkit.
+timed_buildkit() {
+    local label="$1" log="$2" start
+    shift 2
+    start=$(now_ms)
+    dk_build "$@" >"$log" || { cat "$log" >&2; echo "docker build failed" >&2; exit 1; }
+    printf 'buildkit\t%s wall (ms)\t%s\n' "$label" "$(($(now_ms) - start))" >>"$results"
+    python3 "$repo/benches/scripts/cold_report.py" steps buildkit "$log" | sed "s/^/buildkit\t$label: /" >>"$results"
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 machine_line() {
     echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, $(uname -r), $(findmnt -no FSTYPE -T "$tmp") at $tmp; load average $(cut -d' ' -f1-3 /proc/loadavg)"

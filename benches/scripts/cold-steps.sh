@@ -29,7 +29,6 @@ parse_common_args "$@"
 ensure_lamina
 ensure_bench_base
 start_dockerd
-report="$repo/benches/scripts/cold_report.py"
 
 ctx="$tmp/ctx"
 mkdir -p "$ctx"
@@ -45,43 +44,31 @@ EOF
 
 results="$tmp/results.tsv"
 : >"$results"
-record() { # TOOL LOG PARSER
-    python3 "$report" steps "$3" "$2" | sed "s/^/$1\t/" >>"$results"
-}
 
 # lamina_round ROUND [ready]: a fresh store holding the base (and, with `ready`, the base's
 # tree made ready by an untimed first build), then the timed build.
 lamina_round() {
-    local tool=lamina store="$tmp/store" start
+    local tool=lamina store="$tmp/store"
     lamina_fresh_store "$store"
     if [[ "${2:-}" = ready ]]; then
         tool=lamina-base-ready
         lamina_ready_base "$store"
     fi
-    local log="$tmp/$tool-$1.log"
     sync
-    start=$(now_ms)
-    "$LAMINA_BIN" --store "$store" build "$ctx" --tag bench-steps:lamina --progress json >"$log" 2>&1 \
-        || { cat "$log" >&2; echo "lamina build failed" >&2; exit 1; }
-    printf '%s\twall (ms)\t%s\n' "$tool" "$(($(now_ms) - start))" >>"$results"
-    record "$tool" "$log" lamina
+    timed_lamina "$tool" cold "$tmp/$tool-$1.log" --store "$store" build "$ctx" --tag bench-steps:lamina
 }
 
 buildkit_round() {
-    local round="$1" log="$tmp/buildkit-$1.log" start
     dk_cold bench-steps:buildkit
     sync
-    start=$(now_ms)
-    dk_build "$ctx" -t bench-steps:buildkit >"$log" || { cat "$log" >&2; echo "docker build failed" >&2; exit 1; }
-    printf 'buildkit\twall (ms)\t%s\n' "$(($(now_ms) - start))" >>"$results"
-    record buildkit "$log" buildkit
+    timed_buildkit cold "$tmp/buildkit-$1.log" "$ctx" -t bench-steps:buildkit
 }
 
 machine_line >&2
 for round in $(seq "$runs"); do
     if ((round % 2)); then lamina_round "$round"; lamina_round "$round" ready; buildkit_round "$round"
     else buildkit_round "$round"; lamina_round "$round" ready; lamina_round "$round"; fi
-    log "round $round: lamina $(grep -c . "$tmp/lamina-$round.log") events, buildkit $(grep -c DONE "$tmp/buildkit-$round.log") steps done"
+    log "round $round done"
 done
 
 echo
@@ -91,4 +78,4 @@ echo "base: $BASE_IMAGE, $(du -b "$base_rootfs_tar" | cut -f1) bytes of tar; $ru
 echo
 cat "$ctx/Dockerfile" | sed 's/^/    /'
 echo
-python3 "$report" table "$results"
+python3 "$repo/benches/scripts/cold_report.py" table "$results"

@@ -64,6 +64,8 @@ def buildkit_steps(path):
 
 
 def fmt(value):
+    if abs(value) < 10:
+        return f"{value:.2f}"
     return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
 
 

@@ -73,22 +73,26 @@ results="$tmp/results.tsv"
 add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
 mb() { python3 -c "print(($1) / 1e6)"; }
 
+# parts TOOL WORKLOAD DIR: du -sb of each top-level directory of a store over 1 MB (not net).
+parts() {
+    local entry bytes
+    for entry in "$3"/*/; do
+        bytes="$(du -sb "$entry" | cut -f1)"
+        ((bytes < 1000000)) || add "$1" "$2 store part $(basename "$entry")/ (MB)" "$(mb "$bytes")"
+    done
+}
+
 lamina_round() { # WORKLOAD ROUND
-    local w="$1" ctx="$tmp/ctx-$1" log start mode
+    local w="$1" ctx="$tmp/ctx-$1" mode
     lamina_fresh_store "$tmp/store"
     sync
     for mode in cold warm; do
-        log="$tmp/lamina-$w-$mode-$2.log"
-        start=$(now_ms)
-        /usr/bin/time -f '%M' -o "$log.rss" "$LAMINA_BIN" --store "$tmp/store" build "$ctx" \
-            --tag "bench-$w:lamina" --progress json >"$log" 2>&1 \
-            || { cat "$log" >&2; echo "lamina build failed" >&2; exit 1; }
-        add lamina "$w $mode wall (ms)" "$(($(now_ms) - start))"
-        add lamina "$w $mode max RSS (MB)" "$(python3 -c "print($(tail -n 1 "$log.rss") / 1024)")"
-        [[ $mode = warm ]] || python3 "$report" steps lamina "$log" | sed "s/^/lamina\t$w: /" >>"$results"
+        timed_lamina lamina "$w $mode" "$tmp/lamina-$w-$mode-$2.log" \
+            --store "$tmp/store" build "$ctx" --tag "bench-$w:lamina"
     done
     sync
     add lamina "$w store, net (MB)" "$(mb "$(du -sb "$tmp/store" | cut -f1) - $lamina_empty_bytes")"
+    parts lamina "$w" "$tmp/store"
     "$LAMINA_BIN" --store "$tmp/store" cache du >"$tmp/lamina-$w-du-$2.txt"
     add lamina "$w \`cache du\` total (MB)" "$(python3 - "$tmp/lamina-$w-du-$2.txt" <<'EOF'
 import re, sys
@@ -102,19 +106,16 @@ EOF
 }
 
 buildkit_round() { # WORKLOAD ROUND
-    local w="$1" ctx="$tmp/ctx-$1" log start mode
+    local w="$1" ctx="$tmp/ctx-$1" mode
     # Every workload's image, so that one workload's image is not counted in the next's size.
     dk_cold bench-pip:buildkit bench-local:buildkit
     sync
     for mode in cold warm; do
-        log="$tmp/buildkit-$w-$mode-$2.log"
-        start=$(now_ms)
-        dk_build "$ctx" -t "bench-$w:buildkit" >"$log" || { cat "$log" >&2; echo "docker build failed" >&2; exit 1; }
-        add buildkit "$w $mode wall (ms)" "$(($(now_ms) - start))"
-        [[ $mode = warm ]] || python3 "$report" steps buildkit "$log" | sed "s/^/buildkit\t$w: /" >>"$results"
+        timed_buildkit "$w $mode" "$tmp/buildkit-$w-$mode-$2.log" "$ctx" -t "bench-$w:buildkit"
     done
     sync
     add buildkit "$w store, net (MB)" "$(mb "$(du -sb "$docker_data" | cut -f1) - $docker_empty_bytes")"
+    parts buildkit "$w" "$docker_data"
 }
 
 machine_line >&2
