@@ -98,7 +98,10 @@ def table(path):
             medians[tool] = statistics.median(v)
             cells.append(f"{fmt(medians[tool])} [{fmt(min(v))}–{fmt(max(v))}] (n={len(v)})")
         # Long RUN lines are cut: the Dockerfile is printed above the table.
-        label = metric if len(metric) <= 70 else metric[:69] + "…"
+        label, cached = metric, ""
+        if label.endswith(" (cached)"):
+            label, cached = label[: -len(" (cached)")], " (cached)"
+        label = (label if len(label) <= 70 else label[:69] + "…") + cached
         label = label.replace("|", "\\|")
         row = f"| {label} | " + " | ".join(cells)
         for tool in others:
