@@ -6,8 +6,9 @@
 #                              (debootstrap from the mirror in the apt sources, user `bench`,
 #                              uid 1000) cached under $HOME/.cache/lamina/bench-bases, and the
 #                              `docker save` archive of it as image bench-base:bookworm
-#   start_dockerd / stop_dockerd  a private dockerd (own config, socket, data root), `dk` runs
-#                              its client; BuildKit builds use `dk_build`
+#   start_dockerd              a private dockerd (own config, socket, data root; stopped by PID
+#                              at exit) holding the base; `dk` runs its client, `dk_build`
+#                              a BuildKit build, `dk_cold` empties its build cache
 #   lamina_fresh_store DIR     a new store holding only the imported base
 #   lamina_ready_base DIR      an untimed first RUN on the base there (its tree made ready)
 #   timed_lamina, timed_buildkit  a build timed from outside (lamina's with max RSS and CPU
@@ -177,11 +178,6 @@ EOF
         dk load -q -i "$base_archive" >/dev/null
         log "docker load of the base: $(($(now_ms) - start)) ms"
     fi
-}
-
-stop_dockerd() {
-    kill "$docker_pid" 2>/dev/null || true
-    wait "$docker_pid" 2>/dev/null || true
 }
 
 dk() { /usr/bin/docker -H "unix://$docker_sock" "$@"; }
