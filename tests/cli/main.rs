@@ -9,6 +9,7 @@ mod check_mounts;
 mod crate_graph;
 mod debian;
 mod definitions;
+mod disk_full;
 mod docker_output;
 mod docker_world;
 mod downloads;

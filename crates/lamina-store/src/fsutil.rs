@@ -20,6 +20,7 @@ pub(crate) struct Layout {
     pub(crate) index: PathBuf,
     pub(crate) lock: PathBuf,
     pub(crate) format: PathBuf,
+    pub(crate) reserve: PathBuf,
 }
 
 impl Layout {
@@ -31,6 +32,7 @@ impl Layout {
             index: root.join("index-v1"),
             lock: root.join("LOCK"),
             format: root.join("FORMAT"),
+            reserve: root.join("RESERVE"),
         }
     }
 

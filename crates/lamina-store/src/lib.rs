@@ -46,6 +46,7 @@ mod lease;
 mod lock;
 mod records;
 mod refs;
+mod reserve;
 mod stats;
 mod store;
 

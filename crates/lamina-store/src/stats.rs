@@ -72,12 +72,14 @@ pub struct DiskUsage {
     pub index_bytes: u64,
     /// Bytes of staged writes in `tmp/`.
     pub tmp_bytes: u64,
+    /// Bytes of the free-space reserve (`RESERVE`), given up when the disk is full.
+    pub reserve_bytes: u64,
 }
 
 impl DiskUsage {
     /// Everything the store occupies (file lengths, not allocated blocks).
     pub fn total_bytes(&self) -> u64 {
-        self.blob_files_bytes + self.index_bytes + self.tmp_bytes
+        self.blob_files_bytes + self.index_bytes + self.tmp_bytes + self.reserve_bytes
     }
 }
 
@@ -137,6 +139,7 @@ impl Store {
             blob_files_bytes: dir_size(&self.layout.blobs)?.0,
             index_bytes: dir_size(self.index.path())?.0,
             tmp_bytes: dir_size(&self.layout.tmp)?.0,
+            reserve_bytes: std::fs::metadata(&self.layout.reserve).map_or(0, |m| m.len()),
         })
     }
 

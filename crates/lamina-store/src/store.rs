@@ -84,7 +84,14 @@ impl Store {
         let layout = Layout::new(root);
         let lock = StoreLock::acquire(&layout.lock, options.lock_timeout)?;
         layout.create_or_check()?;
-        let index = Index::open(&layout.index, options.sync)?;
+        let index = match Index::open(&layout.index, options.sync) {
+            // A full disk: the reserve makes room for the open, so that the commands that
+            // free space can run.
+            Err(e) if crate::reserve::is_out_of_space(&e) && crate::reserve::release(&layout) => {
+                Index::open(&layout.index, options.sync)?
+            }
+            other => other?,
+        };
         let last_gc = index
             .get(index::META, index::LAST_GC)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
@@ -99,6 +106,7 @@ impl Store {
             _lock: lock,
         };
         store.recover()?;
+        crate::reserve::ensure(&store.layout);
         Ok(store)
     }
 

@@ -339,6 +339,7 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "blob_files_bytes": usage.blob_files_bytes,
             "index_bytes": usage.index_bytes,
             "tmp_bytes": usage.tmp_bytes,
+            "reserve_bytes": usage.reserve_bytes,
             "store_bytes": usage.total_bytes(),
             "unpacked_layers": work.unpacked_layers,
             "unpacked_layers_bytes": work.unpacked_layers_bytes,
