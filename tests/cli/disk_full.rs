@@ -56,6 +56,33 @@ fn gc_rm_and_fsck_work_on_a_full_disk() {
     );
     std::fs::create_dir_all(root.join("base/rootfs/bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("base/rootfs/bin/busybox")).unwrap();
+    // An image of 12 MB that does not compress, as an archive made on a roomy disk.
+    let mut noise = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 12_000_000),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("big")).unwrap();
+    std::fs::write(root.join("big/noise"), noise).unwrap();
+    std::fs::write(
+        root.join("big/Dockerfile"),
+        "FROM scratch\nCOPY noise /noise\n",
+    )
+    .unwrap();
+    let roomy = root.join("roomy");
+    let roomy = roomy.to_str().unwrap();
+    let archive = root.join("big.tar");
+    lamina_in_store(
+        root,
+        roomy,
+        &["build", "big", "--tag", "big:1", "--progress", "plain"],
+    );
+    lamina_in_store(
+        root,
+        roomy,
+        &["image", "export", "big:1", "-o", archive.to_str().unwrap()],
+    );
     let disk = Tmpfs::mount(&root.join("disk"), "40m");
     let store = disk.0.join("store");
     let store = store.to_str().unwrap();
@@ -70,6 +97,25 @@ fn gc_rm_and_fsck_work_on_a_full_disk() {
     );
 
     fill(&disk.0.join("filler"));
+    // A write that runs out of space says so, naming the store and what it needed, and
+    // leaves the store as it was.
+    let out = crate::support::lamina(
+        root,
+        &[
+            "--store",
+            store,
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("no space left for the store at {store}")),
+        "{stderr}"
+    );
+    lamina_in_store(root, store, &["cache", "fsck"]);
     let gc = lamina_in_store(root, store, &["cache", "gc"]);
     assert!(gc.contains("removed"), "{gc}");
     lamina_in_store(root, store, &["image", "rm", "base:1"]);

@@ -24,6 +24,8 @@ pub struct BlobWriter<'s> {
     sha256: sha2::Sha256,
     size: u64,
     lease: Option<[u8; 16]>,
+    /// The blob's whole size when the caller knows it, for a full disk's message.
+    needs: Option<u64>,
 }
 
 impl std::fmt::Debug for BlobWriter<'_> {
@@ -49,7 +51,30 @@ impl<'s> BlobWriter<'s> {
             sha256: sha2::Sha256::new(),
             size: 0,
             lease: None,
+            needs: None,
         })
+    }
+
+    /// A full disk's error names the store, what was written, and what the blob needed.
+    fn out_of_space(&self, error: io::Error) -> io::Error {
+        // ENOSPC, EDQUOT
+        if !matches!(error.raw_os_error(), Some(28 | 122)) {
+            return error;
+        }
+        let needs = self
+            .needs
+            .map(|n| format!(" of the {n} it needs"))
+            .unwrap_or_default();
+        io::Error::new(
+            error.kind(),
+            format!(
+                "no space left for the store at {}: {} bytes of a blob written{needs}; \
+                 free space (`lamina cache gc --max-size …`, `image rm`) or use another \
+                 --store",
+                self.store.layout.root.display(),
+                self.size,
+            ),
+        )
     }
 
     /// Protects the blob with `lease` from the moment it is committed (atomically with the
@@ -91,7 +116,7 @@ impl<'s> BlobWriter<'s> {
         })?;
         let file = out.into_inner().map_err(|e| StoreError::Io {
             path: self.temp.clone(),
-            source: e.into_error(),
+            source: self.out_of_space(e.into_error()),
         })?;
         let blake3 = Digest::blake3(*self.blake3.finalize().as_bytes());
         let sha256 = Digest::sha256(std::mem::take(&mut self.sha256).finalize().into());
@@ -145,7 +170,10 @@ impl Write for BlobWriter<'_> {
             .out
             .as_mut()
             .ok_or_else(|| io::Error::other("writer already finished"))?;
-        let n = out.write(buf)?;
+        let n = match out.write(buf) {
+            Ok(n) => n,
+            Err(e) => return Err(self.out_of_space(e)),
+        };
         self.blake3.update(&buf[..n]);
         self.sha256.update(&buf[..n]);
         self.size += n as u64;
@@ -202,6 +230,7 @@ impl Store {
         size: Option<u64>,
     ) -> Result<BlobInfo, StoreError> {
         let mut w = self.writer(kind)?;
+        w.needs = size;
         let temp = w.temp.clone();
         io::copy(&mut reader, &mut w).map_err(StoreError::io(temp))?;
         w.commit_verified(expected, size)
@@ -232,7 +261,11 @@ impl Store {
             return Ok(info);
         }
         let mut file = File::open(path).map_err(StoreError::io(path))?;
-        self.put(kind, &mut file)
+        let mut w = self.writer(kind)?;
+        w.needs = Some(len);
+        let temp = w.temp.clone();
+        io::copy(&mut file, &mut w).map_err(StoreError::io(temp))?;
+        w.commit()
     }
 
     /// If the blob exists, counts a hit and returns it.
