@@ -94,3 +94,42 @@ fn a_killed_build_takes_its_container_along_and_the_next_command_reclaims_the_re
         .unwrap_or_else(|| panic!("slow:1 not listed: {listing}"));
     assert_eq!(row["state"], "build_failed", "{row}");
 }
+
+#[test]
+fn a_build_killed_mid_copy_leaves_no_staging_tree_after_the_next_command() {
+    // 5,000 files: enough that the staging tree is seen before the COPY ends.
+    let mut files: Vec<(String, String)> = (0..5000)
+        .map(|i| (format!("many/src/d{}/f{i}", i % 50), "x".repeat(2000)))
+        .collect();
+    files.push((
+        "many/Dockerfile".into(),
+        "FROM busybox:test\nCOPY src /src\n".into(),
+    ));
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (&a[..], &b[..])).collect();
+    let Some(project) = Project::with(&files) else {
+        return;
+    };
+    let tmp = project.store().join("exec/tmp");
+    let mut build = project.spawn(&["build", "many", "--progress", "plain"]);
+    // Killed as soon as its staging tree exists: mid-COPY.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let staging = || {
+        std::fs::read_dir(&tmp).is_ok_and(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("copy-")))
+        })
+    };
+    while !staging() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(staging(), "the COPY never staged");
+    build.kill().unwrap();
+    build.wait().unwrap();
+    assert!(staging(), "the killed build left its staging tree");
+
+    project.ok(&["image", "ls"]);
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left after the next command: {left:?}");
+}
