@@ -212,9 +212,11 @@ fn accounting_matches_bytes_on_disk() {
         let by_kind: u64 = du.kinds.iter().map(|k| k.bytes).sum();
         assert_eq!(by_kind, du.blob_files_bytes);
         assert!(du.index_bytes > 0);
+        // The free-space reserve, 8 MiB of real blocks, is part of what the store holds.
+        assert_eq!(du.reserve_bytes, 8 << 20);
         assert_eq!(
             du.total_bytes(),
-            du.blob_files_bytes + du.index_bytes + du.tmp_bytes
+            du.blob_files_bytes + du.index_bytes + du.tmp_bytes + du.reserve_bytes
         );
     };
     check(&store);
