@@ -48,7 +48,7 @@ pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
             tracing::warn!("cannot unmount what {} holds: {e}", path.display());
             continue;
         }
-        let bytes = bytes_below(&path);
+        let bytes = crate::usage::bytes_of(&path);
         if overlay::mounts_under(&path).is_ok_and(|m| m.is_empty()) && remove(&path).is_ok() {
             done.bytes += bytes;
             done.runs += 1;
@@ -66,7 +66,7 @@ pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
             None => older_than(&path, UNOWNED_GRACE),
         };
         if gone {
-            let bytes = bytes_below(&path);
+            let bytes = crate::usage::bytes_of(&path);
             if remove(&path).is_ok() {
                 done.bytes += bytes;
                 done.temp += 1;
@@ -80,7 +80,7 @@ pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
             continue;
         };
         if !owner::alive(work_dir, rest.split('-').nth(1).unwrap_or_default()) {
-            let bytes = bytes_below(&path);
+            let bytes = crate::usage::bytes_of(&path);
             if remove(&path).is_ok() {
                 done.bytes += bytes;
                 done.temp += 1;
@@ -129,10 +129,6 @@ fn remove(path: &Path) -> Result<(), ()> {
         }
         _ => Ok(()),
     }
-}
-
-fn bytes_below(path: &Path) -> u64 {
-    crate::usage::bytes_of(path)
 }
 
 #[cfg(test)]

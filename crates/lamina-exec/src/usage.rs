@@ -75,8 +75,9 @@ pub fn work_usage(work_dir: &Path) -> io::Result<WorkUsage> {
     Ok(usage)
 }
 
-/// File lengths below `path` (itself included when a file), hard links counted once; 0
-/// when it cannot be read.
+/// File lengths below `path` (itself included when a file), hard links counted once, mounts
+/// not descended into; 0 when it cannot be read. The one size walk of the work directory's
+/// parts (unpacked layers, cache mounts, git repositories, leftovers).
 pub(crate) fn bytes_of(path: &Path) -> u64 {
     fs::symlink_metadata(path)
         .and_then(|m| bytes_below(path, &mut HashSet::new(), m.dev()))

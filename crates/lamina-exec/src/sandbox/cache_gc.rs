@@ -69,7 +69,7 @@ pub fn prune_cache_mounts(
             .and_then(|m| m.modified())
             .or_else(|_| entry.metadata().and_then(|m| m.modified()))
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let bytes = tree_bytes(&entry.path());
+        let bytes = crate::usage::bytes_of(&entry.path());
         caches.push((used, name, bytes));
     }
     caches.sort();
@@ -94,21 +94,6 @@ pub fn prune_cache_mounts(
         report.bytes += bytes;
     }
     Ok(report)
-}
-
-/// Bytes of the regular files below `dir` (links not followed; unreadable parts count 0).
-fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]

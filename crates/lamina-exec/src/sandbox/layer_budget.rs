@@ -7,7 +7,7 @@ use std::fs;
 use std::time::{Duration, SystemTime};
 
 use super::fsutil::io_err;
-use super::layers::{LayerCache, PruneReport, tree_bytes};
+use super::layers::{LayerCache, PruneReport};
 use crate::ExecError;
 
 impl LayerCache {
@@ -51,7 +51,7 @@ impl LayerCache {
                 .and_then(|m| m.modified())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             let path = entry.path();
-            let bytes = tree_bytes(&path).map_err(io_err(&path))?;
+            let bytes = crate::usage::bytes_of(&path);
             layers.push((used, name, bytes));
         }
         layers.sort();

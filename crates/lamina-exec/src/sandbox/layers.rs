@@ -187,7 +187,7 @@ impl LayerCache {
     /// Removes the directory of the layer `hex` and its lock file; returns its bytes.
     pub(super) fn remove_dir(&self, hex: &str) -> Result<u64, ExecError> {
         let path = self.root.join(hex);
-        let bytes = tree_bytes(&path).map_err(io_err(&path))?;
+        let bytes = crate::usage::bytes_of(&path);
         fs::remove_dir_all(&path).map_err(io_err(&path))?;
         let lock = self.root.join(format!("{hex}.lock"));
         if let Err(e) = fs::remove_file(&lock)
@@ -206,21 +206,6 @@ pub struct PruneReport {
     pub removed: u64,
     /// Bytes of the files in them.
     pub bytes: u64,
-}
-
-/// Bytes of the regular files below `dir` (links not followed).
-pub(super) fn tree_bytes(dir: &Path) -> io::Result<u64> {
-    let mut total = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            total += tree_bytes(&entry.path())?;
-        } else if kind.is_file() {
-            total += entry.metadata()?.len();
-        }
-    }
-    Ok(total)
 }
 
 /// Sets every mtime below `dir` that is newer than `clamp` to `clamp` (links not followed).

@@ -56,26 +56,13 @@ pub fn prune_git_cache(
         }
         let _lock = KeyLock::acquire(work_dir, &lock_key(&name))?;
         let dir = entry.path();
-        let bytes = tree_bytes(&dir);
+        let bytes = crate::usage::bytes_of(&dir);
         std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let _ = std::fs::remove_file(used_stamp(&cache, &name));
         report.removed += 1;
         report.bytes += bytes;
     }
     Ok(report)
-}
-
-fn tree_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]
