@@ -34,6 +34,20 @@ fn mounts_below(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Runs `cache gc` on the project's store when dropped, so that a failing assertion leaves no
+/// container or mount behind (its temporary directory could not be removed with them).
+struct ReclaimOnDrop<'p>(&'p Project);
+
+impl Drop for ReclaimOnDrop<'_> {
+    fn drop(&mut self) {
+        let store = self.0.store();
+        let _ = crate::support::lamina(
+            self.0.dir.path(),
+            &["--store", store.to_str().unwrap_or_default(), "cache", "gc"],
+        );
+    }
+}
+
 #[test]
 fn a_killed_build_takes_its_container_along_and_the_next_command_reclaims_the_rest() {
     let Some(project) = Project::with(&[(
@@ -42,6 +56,7 @@ fn a_killed_build_takes_its_container_along_and_the_next_command_reclaims_the_re
     )]) else {
         return;
     };
+    let _reclaim = ReclaimOnDrop(&project);
     let store = project.store();
     // The tag names an image already; the killed rebuild must not leave it "building".
     write_tree(
