@@ -28,8 +28,8 @@ fn run(store: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, S
 fn image_ls_waits_for_the_holder_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    let store = Store::open(&path, StoreOptions::default()).unwrap();
-    // This test process holds the store for ~1.5 s, then closes it.
+    // This test process holds the index (as a long GC would) for ~1.5 s, then closes it.
+    let store = Store::open(&path, holding()).unwrap();
     let holder = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
         drop(store);
@@ -59,6 +59,15 @@ fn image_ls_waits_for_the_holder_and_says_so() {
     );
 }
 
+/// Options that keep the index open until the store is dropped: a stand-in for a process
+/// in a long index section.
+fn holding() -> StoreOptions {
+    StoreOptions {
+        idle_close: None,
+        ..StoreOptions::default()
+    }
+}
+
 /// A command line and the environment it runs with.
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
 
@@ -66,7 +75,7 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
 fn a_short_wait_fails_in_one_line_naming_holder_and_option() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    let _store = Store::open(&path, StoreOptions::default()).unwrap();
+    let _store = Store::open(&path, holding()).unwrap();
     let pid = format!("process {}", std::process::id());
     // The global option after the subcommand, and the environment variable, for commands
     // that open the store in different ways (the engine, the store alone, a build).

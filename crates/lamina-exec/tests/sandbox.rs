@@ -103,7 +103,7 @@ fn env() -> Option<Env> {
     let base = put_layer(&store, None, Some(&tree));
     let work = tmp.path().join("work");
     let cache = LayerCache::new(&work).unwrap();
-    let base_dir = cache.unpacked(&store, &base).unwrap();
+    let base_dir = cache.unpacked(&store, &base).unwrap().to_path_buf();
     let sandbox = Sandbox::new(&work).unwrap();
     Some(Env {
         tmp,
@@ -218,7 +218,11 @@ fn a_run_leaves_exactly_its_change_in_the_upper_dir() {
     assert!(fs::symlink_metadata(merged.join("bin/sh")).is_ok());
 
     // ...and the cached layer stacks as an overlay lower with its whiteout in overlay form.
-    let change_dir = env.cache.unpacked(&env.store, &change).unwrap();
+    let change_dir = env
+        .cache
+        .unpacked(&env.store, &change)
+        .unwrap()
+        .to_path_buf();
     assert!(is_whiteout(&change_dir.join("bin/ls")));
     let mut opts = env.opts();
     opts.lowers.push(change_dir);
@@ -460,7 +464,14 @@ fn concurrent_unpacks_of_one_layer_end_with_one_directory() {
     let layer = put_layer(&env.store, None, Some(&tree));
     let dirs: Vec<PathBuf> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| env.cache.unpacked(&env.store, &layer).unwrap()))
+            .map(|_| {
+                s.spawn(|| {
+                    env.cache
+                        .unpacked(&env.store, &layer)
+                        .unwrap()
+                        .to_path_buf()
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -535,7 +546,11 @@ fn a_replaced_directory_is_opaque_in_the_layer_and_in_the_cache() {
         .unwrap();
     assert_eq!(out.exit_code, 0, "{lines:?}");
     let change = put_layer(&env.store, Some(out.upper.path()), None);
-    let change_dir = env.cache.unpacked(&env.store, &change).unwrap();
+    let change_dir = env
+        .cache
+        .unpacked(&env.store, &change)
+        .unwrap()
+        .to_path_buf();
     let mut buf = [0u8; 1];
     let opaque = rustix::fs::getxattr(change_dir.join("home"), "trusted.overlay.opaque", &mut buf);
     assert_eq!((opaque.unwrap(), buf[0]), (1, b'y'));

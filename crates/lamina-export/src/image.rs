@@ -74,6 +74,23 @@ impl StoredImage {
         layers: &[LayerRecord],
         compression: Compression,
     ) -> Result<StoredImage, ExportError> {
+        StoredImage::commit_leased(store, config_bytes, layers, compression, None)
+    }
+
+    /// [`StoredImage::commit_config_bytes`] with the config and manifest in `lease` from the
+    /// moment they are stored, so a GC in another process cannot take them before the
+    /// caller references them (a build's cache entries, a tag).
+    pub fn commit_leased(
+        store: &Store,
+        config_bytes: &[u8],
+        layers: &[LayerRecord],
+        compression: Compression,
+        lease: Option<&lamina_store::Lease<'_>>,
+    ) -> Result<StoredImage, ExportError> {
+        let put = |kind, bytes: &[u8]| match lease {
+            Some(lease) => store.put_bytes_leased(kind, bytes, lease),
+            None => store.put_bytes(kind, bytes),
+        };
         let config = crate::ingest::parse_config("new image", config_bytes)?;
         let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
         if *config.rootfs().diff_ids() != diff_ids {
@@ -96,7 +113,7 @@ impl StoredImage {
             ));
             image_layers.push(ImageLayer { record, variant });
         }
-        let config_info = store.put_bytes(BlobKind::Config, config_bytes)?;
+        let config_info = put(BlobKind::Config, config_bytes)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
             .media_type(MediaType::ImageManifest)
@@ -109,7 +126,7 @@ impl StoredImage {
             .build()
             .map_err(|e| invalid("new image", format!("cannot build its manifest: {e}")))?;
         let manifest_bytes = canonical_json(&manifest, "manifest")?;
-        let manifest_info = store.put_bytes(BlobKind::Manifest, &manifest_bytes)?;
+        let manifest_info = put(BlobKind::Manifest, &manifest_bytes)?;
         Ok(StoredImage {
             digest: manifest_info.sha256,
             manifest_blob: manifest_info.digest,

@@ -56,7 +56,11 @@ pub fn store_layer(
         }],
         created: SystemTime::now(),
     };
-    Ok(store.put_layer(&record)?)
+    let record = store.put_layer(&record)?;
+    if let Some(lease) = lease {
+        lease.add(&record.digest)?;
+    }
+    Ok(record)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::WriteBatch;
 
-use crate::fsutil::{create_temp, persist, remove_if_exists};
+use crate::fsutil::{persist, remove_if_exists};
 use crate::index;
 use crate::lease::{Lease, member_key};
 use crate::records::{from_ms, now_ms};
@@ -41,7 +41,7 @@ impl std::fmt::Debug for BlobWriter<'_> {
 impl<'s> BlobWriter<'s> {
     pub(crate) fn new(store: &'s Store, kind: BlobKind) -> Result<Self, StoreError> {
         use sha2::Digest as _;
-        let (file, temp) = create_temp(&store.layout.tmp)?;
+        let (file, temp) = store.layout.create_temp()?;
         Ok(BlobWriter {
             store,
             kind,
@@ -248,6 +248,29 @@ impl Store {
         w.commit()
     }
 
+    /// [`Store::put_bytes`] with the blob in `lease` from the moment it is found or stored,
+    /// so a GC in any process cannot take it before the caller references it.
+    pub fn put_bytes_leased(
+        &self,
+        kind: BlobKind,
+        data: &[u8],
+        lease: &Lease<'_>,
+    ) -> Result<BlobInfo, StoreError> {
+        let key = *blake3::hash(data).as_bytes();
+        if let Some(info) = self.dedupe_hit(&key, data.len() as u64)? {
+            match lease.add(&info.digest) {
+                Ok(()) => return Ok(info),
+                // Collected since the lookup: store it again.
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut w = self.writer(kind)?.lease(lease);
+        let temp = w.temp.clone();
+        w.write_all(data).map_err(StoreError::io(temp))?;
+        w.commit()
+    }
+
     /// Stores a file's bytes. The file is hashed (memory-mapped) first; if it is already
     /// stored nothing is copied.
     pub fn put_file(&self, kind: BlobKind, path: impl AsRef<Path>) -> Result<BlobInfo, StoreError> {
@@ -270,14 +293,14 @@ impl Store {
 
     /// If the blob exists, counts a hit and returns it.
     fn dedupe_hit(&self, key: &[u8; 32], size: u64) -> Result<Option<BlobInfo>, StoreError> {
+        let db = self.index()?;
         let Some(info) = self.record(key)? else {
             return Ok(None);
         };
         let mut batch = WriteBatch::default();
-        self.index
-            .count(&mut batch, index::LOGICAL_BYTES, size as i64);
-        self.index.count(&mut batch, index::HITS, 1);
-        self.index.write_relaxed(batch)?;
+        db.count(&mut batch, index::LOGICAL_BYTES, size as i64);
+        db.count(&mut batch, index::HITS, 1);
+        db.write_relaxed(batch)?;
         self.touch(&info)?;
         // The record may have been collected between the lookup and the touch.
         self.record(key)
@@ -285,6 +308,7 @@ impl Store {
 
     /// Moves staged bytes into place and indexes them, or recognises a duplicate.
     fn commit(&self, staged: Staged<'_>, lease: Option<[u8; 16]>) -> Result<BlobInfo, StoreError> {
+        let db = self.index()?;
         let key = *staged.blake3.as_bytes();
         let _gate = self.shared();
         let _stripe = self.stripe(&key);
@@ -292,23 +316,22 @@ impl Store {
             self.check_lease(&lease)?;
         }
         let mut batch = WriteBatch::default();
-        self.index
-            .count(&mut batch, index::LOGICAL_BYTES, staged.size as i64);
+        db.count(&mut batch, index::LOGICAL_BYTES, staged.size as i64);
         if let Some(lease) = lease {
-            batch.put_cf(self.index.cf(index::LEASES), member_key(&lease, &key), b"");
+            batch.put_cf(db.cf(index::LEASES), member_key(&lease, &key), b"");
         }
         if let Some(info) = self.record(&key)? {
             // Lost the race to an identical writer (or the bytes were stored long ago):
             // that is success, and our staging is simply dropped.
             drop(staged.file);
             remove_if_exists(staged.temp)?;
-            self.index.count(&mut batch, index::HITS, 1);
-            self.index.write(batch)?;
+            db.count(&mut batch, index::HITS, 1);
+            db.write(batch)?;
             return Ok(info);
         }
         // Pending first: if we die between the rename and the index commit, the next
         // open removes the unindexed file.
-        self.index.put(index::PENDING, &key, &[])?;
+        db.put(index::PENDING, &key, &[])?;
         persist(staged.file, staged.temp, &self.layout.blob_path(&key))?;
         let now = from_ms(now_ms());
         let info = BlobInfo {
@@ -319,14 +342,13 @@ impl Store {
             created: now,
             last_used: now,
         };
-        batch.put_cf(self.index.cf(index::BLOBS), key, info.encode());
-        batch.put_cf(self.index.cf(index::SHA256), staged.sha256.as_bytes(), key);
-        batch.delete_cf(self.index.cf(index::PENDING), key);
-        self.index
-            .count(&mut batch, index::STORED_BYTES, staged.size as i64);
-        self.index.count(&mut batch, index::BLOB_COUNT, 1);
-        self.index.count(&mut batch, index::MISSES, 1);
-        self.index.write(batch)?;
+        batch.put_cf(db.cf(index::BLOBS), key, info.encode());
+        batch.put_cf(db.cf(index::SHA256), staged.sha256.as_bytes(), key);
+        batch.delete_cf(db.cf(index::PENDING), key);
+        db.count(&mut batch, index::STORED_BYTES, staged.size as i64);
+        db.count(&mut batch, index::BLOB_COUNT, 1);
+        db.count(&mut batch, index::MISSES, 1);
+        db.write(batch)?;
         Ok(info)
     }
 }

@@ -75,6 +75,13 @@ impl Encoder {
         self
     }
 
+    /// Length-prefixed bytes: varint length, then the bytes.
+    pub(crate) fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.varint(v.len() as u64);
+        self.buf.extend_from_slice(v);
+        self
+    }
+
     pub(crate) fn opt_varint(&mut self, v: Option<u64>) -> &mut Self {
         match v {
             Some(v) => self.u8(1).varint(v),
@@ -146,6 +153,17 @@ impl<'a> Decoder<'a> {
         let mut out = [0u8; 32];
         out.copy_from_slice(self.take(32)?);
         Ok(out)
+    }
+
+    /// Length-prefixed bytes (see `Encoder::bytes`).
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.list_len(1)?;
+        self.take(n)
+    }
+
+    /// Whether every byte was read (for fields a later writer appends).
+    pub(crate) fn at_end(&self) -> bool {
+        self.rest.is_empty()
     }
 
     fn tag(&mut self) -> Result<bool, DecodeError> {

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rocksdb::WriteBatch;
 
@@ -11,6 +12,7 @@ use crate::digest::{hex, unhex32};
 use crate::fsutil::remove_if_exists;
 use crate::index::{self, key32};
 use crate::records::{CacheRecord, ImageRecord, ImageState, LayerRecord, LeaseHeader};
+use crate::slot::OpenIndex;
 use crate::store::verify_file;
 use crate::{BlobInfo, Digest, Store, StoreError};
 
@@ -177,14 +179,15 @@ impl FsckReport {
     }
 }
 
-struct Check<'a> {
-    store: &'a Store,
+struct Check {
+    /// Held for the whole check: repairs and reads see one index.
+    db: Arc<OpenIndex>,
     report: FsckReport,
     batch: WriteBatch,
     files_to_remove: Vec<PathBuf>,
 }
 
-impl Check<'_> {
+impl Check {
     fn corrupt(&mut self, kind: &'static str, key: &[u8], reason: String) {
         let printable = if kind == index::IMAGES {
             format!("{:?}", String::from_utf8_lossy(key))
@@ -196,7 +199,7 @@ impl Check<'_> {
             key: printable,
             reason,
         });
-        self.batch.delete_cf(self.store.index.cf(kind), key);
+        self.batch.delete_cf(self.db.cf(kind), key);
     }
 }
 
@@ -204,14 +207,15 @@ impl Store {
     /// Checks the whole store; with `repair`, fixes what it finds. Holds off every writer
     /// in this process while it runs.
     pub fn fsck(&self, options: FsckOptions) -> Result<FsckReport, StoreError> {
+        let db = self.index()?;
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let mut c = Check {
-            store: self,
+            db: db.clone(),
             report: FsckReport::default(),
             batch: WriteBatch::default(),
             files_to_remove: Vec::new(),
         };
-        let idx = &self.index;
+        let idx = &db;
 
         // Blobs: record, file, content.
         let mut good: HashSet<[u8; 32]> = HashSet::new();
@@ -384,8 +388,9 @@ impl Store {
     }
 
     /// Layers, cache entries, images and leases: decode, and references resolve.
-    fn fsck_records(&self, c: &mut Check<'_>, good: &HashSet<[u8; 32]>) -> Result<(), StoreError> {
-        let idx = &self.index;
+    fn fsck_records(&self, c: &mut Check, good: &HashSet<[u8; 32]>) -> Result<(), StoreError> {
+        let db = self.index()?;
+        let idx = &db;
         let mut layers = HashSet::new();
         let mut diff_id_of = HashMap::new();
         for item in idx.scan(index::LAYERS) {
@@ -463,10 +468,11 @@ impl Store {
     /// diff_id aliases both ways, like the sha256 aliases of blobs.
     fn fsck_diff_ids(
         &self,
-        c: &mut Check<'_>,
+        c: &mut Check,
         diff_id_of: &HashMap<[u8; 32], Digest>,
     ) -> Result<(), StoreError> {
-        let idx = &self.index;
+        let db = self.index()?;
+        let idx = &db;
         let mut aliased = HashSet::new();
         for item in idx.scan(index::DIFF_IDS) {
             let (k, v) = item?;

@@ -36,6 +36,13 @@ impl Layout {
         }
     }
 
+    /// A new temp file in `tmp/`, owned by this process (its owner lock taken first).
+    pub(crate) fn create_temp(&self) -> Result<(File, PathBuf), StoreError> {
+        let owner = crate::owner::claim(&self.root)
+            .map_err(|(path, source)| StoreError::Io { path, source })?;
+        create_temp(&self.tmp, owner)
+    }
+
     /// `blobs-v1/<first two hex digits>/<remaining 62 hex digits>`.
     pub(crate) fn blob_path(&self, blake3: &[u8; 32]) -> PathBuf {
         let h = hex(blake3);
@@ -64,7 +71,7 @@ impl Layout {
                 }
                 sync_dir(&self.blobs)?;
                 // The marker goes last: a store without it is (re)initialised on open.
-                let (mut file, tmp) = create_temp(&self.tmp)?;
+                let (mut file, tmp) = self.create_temp()?;
                 file.write_all(FORMAT_V1.as_bytes())
                     .map_err(StoreError::io(&tmp))?;
                 persist(file, &tmp, &self.format)?;
@@ -81,15 +88,16 @@ impl Layout {
     }
 }
 
-/// Creates a new, uniquely named file in `dir`.
-pub(crate) fn create_temp(dir: &Path) -> Result<(File, PathBuf), StoreError> {
+/// Creates a new, uniquely named file in `dir`, named after `owner` (this process's owner
+/// token, see [`crate::owner`]) so other processes leave it alone while this one lives.
+pub(crate) fn create_temp(dir: &Path, owner: &str) -> Result<(File, PathBuf), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let path = dir.join(format!("{}-{n}-{nanos:x}.tmp", std::process::id()));
+        let path = dir.join(format!("{owner}-{n}-{nanos:x}.tmp"));
         match OpenOptions::new()
             .write(true)
             .read(true)
@@ -101,6 +109,11 @@ pub(crate) fn create_temp(dir: &Path) -> Result<(File, PathBuf), StoreError> {
             Err(e) => return Err(StoreError::Io { path, source: e }),
         }
     }
+}
+
+/// The owner token of a temp file's name (see [`create_temp`]).
+pub(crate) fn temp_owner(name: &str) -> &str {
+    name.split('-').next().unwrap_or_default()
 }
 
 /// Makes `temp` durable and moves it to `target` atomically: fsync the file, rename, fsync

@@ -104,8 +104,8 @@ impl Store {
         let now = now_ms();
         let last = self.last_gc_ms.load(Ordering::Relaxed);
         let over_budget = self.options.max_size.is_some_and(|max| {
-            self.index
-                .counter(index::STORED_BYTES)
+            self.index()
+                .and_then(|db| db.counter(index::STORED_BYTES))
                 .is_ok_and(|s| s > 0 && s as u64 > max)
         });
         let interval = if over_budget {
@@ -128,6 +128,7 @@ impl Store {
     }
 
     fn gc_locked(&self) -> Result<GcReport, StoreError> {
+        let db = self.index()?;
         let start = Instant::now();
         let now = now_ms();
         let grace = duration_ms(self.options.min_age);
@@ -139,7 +140,7 @@ impl Store {
         let mut batch = WriteBatch::default();
 
         let mut layers = HashMap::new();
-        for item in self.index.scan(index::LAYERS) {
+        for item in db.scan(index::LAYERS) {
             let (k, v) = item?;
             let key = key32(index::LAYERS, &k)?;
             let rec = LayerRecord::decode(&key, &v).map_err(|e| corrupt(index::LAYERS, &k, e.0))?;
@@ -153,24 +154,26 @@ impl Store {
 
         // Leases: headers sort before their members (a key is a prefix of its members').
         let mut live: Option<[u8; 16]> = None;
-        for item in self.index.scan(index::LEASES) {
+        for item in db.scan(index::LEASES) {
             let (k, v) = item?;
             if k.len() == 16 {
                 let header =
                     LeaseHeader::decode(&v).map_err(|e| corrupt(index::LEASES, &k, e.0))?;
                 let id = <[u8; 16]>::try_from(&k[..]).unwrap_or_default();
-                if header.expires_ms > now {
+                let owner_alive = header.owner.is_empty()
+                    || crate::owner::alive(&self.layout.root, &header.owner);
+                if header.expires_ms > now && owner_alive {
                     live = Some(id);
                 } else {
                     live = None;
                     report.leases_expired += 1;
-                    batch.delete_cf(self.index.cf(index::LEASES), &k);
+                    batch.delete_cf(db.cf(index::LEASES), &k);
                 }
             } else if k.len() == 48 {
                 if live.is_some_and(|id| k[..16] == id) {
                     marker.mark(key32(index::LEASES, &k[16..])?, &mut scratch);
                 } else {
-                    batch.delete_cf(self.index.cf(index::LEASES), &k);
+                    batch.delete_cf(db.cf(index::LEASES), &k);
                 }
             } else {
                 return Err(corrupt(
@@ -181,7 +184,7 @@ impl Store {
             }
         }
 
-        for item in self.index.scan(index::IMAGES) {
+        for item in db.scan(index::IMAGES) {
             let (k, v) = item?;
             let rec = ImageRecord::decode(&k, &v).map_err(|e| corrupt(index::IMAGES, &k, e.0))?;
             for d in std::iter::once(&rec.manifest).chain(&rec.references) {
@@ -192,7 +195,7 @@ impl Store {
         // Cache entries: expired ones go (unless young); the rest are roots, possibly
         // subject to the budget below.
         let mut candidates = Vec::new();
-        for item in self.index.scan(index::CACHE) {
+        for item in db.scan(index::CACHE) {
             let (k, v) = item?;
             let key = key32(index::CACHE, &k)?;
             let rec = CacheRecord::decode(&key, &v).map_err(|e| corrupt(index::CACHE, &k, e.0))?;
@@ -204,14 +207,14 @@ impl Store {
                 }
             } else if expired {
                 report.cache_expired += 1;
-                batch.delete_cf(self.index.cf(index::CACHE), key);
+                batch.delete_cf(db.cf(index::CACHE), key);
             } else {
                 candidates.push(rec);
             }
         }
 
         let mut blobs: HashMap<[u8; 32], BlobInfo> = HashMap::new();
-        for item in self.index.scan(index::BLOBS) {
+        for item in db.scan(index::BLOBS) {
             let (k, v) = item?;
             let key = key32(index::BLOBS, &k)?;
             // A corrupt blob record is fsck's business; GC leaves it alone.
@@ -222,8 +225,14 @@ impl Store {
                 blobs.insert(key, info);
             }
         }
+        // A layer is kept whole when it is young or any of its blobs is kept (a lease on
+        // the blob a build just wrote keeps the record it writes next).
         for (key, rec) in &layers {
-            if young(to_ms(rec.created)) {
+            let variant_kept = rec
+                .variants
+                .iter()
+                .any(|v| marker.marked.contains(v.digest.as_bytes()));
+            if young(to_ms(rec.created)) || variant_kept {
                 marker.mark(*key, &mut scratch);
             }
         }
@@ -254,7 +263,7 @@ impl Store {
                 }
             }
             report.cache_evicted += 1;
-            batch.delete_cf(self.index.cf(index::CACHE), rec.key);
+            batch.delete_cf(db.cf(index::CACHE), rec.key);
         }
         if let Some(max) = self.options.max_size {
             report.budget_met = kept <= max;
@@ -267,42 +276,37 @@ impl Store {
                 report.bytes_kept += info.size;
                 continue;
             }
-            batch.delete_cf(self.index.cf(index::BLOBS), key);
-            batch.delete_cf(self.index.cf(index::SHA256), info.sha256.as_bytes());
-            batch.put_cf(self.index.cf(index::PENDING), key, b"");
-            self.index
-                .count(&mut batch, index::STORED_BYTES, -(info.size as i64));
-            self.index.count(&mut batch, index::BLOB_COUNT, -1);
+            batch.delete_cf(db.cf(index::BLOBS), key);
+            batch.delete_cf(db.cf(index::SHA256), info.sha256.as_bytes());
+            batch.put_cf(db.cf(index::PENDING), key, b"");
+            db.count(&mut batch, index::STORED_BYTES, -(info.size as i64));
+            db.count(&mut batch, index::BLOB_COUNT, -1);
             report.blobs_removed += 1;
             report.bytes_freed += info.size;
             doomed.push(*key);
         }
         for (key, rec) in &layers {
             if !marker.marked.contains(key) {
-                batch.delete_cf(self.index.cf(index::LAYERS), key);
-                batch.delete_cf(self.index.cf(index::DIFF_IDS), rec.diff_id.as_bytes());
+                batch.delete_cf(db.cf(index::LAYERS), key);
+                batch.delete_cf(db.cf(index::DIFF_IDS), rec.diff_id.as_bytes());
                 report.layers_removed += 1;
             }
         }
-        batch.put_cf(
-            self.index.cf(index::META),
-            index::LAST_GC,
-            now.to_le_bytes(),
-        );
-        self.index.write(batch)?;
+        batch.put_cf(db.cf(index::META), index::LAST_GC, now.to_le_bytes());
+        db.write(batch)?;
         self.last_gc_ms.store(now, Ordering::Relaxed);
 
         let mut done = WriteBatch::default();
         for key in &doomed {
             remove_if_exists(&self.layout.blob_path(key))?;
-            done.delete_cf(self.index.cf(index::PENDING), key);
+            done.delete_cf(db.cf(index::PENDING), key);
         }
         if !done.is_empty() {
-            self.index.write(done)?;
+            db.write(done)?;
         }
         // Merge what short-lived processes left and drop the tombstones of what this GC
         // deleted, so later opens read one file per family.
-        self.index.bound_files(1)?;
+        db.bound_files(1)?;
         report.duration = start.elapsed();
         Ok(report)
     }

@@ -20,7 +20,8 @@ pub(crate) fn member_key(id: &[u8; 16], blob: &[u8; 32]) -> [u8; 48] {
 
 /// A GC root held by a build in progress: every blob added to it (or written with
 /// [`crate::BlobWriter::lease`]) survives GC until the lease is released or expires.
-/// Dropping the lease releases it; the expiry covers processes that die holding one.
+/// Dropping the lease releases it; a process that dies holding one loses it at once (GC in
+/// any process sees its owner lock free), and the expiry bounds it in any case.
 #[derive(Debug)]
 pub struct Lease<'s> {
     store: &'s Store,
@@ -40,15 +41,19 @@ impl Lease<'_> {
 
     /// Protects an already stored blob (or layer record) with this lease.
     pub fn add(&self, digest: &Digest) -> Result<(), StoreError> {
+        // One index section from lookup to write: no GC in another process between them.
+        let db = self.store.index()?;
         let _gate = self.store.shared();
         self.store.check_lease(&self.id)?;
         let key = self
             .store
             .resolve(digest)?
             .ok_or(StoreError::NotFound { digest: *digest })?;
-        self.store
-            .index
-            .put(index::LEASES, &member_key(&self.id, &key), &[])
+        if db.get(index::BLOBS, &key)?.is_none() && db.get(index::LAYERS, &key)?.is_none() {
+            return Err(StoreError::NotFound { digest: *digest });
+        }
+        // Without fsync, as the lease itself: it matters only while this process lives.
+        db.put_relaxed(index::LEASES, &member_key(&self.id, &key), &[])
     }
 
     /// Extends the lease to expire `ttl` from now.
@@ -57,7 +62,7 @@ impl Lease<'_> {
         let mut header = self.store.check_lease(&self.id)?;
         header.expires_ms = now_ms().saturating_add(duration_ms(ttl));
         self.store
-            .index
+            .index()?
             .put(index::LEASES, &self.id, &header.encode())
     }
 
@@ -84,6 +89,7 @@ pub(crate) fn duration_ms(d: Duration) -> u64 {
 impl Store {
     /// Takes a lease that expires `ttl` from now unless renewed or released.
     pub fn lease(&self, ttl: Duration) -> Result<Lease<'_>, StoreError> {
+        let db = self.index()?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let mut seed = blake3::Hasher::new();
         seed.update(&std::process::id().to_le_bytes());
@@ -95,15 +101,17 @@ impl Store {
         let mut id = [0u8; 16];
         id.copy_from_slice(&seed.finalize().as_bytes()[..16]);
         let now = now_ms();
+        let owner = crate::owner::claim(&self.layout.root)
+            .map_err(|(path, source)| StoreError::Io { path, source })?;
         let header = LeaseHeader {
             created_ms: now,
             expires_ms: now.saturating_add(duration_ms(ttl)),
             pid: std::process::id(),
+            owner: owner.to_owned(),
         };
         // Without fsync: a lease only matters while its process lives, and a power cut ends
         // that; a later synced write (a protected blob's commit) syncs it too, in WAL order.
-        self.index
-            .put_relaxed(index::LEASES, &id, &header.encode())?;
+        db.put_relaxed(index::LEASES, &id, &header.encode())?;
         Ok(Lease {
             store: self,
             id,
@@ -113,8 +121,9 @@ impl Store {
 
     /// The header of a live lease, or `LeaseReleased`.
     pub(crate) fn check_lease(&self, id: &[u8; 16]) -> Result<LeaseHeader, StoreError> {
+        let db = self.index()?;
         let released = || StoreError::LeaseReleased { lease: hex(id) };
-        let value = self.index.get(index::LEASES, id)?.ok_or_else(released)?;
+        let value = db.get(index::LEASES, id)?.ok_or_else(released)?;
         let header = LeaseHeader::decode(&value).map_err(|e| StoreError::CorruptRecord {
             kind: index::LEASES,
             key: hex(id),
@@ -127,12 +136,13 @@ impl Store {
     }
 
     pub(crate) fn release_lease(&self, id: &[u8; 16]) -> Result<(), StoreError> {
+        let db = self.index()?;
         let mut batch = WriteBatch::default();
-        for item in self.index.scan_prefix(index::LEASES, id) {
+        for item in db.scan_prefix(index::LEASES, id) {
             let (key, _) = item?;
-            batch.delete_cf(self.index.cf(index::LEASES), key);
+            batch.delete_cf(db.cf(index::LEASES), key);
         }
         // Without fsync: a release lost to a power cut leaves a lease that expires.
-        self.index.write_relaxed(batch)
+        db.write_relaxed(batch)
     }
 }

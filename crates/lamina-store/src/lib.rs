@@ -8,9 +8,10 @@
 //! mark-and-sweep GC from named images, unexpired cache entries and live leases. The
 //! layout and record encodings are described in `docs/format.md`.
 //!
-//! The store is embedded and synchronous. One process holds it at a time (others wait, up
-//! to [`StoreOptions::lock_timeout`]); within that process any number of threads may share
-//! it.
+//! The store is embedded and synchronous. Any number of processes may have it open: each
+//! holds the index only while it reads or writes it (others wait for that section, up to
+//! [`StoreOptions::lock_timeout`]), never while it runs a step or moves blob bytes; within
+//! a process any number of threads share it.
 //!
 //! ```
 //! use lamina_store::{BlobKind, Digest, ImageState, Store, StoreOptions};
@@ -44,9 +45,11 @@ mod gc;
 mod index;
 mod lease;
 mod lock;
+pub mod owner;
 mod records;
 mod refs;
 mod reserve;
+mod slot;
 mod stats;
 mod store;
 
@@ -67,7 +70,7 @@ pub use records::{
     LayerVariant,
 };
 pub use stats::{DiskUsage, KindUsage, Stats};
-pub use store::{Blob, BlobMap, Store, StoreOptions};
+pub use store::{Blob, BlobMap, Store, StoreOptions, WaitNotice};
 
 /// The environment variable that overrides the store location.
 pub const STORE_ENV: &str = "LAMINA_STORE";

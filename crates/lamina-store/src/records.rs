@@ -336,11 +336,14 @@ impl ImageRecord {
 }
 
 /// A lease's header record: who took it and until when it protects its blobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LeaseHeader {
     pub(crate) created_ms: u64,
     pub(crate) expires_ms: u64,
     pub(crate) pid: u32,
+    /// The owner token of the process that took it (`crate::owner`); the lease ends with
+    /// that process. Empty in leases written before owners existed (they only expire).
+    pub(crate) owner: String,
 }
 
 impl LeaseHeader {
@@ -349,6 +352,7 @@ impl LeaseHeader {
             .varint(self.created_ms)
             .varint(self.expires_ms)
             .varint(u64::from(self.pid))
+            .bytes(self.owner.as_bytes())
             .finish()
     }
 
@@ -357,11 +361,18 @@ impl LeaseHeader {
         let created_ms = d.varint()?;
         let expires_ms = d.varint()?;
         let pid = u32::try_from(d.varint()?).map_err(|_| DecodeError("pid overflows".into()))?;
+        let owner = if d.at_end() {
+            String::new()
+        } else {
+            String::from_utf8(d.bytes()?.to_vec())
+                .map_err(|_| DecodeError("owner is not UTF-8".into()))?
+        };
         d.end()?;
         Ok(LeaseHeader {
             created_ms,
             expires_ms,
             pid,
+            owner,
         })
     }
 }
@@ -440,8 +451,12 @@ mod tests {
             created_ms: 1,
             expires_ms: 2,
             pid: 77,
+            owner: "4d2abc".into(),
         };
         assert_eq!(LeaseHeader::decode(&lease.encode()).unwrap(), lease);
+        // A lease written before owners existed: no owner field.
+        let old = Encoder::new().varint(1).varint(2).varint(77).finish();
+        assert_eq!(LeaseHeader::decode(&old).unwrap().owner, "");
     }
 
     #[test]

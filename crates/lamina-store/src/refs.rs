@@ -28,9 +28,10 @@ fn corrupt(
 impl Store {
     /// Resolves a digest that must be stored (sha256 through its alias).
     fn require(&self, digest: &Digest) -> Result<Digest, StoreError> {
+        let db = self.index()?;
         match self.resolve(digest)? {
-            Some(key) if self.index.get(index::BLOBS, &key)?.is_some() => Ok(Digest::blake3(key)),
-            Some(key) if self.index.get(index::LAYERS, &key)?.is_some() => Ok(Digest::blake3(key)),
+            Some(key) if db.get(index::BLOBS, &key)?.is_some() => Ok(Digest::blake3(key)),
+            Some(key) if db.get(index::LAYERS, &key)?.is_some() => Ok(Digest::blake3(key)),
             _ => Err(StoreError::NotFound { digest: *digest }),
         }
     }
@@ -39,6 +40,7 @@ impl Store {
     /// existing record keeps its creation time and its variants, and gains the new ones (a
     /// variant is one compressed blob; one compression may have several).
     pub fn put_layer(&self, layer: &LayerRecord) -> Result<LayerRecord, StoreError> {
+        let db = self.index()?;
         let _gate = self.shared();
         let key = *layer.digest.as_bytes();
         let _stripe = self.stripe(&key);
@@ -57,23 +59,20 @@ impl Store {
             record.variants = variants;
         }
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.index.cf(index::LAYERS), key, record.encode());
-        batch.put_cf(
-            self.index.cf(index::DIFF_IDS),
-            record.diff_id.as_bytes(),
-            key,
-        );
-        self.index.write(batch)?;
+        batch.put_cf(db.cf(index::LAYERS), key, record.encode());
+        batch.put_cf(db.cf(index::DIFF_IDS), record.diff_id.as_bytes(), key);
+        db.write(batch)?;
         Ok(record)
     }
 
     /// The layer record whose uncompressed tar has this sha256 (an OCI `diff_id`, as image
     /// configs list them), or `Ok(None)`.
     pub fn layer_by_diff_id(&self, diff_id: &Digest) -> Result<Option<LayerRecord>, StoreError> {
+        let db = self.index()?;
         if diff_id.algorithm() != crate::Algorithm::Sha256 {
             return Ok(None);
         }
-        match self.index.get(index::DIFF_IDS, diff_id.as_bytes())? {
+        match db.get(index::DIFF_IDS, diff_id.as_bytes())? {
             None => Ok(None),
             Some(v) => {
                 let key = index::key32(index::DIFF_IDS, &v)?;
@@ -84,10 +83,11 @@ impl Store {
 
     /// The layer record for the blake3 of an uncompressed tar.
     pub fn layer(&self, digest: &Digest) -> Result<Option<LayerRecord>, StoreError> {
+        let db = self.index()?;
         let Some(key) = self.resolve(digest)? else {
             return Ok(None);
         };
-        match self.index.get(index::LAYERS, &key)? {
+        match db.get(index::LAYERS, &key)? {
             None => Ok(None),
             Some(v) => LayerRecord::decode(&key, &v)
                 .map(Some)
@@ -102,6 +102,7 @@ impl Store {
         key: &[u8; 32],
         entry: &CacheEntry,
     ) -> Result<CacheRecord, StoreError> {
+        let db = self.index()?;
         let _gate = self.shared();
         let layer = entry.layer.as_ref().map(|l| self.require(l)).transpose()?;
         let config = self.require(&entry.config)?;
@@ -120,10 +121,9 @@ impl Store {
             old.layer == record.layer && old.config == record.config && old.ttl == record.ttl
         });
         if same {
-            self.index
-                .put_relaxed(index::CACHE, key, &record.encode())?;
+            db.put_relaxed(index::CACHE, key, &record.encode())?;
         } else {
-            self.index.put(index::CACHE, key, &record.encode())?;
+            db.put(index::CACHE, key, &record.encode())?;
         }
         Ok(record)
     }
@@ -131,6 +131,7 @@ impl Store {
     /// Looks a cache key up; an expired entry is a miss. A hit counts as a use and pushes
     /// the expiry back.
     pub fn cache_entry(&self, key: &[u8; 32]) -> Result<Option<CacheRecord>, StoreError> {
+        let db = self.index()?;
         let Some(mut record) = self.cache_record(key)? else {
             return Ok(None);
         };
@@ -141,17 +142,17 @@ impl Store {
         if now.saturating_sub(to_ms(record.last_used)) >= TOUCH_GRANULARITY_MS {
             let _gate = self.shared();
             // GC may have removed it between the read and the gate.
-            if self.index.get(index::CACHE, key)?.is_some() {
+            if db.get(index::CACHE, key)?.is_some() {
                 record.last_used = from_ms(now);
-                self.index
-                    .put_relaxed(index::CACHE, key, &record.encode())?;
+                db.put_relaxed(index::CACHE, key, &record.encode())?;
             }
         }
         Ok(Some(record))
     }
 
     pub(crate) fn cache_record(&self, key: &[u8; 32]) -> Result<Option<CacheRecord>, StoreError> {
-        match self.index.get(index::CACHE, key)? {
+        let db = self.index()?;
+        match db.get(index::CACHE, key)? {
             None => Ok(None),
             Some(v) => CacheRecord::decode(key, &v)
                 .map(Some)
@@ -161,10 +162,11 @@ impl Store {
 
     /// Deletes a cache entry; returns whether it existed.
     pub fn remove_cache_entry(&self, key: &[u8; 32]) -> Result<bool, StoreError> {
-        let existed = self.index.get(index::CACHE, key)?.is_some();
+        let db = self.index()?;
+        let existed = db.get(index::CACHE, key)?.is_some();
         let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_cf(self.index.cf(index::CACHE), key);
-        self.index.write(batch)?;
+        batch.delete_cf(db.cf(index::CACHE), key);
+        db.write(batch)?;
         Ok(existed)
     }
 
@@ -178,6 +180,7 @@ impl Store {
         references: &[Digest],
         state: ImageState,
     ) -> Result<ImageRecord, StoreError> {
+        let db = self.index()?;
         check_name(name)?;
         let _gate = self.shared();
         let manifest = self.require(manifest)?;
@@ -206,18 +209,17 @@ impl Store {
             updated: now,
         };
         if unchanged {
-            self.index
-                .put_relaxed(index::IMAGES, name.as_bytes(), &record.encode())?;
+            db.put_relaxed(index::IMAGES, name.as_bytes(), &record.encode())?;
         } else {
-            self.index
-                .put(index::IMAGES, name.as_bytes(), &record.encode())?;
+            db.put(index::IMAGES, name.as_bytes(), &record.encode())?;
         }
         Ok(record)
     }
 
     /// The image called `name`.
     pub fn image(&self, name: &str) -> Result<Option<ImageRecord>, StoreError> {
-        match self.index.get(index::IMAGES, name.as_bytes())? {
+        let db = self.index()?;
+        match db.get(index::IMAGES, name.as_bytes())? {
             None => Ok(None),
             Some(v) => ImageRecord::decode(name.as_bytes(), &v)
                 .map(Some)
@@ -227,8 +229,9 @@ impl Store {
 
     /// Every named image, sorted by name.
     pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        let db = self.index()?;
         let mut out = Vec::new();
-        for item in self.index.scan(index::IMAGES) {
+        for item in db.scan(index::IMAGES) {
             let (k, v) = item?;
             let record = ImageRecord::decode(&k, &v).map_err(corrupt(
                 index::IMAGES,
@@ -241,6 +244,7 @@ impl Store {
 
     /// Pins or unpins an image; pinned images refuse [`Store::remove_image`].
     pub fn set_pinned(&self, name: &str, pinned: bool) -> Result<ImageRecord, StoreError> {
+        let db = self.index()?;
         let _gate = self.shared();
         let mut record = self.image(name)?.ok_or_else(|| StoreError::ImageNotFound {
             name: name.to_owned(),
@@ -251,13 +255,13 @@ impl Store {
         }
         record.pinned = pinned;
         record.updated = SystemTime::now();
-        self.index
-            .put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        db.put(index::IMAGES, name.as_bytes(), &record.encode())?;
         Ok(record)
     }
 
     /// Removes a name; what only it referenced becomes collectable.
     pub fn remove_image(&self, name: &str) -> Result<ImageRecord, StoreError> {
+        let db = self.index()?;
         let record = self.image(name)?.ok_or_else(|| StoreError::ImageNotFound {
             name: name.to_owned(),
         })?;
@@ -267,8 +271,8 @@ impl Store {
             });
         }
         let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_cf(self.index.cf(index::IMAGES), name.as_bytes());
-        self.index.write(batch)?;
+        batch.delete_cf(db.cf(index::IMAGES), name.as_bytes());
+        db.write(batch)?;
         Ok(record)
     }
 }

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 
 use crate::StoreError;
-use crate::fsutil::{Layout, create_temp, persist};
+use crate::fsutil::{Layout, persist};
 
 /// Size of the reserve: far more than an open and a GC's index writes need.
 pub(crate) const RESERVE_BYTES: u64 = 8 << 20;
@@ -32,7 +32,7 @@ pub(crate) fn ensure(layout: &Layout) {
     if fs::metadata(&layout.reserve).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
         return;
     }
-    let Ok((mut file, tmp)) = create_temp(&layout.tmp) else {
+    let Ok((mut file, tmp)) = layout.create_temp() else {
         return;
     };
     // Written zeros, real blocks: a sparse file would free nothing when removed.

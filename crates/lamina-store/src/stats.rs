@@ -84,22 +84,24 @@ impl DiskUsage {
 }
 
 fn counter(store: &Store, key: &[u8]) -> Result<u64, StoreError> {
-    Ok(u64::try_from(store.index.counter(key)?).unwrap_or(0))
+    let db = store.index()?;
+    Ok(u64::try_from(db.counter(key)?).unwrap_or(0))
 }
 
 impl Store {
     /// Current statistics.
     pub fn stats(&self) -> Result<Stats, StoreError> {
+        let db = self.index()?;
         let count = |cf: &str| -> Result<u64, StoreError> {
             let mut n = 0;
-            for item in self.index.scan(cf) {
+            for item in db.scan(cf) {
                 item?;
                 n += 1;
             }
             Ok(n)
         };
         let mut leases = 0;
-        for item in self.index.scan(index::LEASES) {
+        for item in db.scan(index::LEASES) {
             if item?.0.len() == 16 {
                 leases += 1;
             }
@@ -119,6 +121,7 @@ impl Store {
 
     /// Disk usage per blob kind, plus the index and staging directories.
     pub fn du(&self) -> Result<DiskUsage, StoreError> {
+        let db = self.index()?;
         let mut kinds: Vec<KindUsage> = BlobKind::ALL
             .iter()
             .map(|&kind| KindUsage {
@@ -127,8 +130,7 @@ impl Store {
                 bytes: 0,
             })
             .collect();
-        for info in self.blobs() {
-            let info = info?;
+        for info in self.blobs()? {
             if let Some(k) = kinds.iter_mut().find(|k| k.kind == info.kind) {
                 k.blobs += 1;
                 k.bytes += info.size;
@@ -137,22 +139,25 @@ impl Store {
         Ok(DiskUsage {
             kinds,
             blob_files_bytes: dir_size(&self.layout.blobs)?.0,
-            index_bytes: dir_size(self.index.path())?.0,
+            index_bytes: dir_size(db.path())?.0,
             tmp_bytes: dir_size(&self.layout.tmp)?.0,
             reserve_bytes: std::fs::metadata(&self.layout.reserve).map_or(0, |m| m.len()),
         })
     }
 
     /// Every blob record, in digest order.
-    pub fn blobs(&self) -> impl Iterator<Item = Result<BlobInfo, StoreError>> + '_ {
-        self.index.scan(index::BLOBS).map(|item| {
-            let (k, v) = item?;
-            let key = index::key32(index::BLOBS, &k)?;
-            BlobInfo::decode(&key, &v).map_err(|e| StoreError::CorruptRecord {
-                kind: index::BLOBS,
-                key: crate::Digest::blake3(key).to_string(),
-                reason: e.0,
+    pub fn blobs(&self) -> Result<Vec<BlobInfo>, StoreError> {
+        let db = self.index()?;
+        db.scan(index::BLOBS)
+            .map(|item| {
+                let (k, v) = item?;
+                let key = index::key32(index::BLOBS, &k)?;
+                BlobInfo::decode(&key, &v).map_err(|e| StoreError::CorruptRecord {
+                    kind: index::BLOBS,
+                    key: crate::Digest::blake3(key).to_string(),
+                    reason: e.0,
+                })
             })
-        })
+            .collect()
     }
 }

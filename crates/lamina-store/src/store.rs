@@ -4,16 +4,17 @@ use std::fs::File;
 use std::io::Read;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use rocksdb::WriteBatch;
 
-use crate::fsutil::{Layout, remove_if_exists};
+use crate::fsutil::{Layout, remove_if_exists, temp_owner};
 use crate::index::{self, Index};
 use crate::lock::StoreLock;
 use crate::records::{from_ms, now_ms, to_ms};
+use crate::slot::{OpenIndex, Slot};
 use crate::{Algorithm, BlobInfo, Digest, StoreError};
 
 /// Last-used times are rewritten at most this often, so hot reads stay read-only.
@@ -30,8 +31,17 @@ pub struct StoreOptions {
     pub min_age: Duration,
     /// Evict least-recently-used cache entries while stored bytes exceed this.
     pub max_size: Option<u64>,
-    /// How long `open` waits for another process to release the store (default 30 s).
+    /// How long an operation waits for another process to finish its index section
+    /// (default 30 s). Processes hold the index only while they read or write it, so a
+    /// wait is normally milliseconds; a GC of a large store holds it longest.
     pub lock_timeout: Duration,
+    /// Close the index (letting other processes write) once no operation has used it for
+    /// this long (default 20 ms); `None` keeps it open until [`Store::release_index`] or
+    /// the store is dropped.
+    pub idle_close: Option<Duration>,
+    /// Called once per wait that lasts half a second, with the holder (`process <pid>`),
+    /// so a command can say what it waits for (default none).
+    pub wait_notice: Option<WaitNotice>,
     /// Run GC automatically after writes, at most once per `gc_interval` (default on).
     pub auto_gc: bool,
     /// Minimum time between automatic GCs (default 10 min).
@@ -48,6 +58,8 @@ impl Default for StoreOptions {
             min_age: Duration::from_secs(10 * 60),
             max_size: None,
             lock_timeout: Duration::from_secs(30),
+            idle_close: Some(Duration::from_millis(20)),
+            wait_notice: None,
             auto_gc: true,
             gc_interval: Duration::from_secs(10 * 60),
             sync: true,
@@ -55,59 +67,134 @@ impl Default for StoreOptions {
     }
 }
 
+/// What [`StoreOptions::wait_notice`] calls: `WaitNotice::new(|holder| eprintln!(...))`.
+#[derive(Clone)]
+pub struct WaitNotice(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl WaitNotice {
+    /// A notice that calls `notice` with the holder.
+    pub fn new(notice: impl Fn(&str) + Send + Sync + 'static) -> WaitNotice {
+        WaitNotice(Arc::new(notice))
+    }
+
+    pub(crate) fn call(&self, holder: &str) {
+        (self.0)(holder);
+    }
+}
+
+impl std::fmt::Debug for WaitNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitNotice")
+    }
+}
+
+/// Two notices are equal when they are the same closure.
+impl PartialEq for WaitNotice {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for WaitNotice {}
+
 /// The content-addressed store: blobs by blake3 in files, records in a RocksDB index.
 ///
-/// `Store` is `Send + Sync`: share it between threads by reference or `Arc`. Only one
-/// process has a store open at a time; see [`StoreOptions::lock_timeout`].
+/// `Store` is `Send + Sync`: share it between threads by reference or `Arc`. Any number of
+/// processes may have a store open: each holds the index (and `LOCK`) only while it reads
+/// or writes it; see [`StoreOptions::idle_close`] and [`StoreOptions::lock_timeout`].
 #[derive(Debug)]
 pub struct Store {
     pub(crate) layout: Layout,
-    pub(crate) index: Index,
+    slot: Arc<Slot>,
     pub(crate) options: StoreOptions,
     /// Writers that add records or blobs hold it shared; GC and fsck hold it exclusively,
     /// so a sweep never races a put or a new reference.
     pub(crate) gate: RwLock<()>,
     /// Serialises commits (and touches) of the same digest within the process.
     stripes: Vec<Mutex<()>>,
-    pub(crate) last_gc_ms: AtomicU64,
-    /// Declared last: dropped after the index is closed.
-    _lock: StoreLock,
+    pub(crate) last_gc_ms: Arc<AtomicU64>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.slot.shutdown();
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `path`, waiting up to
-    /// `options.lock_timeout` for another process to close it, and recovers from any crash
-    /// of the previous holder (temp files, half-done puts and GCs).
+    /// `options.lock_timeout` for another process's index section, and recovers from any
+    /// crash of an earlier holder (temp files, half-done puts and GCs).
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
         let root = path.as_ref();
         std::fs::create_dir_all(root).map_err(StoreError::io(root))?;
         let layout = Layout::new(root);
-        let lock = StoreLock::acquire(&layout.lock, options.lock_timeout)?;
-        layout.create_or_check()?;
-        let index = match Index::open(&layout.index, options.sync) {
-            // A full disk: the reserve makes room for the open, so that the commands that
-            // free space can run.
-            Err(e) if crate::reserve::is_out_of_space(&e) && crate::reserve::release(&layout) => {
-                Index::open(&layout.index, options.sync)?
-            }
-            other => other?,
+        {
+            // Creating the layout races with other processes opening a new store.
+            let _lock = StoreLock::acquire(
+                &layout.lock,
+                options.lock_timeout,
+                crate::slot::NOTICE_AFTER,
+                |holder| {
+                    if let Some(notice) = &options.wait_notice {
+                        notice.call(holder);
+                    }
+                },
+            )?;
+            layout.create_or_check()?;
+        }
+        let last_gc_ms = Arc::new(AtomicU64::new(0));
+        let after_open = {
+            let layout = layout.clone();
+            let last_gc_ms = last_gc_ms.clone();
+            Box::new(move |index: &Index| {
+                recover(&layout, index)?;
+                let last_gc = index
+                    .get(index::META, index::LAST_GC)?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                    .map_or(0, u64::from_le_bytes);
+                last_gc_ms.fetch_max(last_gc, Ordering::Relaxed);
+                Ok(())
+            })
         };
-        let last_gc = index
-            .get(index::META, index::LAST_GC)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, u64::from_le_bytes);
+        let slot = Slot::new(layout.clone(), &options, after_open);
         let store = Store {
             layout,
-            index,
+            slot,
             options,
             gate: RwLock::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            last_gc_ms: AtomicU64::new(last_gc),
-            _lock: lock,
+            last_gc_ms,
         };
-        store.recover()?;
+        // Opened once now: recovery runs, and a store that cannot open fails here.
+        drop(store.index()?);
         crate::reserve::ensure(&store.layout);
         Ok(store)
+    }
+
+    /// The index, opened (waiting for other processes' sections) if this process does not
+    /// have it open. Hold the returned handle for the whole of an operation that must see
+    /// one consistent index (a put from `pending` to commit, a GC from mark to sweep).
+    pub(crate) fn index(&self) -> Result<Arc<OpenIndex>, StoreError> {
+        self.slot.get()
+    }
+
+    /// Closes the index now if no operation in this process uses it, so other processes
+    /// can write; the next operation opens it again. Call it before long work that needs
+    /// no index (a RUN step, a download); the store also closes it by itself after
+    /// [`StoreOptions::idle_close`]. Returns whether it is closed.
+    pub fn release_index(&self) -> bool {
+        self.slot.release()
+    }
+
+    /// Whether this process has the index open now.
+    pub fn index_is_open(&self) -> bool {
+        self.slot.is_open()
+    }
+
+    /// How many times this `Store` opened its index (the first open included).
+    pub fn index_opens(&self) -> u64 {
+        self.slot.opens()
     }
 
     /// Opens the store at [`crate::default_location`].
@@ -125,31 +212,6 @@ impl Store {
         &self.options
     }
 
-    /// Removes leftovers of a crashed holder: temp files, and blob files whose put or GC
-    /// did not reach its index commit (listed in the `pending` family).
-    fn recover(&self) -> Result<(), StoreError> {
-        let tmp = &self.layout.tmp;
-        for entry in std::fs::read_dir(tmp).map_err(StoreError::io(tmp))? {
-            let entry = entry.map_err(StoreError::io(tmp))?;
-            remove_if_exists(&entry.path())?;
-        }
-        let mut batch = WriteBatch::default();
-        for item in self.index.scan(index::PENDING) {
-            let (key, _) = item?;
-            batch.delete_cf(self.index.cf(index::PENDING), &key);
-            let Ok(digest) = <[u8; 32]>::try_from(&key[..]) else {
-                continue;
-            };
-            if self.index.get(index::BLOBS, &digest)?.is_none() {
-                remove_if_exists(&self.layout.blob_path(&digest))?;
-            }
-        }
-        if !batch.is_empty() {
-            self.index.write(batch)?;
-        }
-        Ok(())
-    }
-
     pub(crate) fn stripe(&self, digest: &[u8; 32]) -> MutexGuard<'_, ()> {
         let i = usize::from(digest[0]) % STRIPES;
         self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
@@ -161,9 +223,10 @@ impl Store {
 
     /// The blake3 key for `digest`, following the sha256 alias if needed.
     pub(crate) fn resolve(&self, digest: &Digest) -> Result<Option<[u8; 32]>, StoreError> {
+        let db = self.index()?;
         match digest.algorithm() {
             Algorithm::Blake3 => Ok(Some(*digest.as_bytes())),
-            Algorithm::Sha256 => match self.index.get(index::SHA256, digest.as_bytes())? {
+            Algorithm::Sha256 => match db.get(index::SHA256, digest.as_bytes())? {
                 None => Ok(None),
                 Some(v) => index::key32(index::SHA256, &v).map(Some),
             },
@@ -172,7 +235,8 @@ impl Store {
 
     /// The blob record under a blake3 key.
     pub(crate) fn record(&self, key: &[u8; 32]) -> Result<Option<BlobInfo>, StoreError> {
-        match self.index.get(index::BLOBS, key)? {
+        let db = self.index()?;
+        match db.get(index::BLOBS, key)? {
             None => Ok(None),
             Some(v) => BlobInfo::decode(key, &v)
                 .map(Some)
@@ -205,6 +269,7 @@ impl Store {
 
     /// Marks a blob used now if its record is older than the touch granularity.
     pub(crate) fn touch(&self, info: &BlobInfo) -> Result<(), StoreError> {
+        let db = self.index()?;
         let now = now_ms();
         if now.saturating_sub(to_ms(info.last_used)) < TOUCH_GRANULARITY_MS {
             return Ok(());
@@ -215,8 +280,7 @@ impl Store {
         // Re-read under the locks: GC may have removed it since.
         if let Some(mut current) = self.record(&key)? {
             current.last_used = from_ms(now);
-            self.index
-                .put_relaxed(index::BLOBS, &key, &current.encode())?;
+            db.put_relaxed(index::BLOBS, &key, &current.encode())?;
         }
         Ok(())
     }
@@ -294,6 +358,37 @@ impl Store {
         verify_file(&self.blob_path(&info), &info)?;
         Ok(info)
     }
+}
+
+/// Removes leftovers of crashed processes, with `LOCK` held: temp files whose owner is gone,
+/// and blob files whose put or GC did not reach its index commit (listed in the `pending`
+/// family; a live process never leaves one behind a closed index).
+fn recover(layout: &Layout, index: &Index) -> Result<(), StoreError> {
+    let tmp = &layout.tmp;
+    for entry in std::fs::read_dir(tmp).map_err(StoreError::io(tmp))? {
+        let entry = entry.map_err(StoreError::io(tmp))?;
+        let name = entry.file_name();
+        if !crate::owner::alive(&layout.root, temp_owner(&name.to_string_lossy())) {
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    crate::owner::forget_dead(&layout.root)
+        .map_err(|(path, source)| StoreError::Io { path, source })?;
+    let mut batch = WriteBatch::default();
+    for item in index.scan(index::PENDING) {
+        let (key, _) = item?;
+        batch.delete_cf(index.cf(index::PENDING), &key);
+        let Ok(digest) = <[u8; 32]>::try_from(&key[..]) else {
+            continue;
+        };
+        if index.get(index::BLOBS, &digest)?.is_none() {
+            remove_if_exists(&layout.blob_path(&digest))?;
+        }
+    }
+    if !batch.is_empty() {
+        index.write(batch)?;
+    }
+    Ok(())
 }
 
 /// Hashes the file at `path` and compares it with `info`.

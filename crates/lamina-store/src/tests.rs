@@ -18,7 +18,8 @@ fn corrupt_blob_record_is_an_error_naming_it() {
     let store = open(dir.path());
     let info = store.put_bytes(BlobKind::Other, b"abc").unwrap();
     store
-        .index
+        .index()
+        .unwrap()
         .put(index::BLOBS, info.digest.as_bytes(), &[1, 0xff])
         .unwrap();
     let err = store.stat(&info.digest).unwrap_err();
@@ -57,7 +58,8 @@ fn corrupt_image_record_stops_gc_instead_of_losing_roots() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .index
+        .index()
+        .unwrap()
         .put(index::IMAGES, b"app:v1", &[1, 2, 3])
         .unwrap();
     let err = store.gc().unwrap_err();
@@ -80,7 +82,8 @@ fn pending_file_without_record_is_removed_on_open() {
         let path = store.layout.blob_path(digest.as_bytes());
         std::fs::write(&path, b"half-written").unwrap();
         store
-            .index
+            .index()
+            .unwrap()
             .put(index::PENDING, digest.as_bytes(), &[])
             .unwrap();
         std::fs::write(store.layout.tmp.join("junk.tmp"), b"x").unwrap();
@@ -98,8 +101,11 @@ fn counters_drift_is_found_and_fixed() {
     let store = open(dir.path());
     store.put_bytes(BlobKind::Other, b"12345").unwrap();
     let mut batch = rocksdb::WriteBatch::default();
-    store.index.count(&mut batch, index::STORED_BYTES, 100);
-    store.index.write(batch).unwrap();
+    store
+        .index()
+        .unwrap()
+        .count(&mut batch, index::STORED_BYTES, 100);
+    store.index().unwrap().write(batch).unwrap();
     let report = store
         .fsck(FsckOptions {
             repair: true,
@@ -160,14 +166,19 @@ fn diff_id_aliases_are_checked_and_repaired() {
     store.put_layer(&layer).unwrap();
     let stray = Digest::sha256_of(b"no such layer");
     store
-        .index
+        .index()
+        .unwrap()
         .put(index::DIFF_IDS, stray.as_bytes(), layer.digest.as_bytes())
         .unwrap();
     store
-        .index
+        .index()
+        .unwrap()
         .write({
             let mut batch = rocksdb::WriteBatch::default();
-            batch.delete_cf(store.index.cf(index::DIFF_IDS), layer.diff_id.as_bytes());
+            batch.delete_cf(
+                store.index().unwrap().cf(index::DIFF_IDS),
+                layer.diff_id.as_bytes(),
+            );
             batch
         })
         .unwrap();
@@ -203,7 +214,7 @@ fn index_files_stay_bounded_across_many_short_opens() {
     for i in 0..cycles {
         let store = open(dir.path());
         for name in [index::BLOBS, index::CACHE, index::IMAGES, index::META] {
-            let files = store.index.family_files(name).unwrap();
+            let files = store.index().unwrap().family_files(name).unwrap();
             assert!(
                 files <= index::MAX_FAMILY_FILES,
                 "cycle {i}: family {name} holds {files} table files after open"
@@ -225,7 +236,7 @@ fn index_files_stay_bounded_across_many_short_opens() {
     let store = open(dir.path());
     // 9 families at most at the bound each: without it, 36 cycles leave ~100 files.
     let bound = 9 * index::MAX_FAMILY_FILES as usize;
-    let files = store.index.table_files();
+    let files = store.index().unwrap().table_files();
     assert!(
         files <= bound,
         "{files} table files after {cycles} opens (bound {bound})"
@@ -234,7 +245,7 @@ fn index_files_stay_bounded_across_many_short_opens() {
     store.gc().unwrap();
     for name in [index::BLOBS, index::CACHE, index::IMAGES, index::META] {
         assert!(
-            store.index.family_files(name).unwrap() <= 1,
+            store.index().unwrap().family_files(name).unwrap() <= 1,
             "{name} after gc"
         );
     }

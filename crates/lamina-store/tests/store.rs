@@ -279,9 +279,14 @@ fn threads_put_and_get_concurrently() {
 }
 
 #[test]
-fn second_opener_waits_then_fails_with_the_holders_pid() {
+fn an_operation_waits_for_another_holders_index_section_then_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let first = open(dir.path());
+    // A holder that never lets its index go idle stands for a long index section.
+    let holding = StoreOptions {
+        idle_close: None,
+        ..quick()
+    };
+    let first = Store::open(dir.path().join("store"), holding).unwrap();
     let start = Instant::now();
     let err = Store::open(dir.path().join("store"), quick()).unwrap_err();
     assert!(start.elapsed() >= Duration::from_millis(250));
@@ -293,18 +298,50 @@ fn second_opener_waits_then_fails_with_the_holders_pid() {
     }
     assert!(err.to_string().contains("lock timeout"));
 
-    // A waiter gets the store once the holder closes it.
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        drop(first);
-    });
+    // A waiter gets the index once the holder releases it; the holder keeps working and
+    // takes its turn again.
+    let first = std::sync::Arc::new(first);
+    let releaser = {
+        let first = first.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(first.release_index());
+        })
+    };
     let options = StoreOptions {
         lock_timeout: Duration::from_secs(10),
         ..quick()
     };
     let second = Store::open(dir.path().join("store"), options).unwrap();
     releaser.join().unwrap();
+    let by_second = second.put_bytes(BlobKind::Config, b"second").unwrap();
+    second.release_index();
+    let by_first = first.put_bytes(BlobKind::Config, b"first").unwrap();
+    assert!(first.contains(&by_second.digest).unwrap());
+    assert!(first.release_index());
+    assert!(second.contains(&by_first.digest).unwrap());
     assert!(second.fsck(FsckOptions::default()).unwrap().is_clean());
+}
+
+#[test]
+fn two_stores_on_one_root_share_it_between_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path());
+    let b = open(dir.path());
+    for i in 0..20u32 {
+        let from_a = a
+            .put_bytes(BlobKind::Config, format!("a{i}").as_bytes())
+            .unwrap();
+        let from_b = b
+            .put_bytes(BlobKind::Config, format!("b{i}").as_bytes())
+            .unwrap();
+        // Each waits at most for the other's idle close (20 ms by default).
+        assert!(b.contains(&from_a.digest).unwrap());
+        assert!(a.contains(&from_b.digest).unwrap());
+    }
+    assert!(a.index_opens() > 1, "a closed and reopened its index");
+    assert_eq!(a.stats().unwrap().blobs, 40);
+    assert!(b.fsck(FsckOptions::default()).unwrap().is_clean());
 }
 
 #[test]

@@ -326,7 +326,7 @@ impl Executor {
         let cache = self.inner.layer_cache()?;
         let before = cache.unpacks();
         for layer in layers {
-            cache.unpacked(&self.inner.store, layer)?;
+            drop(cache.unpacked(&self.inner.store, layer)?);
         }
         Ok(cache.unpacks() - before)
     }

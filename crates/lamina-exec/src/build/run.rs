@@ -41,12 +41,20 @@ impl Build<'_> {
             _ => Network::Host,
         };
         let cache = self.inner.layer_cache()?;
-        let lower_dirs = state
+        // Held until the step ends: GC in any process leaves layers in use alone.
+        let lowers_in_use = state
             .layers
             .iter()
             .map(|l| cache.unpacked(&self.inner.store, l))
             .collect::<Result<Vec<_>, _>>()?;
+        let lower_dirs = lowers_in_use
+            .iter()
+            .map(|l| l.path().to_path_buf())
+            .collect();
         let sandbox = self.inner.sandbox()?;
+        // The command may run for minutes: let other processes use the store meanwhile
+        // (the index reopens when the step's layer is stored).
+        self.inner.store.release_index();
         let mut on_output = |stream, line: &str| {
             self.emit(BuildEvent::StepLog {
                 index,
@@ -84,7 +92,7 @@ impl Build<'_> {
             &self.inner.store,
             &self.writer,
             LayerSource::OverlayUpper(upper),
-            None,
+            Some(&self.lease),
         )?;
         // The upper directory, whiteouts in overlay form, is the layer's unpacked copy.
         // Best effort: the layer is stored; a tree not kept is unpacked when needed.

@@ -63,7 +63,15 @@ pub(crate) struct Build<'a> {
     results: BTreeMap<usize, StageState>,
     /// The git source of the current ADD, resolved to its commit for the key.
     pub(crate) git: Option<super::git::Resolved>,
+    /// Every blob and layer the build uses or writes, so that GC in any process (`cache
+    /// gc` beside this build) leaves them until the build has referenced them; released
+    /// when the build ends, and with this process if it dies.
+    pub(crate) lease: lamina_store::Lease<'a>,
 }
+
+/// How long a build's lease lasts if its process somehow outlives it without releasing it
+/// (a dead process's lease ends at once).
+const BUILD_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Runs a whole build, recording the state of a tagged one.
 pub(crate) fn build(
@@ -137,6 +145,7 @@ fn build_untracked(
         record: BuildRecord::default(),
         results: BTreeMap::new(),
         git: None,
+        lease: store.lease(BUILD_LEASE_TTL)?,
         plan,
     };
     for s in build.plan.stages.clone() {
@@ -496,6 +505,14 @@ impl Build<'_> {
                 _ => return Ok(None),
             },
         };
+        // In use from here on; collected since the lookup is a miss.
+        for digest in std::iter::once(&entry.config).chain(layer.as_ref().map(|l| &l.digest)) {
+            match self.lease.add(digest) {
+                Ok(()) => {}
+                Err(lamina_store::StoreError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Some((config, layer)))
     }
 
@@ -509,9 +526,17 @@ impl Build<'_> {
         let Some(digest) = entry.layer else {
             return Ok(None);
         };
-        Ok(store
+        let layer = store
             .layer(&digest)?
-            .filter(|l| l.variants.iter().any(|v| v.compression == self.compression)))
+            .filter(|l| l.variants.iter().any(|v| v.compression == self.compression));
+        if let Some(layer) = &layer {
+            match self.lease.add(&layer.digest) {
+                Ok(()) => {}
+                Err(lamina_store::StoreError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(layer)
     }
 
     /// Stores a step's config and its cache entry.
@@ -522,7 +547,8 @@ impl Build<'_> {
         layer: Option<&LayerRecord>,
     ) -> Result<(), ExecError> {
         let store = &self.inner.store;
-        let config = store.put_bytes(BlobKind::Config, &state.config.to_bytes())?;
+        let config =
+            store.put_bytes_leased(BlobKind::Config, &state.config.to_bytes(), &self.lease)?;
         store.put_cache_entry(
             step_key,
             &CacheEntry {
@@ -619,7 +645,7 @@ impl Build<'_> {
             &self.inner.store,
             &self.writer,
             LayerSource::Tree(tree.path()),
-            None,
+            Some(&self.lease),
         )?;
         // The layer is stored: failing to keep its tree only costs an unpack later.
         if let Err(e) = self
@@ -706,11 +732,12 @@ impl Build<'_> {
         // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
         // and OnBuild.
         let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
-        let stored = StoredImage::commit_config_bytes(
+        let stored = StoredImage::commit_leased(
             store,
             &config_bytes,
             &state.layers,
             self.compression,
+            Some(&self.lease),
         )?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
         // Untagged images live as long as these entries (the store's TTL); tagged ones too

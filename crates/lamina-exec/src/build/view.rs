@@ -42,6 +42,8 @@ impl Node {
 pub(crate) struct LayerView {
     /// Unpacked layer directories, top first.
     top_first: Vec<PathBuf>,
+    /// The layers those directories belong to, held in use while the view lives.
+    _in_use: Vec<crate::sandbox::LayerInUse>,
     /// The one merged tree of [`LayerView::merged`], removed with the last clone.
     _merged: Option<std::sync::Arc<tempfile::TempDir>>,
 }
@@ -50,11 +52,17 @@ const MAX_SYMLINK_HOPS: usize = 40;
 
 impl LayerView {
     /// The view of `bottom_first` (a stage's layers in image order).
-    pub fn new(bottom_first: Vec<PathBuf>) -> Self {
-        let mut top_first = bottom_first;
-        top_first.reverse();
+    pub fn new(bottom_first: Vec<crate::sandbox::LayerInUse>) -> Self {
+        let mut view = LayerView::of_dirs(bottom_first.iter().map(|l| l.path().to_path_buf()));
+        view._in_use = bottom_first;
+        view
+    }
+
+    /// The view of plain directories, bottom first.
+    pub fn of_dirs(bottom_first: impl DoubleEndedIterator<Item = PathBuf>) -> Self {
         LayerView {
-            top_first,
+            top_first: bottom_first.rev().collect(),
+            _in_use: Vec::new(),
             _merged: None,
         }
     }
@@ -63,6 +71,7 @@ impl LayerView {
     pub fn merged(tree: tempfile::TempDir) -> Self {
         LayerView {
             top_first: vec![tree.path().to_path_buf()],
+            _in_use: Vec::new(),
             _merged: Some(std::sync::Arc::new(tree)),
         }
     }

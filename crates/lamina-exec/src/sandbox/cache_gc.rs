@@ -33,7 +33,7 @@ pub(crate) fn mark_used(root: &Path, name: &str) -> Result<(), ExecError> {
 
 /// Removes the cache mounts of `work_dir` unused for longer than `ttl`, then, least recently
 /// used first, while their bytes exceed `budget` (when given); never one used within
-/// `min_age` or locked by a run. Call it while holding the store (no build runs then).
+/// `min_age` or held by a run in any process (every sharing mode holds its cache's lock).
 pub fn prune_cache_mounts(
     work_dir: &Path,
     ttl: Duration,
@@ -80,7 +80,7 @@ pub fn prune_cache_mounts(
         if age < min_age || !(age > ttl || over_budget) {
             continue;
         }
-        // A run holding it (locked or private sharing) keeps it.
+        // A run holding it (shared, locked or private sharing) keeps it.
         let Some(_lock) = try_lock_file(&root.join(format!("{name}.lock")))? else {
             continue;
         };

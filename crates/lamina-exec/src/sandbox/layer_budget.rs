@@ -30,9 +30,8 @@ impl LayerCache {
     }
 
     /// Removes unpacked layers, least recently used first, until the rest holds at most
-    /// `budget` bytes; none used within `min_age`. Returns what went and the bytes left. Call
-    /// it when no build of this process runs
-    /// (the store admits one process at a time, so no other process builds meanwhile).
+    /// `budget` bytes; none used within `min_age` and none a build uses now. Returns what went
+    /// and the bytes left.
     pub fn evict_to_budget(
         &self,
         budget: u64,
@@ -65,9 +64,12 @@ impl LayerCache {
             if now.duration_since(used).unwrap_or_default() < min_age {
                 continue;
             }
-            report.bytes += self.remove_dir(&name)?;
-            report.removed += 1;
-            total -= bytes;
+            // A layer a build uses (in any process) stays, and counts as kept.
+            if let Some(removed) = self.remove_dir(&name)? {
+                report.bytes += removed;
+                report.removed += 1;
+                total -= bytes;
+            }
         }
         Ok((report, total))
     }
@@ -116,5 +118,32 @@ mod tests {
             cache.evict_to_budget(0, Duration::ZERO).unwrap().0.removed,
             1
         );
+    }
+
+    #[test]
+    fn a_layer_in_use_by_a_build_in_any_process_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(dir.path()).unwrap();
+        let hex = "d".repeat(64);
+        fs::create_dir_all(cache.root.join(&hex)).unwrap();
+        fs::write(cache.root.join(&hex).join("f"), [1u8; 10]).unwrap();
+        // A build's use: a shared lock on the layer's lock file through its own open file
+        // description, as another process holds it.
+        let lock_path = cache.root.join(format!("{hex}.lock"));
+        let user = super::super::fsutil::lock_file(
+            &lock_path,
+            rustix::fs::FlockOperation::NonBlockingLockShared,
+        )
+        .unwrap();
+        let (report, kept) = cache.evict_to_budget(0, Duration::ZERO).unwrap();
+        assert_eq!(report.removed, 0);
+        assert_eq!(kept, 10);
+        assert!(cache.root.join(&hex).join("f").exists());
+        drop(user);
+        let (report, kept) = cache.evict_to_budget(0, Duration::ZERO).unwrap();
+        assert_eq!((report.removed, kept), (1, 0));
+        assert!(!cache.root.join(&hex).exists());
+        // Nothing left under a temporary name either.
+        assert_eq!(fs::read_dir(&cache.root).unwrap().count(), 0);
     }
 }

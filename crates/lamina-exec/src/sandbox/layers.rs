@@ -17,7 +17,7 @@ use lamina_layer::{UnpackOptions, Unpacker};
 use lamina_store::{Compression, LayerRecord, LayerVariant, Store};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 
-use super::fsutil::{io_err, lock_file, open_dir_in};
+use super::fsutil::{io_err, lock_file, open_dir_in, try_lock_file};
 use crate::ExecError;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -75,21 +75,44 @@ impl LayerCache {
         self.root.join(layer.digest.hex())
     }
 
-    /// Unpacks `layer` once, atomically, and returns its directory.
+    /// Unpacks `layer` once, atomically, and returns its directory, held in use.
     ///
     /// Any stored variant will do (the [`Unpacker`] detects the compression); the result is
     /// checked against the layer's diff_id. The unpack goes to a temporary directory renamed
     /// into place; a per-layer file lock makes concurrent callers, threads or processes, wait
-    /// for the first one and reuse its directory.
-    pub fn unpacked(&self, store: &Store, layer: &LayerRecord) -> Result<PathBuf, ExecError> {
+    /// for the first one and reuse its directory. The returned [`LayerInUse`] holds that lock
+    /// shared until dropped, so `cache gc` in any process leaves the directory alone.
+    pub fn unpacked(&self, store: &Store, layer: &LayerRecord) -> Result<LayerInUse, ExecError> {
         let hex = layer.digest.hex();
         let dir = self.root.join(&hex);
-        let Some(_lock) = self.lock_missing(&hex)? else {
-            self.mark_used(&hex);
-            return Ok(dir);
-        };
+        let lock_path = self.root.join(format!("{hex}.lock"));
+        loop {
+            let shared = lock_named(&lock_path, FlockOperation::LockShared)?;
+            if dir.is_dir() {
+                self.mark_used(&hex);
+                return Ok(LayerInUse {
+                    dir,
+                    _lock: std::sync::Arc::new(shared),
+                });
+            }
+            drop(shared);
+            if let Some(_lock) = self.lock_missing(&hex)? {
+                self.unpack_locked(store, layer, &hex, &dir)?;
+            }
+            // Then in use like any existing directory (a GC may take it in between: again).
+        }
+    }
+
+    /// Unpacks `layer` into `dir`, with the layer's lock held exclusively.
+    fn unpack_locked(
+        &self,
+        store: &Store,
+        layer: &LayerRecord,
+        hex: &str,
+        dir: &Path,
+    ) -> Result<(), ExecError> {
         // Under the lock, any temporary directory of this layer is left by a killed process.
-        self.remove_stale_tmp(&hex)?;
+        self.remove_stale_tmp(hex)?;
         let tmp = self.root.join(format!(
             ".tmp-{hex}-{}-{}",
             crate::owner::claim(&self.work_dir)?,
@@ -97,13 +120,13 @@ impl LayerCache {
         ));
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         let result = unpack_into(store, layer, &tmp)
-            .and_then(|()| fs::rename(&tmp, &dir).map_err(io_err(&dir)));
+            .and_then(|()| fs::rename(&tmp, dir).map_err(io_err(dir)));
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
         self.unpacks.fetch_add(1, Ordering::Relaxed);
-        Ok(dir)
+        Ok(())
     }
 
     /// Makes `tree`, which holds exactly `layer`'s content in the form this cache keeps (a
@@ -145,7 +168,7 @@ impl LayerCache {
         if dir.is_dir() {
             return Ok(None);
         }
-        let lock = lock_file(
+        let lock = lock_named(
             &self.root.join(format!("{hex}.lock")),
             FlockOperation::LockExclusive,
         )?;
@@ -165,8 +188,8 @@ impl LayerCache {
     }
 
     /// Removes the unpacked layers whose layer record the store no longer has (collected by
-    /// GC), returning how many and their bytes. Call it when no build of this process runs;
-    /// other processes cannot build meanwhile, since the store admits one process at a time.
+    /// GC), returning how many and their bytes. A layer in use by a build, in any process,
+    /// is left for a later GC.
     pub fn prune(&self, store: &Store) -> Result<PruneReport, ExecError> {
         let mut report = PruneReport::default();
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
@@ -178,25 +201,108 @@ impl LayerCache {
             if store.layer(&digest)?.is_some() {
                 continue;
             }
-            report.bytes += self.remove_dir(&name)?;
-            report.removed += 1;
+            if let Some(bytes) = self.remove_dir(&name)? {
+                report.bytes += bytes;
+                report.removed += 1;
+            }
         }
         Ok(report)
     }
 
-    /// Removes the directory of the layer `hex` and its lock file; returns its bytes.
-    pub(super) fn remove_dir(&self, hex: &str) -> Result<u64, ExecError> {
+    /// Removes the directory of the layer `hex` and its lock file unless a build uses it;
+    /// returns its bytes, or `None` when it is in use. The directory is renamed away first
+    /// (to a temporary name a later unpack or process removes), so a removal cut short never
+    /// leaves a partial layer under the layer's name.
+    pub(super) fn remove_dir(&self, hex: &str) -> Result<Option<u64>, ExecError> {
+        let lock_path = self.root.join(format!("{hex}.lock"));
+        let Some(_lock) = try_lock_named(&lock_path)? else {
+            return Ok(None);
+        };
         let path = self.root.join(hex);
         let bytes = crate::usage::bytes_of(&path);
-        fs::remove_dir_all(&path).map_err(io_err(&path))?;
-        let lock = self.root.join(format!("{hex}.lock"));
-        if let Err(e) = fs::remove_file(&lock)
+        let gone = self.root.join(format!(
+            ".tmp-{hex}-{}-{}",
+            crate::owner::claim(&self.work_dir)?,
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match fs::rename(&path, &gone) {
+            Ok(()) => fs::remove_dir_all(&gone).map_err(io_err(&gone))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        // Unlinked while held: whoever opened the old file sees it is no longer the named
+        // one (lock_named) and opens the new.
+        if let Err(e) = fs::remove_file(&lock_path)
             && e.kind() != io::ErrorKind::NotFound
         {
-            return Err(io_err(&lock)(e));
+            return Err(io_err(&lock_path)(e));
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
+}
+
+/// An unpacked layer a build is using: its directory, and a shared lock on the layer that
+/// keeps GC in any process from removing it until dropped.
+#[derive(Debug, Clone)]
+pub struct LayerInUse {
+    dir: PathBuf,
+    _lock: std::sync::Arc<File>,
+}
+
+/// Two uses of one layer are equal: the lock is not part of what they name.
+impl PartialEq for LayerInUse {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+    }
+}
+
+impl Eq for LayerInUse {}
+
+impl LayerInUse {
+    /// The layer's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl std::ops::Deref for LayerInUse {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Locks the file at `path` (created if missing) with `op`, making sure the lock held is on
+/// the file the path names: a remover unlinks the lock file while holding it exclusively, so
+/// a lock taken on an unlinked file would guard nothing.
+fn lock_named(path: &Path, op: FlockOperation) -> Result<File, ExecError> {
+    loop {
+        let file = lock_file(path, op)?;
+        if names_file(path, &file)? {
+            return Ok(file);
+        }
+    }
+}
+
+/// [`lock_named`] exclusively without waiting: `None` when someone holds the lock.
+fn try_lock_named(path: &Path) -> Result<Option<File>, ExecError> {
+    loop {
+        let Some(file) = try_lock_file(path)? else {
+            return Ok(None);
+        };
+        if names_file(path, &file)? {
+            return Ok(Some(file));
+        }
+    }
+}
+
+fn names_file(path: &Path, file: &File) -> Result<bool, ExecError> {
+    let held = rustix::fs::fstat(file).map_err(|e| io_err(path)(e.into()))?;
+    Ok(match rustix::fs::stat(path) {
+        Ok(named) => named.st_ino == held.st_ino && named.st_dev == held.st_dev,
+        Err(_) => false,
+    })
 }
 
 /// What [`LayerCache::prune`] removed.

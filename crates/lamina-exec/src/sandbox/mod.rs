@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use ca::{CA_BUNDLE, CA_ENV, ENV_BUNDLE};
 pub use cache_gc::{CacheMountsPruned, prune_cache_mounts};
 pub(crate) use layers::OPAQUE_XATTR;
-pub use layers::{LayerCache, PruneReport};
+pub use layers::{LayerCache, LayerInUse, PruneReport};
 pub use mounts::{BuildMount, CacheSharing, MountSource, Ownership};
 
 use crate::ExecError;

@@ -32,8 +32,8 @@ pub enum MountSource {
     /// A path inside the filesystem that unpacked layers describe (an earlier stage or an
     /// image); symlinks on the way resolve inside it.
     Layers {
-        /// Unpacked layer directories, bottom first (may be empty: an empty filesystem).
-        lowers: Vec<PathBuf>,
+        /// Unpacked layers, bottom first (may be empty: an empty filesystem), held in use.
+        lowers: Vec<super::LayerInUse>,
         /// Absolute path inside that filesystem.
         path: String,
     },
@@ -282,7 +282,13 @@ fn cache_dir(
     let name = cache_name(id);
     super::cache_gc::mark_used(&root, &name)?;
     Ok(match sharing {
-        CacheSharing::Shared => root.join(&name),
+        CacheSharing::Shared => {
+            // Shared with other shared runs, but held: `cache gc` in any process (which
+            // takes it exclusively) leaves a cache in use alone.
+            let lock = root.join(format!("{name}.lock"));
+            locks.push(lock_file(&lock, FlockOperation::LockShared)?);
+            root.join(&name)
+        }
         CacheSharing::Locked => {
             let lock = root.join(format!("{name}.lock"));
             locks.push(lock_file(&lock, FlockOperation::LockExclusive)?);
@@ -348,14 +354,22 @@ fn create_cache_dir(
 
 /// Mounts a throwaway writable overlay of `lowers` (bottom first) below `base` and returns the
 /// host path of `path` inside it, symlinks resolved inside the overlay's root.
-fn mount_layers(lowers: &[PathBuf], path: &str, base: &Path) -> Result<PathBuf, ExecError> {
+fn mount_layers(
+    lowers: &[super::LayerInUse],
+    path: &str,
+    base: &Path,
+) -> Result<PathBuf, ExecError> {
     let Some(comps) = container_components(path) else {
         return Err(ExecError::UnusablePath {
             path: PathBuf::from(path),
             reason: "mount sources must not leave the stage or image with `..`".into(),
         });
     };
-    let mut top_first: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
+    let mut top_first: Vec<PathBuf> = lowers
+        .iter()
+        .rev()
+        .map(|l| l.path().to_path_buf())
+        .collect();
     let empty = base.join("empty");
     if top_first.is_empty() {
         fs::create_dir_all(&empty).map_err(io_err(&empty))?;

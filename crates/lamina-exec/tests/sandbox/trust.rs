@@ -28,8 +28,12 @@ fn on_layer(env: &Env, files: &[(&str, &str)], host: &Path) -> Opts {
     let mut opts = env.opts();
     if !files.is_empty() {
         let layer = put_layer(&env.store, None, Some(tree.path()));
-        opts.lowers
-            .push(env.cache.unpacked(&env.store, &layer).unwrap());
+        opts.lowers.push(
+            env.cache
+                .unpacked(&env.store, &layer)
+                .unwrap()
+                .to_path_buf(),
+        );
     }
     opts.mounts = vec![BuildMount::HostCaBundle {
         path: host.to_path_buf(),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use lamina_store::{BlobKind, Digest, FsckOptions, ImageState, Store, StoreOptions};
 
 const WORKER_ENV: &str = "LAMINA_STORE_CRASH_WORKER";
+const IDLE_ENV: &str = "LAMINA_STORE_IDLE_WORKER";
 
 fn options() -> StoreOptions {
     StoreOptions {
@@ -141,13 +142,18 @@ fn kill_9_at_random_points_loses_nothing_that_returned() {
 
 const HOLD_ENV: &str = "LAMINA_STORE_HOLD_WORKER";
 
-/// In the child (env var set): open the store, say so, hold it for 600 ms, exit.
+/// In the child (env var set): open the store with its index held (no idle close), say so,
+/// hold it for 600 ms, exit.
 #[test]
 fn hold_worker() {
     let Ok(root) = std::env::var(HOLD_ENV) else {
         return;
     };
-    let store = Store::open(&root, options()).expect("worker opens the store");
+    let holding = StoreOptions {
+        idle_close: None,
+        ..options()
+    };
+    let store = Store::open(&root, holding).expect("worker opens the store");
     let mut out = std::io::stdout().lock();
     writeln!(out, "opened {}", std::process::id()).expect("stdout");
     out.flush().expect("stdout");
@@ -155,30 +161,53 @@ fn hold_worker() {
     drop(store);
 }
 
+/// In the child (env var set): open the store as a build would (index closed when idle),
+/// put a blob, say so, keep the store open for 3 s, put another, exit.
 #[test]
-fn another_process_waits_for_the_holder() {
-    use std::io::BufRead;
+fn idle_worker() {
+    let Ok(root) = std::env::var(IDLE_ENV) else {
+        return;
+    };
+    let store = Store::open(&root, options()).expect("worker opens the store");
+    store
+        .put_bytes(BlobKind::Config, b"worker first")
+        .expect("worker puts");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "opened {}", std::process::id()).expect("stdout");
+    out.flush().expect("stdout");
+    std::thread::sleep(Duration::from_secs(3));
+    store
+        .put_bytes(BlobKind::Config, b"worker second")
+        .expect("worker puts again");
+}
+
+#[test]
+fn another_process_with_the_store_open_does_not_hold_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash::hold_worker",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HOLD_ENV, &root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let pid = loop {
-        let line = lines.next().expect("child exited early").unwrap();
-        if let Some((_, pid)) = line.split_once("opened ") {
-            break pid.to_owned();
-        }
+    let (mut child, _) = spawn_worker("crash::idle_worker", IDLE_ENV, &root, "opened ");
+    // The worker still has its Store open (for 3 s) but not its index: were it held, this
+    // would give up after 2 s with `Locked`.
+    let impatient = StoreOptions {
+        lock_timeout: Duration::from_secs(2),
+        ..options()
     };
+    let store = Store::open(&root, impatient).expect("opens beside the other process");
+    let mine = store.put_bytes(BlobKind::Config, b"parent").unwrap();
+    assert!(child.wait().unwrap().success());
+    for bytes in [&b"worker first"[..], b"worker second"] {
+        assert!(store.contains(&Digest::blake3_of(bytes)).unwrap());
+    }
+    assert!(store.contains(&mine.digest).unwrap());
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
+}
+
+#[test]
+fn another_process_waits_for_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let (mut child, said) = spawn_worker("crash::hold_worker", HOLD_ENV, &root, "opened ");
+    let pid = said;
     let impatient = StoreOptions {
         lock_timeout: Duration::from_millis(50),
         ..options()
@@ -192,4 +221,79 @@ fn another_process_waits_for_the_holder() {
     let store = Store::open(&root, options()).expect("opens once the holder exits");
     assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
     child.wait().unwrap();
+}
+
+const LEASE_ENV: &str = "LAMINA_STORE_LEASE_WORKER";
+
+/// Starts this test binary's worker test `test` with `env` naming the store `root`, and
+/// waits for its stdout line containing `marker`; returns the child (the caller waits for
+/// it) and what followed the marker.
+#[allow(clippy::zombie_processes)]
+fn spawn_worker(
+    test: &str,
+    env: &str,
+    root: &std::path::Path,
+    marker: &str,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("child exited early").unwrap();
+        if let Some((_, said)) = line.split_once(marker) {
+            // The rest is drained, so the worker never writes to a closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, said.to_owned());
+        }
+    }
+}
+
+/// In the child (env var set): take an hour-long lease, write a blob under it, say so, then
+/// wait to be killed.
+#[test]
+fn lease_worker() {
+    let Ok(root) = std::env::var(LEASE_ENV) else {
+        return;
+    };
+    let store = Store::open(&root, options()).expect("worker opens the store");
+    let lease = store.lease(Duration::from_secs(3600)).expect("lease");
+    let mut writer = store.writer(BlobKind::Layer).expect("writer").lease(&lease);
+    writer.write_all(b"leased by the worker").expect("write");
+    let info = writer.commit().expect("commit");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "leased {}", info.digest).expect("stdout");
+    out.flush().expect("stdout");
+    std::thread::sleep(Duration::from_secs(60));
+    drop(lease);
+}
+
+#[test]
+fn a_killed_processs_lease_ends_with_it_and_a_live_ones_holds_in_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let (mut child, said) = spawn_worker("crash::lease_worker", LEASE_ENV, &root, "leased ");
+    let digest: Digest = said.trim().parse().unwrap();
+    let store = Store::open(&root, options()).unwrap();
+    // Nothing is young (min_age 0): only the other process's lease keeps the blob.
+    let report = store.gc().unwrap();
+    assert_eq!(report.leases_expired, 0);
+    assert!(
+        store.contains(&digest).unwrap(),
+        "a live process's lease holds"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(
+        report.leases_expired, 1,
+        "the dead owner's lease ended at once"
+    );
+    assert!(!store.contains(&digest).unwrap());
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
 }

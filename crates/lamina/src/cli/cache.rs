@@ -141,8 +141,8 @@ fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<(
 
 fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let report = store.gc()?;
-    // Unpacked copies of the layers GC just removed go too (this process holds the store,
-    // so no build can be using them).
+    // Unpacked copies of the layers GC just removed go too, except those a build in any
+    // process is using (it holds their lock shared).
     let work_dir = lamina::Engine::work_dir_of(store.path());
     let options = store.options();
     let mut unpacked = lamina::exec::sandbox::PruneReport::default();

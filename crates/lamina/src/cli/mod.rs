@@ -170,49 +170,42 @@ fn engine_waiting(
     )
 }
 
-/// Opens what holds the store at `dir` (`open` gets `options` with a lock timeout): a store
-/// another process holds is waited for up to `wait`, after saying once on stderr who holds
-/// it; giving up is a one-line error naming the holder and `--wait`.
+/// Opens what holds the store at `dir` (`open` gets `options` with `wait` as its lock
+/// timeout). Processes hold the store only while they read or write its index, so waits
+/// are normally milliseconds; one that lasts (another process's GC of a large store, say)
+/// is announced once on stderr naming the holder, and giving up is a one-line error naming
+/// the holder and `--wait`. The same holds for every later wait of the command.
 fn open_waiting<T>(
     dir: &Path,
     options: lamina::store::StoreOptions,
     wait: Duration,
-    mut open: impl FnMut(lamina::store::StoreOptions) -> Result<T, lamina::Error>,
+    open: impl FnOnce(lamina::store::StoreOptions) -> Result<T, lamina::Error>,
 ) -> anyhow::Result<T> {
-    use lamina::store::{StoreError, StoreOptions};
-    let gave_up = |holder: &str| {
-        anyhow::anyhow!(
+    use lamina::store::{StoreOptions, WaitNotice};
+    let (shown, limit) = (dir.display().to_string(), humantime::format_duration(wait));
+    let notice = WaitNotice::new(move |holder| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "waiting for the store {shown}: in use by {holder} (up to {limit}, set with --wait or {WAIT_ENV})"
+        );
+    });
+    let options = StoreOptions {
+        lock_timeout: wait,
+        wait_notice: Some(notice),
+        ..options
+    };
+    open(options).map_err(|e| gave_up(dir, wait, e))
+}
+
+/// A store given up on is one line naming the holder and `--wait`; other errors pass.
+fn gave_up(dir: &Path, wait: Duration, error: lamina::Error) -> anyhow::Error {
+    use lamina::store::StoreError;
+    match error {
+        lamina::Error::Store(StoreError::Locked { holder, .. }) => anyhow::anyhow!(
             "the store {} is in use by {holder}; gave up after {} (wait longer with --wait DURATION or {WAIT_ENV})",
             dir.display(),
             humantime::format_duration(wait)
-        )
-    };
-    let quick = StoreOptions {
-        lock_timeout: wait.min(Duration::from_millis(200)),
-        ..options.clone()
-    };
-    match open(quick) {
-        Err(lamina::Error::Store(StoreError::Locked { holder, .. })) => {
-            if wait <= Duration::from_millis(200) {
-                return Err(gave_up(&holder));
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "waiting for the store {}: in use by {holder} (up to {}, set with --wait or {WAIT_ENV})",
-                dir.display(),
-                humantime::format_duration(wait)
-            );
-            let patient = StoreOptions {
-                lock_timeout: wait,
-                ..options
-            };
-            match open(patient) {
-                Err(lamina::Error::Store(StoreError::Locked { holder, .. })) => {
-                    Err(gave_up(&holder))
-                }
-                other => Ok(other?),
-            }
-        }
-        other => Ok(other?),
+        ),
+        other => other.into(),
     }
 }

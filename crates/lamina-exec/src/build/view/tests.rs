@@ -29,7 +29,7 @@ fn layers(dir: &Path) -> LayerView {
     std::fs::create_dir_all(upper.join("etc")).unwrap();
     std::fs::write(upper.join("etc/passwd"), "new").unwrap();
     std::fs::write(upper.join("etc/new"), "n").unwrap();
-    LayerView::new(vec![lower, upper])
+    LayerView::of_dirs(vec![lower, upper].into_iter())
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn absolute_links_resolve_in_the_view_and_wildcards_match_last() {
     std::fs::write(layer.join("real/dir/g.bin"), "x").unwrap();
     std::os::unix::fs::symlink("/real", layer.join("abs")).unwrap();
     std::os::unix::fs::symlink("../../../../..", layer.join("real/up")).unwrap();
-    let view = LayerView::new(vec![layer.clone()]);
+    let view = LayerView::of_dirs(vec![layer.clone()].into_iter());
     let glob = |p: &[u8], n: &[u8]| n.ends_with(&p[1..]);
     let found = find(&view, "/abs/dir/*.txt", glob).unwrap();
     assert_eq!(found.len(), 1);
@@ -110,7 +110,7 @@ fn symlink_loops_end_in_an_error() {
     std::fs::create_dir(&layer).unwrap();
     std::os::unix::fs::symlink("/b", layer.join("a")).unwrap();
     std::os::unix::fs::symlink("/a", layer.join("b")).unwrap();
-    let view = LayerView::new(vec![layer]);
+    let view = LayerView::of_dirs(vec![layer].into_iter());
     assert!(view.lookup("/a/x", true).is_err());
     assert!(view.lookup("/a", false).unwrap().unwrap().meta.is_symlink());
 }
@@ -141,7 +141,7 @@ fn kinds_replace_each_other_across_layers() {
     // top: /c comes back as a directory of its own.
     std::fs::create_dir_all(top.join("c")).unwrap();
     std::fs::write(top.join("c/z"), "z").unwrap();
-    let view = LayerView::new(vec![low, mid, top]);
+    let view = LayerView::of_dirs(vec![low, mid, top].into_iter());
 
     let a = view.lookup("/a", false).unwrap().unwrap();
     assert!(a.is_dir());
@@ -162,7 +162,7 @@ fn relative_links_cannot_climb_out_of_the_view() {
     std::fs::write(dir.path().join("outside"), "host file").unwrap();
     std::os::unix::fs::symlink("../../../../../../outside", layer.join("real/up")).unwrap();
     std::os::unix::fs::symlink("/../../outside", layer.join("abs")).unwrap();
-    let view = LayerView::new(vec![layer]);
+    let view = LayerView::of_dirs(vec![layer].into_iter());
     assert!(view.read("/real/up").unwrap().is_none());
     assert!(view.read("/abs").unwrap().is_none());
     assert!(view.read("/../outside").unwrap().is_none());

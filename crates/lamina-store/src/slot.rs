@@ -1,0 +1,212 @@
+//! Holding the index only while it is used, so many processes share one store.
+//!
+//! RocksDB lets one process open a database read-write at a time. Rather than keep it open
+//! for a `Store`'s whole life (which made every other process wait for a build's RUN
+//! steps), the store opens the index on demand — taking `LOCK` first — and closes it
+//! (releasing `LOCK`) once no operation has used it for [`crate::StoreOptions::idle_close`],
+//! or at once on [`crate::Store::release_index`]. An operation holds an [`OpenIndex`]
+//! (an `Arc`) for its duration, so the index is never closed under it; a burst of lookups
+//! (a warm rebuild) pays one open.
+//!
+//! Every open runs recovery (temp files of dead owners, half-done puts and GCs), which is
+//! safe because a put or a GC keeps the index open from its first `pending` write to its
+//! last: `pending` keys seen at open belong to a process that died mid-operation.
+
+use std::ops::Deref;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::fsutil::Layout;
+use crate::index::Index;
+use crate::lock::StoreLock;
+use crate::store::WaitNotice;
+use crate::{StoreError, StoreOptions};
+
+/// The open index and the `LOCK` that lets this process write it.
+#[derive(Debug)]
+pub(crate) struct OpenIndex {
+    index: Index,
+    /// Declared last: released after the index is closed.
+    _lock: StoreLock,
+}
+
+impl Deref for OpenIndex {
+    type Target = Index;
+
+    fn deref(&self) -> &Index {
+        &self.index
+    }
+}
+
+/// What runs once after each open, with the lock held: recovery and reading settings.
+pub(crate) type AfterOpen = dyn Fn(&Index) -> Result<(), StoreError> + Send + Sync;
+
+/// How long an open waits silently before saying what it waits for.
+pub(crate) const NOTICE_AFTER: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+struct State {
+    open: Option<Arc<OpenIndex>>,
+    last_use: Instant,
+    closer_running: bool,
+    /// How many times the index was opened, for tests and statistics.
+    opens: u64,
+}
+
+pub(crate) struct Slot {
+    layout: Layout,
+    sync: bool,
+    lock_timeout: Duration,
+    idle_close: Option<Duration>,
+    state: Mutex<State>,
+    wake: Condvar,
+    after_open: Box<AfterOpen>,
+    notice: Option<WaitNotice>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("index", &self.layout.index)
+            .field("idle_close", &self.idle_close)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    pub(crate) fn new(
+        layout: Layout,
+        options: &StoreOptions,
+        after_open: Box<AfterOpen>,
+    ) -> Arc<Slot> {
+        Arc::new(Slot {
+            layout,
+            sync: options.sync,
+            lock_timeout: options.lock_timeout,
+            idle_close: options.idle_close,
+            state: Mutex::new(State {
+                open: None,
+                last_use: Instant::now(),
+                closer_running: false,
+                opens: 0,
+            }),
+            wake: Condvar::new(),
+            after_open,
+            notice: options.wait_notice.clone(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open index, opening it (and waiting for `LOCK`) if needed.
+    pub(crate) fn get(self: &Arc<Self>) -> Result<Arc<OpenIndex>, StoreError> {
+        let mut state = self.state();
+        state.last_use = Instant::now();
+        if let Some(open) = &state.open {
+            return Ok(open.clone());
+        }
+        // Other threads of this process wait on the state mutex meanwhile: one open serves
+        // them all.
+        let lock = StoreLock::acquire(
+            &self.layout.lock,
+            self.lock_timeout,
+            NOTICE_AFTER,
+            |holder| {
+                if let Some(notice) = &self.notice {
+                    notice.call(holder);
+                }
+            },
+        )?;
+        let index = match Index::open(&self.layout.index, self.sync) {
+            // A full disk: the reserve makes room for the open, so that the commands that
+            // free space can run.
+            Err(e)
+                if crate::reserve::is_out_of_space(&e) && crate::reserve::release(&self.layout) =>
+            {
+                Index::open(&self.layout.index, self.sync)?
+            }
+            other => other?,
+        };
+        (self.after_open)(&index)?;
+        let open = Arc::new(OpenIndex { index, _lock: lock });
+        state.open = Some(open.clone());
+        state.opens += 1;
+        state.last_use = Instant::now();
+        if let Some(idle) = self.idle_close
+            && !state.closer_running
+        {
+            state.closer_running = true;
+            let weak = Arc::downgrade(self);
+            let spawned = std::thread::Builder::new()
+                .name("lamina-store-idle".into())
+                .spawn(move || close_when_idle(&weak, idle));
+            if spawned.is_err() {
+                // No thread: the index stays open until released or the store is dropped.
+                state.closer_running = false;
+            }
+        }
+        Ok(open)
+    }
+
+    /// Closes the index if no operation uses it; `true` if it is closed now.
+    pub(crate) fn release(&self) -> bool {
+        let closing = {
+            let mut state = self.state();
+            match &state.open {
+                Some(open) if Arc::strong_count(open) == 1 => state.open.take(),
+                Some(_) => return false,
+                None => return true,
+            }
+        };
+        // Closed outside the state mutex: closing a database takes a few milliseconds.
+        drop(closing);
+        self.wake.notify_all();
+        true
+    }
+
+    /// Closes the index whatever the idle time (the store is being dropped).
+    pub(crate) fn shutdown(&self) {
+        let closing = self.state().open.take();
+        drop(closing);
+        self.wake.notify_all();
+    }
+
+    /// Whether the index is open in this process now.
+    pub(crate) fn is_open(&self) -> bool {
+        self.state().open.is_some()
+    }
+
+    /// How many times this process opened the index.
+    pub(crate) fn opens(&self) -> u64 {
+        self.state().opens
+    }
+}
+
+/// The idle closer: one thread per open store, gone once the index is closed or the store
+/// dropped.
+fn close_when_idle(slot: &Weak<Slot>, idle: Duration) {
+    loop {
+        let Some(slot) = slot.upgrade() else { return };
+        let mut state = slot.state();
+        let Some(open) = &state.open else {
+            state.closer_running = false;
+            return;
+        };
+        let idle_for = state.last_use.elapsed();
+        if idle_for >= idle && Arc::strong_count(open) == 1 {
+            let closing = state.open.take();
+            state.closer_running = false;
+            drop(state);
+            drop(closing);
+            return;
+        }
+        let wait = idle.saturating_sub(idle_for).max(Duration::from_millis(1));
+        let (state, _) = slot
+            .wake
+            .wait_timeout(state, wait)
+            .unwrap_or_else(|p| p.into_inner());
+        drop(state);
+    }
+}
