@@ -1,5 +1,6 @@
-//! Every command waits the same way for a store another process holds: `--wait` or
-//! `LAMINA_WAIT`, a note on stderr naming the holder, a one-line error when it gives up.
+//! Every command that writes waits the same way for another process's index section:
+//! `--wait` or `LAMINA_WAIT`, a note on stderr naming the holder, a one-line error when it
+//! gives up. Commands that only read never wait.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ fn run(store: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, S
 }
 
 #[test]
-fn image_ls_waits_for_the_holder_and_says_so() {
+fn a_writing_command_waits_for_the_holder_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     // This test process holds the index (as a long GC would) for ~1.5 s, then closes it.
@@ -35,10 +36,10 @@ fn image_ls_waits_for_the_holder_and_says_so() {
         drop(store);
     });
     let start = Instant::now();
-    let (ok, _, stderr) = run(&path, &["image", "ls", "--wait", "10s"], &[]);
+    let (ok, _, stderr) = run(&path, &["cache", "gc", "--wait", "10s"], &[]);
     let waited = start.elapsed();
     holder.join().unwrap();
-    assert!(ok, "image ls failed: {stderr}");
+    assert!(ok, "cache gc failed: {stderr}");
     assert!(
         waited >= Duration::from_millis(1000),
         "did not wait: {waited:?}"
@@ -80,9 +81,9 @@ fn a_short_wait_fails_in_one_line_naming_holder_and_option() {
     // The global option after the subcommand, and the environment variable, for commands
     // that open the store in different ways (the engine, the store alone, a build).
     let cases: [Case<'_>; 3] = [
-        (&["image", "ls", "--wait", "300ms"], &[]),
-        (&["cache", "stats"], &[("LAMINA_WAIT", "300ms")]),
-        (&["--wait", "0s", "image", "inspect", "app:1"], &[]),
+        (&["cache", "gc", "--wait", "300ms"], &[]),
+        (&["cache", "fsck"], &[("LAMINA_WAIT", "300ms")]),
+        (&["--wait", "0s", "image", "rm", "app:1"], &[]),
     ];
     for (args, env) in cases {
         let start = Instant::now();
@@ -103,4 +104,32 @@ fn a_short_wait_fails_in_one_line_naming_holder_and_option() {
             "names the option: {stderr}"
         );
     }
+}
+
+#[test]
+fn readers_do_not_wait_for_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    // Written once, so the readers have an index to open.
+    drop(Store::open(&path, StoreOptions::default()).unwrap());
+    let _store = Store::open(&path, holding()).unwrap();
+    for args in [
+        &["image", "ls", "--wait", "300ms"][..],
+        &["cache", "stats", "--wait", "300ms"],
+        &["cache", "du", "--wait", "300ms"],
+    ] {
+        let (ok, _, stderr) = run(&path, args, &[]);
+        assert!(ok, "lamina {args:?} waited for the holder: {stderr}");
+        assert!(!stderr.contains("waiting for"), "{stderr}");
+    }
+    let (ok, _, stderr) = run(
+        &path,
+        &["image", "inspect", "app:1", "--wait", "300ms"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("app:1") && !stderr.contains("in use by"),
+        "{stderr}"
+    );
 }

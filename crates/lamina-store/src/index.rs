@@ -54,6 +54,9 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// commands grows by ~2 files per command and every open reads them all.
 pub(crate) const MAX_FAMILY_FILES: u64 = 12;
 
+/// WAL files the index directory may hold before [`Index::open`] flushes them into tables.
+pub(crate) const MAX_WAL_FILES: usize = 8;
+
 /// A key/value pair read from the index.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
 
@@ -62,6 +65,8 @@ pub(crate) struct Index {
     db: DB,
     path: PathBuf,
     write_opts: WriteOptions,
+    /// Opened read-only: last-used touches are skipped, other writes fail.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Index {
@@ -84,8 +89,19 @@ fn add_i64(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Op
 }
 
 impl Index {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path` for reading and writing.
     pub(crate) fn open(path: &Path, sync: bool) -> Result<Self, StoreError> {
+        Index::open_mode(path, sync, false)
+    }
+
+    /// Opens the database at `path` read-only: no lock, no file written, no fsync; the WAL
+    /// other processes left is replayed in memory. A writer's compaction may delete a table
+    /// file between reading the MANIFEST and opening the file: the caller retries.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        Index::open_mode(path, false, true)
+    }
+
+    fn open_mode(path: &Path, sync: bool, read_only: bool) -> Result<Self, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -108,6 +124,22 @@ impl Index {
         table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // Most opens are short commands that write a few records. By default each open
+        // flushes the WAL the last one left into new table files (one per family written,
+        // each with its fsyncs) and writes a fresh MANIFEST; instead the WAL stays the
+        // record of small writes until `MAX_WAL_FILES` pile up (then one flush), and the
+        // MANIFEST is appended to. The MANIFEST options are marked experimental in RocksDB
+        // 11.8 (best effort: RocksDB falls back to a fresh MANIFEST when it cannot reuse
+        // one); the kill -9 tests of this crate and tests/kill-sweep.sh run with them.
+        let opts = opts
+            .get_options_from_string(
+                "avoid_flush_during_recovery=true;reuse_manifest_on_open=true;\
+                 optimize_manifest_for_recovery=true",
+            )
+            .map_err(|source| StoreError::Index {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let families = FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_block_based_table_factory(&table);
@@ -116,20 +148,47 @@ impl Index {
             }
             ColumnFamilyDescriptor::new(*name, cf)
         });
-        let db =
-            DB::open_cf_descriptors(&opts, path, families).map_err(|source| StoreError::Index {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let opened = if read_only {
+            DB::open_cf_descriptors_read_only(&opts, path, families, false)
+        } else {
+            DB::open_cf_descriptors(&opts, path, families)
+        };
+        let db = opened.map_err(|source| StoreError::Index {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(sync);
         let index = Index {
             db,
             path: path.to_path_buf(),
             write_opts,
+            read_only,
         };
+        if read_only {
+            return Ok(index);
+        }
+        index.bound_wal(MAX_WAL_FILES)?;
         index.bound_files(MAX_FAMILY_FILES)?;
         Ok(index)
+    }
+
+    /// Flushes every family into table files when the index directory holds more than `max`
+    /// WAL files (opens keep the WAL they recover rather than flushing it, and start a new
+    /// one), so opens never replay an unbounded log; the flush lets RocksDB delete them.
+    pub(crate) fn bound_wal(&self, max: usize) -> Result<(), StoreError> {
+        let logs = std::fs::read_dir(&self.path).map_or(0, |dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .count()
+        });
+        if logs <= max {
+            return Ok(());
+        }
+        let families: Vec<_> = FAMILIES.iter().map(|name| self.cf(name)).collect();
+        self.db
+            .flush_cfs_opt(&families, &rocksdb::FlushOptions::default())
+            .map_err(self.err())
     }
 
     /// Table files of a column family, over every level.
@@ -249,6 +308,11 @@ impl Index {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this is a read-only open (see [`Index::open_read_only`]).
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
     }
 }
 

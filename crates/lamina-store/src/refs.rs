@@ -139,7 +139,8 @@ impl Store {
         if to_ms(record.expires(self.options.default_ttl)) <= now {
             return Ok(None);
         }
-        if now.saturating_sub(to_ms(record.last_used)) >= TOUCH_GRANULARITY_MS {
+        if !db.is_read_only() && now.saturating_sub(to_ms(record.last_used)) >= TOUCH_GRANULARITY_MS
+        {
             let _gate = self.shared();
             // GC may have removed it between the read and the gate.
             if db.get(index::CACHE, key)?.is_some() {

@@ -26,10 +26,29 @@ pub(crate) fn release(layout: &Layout) -> bool {
     fs::remove_file(&layout.reserve).is_ok()
 }
 
-/// Makes the reserve if it is missing and the disk has room for it (best effort: a store
-/// without a reserve works, it only loses this protection until space is freed).
+/// Bytes free for unprivileged writes on the store's file system, if known.
+fn free_bytes(layout: &Layout) -> Option<u64> {
+    let stat = rustix::fs::statvfs(&layout.root).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Gives the reserve up when the disk is nearly full, before a read-write open writes to
+/// the index: an open no longer fails for want of space (it writes no table file), but the
+/// writes after it would, so the commands that free space need the room at once.
+pub(crate) fn release_if_nearly_full(layout: &Layout) {
+    if free_bytes(layout).is_some_and(|free| free < 2 * RESERVE_BYTES) {
+        release(layout);
+    }
+}
+
+/// Makes the reserve if it is missing and the disk has room for it with plenty to spare
+/// (best effort: a store without a reserve works, it only loses this protection until
+/// space is freed).
 pub(crate) fn ensure(layout: &Layout) {
     if fs::metadata(&layout.reserve).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+        return;
+    }
+    if free_bytes(layout).is_some_and(|free| free < 4 * RESERVE_BYTES) {
         return;
     }
     let Ok((mut file, tmp)) = layout.create_temp() else {

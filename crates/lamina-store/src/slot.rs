@@ -22,12 +22,13 @@ use crate::lock::StoreLock;
 use crate::store::WaitNotice;
 use crate::{StoreError, StoreOptions};
 
-/// The open index and the `LOCK` that lets this process write it.
+/// The open index and the `LOCK` that lets this process write it (none for a read-only
+/// open).
 #[derive(Debug)]
 pub(crate) struct OpenIndex {
     index: Index,
     /// Declared last: released after the index is closed.
-    _lock: StoreLock,
+    _lock: Option<StoreLock>,
 }
 
 impl Deref for OpenIndex {
@@ -58,6 +59,7 @@ pub(crate) struct Slot {
     sync: bool,
     lock_timeout: Duration,
     idle_close: Option<Duration>,
+    read_only: bool,
     state: Mutex<State>,
     wake: Condvar,
     after_open: Box<AfterOpen>,
@@ -84,6 +86,7 @@ impl Slot {
             sync: options.sync,
             lock_timeout: options.lock_timeout,
             idle_close: options.idle_close,
+            read_only: options.read_only,
             state: Mutex::new(State {
                 open: None,
                 last_use: Instant::now(),
@@ -109,6 +112,36 @@ impl Slot {
         }
         // Other threads of this process wait on the state mutex meanwhile: one open serves
         // them all.
+        let open = if self.read_only {
+            Arc::new(OpenIndex {
+                index: self.open_read_only()?,
+                _lock: None,
+            })
+        } else {
+            Arc::new(self.open_read_write()?)
+        };
+        state.open = Some(open.clone());
+        state.opens += 1;
+        state.last_use = Instant::now();
+        if let Some(idle) = self.idle_close
+            && !state.closer_running
+        {
+            state.closer_running = true;
+            let weak = Arc::downgrade(self);
+            let spawned = std::thread::Builder::new()
+                .name("lamina-store-idle".into())
+                .spawn(move || close_when_idle(&weak, idle));
+            if spawned.is_err() {
+                // No thread: the index stays open until released or the store is dropped.
+                state.closer_running = false;
+            }
+        }
+        Ok(open)
+    }
+
+    /// Opens the index read-write, with `LOCK` (waiting for other processes' sections) and
+    /// recovery.
+    fn open_read_write(&self) -> Result<OpenIndex, StoreError> {
         let lock = StoreLock::acquire(
             &self.layout.lock,
             self.lock_timeout,
@@ -129,25 +162,29 @@ impl Slot {
             }
             other => other?,
         };
+        crate::reserve::release_if_nearly_full(&self.layout);
         (self.after_open)(&index)?;
-        let open = Arc::new(OpenIndex { index, _lock: lock });
-        state.open = Some(open.clone());
-        state.opens += 1;
-        state.last_use = Instant::now();
-        if let Some(idle) = self.idle_close
-            && !state.closer_running
-        {
-            state.closer_running = true;
-            let weak = Arc::downgrade(self);
-            let spawned = std::thread::Builder::new()
-                .name("lamina-store-idle".into())
-                .spawn(move || close_when_idle(&weak, idle));
-            if spawned.is_err() {
-                // No thread: the index stays open until released or the store is dropped.
-                state.closer_running = false;
+        Ok(OpenIndex {
+            index,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the index read-only, retrying while a writer's compaction races the open
+    /// (a table file the MANIFEST named deleted before it was opened); after a few tries,
+    /// the last error.
+    fn open_read_only(&self) -> Result<Index, StoreError> {
+        let mut tries = 0;
+        loop {
+            match Index::open_read_only(&self.layout.index) {
+                Ok(index) => return Ok(index),
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    pause_before_retry(tries, &e);
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(open)
     }
 
     /// Closes the index if no operation uses it; `true` if it is closed now.
@@ -182,6 +219,11 @@ impl Slot {
     pub(crate) fn opens(&self) -> u64 {
         self.state().opens
     }
+}
+
+/// A short pause between read-only open attempts, longer each time.
+fn pause_before_retry(tries: u32, _error: &StoreError) {
+    std::thread::sleep(Duration::from_millis(u64::from(tries) * 2));
 }
 
 /// The idle closer: one thread per open store, gone once the index is closed or the store

@@ -36,9 +36,14 @@ pub struct StoreOptions {
     /// wait is normally milliseconds; a GC of a large store holds it longest.
     pub lock_timeout: Duration,
     /// Close the index (letting other processes write) once no operation has used it for
-    /// this long (default 20 ms); `None` keeps it open until [`Store::release_index`] or
+    /// this long (default 50 ms); `None` keeps it open until [`Store::release_index`] or
     /// the store is dropped.
     pub idle_close: Option<Duration>,
+    /// Open the index read-only (default off): no `LOCK`, no file written, no fsync, so a
+    /// reader never waits for writers and costs them nothing. Only for commands that read
+    /// (list, inspect, statistics, export); writes fail, last-used times are not updated.
+    /// A store that does not exist yet is created read-write first.
+    pub read_only: bool,
     /// Called once per wait that lasts half a second, with the holder (`process <pid>`),
     /// so a command can say what it waits for (default none).
     pub wait_notice: Option<WaitNotice>,
@@ -58,7 +63,8 @@ impl Default for StoreOptions {
             min_age: Duration::from_secs(10 * 60),
             max_size: None,
             lock_timeout: Duration::from_secs(30),
-            idle_close: Some(Duration::from_millis(20)),
+            idle_close: Some(Duration::from_millis(50)),
+            read_only: false,
             wait_notice: None,
             auto_gc: true,
             gc_interval: Duration::from_secs(10 * 60),
@@ -129,7 +135,8 @@ impl Store {
         let root = path.as_ref();
         std::fs::create_dir_all(root).map_err(StoreError::io(root))?;
         let layout = Layout::new(root);
-        {
+        let exists = layout.format.is_file();
+        if !(options.read_only && exists) {
             // Creating the layout races with other processes opening a new store.
             let _lock = StoreLock::acquire(
                 &layout.lock,
@@ -142,7 +149,14 @@ impl Store {
                 },
             )?;
             layout.create_or_check()?;
+        } else {
+            layout.create_or_check()?;
         }
+        // A store made just now has no index to open read-only yet.
+        let options = StoreOptions {
+            read_only: options.read_only && exists && layout.index.join("CURRENT").is_file(),
+            ..options
+        };
         let last_gc_ms = Arc::new(AtomicU64::new(0));
         let after_open = {
             let layout = layout.clone();
@@ -168,7 +182,9 @@ impl Store {
         };
         // Opened once now: recovery runs, and a store that cannot open fails here.
         drop(store.index()?);
-        crate::reserve::ensure(&store.layout);
+        if !store.options.read_only {
+            crate::reserve::ensure(&store.layout);
+        }
         Ok(store)
     }
 
@@ -271,7 +287,8 @@ impl Store {
     pub(crate) fn touch(&self, info: &BlobInfo) -> Result<(), StoreError> {
         let db = self.index()?;
         let now = now_ms();
-        if now.saturating_sub(to_ms(info.last_used)) < TOUCH_GRANULARITY_MS {
+        // A reader's use is not recorded: last-used times only order eviction.
+        if db.is_read_only() || now.saturating_sub(to_ms(info.last_used)) < TOUCH_GRANULARITY_MS {
             return Ok(());
         }
         let key = *info.digest.as_bytes();

@@ -207,12 +207,26 @@ fn diff_id_aliases_are_checked_and_repaired() {
 #[test]
 fn index_files_stay_bounded_across_many_short_opens() {
     // Each cycle is a short-lived command: open, write a little (a blob record, a cache
-    // entry, counters, a retag), close. Each open flushes the previous cycle's WAL into new
-    // table files.
+    // entry, counters, a retag), close. Opens keep the WAL they recover and start another,
+    // flushing all of them into table files once more than MAX_WAL_FILES pile up.
     let dir = tempfile::tempdir().unwrap();
     let cycles = 3 * index::MAX_FAMILY_FILES as usize;
     for i in 0..cycles {
         let store = open(dir.path());
+        let logs = std::fs::read_dir(store.path().join("index-v1"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count();
+        assert!(
+            logs <= index::MAX_WAL_FILES + 1,
+            "cycle {i}: {logs} WAL files after open"
+        );
         for name in [index::BLOBS, index::CACHE, index::IMAGES, index::META] {
             let files = store.index().unwrap().family_files(name).unwrap();
             assert!(

@@ -335,7 +335,7 @@ fn two_stores_on_one_root_share_it_between_operations() {
         let from_b = b
             .put_bytes(BlobKind::Config, format!("b{i}").as_bytes())
             .unwrap();
-        // Each waits at most for the other's idle close (20 ms by default).
+        // Each waits at most for the other's idle close (50 ms by default).
         assert!(b.contains(&from_a.digest).unwrap());
         assert!(a.contains(&from_b.digest).unwrap());
     }
@@ -456,4 +456,32 @@ fn corrupt_index_is_an_error_naming_it() {
     let err = Store::open(dir.path().join("store"), quick()).unwrap_err();
     assert!(matches!(err, StoreError::Index { .. }), "{err}");
     assert!(err.to_string().contains("index-v1"), "{err}");
+}
+
+#[test]
+fn a_read_only_store_reads_beside_a_holder_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let holding = StoreOptions {
+        idle_close: None,
+        ..quick()
+    };
+    let writer = Store::open(dir.path().join("store"), holding).unwrap();
+    let blob = writer.put_bytes(BlobKind::Config, b"written").unwrap();
+    // The writer keeps the index (and LOCK): a read-write open would wait and give up.
+    let reading = StoreOptions {
+        read_only: true,
+        ..quick()
+    };
+    let start = Instant::now();
+    let reader = Store::open(dir.path().join("store"), reading.clone()).unwrap();
+    assert!(start.elapsed() < Duration::from_millis(300), "did not wait");
+    assert_eq!(reader.read(&blob.digest).unwrap().unwrap(), b"written");
+    assert_eq!(reader.stats().unwrap().blobs, 1);
+    assert!(reader.put_bytes(BlobKind::Config, b"refused").is_err());
+    // What the writer adds later is seen by the reader's next open.
+    let later = writer.put_bytes(BlobKind::Config, b"later").unwrap();
+    drop(reader);
+    let reader = Store::open(dir.path().join("store"), reading).unwrap();
+    assert!(reader.contains(&later.digest).unwrap());
+    assert!(writer.fsck(FsckOptions::default()).unwrap().is_clean());
 }

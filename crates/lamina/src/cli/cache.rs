@@ -59,7 +59,14 @@ pub fn run(
     command: CacheCommand,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut options = StoreOptions::default();
+    let mut options = StoreOptions {
+        // Statistics and usage only read: they never wait for writers.
+        read_only: matches!(
+            command,
+            CacheCommand::Stats { .. } | CacheCommand::Du { .. }
+        ),
+        ..StoreOptions::default()
+    };
     if let CacheCommand::Gc {
         max_size,
         ttl,

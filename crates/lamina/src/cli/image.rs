@@ -95,7 +95,15 @@ pub fn run(
     command: ImageCommand,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let engine = super::engine(store_dir)?;
+    let reads_only = matches!(
+        command,
+        ImageCommand::Ls { .. } | ImageCommand::Inspect { .. } | ImageCommand::History { .. }
+    );
+    let engine = if reads_only {
+        super::engine_reading(store_dir)?
+    } else {
+        super::engine(store_dir)?
+    };
     let store = engine.store();
     match command {
         ImageCommand::Ls { json } => {

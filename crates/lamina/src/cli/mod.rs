@@ -137,6 +137,16 @@ fn engine(store_dir: Option<PathBuf>) -> anyhow::Result<lamina::Engine> {
     engine_with(store_dir, |_| {})
 }
 
+/// [`engine`] for commands that only read the store (list, inspect, history): the index is
+/// opened read-only, so they never wait for writers and write nothing.
+fn engine_reading(store_dir: Option<PathBuf>) -> anyhow::Result<lamina::Engine> {
+    let options = lamina::store::StoreOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    engine_opened(store_dir, options, wait_or(DEFAULT_WAIT), |_| {})
+}
+
 /// [`engine`] with the executor's settings adjusted first.
 fn engine_with(
     store_dir: Option<PathBuf>,
@@ -151,23 +161,28 @@ fn engine_waiting(
     wait: Duration,
     configure: impl FnOnce(&mut lamina::exec::ExecConfig),
 ) -> anyhow::Result<lamina::Engine> {
+    engine_opened(store_dir, Default::default(), wait, configure)
+}
+
+/// Opens the engine with `options`, waiting as `--wait` says.
+fn engine_opened(
+    store_dir: Option<PathBuf>,
+    options: lamina::store::StoreOptions,
+    wait: Duration,
+    configure: impl FnOnce(&mut lamina::exec::ExecConfig),
+) -> anyhow::Result<lamina::Engine> {
     let dir = match store_dir {
         Some(dir) => dir,
         None => lamina::store::default_location()?,
     };
     let mut configure = Some(configure);
-    open_waiting(
-        &dir,
-        lamina::store::StoreOptions::default(),
-        wait,
-        |options| {
-            lamina::Engine::open_with(&dir, options, |config| {
-                if let Some(configure) = configure.take() {
-                    configure(config);
-                }
-            })
-        },
-    )
+    open_waiting(&dir, options, wait, |options| {
+        lamina::Engine::open_with(&dir, options, |config| {
+            if let Some(configure) = configure.take() {
+                configure(config);
+            }
+        })
+    })
 }
 
 /// Opens what holds the store at `dir` (`open` gets `options` with `wait` as its lock
