@@ -138,6 +138,7 @@ impl Rootless {
             ],
         );
         write_tree(dir.path(), files);
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
         let project = Rootless {
             dir,
             lamina,
@@ -181,6 +182,8 @@ impl Rootless {
             .current_dir(self.dir.path())
             .env("HOME", self.dir.path())
             .env("USER", self.user)
+            // The kept namespace (see `kept_namespace`) is this test's own.
+            .env("XDG_RUNTIME_DIR", self.path("run"))
             .env_remove("LAMINA_STORE")
             .env_remove("XDG_CACHE_HOME");
         cmd
@@ -228,6 +231,65 @@ impl Rootless {
         let store = self.path("root-store");
         lamina_in_store(self.dir.path(), store.to_str().unwrap(), args)
     }
+}
+
+impl Drop for Rootless {
+    /// Ends the process that keeps this test's user namespace.
+    fn drop(&mut self) {
+        if let Some(pid) = kept_pid(self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// The pid of the process keeping the user's namespace, from lamina's pid file.
+fn kept_pid(project: &Rootless) -> Option<u32> {
+    std::fs::read_to_string(project.path("run/lamina/userns.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// The user namespace of process `pid`.
+fn user_namespace(pid: u32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap()
+}
+
+#[test]
+fn later_commands_join_the_kept_namespace_and_a_wrong_one_is_replaced() {
+    let Some(project) = Rootless::with(&[]) else {
+        return;
+    };
+    project.ok(&["image", "ls"]);
+    let kept = kept_pid(&project).expect("the first command keeps its namespace");
+    assert_ne!(user_namespace(kept), user_namespace(std::process::id()));
+    project.ok(&["build", "base", "--tag", "busybox:test"]);
+    assert_eq!(kept_pid(&project), Some(kept), "joined, not made again");
+
+    // A pid file naming a process outside any namespace of lamina's is not joined.
+    let mut other = Command::new("setpriv")
+        .arg(format!("--reuid={}", project.uid))
+        .arg(format!("--regid={}", project.gid))
+        .arg("--init-groups")
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-KILL", &kept.to_string()])
+        .status();
+    std::fs::write(
+        project.path("run/lamina/userns.pid"),
+        format!("{}\n", other.id()),
+    )
+    .unwrap();
+    let listed = project.ok(&["image", "ls"]);
+    assert!(listed.contains("busybox:test"), "{listed}");
+    let _ = other.kill();
+    let _ = other.wait();
+    let new = kept_pid(&project).unwrap();
+    assert_ne!(new, other.id());
+    assert_ne!(user_namespace(new), user_namespace(std::process::id()));
 }
 
 /// Builds `definition` as `tag` rootless and as root, each on its own busybox base, and

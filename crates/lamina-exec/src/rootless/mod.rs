@@ -5,7 +5,8 @@
 //! namespace, in place: no re-execution. The namespace maps container id 0 to the user's own
 //! id and ids 1.. to the user's subordinate ranges (`/etc/subuid`, `/etc/subgid`), written by
 //! the setuid `newuidmap`/`newgidmap`, which must run outside the namespace: a shell spawned
-//! before the `unshare` waits on a pipe and runs them on this process once it is in.
+//! before the `unshare` waits on a pipe and runs them on this process once it is in. The
+//! namespace is then kept for the user's next commands, which join it (see `kept`).
 //!
 //! Inside, the process is root of its namespace, so everything that needs root works as for
 //! a root build, with these differences (all keyed on [`in_user_namespace`]):
@@ -24,6 +25,7 @@
 
 mod access;
 mod ids;
+mod kept;
 
 pub use access::check_store_access;
 
@@ -150,13 +152,21 @@ fn on_path(tool: &str) -> bool {
 }
 
 fn enter_with(maps: Maps) -> Result<Mode, ExecError> {
+    let runtime = kept::runtime_dir();
+    let _lock = runtime.as_deref().and_then(kept::lock);
+    if let Some(dir) = &runtime
+        && kept::join(dir, &maps)
+    {
+        return finish();
+    }
     let pid = std::process::id().to_string();
     // Spawned before the unshare, so it stays in the host's namespace where the setuid tools
-    // work; it waits for a line and maps this process. The maps are numbers only, so the
-    // shell's word splitting of `$1` and `$2` is what turns them into arguments.
+    // work; it waits for a line and maps this process, both maps at once (each tool costs a
+    // setuid exec). The maps are numbers only, so the shell's word
+    // splitting of `$1` and `$2` is what turns them into arguments.
     let helper = Command::new("sh")
         .arg("-c")
-        .arg(r#"read -r _ || exit 1; newuidmap "$0" $1 && exec newgidmap "$0" $2"#)
+        .arg(r#"read -r _ || exit 1; newuidmap "$0" $1 & u=$!; newgidmap "$0" $2 || exit 1; wait $u"#)
         .arg(&pid)
         .arg(maps.uid.join(" "))
         .arg(maps.gid.join(" "))
@@ -171,10 +181,10 @@ fn enter_with(maps: Maps) -> Result<Mode, ExecError> {
             return Ok(Mode::Unprivileged);
         }
     };
-    let flags = rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS;
     // SAFETY: without `FILES` the descriptor table stays shared; no thread can observe a
-    // difference (the namespaces are process-wide state the kernel switches atomically).
-    if let Err(errno) = unsafe { rustix::thread::unshare_unsafe(flags) } {
+    // difference (the namespace is process-wide state the kernel switches atomically).
+    let unshared = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER) };
+    if let Err(errno) = unshared {
         drop(helper.stdin.take());
         let _ = helper.wait();
         let _ = UNAVAILABLE.set(
@@ -201,6 +211,23 @@ fn enter_with(maps: Maps) -> Result<Mode, ExecError> {
             message: stderr.trim().replace('\n', "; "),
         });
     }
+    // Kept for the next commands, outside this process's mount namespace (made next), so
+    // that its mounts end with it.
+    if let Some(dir) = &runtime {
+        kept::keep(dir);
+    }
+    finish()
+}
+
+/// In the user namespace: a mount namespace of this process's own, private.
+fn finish() -> Result<Mode, ExecError> {
+    // SAFETY: as for the user namespace above.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.map_err(
+        |e| ExecError::Io {
+            path: "/proc/self/ns/mnt".into(),
+            source: e.into(),
+        },
+    )?;
     let _ = IN_USER_NAMESPACE.set(true);
     // Mounts made here must never reach the host's namespace (they would not be allowed to,
     // but make it explicit): everything below `/` becomes private to this namespace.
