@@ -29,6 +29,8 @@ fn needs_missing() -> bool {
         Tool("newgidmap"),
         Tool("runc"),
         File("/bin/busybox"),
+        // The host CAs a RUN trusts by default.
+        File("/etc/ssl/certs/ca-certificates.crt"),
     ])
 }
 
@@ -377,6 +379,7 @@ RUN echo hello > /made.txt && mkdir /owned && echo o > /owned/f && chown -R 100:
  && rm /etc/lower.txt && rm -rf /etc/d && mkdir /etc/d && echo new > /etc/d/n
 RUN --mount=type=cache,target=/cache sh -c 'test -f /cache/seen || echo first > /cache/seen; cp /cache/seen /from-cache'
 RUN --mount=type=secret,id=token cp /run/secrets/token /secret-copy
+RUN test -s /etc/ssl/certs/ca-certificates.crt && test -s /run/lamina/ca.pem
 COPY --from=tools /out/tool.txt /tool.txt
 ";
 

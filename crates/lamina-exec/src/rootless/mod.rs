@@ -281,3 +281,40 @@ fn refusal_cause(errno: rustix::io::Errno) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_their_cause_and_what_to_do() {
+        let limit = refusal_cause(rustix::io::Errno::NOSPC);
+        assert!(
+            limit.contains("user.max_user_namespaces") && limit.contains("sysctl -w"),
+            "{limit}"
+        );
+        let threads = refusal_cause(rustix::io::Errno::INVAL);
+        assert!(threads.contains("start of main"), "{threads}");
+        // EPERM: a sysctl when one says so, else the container's profile.
+        let denied = refusal_cause(rustix::io::Errno::PERM);
+        assert!(
+            denied.contains("unprivileged_userns_clone")
+                || denied.contains("AppArmor")
+                || denied.contains("seccomp"),
+            "{denied}"
+        );
+    }
+
+    #[test]
+    fn no_subordinate_ids_give_the_usermod_line() {
+        let message = ExecError::NoSubordinateIds {
+            user: "alice".into(),
+        }
+        .to_string();
+        assert!(
+            message
+                .ends_with("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 alice"),
+            "{message}"
+        );
+    }
+}

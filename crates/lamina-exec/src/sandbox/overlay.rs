@@ -239,8 +239,17 @@ pub(crate) fn mount_overlay(
         reason: "path holds a NUL byte".into(),
     })?;
     rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data).map_err(|e| {
+        // No fuse-overlayfs fallback: a kernel without overlayfs in user namespaces (before
+        // 5.11) is named instead.
+        let what = if userxattr.is_empty() {
+            "overlayfs".into()
+        } else {
+            "overlayfs in a user namespace (rootless; needs Linux 5.11 or later, or run lamina \
+             as root)"
+                .into()
+        };
         ExecError::Mount {
-            what: "overlayfs".into(),
+            what,
             target: target.to_path_buf(),
             source: e.into(),
         }
