@@ -9,11 +9,11 @@
 #   --runs: cold rounds per mode (default 5); --warm: warm rebuilds per round (default 10);
 #   --keep: keep the temporary directory. BENCH_USER (default lamina-rootless-test) is the
 #   user; it is created with subordinate ids when missing, as .ci/test does.
-# Needs: root, runc, uidmap (newuidmap), busybox-static, setpriv (util-linux).
+# Needs: root, runc, uidmap (newuidmap), busybox-static, setpriv (util-linux), python3.
 #
-# The rounds alternate which mode goes first. Times are wall times from outside the process
-# (the rootless ones include joining the kept user namespace); the summary prints medians and the
-# rootless/rootful ratio.
+# The rounds alternate which mode goes first. Times are wall and CPU times (user + system,
+# children included) from outside the process (the rootless ones include joining the kept
+# user namespace); the summary prints medians and the rootless/rootful ratio.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -92,23 +92,40 @@ as() {
     fi
 }
 
-now_ns() { date +%s%N; }
 results="$tmp/results.tsv"
 : >"$results"
 
+# timed MODE KIND LOG cmd...: runs cmd as MODE and records its wall time and its CPU time
+# (user + system, its children included: runc and the RUN's processes), both in ms. CPU time
+# moves less than wall time on a machine others share.
+timed() {
+    local mode="$1" kind="$2" log="$3"; shift 3
+    local wall cpu
+    read -r wall cpu < <(python3 "$tmp/timer.py" "$log" bash -c \
+        "$(declare -f as); uid=$uid gid=$gid work='$work' run_dir='$run_dir'; as \"\$@\"" \
+        as "$mode" "$@")
+    printf '%s\t%s\t%s\n%s\t%s_cpu\t%s\n' "$mode" "$kind" "$wall" "$mode" "$kind" "$cpu" >>"$results"
+}
+# timer.py LOG cmd...: prints the wall and CPU ms (microsecond clocks) of cmd, its stderr to LOG.
+cat >"$tmp/timer.py" <<'PY'
+import resource, subprocess, sys, time
+start = time.perf_counter()
+with open(sys.argv[1], "w") as log:
+    subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=log, check=True)
+wall = (time.perf_counter() - start) * 1000
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{wall:.1f} {(usage.ru_utime + usage.ru_stime) * 1000:.1f}")
+PY
+
 # round MODE N: a fresh store with the base, a timed cold build, then timed warm rebuilds.
 round() {
-    local mode="$1" n="$2" store="$work/store-$1" start
+    local mode="$1" n="$2" store="$work/store-$1"
     rm -rf "$store"
     as "$mode" "$work/lamina" --store "$store" build "$work/base" --tag busybox:bench >/dev/null 2>&1
     sync
-    start=$(now_ns)
-    as "$mode" "$work/lamina" --store "$store" build "$work/app" --tag app:bench >/dev/null 2>"$tmp/$mode-$n.log"
-    printf '%s\tcold\t%s\n' "$mode" "$(( ($(now_ns) - start) / 1000000 ))" >>"$results"
+    timed "$mode" cold "$tmp/$mode-$n.log" "$work/lamina" --store "$store" build "$work/app" --tag app:bench
     for _ in $(seq 1 "$warm"); do
-        start=$(now_ns)
-        as "$mode" "$work/lamina" --store "$store" build "$work/app" --tag app:bench >/dev/null 2>&1
-        printf '%s\twarm\t%s\n' "$mode" "$(( ($(now_ns) - start) / 1000000 ))" >>"$results"
+        timed "$mode" warm /dev/null "$work/lamina" --store "$store" build "$work/app" --tag app:bench
     done
     du -sk "$store" | awk -v m="$mode" '{print m "\tstore_kib\t" $1}' >>"$results"
 }
@@ -117,7 +134,7 @@ for n in $(seq 1 "$runs"); do
     if (( n % 2 )); then order=(rootful rootless); else order=(rootless rootful); fi
     for mode in "${order[@]}"; do
         round "$mode" "$n"
-        echo "round $n $mode: cold $(grep -P "^$mode\tcold" "$results" | tail -n1 | cut -f3) ms"
+        echo "round $n $mode: cold $(grep -P "^$mode\tcold\t" "$results" | tail -n1 | cut -f3) ms"
     done
 done
 
@@ -125,7 +142,7 @@ python3 - "$results" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 med = {}
-for kind in ("cold", "warm", "store_kib"):
+for kind in ("cold", "cold_cpu", "warm", "warm_cpu", "store_kib"):
     for mode in ("rootful", "rootless"):
         vals = [float(v) for m, k, v in rows if m == mode and k == kind]
         med[mode, kind] = statistics.median(vals)
