@@ -572,3 +572,52 @@ fn a_store_made_by_root_names_the_directory_the_user_cannot_write() {
         );
     }
 }
+
+#[test]
+fn device_nodes_stay_in_stored_layers_but_not_in_the_rootless_unpacked_copy() {
+    let Some(project) = Rootless::with(&[
+        (
+            "devices/Dockerfile",
+            "FROM busybox:test\nRUN mkdir /devs && mknod /devs/null c 1 3 && echo kept > /devs/file\n",
+        ),
+        (
+            "app/Dockerfile",
+            "FROM devbase:1\nRUN ls /devs > /listing\n",
+        ),
+        (
+            "mknod/Dockerfile",
+            "FROM devbase:1\nRUN mknod /mine c 1 3\n",
+        ),
+    ]) else {
+        return;
+    };
+    // Root builds the base with a device node; the user imports it, as a pulled image.
+    project.root_ok(&["build", "base", "--tag", "busybox:test"]);
+    project.root_ok(&["build", "devices", "--tag", "devbase:1"]);
+    let archive = project.path("devbase.tar");
+    project.root_ok(&[
+        "image",
+        "export",
+        "devbase:1",
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    project.give_to_user();
+    project.ok(&["image", "import", archive.to_str().unwrap(), "devbase:1"]);
+
+    // The unpacked copy a rootless RUN sees lacks the device (as with rootless BuildKit)...
+    project.ok(&["build", "app", "--tag", "app:1", "--progress", "plain"]);
+    let blobs = layer_blobs(&project, "app:1");
+    assert_eq!(content(&blobs, "listing").as_deref(), Some("file\n"));
+    // ...while the image keeps it, byte for byte.
+    let devices = blobs.iter().map(|b| listing(b)).collect::<String>();
+    assert!(
+        devices
+            .lines()
+            .any(|l| l.starts_with('c') && l.ends_with("devs/null")),
+        "{devices}"
+    );
+    // A RUN cannot make one.
+    let err = project.err(&["build", "mknod", "--progress", "plain"]);
+    assert!(err.contains("mknod"), "{err}");
+}
