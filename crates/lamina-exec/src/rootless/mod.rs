@@ -64,6 +64,16 @@ const SUBGID: &str = "/etc/subgid";
 /// `Ok(Mode::Unprivileged)` means no namespace could be had: the process is unchanged and
 /// [`unavailable`] says why. An error means the namespace was made but its id maps could not
 /// be written; the process cannot create files any more and should exit with the message.
+///
+/// ```no_run
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     // First, before an async runtime or any other thread starts.
+///     let mode = lamina_exec::rootless::enter()?;
+///     eprintln!("RUN steps run as {mode:?}");
+///     // ... then start the runtime, open the store, build.
+///     Ok(())
+/// }
+/// ```
 pub fn enter() -> Result<Mode, ExecError> {
     if rustix::process::geteuid().is_root() {
         return Ok(if in_user_namespace() {
