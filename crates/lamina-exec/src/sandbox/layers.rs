@@ -5,7 +5,8 @@
 //! below, so its whiteouts would vanish. Stacked as overlay lowers, each layer directory must
 //! carry them in overlayfs form instead: after unpacking, a second pass over the tar headers
 //! turns `.wh.<name>` into a 0:0 character device `<name>` and `.wh..wh..opq` into the
-//! `trusted.overlay.opaque=y` attribute on its directory.
+//! `trusted.overlay.opaque=y` attribute on its directory (`user.overlay.opaque=y` in a user
+//! namespace, see [`crate::rootless`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read};

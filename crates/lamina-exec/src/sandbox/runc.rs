@@ -216,20 +216,20 @@ pub(crate) fn spec(input: SpecInput<'_>, extra_env: &[String]) -> Result<Spec, E
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(get_default_maskedpaths())
-        .readonly_paths(get_default_readonly_paths());
-    // In a user namespace the device cgroup cannot be set (no delegated cgroup is assumed);
-    // device nodes cannot be created there either, and runc binds the host's standard ones.
-    if !input.user_namespace {
-        linux = linux.resources(
+        .readonly_paths(get_default_readonly_paths())
+        .build()?;
+    // In a user namespace no cgroup settings (no delegated cgroup is assumed, as with cgroup
+    // v1); device nodes cannot be created there either, and runc binds the host's standard
+    // ones instead.
+    linux.set_resources(if input.user_namespace {
+        None
+    } else {
+        Some(
             LinuxResourcesBuilder::default()
                 .devices(vec![deny_devices])
                 .build()?,
-        );
-    }
-    let mut linux = linux.build()?;
-    if input.user_namespace {
-        linux.set_resources(None);
-    }
+        )
+    });
     Ok(SpecBuilder::default()
         .version("1.0.2")
         .root(
