@@ -33,6 +33,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::ExecError;
 
@@ -51,8 +52,9 @@ pub enum Mode {
 
 /// Why RUN steps cannot run here, when [`enter`] could not make a namespace.
 static UNAVAILABLE: OnceLock<String> = OnceLock::new();
-/// Set by [`enter`] once it is inside; read lazily otherwise.
-static IN_USER_NAMESPACE: OnceLock<bool> = OnceLock::new();
+/// Whether the process is in a user namespace: 0 not known yet, 1 no, 2 yes. Read lazily from
+/// `/proc/self/uid_map`; [`enter`] sets it once inside, whatever was read before.
+static IN_USER_NAMESPACE: AtomicU8 = AtomicU8::new(0);
 
 const SUBUID: &str = "/etc/subuid";
 const SUBGID: &str = "/etc/subgid";
@@ -100,12 +102,18 @@ pub fn unavailable() -> Option<&'static str> {
 /// Whether this process is in a user namespace other than the host's (its uid map is not the
 /// identity over all ids).
 pub fn in_user_namespace() -> bool {
-    *IN_USER_NAMESPACE.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
-            let fields: Vec<&str> = map.split_whitespace().collect();
-            fields != ["0", "0", "4294967295"]
-        })
-    })
+    match IN_USER_NAMESPACE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let inside = std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+                let fields: Vec<&str> = map.split_whitespace().collect();
+                fields != ["0", "0", "4294967295"]
+            });
+            IN_USER_NAMESPACE.store(if inside { 2 } else { 1 }, Ordering::Relaxed);
+            inside
+        }
+    }
 }
 
 /// The extended attribute overlayfs marks opaque directories with here: `user.overlay.opaque`
@@ -238,7 +246,7 @@ fn finish() -> Result<Mode, ExecError> {
             source: e.into(),
         },
     )?;
-    let _ = IN_USER_NAMESPACE.set(true);
+    IN_USER_NAMESPACE.store(2, Ordering::Relaxed);
     // Mounts made here must never reach the host's namespace (they would not be allowed to,
     // but make it explicit): everything below `/` becomes private to this namespace.
     rustix::mount::mount_change(
