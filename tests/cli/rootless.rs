@@ -621,3 +621,77 @@ fn device_nodes_stay_in_stored_layers_but_not_in_the_rootless_unpacked_copy() {
     let err = project.err(&["build", "mknod", "--progress", "plain"]);
     assert!(err.contains("mknod"), "{err}");
 }
+
+/// `lamina args..` as the project's user inside a user namespace the test makes (an identity
+/// map of the first million ids, so the user and their subordinate ids exist there) whose
+/// `user.max_user_namespaces` is 0: as on a host with user namespaces disabled.
+fn run_where_user_namespaces_are_disabled(project: &Rootless, args: &[&str]) -> Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    // The first shell waits until its maps are written, then execs the second, which has
+    // root's capabilities in the namespace from that exec on.
+    let inner = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid={} --regid={} \
+         --init-groups \"$@\"",
+        project.uid, project.gid
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"read -r _ && exec sh -c "$0" sh "$@""#)
+        .arg(inner)
+        .arg(&project.lamina)
+        .arg("--store")
+        .arg(project.path("store"))
+        .args(args)
+        .current_dir(project.dir.path())
+        .env("HOME", project.dir.path())
+        .env("XDG_RUNTIME_DIR", project.path("run"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: unshare is async-signal-safe; the forked child is single-threaded.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", child.id()), "0 0 1000000\n").unwrap();
+    }
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn with_user_namespaces_disabled_run_steps_name_the_sysctl_and_the_rest_builds() {
+    let Some(project) = Rootless::with(&[("app/Dockerfile", "FROM busybox:test\nRUN true\n")])
+    else {
+        return;
+    };
+    let base = run_where_user_namespaces_are_disabled(
+        &project,
+        &[
+            "build",
+            "base",
+            "--tag",
+            "busybox:test",
+            "--progress",
+            "plain",
+        ],
+    );
+    assert!(
+        base.status.success(),
+        "a COPY-only build: {}",
+        String::from_utf8_lossy(&base.stderr)
+    );
+    let app = run_where_user_namespaces_are_disabled(&project, &["build", "app"]);
+    let err = String::from_utf8_lossy(&app.stderr);
+    assert!(!app.status.success(), "{err}");
+    assert!(
+        err.contains("cannot create a user namespace")
+            && err.contains("sysctl -w user.max_user_namespaces="),
+        "{err}"
+    );
+}
