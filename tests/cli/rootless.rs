@@ -380,6 +380,7 @@ RUN echo hello > /made.txt && mkdir /owned && echo o > /owned/f && chown -R 100:
 RUN --mount=type=cache,target=/cache sh -c 'test -f /cache/seen || echo first > /cache/seen; cp /cache/seen /from-cache'
 RUN --mount=type=secret,id=token cp /run/secrets/token /secret-copy
 RUN test -s /etc/ssl/certs/ca-certificates.crt && test -s /run/lamina/ca.pem
+RUN --network=none sh -c 'ls /sys/class/net > /networks'
 COPY --from=tools /out/tool.txt /tool.txt
 ";
 
@@ -424,6 +425,7 @@ fn a_rootless_build_gives_the_image_a_root_build_gives() {
         ("secret-copy", "s3cret\n"),
         ("tool.txt", "tool\n"),
         ("data/a.txt", "alpha\n"),
+        ("networks", "lo\n"),
     ] {
         assert_eq!(content(&blobs, file).as_deref(), Some(expected), "{file}");
     }

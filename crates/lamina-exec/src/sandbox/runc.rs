@@ -170,8 +170,8 @@ pub(crate) fn spec(input: SpecInput<'_>, extra_env: &[String]) -> Result<Spec, E
     ];
     // sysfs can only be mounted by the owner of the network namespace: in a user namespace
     // with the host's network, the host's `/sys` is bound instead (as rootless Podman and
-    // BuildKit do).
-    mounts.push(if input.user_namespace {
+    // BuildKit do); a network namespace of the run's own is the user namespace's.
+    mounts.push(if input.user_namespace && input.network == Network::Host {
         mount(
             "/sys",
             "bind",
@@ -512,5 +512,7 @@ mod tests {
         let rootless = build_in(0, Network::Host, vec![], true);
         assert_eq!(sys(&rootless), "bind");
         assert!(rootless["linux"]["resources"].is_null());
+        let own_network = build_in(0, Network::None, vec![], true);
+        assert_eq!(sys(&own_network), "sysfs");
     }
 }
