@@ -499,7 +499,7 @@ fn a_killed_rootless_build_takes_its_container_along_and_leaves_nothing_after_a_
 }
 
 #[test]
-fn a_rootless_build_pushes_to_a_registry() {
+fn a_rootless_build_pushes_to_a_registry_and_pulls_back_to_build_on() {
     use crate::registry::server;
     if crate::require::missing(&[Tool(server::BINARY), Tool("skopeo")]) {
         return;
@@ -523,7 +523,38 @@ fn a_rootless_build_pushes_to_a_registry() {
         &format!("docker://{reference}"),
     ]));
     let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-    assert_eq!(inspect["Digest"], serde_json::Value::from(digest));
+    assert_eq!(inspect["Digest"], serde_json::Value::from(digest.clone()));
+
+    // Pulled back into a fresh store of the user's (its layers unpacked in the namespace),
+    // and built on.
+    let fresh = project.path("fresh");
+    let pulled = project
+        .command_in(&fresh, &["pull", &reference])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&pulled.stdout);
+    assert!(
+        pulled.status.success() && out.contains(&digest),
+        "{out}{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    write_tree(
+        project.dir.path(),
+        &[(
+            "on-pulled/Dockerfile",
+            &format!("FROM {reference}\nRUN cat /p.txt > /again.txt\n"),
+        )],
+    );
+    project.give_to_user();
+    let built = project
+        .command_in(&fresh, &["build", "on-pulled", "--progress", "plain"])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
 }
 
 #[test]
