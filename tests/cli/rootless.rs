@@ -292,6 +292,45 @@ fn later_commands_join_the_kept_namespace_and_a_wrong_one_is_replaced() {
     let new = kept_pid(&project).unwrap();
     assert_ne!(new, other.id());
     assert_ne!(user_namespace(new), user_namespace(std::process::id()));
+
+    // A keeper of a namespace with other maps (as after the user's subordinate ids changed)
+    // is ended and replaced: here `unshare -r` maps the user alone.
+    let mut stale = Command::new("setpriv")
+        .arg(format!("--reuid={}", project.uid))
+        .arg(format!("--regid={}", project.gid))
+        .arg("--init-groups")
+        .args(["unshare", "--user", "--map-root-user", "sleep", "infinity"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(format!("/proc/{}/cmdline", stale.id())).unwrap_or_default()
+        != b"sleep\0infinity\0"
+    {
+        assert!(Instant::now() < deadline, "unshare never ran sleep");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &new.to_string()])
+        .status();
+    std::fs::write(
+        project.path("run/lamina/userns.pid"),
+        format!("{}\n", stale.id()),
+    )
+    .unwrap();
+    project.ok(&["image", "ls"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ended = loop {
+        if let Some(status) = stale.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = stale.kill();
+            panic!("the stale keeper was left running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!ended.success(), "the stale keeper was killed: {ended:?}");
+    assert_ne!(kept_pid(&project), Some(stale.id()));
 }
 
 /// Builds `definition` as `tag` rootless and as root, each on its own busybox base, and

@@ -71,7 +71,11 @@ pub(super) fn join(dir: &Path, maps: &Maps) -> bool {
         fs::read_to_string(proc.join(file))
             .is_ok_and(|map| words(&map) == args.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    if !ours || !same("uid_map", &maps.uid) || !same("gid_map", &maps.gid) {
+    if !ours {
+        return false;
+    }
+    if !same("uid_map", &maps.uid) || !same("gid_map", &maps.gid) {
+        retire_if_keeper(&proc, pid);
         return false;
     }
     rustix::thread::move_into_link_name_space(
@@ -79,6 +83,21 @@ pub(super) fn join(dir: &Path, maps: &Maps) -> bool {
         Some(rustix::thread::LinkNameSpaceType::User),
     )
     .is_ok()
+}
+
+/// Ends a keeper whose namespace has other maps (the user's subordinate ids changed): the
+/// user's own `sleep infinity` in a user namespace other than the host's, named by our pid
+/// file. A new one replaces it.
+fn retire_if_keeper(proc: &Path, pid: u32) {
+    let keeper = fs::read(proc.join("cmdline")).is_ok_and(|c| c == b"sleep\0infinity\0");
+    let namespaced = fs::read_to_string(proc.join("uid_map"))
+        .is_ok_and(|map| words(&map) != ["0", "0", "4294967295"]);
+    if keeper
+        && namespaced
+        && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 /// Starts the process that keeps this process's (new, mapped) user namespace, in its own
