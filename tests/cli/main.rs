@@ -24,6 +24,7 @@ mod names;
 mod registry;
 #[path = "../require.rs"]
 mod require;
+mod rootless;
 mod sharing;
 mod sources;
 mod support;

@@ -30,11 +30,56 @@ pub enum ExecError {
     /// `runc` is not installed.
     #[error("runc was not found on PATH; install the Debian package runc")]
     RuncMissing,
-    /// RUN steps need root.
+    /// RUN steps need root, of the host or of a user namespace, and the process is neither.
     #[error(
-        "running RUN steps needs root (overlayfs mounts and runc); run lamina as root or build without RUN steps"
+        "running RUN steps needs root or a user namespace (overlayfs mounts and runc); run lamina as root, or call lamina::rootless::enter() at the start of main (the lamina binary does)"
     )]
     NotRoot,
+    /// RUN steps cannot run: no user namespace could be made for this user.
+    #[error(
+        "cannot run RUN steps without root: {reason}; definitions without RUN steps still build"
+    )]
+    NoUserNamespace {
+        /// Why (see `rootless::unavailable`).
+        reason: String,
+    },
+    /// The user has no subordinate ids for a user namespace.
+    #[error(
+        "user `{user}` has no subordinate ids in /etc/subuid and /etc/subgid; add them once as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+    )]
+    NoSubordinateIds {
+        /// The user's name (or uid).
+        user: String,
+    },
+    /// `newuidmap` or `newgidmap` is missing.
+    #[error("{tool} was not found on PATH; install the Debian package uidmap")]
+    IdMapToolMissing {
+        /// The missing tool.
+        tool: String,
+    },
+    /// The kernel refused to create a user namespace.
+    #[error("cannot create a user namespace: {cause}")]
+    UserNamespaceRefused {
+        /// The cause and what to do.
+        cause: String,
+    },
+    /// The store belongs to another user (a store made by root, opened by a user).
+    #[error(
+        "{} is not writable by this user: the store belongs to another user (one made by root is root's); use a store of your own (--store DIR or $LAMINA_STORE; the default is ~/.cache/lamina/store), or have its owner run chown -R on it",
+        dir.display()
+    )]
+    StoreNotWritable {
+        /// The first directory of the store this process cannot write.
+        dir: PathBuf,
+    },
+    /// `newuidmap`/`newgidmap` refused this process's id maps.
+    #[error(
+        "cannot map the user namespace's ids (newuidmap/newgidmap): {message}; check the user's ranges in /etc/subuid and /etc/subgid"
+    )]
+    IdMapFailed {
+        /// The tools' own messages.
+        message: String,
+    },
     /// A `RUN --mount=` value is invalid.
     #[error("invalid --mount={spec}: {reason}")]
     InvalidMount {

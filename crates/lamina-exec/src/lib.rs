@@ -5,11 +5,13 @@
 //! - `build`: cache keys, step execution, image config, multi-stage, the `Executor`.
 //! - `usage`: what the work directory holds on disk, by part.
 //! - `reclaim`: what killed processes left in the work directory, removed by the next one.
+//! - `rootless`: builds without root, in a user namespace ([`rootless::enter`]).
 
 pub mod build;
 pub mod error;
 mod owner;
 pub mod reclaim;
+pub mod rootless;
 pub mod sandbox;
 pub mod usage;
 

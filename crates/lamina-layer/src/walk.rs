@@ -49,13 +49,22 @@ pub(crate) enum Source {
     /// A plain tree: devices are devices.
     Tree,
     /// An overlayfs upper directory: 0:0 character devices are whiteouts and
-    /// `trusted.overlay.opaque=y` marks opaque directories.
+    /// `trusted.overlay.opaque=y` (`user.overlay.opaque=y` when mounted with `userxattr`, in a
+    /// user namespace) marks opaque directories.
     OverlayUpper,
 }
 
 pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
+/// overlayfs's own attributes: `trusted.*` as root, `user.*` with `userxattr`.
+const OVERLAY_XATTRS: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+
+/// The overlay attribute `name` (`opaque`, ...) under either prefix.
+fn overlay_xattr<'a>(node: &'a Node, name: &str) -> Option<&'a [u8]> {
+    OVERLAY_XATTRS
+        .iter()
+        .find_map(|prefix| xattr(node, &[prefix, name.as_bytes()].concat()))
+}
 
 /// Reads a node's metadata and extended attributes without following symlinks.
 pub(crate) fn read_node(path: &Path) -> Result<Node, LayerError> {
@@ -116,11 +125,12 @@ fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
     Err(err(rustix::io::Errno::RANGE))
 }
 
-/// The attributes a layer carries: all but `trusted.overlay.*`, with names PAX can hold.
+/// The attributes a layer carries: all but overlayfs's own (`trusted.overlay.*`,
+/// `user.overlay.*`), with names PAX can hold.
 pub(crate) fn layer_xattrs(node: &Node) -> Result<Xattrs, LayerError> {
     let mut out = Vec::new();
     for (k, v) in &node.xattrs {
-        if k.starts_with(OVERLAY_XATTR) {
+        if OVERLAY_XATTRS.iter().any(|prefix| k.starts_with(prefix)) {
             continue;
         }
         if k.contains(&b'=') || k.contains(&b'\n') {
@@ -182,19 +192,20 @@ fn is_overlay_whiteout(node: &Node) -> bool {
     use std::os::unix::fs::FileTypeExt;
     let ft = node.meta.file_type();
     (ft.is_char_device() && node.meta.rdev() == 0)
-        || (ft.is_file()
-            && node.meta.len() == 0
-            && xattr(node, b"trusted.overlay.whiteout").is_some())
+        || (ft.is_file() && node.meta.len() == 0 && overlay_xattr(node, "whiteout").is_some())
 }
 
 /// Refuses overlay attributes whose meaning a layer cannot carry.
 pub(crate) fn check_overlay_features(node: &Node) -> Result<(), LayerError> {
-    for attr in ["trusted.overlay.redirect", "trusted.overlay.metacopy"] {
-        if xattr(node, attr.as_bytes()).is_some() {
-            return Err(LayerError::OverlayFeature {
-                path: node.path.clone(),
-                attribute: attr.to_owned(),
-            });
+    for prefix in OVERLAY_XATTRS {
+        for attr in [&b"redirect"[..], b"metacopy"] {
+            let name = [prefix, attr].concat();
+            if xattr(node, &name).is_some() {
+                return Err(LayerError::OverlayFeature {
+                    path: node.path.clone(),
+                    attribute: String::from_utf8_lossy(&name).into_owned(),
+                });
+            }
         }
     }
     Ok(())
@@ -229,7 +240,7 @@ pub(crate) fn walk(
         let is_dir = node.meta.is_dir();
         let opaque = source == Source::OverlayUpper
             && is_dir
-            && xattr(&node, b"trusted.overlay.opaque") == Some(b"y");
+            && overlay_xattr(&node, "opaque") == Some(b"y");
         entries.push(PlanEntry::Node {
             name: archive.clone(),
             node: Box::new(node),

@@ -267,6 +267,56 @@ fn overlay_upper_markers_become_oci_whiteouts() {
 }
 
 #[test]
+fn user_namespace_overlay_markers_become_the_same_oci_whiteouts() {
+    // What overlayfs mounted with `userxattr` (in a user namespace) writes: `user.overlay.*`.
+    // mknod 0:0 needs root or a user namespace.
+    if require::missing(&[require::Need::Root]) {
+        return;
+    }
+    let tmp = tempdir();
+    let upper = sub(&tmp, "upper");
+    fs::create_dir(upper.join("opaque")).unwrap();
+    fs::write(upper.join("opaque/kept"), "k").unwrap();
+    let x = rustix::fs::XattrFlags::empty();
+    rustix::fs::setxattr(upper.join("opaque"), "user.overlay.opaque", b"y", x).unwrap();
+    rustix::fs::setxattr(upper.join("opaque/kept"), "user.overlay.origin", b"o", x).unwrap();
+    rustix::fs::setxattr(upper.join("opaque/kept"), "user.mine", b"v", x).unwrap();
+    mknod(
+        &upper.join("deleted"),
+        rustix::fs::FileType::CharacterDevice,
+        0,
+        0,
+        0,
+    );
+    let mut blob = Vec::new();
+    let w = LayerWriter::new(opts(Compression::None));
+    w.write_overlay_upper(&upper, &mut blob).unwrap();
+    assert_eq!(
+        entry_names(&blob),
+        [
+            ".wh.deleted",
+            "opaque/",
+            "opaque/.wh..wh..opq",
+            "opaque/kept"
+        ]
+    );
+    assert!(
+        !blob.windows(12).any(|w| w == b"user.overlay"),
+        "overlay xattrs leak"
+    );
+    assert!(
+        blob.windows(9).any(|w| w == b"user.mine"),
+        "other user attributes stay"
+    );
+    rustix::fs::setxattr(upper.join("opaque"), "user.overlay.redirect", b"/x", x).unwrap();
+    let err = w.write_overlay_upper(&upper, std::io::sink()).unwrap_err();
+    assert!(
+        matches!(err, lamina_layer::LayerError::OverlayFeature { ref attribute, .. } if attribute == "user.overlay.redirect"),
+        "{err}"
+    );
+}
+
+#[test]
 fn whiteout_names_in_sources_are_refused() {
     let tmp = tempdir();
     let src = sub(&tmp, "src");

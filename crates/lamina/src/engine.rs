@@ -55,6 +55,7 @@ impl Engine {
         options: StoreOptions,
         configure: impl FnOnce(&mut ExecConfig),
     ) -> Result<Engine, Error> {
+        lamina_exec::rootless::check_store_access(path.as_ref())?;
         let store = Arc::new(Store::open(path.as_ref(), options)?);
         let mut config = ExecConfig::new(Engine::work_dir_of(store.path()));
         configure(&mut config);

@@ -5,6 +5,10 @@
 //! one dependency: [`spec`] is `lamina-spec`, [`store`] is `lamina-store`, [`layer`] is
 //! `lamina-layer`, [`exec`] is `lamina-exec`, [`export`] is `lamina-export`, [`types`] is
 //! `lamina-types` (digests, compressions, image references, platforms).
+//!
+//! A program that builds RUN steps without root calls [`rootless::enter`] first thing in
+//! `main`, before any thread starts: it moves the process into a user namespace of its own
+//! (see [`rootless`]).
 
 pub use lamina_exec as exec;
 pub use lamina_export as export;
@@ -20,6 +24,8 @@ mod error;
 pub use definition::{DefinitionKind, load_definition, resolve_definition_path};
 pub use engine::Engine;
 pub use error::Error;
+// Builds without root: call `rootless::enter()` at the start of main.
+pub use lamina_exec::rootless;
 pub use lamina_exec::{
     BuildEvent, BuildOptions, BuildReport, DefaultCmd, MissReason, NamedContext,
 };

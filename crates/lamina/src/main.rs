@@ -9,6 +9,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // Before any thread starts: a user who is not root enters a user namespace of their own
+    // for RUN steps (or goes on without, and RUN steps say why).
+    if let Err(err) = lamina::rootless::enter() {
+        let _ = writeln!(std::io::stderr(), "error: {err}");
+        return ExitCode::FAILURE;
+    }
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -14,7 +14,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::OPAQUE_XATTR;
+use crate::sandbox::opaque_xattr;
 
 /// A name in the view: the metadata of its topmost occurrence, and the host directories or
 /// file that make it up (for a directory, every layer's copy that merges, top first).
@@ -239,7 +239,7 @@ fn child(parent: &Node, name: &std::ffi::OsStr) -> std::io::Result<Option<Node>>
 
 fn is_opaque(dir: &Path) -> bool {
     let mut value = [0u8; 4];
-    matches!(rustix::fs::lgetxattr(dir, OPAQUE_XATTR, &mut value), Ok(1) if value[0] == b'y')
+    matches!(rustix::fs::lgetxattr(dir, opaque_xattr(), &mut value), Ok(1) if value[0] == b'y')
 }
 
 #[cfg(test)]

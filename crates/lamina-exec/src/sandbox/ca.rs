@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Mount;
 
 use super::fsutil::io_err;
-use super::layers::OPAQUE_XATTR;
+use super::layers::opaque_xattr;
 use super::overlay::{self, Target};
 use crate::ExecError;
 
@@ -204,7 +204,7 @@ impl Trust {
                 break;
             }
             if !in_image {
-                match rustix::fs::lremovexattr(&path, OPAQUE_XATTR) {
+                match rustix::fs::lremovexattr(&path, opaque_xattr()) {
                     Ok(()) | Err(rustix::io::Errno::NODATA) => {}
                     Err(e) => return Err(io_err(&path)(e.into())),
                 }

@@ -5,7 +5,8 @@
 //! below, so its whiteouts would vanish. Stacked as overlay lowers, each layer directory must
 //! carry them in overlayfs form instead: after unpacking, a second pass over the tar headers
 //! turns `.wh.<name>` into a 0:0 character device `<name>` and `.wh..wh..opq` into the
-//! `trusted.overlay.opaque=y` attribute on its directory.
+//! `trusted.overlay.opaque=y` attribute on its directory (`user.overlay.opaque=y` in a user
+//! namespace, see [`crate::rootless`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -23,7 +24,7 @@ use crate::ExecError;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// The attribute overlayfs reads to stop merging a directory with the layers below.
-pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+pub(crate) use crate::rootless::opaque_xattr;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -377,7 +378,10 @@ fn unpack_into(store: &Store, layer: &LayerRecord, dir: &Path) -> Result<(), Exe
         let Some(blob) = store.get(&variant.digest)? else {
             continue;
         };
-        let options = UnpackOptions::default().same_owner(true).devices(true);
+        // A user namespace cannot create device nodes: they are skipped, as containerd does
+        // for rootless BuildKit (the stored layer keeps them).
+        let devices = !crate::rootless::in_user_namespace();
+        let options = UnpackOptions::default().same_owner(true).devices(devices);
         let stats = Unpacker::new(options).unpack(io::BufReader::new(blob), dir)?;
         if stats.diff_id != layer.diff_id {
             return Err(ExecError::LayerDiffIdMismatch {
@@ -450,7 +454,7 @@ fn overlay_whiteouts(reader: impl Read, dir: &Path, layer: &str) -> Result<(), E
         let parent = open_dir_in(&root, parents, true)
             .map_err(|e| invalid(&format!("cannot open its directory inside the layer: {e}")))?;
         let set_opaque = |fd: &OwnedFd| {
-            rustix::fs::fsetxattr(fd, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
+            rustix::fs::fsetxattr(fd, opaque_xattr(), b"y", rustix::fs::XattrFlags::empty())
                 .map_err(|e| invalid(&format!("cannot mark the directory opaque: {e}")))
         };
         if name == OPAQUE_MARKER {

@@ -7,10 +7,12 @@
 //! lower directory with the mount points the image lacks, so runc creates nothing in the upper
 //! directory), `rootfs/` (the mount point) and the bundle's `config.json`. After the run
 //! everything is unmounted and removed except `upper/`, which holds exactly the change (0:0
-//! character devices for deletions, `trusted.overlay.opaque` directories), ready for
+//! character devices for deletions, `trusted.overlay.opaque` directories, or
+//! `user.overlay.opaque` in a user namespace), ready for
 //! `lamina_layer::LayerWriter::write_overlay_upper`; [`UpperDir`] removes it when dropped.
 //!
-//! Running needs root (overlayfs and runc); [`Sandbox::new`] checks that up front.
+//! Running needs root, of the host or of a user namespace (see [`crate::rootless`]);
+//! [`Sandbox::new`] checks that up front.
 
 mod ca;
 mod cache_gc;
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use ca::{CA_BUNDLE, CA_ENV, ENV_BUNDLE};
 pub use cache_gc::{CacheMountsPruned, prune_cache_mounts};
-pub(crate) use layers::OPAQUE_XATTR;
+pub(crate) use layers::opaque_xattr;
 pub use layers::{LayerCache, LayerInUse, PruneReport};
 pub use mounts::{BuildMount, CacheSharing, MountSource, Ownership};
 
@@ -138,7 +140,12 @@ impl Sandbox {
     /// see [`crate::reclaim`]).
     pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
         if !rustix::process::geteuid().is_root() {
-            return Err(ExecError::NotRoot);
+            return Err(match crate::rootless::unavailable() {
+                Some(reason) => ExecError::NoUserNamespace {
+                    reason: reason.to_owned(),
+                },
+                None => ExecError::NotRoot,
+            });
         }
         let on_path = std::env::var_os("PATH")
             .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("runc").is_file()));
@@ -236,6 +243,7 @@ impl Sandbox {
                 identity: &identity,
                 network: request.network,
                 mounts: prepared.mounts.clone(),
+                user_namespace: crate::rootless::in_user_namespace(),
             },
             &prepared.env,
         )?;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::fsutil::{container_components, io_err};
-use super::layers::OPAQUE_XATTR;
+use super::layers::opaque_xattr;
 use crate::ExecError;
 
 /// A mount point the container needs.
@@ -49,7 +49,7 @@ pub(crate) fn is_whiteout(meta: &fs::Metadata) -> bool {
 
 pub(crate) fn is_opaque(path: &Path) -> bool {
     let mut buf = [0u8; 4];
-    matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+    matches!(rustix::fs::lgetxattr(path, opaque_xattr(), &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 /// What overlayfs shows at `comps` for the lowers `lowers` (topmost first): the metadata and
@@ -212,8 +212,15 @@ pub(crate) fn mount_overlay(
         .map(|p| option_path(p))
         .collect::<Result<Vec<_>, _>>()?
         .join(":");
+    // In a user namespace overlayfs can only keep its attributes under `user.overlay.*`, and
+    // then takes `nofollow` for "no redirects" (it refuses `off` beside `userxattr`).
+    let (redirect, userxattr) = if crate::rootless::in_user_namespace() {
+        ("nofollow", ",userxattr")
+    } else {
+        ("off", "")
+    };
     let data = format!(
-        "lowerdir={lower},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        "lowerdir={lower},upperdir={},workdir={},redirect_dir={redirect},metacopy=off,index=off{userxattr}",
         option_path(upper)?,
         option_path(work)?
     );
@@ -232,8 +239,17 @@ pub(crate) fn mount_overlay(
         reason: "path holds a NUL byte".into(),
     })?;
     rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data).map_err(|e| {
+        // No fuse-overlayfs fallback: a kernel without overlayfs in user namespaces (before
+        // 5.11) is named instead.
+        let what = if userxattr.is_empty() {
+            "overlayfs".into()
+        } else {
+            "overlayfs in a user namespace (rootless; needs Linux 5.11 or later, or run lamina \
+             as root)"
+                .into()
+        };
         ExecError::Mount {
-            what: "overlayfs".into(),
+            what,
             target: target.to_path_buf(),
             source: e.into(),
         }

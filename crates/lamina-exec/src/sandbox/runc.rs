@@ -56,6 +56,8 @@ pub(crate) struct SpecInput<'a> {
     pub network: Network,
     /// Build mounts, after the system ones.
     pub mounts: Vec<Mount>,
+    /// lamina runs as root of a user namespace (see [`crate::rootless`]).
+    pub user_namespace: bool,
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, ExecError> {
@@ -165,13 +167,25 @@ pub(crate) fn spec(input: SpecInput<'_>, extra_env: &[String]) -> Result<Spec, E
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         )?,
+    ];
+    // sysfs can only be mounted by the owner of the network namespace: in a user namespace
+    // with the host's network, the host's `/sys` is bound instead (as rootless Podman and
+    // BuildKit do); a network namespace of the run's own is the user namespace's.
+    mounts.push(if input.user_namespace && input.network == Network::Host {
+        mount(
+            "/sys",
+            "bind",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )?
+    } else {
         mount(
             "/sys",
             "sysfs",
             "sysfs",
             &["nosuid", "noexec", "nodev", "ro"],
-        )?,
-    ];
+        )?
+    });
     for file in host_files() {
         mounts.push(mount(
             file,
@@ -199,16 +213,23 @@ pub(crate) fn spec(input: SpecInput<'_>, extra_env: &[String]) -> Result<Spec, E
         .allow(false)
         .access("rwm")
         .build()?;
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(get_default_maskedpaths())
         .readonly_paths(get_default_readonly_paths())
-        .resources(
+        .build()?;
+    // In a user namespace no cgroup settings (no delegated cgroup is assumed, as with cgroup
+    // v1); device nodes cannot be created there either, and runc binds the host's standard
+    // ones instead.
+    linux.set_resources(if input.user_namespace {
+        None
+    } else {
+        Some(
             LinuxResourcesBuilder::default()
                 .devices(vec![deny_devices])
                 .build()?,
         )
-        .build()?;
+    });
     Ok(SpecBuilder::default()
         .version("1.0.2")
         .root(
@@ -407,6 +428,15 @@ mod tests {
     }
 
     fn build(uid: u32, network: Network, env: Vec<String>) -> serde_json::Value {
+        build_in(uid, network, env, false)
+    }
+
+    fn build_in(
+        uid: u32,
+        network: Network,
+        env: Vec<String>,
+        user_namespace: bool,
+    ) -> serde_json::Value {
         let id = identity(uid);
         let args = vec!["/bin/sh".to_owned()];
         let input = SpecInput {
@@ -417,6 +447,7 @@ mod tests {
             identity: &id,
             network,
             mounts: vec![],
+            user_namespace,
         };
         let spec = spec(input, &["SSL_CERT_FILE=/ca".to_owned()]).unwrap();
         serde_json::to_value(&spec).unwrap()
@@ -462,5 +493,26 @@ mod tests {
         );
         assert_eq!(v["process"]["user"]["uid"], 1000);
         assert_eq!(v["process"]["env"][0], format!("PATH={DEFAULT_PATH}"));
+    }
+
+    #[test]
+    fn user_namespace_binds_sys_and_sets_no_cgroup() {
+        let sys = |v: &serde_json::Value| {
+            v["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == "/sys")
+                .unwrap()["type"]
+                .clone()
+        };
+        let rootful = build(0, Network::Host, vec![]);
+        assert_eq!(sys(&rootful), "sysfs");
+        assert!(rootful["linux"]["resources"].is_object());
+        let rootless = build_in(0, Network::Host, vec![], true);
+        assert_eq!(sys(&rootless), "bind");
+        assert!(rootless["linux"]["resources"].is_null());
+        let own_network = build_in(0, Network::None, vec![], true);
+        assert_eq!(sys(&own_network), "sysfs");
     }
 }

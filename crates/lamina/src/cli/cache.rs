@@ -83,6 +83,7 @@ pub fn run(
         None => lamina::store::default_location()?,
     };
     let wait = super::wait_or(super::DEFAULT_WAIT);
+    lamina::rootless::check_store_access(&dir)?;
     let store = super::open_waiting(&dir, options, wait, |options| {
         Ok(Store::open(&dir, options)?)
     })

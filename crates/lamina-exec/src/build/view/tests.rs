@@ -72,7 +72,7 @@ fn an_opaque_directory_hides_the_layers_below() {
     let view = layers(dir.path());
     rustix::fs::setxattr(
         dir.path().join("upper/etc"),
-        OPAQUE_XATTR,
+        opaque_xattr(),
         b"y",
         rustix::fs::XattrFlags::empty(),
     )
