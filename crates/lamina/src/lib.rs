@@ -21,7 +21,7 @@ pub use definition::{DefinitionKind, load_definition, resolve_definition_path};
 pub use engine::Engine;
 pub use error::Error;
 pub use lamina_exec::{
-    BuildEvent, BuildOptions, BuildReport, DefaultCmd, MissReason, NamedContext,
+    BuildEvent, BuildOptions, BuildReport, CacheMode, CacheTo, DefaultCmd, MissReason, NamedContext,
 };
 pub use lamina_export::layer_store::{LayerSource, store_layer};
 // An image in the layer compression a push or export needs (`lamina push --compression`).

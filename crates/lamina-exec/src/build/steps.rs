@@ -18,10 +18,12 @@ use super::history;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
+use super::remote_cache::{ExportStep, RemoteState};
 use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
 use lamina_export::layer_store::{LayerSource, store_layer};
+use lamina_export::registry::cache::RemoteCache;
 
 /// A stage as its steps go by.
 #[derive(Debug, Clone)]
@@ -63,6 +65,13 @@ pub(crate) struct Build<'a> {
     results: BTreeMap<usize, StageState>,
     /// The git source of the current ADD, resolved to its commit for the key.
     pub(crate) git: Option<super::git::Resolved>,
+    /// The `--cache-from` sources, in order (`None`: unreadable, or dropped after a layer
+    /// of it failed to verify).
+    pub(crate) remote_sources: &'a [Option<RemoteCache>],
+    /// Remote hits, layers still remote, and the steps for `--cache-to`.
+    pub(crate) remote: RemoteState,
+    /// The inputs digest and stage of the step in progress (for `--cache-to` records).
+    current: (CacheKey, usize),
 }
 
 /// Runs a whole build, recording the state of a tagged one.
@@ -110,6 +119,40 @@ fn build_untracked(
     options: &BuildOptions,
     hash_cache: &LazyHashCache,
 ) -> Result<BuildReport, ExecError> {
+    let emit = |event| {
+        if let Some(on_event) = &options.on_event {
+            on_event(event);
+        }
+    };
+    let mut sources = super::remote_cache::load_sources(inner, &options.cache_from, &emit)?;
+    loop {
+        match build_with_sources(inner, image, options, hash_cache, &sources) {
+            // A layer of that cache failed to fetch or verify: a miss, not a failure. The
+            // steps this attempt ran are local hits on the next.
+            Err(ExecError::RemoteCacheLayer {
+                source_index,
+                reference,
+                reason,
+            }) if sources.get(source_index).is_some_and(Option::is_some) => {
+                emit(BuildEvent::Warning {
+                    message: format!(
+                        "remote cache {reference}: {reason}; building again without it"
+                    ),
+                });
+                sources[source_index] = None;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn build_with_sources(
+    inner: &Inner,
+    image: &Image,
+    options: &BuildOptions,
+    hash_cache: &LazyHashCache,
+    remote_sources: &[Option<RemoteCache>],
+) -> Result<BuildReport, ExecError> {
     let started = Instant::now();
     let unpacks_before = inner.layer_unpacks();
     let store = &inner.store;
@@ -127,16 +170,18 @@ fn build_untracked(
         writer: layers::writer(compression, epoch),
         created: rfc3339(epoch),
         hash_cache,
-        settings: KeySettings {
-            epoch,
-            compression: compression.name(),
-        },
+        settings: KeySettings { epoch },
         steps: Vec::new(),
         first_miss: None,
-        previous: explain::read_record(&record_paths),
+        // No build of this definition here yet: what the remote cache's writer built.
+        previous: explain::read_record(&record_paths)
+            .or_else(|| super::remote_cache::remote_record(remote_sources, &shape)),
         record: BuildRecord::default(),
         results: BTreeMap::new(),
         git: None,
+        remote_sources,
+        remote: RemoteState::default(),
+        current: (key::NO_INPUTS, 0),
         plan,
     };
     for s in build.plan.stages.clone() {
@@ -149,6 +194,12 @@ fn build_untracked(
     }
     let (stored, tag) = build.commit()?;
     explain::write_record(&record_paths, &build.record)?;
+    build.export_caches(&stored, &shape, &build.record)?;
+    let remote_layers = *build
+        .remote
+        .fetched
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(BuildReport {
         digest: stored.digest,
         manifest_blob: stored.manifest_blob,
@@ -158,6 +209,8 @@ fn build_untracked(
         tag,
         input_hashing: hash_cache.stats(),
         layers_unpacked: inner.layer_unpacks() - unpacks_before,
+        remote_hits: build.remote.hits,
+        remote_layers,
     })
 }
 
@@ -236,8 +289,10 @@ impl Build<'_> {
             Base::Image(image) => StageState {
                 config: base_config(&self.inner.store, image)?,
                 layers: image.layers.iter().map(|l| l.record.clone()).collect(),
-                key: key::base_key(&image.digest.to_string(), self.settings),
-                base_name: format!("{} ({})", stage.base, image.digest),
+                key: key::base_key(&image_identity(image), self.settings),
+                // By config digest: the manifest digest of one base differs between a pull
+                // and an archive import, and records are compared across stores.
+                base_name: format!("{} ({})", stage.base, image.manifest.config().digest()),
                 args: BTreeMap::new(),
                 declared_args: Vec::new(),
                 cmd_set: false,
@@ -348,6 +403,7 @@ impl Build<'_> {
             _ => key::NO_INPUTS,
         };
         let step_key = key::step_key(&state.key, &text, &inputs);
+        self.current = (inputs, s);
         let recorded = RecordedStep {
             index,
             text: text.clone(),
@@ -400,6 +456,10 @@ impl Build<'_> {
                 self.finish(index, text, recorded, step_key, state, layer, true, started);
                 return Ok(());
             }
+            // Found in a `--cache-from` source: nothing runs, the layer stays remote until read.
+            if found.is_none() && !forced {
+                found = self.remote_hit(&step_key, &state.layers)?;
+            }
             if found.is_none() {
                 if self.first_miss.is_none() {
                     self.first_miss = Some(self.miss_reason(&recorded, forced));
@@ -446,6 +506,16 @@ impl Build<'_> {
         started: Instant,
     ) {
         let duration = started.elapsed();
+        if !self.options.cache_to.is_empty() {
+            self.remote.steps.push(ExportStep {
+                key: step_key,
+                text: text.clone(),
+                inputs: self.current.0,
+                config: state.config.to_bytes(),
+                layer: layer.clone(),
+                stage: self.current.1,
+            });
+        }
         self.steps.push(StepReport {
             index,
             text,
@@ -475,8 +545,8 @@ impl Build<'_> {
         }
     }
 
-    /// A cache hit: the step's config and layer, if both are still in the store (and the
-    /// layer in this build's compression).
+    /// A cache hit: the step's config and layer, if both are still in the store (the layer
+    /// in any compression: a missing variant is made when the image is committed).
     fn lookup(
         &self,
         step_key: &CacheKey,
@@ -492,15 +562,14 @@ impl Build<'_> {
         let layer = match entry.layer {
             None => None,
             Some(digest) => match store.layer(&digest)? {
-                Some(l) if l.variants.iter().any(|v| v.compression == self.compression) => Some(l),
+                Some(l) if has_stored_variant(store, &l)? => Some(l),
                 _ => return Ok(None),
             },
         };
         Ok(Some((config, layer)))
     }
 
-    /// The layer a `COPY --link` step with `link` key made on any base, if still stored in
-    /// this build's compression.
+    /// The layer a `COPY --link` step with `link` key made on any base, if still stored.
     fn linked_layer(&self, link: &CacheKey) -> Result<Option<LayerRecord>, ExecError> {
         let store = &self.inner.store;
         let Some(entry) = store.cache_entry(link)? else {
@@ -509,9 +578,10 @@ impl Build<'_> {
         let Some(digest) = entry.layer else {
             return Ok(None);
         };
-        Ok(store
-            .layer(&digest)?
-            .filter(|l| l.variants.iter().any(|v| v.compression == self.compression)))
+        match store.layer(&digest)? {
+            Some(l) if has_stored_variant(store, &l)? => Ok(Some(l)),
+            _ => Ok(None),
+        }
     }
 
     /// Stores a step's config and its cache entry.
@@ -545,6 +615,8 @@ impl Build<'_> {
         state: &mut StageState,
         matches: &[SourceMatch],
     ) -> Result<Option<LayerRecord>, ExecError> {
+        // The step runs on its layers: any still in a remote cache are fetched now.
+        self.ensure_local(&state.layers)?;
         let escape = self.plan.df.escape;
         let layer = match instruction {
             Instruction::Run(run) => self.run_step(s, index, text, run, state)?,
@@ -599,6 +671,7 @@ impl Build<'_> {
     /// Without root the layer cache cannot be filled (its copies keep owners, devices and
     /// overlay attributes), so the layers are unpacked, merged, into a temporary tree.
     pub(crate) fn view(&self, layers: &[LayerRecord]) -> Result<LayerView, ExecError> {
+        self.ensure_local(layers)?;
         if !rustix::process::geteuid().is_root() {
             let merged = layers::temp_dir(&self.inner.config.work_dir, "merged-")?;
             layers::unpack_merged(&self.inner.store, layers, merged.path())?;
@@ -647,7 +720,7 @@ impl Build<'_> {
                 .plan
                 .from_images
                 .get(from)
-                .map(|i| format!("image:{}", i.digest))
+                .map(|i| format!("image:{}", image_identity(i)))
                 .unwrap_or_default(),
         }
     }
@@ -706,12 +779,19 @@ impl Build<'_> {
         // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
         // and OnBuild.
         let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
-        let stored = StoredImage::commit_config_bytes(
-            store,
-            &config_bytes,
-            &state.layers,
-            self.compression,
-        )?;
+        self.ensure_local(&state.layers)?;
+        // Layers reused from another compression (a cache entry names the tar, not its
+        // encoding) get this build's variant, made once.
+        let mut layers = Vec::with_capacity(state.layers.len());
+        for layer in &state.layers {
+            layers.push(lamina_export::variants::ensure_variant(
+                store,
+                layer,
+                self.compression,
+            )?);
+        }
+        let stored =
+            StoredImage::commit_config_bytes(store, &config_bytes, &layers, self.compression)?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
         // Untagged images live as long as these entries (the store's TTL); tagged ones too
         // are kept this way, so that an untag does not lose a recent build at once.
@@ -736,6 +816,29 @@ impl Build<'_> {
         });
         Ok((stored, self.options.tag.clone()))
     }
+}
+
+/// An image by content, for keys: config sha256 and diff_ids (see [`key::image_identity`]).
+pub(crate) fn image_identity(image: &StoredImage) -> String {
+    let diff_ids: Vec<String> = image
+        .layers
+        .iter()
+        .map(|l| l.record.diff_id.to_string())
+        .collect();
+    key::image_identity(image.manifest.config().digest().as_ref(), &diff_ids)
+}
+
+/// Whether some variant of `layer` is in the store.
+pub(crate) fn has_stored_variant(
+    store: &lamina_store::Store,
+    layer: &LayerRecord,
+) -> Result<bool, ExecError> {
+    for variant in &layer.variants {
+        if store.contains(&variant.digest)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether a COPY's layer is independent of the image below it (`--link`, as Docker has
