@@ -98,7 +98,8 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
     let registry = server::Registry::start();
     let host = registry.host();
     // The base: built from busybox, pushed (gzip) for store A to pull, and saved as a
-    // docker-archive for the other stores to import.
+    // docker-archive with plain layers for the other stores to import (another manifest,
+    // other layer blobs, the same config and tars).
     let project = Project::new();
     let root = project.dir.path();
     let seed = project.store();
@@ -118,6 +119,8 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
             "busybox:test",
             "--format",
             "docker-archive",
+            "--compression",
+            "none",
             "--output",
             archive.to_str().unwrap(),
         ],
@@ -407,4 +410,67 @@ fn a_cache_behind_credentials_is_read_with_them_and_missed_without() {
         !stderr.contains("cache-pass"),
         "credentials are never printed: {stderr}"
     );
+}
+
+#[test]
+fn one_base_pulled_or_imported_gives_the_same_step_keys() {
+    if crate::require::missing(&[crate::require::Need::Tool(server::BINARY)]) {
+        return;
+    }
+    let registry = server::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let seed = root.join("seed");
+    let seed = seed.to_str().unwrap();
+    let base = copy_only(root, "base", "base\n");
+    run(root, seed, &["build", &base, "--tag", "base:1"]);
+    let pulled = format!("{}/base:1", registry.host());
+    run(root, seed, &["push", "base:1", &pulled]);
+    let archive = root.join("base.tar");
+    let archive = archive.to_str().unwrap();
+    run(
+        root,
+        seed,
+        &[
+            "image",
+            "export",
+            "base:1",
+            "--format",
+            "docker-archive",
+            "--compression",
+            "none",
+            "--output",
+            archive,
+        ],
+    );
+
+    // One store holds the base twice: pulled (gzip, the registry's manifest) and imported
+    // under another name (plain layers, a synthesized manifest). A step on either has one
+    // key, so the second build runs nothing.
+    let store = root.join("store");
+    let store = store.to_str().unwrap();
+    run(root, store, &["pull", &pulled]);
+    run(root, store, &["image", "import", archive, "imported:1"]);
+    let manifest = |name: &str| {
+        let inspect: Value =
+            serde_json::from_str(&run(root, store, &["image", "inspect", name, "--json"])).unwrap();
+        inspect["manifest"].clone()
+    };
+    let (on_pulled, on_imported) = (manifest(&pulled), manifest("imported:1"));
+    assert_ne!(on_pulled["layers"], on_imported["layers"], "other blobs");
+    assert_eq!(
+        on_pulled["config"]["digest"],
+        on_imported["config"]["digest"]
+    );
+    write_tree(
+        root,
+        &[
+            ("a/Dockerfile", &format!("FROM {pulled}\nENV X=1\n")),
+            ("b/Dockerfile", "FROM imported:1\nENV X=1\n"),
+        ],
+    );
+    let (first, _, _) = build_json(root, store, &["a"]);
+    assert_eq!(first["cached"], 0, "{first}");
+    let (second, _, _) = build_json(root, store, &["b"]);
+    assert_eq!(second["cached"], 1, "the same key: {second}");
 }
