@@ -474,3 +474,45 @@ fn one_base_pulled_or_imported_gives_the_same_step_keys() {
     let (second, _, _) = build_json(root, store, &["b"]);
     assert_eq!(second["cached"], 1, "the same key: {second}");
 }
+
+#[test]
+fn an_image_pushed_with_an_inline_cache_record_is_a_cache_source() {
+    if crate::require::missing(&[crate::require::Need::Tool(server::BINARY)]) {
+        return;
+    }
+    let registry = server::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let def = copy_only(root, "app", "data\n");
+    let writer = root.join("writer");
+    let writer = writer.to_str().unwrap();
+    run(
+        root,
+        writer,
+        &["build", &def, "--tag", "app:1", "--cache-to", "inline"],
+    );
+    let inspect: Value =
+        serde_json::from_str(&run(root, writer, &["image", "inspect", "app:1", "--json"])).unwrap();
+    let records = &inspect["config"]["lamina.cache.v1"]["records"];
+    assert_eq!(records.as_array().map(Vec::len), Some(2), "{inspect}");
+    // The record is part of the config: opt-in, since it changes the image digest.
+    let plain = root.join("plain");
+    let plain = plain.to_str().unwrap();
+    run(root, plain, &["build", &def, "--tag", "app:1"]);
+    let plain_config = config_digest(root, plain, "app:1");
+    assert_ne!(config_digest(root, writer, "app:1"), plain_config);
+
+    // Pushed as gzip (built as zstd): the reader takes the layer the manifest names.
+    let image = format!("{}/app:1", registry.host());
+    run(root, writer, &["push", "app:1", &image]);
+    let reader = root.join("reader");
+    let reader = reader.to_str().unwrap();
+    let (built, events, _) = build_json(
+        root,
+        reader,
+        &[&def, "--tag", "app:1", "--cache-from", &image],
+    );
+    assert_eq!(built["remote_hits"], 2, "{built}");
+    assert_eq!(fetched(&events).0, 1, "{events:?}");
+    assert_eq!(config_digest(root, reader, "app:1"), plain_config);
+}

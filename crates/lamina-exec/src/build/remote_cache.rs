@@ -45,7 +45,12 @@ pub enum CacheMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheTo {
     /// The cache ref (`registry/repository:tag`); each store writes its own tag beside it.
+    /// Empty for `inline`.
     pub reference: String,
+    /// `inline`: the records go into the image's own config (member `lamina.cache.v1`),
+    /// naming the image's layers, so pushing the image publishes them and `--cache-from`
+    /// the image reads them. It changes the image's config, so its digest: opt-in.
+    pub inline: bool,
     /// Which steps.
     pub mode: CacheMode,
     /// Whether a failed export only warns (else the build fails after storing the image).
@@ -56,6 +61,14 @@ impl CacheTo {
     /// Parses `REF[,mode=min|max][,ignore-error=true|false]` (BuildKit's
     /// `type=registry,ref=REF` spelling is read too).
     pub fn parse(spec: &str) -> Result<CacheTo, String> {
+        if spec == "inline" || spec == "type=inline" {
+            return Ok(CacheTo {
+                reference: String::new(),
+                inline: true,
+                mode: CacheMode::Min,
+                ignore_error: false,
+            });
+        }
         let mut reference = None;
         let mut mode = CacheMode::Min;
         let mut ignore_error = false;
@@ -91,6 +104,7 @@ impl CacheTo {
         match reference {
             Some(reference) if !reference.is_empty() => Ok(CacheTo {
                 reference,
+                inline: false,
                 mode,
                 ignore_error,
             }),
@@ -374,7 +388,7 @@ impl Build<'_> {
         shape: &CacheKey,
         record: &BuildRecord,
     ) -> Result<(), ExecError> {
-        for target in &self.options.cache_to {
+        for target in self.options.cache_to.iter().filter(|t| !t.inline) {
             let chain = self.plan.target_chain();
             let steps = self
                 .remote
@@ -477,6 +491,66 @@ impl Build<'_> {
         ))
     }
 
+    /// The inline cache record (`--cache-to inline`) for an image of `layers` (each with the
+    /// variant its manifest will name, in this build's compression): the records of the
+    /// target stage and the stages it is built on whose layer is one of the image's.
+    pub(crate) fn inline_document(
+        &self,
+        layers: &[LayerRecord],
+        shape: &CacheKey,
+    ) -> Option<serde_json::Value> {
+        if !self.options.cache_to.iter().any(|t| t.inline) {
+            return None;
+        }
+        let variant_of = |tar: &Digest| {
+            let record = layers.iter().find(|l| l.digest == *tar)?;
+            let variant = record
+                .variants
+                .iter()
+                .find(|v| v.compression == self.compression)?;
+            Some(cache_layer(record, variant))
+        };
+        let chain = self.plan.target_chain();
+        let now = cache::now_secs();
+        let mut records = Vec::new();
+        for step in self
+            .remote
+            .steps
+            .iter()
+            .filter(|s| chain.contains(&s.stage))
+        {
+            let layer = match &step.layer {
+                None => None,
+                Some(layer) => match variant_of(&layer.digest) {
+                    Some(found) => Some(found),
+                    None => continue,
+                },
+            };
+            records.push(CacheRecord {
+                key: hex(&step.key),
+                created: now,
+                text: step.text.clone(),
+                inputs: hex(&step.inputs),
+                config: String::from_utf8_lossy(&step.config).into_owned(),
+                layer,
+            });
+        }
+        let document = CacheDocument {
+            version: cache::VERSION,
+            records,
+            builds: vec![CacheBuild {
+                shape: hex(shape),
+                created: now,
+                steps: serde_json::to_value(&self.record).unwrap_or_default(),
+                layers: layers
+                    .iter()
+                    .filter_map(|l| variant_of(&l.digest))
+                    .collect(),
+            }],
+        };
+        serde_json::to_value(document).ok()
+    }
+
     /// The layer's variant to export: this build's compression when stored, else any stored.
     fn stored_variant(
         &self,
@@ -521,7 +595,9 @@ mod tests {
 
     #[test]
     fn cache_to_specs_parse_as_buildkit_writes_them() {
+        assert!(CacheTo::parse("inline").unwrap().inline);
         let plain = CacheTo::parse("127.0.0.1:5000/cache:main").unwrap();
+        assert!(!plain.inline);
         assert_eq!(plain.reference, "127.0.0.1:5000/cache:main");
         assert_eq!(plain.mode, CacheMode::Min);
         assert!(!plain.ignore_error);

@@ -61,7 +61,9 @@ pub(crate) struct Build<'a> {
     steps: Vec<StepReport>,
     first_miss: Option<MissReason>,
     previous: Option<BuildRecord>,
-    record: BuildRecord,
+    pub(crate) record: BuildRecord,
+    /// The definition's shape (see `definition_shape`).
+    pub(crate) shape: CacheKey,
     results: BTreeMap<usize, StageState>,
     /// The git source of the current ADD, resolved to its commit for the key.
     pub(crate) git: Option<super::git::Resolved>,
@@ -177,6 +179,7 @@ fn build_with_sources(
         previous: explain::read_record(&record_paths)
             .or_else(|| super::remote_cache::remote_record(remote_sources, &shape)),
         record: BuildRecord::default(),
+        shape,
         results: BTreeMap::new(),
         git: None,
         remote_sources,
@@ -299,8 +302,12 @@ impl Build<'_> {
             },
         };
         // The base's triggers run at the start of this stage (see `plan`); they are not
-        // passed on to images built on this one.
+        // passed on to images built on this one. Nor is a base's inline cache record.
         state.config.config.on_build.clear();
+        state
+            .config
+            .extra
+            .remove(lamina_export::registry::cache::INLINE_MEMBER);
         Ok(state)
     }
 
@@ -776,9 +783,6 @@ impl Build<'_> {
         }
         config.created = Some(self.created.clone());
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
-        // and OnBuild.
-        let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
         self.ensure_local(&state.layers)?;
         // Layers reused from another compression (a cache entry names the tar, not its
         // encoding) get this build's variant, made once.
@@ -790,6 +794,15 @@ impl Build<'_> {
                 self.compression,
             )?);
         }
+        if let Some(inline) = self.inline_document(&layers, &self.shape) {
+            config.extra.insert(
+                lamina_export::registry::cache::INLINE_MEMBER.to_owned(),
+                inline,
+            );
+        }
+        // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
+        // and OnBuild.
+        let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
         let stored =
             StoredImage::commit_config_bytes(store, &config_bytes, &layers, self.compression)?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());

@@ -67,10 +67,10 @@ pub struct BuildArgs {
     /// to one can put layers into every build that reads it.
     #[arg(long, value_name = "REF")]
     cache_from: Vec<String>,
-    /// Write this build's cache records to a registry (`REF[,mode=min|max][,ignore-error=true]`);
-    /// repeatable. A failed export fails the command after the image is stored, unless
-    /// ignore-error=true.
-    #[arg(long, value_name = "REF[,mode=min|max][,ignore-error=true]", value_parser = CacheTo::parse)]
+    /// Write this build's cache records to a registry (`REF[,mode=min|max][,ignore-error=true]`),
+    /// or into the image's config (`inline`: changes the image digest); repeatable. A failed
+    /// export fails the command after the image is stored, unless ignore-error=true.
+    #[arg(long, value_name = "REF[,mode=min|max][,ignore-error=true]|inline", value_parser = CacheTo::parse)]
     cache_to: Vec<CacheTo>,
     /// How to reach registries for bases that are not in the store yet.
     #[command(flatten)]

@@ -38,6 +38,9 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.lamina.cache.v1";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.lamina.cache.v1+json";
 /// The [`CacheDocument::version`] this code writes and reads.
 pub const VERSION: u32 = 1;
+/// The image config member holding an inline cache document (`--cache-to inline`): its
+/// records' layers are the image's own.
+pub const INLINE_MEMBER: &str = "lamina.cache.v1";
 /// What separates a cache ref's tag from a writer id in the writer's tag.
 const WRITER_MARK: &str = ".lamina-";
 /// Largest cache document read.
@@ -403,9 +406,32 @@ async fn read_document(
     let (Some(digest), Some(size)) = (config["digest"].as_str(), config["size"].as_u64()) else {
         return Err(invalid("its manifest has no config digest and size".into()));
     };
-    let sha256 = Digest::parse(digest).map_err(|e| invalid(format!("config digest: {e}")))?;
+    let body = fetch_verified(remote, reference, digest, size).await?;
+    let document: CacheDocument = serde_json::from_slice(&body)
+        .map_err(|e| invalid(format!("its document does not parse: {e}")))?;
+    if document.version != VERSION {
+        return Err(invalid(format!(
+            "format version {} (this Lamina reads {VERSION}); export it again",
+            document.version
+        )));
+    }
+    Ok(Some(document))
+}
+
+/// A small blob (a document, a config), checked against its digest and size.
+async fn fetch_verified(
+    remote: &Remote,
+    reference: &Reference,
+    digest: &str,
+    size: u64,
+) -> Result<Vec<u8>, ExportError> {
+    let invalid = |reason: String| ExportError::InvalidCache {
+        reference: reference.whole(),
+        reason,
+    };
+    let sha256 = Digest::parse(digest).map_err(|e| invalid(format!("digest {digest}: {e}")))?;
     if size > MAX_DOCUMENT {
-        return Err(invalid(format!("its document is {size} bytes, too large")));
+        return Err(invalid(format!("blob {digest} is {size} bytes, too large")));
     }
     let body = remote
         .retry("cache document", || async {
@@ -425,19 +451,9 @@ async fn read_document(
         })
         .await?;
     if body.len() as u64 != size || Digest::sha256_of(&body) != sha256 {
-        return Err(invalid(format!(
-            "its document does not match its digest {digest}"
-        )));
+        return Err(invalid(format!("blob {digest} does not match its digest")));
     }
-    let document: CacheDocument = serde_json::from_slice(&body)
-        .map_err(|e| invalid(format!("its document does not parse: {e}")))?;
-    if document.version != VERSION {
-        return Err(invalid(format!(
-            "format version {} (this Lamina reads {VERSION}); export it again",
-            document.version
-        )));
-    }
-    Ok(Some(document))
+    Ok(body)
 }
 
 /// The writer tags of `reference`'s repository: `<tag>.lamina-<id>`.
@@ -483,13 +499,23 @@ pub async fn import(
         reference: reference.to_owned(),
         ..RemoteCache::default()
     };
+    let mut documents = Vec::new();
+    // The ref itself, when it is an image pushed with an inline cache record.
+    match read_inline(&remote).await {
+        Ok(Some(document)) => documents.push(Ok(Some(document))),
+        Ok(None) => {}
+        Err(e) => cache.warnings.push(e.to_string()),
+    }
     for writer in writer_tags(&remote, &tag).await? {
         let target = Reference::with_tag(
             base.registry().to_owned(),
             base.repository().to_owned(),
             writer.clone(),
         );
-        match read_document(&remote, &target).await {
+        documents.push(read_document(&remote, &target).await);
+    }
+    for document in documents {
+        match document {
             Ok(Some(document)) => {
                 for record in document.records {
                     match cache.records.get(&record.key) {
@@ -519,6 +545,98 @@ pub async fn import(
         tracing::warn!(error = %e, "could not record the cache repository");
     }
     Ok(cache)
+}
+
+/// The inline cache document in the config of the image at `remote`'s ref, if it is an image
+/// with one. `None` for a missing tag, a cache artifact, an index or an image without one.
+async fn read_inline(remote: &Remote) -> Result<Option<CacheDocument>, ExportError> {
+    let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let fetched = remote
+        .retry("manifest", || async {
+            remote
+                .client
+                .pull_manifest_raw(&remote.reference, &auth, media::ACCEPTED_MANIFESTS)
+                .await
+                .map_err(Fault::Oci)
+        })
+        .await;
+    let (bytes, _) = match fetched {
+        Ok(found) => found,
+        Err(ExportError::RemoteNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Ok(None);
+    };
+    let config = &manifest["config"];
+    let image_config = [media::OCI_CONFIG, media::DOCKER_CONFIG];
+    if !config["mediaType"]
+        .as_str()
+        .is_some_and(|t| image_config.contains(&t))
+    {
+        return Ok(None);
+    }
+    let (Some(digest), Some(size)) = (config["digest"].as_str(), config["size"].as_u64()) else {
+        return Ok(None);
+    };
+    let body = fetch_verified(remote, &remote.reference, digest, size).await?;
+    let Ok(mut config) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Ok(None);
+    };
+    let Some(member) = config.get_mut(INLINE_MEMBER).map(serde_json::Value::take) else {
+        return Ok(None);
+    };
+    let mut document: CacheDocument =
+        serde_json::from_value(member).map_err(|e| ExportError::InvalidCache {
+            reference: remote.display.clone(),
+            reason: format!("its inline cache record does not parse: {e}"),
+        })?;
+    // The records name layers by tar; the blobs are whatever this manifest names (the image
+    // may have been pushed in another compression than it was built in).
+    let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    let descriptors = manifest["layers"].as_array().cloned().unwrap_or_default();
+    let pushed: BTreeMap<&str, &serde_json::Value> =
+        diff_ids.into_iter().zip(descriptors.iter()).collect();
+    let as_pushed = |layer: &mut CacheLayer| -> bool {
+        let Some(descriptor) = pushed.get(layer.diff_id.as_str()) else {
+            return false;
+        };
+        let compression = descriptor["mediaType"]
+            .as_str()
+            .and_then(crate::ingest::layer::layer_compression);
+        match (
+            descriptor["digest"].as_str(),
+            descriptor["size"].as_u64(),
+            compression,
+        ) {
+            (Some(digest), Some(size), Some(compression)) => {
+                layer.digest = digest.to_owned();
+                layer.size = size;
+                layer.compression = compression.name().to_owned();
+                true
+            }
+            _ => false,
+        }
+    };
+    document
+        .records
+        .retain_mut(|r| r.layer.as_mut().is_none_or(&as_pushed));
+    for build in &mut document.builds {
+        build.layers.retain_mut(&as_pushed);
+    }
+    if document.version != VERSION {
+        return Err(ExportError::InvalidCache {
+            reference: remote.display.clone(),
+            reason: format!(
+                "inline record of format version {} (this Lamina reads {VERSION})",
+                document.version
+            ),
+        });
+    }
+    Ok(Some(document))
 }
 
 /// Drops every writer's records (and build lists) exported more than `older_than` ago.
