@@ -129,6 +129,39 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, E
     }
 }
 
+/// Runs `attempt` with the `--cache-from` sources read once; when a layer of one fails to
+/// fetch or verify, warns and runs it again without that source (a miss, not a failure:
+/// the steps the failed attempt ran are local hits on the next).
+pub(crate) fn with_sources(
+    inner: &super::Inner,
+    options: &super::BuildOptions,
+    mut attempt: impl FnMut(&[Option<RemoteCache>]) -> Result<super::BuildReport, ExecError>,
+) -> Result<super::BuildReport, ExecError> {
+    let emit = |event| {
+        if let Some(on_event) = &options.on_event {
+            on_event(event);
+        }
+    };
+    let mut sources = load_sources(inner, &options.cache_from, &emit)?;
+    loop {
+        match attempt(&sources) {
+            Err(ExecError::RemoteCacheLayer {
+                source_index,
+                reference,
+                reason,
+            }) if sources.get(source_index).is_some_and(Option::is_some) => {
+                emit(BuildEvent::Warning {
+                    message: format!(
+                        "remote cache {reference}: {reason}; building again without it"
+                    ),
+                });
+                sources[source_index] = None;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Reads every `--cache-from` source; one that cannot be read is `None`, with a warning.
 pub(crate) fn load_sources(
     build_inner: &super::Inner,
@@ -274,7 +307,7 @@ impl Build<'_> {
         }
         if let Some(local) = store.layer(&tar).map_err(|e| e.to_string())?
             && local.diff_id == diff_id
-            && super::steps::has_stored_variant(store, &local).map_err(|e| e.to_string())?
+            && super::layers::has_stored_variant(store, &local).map_err(|e| e.to_string())?
         {
             self.save_entry(key, info.digest, Some(tar))
                 .map_err(|e| e.to_string())?;
@@ -378,6 +411,44 @@ impl Build<'_> {
             self.save_entry(&key, config, Some(tar))?;
         }
         Ok(())
+    }
+
+    /// The final image's layers, local (remote hits fetched now) and each with a variant
+    /// in this build's compression (a cache entry names the tar, not its encoding; a
+    /// missing variant is made once).
+    pub(crate) fn image_layers(
+        &self,
+        layers: &[LayerRecord],
+    ) -> Result<Vec<LayerRecord>, ExecError> {
+        self.ensure_local(layers)?;
+        layers
+            .iter()
+            .map(|layer| {
+                lamina_export::variants::ensure_variant(&self.inner.store, layer, self.compression)
+                    .map_err(ExecError::from)
+            })
+            .collect()
+    }
+
+    /// Keeps what `--cache-to` needs of a finished step.
+    pub(crate) fn note_for_export(
+        &mut self,
+        key: CacheKey,
+        text: &str,
+        state: &super::steps::StageState,
+        layer: Option<&LayerRecord>,
+    ) {
+        if self.options.cache_to.is_empty() {
+            return;
+        }
+        self.remote.steps.push(ExportStep {
+            key,
+            text: text.to_owned(),
+            inputs: self.current.0,
+            config: state.config.to_bytes(),
+            layer: layer.cloned(),
+            stage: self.current.1,
+        });
     }
 
     /// Writes the cache records of this build to every `--cache-to` ref. A failure fails

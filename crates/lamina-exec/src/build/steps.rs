@@ -18,7 +18,7 @@ use super::history;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
-use super::remote_cache::{ExportStep, RemoteState};
+use super::remote_cache::RemoteState;
 use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
@@ -73,7 +73,7 @@ pub(crate) struct Build<'a> {
     /// Remote hits, layers still remote, and the steps for `--cache-to`.
     pub(crate) remote: RemoteState,
     /// The inputs digest and stage of the step in progress (for `--cache-to` records).
-    current: (CacheKey, usize),
+    pub(crate) current: (CacheKey, usize),
 }
 
 /// Runs a whole build, recording the state of a tagged one.
@@ -121,31 +121,9 @@ fn build_untracked(
     options: &BuildOptions,
     hash_cache: &LazyHashCache,
 ) -> Result<BuildReport, ExecError> {
-    let emit = |event| {
-        if let Some(on_event) = &options.on_event {
-            on_event(event);
-        }
-    };
-    let mut sources = super::remote_cache::load_sources(inner, &options.cache_from, &emit)?;
-    loop {
-        match build_with_sources(inner, image, options, hash_cache, &sources) {
-            // A layer of that cache failed to fetch or verify: a miss, not a failure. The
-            // steps this attempt ran are local hits on the next.
-            Err(ExecError::RemoteCacheLayer {
-                source_index,
-                reference,
-                reason,
-            }) if sources.get(source_index).is_some_and(Option::is_some) => {
-                emit(BuildEvent::Warning {
-                    message: format!(
-                        "remote cache {reference}: {reason}; building again without it"
-                    ),
-                });
-                sources[source_index] = None;
-            }
-            result => return result,
-        }
-    }
+    super::remote_cache::with_sources(inner, options, |sources| {
+        build_with_sources(inner, image, options, hash_cache, sources)
+    })
 }
 
 fn build_with_sources(
@@ -292,7 +270,7 @@ impl Build<'_> {
             Base::Image(image) => StageState {
                 config: base_config(&self.inner.store, image)?,
                 layers: image.layers.iter().map(|l| l.record.clone()).collect(),
-                key: key::base_key(&image_identity(image), self.settings),
+                key: key::base_key(&layers::image_identity(image), self.settings),
                 // By config digest: the manifest digest of one base differs between a pull
                 // and an archive import, and records are compared across stores.
                 base_name: format!("{} ({})", stage.base, image.manifest.config().digest()),
@@ -513,16 +491,7 @@ impl Build<'_> {
         started: Instant,
     ) {
         let duration = started.elapsed();
-        if !self.options.cache_to.is_empty() {
-            self.remote.steps.push(ExportStep {
-                key: step_key,
-                text: text.clone(),
-                inputs: self.current.0,
-                config: state.config.to_bytes(),
-                layer: layer.clone(),
-                stage: self.current.1,
-            });
-        }
+        self.note_for_export(step_key, &text, state, layer.as_ref());
         self.steps.push(StepReport {
             index,
             text,
@@ -569,7 +538,7 @@ impl Build<'_> {
         let layer = match entry.layer {
             None => None,
             Some(digest) => match store.layer(&digest)? {
-                Some(l) if has_stored_variant(store, &l)? => Some(l),
+                Some(l) if layers::has_stored_variant(store, &l)? => Some(l),
                 _ => return Ok(None),
             },
         };
@@ -586,7 +555,7 @@ impl Build<'_> {
             return Ok(None);
         };
         match store.layer(&digest)? {
-            Some(l) if has_stored_variant(store, &l)? => Ok(Some(l)),
+            Some(l) if layers::has_stored_variant(store, &l)? => Ok(Some(l)),
             _ => Ok(None),
         }
     }
@@ -727,7 +696,7 @@ impl Build<'_> {
                 .plan
                 .from_images
                 .get(from)
-                .map(|i| format!("image:{}", image_identity(i)))
+                .map(|i| format!("image:{}", layers::image_identity(i)))
                 .unwrap_or_default(),
         }
     }
@@ -783,17 +752,7 @@ impl Build<'_> {
         }
         config.created = Some(self.created.clone());
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        self.ensure_local(&state.layers)?;
-        // Layers reused from another compression (a cache entry names the tar, not its
-        // encoding) get this build's variant, made once.
-        let mut layers = Vec::with_capacity(state.layers.len());
-        for layer in &state.layers {
-            layers.push(lamina_export::variants::ensure_variant(
-                store,
-                layer,
-                self.compression,
-            )?);
-        }
+        let layers = self.image_layers(&state.layers)?;
         if let Some(inline) = self.inline_document(&layers, &self.shape) {
             config.extra.insert(
                 lamina_export::registry::cache::INLINE_MEMBER.to_owned(),
@@ -829,29 +788,6 @@ impl Build<'_> {
         });
         Ok((stored, self.options.tag.clone()))
     }
-}
-
-/// An image by content, for keys: config sha256 and diff_ids (see [`key::image_identity`]).
-pub(crate) fn image_identity(image: &StoredImage) -> String {
-    let diff_ids: Vec<String> = image
-        .layers
-        .iter()
-        .map(|l| l.record.diff_id.to_string())
-        .collect();
-    key::image_identity(image.manifest.config().digest().as_ref(), &diff_ids)
-}
-
-/// Whether some variant of `layer` is in the store.
-pub(crate) fn has_stored_variant(
-    store: &lamina_store::Store,
-    layer: &LayerRecord,
-) -> Result<bool, ExecError> {
-    for variant in &layer.variants {
-        if store.contains(&variant.digest)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Whether a COPY's layer is independent of the image below it (`--link`, as Docker has
