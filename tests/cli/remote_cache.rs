@@ -516,3 +516,58 @@ fn an_image_pushed_with_an_inline_cache_record_is_a_cache_source() {
     assert_eq!(fetched(&events).0, 1, "{events:?}");
     assert_eq!(config_digest(root, reader, "app:1"), plain_config);
 }
+
+#[test]
+fn a_missing_or_damaged_cache_document_is_a_miss_with_a_warning() {
+    if crate::require::missing(&[crate::require::Need::Tool(server::BINARY)]) {
+        return;
+    }
+    let registry = server::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let def = copy_only(root, "app", "data\n");
+    let cache = format!("{}/cache:main", registry.host());
+
+    let (built, _, stderr) = build_json(
+        root,
+        &root.join("r1").to_string_lossy(),
+        &[&def, "--cache-from", &cache],
+    );
+    assert_eq!(built["cached"], 0, "{built}");
+    assert!(stderr.contains("holds no records"), "{stderr}");
+
+    let writer = root.join("writer");
+    run(
+        root,
+        writer.to_str().unwrap(),
+        &["build", &def, "--cache-to", &cache],
+    );
+    // Flip a byte of the writer's document (the blob that is a version-1 cache document).
+    let mut damaged = 0;
+    for shard in
+        std::fs::read_dir(registry.storage().join("docker/registry/v2/blobs/sha256")).unwrap()
+    {
+        for blob in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let data = blob.unwrap().path().join("data");
+            let mut bytes = std::fs::read(&data).unwrap();
+            if bytes.starts_with(b"{\"version\":1,") {
+                let last = bytes.len() - 2;
+                bytes[last] ^= 0x01;
+                std::fs::write(&data, bytes).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 1);
+    let (built, _, stderr) = build_json(
+        root,
+        &root.join("r2").to_string_lossy(),
+        &[&def, "--cache-from", &cache],
+    );
+    assert_eq!(built["remote_hits"], 0, "{built}");
+    assert_eq!(built["cached"], 0, "{built}");
+    assert!(
+        stderr.contains("was rejected") && stderr.contains("its records are skipped"),
+        "{stderr}"
+    );
+}

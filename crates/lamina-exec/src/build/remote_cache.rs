@@ -174,6 +174,13 @@ pub(crate) fn load_sources(
     for reference in sources {
         match block_on(cache::import(store, reference, config))? {
             Ok(found) => {
+                if found.records.is_empty() && found.warnings.is_empty() {
+                    emit(BuildEvent::Warning {
+                        message: format!(
+                            "remote cache {reference} holds no records (no writer tags, no inline record); building without it"
+                        ),
+                    });
+                }
                 for warning in &found.warnings {
                     emit(BuildEvent::Warning {
                         message: format!(

@@ -40,10 +40,17 @@ pub async fn fetch_layers(
 }
 
 fn rejected(remote: &Remote, layer: &CacheLayer, reason: String) -> ExportError {
-    ExportError::BlobRejected {
+    ExportError::InvalidCache {
         reference: remote.display.clone(),
-        what: format!("blob {}", layer.digest),
-        reason,
+        reason: format!("layer {} was rejected: {reason}", layer.digest),
+    }
+}
+
+/// A body the client refused (digest, cut stream) as a cache problem, not an image one.
+fn as_cache_error(remote: &Remote, layer: &CacheLayer, e: ExportError) -> ExportError {
+    match e {
+        ExportError::BlobRejected { reason, .. } => rejected(remote, layer, reason),
+        e => e,
     }
 }
 
@@ -102,7 +109,8 @@ async fn fetch_one(
             }
             ingest.finish().map_err(fault)
         })
-        .await?;
+        .await
+        .map_err(|e| as_cache_error(remote, layer, e))?;
     if staged.size != layer.size {
         return Err(rejected(
             remote,

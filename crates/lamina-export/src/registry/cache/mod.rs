@@ -449,7 +449,13 @@ async fn fetch_verified(
             }
             Ok(body)
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            ExportError::BlobRejected { reason, .. } => {
+                invalid(format!("blob {digest} was rejected: {reason}"))
+            }
+            e => e,
+        })?;
     if body.len() as u64 != size || Digest::sha256_of(&body) != sha256 {
         return Err(invalid(format!("blob {digest} does not match its digest")));
     }
