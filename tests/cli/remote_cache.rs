@@ -315,11 +315,18 @@ fn concurrent_writers_to_one_cache_ref_keep_both_records() {
                     &cache,
                 ])
                 .current_dir(root)
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .unwrap()
         })
+        // Both started before either is waited for: the exports overlap.
         .collect();
-    for out in &children {
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    for out in &outputs {
         assert!(
             out.status.success(),
             "{}",
