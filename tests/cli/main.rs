@@ -22,6 +22,7 @@ mod messages;
 mod mounts;
 mod names;
 mod registry;
+mod remote_cache;
 #[path = "../require.rs"]
 mod require;
 mod rootless;

@@ -246,6 +246,29 @@ pub enum ExecError {
         /// The join error.
         reason: String,
     },
+    /// A layer a remote cache record names could not be fetched or did not verify. The
+    /// build retries without that cache, so this reaches a caller only from inside a build.
+    #[error("remote cache {reference}: {reason}")]
+    RemoteCacheLayer {
+        /// Which `--cache-from` source (0-based).
+        source_index: usize,
+        /// The cache ref.
+        reference: String,
+        /// What failed.
+        reason: String,
+    },
+    /// `--cache-to` failed; the image itself was built and stored.
+    #[error(
+        "the image {digest} was built and stored, but exporting its cache to {reference} failed: {reason}; fix the registry access or add ignore-error=true to --cache-to"
+    )]
+    CacheExport {
+        /// The image digest.
+        digest: String,
+        /// The cache ref.
+        reference: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Longest step text a message or progress line shows.

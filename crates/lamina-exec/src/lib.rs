@@ -16,7 +16,7 @@ pub mod sandbox;
 pub mod usage;
 
 pub use build::{
-    BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, DefaultCmd, ExecConfig, Executor,
-    MissReason, NamedContext, SANDBOX_DEFAULT_CMD, StepReport,
+    BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, CacheMode, CacheTo, DefaultCmd,
+    ExecConfig, Executor, MissReason, NamedContext, SANDBOX_DEFAULT_CMD, StepReport,
 };
 pub use error::ExecError;

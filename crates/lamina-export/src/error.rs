@@ -212,4 +212,13 @@ pub enum ExportError {
         /// What failed (never the secret itself).
         reason: String,
     },
+    /// A remote build cache document is not one this version reads (damaged, another
+    /// format version, or not a Lamina cache).
+    #[error("build cache {reference}: {reason}")]
+    InvalidCache {
+        /// The cache reference (the writer's tag).
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

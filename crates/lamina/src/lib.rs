@@ -27,7 +27,7 @@ pub use error::Error;
 // Builds without root: call `rootless::enter()` at the start of main.
 pub use lamina_exec::rootless;
 pub use lamina_exec::{
-    BuildEvent, BuildOptions, BuildReport, DefaultCmd, MissReason, NamedContext,
+    BuildEvent, BuildOptions, BuildReport, CacheMode, CacheTo, DefaultCmd, MissReason, NamedContext,
 };
 pub use lamina_export::layer_store::{LayerSource, store_layer};
 // An image in the layer compression a push or export needs (`lamina push --compression`).

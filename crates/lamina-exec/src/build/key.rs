@@ -4,12 +4,12 @@
 //!
 //! | key | goes in | why |
 //! |---|---|---|
-//! | base | `base`, the base image's manifest sha256 (or `scratch`), the layer settings (`SOURCE_DATE_EPOCH` clamp, layer compression) | everything built on a base depends on its content; the settings change every layer's bytes |
+//! | base | `scratch`, or the base image by content: its config sha256 and its diff_ids in order ([`image_identity`]); the `SOURCE_DATE_EPOCH` clamp | everything built on a base depends on its content; the clamp changes every layer's tar |
 //! | step | the parent key, the step's canonical text after variable expansion, the digest of its inputs | the chain makes a step depend on everything before it (ENV, USER, WORKDIR, ARG values, the base); the expanded text catches build arguments used in `FROM`/`COPY`/... |
 //! | COPY/ADD inputs | each match (source index, path relative to its source directory) and entry (name, kind, permission bits, size, blake3 of content, symlink target), as `lamina-spec` resolves them under `.dockerignore` and `--exclude`; which files are hard links of an earlier one (by position) | they are the bytes the step copies, and links stay links in its layer |
 //! | ADD URL inputs | the `--checksum` when given, else the content's sha256 and the `Last-Modified` header | as BuildKit keys them: the content, and the date that becomes the file's mtime |
-//! | `COPY --from` inputs | the source stage's last key, or the source image's manifest sha256 | that stage's result is the input |
-//! | `RUN --mount=type=bind` inputs | each bind mount's target and source with its content: the context files as COPY hashes them, the source stage's last key, or the image's manifest sha256 | the step reads them (no bind mount: no inputs, so plain RUN keys are unchanged) |
+//! | `COPY --from` inputs | the source stage's last key, or the source image by content ([`image_identity`]) | that stage's result is the input |
+//! | `RUN --mount=type=bind` inputs | each bind mount's target and source with its content: the context files as COPY hashes them, the source stage's last key, or the image by content | the step reads them (no bind mount: no inputs, so plain RUN keys are unchanged) |
 //! | final | the last step key, the default command, `final` | the default `CMD` is applied to the image only |
 //! | `COPY --link` layer | the layer settings, the working directory, the step's text and inputs, but no parent key | a linked layer does not depend on what is below it (Docker's `--link`), so it is reused on any base; only the layer is taken from it, the step's config is still made from its parent |
 //!
@@ -20,11 +20,13 @@
 //! | secrets, cache mounts, the host CA bundle, the network | build-time mounts never land in a layer; like Docker, a secret change does not rebuild |
 //! | build arguments not declared with `ARG` in the stage | they are invisible to its steps |
 //! | the step's index | moving a step keeps its key if what precedes it is the same |
+//! | a base's manifest bytes and layer compression | the same base pulled on one machine and imported from a `docker save` archive (or re-compressed) on another has other manifest and blob digests but the same config and tars, so keys travel between stores (`--cache-from`) |
+//! | the compression of the layers a build writes | a cache entry names a layer record (the tar), whose variants are compressions of it; a missing one is made when an image needs it |
 
 use lamina_spec::inputs::{EntryKind, SourceMatch};
 
 /// Opens every key encoding: changing the encoding must change every key.
-pub(crate) const KEY_VERSION: &str = "lamina-step-v1";
+pub(crate) const KEY_VERSION: &str = "lamina-step-v2";
 
 /// A step cache key.
 pub type CacheKey = [u8; 32];
@@ -34,8 +36,6 @@ pub type CacheKey = [u8; 32];
 pub(crate) struct KeySettings {
     /// The mtime clamp and creation time (seconds since the epoch).
     pub epoch: u64,
-    /// The layer compression, by name.
-    pub compression: &'static str,
 }
 
 /// Streams a length-prefixed encoding into blake3.
@@ -69,13 +69,21 @@ impl Enc {
     }
 }
 
-/// The key a stage starts from: `base` is `scratch` or the base image's manifest sha256.
+/// The key a stage starts from: `base` is `scratch` or [`image_identity`] of the base image.
 pub(crate) fn base_key(base: &str, settings: KeySettings) -> CacheKey {
-    Enc::new("base")
-        .str(base)
-        .u64(settings.epoch)
-        .str(settings.compression)
-        .finish()
+    Enc::new("base").str(base).u64(settings.epoch).finish()
+}
+
+/// An image named by content: its config's sha256 and its layers' diff_ids, bottom first.
+/// Neither the manifest nor the layers' compression enters, so one base pulled here and
+/// imported from an archive there is the same base.
+pub(crate) fn image_identity(config_sha256: &str, diff_ids: &[String]) -> String {
+    let mut text = format!("config {config_sha256}");
+    for diff_id in diff_ids {
+        text.push_str(" layer ");
+        text.push_str(diff_id);
+    }
+    text
 }
 
 /// The key of a step: its parent's key, its expanded text and its inputs.
@@ -95,11 +103,7 @@ pub(crate) fn link_key(
     text: &str,
     inputs: &CacheKey,
 ) -> CacheKey {
-    let parent = Enc::new("link")
-        .str(workdir)
-        .u64(settings.epoch)
-        .str(settings.compression)
-        .finish();
+    let parent = Enc::new("link").str(workdir).u64(settings.epoch).finish();
     step_key(&parent, text, inputs)
 }
 
@@ -291,21 +295,9 @@ mod tests {
 
     #[test]
     fn keys_chain_and_separate_their_parts() {
-        let settings = KeySettings {
-            epoch: 0,
-            compression: "zstd",
-        };
+        let settings = KeySettings { epoch: 0 };
         let base = base_key("scratch", settings);
-        assert_ne!(
-            base,
-            base_key(
-                "scratch",
-                KeySettings {
-                    epoch: 1,
-                    ..settings
-                }
-            )
-        );
+        assert_ne!(base, base_key("scratch", KeySettings { epoch: 1 }));
         let one = step_key(&base, "RUN a", &NO_INPUTS);
         assert_ne!(one, step_key(&base, "RUN b", &NO_INPUTS));
         assert_ne!(one, step_key(&one, "RUN a", &NO_INPUTS));
@@ -313,6 +305,20 @@ mod tests {
         assert_ne!(
             final_key(&one, None),
             final_key(&one, Some(&["sleep".into()]))
+        );
+    }
+
+    #[test]
+    fn images_are_named_by_config_and_diff_ids() {
+        let layers = ["sha256:aa".to_string(), "sha256:bb".to_string()];
+        let one = image_identity("sha256:c1", &layers);
+        assert_eq!(one, image_identity("sha256:c1", &layers));
+        assert_ne!(one, image_identity("sha256:c2", &layers));
+        assert_ne!(one, image_identity("sha256:c1", &layers[..1]));
+        let settings = KeySettings { epoch: 0 };
+        assert_ne!(
+            base_key(&one, settings),
+            base_key(&image_identity("sha256:c1", &layers[1..]), settings)
         );
     }
 

@@ -91,6 +91,29 @@ pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ExecError 
     }
 }
 
+/// An image by content, for keys: config sha256 and diff_ids (see [`super::key::image_identity`]).
+pub(crate) fn image_identity(image: &lamina_export::StoredImage) -> String {
+    let diff_ids: Vec<String> = image
+        .layers
+        .iter()
+        .map(|l| l.record.diff_id.to_string())
+        .collect();
+    super::key::image_identity(image.manifest.config().digest().as_ref(), &diff_ids)
+}
+
+/// Whether some variant of `layer` is in the store.
+pub(crate) fn has_stored_variant(
+    store: &lamina_store::Store,
+    layer: &lamina_store::LayerRecord,
+) -> Result<bool, crate::ExecError> {
+    for variant in &layer.variants {
+        if store.contains(&variant.digest)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

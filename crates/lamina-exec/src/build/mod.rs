@@ -28,6 +28,7 @@ pub mod key;
 mod layers;
 mod plan;
 mod remote;
+pub mod remote_cache;
 mod run;
 mod run_mounts;
 mod steps;
@@ -50,6 +51,7 @@ pub use explain::{BuildState, MissReason};
 pub use git::{GitCachePruned, prune_git_cache};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
+pub use remote_cache::{CacheMode, CacheTo};
 pub use run_mounts::validate_run_mount;
 pub use support::{Refusal, refusals, refusals_with};
 
@@ -145,6 +147,13 @@ pub struct BuildOptions {
     pub contexts: BTreeMap<String, NamedContext>,
     /// Called with progress as it happens (from a blocking thread).
     pub on_event: Option<Arc<dyn Fn(BuildEvent) + Send + Sync>>,
+    /// Registry caches to take steps from (`--cache-from`), in order: the first that has a
+    /// key wins. Name only refs you trust: whoever can push to one can put layers into
+    /// every build that reads it (each layer is checked against the diff_id its record
+    /// claims, not against what the step would have made).
+    pub cache_from: Vec<String>,
+    /// Registry caches to write this build's records to (`--cache-to`).
+    pub cache_to: Vec<CacheTo>,
 }
 
 impl std::fmt::Debug for BuildOptions {
@@ -160,6 +169,8 @@ impl std::fmt::Debug for BuildOptions {
             .field("default_cmd", &self.default_cmd)
             .field("contexts", &self.contexts)
             .field("on_event", &self.on_event.as_ref().map(|_| "..."))
+            .field("cache_from", &self.cache_from)
+            .field("cache_to", &self.cache_to)
             .finish()
     }
 }
@@ -227,6 +238,30 @@ pub enum BuildEvent {
         /// The manifest's sha256.
         digest: Digest,
     },
+    /// Something the user should know that does not stop the build (an unreadable remote
+    /// cache, a failed export with `ignore-error=true`).
+    Warning {
+        /// One line.
+        message: String,
+    },
+    /// Layers of remote cache hits were downloaded (verified) because the build needs them.
+    RemoteLayersFetched {
+        /// The cache ref.
+        reference: String,
+        /// How many.
+        layers: usize,
+        /// Compressed bytes downloaded.
+        bytes: u64,
+    },
+    /// The build's records were written to a `--cache-to` ref.
+    CacheExported {
+        /// The writer's tag.
+        reference: String,
+        /// Records in its document.
+        records: usize,
+        /// Layer bytes uploaded (the rest was there or mounted).
+        bytes_uploaded: u64,
+    },
 }
 
 /// One step of a finished build.
@@ -268,6 +303,10 @@ pub struct BuildReport {
     /// make on this machine (its bases' on first use), and a rebuild none. Counted per
     /// executor: builds running at the same time on one executor count each other's.
     pub layers_unpacked: u64,
+    /// Steps taken from a `--cache-from` source (run nowhere here).
+    pub remote_hits: usize,
+    /// Layers of remote hits downloaded, and their compressed bytes.
+    pub remote_layers: (usize, u64),
 }
 
 /// Builds images into a store.

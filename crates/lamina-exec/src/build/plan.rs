@@ -52,6 +52,20 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The target stage and the stages it is built `FROM`, target first.
+    pub fn target_chain(&self) -> Vec<usize> {
+        let mut chain = Vec::new();
+        let mut stage = self.stages.last().copied();
+        while let Some(s) = stage {
+            chain.push(s);
+            stage = match self.bases.get(s) {
+                Some(Base::Stage(parent)) if !chain.contains(parent) => Some(*parent),
+                _ => None,
+            };
+        }
+        chain
+    }
+
     /// Expands `image` and resolves every base and `--from` image the target stage needs.
     pub fn new(
         store: &Store,

@@ -480,6 +480,7 @@ impl Build<'_> {
                         mount.from.as_deref().unwrap_or_default()
                     ));
                 }
+                self.ensure_local(&layers).map_err(|e| e.to_string())?;
                 let cache = self.inner.layer_cache().map_err(|e| e.to_string())?;
                 let lowers = layers
                     .iter()

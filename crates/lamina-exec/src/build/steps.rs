@@ -18,10 +18,12 @@ use super::history;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::plan::{Base, Plan, base_config, stage_ref};
+use super::remote_cache::RemoteState;
 use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
 use lamina_export::layer_store::{LayerSource, store_layer};
+use lamina_export::registry::cache::RemoteCache;
 
 /// A stage as its steps go by.
 #[derive(Debug, Clone)]
@@ -59,7 +61,9 @@ pub(crate) struct Build<'a> {
     steps: Vec<StepReport>,
     first_miss: Option<MissReason>,
     previous: Option<BuildRecord>,
-    record: BuildRecord,
+    pub(crate) record: BuildRecord,
+    /// The definition's shape (see `definition_shape`).
+    pub(crate) shape: CacheKey,
     results: BTreeMap<usize, StageState>,
     /// The git source of the current ADD, resolved to its commit for the key.
     pub(crate) git: Option<super::git::Resolved>,
@@ -67,6 +71,13 @@ pub(crate) struct Build<'a> {
     /// gc` beside this build) leaves them until the build has referenced them; released
     /// when the build ends, and with this process if it dies.
     pub(crate) lease: lamina_store::Lease<'a>,
+    /// The `--cache-from` sources, in order (`None`: unreadable, or dropped after a layer
+    /// of it failed to verify).
+    pub(crate) remote_sources: &'a [Option<RemoteCache>],
+    /// Remote hits, layers still remote, and the steps for `--cache-to`.
+    pub(crate) remote: RemoteState,
+    /// The inputs digest and stage of the step in progress (for `--cache-to` records).
+    pub(crate) current: (CacheKey, usize),
 }
 
 /// How long a build's lease lasts if its process somehow outlives it without releasing it
@@ -118,6 +129,18 @@ fn build_untracked(
     options: &BuildOptions,
     hash_cache: &LazyHashCache,
 ) -> Result<BuildReport, ExecError> {
+    super::remote_cache::with_sources(inner, options, |sources| {
+        build_with_sources(inner, image, options, hash_cache, sources)
+    })
+}
+
+fn build_with_sources(
+    inner: &Inner,
+    image: &Image,
+    options: &BuildOptions,
+    hash_cache: &LazyHashCache,
+    remote_sources: &[Option<RemoteCache>],
+) -> Result<BuildReport, ExecError> {
     let started = Instant::now();
     let unpacks_before = inner.layer_unpacks();
     let store = &inner.store;
@@ -135,17 +158,20 @@ fn build_untracked(
         writer: layers::writer(compression, epoch),
         created: rfc3339(epoch),
         hash_cache,
-        settings: KeySettings {
-            epoch,
-            compression: compression.name(),
-        },
+        settings: KeySettings { epoch },
         steps: Vec::new(),
         first_miss: None,
-        previous: explain::read_record(&record_paths),
+        // No build of this definition here yet: what the remote cache's writer built.
+        previous: explain::read_record(&record_paths)
+            .or_else(|| super::remote_cache::remote_record(remote_sources, &shape)),
         record: BuildRecord::default(),
+        shape,
         results: BTreeMap::new(),
         git: None,
         lease: store.lease(BUILD_LEASE_TTL)?,
+        remote_sources,
+        remote: RemoteState::default(),
+        current: (key::NO_INPUTS, 0),
         plan,
     };
     for s in build.plan.stages.clone() {
@@ -158,6 +184,12 @@ fn build_untracked(
     }
     let (stored, tag) = build.commit()?;
     explain::write_record(&record_paths, &build.record)?;
+    build.export_caches(&stored, &shape, &build.record)?;
+    let remote_layers = *build
+        .remote
+        .fetched
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(BuildReport {
         digest: stored.digest,
         manifest_blob: stored.manifest_blob,
@@ -167,6 +199,8 @@ fn build_untracked(
         tag,
         input_hashing: hash_cache.stats(),
         layers_unpacked: inner.layer_unpacks() - unpacks_before,
+        remote_hits: build.remote.hits,
+        remote_layers,
     })
 }
 
@@ -245,16 +279,22 @@ impl Build<'_> {
             Base::Image(image) => StageState {
                 config: base_config(&self.inner.store, image)?,
                 layers: image.layers.iter().map(|l| l.record.clone()).collect(),
-                key: key::base_key(&image.digest.to_string(), self.settings),
-                base_name: format!("{} ({})", stage.base, image.digest),
+                key: key::base_key(&layers::image_identity(image), self.settings),
+                // By config digest: the manifest digest of one base differs between a pull
+                // and an archive import, and records are compared across stores.
+                base_name: format!("{} ({})", stage.base, image.manifest.config().digest()),
                 args: BTreeMap::new(),
                 declared_args: Vec::new(),
                 cmd_set: false,
             },
         };
         // The base's triggers run at the start of this stage (see `plan`); they are not
-        // passed on to images built on this one.
+        // passed on to images built on this one. Nor is a base's inline cache record.
         state.config.config.on_build.clear();
+        state
+            .config
+            .extra
+            .remove(lamina_export::registry::cache::INLINE_MEMBER);
         Ok(state)
     }
 
@@ -357,6 +397,7 @@ impl Build<'_> {
             _ => key::NO_INPUTS,
         };
         let step_key = key::step_key(&state.key, &text, &inputs);
+        self.current = (inputs, s);
         let recorded = RecordedStep {
             index,
             text: text.clone(),
@@ -409,6 +450,10 @@ impl Build<'_> {
                 self.finish(index, text, recorded, step_key, state, layer, true, started);
                 return Ok(());
             }
+            // Found in a `--cache-from` source: nothing runs, the layer stays remote until read.
+            if found.is_none() && !forced {
+                found = self.remote_hit(&step_key, &state.layers)?;
+            }
             if found.is_none() {
                 if self.first_miss.is_none() {
                     self.first_miss = Some(self.miss_reason(&recorded, forced));
@@ -455,6 +500,7 @@ impl Build<'_> {
         started: Instant,
     ) {
         let duration = started.elapsed();
+        self.note_for_export(step_key, &text, state, layer.as_ref());
         self.steps.push(StepReport {
             index,
             text,
@@ -484,8 +530,8 @@ impl Build<'_> {
         }
     }
 
-    /// A cache hit: the step's config and layer, if both are still in the store (and the
-    /// layer in this build's compression).
+    /// A cache hit: the step's config and layer, if both are still in the store (the layer
+    /// in any compression: a missing variant is made when the image is committed).
     fn lookup(
         &self,
         step_key: &CacheKey,
@@ -501,7 +547,7 @@ impl Build<'_> {
         let layer = match entry.layer {
             None => None,
             Some(digest) => match store.layer(&digest)? {
-                Some(l) if l.variants.iter().any(|v| v.compression == self.compression) => Some(l),
+                Some(l) if layers::has_stored_variant(store, &l)? => Some(l),
                 _ => return Ok(None),
             },
         };
@@ -516,8 +562,7 @@ impl Build<'_> {
         Ok(Some((config, layer)))
     }
 
-    /// The layer a `COPY --link` step with `link` key made on any base, if still stored in
-    /// this build's compression.
+    /// The layer a `COPY --link` step with `link` key made on any base, if still stored.
     fn linked_layer(&self, link: &CacheKey) -> Result<Option<LayerRecord>, ExecError> {
         let store = &self.inner.store;
         let Some(entry) = store.cache_entry(link)? else {
@@ -526,17 +571,15 @@ impl Build<'_> {
         let Some(digest) = entry.layer else {
             return Ok(None);
         };
-        let layer = store
-            .layer(&digest)?
-            .filter(|l| l.variants.iter().any(|v| v.compression == self.compression));
-        if let Some(layer) = &layer {
-            match self.lease.add(&layer.digest) {
-                Ok(()) => {}
-                Err(lamina_store::StoreError::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
+        let layer = match store.layer(&digest)? {
+            Some(l) if layers::has_stored_variant(store, &l)? => l,
+            _ => return Ok(None),
+        };
+        match self.lease.add(&layer.digest) {
+            Ok(()) => Ok(Some(layer)),
+            Err(lamina_store::StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(layer)
     }
 
     /// Stores a step's config and its cache entry.
@@ -571,6 +614,8 @@ impl Build<'_> {
         state: &mut StageState,
         matches: &[SourceMatch],
     ) -> Result<Option<LayerRecord>, ExecError> {
+        // The step runs on its layers: any still in a remote cache are fetched now.
+        self.ensure_local(&state.layers)?;
         let escape = self.plan.df.escape;
         let layer = match instruction {
             Instruction::Run(run) => self.run_step(s, index, text, run, state)?,
@@ -625,6 +670,7 @@ impl Build<'_> {
     /// Without root the layer cache cannot be filled (its copies keep owners, devices and
     /// overlay attributes), so the layers are unpacked, merged, into a temporary tree.
     pub(crate) fn view(&self, layers: &[LayerRecord]) -> Result<LayerView, ExecError> {
+        self.ensure_local(layers)?;
         if !rustix::process::geteuid().is_root() {
             let merged = layers::temp_dir(&self.inner.config.work_dir, "merged-")?;
             layers::unpack_merged(&self.inner.store, layers, merged.path())?;
@@ -673,7 +719,7 @@ impl Build<'_> {
                 .plan
                 .from_images
                 .get(from)
-                .map(|i| format!("image:{}", i.digest))
+                .map(|i| format!("image:{}", layers::image_identity(i)))
                 .unwrap_or_default(),
         }
     }
@@ -729,13 +775,20 @@ impl Build<'_> {
         }
         config.created = Some(self.created.clone());
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        let layers = self.image_layers(&state.layers)?;
+        if let Some(inline) = self.inline_document(&layers, &self.shape) {
+            config.extra.insert(
+                lamina_export::registry::cache::INLINE_MEMBER.to_owned(),
+                inline,
+            );
+        }
         // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
         // and OnBuild.
         let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
         let stored = StoredImage::commit_leased(
             store,
             &config_bytes,
-            &state.layers,
+            &layers,
             self.compression,
             Some(&self.lease),
         )?;

@@ -47,6 +47,7 @@ use std::time::Duration;
 use lamina_store::Digest;
 
 mod auth;
+pub mod cache;
 pub(crate) mod media;
 mod mounts;
 mod pull;

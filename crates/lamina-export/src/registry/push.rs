@@ -47,16 +47,16 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// One blob to push.
 #[derive(Debug, Clone, Copy)]
-struct PushBlob {
+pub(crate) struct PushBlob {
     /// The store address of the bytes.
-    blob: Digest,
+    pub blob: Digest,
     /// What the registry calls it, plus what keeps it in the store.
-    refs: BlobRef,
-    size: u64,
+    pub refs: BlobRef,
+    pub size: u64,
 }
 
 /// What happened to one blob.
-enum Outcome {
+pub(crate) enum Outcome {
     Skipped,
     Mounted,
     Uploaded(u64),
@@ -190,7 +190,7 @@ fn missing(image: &StoredImage, blob: Digest) -> ExportError {
     )
 }
 
-async fn push_blob(
+pub(crate) async fn push_blob(
     store: &Store,
     remote: &Remote,
     blob: &PushBlob,

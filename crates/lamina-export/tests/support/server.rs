@@ -65,6 +65,11 @@ impl Registry {
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// The registry's storage directory (blobs under `docker/registry/v2/blobs`).
+    pub fn storage(&self) -> std::path::PathBuf {
+        self._dir.path().join("storage")
+    }
 }
 
 impl Drop for Registry {

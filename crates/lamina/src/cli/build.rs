@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use lamina::exec::sandbox::OutputStream;
-use lamina::{BuildEvent, BuildOptions, BuildReport, DefaultCmd, NamedContext};
+use lamina::{BuildEvent, BuildOptions, BuildReport, CacheTo, DefaultCmd, NamedContext};
 use serde_json::json;
 
 use super::progress::TtyProgress;
@@ -62,6 +62,16 @@ pub struct BuildArgs {
     /// unit (`90s`, `2m`); a download is tried 3 times in all.
     #[arg(long, env = "LAMINA_DOWNLOAD_TIMEOUT", value_parser = parse_timeout, default_value = "60", value_name = "SECS")]
     download_timeout: std::time::Duration,
+    /// Take steps from this registry cache when the store misses them (`REF`, written by
+    /// --cache-to); repeatable, searched in order. Name only refs you trust: whoever can push
+    /// to one can put layers into every build that reads it.
+    #[arg(long, value_name = "REF")]
+    cache_from: Vec<String>,
+    /// Write this build's cache records to a registry (`REF[,mode=min|max][,ignore-error=true]`),
+    /// or into the image's config (`inline`: changes the image digest); repeatable. A failed
+    /// export fails the command after the image is stored, unless ignore-error=true.
+    #[arg(long, value_name = "REF[,mode=min|max][,ignore-error=true]|inline", value_parser = CacheTo::parse)]
+    cache_to: Vec<CacheTo>,
     /// How to reach registries for bases that are not in the store yet.
     #[command(flatten)]
     registry: super::registry::RegistryArgs,
@@ -203,6 +213,8 @@ pub fn run(
             DefaultCmdArg::None => DefaultCmd::None,
         },
         on_event: Some(on_event),
+        cache_from: args.cache_from,
+        cache_to: args.cache_to,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(engine.build(&image, options));
@@ -233,6 +245,9 @@ fn print_report(
             "cached": cached,
             "first_miss": report.first_miss.as_ref().map(|m| m.to_string()),
             "layers_unpacked": report.layers_unpacked,
+            "remote_hits": report.remote_hits,
+            "remote_layers": report.remote_layers.0,
+            "remote_bytes": report.remote_layers.1,
         });
         writeln!(out, "{value}")?;
         return Ok(());
@@ -268,6 +283,16 @@ enum Mode {
 
 impl Mode {
     fn event(&mut self, event: &BuildEvent) {
+        // Warnings reach the terminal whatever the progress mode (JSON also gets an event).
+        if let BuildEvent::Warning { message } = event {
+            if let Mode::Tty(tty) = self {
+                tty.finish();
+            }
+            let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
+            if !matches!(self, Mode::Json) {
+                return;
+            }
+        }
         match self {
             Mode::Tty(tty) => tty.event(event),
             Mode::Plain => {
@@ -317,6 +342,18 @@ fn plain_line(event: &BuildEvent) -> Option<String> {
         } => format!("#{index} done in {}", super::units::elapsed(*duration)),
         BuildEvent::StepFinished { cached: true, .. } => return None,
         BuildEvent::Committed { digest } => format!("image {digest}"),
+        BuildEvent::RemoteLayersFetched {
+            reference,
+            layers,
+            bytes,
+        } => format!("fetched {layers} layer(s), {bytes} bytes, from the cache {reference}"),
+        BuildEvent::CacheExported {
+            reference,
+            records,
+            bytes_uploaded,
+        } => format!(
+            "exported the cache to {reference}: {records} record(s), {bytes_uploaded} layer bytes uploaded"
+        ),
         _ => return None,
     })
 }
@@ -356,6 +393,21 @@ fn json_event(event: &BuildEvent) -> Option<serde_json::Value> {
         }),
         BuildEvent::Committed { digest } => {
             json!({"event": "committed", "digest": digest.to_string()})
+        }
+        BuildEvent::Warning { message } => json!({"event": "warning", "message": message}),
+        BuildEvent::RemoteLayersFetched {
+            reference,
+            layers,
+            bytes,
+        } => {
+            json!({"event": "remote_layers_fetched", "reference": reference, "layers": layers, "bytes": bytes})
+        }
+        BuildEvent::CacheExported {
+            reference,
+            records,
+            bytes_uploaded,
+        } => {
+            json!({"event": "cache_exported", "reference": reference, "records": records, "bytes_uploaded": bytes_uploaded})
         }
         _ => return None,
     })

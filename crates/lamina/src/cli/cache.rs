@@ -1,4 +1,5 @@
-//! `lamina cache stats|gc|fsck|du`: look into and maintain the store.
+//! `lamina cache stats|gc|fsck|du|prune-remote`: look into and maintain the store, and
+//! trim a registry build cache.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +53,18 @@ pub enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Drop the records of a registry build cache (`--cache-to REF`) exported longer ago
+    /// than --older-than, from every writer's tag. Run it while no build exports there.
+    PruneRemote {
+        /// The cache ref.
+        reference: String,
+        /// Records exported longer ago than this go, e.g. 24h.
+        #[arg(long, value_parser = units::parse_duration, value_name = "DURATION", default_value = "24h")]
+        older_than: Duration,
+        /// How to reach the registry.
+        #[command(flatten)]
+        registry: super::registry::RegistryArgs,
+    },
 }
 
 pub fn run(
@@ -104,6 +117,24 @@ pub fn run(
         CacheCommand::Gc { json, .. } => gc(&store, json, out)?,
         CacheCommand::Fsck { repair, json } => fsck(&store, repair, json, out)?,
         CacheCommand::Du { json } => du(&store, json, out)?,
+        CacheCommand::PruneRemote {
+            reference,
+            older_than,
+            registry,
+        } => {
+            let config = registry.config()?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime
+                .block_on(lamina::export::registry::cache::prune(
+                    &store, &reference, older_than, &config,
+                ))
+                .with_context(|| format!("pruning the build cache {reference}"))?;
+            writeln!(
+                out,
+                "{reference}: {} record(s) removed, {} kept, {} writer(s)",
+                report.removed, report.kept, report.writers
+            )?;
+        }
     }
     Ok(out.flush()?)
 }

@@ -69,7 +69,7 @@ enum Command {
         build_context: Vec<(String, lamina::NamedContext)>,
     },
     /// Build a definition into the store, every step a cached layer.
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// List, inspect, name, remove, import and export images in the store.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -125,7 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             definition::check(&definition, &options, &mut out)
         }
         Command::Cache(command) => cache::run(cli.store, command, &mut out),
-        Command::Build(args) => build::run(cli.store, args, &mut out),
+        Command::Build(args) => build::run(cli.store, *args, &mut out),
         Command::Image(command) => image::run(cli.store, command, &mut out),
         Command::Push(args) => registry::push(cli.store, args, &mut out),
         Command::Pull(args) => registry::pull(cli.store, args, &mut out),

@@ -1,0 +1,692 @@
+//! A registry as a shared build cache (`--cache-from`, `--cache-to`; the format is
+//! lamina-export's `registry::cache`, docs/format.md "Remote build cache").
+//!
+//! Import: the records of every `--cache-from` source are read once, before the first step.
+//! A step whose key misses locally but is found remotely is a hit: its config comes from the
+//! record and nothing runs. Its layer stays remote (a placeholder record naming the blob's
+//! sha256) until something reads its bytes: a later step that runs on it, a `COPY --from`
+//! of it, or the final image. Those layers are then fetched in parallel and verified against
+//! the record's digest, size and diff_id. A damaged, missing or unauthorized cache is a miss
+//! with a warning: a source that cannot be read is skipped; a layer that fails to fetch or
+//! verify makes the build start again without that source (steps already run are local
+//! hits by then).
+//!
+//! Export: after the image is stored, each `--cache-to` ref gets the records of every step
+//! (`mode=max`) or of the target stage and the stages it is built on (`mode=min`), the
+//! explain record, and the final image's layers.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use lamina_export::StoredImage;
+use lamina_export::registry::cache::{
+    self, CacheBuild, CacheDocument, CacheLayer, CacheRecord, ExportBlob, RemoteCache,
+};
+use lamina_store::{BlobKind, CacheEntry, Compression, Digest, LayerRecord, LayerVariant};
+
+use super::BuildEvent;
+use super::config::ImageConfig;
+use super::explain::BuildRecord;
+use super::key::{CacheKey, hex};
+use super::steps::Build;
+use crate::ExecError;
+
+/// Which steps `--cache-to` exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// The target stage and the stages it is built `FROM` (BuildKit's default).
+    #[default]
+    Min,
+    /// Every step of every stage built (what a reader needs to skip `COPY --from` stages).
+    Max,
+}
+
+/// One `--cache-to` destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheTo {
+    /// The cache ref (`registry/repository:tag`); each store writes its own tag beside it.
+    /// Empty for `inline`.
+    pub reference: String,
+    /// `inline`: the records go into the image's own config (member `lamina.cache.v1`),
+    /// naming the image's layers, so pushing the image publishes them and `--cache-from`
+    /// the image reads them. It changes the image's config, so its digest: opt-in.
+    pub inline: bool,
+    /// Which steps.
+    pub mode: CacheMode,
+    /// Whether a failed export only warns (else the build fails after storing the image).
+    pub ignore_error: bool,
+}
+
+impl CacheTo {
+    /// Parses `REF[,mode=min|max][,ignore-error=true|false]` (BuildKit's
+    /// `type=registry,ref=REF` spelling is read too).
+    pub fn parse(spec: &str) -> Result<CacheTo, String> {
+        if spec == "inline" || spec == "type=inline" {
+            return Ok(CacheTo {
+                reference: String::new(),
+                inline: true,
+                mode: CacheMode::Min,
+                ignore_error: false,
+            });
+        }
+        let mut reference = None;
+        let mut mode = CacheMode::Min;
+        let mut ignore_error = false;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("ref", value)) => reference = Some(value.to_owned()),
+                Some(("type", "registry")) => {}
+                Some(("type", other)) => {
+                    return Err(format!(
+                        "`{spec}`: cache type {other} is not supported; give a registry ref"
+                    ));
+                }
+                Some(("mode", "min")) => mode = CacheMode::Min,
+                Some(("mode", "max")) => mode = CacheMode::Max,
+                Some(("ignore-error", value)) => {
+                    ignore_error = value.parse().map_err(|_| {
+                        format!("`{spec}`: ignore-error takes true or false, not {value}")
+                    })?;
+                }
+                Some((name, value)) if reference.is_none() && !part.contains('/') => {
+                    return Err(format!(
+                        "`{spec}`: unknown option {name}={value}; expected REF[,mode=min|max][,ignore-error=true]"
+                    ));
+                }
+                _ if reference.is_none() && !part.is_empty() => reference = Some(part.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "`{spec}`: unexpected `{part}`; expected REF[,mode=min|max][,ignore-error=true]"
+                    ));
+                }
+            }
+        }
+        match reference {
+            Some(reference) if !reference.is_empty() => Ok(CacheTo {
+                reference,
+                inline: false,
+                mode,
+                ignore_error,
+            }),
+            _ => Err(format!("`{spec}` names no cache ref")),
+        }
+    }
+}
+
+/// Runs `future` on the caller's tokio runtime (builds run on its blocking pool), or on a
+/// runtime of its own outside one.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, ExecError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => Ok(handle.block_on(future)),
+        Err(_) => Ok(tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ExecError::Io {
+                path: "tokio runtime".into(),
+                source,
+            })?
+            .block_on(future)),
+    }
+}
+
+/// Runs `attempt` with the `--cache-from` sources read once; when a layer of one fails to
+/// fetch or verify, warns and runs it again without that source (a miss, not a failure:
+/// the steps the failed attempt ran are local hits on the next).
+pub(crate) fn with_sources(
+    inner: &super::Inner,
+    options: &super::BuildOptions,
+    mut attempt: impl FnMut(&[Option<RemoteCache>]) -> Result<super::BuildReport, ExecError>,
+) -> Result<super::BuildReport, ExecError> {
+    let emit = |event| {
+        if let Some(on_event) = &options.on_event {
+            on_event(event);
+        }
+    };
+    let mut sources = load_sources(inner, &options.cache_from, &emit)?;
+    loop {
+        match attempt(&sources) {
+            Err(ExecError::RemoteCacheLayer {
+                source_index,
+                reference,
+                reason,
+            }) if sources.get(source_index).is_some_and(Option::is_some) => {
+                emit(BuildEvent::Warning {
+                    message: format!(
+                        "remote cache {reference}: {reason}; building again without it"
+                    ),
+                });
+                sources[source_index] = None;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Reads every `--cache-from` source; one that cannot be read is `None`, with a warning.
+pub(crate) fn load_sources(
+    build_inner: &super::Inner,
+    sources: &[String],
+    emit: &dyn Fn(BuildEvent),
+) -> Result<Vec<Option<RemoteCache>>, ExecError> {
+    let store = &build_inner.store;
+    let config = &build_inner.config.registry;
+    let mut loaded = Vec::with_capacity(sources.len());
+    for reference in sources {
+        match block_on(cache::import(store, reference, config))? {
+            Ok(found) => {
+                if found.records.is_empty() && found.warnings.is_empty() {
+                    emit(BuildEvent::Warning {
+                        message: format!(
+                            "remote cache {reference} holds no records (no writer tags, no inline record); building without it"
+                        ),
+                    });
+                }
+                for warning in &found.warnings {
+                    emit(BuildEvent::Warning {
+                        message: format!(
+                            "remote cache {reference}: {warning}; its records are skipped"
+                        ),
+                    });
+                }
+                loaded.push(Some(found));
+            }
+            Err(e) => {
+                emit(BuildEvent::Warning {
+                    message: format!(
+                        "remote cache {reference} cannot be read ({e}); building without it"
+                    ),
+                });
+                loaded.push(None);
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// The explain record a source exported for this definition shape, else its latest.
+pub(crate) fn remote_record(
+    sources: &[Option<RemoteCache>],
+    shape: &CacheKey,
+) -> Option<BuildRecord> {
+    let shape = hex(shape);
+    let builds: Vec<&CacheBuild> = sources.iter().flatten().flat_map(|s| &s.builds).collect();
+    let build = builds
+        .iter()
+        .find(|b| b.shape == shape)
+        .or_else(|| builds.first())?;
+    serde_json::from_value(build.steps.clone()).ok()
+}
+
+/// A step as an export needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportStep {
+    pub key: CacheKey,
+    pub text: String,
+    pub inputs: CacheKey,
+    pub config: Vec<u8>,
+    pub layer: Option<LayerRecord>,
+    pub stage: usize,
+}
+
+/// A build's remote-cache bookkeeping.
+#[derive(Debug, Default)]
+pub(crate) struct RemoteState {
+    /// Layers taken from a remote record and not fetched yet: tar key → (source, layer).
+    pending: Mutex<BTreeMap<Digest, (usize, CacheLayer)>>,
+    /// Local cache entries to write once their layer is fetched: key, config, tar key.
+    deferred: Mutex<Vec<(CacheKey, Digest, Digest)>>,
+    /// Steps taken from a remote cache.
+    pub hits: usize,
+    /// Layers fetched and their bytes.
+    pub fetched: Mutex<(usize, u64)>,
+    /// Every step, for `--cache-to`.
+    pub steps: Vec<ExportStep>,
+}
+
+impl Build<'_> {
+    /// A hit in a `--cache-from` source for `key`: the config after the step and its layer
+    /// (remote until needed). `below` are the layers under the step, for checking the
+    /// record's config against them.
+    pub(crate) fn remote_hit(
+        &mut self,
+        key: &CacheKey,
+        below: &[LayerRecord],
+    ) -> Result<Option<(ImageConfig, Option<LayerRecord>)>, ExecError> {
+        let key_hex = hex(key);
+        let sources = self.remote_sources;
+        for (i, source) in sources.iter().enumerate() {
+            let Some(source) = source else { continue };
+            let Some(record) = source.records.get(&key_hex) else {
+                continue;
+            };
+            match self.take_record(i, record, key, below) {
+                Ok(Some(hit)) => {
+                    self.remote.hits += 1;
+                    return Ok(Some(hit));
+                }
+                Ok(None) => {}
+                Err(reason) => self.emit(BuildEvent::Warning {
+                    message: format!(
+                        "remote cache {}: the record of step `{}` is unusable ({reason}); running it instead",
+                        source.reference,
+                        crate::error::brief_step(&record.text)
+                    ),
+                }),
+            }
+        }
+        Ok(None)
+    }
+
+    fn take_record(
+        &self,
+        source: usize,
+        record: &CacheRecord,
+        key: &CacheKey,
+        below: &[LayerRecord],
+    ) -> Result<Option<(ImageConfig, Option<LayerRecord>)>, String> {
+        let store = &self.inner.store;
+        let info = store
+            .put_bytes(BlobKind::Config, record.config.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let config = ImageConfig::parse(record.config.as_bytes(), &info.digest)
+            .map_err(|e| e.to_string())?;
+        let mut expected: Vec<String> = below.iter().map(|l| l.diff_id.to_string()).collect();
+        let Some(layer) = &record.layer else {
+            if config.rootfs.diff_ids != expected {
+                return Err("its config lists other layers than the build has".into());
+            }
+            self.save_entry(key, info.digest, None)
+                .map_err(|e| e.to_string())?;
+            return Ok(Some((config, None)));
+        };
+        let parse = |what: &str, text: &str| {
+            Digest::parse(text).map_err(|e| format!("its layer {what} `{text}`: {e}"))
+        };
+        let tar = parse("tar digest", &layer.tar)?;
+        let diff_id = parse("diff_id", &layer.diff_id)?;
+        let sha256 = parse("digest", &layer.digest)?;
+        let compression: Compression = layer
+            .compression()
+            .ok_or_else(|| format!("unknown compression {}", layer.compression))?;
+        expected.push(diff_id.to_string());
+        if config.rootfs.diff_ids != expected {
+            return Err("its config lists other layers than the build has".into());
+        }
+        if let Some(local) = store.layer(&tar).map_err(|e| e.to_string())?
+            && local.diff_id == diff_id
+            && super::layers::has_stored_variant(store, &local).map_err(|e| e.to_string())?
+        {
+            self.save_entry(key, info.digest, Some(tar))
+                .map_err(|e| e.to_string())?;
+            return Ok(Some((config, Some(local))));
+        }
+        // Remote until read: the variant names the blob by sha256, which the store
+        // resolves once the blob is fetched.
+        let placeholder = LayerRecord {
+            digest: tar,
+            diff_id,
+            size: layer.tar_size,
+            variants: vec![LayerVariant {
+                compression,
+                digest: sha256,
+                sha256,
+                size: layer.size,
+            }],
+            created: std::time::SystemTime::now(),
+        };
+        lock(&self.remote.pending).insert(tar, (source, layer.clone()));
+        lock(&self.remote.deferred).push((*key, info.digest, tar));
+        Ok(Some((config, Some(placeholder))))
+    }
+
+    fn save_entry(
+        &self,
+        key: &CacheKey,
+        config: Digest,
+        layer: Option<Digest>,
+    ) -> Result<(), ExecError> {
+        self.inner.store.put_cache_entry(
+            key,
+            &CacheEntry {
+                layer,
+                config,
+                ttl: None,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Fetches the layers among `layers` that are still remote (in parallel per source),
+    /// then records the cache entries that waited for them.
+    pub(crate) fn ensure_local(&self, layers: &[LayerRecord]) -> Result<(), ExecError> {
+        let mut by_source: BTreeMap<usize, Vec<CacheLayer>> = BTreeMap::new();
+        {
+            let pending = lock(&self.remote.pending);
+            for layer in layers {
+                if let Some((source, remote)) = pending.get(&layer.digest) {
+                    let list = by_source.entry(*source).or_default();
+                    if !list.contains(remote) {
+                        list.push(remote.clone());
+                    }
+                }
+            }
+        }
+        if by_source.is_empty() {
+            return Ok(());
+        }
+        for (source, wanted) in by_source {
+            let reference = self.remote_sources[source]
+                .as_ref()
+                .map(|s| s.reference.clone())
+                .unwrap_or_default();
+            let fetched = block_on(cache::fetch_layers(
+                &self.inner.store,
+                &reference,
+                &wanted,
+                &self.inner.config.registry,
+            ))?;
+            let (records, bytes) = fetched.map_err(|e| ExecError::RemoteCacheLayer {
+                source_index: source,
+                reference: reference.clone(),
+                reason: e.to_string(),
+            })?;
+            {
+                let mut pending = lock(&self.remote.pending);
+                for record in &records {
+                    pending.remove(&record.digest);
+                }
+            }
+            let mut fetched = lock(&self.remote.fetched);
+            fetched.0 += records.len();
+            fetched.1 += bytes;
+            self.emit(BuildEvent::RemoteLayersFetched {
+                reference,
+                layers: records.len(),
+                bytes,
+            });
+        }
+        let ready: Vec<(CacheKey, Digest, Digest)> = {
+            let pending = lock(&self.remote.pending);
+            let mut deferred = lock(&self.remote.deferred);
+            let (ready, waiting) = deferred
+                .drain(..)
+                .partition(|(_, _, tar)| !pending.contains_key(tar));
+            *deferred = waiting;
+            ready
+        };
+        for (key, config, tar) in ready {
+            self.save_entry(&key, config, Some(tar))?;
+        }
+        Ok(())
+    }
+
+    /// The final image's layers, local (remote hits fetched now) and each with a variant
+    /// in this build's compression (a cache entry names the tar, not its encoding; a
+    /// missing variant is made once).
+    pub(crate) fn image_layers(
+        &self,
+        layers: &[LayerRecord],
+    ) -> Result<Vec<LayerRecord>, ExecError> {
+        self.ensure_local(layers)?;
+        layers
+            .iter()
+            .map(|layer| {
+                lamina_export::variants::ensure_variant(&self.inner.store, layer, self.compression)
+                    .map_err(ExecError::from)
+            })
+            .collect()
+    }
+
+    /// Keeps what `--cache-to` needs of a finished step.
+    pub(crate) fn note_for_export(
+        &mut self,
+        key: CacheKey,
+        text: &str,
+        state: &super::steps::StageState,
+        layer: Option<&LayerRecord>,
+    ) {
+        if self.options.cache_to.is_empty() {
+            return;
+        }
+        self.remote.steps.push(ExportStep {
+            key,
+            text: text.to_owned(),
+            inputs: self.current.0,
+            config: state.config.to_bytes(),
+            layer: layer.cloned(),
+            stage: self.current.1,
+        });
+    }
+
+    /// Writes the cache records of this build to every `--cache-to` ref. A failure fails
+    /// the build (the image is stored by now) unless the ref says `ignore-error=true`.
+    pub(crate) fn export_caches(
+        &self,
+        stored: &StoredImage,
+        shape: &CacheKey,
+        record: &BuildRecord,
+    ) -> Result<(), ExecError> {
+        for target in self.options.cache_to.iter().filter(|t| !t.inline) {
+            let chain = self.plan.target_chain();
+            let steps = self
+                .remote
+                .steps
+                .iter()
+                .filter(|s| target.mode == CacheMode::Max || chain.contains(&s.stage));
+            let (document, blobs) = self.cache_document(steps, stored, shape, record)?;
+            let exported = block_on(cache::export(
+                &self.inner.store,
+                &target.reference,
+                document,
+                &blobs,
+                &self.inner.config.registry,
+            ))?;
+            match exported {
+                Ok(report) => self.emit(BuildEvent::CacheExported {
+                    reference: report.reference,
+                    records: report.records,
+                    bytes_uploaded: report.bytes_uploaded,
+                }),
+                Err(e) if target.ignore_error => self.emit(BuildEvent::Warning {
+                    message: format!(
+                        "exporting the cache to {} failed ({e}); ignored (ignore-error=true)",
+                        target.reference
+                    ),
+                }),
+                Err(e) => {
+                    return Err(ExecError::CacheExport {
+                        digest: stored.digest.to_string(),
+                        reference: target.reference.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn cache_document<'s>(
+        &self,
+        steps: impl Iterator<Item = &'s ExportStep>,
+        stored: &StoredImage,
+        shape: &CacheKey,
+        record: &BuildRecord,
+    ) -> Result<(CacheDocument, Vec<ExportBlob>), ExecError> {
+        let store = &self.inner.store;
+        let now = cache::now_secs();
+        let mut blobs: Vec<ExportBlob> = Vec::new();
+        let mut add_blob = |record: &LayerRecord, variant: &LayerVariant| {
+            if !blobs.iter().any(|b| b.sha256 == variant.sha256) {
+                blobs.push(ExportBlob {
+                    blob: variant.digest,
+                    sha256: variant.sha256,
+                    owner: record.digest,
+                    size: variant.size,
+                });
+            }
+            cache_layer(record, variant)
+        };
+        let mut records = Vec::new();
+        for step in steps {
+            let layer = match &step.layer {
+                None => None,
+                Some(layer) => {
+                    // A layer still remote (a hit never read here) is not re-exported.
+                    let Some((record, variant)) = self.stored_variant(layer)? else {
+                        continue;
+                    };
+                    Some(add_blob(&record, &variant))
+                }
+            };
+            records.push(CacheRecord {
+                key: hex(&step.key),
+                created: now,
+                text: step.text.clone(),
+                inputs: hex(&step.inputs),
+                config: String::from_utf8_lossy(&step.config).into_owned(),
+                layer,
+            });
+        }
+        let mut image_layers = Vec::new();
+        for layer in &stored.layers {
+            if store.contains(&layer.variant.digest)? {
+                image_layers.push(add_blob(&layer.record, &layer.variant));
+            }
+        }
+        let build = CacheBuild {
+            shape: hex(shape),
+            created: now,
+            steps: serde_json::to_value(record).unwrap_or_default(),
+            layers: image_layers,
+        };
+        Ok((
+            CacheDocument {
+                version: cache::VERSION,
+                records,
+                builds: vec![build],
+            },
+            blobs,
+        ))
+    }
+
+    /// The inline cache record (`--cache-to inline`) for an image of `layers` (each with the
+    /// variant its manifest will name, in this build's compression): the records of the
+    /// target stage and the stages it is built on whose layer is one of the image's.
+    pub(crate) fn inline_document(
+        &self,
+        layers: &[LayerRecord],
+        shape: &CacheKey,
+    ) -> Option<serde_json::Value> {
+        if !self.options.cache_to.iter().any(|t| t.inline) {
+            return None;
+        }
+        let variant_of = |tar: &Digest| {
+            let record = layers.iter().find(|l| l.digest == *tar)?;
+            let variant = record
+                .variants
+                .iter()
+                .find(|v| v.compression == self.compression)?;
+            Some(cache_layer(record, variant))
+        };
+        let chain = self.plan.target_chain();
+        let now = cache::now_secs();
+        let mut records = Vec::new();
+        for step in self
+            .remote
+            .steps
+            .iter()
+            .filter(|s| chain.contains(&s.stage))
+        {
+            let layer = match &step.layer {
+                None => None,
+                Some(layer) => match variant_of(&layer.digest) {
+                    Some(found) => Some(found),
+                    None => continue,
+                },
+            };
+            records.push(CacheRecord {
+                key: hex(&step.key),
+                created: now,
+                text: step.text.clone(),
+                inputs: hex(&step.inputs),
+                config: String::from_utf8_lossy(&step.config).into_owned(),
+                layer,
+            });
+        }
+        let document = CacheDocument {
+            version: cache::VERSION,
+            records,
+            builds: vec![CacheBuild {
+                shape: hex(shape),
+                created: now,
+                steps: serde_json::to_value(&self.record).unwrap_or_default(),
+                layers: layers
+                    .iter()
+                    .filter_map(|l| variant_of(&l.digest))
+                    .collect(),
+            }],
+        };
+        serde_json::to_value(document).ok()
+    }
+
+    /// The layer's variant to export: this build's compression when stored, else any stored.
+    fn stored_variant(
+        &self,
+        layer: &LayerRecord,
+    ) -> Result<Option<(LayerRecord, LayerVariant)>, ExecError> {
+        let store = &self.inner.store;
+        let Some(record) = store.layer(&layer.digest)? else {
+            return Ok(None);
+        };
+        let mut variants: Vec<&LayerVariant> = record.variants.iter().collect();
+        variants.sort_by_key(|v| v.compression != self.compression);
+        for variant in variants {
+            if store.contains(&variant.digest)? {
+                let variant = variant.clone();
+                return Ok(Some((record, variant)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn cache_layer(record: &LayerRecord, variant: &LayerVariant) -> CacheLayer {
+    CacheLayer {
+        digest: variant.sha256.to_string(),
+        size: variant.size,
+        compression: variant.compression.name().to_owned(),
+        diff_id: record.diff_id.to_string(),
+        tar: record.digest.to_string(),
+        tar_size: record.size,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_to_specs_parse_as_buildkit_writes_them() {
+        assert!(CacheTo::parse("inline").unwrap().inline);
+        let plain = CacheTo::parse("127.0.0.1:5000/cache:main").unwrap();
+        assert!(!plain.inline);
+        assert_eq!(plain.reference, "127.0.0.1:5000/cache:main");
+        assert_eq!(plain.mode, CacheMode::Min);
+        assert!(!plain.ignore_error);
+        let full = CacheTo::parse("r:5000/c:1,mode=max,ignore-error=true").unwrap();
+        assert_eq!(full.mode, CacheMode::Max);
+        assert!(full.ignore_error);
+        let buildkit = CacheTo::parse("type=registry,ref=r:5000/c:1,mode=max").unwrap();
+        assert_eq!(buildkit.reference, "r:5000/c:1");
+        assert!(CacheTo::parse("r/c:1,mode=all").is_err());
+        assert!(CacheTo::parse("type=local,dest=x").is_err());
+        assert!(CacheTo::parse("mode=max").is_err());
+        assert!(CacheTo::parse("r/c:1,ignore-error=yes").is_err());
+    }
+}
