@@ -24,6 +24,7 @@ mod explain;
 mod git;
 pub mod hash_cache;
 mod history;
+mod hits;
 pub mod key;
 mod layers;
 mod plan;
