@@ -1,0 +1,320 @@
+//! `NativeEngine`: a `lamina::Engine` and the tokio runtime its async verbs run on.
+//!
+//! Every method releases the GIL while Rust works. The caller's thread waits for the result
+//! in short slices, taking the GIL between them only to let Python run signal handlers, so
+//! Ctrl-C raises `KeyboardInterrupt` at once instead of after the build.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use lamina::export::ArchiveFormat;
+use lamina::export::registry::RegistryConfig;
+use lamina::store::Compression;
+use lamina::{BuildEvent, BuildOptions, Engine, ExportOptions, PullOptions, PushOptions};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::errors::lamina as lamina_error;
+use crate::image::NativeImage;
+use crate::results::{BuildResult, ExportResult, GcResult, ImageInfo, PushResult};
+
+/// How long the waiting thread sleeps between checks for signals.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// An open store and its executor.
+#[pyclass(frozen, module = "lamina._native")]
+#[derive(Debug)]
+pub struct NativeEngine {
+    engine: Engine,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl NativeEngine {
+    /// Runs `work` on a thread of its own (given the runtime's handle for async verbs) with
+    /// the GIL released, checking for signals while it runs; a signal's exception
+    /// (KeyboardInterrupt) is raised at once, and the work's result is then dropped.
+    fn wait<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(Engine, tokio::runtime::Handle) -> Result<T, lamina::Error> + Send + 'static,
+    ) -> PyResult<T> {
+        let (sender, receiver) = channel();
+        let engine = self.engine.clone();
+        let handle = self.runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("lamina-call".into())
+            .spawn(move || {
+                let _ = sender.send(work(engine, handle));
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+        // A `Receiver` is not `Sync`; behind a mutex it may be waited on without the GIL.
+        let receiver = Mutex::new(receiver);
+        loop {
+            let next = py.detach(|| {
+                receiver
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .recv_timeout(SIGNAL_CHECK)
+            });
+            match next {
+                Ok(result) => return result.map_err(lamina_error),
+                Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(PyRuntimeError::new_err(
+                        "the engine's worker thread ended without a result",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn compression(value: &str) -> PyResult<Compression> {
+    value.parse().map_err(|_| {
+        PyValueError::new_err(format!(
+            "compression must be 'gzip', 'zstd' or 'none', not {value:?}"
+        ))
+    })
+}
+
+fn registry_config(insecure_registries: Vec<String>) -> RegistryConfig {
+    RegistryConfig {
+        insecure: insecure_registries,
+        ..RegistryConfig::default()
+    }
+}
+
+fn seconds(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The line `on_logs` gets for a build event, `None` for events without one.
+fn log_line(event: &BuildEvent) -> Option<String> {
+    Some(match event {
+        BuildEvent::StageStarted { stage, name, base } => match name {
+            Some(name) => format!("stage {stage} ({name}) from {base}"),
+            None => format!("stage {stage} from {base}"),
+        },
+        BuildEvent::StepStarted { index, total, text } => format!("#{index}/{total} {text}"),
+        BuildEvent::StepCached { index, .. } => format!("#{index} cached"),
+        BuildEvent::StepLog { line, .. } => line.clone(),
+        BuildEvent::Committed { digest } => format!("image {digest}"),
+        _ => return None,
+    })
+}
+
+#[pymethods]
+impl NativeEngine {
+    #[new]
+    #[pyo3(signature = (store=None))]
+    fn new(py: Python<'_>, store: Option<PathBuf>) -> PyResult<NativeEngine> {
+        let engine = py
+            .detach(|| match store {
+                Some(path) => Engine::open(path),
+                None => Engine::open_default(),
+            })
+            .map_err(lamina_error)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lamina")
+            .enable_all()
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
+        Ok(NativeEngine { engine, runtime })
+    }
+
+    /// The store's directory.
+    #[getter]
+    fn store(&self) -> PathBuf {
+        self.engine.store().path().to_path_buf()
+    }
+
+    #[pyo3(signature = (image, tag=None, on_logs=None, no_cache=false, build_args=BTreeMap::new()))]
+    fn build(
+        &self,
+        py: Python<'_>,
+        image: &NativeImage,
+        tag: Option<String>,
+        on_logs: Option<Py<PyAny>>,
+        no_cache: bool,
+        build_args: BTreeMap<String, String>,
+    ) -> PyResult<BuildResult> {
+        // The first exception `on_logs` raised, raised again once the build is over.
+        let callback_error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
+        let on_event = on_logs.map(|callback| {
+            let errors = callback_error.clone();
+            let sink: Arc<dyn Fn(BuildEvent) + Send + Sync> = Arc::new(move |event| {
+                if let Some(line) = log_line(&event) {
+                    Python::attach(|py| {
+                        if let Err(error) = callback.call1(py, (line,)) {
+                            let mut first = errors.lock().unwrap_or_else(|e| e.into_inner());
+                            first.get_or_insert(error);
+                        }
+                    });
+                }
+            });
+            sink
+        });
+        let options = BuildOptions {
+            tag,
+            no_cache,
+            build_args,
+            on_event,
+            ..BuildOptions::default()
+        };
+        let definition = image.inner.clone();
+        let report = self.wait(py, move |engine, handle| {
+            handle.block_on(engine.build(&definition, options))
+        })?;
+        if let Some(error) = callback_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(error);
+        }
+        Ok(BuildResult {
+            digest: report.digest.to_string(),
+            tag: report.tag,
+            duration: report.duration.as_secs_f64(),
+            steps: report.steps.len(),
+            steps_cached: report.steps.iter().filter(|s| s.cached).count(),
+        })
+    }
+
+    #[pyo3(signature = (name, reference, compression="gzip", insecure_registries=Vec::new()))]
+    fn push(
+        &self,
+        py: Python<'_>,
+        name: String,
+        reference: String,
+        compression: &str,
+        insecure_registries: Vec<String>,
+    ) -> PyResult<PushResult> {
+        let options = PushOptions {
+            compression: self::compression(compression)?,
+            registry: registry_config(insecure_registries),
+            on_event: None,
+        };
+        let report = self.wait(py, move |engine, handle| {
+            handle.block_on(engine.push(&name, &reference, &options))
+        })?;
+        Ok(PushResult {
+            digest: report.push.digest.to_string(),
+            reference: report.push.reference,
+            blobs_pushed: report.push.blobs_pushed,
+            blobs_skipped: report.push.blobs_skipped,
+            blobs_mounted: report.push.blobs_mounted,
+            bytes_pushed: report.push.bytes_pushed,
+            layers_compressed: report.layers_compressed,
+        })
+    }
+
+    #[pyo3(signature = (reference, insecure_registries=Vec::new()))]
+    fn pull(
+        &self,
+        py: Python<'_>,
+        reference: String,
+        insecure_registries: Vec<String>,
+    ) -> PyResult<String> {
+        let options = PullOptions {
+            registry: registry_config(insecure_registries),
+            on_event: None,
+        };
+        let report = self.wait(py, move |engine, handle| {
+            handle.block_on(engine.pull(&reference, &options))
+        })?;
+        Ok(report.image.digest.to_string())
+    }
+
+    #[pyo3(signature = (name, path, format="oci-archive", compression="gzip"))]
+    fn export(
+        &self,
+        py: Python<'_>,
+        name: String,
+        path: PathBuf,
+        format: &str,
+        compression: &str,
+    ) -> PyResult<ExportResult> {
+        let format_name = format;
+        let format = match format {
+            "oci-dir" => ArchiveFormat::OciDir,
+            "oci-archive" => ArchiveFormat::OciArchive,
+            "docker-archive" => ArchiveFormat::DockerArchive,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "format must be 'oci-dir', 'oci-archive' or 'docker-archive', not {other:?}"
+                )));
+            }
+        };
+        let options = ExportOptions {
+            format,
+            compression: self::compression(compression)?,
+            force: false,
+        };
+        let format_name = format_name.to_string();
+        let report = self.wait(py, move |engine, _| engine.export(&name, &path, &options))?;
+        Ok(ExportResult {
+            path: report.path.display().to_string(),
+            digest: report.image.digest.to_string(),
+            format: format_name,
+            compression: report.compression.name().to_string(),
+            bytes: report.bytes,
+        })
+    }
+
+    #[pyo3(signature = (path, name=None))]
+    fn import_(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        name: Option<String>,
+    ) -> PyResult<Vec<(String, String)>> {
+        let imported = self.wait(py, move |engine, _| engine.import(&path, name.as_deref()))?;
+        Ok(imported
+            .into_iter()
+            .map(|i| (i.image.name, i.image.image.digest.to_string()))
+            .collect())
+    }
+
+    fn images(&self, py: Python<'_>) -> PyResult<Vec<ImageInfo>> {
+        let listed = self.wait(py, |engine, _| engine.list())?;
+        Ok(listed
+            .into_iter()
+            .map(|image| ImageInfo {
+                name: image.name,
+                reference: image.reference,
+                digest: image.digest.to_string(),
+                state: image.state.name().to_string(),
+                size: image.size,
+                created: seconds(image.created),
+                last_used: seconds(image.last_used),
+            })
+            .collect())
+    }
+
+    fn remove(&self, py: Python<'_>, name: String) -> PyResult<String> {
+        let removed = self.wait(py, move |engine, _| engine.remove(&name))?;
+        Ok(removed.name)
+    }
+
+    fn gc(&self, py: Python<'_>) -> PyResult<GcResult> {
+        let report = self.wait(py, |engine, _| engine.gc())?;
+        Ok(GcResult {
+            blobs_removed: report.store.blobs_removed,
+            bytes_freed: report.store.bytes_freed,
+            blobs_kept: report.store.blobs_kept,
+            cache_expired: report.store.cache_expired,
+            cache_evicted: report.store.cache_evicted,
+            unpacked_layers_removed: report.unpacked.removed,
+            work_bytes_freed: report.unpacked.bytes
+                + report.cache_mounts.bytes
+                + report.git_repos.bytes
+                + report.leftovers.bytes,
+        })
+    }
+}
