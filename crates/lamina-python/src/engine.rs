@@ -179,7 +179,10 @@ impl NativeEngine {
         }
         Ok(BuildResult {
             digest: report.digest.to_string(),
-            tag: report.tag,
+            tag: report
+                .tag
+                .as_deref()
+                .map(lamina::export::image::display_name),
             duration: report.duration.as_secs_f64(),
             steps: report.steps.len(),
             steps_cached: report.steps.iter().filter(|s| s.cached).count(),
