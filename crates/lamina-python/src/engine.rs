@@ -1,12 +1,12 @@
 //! `NativeEngine`: a `lamina::Engine` and the tokio runtime its async verbs run on.
 //!
-//! Every method releases the GIL while Rust works. The caller's thread waits for the result
-//! in short slices, taking the GIL between them only to let Python run signal handlers, so
-//! Ctrl-C raises `KeyboardInterrupt` at once instead of after the build.
+//! Every method releases the GIL while Rust works, on the caller's thread, taking the GIL
+//! back every 50 ms only to let Python run signal handlers, so Ctrl-C raises
+//! `KeyboardInterrupt` at once instead of after the build.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -33,43 +33,49 @@ pub struct NativeEngine {
 }
 
 impl NativeEngine {
-    /// Runs `work` on a thread of its own (given the runtime's handle for async verbs) with
-    /// the GIL released, checking for signals while it runs; a signal's exception
-    /// (KeyboardInterrupt) is raised at once, and the work's result is then dropped.
-    fn wait<T: Send + 'static>(
-        &self,
-        py: Python<'_>,
-        work: impl FnOnce(Engine, tokio::runtime::Handle) -> Result<T, lamina::Error> + Send + 'static,
-    ) -> PyResult<T> {
-        let (sender, receiver) = channel();
+    /// Runs the future `make` returns on the runtime, on the calling thread with the GIL
+    /// released (as a Rust caller's `block_on` would: no extra thread hop). Every
+    /// `SIGNAL_CHECK` it takes the GIL for a moment to let Python run its signal handlers; a
+    /// handler's exception (KeyboardInterrupt on Ctrl-C) drops the future and is raised.
+    fn wait<T, F, Fut>(&self, py: Python<'_>, make: F) -> PyResult<T>
+    where
+        T: Send,
+        F: FnOnce(Engine) -> Fut + Send,
+        Fut: Future<Output = Result<T, lamina::Error>>,
+    {
         let engine = self.engine.clone();
         let handle = self.runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("lamina-call".into())
-            .spawn(move || {
-                let _ = sender.send(work(engine, handle));
-            })
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
-        // A `Receiver` is not `Sync`; behind a mutex it may be waited on without the GIL.
-        let receiver = Mutex::new(receiver);
-        loop {
-            let next = py.detach(|| {
-                receiver
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .recv_timeout(SIGNAL_CHECK)
-            });
-            match next {
-                Ok(result) => return result.map_err(lamina_error),
-                Err(RecvTimeoutError::Timeout) => py.check_signals()?,
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(PyRuntimeError::new_err(
-                        "the engine's worker thread ended without a result",
-                    ));
+        let outcome = py.detach(move || {
+            handle.block_on(async move {
+                let work = make(engine);
+                tokio::pin!(work);
+                let mut ticks = tokio::time::interval(SIGNAL_CHECK);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // The first tick is immediate: skip it, the work has not started yet.
+                ticks.tick().await;
+                loop {
+                    tokio::select! {
+                        biased;
+                        result = &mut work => return Ok(result),
+                        _ = ticks.tick() => Python::attach(|py| py.check_signals())?,
+                    }
                 }
-            }
-        }
+            })
+        });
+        outcome.and_then(|result| result.map_err(lamina_error))
     }
+}
+
+/// `work` on the runtime's blocking threads, as a future for [`NativeEngine::wait`].
+async fn blocking<T: Send + 'static>(
+    engine: Engine,
+    work: impl FnOnce(Engine) -> Result<T, lamina::Error> + Send + 'static,
+) -> Result<T, lamina::Error> {
+    tokio::task::spawn_blocking(move || work(engine))
+        .await
+        .map_err(|e| lamina::Error::TaskFailed {
+            reason: e.to_string(),
+        })?
 }
 
 fn compression(value: &str) -> PyResult<Compression> {
@@ -167,8 +173,8 @@ impl NativeEngine {
             ..BuildOptions::default()
         };
         let definition = image.inner.clone();
-        let report = self.wait(py, move |engine, handle| {
-            handle.block_on(engine.build(&definition, options))
+        let report = self.wait(py, move |engine| async move {
+            engine.build(&definition, options).await
         })?;
         if let Some(error) = callback_error
             .lock()
@@ -203,8 +209,8 @@ impl NativeEngine {
             registry: registry_config(insecure_registries),
             on_event: None,
         };
-        let report = self.wait(py, move |engine, handle| {
-            handle.block_on(engine.push(&name, &reference, &options))
+        let report = self.wait(py, move |engine| async move {
+            engine.push(&name, &reference, &options).await
         })?;
         Ok(PushResult {
             digest: report.push.digest.to_string(),
@@ -228,8 +234,8 @@ impl NativeEngine {
             registry: registry_config(insecure_registries),
             on_event: None,
         };
-        let report = self.wait(py, move |engine, handle| {
-            handle.block_on(engine.pull(&reference, &options))
+        let report = self.wait(py, move |engine| async move {
+            engine.pull(&reference, &options).await
         })?;
         Ok(report.image.digest.to_string())
     }
@@ -260,7 +266,9 @@ impl NativeEngine {
             force: false,
         };
         let format_name = format_name.to_string();
-        let report = self.wait(py, move |engine, _| engine.export(&name, &path, &options))?;
+        let report = self.wait(py, move |engine| {
+            blocking(engine, move |engine| engine.export(&name, &path, &options))
+        })?;
         Ok(ExportResult {
             path: report.path.display().to_string(),
             digest: report.image.digest.to_string(),
@@ -277,7 +285,9 @@ impl NativeEngine {
         path: PathBuf,
         name: Option<String>,
     ) -> PyResult<Vec<(String, String)>> {
-        let imported = self.wait(py, move |engine, _| engine.import(&path, name.as_deref()))?;
+        let imported = self.wait(py, move |engine| {
+            blocking(engine, move |engine| engine.import(&path, name.as_deref()))
+        })?;
         Ok(imported
             .into_iter()
             .map(|i| (i.image.name, i.image.image.digest.to_string()))
@@ -285,7 +295,7 @@ impl NativeEngine {
     }
 
     fn images(&self, py: Python<'_>) -> PyResult<Vec<ImageInfo>> {
-        let listed = self.wait(py, |engine, _| engine.list())?;
+        let listed = self.wait(py, |engine| blocking(engine, |engine| engine.list()))?;
         Ok(listed
             .into_iter()
             .map(|image| ImageInfo {
@@ -301,12 +311,14 @@ impl NativeEngine {
     }
 
     fn remove(&self, py: Python<'_>, name: String) -> PyResult<String> {
-        let removed = self.wait(py, move |engine, _| engine.remove(&name))?;
+        let removed = self.wait(py, move |engine| {
+            blocking(engine, move |engine| engine.remove(&name))
+        })?;
         Ok(removed.name)
     }
 
     fn gc(&self, py: Python<'_>) -> PyResult<GcResult> {
-        let report = self.wait(py, |engine, _| engine.gc())?;
+        let report = self.wait(py, |engine| blocking(engine, |engine| engine.gc()))?;
         Ok(GcResult {
             blobs_removed: report.store.blobs_removed,
             bytes_freed: report.store.bytes_freed,
