@@ -7,6 +7,7 @@
 //! - `reclaim`: what killed processes left in the work directory, removed by the next one.
 
 pub mod build;
+mod cancel;
 pub mod error;
 mod owner;
 pub mod reclaim;
@@ -17,4 +18,5 @@ pub use build::{
     BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, DefaultCmd, ExecConfig, Executor,
     MissReason, NamedContext, SANDBOX_DEFAULT_CMD, StepReport,
 };
+pub use cancel::{CANCEL_POLL, CancelToken};
 pub use error::ExecError;

@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 use lamina::export::ArchiveFormat;
 use lamina::export::registry::RegistryConfig;
 use lamina::store::Compression;
-use lamina::{BuildEvent, BuildOptions, Engine, ExportOptions, PullOptions, PushOptions};
+use lamina::{
+    BuildEvent, BuildOptions, CancelToken, Engine, ExportOptions, PullOptions, PushOptions,
+};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -36,8 +38,10 @@ impl NativeEngine {
     /// Runs the future `make` returns on the runtime, on the calling thread with the GIL
     /// released (as a Rust caller's `block_on` would: no extra thread hop). Every
     /// `SIGNAL_CHECK` it takes the GIL for a moment to let Python run its signal handlers; a
-    /// handler's exception (KeyboardInterrupt on Ctrl-C) drops the future and is raised.
-    fn wait<T, F, Fut>(&self, py: Python<'_>, make: F) -> PyResult<T>
+    /// handler's exception (KeyboardInterrupt on Ctrl-C) is raised once the work stopped:
+    /// with a `cancel` token, the token is cancelled and the work awaited (a build kills its
+    /// running container and cleans up first); without one, the future is dropped.
+    fn wait<T, F, Fut>(&self, py: Python<'_>, cancel: Option<CancelToken>, make: F) -> PyResult<T>
     where
         T: Send,
         F: FnOnce(Engine) -> Fut + Send,
@@ -57,7 +61,15 @@ impl NativeEngine {
                     tokio::select! {
                         biased;
                         result = &mut work => return Ok(result),
-                        _ = ticks.tick() => Python::attach(|py| py.check_signals())?,
+                        _ = ticks.tick() => {
+                            if let Err(interrupt) = Python::attach(|py| py.check_signals()) {
+                                if let Some(cancel) = &cancel {
+                                    cancel.cancel();
+                                    let _ = work.await;
+                                }
+                                return Err(interrupt);
+                            }
+                        }
                     }
                 }
             })
@@ -165,15 +177,17 @@ impl NativeEngine {
             });
             sink
         });
+        let cancel = CancelToken::new();
         let options = BuildOptions {
             tag,
             no_cache,
             build_args,
             on_event,
+            cancel: Some(cancel.clone()),
             ..BuildOptions::default()
         };
         let definition = image.inner.clone();
-        let report = self.wait(py, move |engine| async move {
+        let report = self.wait(py, Some(cancel), move |engine| async move {
             engine.build(&definition, options).await
         })?;
         if let Some(error) = callback_error
@@ -209,7 +223,7 @@ impl NativeEngine {
             registry: registry_config(insecure_registries),
             on_event: None,
         };
-        let report = self.wait(py, move |engine| async move {
+        let report = self.wait(py, None, move |engine| async move {
             engine.push(&name, &reference, &options).await
         })?;
         Ok(PushResult {
@@ -234,7 +248,7 @@ impl NativeEngine {
             registry: registry_config(insecure_registries),
             on_event: None,
         };
-        let report = self.wait(py, move |engine| async move {
+        let report = self.wait(py, None, move |engine| async move {
             engine.pull(&reference, &options).await
         })?;
         Ok(report.image.digest.to_string())
@@ -266,7 +280,7 @@ impl NativeEngine {
             force: false,
         };
         let format_name = format_name.to_string();
-        let report = self.wait(py, move |engine| {
+        let report = self.wait(py, None, move |engine| {
             blocking(engine, move |engine| engine.export(&name, &path, &options))
         })?;
         Ok(ExportResult {
@@ -285,7 +299,7 @@ impl NativeEngine {
         path: PathBuf,
         name: Option<String>,
     ) -> PyResult<Vec<(String, String)>> {
-        let imported = self.wait(py, move |engine| {
+        let imported = self.wait(py, None, move |engine| {
             blocking(engine, move |engine| engine.import(&path, name.as_deref()))
         })?;
         Ok(imported
@@ -295,7 +309,7 @@ impl NativeEngine {
     }
 
     fn images(&self, py: Python<'_>) -> PyResult<Vec<ImageInfo>> {
-        let listed = self.wait(py, |engine| blocking(engine, |engine| engine.list()))?;
+        let listed = self.wait(py, None, |engine| blocking(engine, |engine| engine.list()))?;
         Ok(listed
             .into_iter()
             .map(|image| ImageInfo {
@@ -311,14 +325,14 @@ impl NativeEngine {
     }
 
     fn remove(&self, py: Python<'_>, name: String) -> PyResult<String> {
-        let removed = self.wait(py, move |engine| {
+        let removed = self.wait(py, None, move |engine| {
             blocking(engine, move |engine| engine.remove(&name))
         })?;
         Ok(removed.name)
     }
 
     fn gc(&self, py: Python<'_>) -> PyResult<GcResult> {
-        let report = self.wait(py, |engine| blocking(engine, |engine| engine.gc()))?;
+        let report = self.wait(py, None, |engine| blocking(engine, |engine| engine.gc()))?;
         Ok(GcResult {
             blobs_removed: report.store.blobs_removed,
             bytes_freed: report.store.bytes_freed,

@@ -4,8 +4,12 @@ the cache, export, push and pull against a loopback registry, and the errors."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import tarfile
+import threading
+import time
 
 import pytest
 
@@ -153,3 +157,27 @@ def test_engine_arguments_are_checked(engine, tmp_path):
         engine.push("a:1", "127.0.0.1:1/a:1", compression="brotli")
     with pytest.raises(ValueError, match="format"):
         engine.export("a:1", tmp_path / "a.tar", format="zip")
+
+
+def test_ctrl_c_cancels_a_running_build_and_leaves_nothing_behind(engine, busybox, tmp_path):
+    need("runc")
+    image = lamina.Image.base(busybox).run_commands("echo started; sleep 60; echo done > /x")
+
+    def interrupt_once_started(line):
+        if line == "started":
+            # As a terminal's Ctrl-C: SIGINT to this process while the RUN sleeps.
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        engine.build(image, tag="cancelled:1", on_logs=interrupt_once_started)
+    assert time.monotonic() - started < 20, "the 60 s RUN was not stopped"
+    work = engine.store / "exec"
+    for part in ("runs", "runc", "tmp"):
+        left = list((work / part).iterdir()) if (work / part).exists() else []
+        assert left == [], f"{part}: {left}"
+    with open("/proc/self/mountinfo") as mounts:
+        assert str(tmp_path) not in mounts.read(), "a mount is left under the store"
+    assert "cancelled:1" not in [i.name for i in engine.images()]
+    # The engine still works afterwards.
+    assert engine.build(lamina.Image.base(busybox).run_commands("echo again")).steps == 1

@@ -27,7 +27,7 @@ pub use engine::Engine;
 pub use error::Error;
 pub use event::{Event, EventSink, build_events_to};
 pub use lamina_exec::{
-    BuildEvent, BuildOptions, BuildReport, DefaultCmd, MissReason, NamedContext,
+    BuildEvent, BuildOptions, BuildReport, CancelToken, DefaultCmd, MissReason, NamedContext,
 };
 pub use lamina_export::layer_store::{LayerSource, store_layer};
 pub use verbs::images::{

@@ -10,8 +10,8 @@ use lamina::export::ArchiveFormat;
 use lamina::spec::Image;
 use lamina::store::FsckOptions;
 use lamina::{
-    BuildEvent, BuildOptions, Engine, Error, Event, EventSink, ExportOptions, ImageStatus,
-    PullOptions, PushOptions, build_events_to,
+    BuildEvent, BuildOptions, CancelToken, Engine, Error, Event, EventSink, ExportOptions,
+    ImageStatus, PullOptions, PushOptions, build_events_to,
 };
 
 #[path = "../../../tests/require.rs"]
@@ -61,7 +61,7 @@ fn busybox_rootfs(dir: &Path) {
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "true"] {
+    for applet in ["sh", "echo", "cat", "true", "sleep"] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
 }
@@ -111,6 +111,80 @@ fn build_reports_steps_and_run_output_through_one_event_sink() {
     let again = fixture.engine.build_blocking(&image, &options).unwrap();
     assert_eq!(again.digest, report.digest);
     assert!(again.steps.iter().all(|s| s.cached));
+}
+
+#[test]
+fn a_build_cancelled_mid_run_stops_and_leaves_nothing_behind() {
+    if require::missing(&[Need::Root, Need::Tool("runc"), Need::File("/bin/busybox")]) {
+        return;
+    }
+    let fixture = Fixture::new();
+    fixture.base();
+    let cancel = CancelToken::new();
+    let token = cancel.clone();
+    // Cancel once the RUN step is known to be running: it printed its first line.
+    let on_event = Arc::new(move |event: BuildEvent| {
+        if let BuildEvent::StepLog { line, .. } = event
+            && line == "started"
+        {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                token.cancel();
+            });
+        }
+    });
+    let image = Image::base("busybox:offline")
+        .and_then(|i| i.run_commands(["echo started; sleep 60; echo finished > /never"]))
+        .unwrap();
+    let options = BuildOptions {
+        tag: Some("cancelled:1".into()),
+        on_event: Some(on_event),
+        cancel: Some(cancel),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let error = fixture.engine.build_blocking(&image, &options).unwrap_err();
+    assert!(
+        matches!(error, Error::Exec(lamina::exec::ExecError::Cancelled)),
+        "{error}"
+    );
+    assert_eq!(error.to_string(), "the build was cancelled");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the 60 s RUN was not stopped: {:?}",
+        started.elapsed()
+    );
+    // No run directory, container state, mount or temporary tree is left.
+    let work = Engine::work_dir_of(fixture.engine.store().path());
+    let entries = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(work.join(dir))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(entries("runs"), Vec::<String>::new());
+    assert_eq!(entries("runc"), Vec::<String>::new());
+    assert_eq!(entries("tmp"), Vec::<String>::new());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(fixture.dir.path().to_str().unwrap()),
+        "a mount is left under the store"
+    );
+    assert!(fixture.engine.image("cancelled:1").unwrap().is_none());
+    // A token cancelled before the build stops it before its first step.
+    let early = CancelToken::new();
+    early.cancel();
+    let options = BuildOptions {
+        cancel: Some(early),
+        ..Default::default()
+    };
+    assert!(matches!(
+        fixture.engine.build_blocking(&image, &options),
+        Err(Error::Exec(lamina::exec::ExecError::Cancelled))
+    ));
 }
 
 #[test]

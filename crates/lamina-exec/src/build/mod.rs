@@ -145,6 +145,9 @@ pub struct BuildOptions {
     pub contexts: BTreeMap<String, NamedContext>,
     /// Called with progress as it happens (from a blocking thread).
     pub on_event: Option<Arc<dyn Fn(BuildEvent) + Send + Sync>>,
+    /// Stops the build when cancelled: before the next step, or the running RUN step's
+    /// container (see [`crate::CancelToken`]).
+    pub cancel: Option<crate::CancelToken>,
 }
 
 impl std::fmt::Debug for BuildOptions {
@@ -160,6 +163,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("default_cmd", &self.default_cmd)
             .field("contexts", &self.contexts)
             .field("on_event", &self.on_event.as_ref().map(|_| "..."))
+            .field("cancel", &self.cancel)
             .finish()
     }
 }

@@ -16,7 +16,9 @@ class Engine:
 
     `store` is the store's directory (created if needed); None means `$LAMINA_STORE`, else
     the XDG cache directory (`~/.cache/lamina/store`), as the `lamina` command uses. Every
-    method releases the GIL while Lamina works, and Ctrl-C raises KeyboardInterrupt at once.
+    method releases the GIL while Lamina works. Ctrl-C during a build cancels it (the running
+    RUN step's container is killed and everything it made removed; steps already stored stay
+    cached) and raises KeyboardInterrupt.
     """
 
     __slots__ = ("_native",)

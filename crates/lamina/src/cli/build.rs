@@ -203,6 +203,7 @@ pub fn run(
             DefaultCmdArg::None => DefaultCmd::None,
         },
         on_event: Some(on_event),
+        cancel: None,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(engine.build(&image, options));
