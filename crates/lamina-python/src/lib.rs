@@ -1,8 +1,8 @@
 //! `lamina._native`: the Rust half of the `lamina` Python package.
 //!
 //! The Python half (`python/lamina`) holds Daytona's exact signatures, argument checks and
-//! messages; this module holds the builder ([`image::NativeImage`], a `lamina_spec::Image`)
-//! and the engine ([`engine::NativeEngine`], a `lamina::Engine` with a tokio runtime), and
+//! messages; this module holds the builder (`NativeImage`, a `lamina_spec::Image`)
+//! and the engine (`NativeEngine`, a `lamina::Engine` with a tokio runtime), and
 //! turns Lamina's errors into the package's exception classes.
 
 use pyo3::prelude::*;
