@@ -19,6 +19,9 @@ class Engine:
     method releases the GIL while Lamina works. Ctrl-C during a build cancels it (the running
     RUN step's container is killed and everything it made removed; steps already stored stay
     cached) and raises KeyboardInterrupt.
+
+    An open Engine holds its store, as a running `lamina` command does: another process
+    opening the same store waits until this Engine is released (`del engine`).
     """
 
     __slots__ = ("_native",)
