@@ -1,8 +1,8 @@
 //! `NativeEngine`: a `lamina::Engine` and the tokio runtime its async verbs run on.
 //!
 //! Every method releases the GIL while Rust works, on the caller's thread, taking the GIL
-//! back every 50 ms only to let Python run signal handlers, so Ctrl-C raises
-//! `KeyboardInterrupt` at once instead of after the build.
+//! back every 50 ms only to let Python run signal handlers: Ctrl-C cancels a build (its
+//! running container stopped and removed) and raises `KeyboardInterrupt`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,7 +23,7 @@ use crate::errors::lamina as lamina_error;
 use crate::image::NativeImage;
 use crate::results::{BuildResult, ExportResult, GcResult, ImageInfo, PushResult};
 
-/// How long the waiting thread sleeps between checks for signals.
+/// How often a running call lets Python run its signal handlers.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// An open store and its executor.
