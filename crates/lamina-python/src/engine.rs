@@ -18,6 +18,7 @@ use lamina::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use tokio::sync::Notify;
 
 use crate::errors::lamina as lamina_error;
 use crate::image::NativeImage;
@@ -32,6 +33,30 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 pub struct NativeEngine {
     engine: Engine,
     runtime: tokio::runtime::Runtime,
+    /// Notified every [`SIGNAL_CHECK`] by a thread of this engine's own. A tokio timer per
+    /// call cost an all-hit rebuild 1.6-2.3 ms of wall time (registering it wakes a parked
+    /// runtime worker); waiting on this costs no system call.
+    ticks: Arc<Notify>,
+}
+
+/// Starts the thread that notifies `ticks` every [`SIGNAL_CHECK`]; it ends once the engine
+/// (the last strong reference) is gone.
+fn start_ticks() -> PyResult<Arc<Notify>> {
+    let ticks = Arc::new(Notify::new());
+    let weak = Arc::downgrade(&ticks);
+    std::thread::Builder::new()
+        .name("lamina-signal-ticks".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(SIGNAL_CHECK);
+                match weak.upgrade() {
+                    Some(ticks) => ticks.notify_waiters(),
+                    None => break,
+                }
+            }
+        })
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+    Ok(ticks)
 }
 
 impl NativeEngine {
@@ -49,19 +74,16 @@ impl NativeEngine {
     {
         let engine = self.engine.clone();
         let handle = self.runtime.handle().clone();
+        let ticks = self.ticks.clone();
         let outcome = py.detach(move || {
             handle.block_on(async move {
                 let work = make(engine);
                 tokio::pin!(work);
-                let mut ticks = tokio::time::interval(SIGNAL_CHECK);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                // The first tick is immediate: skip it, the work has not started yet.
-                ticks.tick().await;
                 loop {
                     tokio::select! {
                         biased;
                         result = &mut work => return Ok(result),
-                        _ = ticks.tick() => {
+                        () = ticks.notified() => {
                             if let Err(interrupt) = Python::attach(|py| py.check_signals()) {
                                 if let Some(cancel) = &cancel {
                                     cancel.cancel();
@@ -142,7 +164,11 @@ impl NativeEngine {
             .enable_all()
             .build()
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
-        Ok(NativeEngine { engine, runtime })
+        Ok(NativeEngine {
+            engine,
+            runtime,
+            ticks: start_ticks()?,
+        })
     }
 
     /// The store's directory.
