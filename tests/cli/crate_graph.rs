@@ -7,7 +7,8 @@ use std::process::Command;
 /// Layer of each Lamina crate; a crate may depend only on crates of a lower layer.
 /// `lamina-types` (the shared vocabulary) is below everything and depends on no Lamina crate.
 /// `lamina-exec` pulls bases through `lamina-export`'s registry client, hence export < exec.
-const LAYERS: [(&str, u8); 8] = [
+/// The Python bindings (`lamina-python`) sit on the facade, as any embedder does.
+const LAYERS: [(&str, u8); 9] = [
     ("lamina-types", 0),
     ("lamina-spec", 1),
     ("lamina-store", 1),
@@ -16,6 +17,7 @@ const LAYERS: [(&str, u8); 8] = [
     ("lamina-exec", 3),
     ("lamina", 4),
     ("lamina-benches", 5),
+    ("lamina-python", 5),
 ];
 
 #[test]

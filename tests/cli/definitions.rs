@@ -49,7 +49,7 @@ fn dockerfile_renders_the_sdk_text() {
          RUN apt-get update && apt-get install -y git\n\
          WORKDIR /home/app\n\
          ENV APP_MODE='production run'\n\
-         COPY app.py /home/app/app.py\n\
+         COPY [\"app.py\", \"/home/app/app.py\"]\n\
          ENTRYPOINT [\"python\", \"app.py\"]\n"
     );
 }

@@ -240,6 +240,9 @@ pub enum ExecError {
     /// The definition has no stage.
     #[error("the definition has no FROM instruction; start it with FROM <image>")]
     NoStages,
+    /// The caller cancelled the build ([`crate::CancelToken`]).
+    #[error("the build was cancelled")]
+    Cancelled,
     /// The blocking build task panicked or was cancelled.
     #[error("the build task stopped abnormally: {reason}")]
     TaskFailed {

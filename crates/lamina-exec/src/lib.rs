@@ -8,6 +8,7 @@
 //! - `rootless`: builds without root, in a user namespace ([`rootless::enter`]).
 
 pub mod build;
+mod cancel;
 pub mod error;
 mod owner;
 pub mod reclaim;
@@ -19,4 +20,5 @@ pub use build::{
     BuildEvent, BuildOptions, BuildReport, BuildState, CacheKey, CacheMode, CacheTo, DefaultCmd,
     ExecConfig, Executor, MissReason, NamedContext, SANDBOX_DEFAULT_CMD, StepReport,
 };
+pub use cancel::{CANCEL_POLL, CancelToken};
 pub use error::ExecError;

@@ -1,7 +1,7 @@
 //! What killed processes left in a work directory, reclaimed by the next process that opens
 //! it: run directories (their runc containers deleted and overlay mounts unmounted first),
 //! staging trees in `tmp/`, half-unpacked layers in `layers/`. A file is reclaimed only when
-//! its owner (named by the token in its name, see [`crate::owner`]) is gone.
+//! its owner (named by the token in its name, see `crate::owner`) is gone.
 
 use std::fs;
 use std::path::Path;

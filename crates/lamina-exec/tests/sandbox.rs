@@ -150,6 +150,7 @@ impl Env {
             mounts: opts.mounts,
             network: opts.network,
             on_output: &mut on_output,
+            cancel: None,
         })?;
         Ok((outcome, lines))
     }
@@ -411,6 +412,7 @@ fn runc_failures_are_errors_and_leave_nothing_behind() {
             mounts: vec![],
             network: Network::Host,
             on_output: &mut on_output,
+            cancel: None,
         })
         .unwrap_err();
     assert!(matches!(err, ExecError::Runtime { .. }), "{err}");
@@ -449,6 +451,7 @@ fn scratch_runs_work_without_lowers() {
             mounts: opts.mounts,
             network: Network::Host,
             on_output: &mut on_output,
+            cancel: None,
         })
         .unwrap();
     assert_eq!(out.exit_code, 0, "{lines:?}");
@@ -527,6 +530,7 @@ fn a_panicking_output_callback_still_tears_the_run_down() {
             mounts: vec![],
             network: Network::Host,
             on_output: &mut on_output,
+            cancel: None,
         })
     }));
     assert!(result.is_err());

@@ -219,7 +219,7 @@ fn render_copy(copy: &Copy, out: &mut String) {
         .or(candidates.first());
     match chosen {
         Some(text) => push_text(out, text),
-        None => out.push_str(&json_list(&paths)),
+        None => out.push_str(&json_list_ascii(&paths)),
     }
 }
 
@@ -327,6 +327,38 @@ pub(crate) fn json_list(words: &[String]) -> String {
         .map(|w| serde_json::to_string(w).unwrap_or_else(|_| String::from("\"\"")))
         .collect();
     format!("[{}]", items.join(", "))
+}
+
+/// A JSON list as Python's `json.dumps` writes it (every non-ASCII character as `\\uXXXX`):
+/// `COPY`'s JSON form, the way Daytona's SDK writes local files and directories.
+pub(crate) fn json_list_ascii(words: &[String]) -> String {
+    let items: Vec<String> = words.iter().map(|w| json_string_ascii(w)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn json_string_ascii(word: &str) -> String {
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('"');
+    for c in word.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='\u{7f}' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn push_command(out: &mut String, command: &Command) {

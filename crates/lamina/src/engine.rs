@@ -33,8 +33,8 @@ const WORK_DIR: &str = "exec";
 /// ```
 #[derive(Debug, Clone)]
 pub struct Engine {
-    store: Arc<Store>,
-    executor: Executor,
+    pub(crate) store: Arc<Store>,
+    pub(crate) executor: Executor,
 }
 
 impl Engine {

@@ -19,4 +19,16 @@ pub enum Error {
     /// Moving images in and out of the store (archives, registries).
     #[error(transparent)]
     Export(#[from] lamina_export::ExportError),
+    /// No image has this name in the store.
+    #[error("no image named {name} in the store; `lamina image ls` lists them")]
+    ImageNotFound {
+        /// The name asked for, short form.
+        name: String,
+    },
+    /// A background task of the engine panicked or was cancelled.
+    #[error("an engine task failed: {reason}")]
+    TaskFailed {
+        /// What the runtime said.
+        reason: String,
+    },
 }

@@ -1,6 +1,9 @@
 //! `lamina`: the facade over Lamina's crates, and the `lamina` command-line tool.
 //!
-//! [`Engine`] opens a store and builds images into it, one cached layer per step;
+//! [`Engine`] opens a store and builds images into it, one cached layer per step, and has a
+//! method for every store verb (list, inspect, history, tag, remove, import, export, push,
+//! pull, gc, du, stats, fsck) with typed options and results; long operations report
+//! progress as [`Event`]s;
 //! [`load_definition`] reads a definition file (TOML or Dockerfile). Re-exports give embedders
 //! one dependency: [`spec`] is `lamina-spec`, [`store`] is `lamina-store`, [`layer`] is
 //! `lamina-layer`, [`exec`] is `lamina-exec`, [`export`] is `lamina-export`, [`types`] is
@@ -20,15 +23,24 @@ pub use lamina_types as types;
 mod definition;
 mod engine;
 mod error;
+mod event;
+mod verbs;
 
 pub use definition::{DefinitionKind, load_definition, resolve_definition_path};
 pub use engine::Engine;
 pub use error::Error;
 // Builds without root: call `rootless::enter()` at the start of main.
+pub use event::{Event, EventSink, build_events_to};
 pub use lamina_exec::rootless;
 pub use lamina_exec::{
-    BuildEvent, BuildOptions, BuildReport, CacheMode, CacheTo, DefaultCmd, MissReason, NamedContext,
+    BuildEvent, BuildOptions, BuildReport, CacheMode, CacheTo, CancelToken, DefaultCmd, MissReason,
+    NamedContext,
 };
 pub use lamina_export::layer_store::{LayerSource, store_layer};
+pub use verbs::images::{
+    ExportOptions, HistoryEntry, ImageDetails, ImageStatus, ImageSummary, Imported, Removed, Tagged,
+};
+pub use verbs::maintenance::{DiskUsage, GcReport};
+pub use verbs::registry::{PullOptions, PullReport, PushOptions, PushReport};
 // An image in the layer compression a push or export needs (`lamina push --compression`).
 pub use lamina_export::with_compression;

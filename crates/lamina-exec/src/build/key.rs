@@ -1,6 +1,6 @@
 //! Step cache keys: what decides whether a step can be reused.
 //!
-//! Every key is blake3 over a length-prefixed encoding that opens with [`KEY_VERSION`].
+//! Every key is blake3 over a length-prefixed encoding that opens with `KEY_VERSION`.
 //!
 //! | key | goes in | why |
 //! |---|---|---|

@@ -155,6 +155,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// Registry caches to write this build's records to (`--cache-to`).
     pub cache_to: Vec<CacheTo>,
+    /// Stops the build when cancelled: before the next step, or the running RUN step's
+    /// container (see [`crate::CancelToken`]).
+    pub cancel: Option<crate::CancelToken>,
 }
 
 impl std::fmt::Debug for BuildOptions {
@@ -172,6 +175,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("on_event", &self.on_event.as_ref().map(|_| "..."))
             .field("cache_from", &self.cache_from)
             .field("cache_to", &self.cache_to)
+            .field("cancel", &self.cancel)
             .finish()
     }
 }

@@ -71,6 +71,7 @@ impl Build<'_> {
             mounts,
             network,
             on_output: &mut on_output,
+            cancel: self.options.cancel.as_ref(),
         })?;
         if outcome.exit_code != 0 {
             return Err(ExecError::StepFailed {

@@ -306,6 +306,14 @@ impl Build<'_> {
         index: usize,
         state: &mut StageState,
     ) -> Result<(), ExecError> {
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.is_cancelled())
+        {
+            return Err(ExecError::Cancelled);
+        }
         let started = Instant::now();
         let instruction = self.plan.df.stages[s].instructions[i].clone();
         let text = instruction

@@ -75,6 +75,9 @@ pub struct RunRequest<'a> {
     pub network: Network,
     /// Called with each output line (without its newline) as it arrives.
     pub on_output: &'a mut (dyn FnMut(OutputStream, &str) + Send),
+    /// When cancelled, the container is killed and the run fails with
+    /// [`ExecError::Cancelled`] (everything torn down as on any failure).
+    pub cancel: Option<&'a crate::CancelToken>,
 }
 
 impl std::fmt::Debug for RunRequest<'_> {
@@ -253,7 +256,7 @@ impl Sandbox {
         let running = guard
             .running
             .insert(runc::start(&self.state, &dir, &guard.id)?);
-        let (status, last_lines) = running.wait(request.on_output)?;
+        let (status, last_lines) = running.wait(request.on_output, request.cancel)?;
         guard.running = None;
         drop(prepared);
         let exit_code = runc::exit_code(status);

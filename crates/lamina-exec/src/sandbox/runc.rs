@@ -343,9 +343,12 @@ fn pump(
 impl Running {
     /// Passes each output line to `on_output` as it arrives, waits for runc, and returns the
     /// exit status with the last [`LAST_LINES`] lines.
+    /// A cancelled `cancel` ends the wait with [`ExecError::Cancelled`] within
+    /// [`crate::CANCEL_POLL`]; the caller's guard then kills and deletes the container.
     pub(crate) fn wait(
         &mut self,
         on_output: &mut (dyn FnMut(OutputStream, &str) + Send),
+        cancel: Option<&crate::CancelToken>,
     ) -> Result<(ExitStatus, Vec<String>), ExecError> {
         let (tx, rx) = mpsc::channel();
         let mut readers = Vec::new();
@@ -364,8 +367,17 @@ impl Running {
         drop(tx);
         let mut last = VecDeque::with_capacity(LAST_LINES);
         // Ends when both pipes close: the container's processes all die with its pid
-        // namespace, so nothing keeps them open past runc.
-        for (stream, line) in rx {
+        // namespace, so nothing keeps them open past runc. The readers of a cancelled run
+        // end the same way once the guard has deleted the container.
+        loop {
+            if cancel.is_some_and(|c| c.is_cancelled()) {
+                return Err(ExecError::Cancelled);
+            }
+            let (stream, line) = match rx.recv_timeout(crate::CANCEL_POLL) {
+                Ok(next) => next,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            };
             on_output(stream, &line);
             if last.len() == LAST_LINES {
                 last.pop_front();

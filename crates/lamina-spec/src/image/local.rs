@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::Image;
 use super::paths::{self, Kind};
-use super::pip::copy_instruction;
+use super::pip::{CopyForm, copy_instruction};
 use super::validate;
 use crate::error::{Result, SpecError};
 
@@ -17,7 +17,7 @@ pub struct LocalDirOptions {
 }
 
 impl Image {
-    /// `COPY <file> <remote>`; a `remote` ending in `/` gets the file's name appended.
+    /// `COPY ["<file>", "<remote>"]`; a `remote` ending in `/` gets the file's name appended.
     pub fn add_local_file(self, local: impl AsRef<Path>, remote: &str) -> Result<Image> {
         const METHOD: &str = "add_local_file";
         check_remote(METHOD, remote)?;
@@ -29,11 +29,11 @@ impl Image {
             remote.to_string()
         };
         let shown = local_path.display().to_string();
-        let copy = copy_instruction(local.source, dest, Vec::new());
+        let copy = copy_instruction(local.source, dest, Vec::new(), CopyForm::Json);
         self.append(METHOD, "local path", &shown, copy, local.root)
     }
 
-    /// `COPY <dir> <remote>`: the directory's content goes into `remote`.
+    /// `COPY ["<dir>", "<remote>"]`: the directory's content goes into `remote`.
     pub fn add_local_dir(self, local: impl AsRef<Path>, remote: &str) -> Result<Image> {
         self.add_local_dir_as(
             "add_local_dir",
@@ -66,7 +66,12 @@ impl Image {
         }
         let local = paths::resolve(method, self.context.root(), local_path, Kind::Dir)?;
         let shown = local_path.display().to_string();
-        let copy = copy_instruction(local.source, remote.to_string(), options.ignore.clone());
+        let copy = copy_instruction(
+            local.source,
+            remote.to_string(),
+            options.ignore.clone(),
+            CopyForm::Json,
+        );
         self.append(method, "local path", &shown, copy, local.root)
     }
 }

@@ -99,7 +99,12 @@ impl Image {
             other => other?,
         };
         let shown = path.as_ref().display().to_string();
-        let copy = copy_instruction(local.source, REQUIREMENTS_IN_IMAGE.to_string(), Vec::new());
+        let copy = copy_instruction(
+            local.source,
+            REQUIREMENTS_IN_IMAGE.to_string(),
+            Vec::new(),
+            CopyForm::Plain,
+        );
         let line = format!("python -m pip install -r {REQUIREMENTS_IN_IMAGE}{arguments}");
         self.append(METHOD, "requirements file", &shown, copy, local.root)?
             .append(METHOD, "options", &arguments, run(line), None)
@@ -157,10 +162,25 @@ impl Image {
     }
 }
 
-/// A plain `COPY` of one source, in JSON form when a word would not survive the plain form.
-pub(super) fn copy_instruction(source: String, dest: String, excludes: Vec<String>) -> Instruction {
+/// How a builder `COPY` is written, as Daytona's SDK writes each step's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CopyForm {
+    /// `COPY src dest` (the requirements file), in JSON form only when a word would not
+    /// survive the plain form.
+    Plain,
+    /// `COPY ["src", "dest"]` (local files and directories).
+    Json,
+}
+
+/// A `COPY` of one source.
+pub(super) fn copy_instruction(
+    source: String,
+    dest: String,
+    excludes: Vec<String>,
+    form: CopyForm,
+) -> Instruction {
     let awkward = |word: &str| word.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'');
-    let json_form = awkward(&source) || awkward(&dest);
+    let json_form = form == CopyForm::Json || awkward(&source) || awkward(&dest);
     let mut copy = Copy::new(vec![source], dest);
     copy.json_form = json_form;
     copy.excludes = excludes;

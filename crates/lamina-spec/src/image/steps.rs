@@ -6,14 +6,15 @@ use super::Image;
 use super::validate::{self, invalid};
 use crate::error::Result;
 use crate::instruction::{Command, Instruction, Run};
-use crate::quote::{shell_double_quote, shell_join, shell_quote};
+use crate::quote::{shell_join, shell_quote};
 
 /// One argument of [`Image::run_commands`]: a shell command, or a list of words.
 ///
 /// A string is written as is (`RUN <command>`). A list is written as its words, each in
-/// double quotes (`RUN "echo" "a b"`): Daytona's SDK does the same but escapes only quotes,
-/// so `$`, `` ` `` and `\` in a word still reached the shell; here each word is quoted so
-/// the shell sees exactly that word.
+/// double quotes (`RUN "echo" "a b"`), exactly as Daytona's SDK writes it: `"` becomes
+/// `\\\"` and `'` becomes `\'`, nothing else is escaped, so `$HOME` in a word is expanded by
+/// the shell and a quote inside a word reaches the command with the backslashes the SDK adds
+/// (the same image as Daytona's for the same call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunCommand {
     /// A shell command line.
@@ -94,7 +95,7 @@ impl RunCommand {
                 }
                 Ok(words
                     .iter()
-                    .map(|w| shell_double_quote(w))
+                    .map(|w| daytona_quote(w))
                     .collect::<Vec<_>>()
                     .join(" "))
             }
@@ -272,6 +273,11 @@ impl Image {
         let shown = ports.join(" ");
         self.append("expose", "ports", &shown, Instruction::Expose(ports), None)
     }
+}
+
+/// A word of a `run_commands` list as Daytona's SDK quotes it.
+fn daytona_quote(word: &str) -> String {
+    format!("\"{}\"", word.replace('"', "\\\\\\\"").replace('\'', "\\'"))
 }
 
 /// A plain shell-form `RUN`.

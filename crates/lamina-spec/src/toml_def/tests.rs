@@ -117,7 +117,7 @@ fn complete_example_equals_the_builder_chain() {
         "{text}"
     );
     assert!(
-        text.contains("COPY --exclude=**/__pycache__ src /app/src\n"),
+        text.contains("COPY --exclude=**/__pycache__ [\"src\", \"/app/src\"]\n"),
         "{text}"
     );
     assert!(!text.contains(dir.path().to_str().unwrap()));
@@ -135,7 +135,10 @@ fn load_definition_resolves_against_the_file_folder() {
     );
     let image = load_definition(&file).unwrap();
     assert_eq!(image.context().root(), dir.path());
-    assert_eq!(image.dockerfile(), "FROM alpine:3.20\nCOPY main.py /m.py\n");
+    assert_eq!(
+        image.dockerfile(),
+        "FROM alpine:3.20\nCOPY [\"main.py\", \"/m.py\"]\n"
+    );
     assert!(matches!(
         load_definition(&dir.path().join("absent.toml")),
         Err(SpecError::LocalPathMissing { .. })
@@ -148,7 +151,10 @@ fn context_moves_the_root_for_steps() {
     let text = "[image]\nscratch = true\ncontext = \"src\"\n[[step]]\nadd_local_file = { local = \"lib.py\", remote = \"/lib.py\" }\n";
     let image = parse(text, dir.path()).unwrap();
     assert_eq!(image.context().root(), dir.path().join("src"));
-    assert_eq!(image.dockerfile(), "FROM scratch\nCOPY lib.py /lib.py\n");
+    assert_eq!(
+        image.dockerfile(),
+        "FROM scratch\nCOPY [\"lib.py\", \"/lib.py\"]\n"
+    );
 }
 
 #[test]

@@ -215,6 +215,7 @@ pub fn run(
         on_event: Some(on_event),
         cache_from: args.cache_from,
         cache_to: args.cache_to,
+        cancel: None,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(engine.build(&image, options));

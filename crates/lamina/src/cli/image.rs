@@ -4,11 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Subcommand;
 use lamina::exec::BuildState;
 use lamina::export::archive::ExportTarget;
-use lamina::export::image::{display_name, find_named, image_name, normalize_name};
+use lamina::export::image::{display_name, image_name, normalize_name};
 use lamina::export::{ArchiveFormat, StoredImage};
 use lamina::store::{Compression, ImageRecord, ImageState};
 use serde_json::json;
@@ -224,30 +224,8 @@ pub fn run(
         }
         ImageCommand::Rm { names } => {
             for name in names {
-                let found = match image_name(&name) {
-                    Ok(reference) => find_named(store, &reference)?,
-                    // An invalid name an older version stored as it was typed can still go.
-                    Err(invalid) => match store.image(&name)? {
-                        Some(record) => Some(record),
-                        None => return Err(invalid.into()),
-                    },
-                };
-                let Some(record) = found else {
-                    bail!(
-                        "no image named {} in the store; `lamina image ls` lists them",
-                        display_name(&normalize_name(&name))
-                    );
-                };
-                // Named images are pinned against eviction; removing the name is the
-                // explicit request that unpins it.
-                store.set_pinned(&record.name, false)?;
-                let record = store.remove_image(&record.name)?;
-                writeln!(
-                    out,
-                    "removed {} ({})",
-                    display_name(&record.name),
-                    record.manifest
-                )?;
+                let removed = engine.remove(&name)?;
+                writeln!(out, "removed {} ({})", removed.name, removed.manifest)?;
             }
         }
     }

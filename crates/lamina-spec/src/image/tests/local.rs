@@ -13,7 +13,7 @@ fn add_local_file_relative_and_trailing_slash() {
         .unwrap();
     assert_eq!(
         steps(&image),
-        "COPY src/app.py /app/app.py\nCOPY src/app.py /opt/main.py\n"
+        "COPY [\"src/app.py\", \"/app/app.py\"]\nCOPY [\"src/app.py\", \"/opt/main.py\"]\n"
     );
     assert_eq!(image.context().step_roots().count(), 0);
     assert_round_trips(&image);
@@ -26,7 +26,7 @@ fn add_local_file_absolute_inside_the_root_is_relative() {
     let image = scratch_in(dir.path())
         .add_local_file(dir.path().join("a/b.txt"), "/b")
         .unwrap();
-    assert_eq!(steps(&image), "COPY a/b.txt /b\n");
+    assert_eq!(steps(&image), "COPY [\"a/b.txt\", \"/b\"]\n");
     assert!(!image.dockerfile().contains(dir.path().to_str().unwrap()));
 }
 
@@ -45,7 +45,7 @@ fn add_local_file_outside_the_root_gets_its_own_root() {
         .unwrap();
     assert_eq!(
         steps(&image),
-        "RUN true\nCOPY data.txt /data/data.txt\nCOPY data.txt /d2\n"
+        "RUN true\nCOPY [\"data.txt\", \"/data/data.txt\"]\nCOPY [\"data.txt\", \"/d2\"]\n"
     );
     let roots: Vec<(StepRef, PathBuf)> = image
         .context()
@@ -141,7 +141,8 @@ fn add_local_dir_and_ignore_patterns() {
         .unwrap();
     assert_eq!(
         steps(&image),
-        "COPY . /ctx\nCOPY src /app\nCOPY --exclude=*.pyc --exclude=**/__pycache__ src /app\n"
+        "COPY [\".\", \"/ctx\"]\nCOPY [\"src\", \"/app\"]\n\
+         COPY --exclude=*.pyc --exclude=**/__pycache__ [\"src\", \"/app\"]\n"
     );
     assert_round_trips(&image);
     assert!(matches!(
@@ -174,7 +175,7 @@ fn add_local_dir_outside_the_root() {
     let image = scratch_in(&root)
         .add_local_dir("../assets", "/srv/assets")
         .unwrap();
-    assert_eq!(steps(&image), "COPY assets /srv/assets\n");
+    assert_eq!(steps(&image), "COPY [\"assets\", \"/srv/assets\"]\n");
     let step = StepRef {
         stage: 0,
         instruction: 0,

@@ -1,5 +1,6 @@
 //! The builder's rendered text against the Daytona SDK's, its path rules and its errors.
 
+mod daytona;
 mod local;
 mod pip;
 mod props;

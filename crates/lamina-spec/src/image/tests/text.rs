@@ -8,11 +8,22 @@ fn run_commands_strings_and_word_lists() {
         .unwrap()
         .run_commands(["apt-get update", "  echo hi  "])
         .unwrap()
-        .run_commands([RunCommand::from(["echo", "a b", "$HOME", "say \"x\""])])
+        .run_commands([RunCommand::from([
+            "echo",
+            "a b",
+            "$HOME",
+            "say \"x\"",
+            "it's",
+            "b\\s",
+        ])])
         .unwrap();
+    // Daytona's SDK text for the same call: quotes escaped its way, nothing else.
     assert_eq!(
         steps(&image),
-        "RUN apt-get update\nRUN echo hi\nRUN \"echo\" \"a b\" \"\\$HOME\" \"say \\\"x\\\"\"\n"
+        r#"RUN apt-get update
+RUN echo hi
+RUN "echo" "a b" "$HOME" "say \\\"x\\\"" "it\'s" "b\s"
+"#
     );
     assert_round_trips(&image);
 }

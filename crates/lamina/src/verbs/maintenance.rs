@@ -1,0 +1,152 @@
+//! Store upkeep: garbage collection, disk usage, counts and consistency checks.
+
+use lamina_exec::build::GitCachePruned;
+use lamina_exec::reclaim::Reclaimed;
+use lamina_exec::sandbox::{CacheMountsPruned, LayerCache, PruneReport};
+use lamina_exec::usage::WorkUsage;
+use lamina_store::{FsckOptions, FsckReport, Stats};
+
+use crate::{Engine, Error};
+
+/// What [`Engine::gc`] removed, from the store and from the executor's work files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs, layer records, cache entries and leases (the store's own collection).
+    pub store: lamina_store::GcReport,
+    /// Unpacked copies of layers the store no longer holds, or over the size budget.
+    pub unpacked: PruneReport,
+    /// `RUN --mount=type=cache` directories unused past the TTL or over the budget.
+    pub cache_mounts: CacheMountsPruned,
+    /// Kept git repositories no checkout used within the TTL.
+    pub git_repos: GitCachePruned,
+    /// Run directories and staging trees left by killed processes.
+    pub leftovers: Reclaimed,
+}
+
+/// Bytes on disk under the store directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Blobs by kind, the index, staging and the reserve.
+    pub store: lamina_store::DiskUsage,
+    /// The executor's work files: unpacked layers, cache mounts, git repositories.
+    pub work: WorkUsage,
+    /// Everything under the store directory.
+    pub total_bytes: u64,
+}
+
+impl Engine {
+    /// Removes expired cache entries, entries over the size budget (least recently used
+    /// first) and every blob no named image, live cache entry or lease needs, with the
+    /// unpacked copies, cache mounts and git repositories that go with them. The TTL, budget
+    /// and minimum age are the [`lamina_store::StoreOptions`] the engine was opened with.
+    ///
+    /// Run it while no build of this engine runs: the unpacked copies it prunes are the
+    /// ones builds read.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lamina::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let engine = lamina::Engine::open(dir.path())?;
+    /// let report = engine.gc()?;
+    /// assert_eq!(report.store.blobs_removed, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn gc(&self) -> Result<GcReport, Error> {
+        let store = &self.store;
+        let report = store.gc()?;
+        let work_dir = Engine::work_dir_of(store.path());
+        let options = store.options();
+        let mut unpacked = PruneReport::default();
+        let mut unpacked_kept = 0;
+        if work_dir.join("layers").is_dir() {
+            let cache = LayerCache::new(&work_dir)?;
+            unpacked = cache.prune(store)?;
+            // Unpacked copies are the first to go under the budget: each is only a copy of
+            // a stored blob, made again by the next RUN that needs it.
+            if let Some(max) = options.max_size {
+                let budget = max.saturating_sub(report.bytes_kept);
+                let (evicted, kept) = cache.evict_to_budget(budget, options.min_age)?;
+                unpacked.removed += evicted.removed;
+                unpacked.bytes += evicted.bytes;
+                unpacked_kept = kept;
+            }
+        }
+        let cache_mounts = lamina_exec::sandbox::prune_cache_mounts(
+            &work_dir,
+            options.default_ttl,
+            options.min_age,
+            options
+                .max_size
+                .map(|max| max.saturating_sub(report.bytes_kept + unpacked_kept)),
+        )?;
+        let leftovers = lamina_exec::reclaim::reclaim_leftovers(&work_dir)?;
+        let git_repos =
+            lamina_exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
+        Ok(GcReport {
+            store: report,
+            unpacked,
+            cache_mounts,
+            git_repos,
+            leftovers,
+        })
+    }
+
+    /// Bytes on disk by kind of blob, index, staging area and work files.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lamina::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let engine = lamina::Engine::open(dir.path())?;
+    /// let usage = engine.du()?;
+    /// assert!(usage.total_bytes >= usage.store.index_bytes);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn du(&self) -> Result<DiskUsage, Error> {
+        let store = self.store.du()?;
+        let work_dir = Engine::work_dir_of(self.store.path());
+        let work = lamina_exec::usage::work_usage(&work_dir).map_err(|source| {
+            lamina_store::StoreError::Io {
+                path: work_dir.clone(),
+                source,
+            }
+        })?;
+        let total_bytes = store.total_bytes() + work.total_bytes();
+        Ok(DiskUsage {
+            store,
+            work,
+            total_bytes,
+        })
+    }
+
+    /// Blob, layer, cache-entry and image counts; stored and logical bytes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lamina::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let engine = lamina::Engine::open(dir.path())?;
+    /// assert_eq!(engine.stats()?.images, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Result<Stats, Error> {
+        Ok(self.store.stats()?)
+    }
+
+    /// Checks every blob's content and every index record; with `options.repair`, removes
+    /// what is corrupt or dangling.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lamina::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let engine = lamina::Engine::open(dir.path())?;
+    /// let report = engine.fsck(lamina::store::FsckOptions::default())?;
+    /// assert!(report.issues.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fsck(&self, options: FsckOptions) -> Result<FsckReport, Error> {
+        Ok(self.store.fsck(options)?)
+    }
+}
