@@ -71,7 +71,11 @@ impl Build<'_> {
             mounts,
             network,
             on_output: &mut on_output,
-        })?;
+        });
+        if let Some(message) = crate::sandbox::take_fuse_notice() {
+            self.emit(BuildEvent::Warning { message });
+        }
+        let outcome = outcome?;
         if outcome.exit_code != 0 {
             return Err(ExecError::StepFailed {
                 index,

@@ -17,6 +17,7 @@
 mod ca;
 mod cache_gc;
 pub(crate) mod fsutil;
+mod fuse;
 mod layer_budget;
 mod layers;
 mod mounts;
@@ -30,6 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use ca::{CA_BUNDLE, CA_ENV, ENV_BUNDLE};
 pub use cache_gc::{CacheMountsPruned, prune_cache_mounts};
+pub use fuse::OVERLAY_ENV;
+pub(crate) use fuse::take_notice as take_fuse_notice;
 pub(crate) use layers::opaque_xattr;
 pub use layers::{LayerCache, LayerInUse, PruneReport};
 pub use mounts::{BuildMount, CacheSharing, MountSource, Ownership};
@@ -232,6 +235,7 @@ impl Sandbox {
         targets.extend(prepared.targets.iter().cloned());
         overlay::build_scaffold(&scaffold, &lowers[1..], &targets)?;
         overlay::mount_overlay(&lowers, &upper, &work, &rootfs)?;
+        let fused = fuse::used_for(&rootfs);
 
         let identity = user::resolve(request.user.as_deref(), &rootfs)?;
         let spec = runc::spec(
@@ -267,6 +271,9 @@ impl Sandbox {
             }
         }
         guard.finish()?;
+        if fused {
+            fuse::normalize_upper(&upper, &lowers)?;
+        }
         let upper = UpperDir {
             path: upper,
             run_dir: dir,

@@ -238,22 +238,47 @@ pub(crate) fn mount_overlay(
         path: target.to_path_buf(),
         reason: "path holds a NUL byte".into(),
     })?;
-    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data).map_err(|e| {
-        // No fuse-overlayfs fallback: a kernel without overlayfs in user namespaces (before
-        // 5.11) is named instead.
-        let what = if userxattr.is_empty() {
-            "overlayfs".into()
-        } else {
-            "overlayfs in a user namespace (rootless; needs Linux 5.11 or later, or run lamina \
-             as root)"
-                .into()
+    // In a user namespace a kernel may refuse overlayfs (before 5.11, or a distribution's
+    // policy): fuse-overlayfs takes over there, or always with `LAMINA_OVERLAY=fuse`.
+    let fuse_mount = |refusal: &str| {
+        super::fuse::mount(
+            &lower,
+            option_path(upper)?,
+            option_path(work)?,
+            target,
+            refusal,
+        )
+    };
+    if !userxattr.is_empty() && super::fuse::fuse_first()? {
+        let reason = match super::fuse::choice()? {
+            super::fuse::Choice::Fuse => format!("{} is `fuse`", super::fuse::OVERLAY_ENV),
+            _ => "the kernel refused overlayfs in a user namespace".to_owned(),
         };
-        ExecError::Mount {
-            what,
-            target: target.to_path_buf(),
-            source: e.into(),
+        return fuse_mount(&reason);
+    }
+    let mounted = rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data);
+    match mounted {
+        Ok(()) => Ok(()),
+        Err(errno) if !userxattr.is_empty() && super::fuse::falls_back(errno)? => fuse_mount(
+            &format!("the kernel refused overlayfs in a user namespace ({errno})"),
+        ),
+        Err(e) => {
+            let what = if userxattr.is_empty() {
+                "overlayfs".into()
+            } else {
+                format!(
+                    "overlayfs in a user namespace (rootless; needs Linux 5.11 or later, or \
+                     {}=fuse with fuse-overlayfs installed, or run lamina as root)",
+                    super::fuse::OVERLAY_ENV
+                )
+            };
+            Err(ExecError::Mount {
+                what,
+                target: target.to_path_buf(),
+                source: e.into(),
+            })
         }
-    })
+    }
 }
 
 /// Mounts a throwaway writable overlay of the host directory `source` below `base`
@@ -306,13 +331,23 @@ pub(crate) fn unmount_all_under(dir: &Path) -> Result<(), ExecError> {
     for _ in 0..3 {
         let mounts = mounts_under(dir)?;
         if mounts.is_empty() {
+            super::fuse::reap_under(dir);
             return Ok(());
         }
         for m in mounts {
-            if rustix::mount::unmount(&m, UnmountFlags::empty()).is_err() {
-                let _ = rustix::mount::unmount(&m, UnmountFlags::DETACH);
+            if rustix::mount::unmount(&m, UnmountFlags::empty()).is_err()
+                && rustix::mount::unmount(&m, UnmountFlags::DETACH).is_err()
+            {
+                // A fuse mount this namespace does not own (made through the setuid
+                // fusermount3): its helper may unmount it.
+                let _ = std::process::Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&m)
+                    .stderr(std::process::Stdio::null())
+                    .status();
             }
         }
+        super::fuse::reap_under(dir);
     }
     match mounts_under(dir)?.into_iter().next() {
         None => Ok(()),
