@@ -23,7 +23,8 @@ fn fuse_missing() -> bool {
     assert_eq!(
         mode & 0o006,
         0o006,
-        "/dev/fuse must be readable and writable by every user (chmod 0666 /dev/fuse, as udev does)"
+        "/dev/fuse must exist and be readable and writable by every user (chmod 0666 /dev/fuse, \
+         as udev does; inside a container, pass --device /dev/fuse)"
     );
     false
 }

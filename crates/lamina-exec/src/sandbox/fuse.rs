@@ -87,13 +87,18 @@ pub(crate) fn fuse_first() -> Result<bool, ExecError> {
 /// Whether a native mount's `errno` is a kernel refusing overlayfs in a user namespace, to
 /// fall back on (and remembers it).
 pub(crate) fn falls_back(errno: rustix::io::Errno) -> Result<bool, ExecError> {
-    use rustix::io::Errno;
-    let refused = matches!(errno, Errno::PERM | Errno::INVAL | Errno::NODEV);
-    let fall = refused && choice()? == Choice::Auto;
+    let fall = is_refusal(errno) && choice()? == Choice::Auto;
     if fall {
         REFUSED.store(true, Ordering::Relaxed);
     }
     Ok(fall)
+}
+
+/// The errors a kernel gives for overlayfs it will not mount in a user namespace: no
+/// `FS_USERNS_MOUNT` (EPERM), no `userxattr` option (EINVAL), no overlay module (ENODEV).
+fn is_refusal(errno: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    matches!(errno, Errno::PERM | Errno::INVAL | Errno::NODEV)
 }
 
 /// Records the notice for the build output (once per process).
@@ -309,6 +314,14 @@ mod tests {
             wrong.contains("LAMINA_OVERLAY") && wrong.contains("fuse-overlayfs"),
             "{wrong}"
         );
+    }
+
+    #[test]
+    fn only_a_kernel_refusal_falls_back() {
+        use rustix::io::Errno;
+        assert!(is_refusal(Errno::PERM) && is_refusal(Errno::INVAL) && is_refusal(Errno::NODEV));
+        // A missing directory or a full disk is the mount's own error, not a refusal.
+        assert!(!is_refusal(Errno::NOENT) && !is_refusal(Errno::NOSPC));
     }
 
     #[test]
