@@ -8,7 +8,7 @@
 //! directory), `rootfs/` (the mount point) and the bundle's `config.json`. After the run
 //! everything is unmounted and removed except `upper/`, which holds exactly the change (0:0
 //! character devices for deletions, `trusted.overlay.opaque` directories, or
-//! `user.overlay.opaque` in a user namespace), ready for
+//! `user.overlay.opaque` in a user namespace, also after fuse-overlayfs, see `fuse`), ready for
 //! `lamina_layer::LayerWriter::write_overlay_upper`; [`UpperDir`] removes it when dropped.
 //!
 //! Running needs root, of the host or of a user namespace (see [`crate::rootless`]);
