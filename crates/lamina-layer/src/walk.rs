@@ -51,8 +51,8 @@ pub(crate) enum Source {
     /// An overlayfs upper directory: 0:0 character devices are whiteouts and
     /// `trusted.overlay.opaque=y` (`user.overlay.opaque=y` when mounted with `userxattr`, in a
     /// user namespace) marks opaque directories. fuse-overlayfs's marks are read too:
-    /// `user.fuseoverlayfs.opaque=y`, and a `.wh..wh..opq` file (with a `.wh..opq` 0:0 device
-    /// beside it) in the opaque directory.
+    /// `user.fuseoverlayfs.opaque=y`, a `.wh..wh..opq` file (with a `.wh..opq` 0:0 device
+    /// beside it) in the opaque directory, and empty `.wh.NAME` files as whiteouts.
     OverlayUpper,
 }
 
@@ -246,6 +246,22 @@ pub(crate) fn walk(
             siblings.push(Sibling {
                 key: [WHITEOUT_PREFIX, &name].concat(),
                 entries: vec![PlanEntry::Whiteout { name: archive }],
+            });
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX)
+            && source == Source::OverlayUpper
+            && !hidden.is_empty()
+            && node.meta.is_file()
+            && node.meta.len() == 0
+        {
+            // fuse-overlayfs's whiteout where it cannot make a 0:0 device: an empty
+            // `.wh.NAME` file (a name with the same meaning in a layer).
+            siblings.push(Sibling {
+                key: name.clone(),
+                entries: vec![PlanEntry::Whiteout {
+                    name: join(prefix, hidden),
+                }],
             });
             continue;
         }

@@ -337,6 +337,8 @@ fn fuse_overlayfs_markers_become_the_same_oci_whiteouts() {
     // Older fuse-overlayfs, or no xattrs: the marker file alone.
     fs::write(upper.join("marked/.wh..wh..opq"), "").unwrap();
     mknod(&upper.join("deleted"), device, 0, 0, 0);
+    // Where it cannot make the device: an empty `.wh.NAME` file.
+    fs::write(upper.join(".wh.filed"), "").unwrap();
     let mut blob = Vec::new();
     let w = LayerWriter::new(opts(Compression::None));
     w.write_overlay_upper(&upper, &mut blob).unwrap();
@@ -344,6 +346,7 @@ fn fuse_overlayfs_markers_become_the_same_oci_whiteouts() {
         entry_names(&blob),
         [
             ".wh.deleted",
+            ".wh.filed",
             "marked/",
             "marked/.wh..wh..opq",
             "marked/kept",

@@ -192,3 +192,130 @@ fn no_mount_under(dir: &Path) -> bool {
         .filter_map(|l| l.split(' ').nth(4))
         .any(|m| m.starts_with(dir.as_ref()))
 }
+
+/// An overlayfs mount root makes in the test's directory, unmounted when dropped: a store on
+/// it is what a rootless build inside a container whose root is overlayfs gets.
+struct OverlayStore {
+    merged: std::path::PathBuf,
+}
+
+impl OverlayStore {
+    fn new(project: &Rootless) -> OverlayStore {
+        let base = project.path("ovl");
+        let (lower, upper, work, merged) = (
+            base.join("lower"),
+            base.join("upper"),
+            base.join("work"),
+            base.join("merged"),
+        );
+        for dir in [&lower, &upper, &work, &merged] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        let status = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(&merged)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t overlay {options}");
+        let store = OverlayStore { merged };
+        project.give_to_user();
+        store
+    }
+}
+
+impl Drop for OverlayStore {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.merged).status();
+    }
+}
+
+#[test]
+fn a_store_on_overlayfs_falls_back_by_itself_and_gives_the_same_images() {
+    if fuse_missing() {
+        return;
+    }
+    let Some(project) = Rootless::with(&[
+        ("app/Dockerfile", APP),
+        ("app/data/a.txt", "alpha\n"),
+        ("token.txt", "s3cret\n"),
+        (
+            "on-top/Dockerfile",
+            "FROM app:1\nRUN test ! -e /etc/lower.txt && test ! -e /etc/d/sub && test -f /etc/d/n \
+             && echo ok > /checked\n",
+        ),
+    ]) else {
+        return;
+    };
+    let overlay = OverlayStore::new(&project);
+    let store = overlay.merged.join("store");
+    let secret = format!("id=token,src={}", project.path("token.txt").display());
+    let base = ["build", "base", "--tag", "busybox:test"];
+    let app = [
+        "build",
+        "app",
+        "--tag",
+        "app:1",
+        "--progress",
+        "plain",
+        "--secret",
+        &secret,
+    ];
+    let on_top = ["build", "on-top", "--tag", "on-top:1"];
+    let in_overlay = |args: &[&str]| {
+        let out = project.command_in(&store, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "lamina {args:?} on an overlayfs store: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+
+    // The kernel refuses an overlayfs upper directory on overlayfs: no setting needed.
+    in_overlay(&base);
+    let built = in_overlay(&app);
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(
+        stderr.contains("RUN steps use fuse-overlayfs")
+            && stderr.contains("the kernel refused overlayfs in a user namespace"),
+        "{stderr}"
+    );
+    project.ok(&base);
+    let native = digest_of(&project.ok(&app));
+    assert_eq!(digest_of(&String::from_utf8_lossy(&built.stdout)), native);
+
+    // The same image imported (its layers unpacked where a 0:0 device cannot be made) and
+    // built on: the whiteout and the opaque directory hold.
+    let archive = project.path("app.tar");
+    project.ok(&["image", "export", "app:1", "-o", archive.to_str().unwrap()]);
+    let import = ["image", "import", archive.to_str().unwrap(), "app:1"];
+    // Into a new store on the overlayfs and a new one beside it, where overlayfs works.
+    let on_fresh = [overlay.merged.join("fresh"), project.path("native-fresh")].map(|fresh| {
+        for args in [&import[..], &on_top[..]] {
+            let out = project.command_in(&fresh, args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "lamina {args:?} in {}: {}",
+                fresh.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if args[0] == "build" {
+                return digest_of(&String::from_utf8_lossy(&out.stdout));
+            }
+        }
+        unreachable!("the build returns")
+    });
+    assert_eq!(on_fresh[0], on_fresh[1], "built on the imported image");
+    // And on the image built on the overlayfs store (its RUN layers' adopted copies).
+    assert_eq!(
+        digest_of(&String::from_utf8_lossy(&in_overlay(&on_top).stdout)),
+        digest_of(&project.ok(&on_top)),
+        "built on the image built on the overlayfs store"
+    );
+}

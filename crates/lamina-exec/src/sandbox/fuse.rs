@@ -248,22 +248,33 @@ fn normalize_dir(dir: &Path, comps: &mut Vec<String>, lowers: &[PathBuf]) -> Res
             changed = true;
         } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             // A whiteout as a file: the kernel's form is a 0:0 device under the name itself.
-            let entry = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            fs::remove_file(&path).map_err(io_err(&path))?;
+            // Where the file system refuses that device here (an overlayfs store, a kernel
+            // before 5.8), which is why fuse-overlayfs wrote a file, the file stays: the layer
+            // writer and fuse-overlayfs read it, and native overlayfs is not used there.
             let target = dir.join(OsStr::from_bytes(hidden));
             if fs::symlink_metadata(&target).is_err() {
-                rustix::fs::mknodat(
+                let made = rustix::fs::mknodat(
                     rustix::fs::CWD,
                     &target,
                     rustix::fs::FileType::CharacterDevice,
                     rustix::fs::Mode::empty(),
                     0,
-                )
-                .map_err(|e| io_err(&target)(e.into()))?;
-                std::os::unix::fs::lchown(&target, Some(entry.uid()), Some(entry.gid()))
-                    .map_err(io_err(&target))?;
+                );
+                match made {
+                    Ok(()) => {
+                        let entry = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+                        std::os::unix::fs::lchown(&target, Some(entry.uid()), Some(entry.gid()))
+                            .map_err(io_err(&target))?;
+                        fs::remove_file(&path).map_err(io_err(&path))?;
+                        changed = true;
+                    }
+                    Err(rustix::io::Errno::PERM) => {}
+                    Err(e) => return Err(io_err(&target)(e.into())),
+                }
+            } else {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                changed = true;
             }
-            changed = true;
         } else if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             comps.push(String::from_utf8_lossy(&name).into_owned());
             normalize_dir(&path, comps, lowers)?;

@@ -47,6 +47,14 @@ pub(crate) fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
+/// Whether `dir` holds fuse-overlayfs's whiteout of `name`, an empty `.wh.NAME` file (in
+/// stores where a user namespace cannot make the 0:0 device, see `fuse::normalize_upper`).
+pub(crate) fn is_file_whiteout(dir: &Path, name: &std::ffi::OsStr) -> bool {
+    let mut marker = std::ffi::OsString::from(".wh.");
+    marker.push(name);
+    fs::symlink_metadata(dir.join(marker)).is_ok_and(|m| m.is_file() && m.len() == 0)
+}
+
 pub(crate) fn is_opaque(path: &Path) -> bool {
     let mut buf = [0u8; 4];
     matches!(rustix::fs::lgetxattr(path, opaque_xattr(), &mut buf), Ok(1) if buf[0] == b'y')
@@ -65,6 +73,10 @@ pub(crate) fn lookup(lowers: &[PathBuf], comps: &[String]) -> Option<(fs::Metada
             // followed on the way.
             let path = comps[..=i].iter().fold((*layer).clone(), |p, c| p.join(c));
             let Ok(meta) = fs::symlink_metadata(&path) else {
+                let parent = comps[..i].iter().fold((*layer).clone(), |p, c| p.join(c));
+                if is_file_whiteout(&parent, comps[i].as_ref()) {
+                    break;
+                }
                 continue;
             };
             if is_whiteout(&meta) {
