@@ -277,12 +277,14 @@ pub(crate) fn mount_overlay(
         Err(e) => {
             let what = if userxattr.is_empty() {
                 "overlayfs".into()
-            } else {
+            } else if super::fuse::choice()? == super::fuse::Choice::Native {
                 format!(
-                    "overlayfs in a user namespace (rootless; needs Linux 5.11 or later, or \
-                     {}=fuse with fuse-overlayfs installed, or run lamina as root)",
+                    "overlayfs in a user namespace (rootless; {}=native turns the fuse-overlayfs \
+                     fallback off: unset it, or run lamina as root)",
                     super::fuse::OVERLAY_ENV
                 )
+            } else {
+                "overlayfs in a user namespace (rootless)".into()
             };
             Err(ExecError::Mount {
                 what,
