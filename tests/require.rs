@@ -98,7 +98,8 @@ fn package_hint(tool: &str) -> String {
         "busybox" => "busybox-static",
         "htpasswd" => "apache2-utils",
         "docker" | "dockerd" => "docker.io",
-        "runc" | "umoci" | "skopeo" | "podman" | "docker-registry" | "tar" | "zstd" | "git" => name,
+        "runc" | "umoci" | "skopeo" | "podman" | "docker-registry" | "tar" | "zstd" | "git"
+        | "fuse-overlayfs" => name,
         _ => return String::new(),
     };
     format!(" (Debian package {package})")

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::require::Need::{File, Root, Tool};
 use crate::support::{digest_of, lamina_in_store, write_tree};
 
+mod fuse;
 mod namespaces;
 
 /// The user the tests build as; it gets subordinate ids.

@@ -136,6 +136,12 @@ pub enum ExecError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// `LAMINA_OVERLAY` holds a value it cannot.
+    #[error("LAMINA_OVERLAY={value} is not a choice: use `native`, `fuse` or `auto` (or unset it)")]
+    OverlaySetting {
+        /// The value as set.
+        value: String,
+    },
     /// Mounting or unmounting failed.
     #[error("mounting {what} at {}: {source}", target.display())]
     Mount {

@@ -50,14 +50,30 @@ pub(crate) enum Source {
     Tree,
     /// An overlayfs upper directory: 0:0 character devices are whiteouts and
     /// `trusted.overlay.opaque=y` (`user.overlay.opaque=y` when mounted with `userxattr`, in a
-    /// user namespace) marks opaque directories.
+    /// user namespace) marks opaque directories. fuse-overlayfs's marks are read too:
+    /// `user.fuseoverlayfs.opaque=y`, a `.wh..wh..opq` file (with a `.wh..opq` 0:0 device
+    /// beside it) in the opaque directory, and empty `.wh.NAME` files as whiteouts.
     OverlayUpper,
 }
 
 pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-/// overlayfs's own attributes: `trusted.*` as root, `user.*` with `userxattr`.
-const OVERLAY_XATTRS: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+/// overlayfs's own attributes: `trusted.*` as root, `user.*` with `userxattr`, and
+/// fuse-overlayfs's.
+const OVERLAY_XATTRS: [&[u8]; 3] = [
+    b"trusted.overlay.",
+    b"user.overlay.",
+    b"user.fuseoverlayfs.",
+];
+/// The entries fuse-overlayfs puts in a directory it makes opaque.
+const FUSE_OPAQUE_ENTRIES: [&[u8]; 2] = [OPAQUE_MARKER, b".wh..opq"];
+
+/// Whether `node`, named `name`, is one of fuse-overlayfs's opaque marks (an empty file or a
+/// 0:0 device).
+fn is_fuse_opaque_entry(name: &[u8], node: &Node) -> bool {
+    FUSE_OPAQUE_ENTRIES.contains(&name)
+        && ((node.meta.is_file() && node.meta.len() == 0) || is_overlay_whiteout(node))
+}
 
 /// The overlay attribute `name` (`opaque`, ...) under either prefix.
 fn overlay_xattr<'a>(node: &'a Node, name: &str) -> Option<&'a [u8]> {
@@ -223,10 +239,29 @@ pub(crate) fn walk(
         let path = child_path(dir, &name);
         let node = read_node(&path)?;
         let archive = join(prefix, &name);
+        if source == Source::OverlayUpper && is_fuse_opaque_entry(&name, &node) {
+            continue; // its directory was planned as opaque
+        }
         if source == Source::OverlayUpper && is_overlay_whiteout(&node) {
             siblings.push(Sibling {
                 key: [WHITEOUT_PREFIX, &name].concat(),
                 entries: vec![PlanEntry::Whiteout { name: archive }],
+            });
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX)
+            && source == Source::OverlayUpper
+            && !hidden.is_empty()
+            && node.meta.is_file()
+            && node.meta.len() == 0
+        {
+            // fuse-overlayfs's whiteout where it cannot make a 0:0 device: an empty
+            // `.wh.NAME` file (a name with the same meaning in a layer).
+            siblings.push(Sibling {
+                key: name.clone(),
+                entries: vec![PlanEntry::Whiteout {
+                    name: join(prefix, hidden),
+                }],
             });
             continue;
         }
@@ -240,7 +275,9 @@ pub(crate) fn walk(
         let is_dir = node.meta.is_dir();
         let opaque = source == Source::OverlayUpper
             && is_dir
-            && overlay_xattr(&node, "opaque") == Some(b"y");
+            && (overlay_xattr(&node, "opaque") == Some(b"y")
+                || read_node(&child_path(&path, OPAQUE_MARKER))
+                    .is_ok_and(|marker| is_fuse_opaque_entry(OPAQUE_MARKER, &marker)));
         entries.push(PlanEntry::Node {
             name: archive.clone(),
             node: Box::new(node),

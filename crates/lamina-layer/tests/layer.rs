@@ -317,6 +317,51 @@ fn user_namespace_overlay_markers_become_the_same_oci_whiteouts() {
 }
 
 #[test]
+fn fuse_overlayfs_markers_become_the_same_oci_whiteouts() {
+    // What fuse-overlayfs writes in a user namespace: `user.fuseoverlayfs.opaque` and, in the
+    // opaque directory, a `.wh..wh..opq` file and a `.wh..opq` 0:0 device. mknod needs root.
+    if require::missing(&[require::Need::Root]) {
+        return;
+    }
+    let tmp = tempdir();
+    let upper = sub(&tmp, "upper");
+    for dir in ["opaque", "marked"] {
+        fs::create_dir(upper.join(dir)).unwrap();
+        fs::write(upper.join(dir).join("kept"), "k").unwrap();
+    }
+    let x = rustix::fs::XattrFlags::empty();
+    rustix::fs::setxattr(upper.join("opaque"), "user.fuseoverlayfs.opaque", b"y", x).unwrap();
+    fs::write(upper.join("opaque/.wh..wh..opq"), "").unwrap();
+    let device = rustix::fs::FileType::CharacterDevice;
+    mknod(&upper.join("opaque/.wh..opq"), device, 0, 0, 0);
+    // Older fuse-overlayfs, or no xattrs: the marker file alone.
+    fs::write(upper.join("marked/.wh..wh..opq"), "").unwrap();
+    mknod(&upper.join("deleted"), device, 0, 0, 0);
+    // Where it cannot make the device: an empty `.wh.NAME` file.
+    fs::write(upper.join(".wh.filed"), "").unwrap();
+    let mut blob = Vec::new();
+    let w = LayerWriter::new(opts(Compression::None));
+    w.write_overlay_upper(&upper, &mut blob).unwrap();
+    assert_eq!(
+        entry_names(&blob),
+        [
+            ".wh.deleted",
+            ".wh.filed",
+            "marked/",
+            "marked/.wh..wh..opq",
+            "marked/kept",
+            "opaque/",
+            "opaque/.wh..wh..opq",
+            "opaque/kept"
+        ]
+    );
+    assert!(
+        !blob.windows(16).any(|w| w == b"fuseoverlayfs.op"),
+        "fuse-overlayfs attributes leak"
+    );
+}
+
+#[test]
 fn whiteout_names_in_sources_are_refused() {
     let tmp = tempdir();
     let src = sub(&tmp, "src");

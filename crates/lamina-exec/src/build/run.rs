@@ -72,7 +72,11 @@ impl Build<'_> {
             network,
             on_output: &mut on_output,
             cancel: self.options.cancel.as_ref(),
-        })?;
+        });
+        if let Some(message) = crate::sandbox::take_fuse_notice() {
+            self.emit(BuildEvent::Warning { message });
+        }
+        let outcome = outcome?;
         if outcome.exit_code != 0 {
             return Err(ExecError::StepFailed {
                 index,

@@ -184,7 +184,8 @@ pub(crate) fn list(dir: &Node) -> std::io::Result<BTreeMap<OsString, Node>> {
     for layer_dir in &dir.paths {
         for entry in std::fs::read_dir(layer_dir)? {
             let name = entry?.file_name();
-            if seen.contains_key(&name) {
+            // fuse-overlayfs's whiteout files are no entries (see `child`).
+            if seen.contains_key(&name) || name.as_encoded_bytes().starts_with(b".wh.") {
                 continue;
             }
             let node = child(dir, name.as_ref())?;
@@ -204,7 +205,12 @@ fn child(parent: &Node, name: &std::ffi::OsStr) -> std::io::Result<Option<Node>>
         let path = layer_dir.join(name);
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if crate::sandbox::overlay::is_file_whiteout(layer_dir, name) {
+                    break; // hides what lies below; a layer above was taken already
+                }
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;

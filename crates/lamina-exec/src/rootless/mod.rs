@@ -11,7 +11,8 @@
 //! Inside, the process is root of its namespace, so everything that needs root works as for
 //! a root build, with these differences (all keyed on [`in_user_namespace`]):
 //! overlayfs is mounted with `userxattr` and keeps its attributes under `user.overlay.*`
-//! (`trusted.*` needs host root); runc gets a bind mount of the host's `/sys` instead of a
+//! (`trusted.*` needs host root), or is fuse-overlayfs where the kernel refuses it
+//! (`LAMINA_OVERLAY`, see the sandbox's `fuse`); runc gets a bind mount of the host's `/sys` instead of a
 //! sysfs mount when the run uses the host's network, and no cgroup settings; device nodes other than whiteouts cannot be created, so unpacked
 //! base layers skip them and a RUN's `mknod` fails, as with BuildKit rootless (the stored
 //! layers keep their devices). Files a container creates as a non-root id belong to a

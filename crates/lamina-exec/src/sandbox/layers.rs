@@ -483,14 +483,26 @@ fn overlay_whiteouts(reader: impl Read, dir: &Path, layer: &str) -> Result<(), E
                     invalid(&format!("cannot create the overlay whiteout: {e}"))
                 };
                 let dir_times = rustix::fs::fstat(&parent).map_err(failed)?;
-                rustix::fs::mknodat(
+                let made = rustix::fs::mknodat(
                     &parent,
                     rest,
                     FileType::CharacterDevice,
                     Mode::empty(),
                     rustix::fs::makedev(0, 0),
-                )
-                .map_err(failed)?;
+                );
+                // Where the file system refuses the device in a user namespace (a store on
+                // overlayfs, a kernel before 5.8), native overlayfs is refused too and RUN
+                // steps use fuse-overlayfs, which reads its own form: an empty `.wh.NAME`.
+                let rest = match made {
+                    Ok(()) => rest,
+                    Err(rustix::io::Errno::PERM) if crate::rootless::in_user_namespace() => {
+                        let flags =
+                            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC;
+                        rustix::fs::openat(&parent, name, flags, Mode::empty()).map_err(failed)?;
+                        name
+                    }
+                    Err(e) => return Err(failed(e)),
+                };
                 let mtime = entry.header().mtime().unwrap_or(0);
                 let at = |sec: i64, nsec: i64| rustix::fs::Timespec {
                     tv_sec: sec,

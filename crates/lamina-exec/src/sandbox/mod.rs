@@ -8,7 +8,7 @@
 //! directory), `rootfs/` (the mount point) and the bundle's `config.json`. After the run
 //! everything is unmounted and removed except `upper/`, which holds exactly the change (0:0
 //! character devices for deletions, `trusted.overlay.opaque` directories, or
-//! `user.overlay.opaque` in a user namespace), ready for
+//! `user.overlay.opaque` in a user namespace, also after fuse-overlayfs, see `fuse`), ready for
 //! `lamina_layer::LayerWriter::write_overlay_upper`; [`UpperDir`] removes it when dropped.
 //!
 //! Running needs root, of the host or of a user namespace (see [`crate::rootless`]);
@@ -17,6 +17,7 @@
 mod ca;
 mod cache_gc;
 pub(crate) mod fsutil;
+mod fuse;
 mod layer_budget;
 mod layers;
 mod mounts;
@@ -30,6 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use ca::{CA_BUNDLE, CA_ENV, ENV_BUNDLE};
 pub use cache_gc::{CacheMountsPruned, prune_cache_mounts};
+pub use fuse::OVERLAY_ENV;
+pub(crate) use fuse::take_notice as take_fuse_notice;
 pub(crate) use layers::opaque_xattr;
 pub use layers::{LayerCache, LayerInUse, PruneReport};
 pub use mounts::{BuildMount, CacheSharing, MountSource, Ownership};
@@ -235,6 +238,7 @@ impl Sandbox {
         targets.extend(prepared.targets.iter().cloned());
         overlay::build_scaffold(&scaffold, &lowers[1..], &targets)?;
         overlay::mount_overlay(&lowers, &upper, &work, &rootfs)?;
+        let fused = fuse::used_for(&rootfs);
 
         let identity = user::resolve(request.user.as_deref(), &rootfs)?;
         let spec = runc::spec(
@@ -270,6 +274,9 @@ impl Sandbox {
             }
         }
         guard.finish()?;
+        if fused {
+            fuse::normalize_upper(&upper, &lowers)?;
+        }
         let upper = UpperDir {
             path: upper,
             run_dir: dir,

@@ -47,6 +47,14 @@ pub(crate) fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
+/// Whether `dir` holds fuse-overlayfs's whiteout of `name`, an empty `.wh.NAME` file (in
+/// stores where a user namespace cannot make the 0:0 device, see `fuse::normalize_upper`).
+pub(crate) fn is_file_whiteout(dir: &Path, name: &std::ffi::OsStr) -> bool {
+    let mut marker = std::ffi::OsString::from(".wh.");
+    marker.push(name);
+    fs::symlink_metadata(dir.join(marker)).is_ok_and(|m| m.is_file() && m.len() == 0)
+}
+
 pub(crate) fn is_opaque(path: &Path) -> bool {
     let mut buf = [0u8; 4];
     matches!(rustix::fs::lgetxattr(path, opaque_xattr(), &mut buf), Ok(1) if buf[0] == b'y')
@@ -65,6 +73,10 @@ pub(crate) fn lookup(lowers: &[PathBuf], comps: &[String]) -> Option<(fs::Metada
             // followed on the way.
             let path = comps[..=i].iter().fold((*layer).clone(), |p, c| p.join(c));
             let Ok(meta) = fs::symlink_metadata(&path) else {
+                let parent = comps[..i].iter().fold((*layer).clone(), |p, c| p.join(c));
+                if is_file_whiteout(&parent, comps[i].as_ref()) {
+                    break;
+                }
                 continue;
             };
             if is_whiteout(&meta) {
@@ -238,22 +250,49 @@ pub(crate) fn mount_overlay(
         path: target.to_path_buf(),
         reason: "path holds a NUL byte".into(),
     })?;
-    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data).map_err(|e| {
-        // No fuse-overlayfs fallback: a kernel without overlayfs in user namespaces (before
-        // 5.11) is named instead.
-        let what = if userxattr.is_empty() {
-            "overlayfs".into()
-        } else {
-            "overlayfs in a user namespace (rootless; needs Linux 5.11 or later, or run lamina \
-             as root)"
-                .into()
+    // In a user namespace a kernel may refuse overlayfs (before 5.11, or a distribution's
+    // policy): fuse-overlayfs takes over there, or always with `LAMINA_OVERLAY=fuse`.
+    let fuse_mount = |refusal: &str| {
+        super::fuse::mount(
+            &lower,
+            option_path(upper)?,
+            option_path(work)?,
+            target,
+            refusal,
+        )
+    };
+    if !userxattr.is_empty() && super::fuse::fuse_first()? {
+        let reason = match super::fuse::choice()? {
+            super::fuse::Choice::Fuse => format!("{} is `fuse`", super::fuse::OVERLAY_ENV),
+            _ => "the kernel refused overlayfs in a user namespace".to_owned(),
         };
-        ExecError::Mount {
-            what,
-            target: target.to_path_buf(),
-            source: e.into(),
+        return fuse_mount(&reason);
+    }
+    let mounted = rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data);
+    match mounted {
+        Ok(()) => Ok(()),
+        Err(errno) if !userxattr.is_empty() && super::fuse::falls_back(errno)? => fuse_mount(
+            &format!("the kernel refused overlayfs in a user namespace ({errno})"),
+        ),
+        Err(e) => {
+            let what = if userxattr.is_empty() {
+                "overlayfs".into()
+            } else if super::fuse::choice()? == super::fuse::Choice::Native {
+                format!(
+                    "overlayfs in a user namespace (rootless; {}=native turns the fuse-overlayfs \
+                     fallback off: unset it, or run lamina as root)",
+                    super::fuse::OVERLAY_ENV
+                )
+            } else {
+                "overlayfs in a user namespace (rootless)".into()
+            };
+            Err(ExecError::Mount {
+                what,
+                target: target.to_path_buf(),
+                source: e.into(),
+            })
         }
-    })
+    }
 }
 
 /// Mounts a throwaway writable overlay of the host directory `source` below `base`
@@ -306,13 +345,23 @@ pub(crate) fn unmount_all_under(dir: &Path) -> Result<(), ExecError> {
     for _ in 0..3 {
         let mounts = mounts_under(dir)?;
         if mounts.is_empty() {
+            super::fuse::reap_under(dir);
             return Ok(());
         }
         for m in mounts {
-            if rustix::mount::unmount(&m, UnmountFlags::empty()).is_err() {
-                let _ = rustix::mount::unmount(&m, UnmountFlags::DETACH);
+            if rustix::mount::unmount(&m, UnmountFlags::empty()).is_err()
+                && rustix::mount::unmount(&m, UnmountFlags::DETACH).is_err()
+            {
+                // A fuse mount this namespace does not own (made through the setuid
+                // fusermount3): its helper may unmount it.
+                let _ = std::process::Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&m)
+                    .stderr(std::process::Stdio::null())
+                    .status();
             }
         }
+        super::fuse::reap_under(dir);
     }
     match mounts_under(dir)?.into_iter().next() {
         None => Ok(()),
