@@ -73,13 +73,10 @@ pub fn reclaim_leftovers(work_dir: &Path) -> Result<Reclaimed, ExecError> {
             }
         }
     }
-    let layers = work_dir.join("layers");
-    for (path, name) in entries(&layers)? {
-        // `.tmp-<layer hex>-<token>-<n>`
-        let Some(rest) = name.strip_prefix(".tmp-") else {
-            continue;
-        };
-        if !owner::alive(work_dir, rest.split('-').nth(1).unwrap_or_default()) {
+    let layers_tmp = work_dir.join("layers").join(crate::sandbox::LAYERS_TMP_DIR);
+    for (path, name) in entries(&layers_tmp)? {
+        // `<layer hex>-<token>-<n>`
+        if !owner::alive(work_dir, name.split('-').nth(1).unwrap_or_default()) {
             let bytes = crate::usage::bytes_of(&path);
             if remove(&path).is_ok() {
                 done.bytes += bytes;
@@ -149,8 +146,8 @@ mod tests {
         // An entry of an older version, too young to go.
         fs::create_dir_all(tmp.join("copy-xyz")).unwrap();
         let layers = work.join("layers");
-        fs::create_dir_all(layers.join(format!(".tmp-ab12-{mine}-0"))).unwrap();
-        fs::create_dir_all(layers.join(".tmp-ab12-dead03-0")).unwrap();
+        fs::create_dir_all(layers.join(format!(".tmp/ab12-{mine}-0"))).unwrap();
+        fs::create_dir_all(layers.join(".tmp/ab12-dead03-0")).unwrap();
         fs::create_dir_all(layers.join("ab12")).unwrap();
 
         let done = reclaim_leftovers(work).unwrap();
@@ -168,8 +165,8 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, [format!("copy-{mine}.aaa"), "copy-xyz".to_string()]);
-        assert!(layers.join(format!(".tmp-ab12-{mine}-0")).exists());
-        assert!(!layers.join(".tmp-ab12-dead03-0").exists());
+        assert!(layers.join(format!(".tmp/ab12-{mine}-0")).exists());
+        assert!(!layers.join(".tmp/ab12-dead03-0").exists());
         assert!(layers.join("ab12").exists());
     }
 }

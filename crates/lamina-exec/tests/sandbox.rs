@@ -484,10 +484,11 @@ fn concurrent_unpacks_of_one_layer_end_with_one_directory() {
     let names: Vec<String> = fs::read_dir(&layers_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
+        .filter(|n| !n.ends_with(".lock") && n != ".tmp")
         .collect();
     // The base and this layer, no temporary directories.
     assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(fs::read_dir(layers_dir.join(".tmp")).unwrap().count(), 0);
 }
 
 #[test]
@@ -506,7 +507,7 @@ fn stale_runs_of_dead_processes_are_cleaned_up() {
     )
     .unwrap();
     fs::write(stale.join("rootfs/f"), "x").unwrap();
-    let stale_tmp = work.join("layers/.tmp-abc-2147483000-0");
+    let stale_tmp = work.join("layers/.tmp/abc-2147483000-0");
     fs::create_dir_all(stale_tmp.join("d")).unwrap();
     Sandbox::new(&work).unwrap();
     LayerCache::new(&work).unwrap();

@@ -54,6 +54,9 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// commands grows by ~2 files per command and every open reads them all.
 pub(crate) const MAX_FAMILY_FILES: u64 = 12;
 
+/// MANIFEST size past which an open starts a new, compacted one (see [`Index::open`]).
+pub(crate) const MAX_MANIFEST_BYTES: usize = 64 << 10;
+
 /// WAL files the index directory may hold before [`Index::open`] flushes them into tables.
 pub(crate) const MAX_WAL_FILES: usize = 8;
 
@@ -131,6 +134,10 @@ impl Index {
         // MANIFEST is appended to. The MANIFEST options are marked experimental in RocksDB
         // 11.8 (best effort: RocksDB falls back to a fresh MANIFEST when it cannot reuse
         // one); the kill -9 tests of this crate and tests/kill-sweep.sh run with them.
+        // Appending to the MANIFEST at every open makes it grow by a record per open; past
+        // this size the next open writes a fresh, compacted one, so recovery (which reads it
+        // all) stays short however many commands ran.
+        opts.set_max_manifest_file_size(MAX_MANIFEST_BYTES);
         let opts = opts
             .get_options_from_string(
                 "avoid_flush_during_recovery=true;reuse_manifest_on_open=true;\

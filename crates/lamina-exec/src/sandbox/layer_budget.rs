@@ -144,6 +144,7 @@ mod tests {
         assert_eq!((report.removed, kept), (1, 0));
         assert!(!cache.root.join(&hex).exists());
         // Nothing left under a temporary name either.
-        assert_eq!(fs::read_dir(&cache.root).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&cache.root).unwrap().count(), 1, "only .tmp");
+        assert_eq!(fs::read_dir(cache.root.join(".tmp")).unwrap().count(), 0);
     }
 }

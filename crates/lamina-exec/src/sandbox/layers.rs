@@ -28,6 +28,10 @@ pub(crate) use crate::rootless::opaque_xattr;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Where layer directories are made and removed, below the cache root (a rename away from
+/// their final name, on the same file system).
+pub(crate) const TMP_DIR: &str = ".tmp";
+
 /// Unpacked layers, one directory per layer (keyed by the layer's blake3), unpacked once and
 /// reused.
 ///
@@ -47,14 +51,16 @@ impl LayerCache {
     pub fn new(work_dir: &Path) -> Result<Self, ExecError> {
         let root = work_dir.join("layers");
         fs::create_dir_all(&root).map_err(io_err(&root))?;
-        // Temporary directories (`.tmp-<hex>-<owner token>-<n>`) of killed processes.
-        for entry in fs::read_dir(&root).map_err(io_err(&root))? {
-            let entry = entry.map_err(io_err(&root))?;
+        // Temporary directories (`.tmp/<hex>-<owner token>-<n>`) of killed processes. They
+        // live in a directory of their own so that this scan, made by every process, does
+        // not list every layer.
+        let tmp = root.join(TMP_DIR);
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+            let entry = entry.map_err(io_err(&tmp))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let owner = name
-                .strip_prefix(".tmp-")
-                .map(|r| r.split('-').nth(1).unwrap_or(""));
-            if owner.is_some_and(|token| !crate::owner::alive(work_dir, token)) {
+            let owner = name.split('-').nth(1).unwrap_or("");
+            if !crate::owner::alive(work_dir, owner) {
                 let path = entry.path();
                 fs::remove_dir_all(&path).map_err(io_err(&path))?;
             }
@@ -114,11 +120,7 @@ impl LayerCache {
     ) -> Result<(), ExecError> {
         // Under the lock, any temporary directory of this layer is left by a killed process.
         self.remove_stale_tmp(hex)?;
-        let tmp = self.root.join(format!(
-            ".tmp-{hex}-{}-{}",
-            crate::owner::claim(&self.work_dir)?,
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self.temp_name(hex)?;
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         let result = unpack_into(store, layer, &tmp)
             .and_then(|()| fs::rename(&tmp, dir).map_err(io_err(dir)));
@@ -176,10 +178,20 @@ impl LayerCache {
         Ok((!dir.is_dir()).then_some(lock))
     }
 
+    /// A new temporary name for layer `hex`'s directory, owned by this process.
+    fn temp_name(&self, hex: &str) -> Result<PathBuf, ExecError> {
+        Ok(self.root.join(TMP_DIR).join(format!(
+            "{hex}-{}-{}",
+            crate::owner::claim(&self.work_dir)?,
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+
     fn remove_stale_tmp(&self, hex: &str) -> Result<(), ExecError> {
-        let prefix = format!(".tmp-{hex}-");
-        for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
-            let entry = entry.map_err(io_err(&self.root))?;
+        let prefix = format!("{hex}-");
+        let tmp = self.root.join(TMP_DIR);
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+            let entry = entry.map_err(io_err(&tmp))?;
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
                 let path = entry.path();
                 fs::remove_dir_all(&path).map_err(io_err(&path))?;
@@ -221,11 +233,7 @@ impl LayerCache {
         };
         let path = self.root.join(hex);
         let bytes = crate::usage::bytes_of(&path);
-        let gone = self.root.join(format!(
-            ".tmp-{hex}-{}-{}",
-            crate::owner::claim(&self.work_dir)?,
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let gone = self.temp_name(hex)?;
         match fs::rename(&path, &gone) {
             Ok(()) => fs::remove_dir_all(&gone).map_err(io_err(&gone))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

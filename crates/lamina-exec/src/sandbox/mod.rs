@@ -33,6 +33,7 @@ pub use ca::{CA_BUNDLE, CA_ENV, ENV_BUNDLE};
 pub use cache_gc::{CacheMountsPruned, prune_cache_mounts};
 pub use fuse::OVERLAY_ENV;
 pub(crate) use fuse::take_notice as take_fuse_notice;
+pub(crate) use layers::TMP_DIR as LAYERS_TMP_DIR;
 pub(crate) use layers::opaque_xattr;
 pub use layers::{LayerCache, LayerInUse, PruneReport};
 pub use mounts::{BuildMount, CacheSharing, MountSource, Ownership};
