@@ -58,12 +58,12 @@ impl Lease<'_> {
 
     /// Extends the lease to expire `ttl` from now.
     pub fn renew(&self, ttl: Duration) -> Result<(), StoreError> {
+        // One index section: GC in another process cannot end the lease in between.
+        let db = self.store.index()?;
         let _gate = self.store.shared();
         let mut header = self.store.check_lease(&self.id)?;
         header.expires_ms = now_ms().saturating_add(duration_ms(ttl));
-        self.store
-            .index()?
-            .put(index::LEASES, &self.id, &header.encode())
+        db.put(index::LEASES, &self.id, &header.encode())
     }
 
     /// Ends the lease; its blobs become collectable unless something else references them.

@@ -88,7 +88,15 @@ pub fn alive(dir: &Path, token: &str) -> bool {
     };
     match file.try_lock() {
         Ok(()) => {
-            // Removed while held, so no live owner can be holding this file.
+            // Removed while held, so no live owner can be holding this file; but only if the
+            // path still names it (a new owner may have made the file anew meanwhile).
+            let same = match (file.metadata(), fs::metadata(&path)) {
+                (Ok(held), Ok(named)) => held.ino() == named.ino() && held.dev() == named.dev(),
+                _ => false,
+            };
+            if !same {
+                return alive(dir, token);
+            }
             let _ = fs::remove_file(&path);
             false
         }

@@ -244,7 +244,13 @@ fn close_when_idle(slot: &Weak<Slot>, idle: Duration) {
             drop(closing);
             return;
         }
-        let wait = idle.saturating_sub(idle_for).max(Duration::from_millis(1));
+        // In use past the idle time (a long GC): look again an idle period later rather than
+        // spin.
+        let wait = if idle_for >= idle {
+            idle
+        } else {
+            idle - idle_for
+        };
         let (state, _) = slot
             .wake
             .wait_timeout(state, wait)

@@ -288,6 +288,16 @@ impl Build<'_> {
                 cmd_set: false,
             },
         };
+        // A base image's layers are in use from here on, even if its name goes meanwhile
+        // (`image rm` and `cache gc` beside this build).
+        if matches!(&self.plan.bases[s], Base::Image(_)) {
+            for layer in &state.layers {
+                match self.lease.add(&layer.digest) {
+                    Ok(()) | Err(lamina_store::StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         // The base's triggers run at the start of this stage (see `plan`); they are not
         // passed on to images built on this one. Nor is a base's inline cache record.
         state.config.config.on_build.clear();

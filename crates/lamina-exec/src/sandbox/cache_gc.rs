@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::fsutil::{io_err, try_lock_file};
+use super::fsutil::{io_err, try_lock_named};
 use crate::ExecError;
 
 /// What [`prune_cache_mounts`] removed.
@@ -61,7 +61,12 @@ pub fn prune_cache_mounts(
                 .and_then(|(_, rest)| rest.split('-').next());
             if token.is_some_and(|token| !crate::owner::alive(work_dir, token)) {
                 let path = entry.path();
-                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                // Another process may be removing it too.
+                if let Err(e) = fs::remove_dir_all(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(io_err(&path)(e));
+                }
             }
             continue;
         }
@@ -81,9 +86,16 @@ pub fn prune_cache_mounts(
             continue;
         }
         // A run holding it (shared, locked or private sharing) keeps it.
-        let Some(_lock) = try_lock_file(&root.join(format!("{name}.lock")))? else {
+        let Some(_lock) = try_lock_named(&root.join(format!("{name}.lock")))? else {
             continue;
         };
+        // Used since it was listed (its run then waited for this lock): keep it.
+        let used_now = fs::metadata(root.join(format!("{name}.used")))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > used);
+        if used_now {
+            continue;
+        }
         let dir = root.join(&name);
         fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         for suffix in ["used", "lock"] {
@@ -134,7 +146,9 @@ mod tests {
         // A half-made cache of a dead process goes; a locked cache is in use and stays.
         fs::create_dir_all(root.join(".half.tmp-2147483000-0")).unwrap();
         cache(&root, "busy", 10, 3 * 86400);
-        let _lock = try_lock_file(&root.join("busy.lock")).unwrap().unwrap();
+        let _lock = super::super::fsutil::try_lock_file(&root.join("busy.lock"))
+            .unwrap()
+            .unwrap();
         let report = prune_cache_mounts(work.path(), day, minute, None).unwrap();
         assert_eq!(report.removed, 0);
         assert!(!root.join(".half.tmp-2147483000-0").exists());

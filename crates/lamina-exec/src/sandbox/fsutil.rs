@@ -45,6 +45,38 @@ pub(crate) fn try_lock_file(path: &Path) -> Result<Option<File>, ExecError> {
     }
 }
 
+/// Locks the file at `path` (created if missing) with `op`, making sure the lock held is on
+/// the file the path names: a remover unlinks the lock file while holding it exclusively, so
+/// a lock taken on an unlinked file would guard nothing.
+pub(crate) fn lock_named(path: &Path, op: FlockOperation) -> Result<File, ExecError> {
+    loop {
+        let file = lock_file(path, op)?;
+        if names_file(path, &file)? {
+            return Ok(file);
+        }
+    }
+}
+
+/// [`lock_named`] exclusively without waiting: `None` when someone holds the lock.
+pub(crate) fn try_lock_named(path: &Path) -> Result<Option<File>, ExecError> {
+    loop {
+        let Some(file) = try_lock_file(path)? else {
+            return Ok(None);
+        };
+        if names_file(path, &file)? {
+            return Ok(Some(file));
+        }
+    }
+}
+
+fn names_file(path: &Path, file: &File) -> Result<bool, ExecError> {
+    let held = rustix::fs::fstat(file).map_err(|e| io_err(path)(e.into()))?;
+    Ok(match rustix::fs::stat(path) {
+        Ok(named) => named.st_ino == held.st_ino && named.st_dev == held.st_dev,
+        Err(_) => false,
+    })
+}
+
 /// Opens the directory `comps` below `root` one component at a time without following any
 /// symlink, so the result is always inside `root`; with `create`, missing directories are
 /// made (mode 0755).

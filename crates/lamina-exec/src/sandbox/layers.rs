@@ -18,7 +18,7 @@ use lamina_layer::{UnpackOptions, Unpacker};
 use lamina_store::{Compression, LayerRecord, LayerVariant, Store};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 
-use super::fsutil::{io_err, lock_file, open_dir_in, try_lock_file};
+use super::fsutil::{io_err, lock_named, open_dir_in, try_lock_named};
 use crate::ExecError;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -61,8 +61,7 @@ impl LayerCache {
             let name = entry.file_name().to_string_lossy().into_owned();
             let owner = name.split('-').nth(1).unwrap_or("");
             if !crate::owner::alive(work_dir, owner) {
-                let path = entry.path();
-                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                remove_tree(&entry.path())?;
             }
         }
         Ok(LayerCache {
@@ -193,8 +192,7 @@ impl LayerCache {
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
             let entry = entry.map_err(io_err(&tmp))?;
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let path = entry.path();
-                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                remove_tree(&entry.path())?;
             }
         }
         Ok(())
@@ -250,6 +248,14 @@ impl LayerCache {
     }
 }
 
+/// Removes a dead owner's tree; another process removing it at the same time is success.
+fn remove_tree(path: &Path) -> Result<(), ExecError> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// An unpacked layer a build is using: its directory, and a shared lock on the layer that
 /// keeps GC in any process from removing it until dropped.
 #[derive(Debug, Clone)]
@@ -280,38 +286,6 @@ impl std::ops::Deref for LayerInUse {
     fn deref(&self) -> &Path {
         &self.dir
     }
-}
-
-/// Locks the file at `path` (created if missing) with `op`, making sure the lock held is on
-/// the file the path names: a remover unlinks the lock file while holding it exclusively, so
-/// a lock taken on an unlinked file would guard nothing.
-fn lock_named(path: &Path, op: FlockOperation) -> Result<File, ExecError> {
-    loop {
-        let file = lock_file(path, op)?;
-        if names_file(path, &file)? {
-            return Ok(file);
-        }
-    }
-}
-
-/// [`lock_named`] exclusively without waiting: `None` when someone holds the lock.
-fn try_lock_named(path: &Path) -> Result<Option<File>, ExecError> {
-    loop {
-        let Some(file) = try_lock_file(path)? else {
-            return Ok(None);
-        };
-        if names_file(path, &file)? {
-            return Ok(Some(file));
-        }
-    }
-}
-
-fn names_file(path: &Path, file: &File) -> Result<bool, ExecError> {
-    let held = rustix::fs::fstat(file).map_err(|e| io_err(path)(e.into()))?;
-    Ok(match rustix::fs::stat(path) {
-        Ok(named) => named.st_ino == held.st_ino && named.st_dev == held.st_dev,
-        Err(_) => false,
-    })
 }
 
 /// What [`LayerCache::prune`] removed.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Mount, MountBuilder};
 use rustix::fs::FlockOperation;
 
-use super::fsutil::{container_components, copy_tree, io_err, lock_file, try_lock_file};
+use super::fsutil::{container_components, copy_tree, io_err, lock_named, try_lock_named};
 use super::overlay::{self, Target};
 use crate::ExecError;
 
@@ -286,17 +286,17 @@ fn cache_dir(
             // Shared with other shared runs, but held: `cache gc` in any process (which
             // takes it exclusively) leaves a cache in use alone.
             let lock = root.join(format!("{name}.lock"));
-            locks.push(lock_file(&lock, FlockOperation::LockShared)?);
+            locks.push(lock_named(&lock, FlockOperation::LockShared)?);
             root.join(&name)
         }
         CacheSharing::Locked => {
             let lock = root.join(format!("{name}.lock"));
-            locks.push(lock_file(&lock, FlockOperation::LockExclusive)?);
+            locks.push(lock_named(&lock, FlockOperation::LockExclusive)?);
             root.join(&name)
         }
         // BuildKit's private mode: a run that finds the cache in use gets a fresh instance of
         // its own, thrown away afterwards.
-        CacheSharing::Private => match try_lock_file(&root.join(format!("{name}.lock")))? {
+        CacheSharing::Private => match try_lock_named(&root.join(format!("{name}.lock")))? {
             Some(lock) => {
                 locks.push(lock);
                 root.join(&name)
