@@ -52,6 +52,7 @@ pub use explain::{BuildState, MissReason};
 pub use git::{GitCachePruned, prune_git_cache};
 pub use hash_cache::HashCacheStats;
 pub use key::CacheKey;
+pub use layers::prune_step_locks;
 pub use remote_cache::{CacheMode, CacheTo};
 pub use run_mounts::validate_run_mount;
 pub use support::{Refusal, refusals, refusals_with};

@@ -214,6 +214,8 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
     // Kept git repositories no checkout needed within the TTL.
     let git_repos =
         lamina::exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
+    // Step-lock files no build holds: one is made per missed cache key.
+    let step_locks = lamina::exec::build::prune_step_locks(&work_dir)?;
     if as_json {
         let value = json!({
             "blobs_removed": report.blobs_removed,
@@ -235,6 +237,7 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "leftover_runs_removed": leftovers.runs,
             "leftover_temp_removed": leftovers.temp,
             "leftover_bytes_freed": leftovers.bytes,
+            "step_locks_removed": step_locks,
             "seconds": report.duration.as_secs_f64(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;

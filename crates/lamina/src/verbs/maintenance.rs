@@ -21,6 +21,8 @@ pub struct GcReport {
     pub git_repos: GitCachePruned,
     /// Run directories and staging trees left by killed processes.
     pub leftovers: Reclaimed,
+    /// Step-lock files no process held (one is made per missed cache key).
+    pub step_locks_removed: u64,
 }
 
 /// Bytes on disk under the store directory.
@@ -83,12 +85,14 @@ impl Engine {
         let leftovers = lamina_exec::reclaim::reclaim_leftovers(&work_dir)?;
         let git_repos =
             lamina_exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
+        let step_locks_removed = lamina_exec::build::prune_step_locks(&work_dir)?;
         Ok(GcReport {
             store: report,
             unpacked,
             cache_mounts,
             git_repos,
             leftovers,
+            step_locks_removed,
         })
     }
 
