@@ -4,11 +4,11 @@
 //!
 //! | key | goes in | why |
 //! |---|---|---|
-//! | base | `scratch`, or the base image by content: its config sha256 and its diff_ids in order ([`image_identity`]); the `SOURCE_DATE_EPOCH` clamp | everything built on a base depends on its content; the clamp changes every layer's tar |
+//! | base | `scratch`, or the base image by content: its config sha256 and its diff_ids in order (`image_identity`); the `SOURCE_DATE_EPOCH` clamp | everything built on a base depends on its content; the clamp changes every layer's tar |
 //! | step | the parent key, the step's canonical text after variable expansion, the digest of its inputs | the chain makes a step depend on everything before it (ENV, USER, WORKDIR, ARG values, the base); the expanded text catches build arguments used in `FROM`/`COPY`/... |
 //! | COPY/ADD inputs | each match (source index, path relative to its source directory) and entry (name, kind, permission bits, size, blake3 of content, symlink target), as `lamina-spec` resolves them under `.dockerignore` and `--exclude`; which files are hard links of an earlier one (by position) | they are the bytes the step copies, and links stay links in its layer |
 //! | ADD URL inputs | the `--checksum` when given, else the content's sha256 and the `Last-Modified` header | as BuildKit keys them: the content, and the date that becomes the file's mtime |
-//! | `COPY --from` inputs | the source stage's last key, or the source image by content ([`image_identity`]) | that stage's result is the input |
+//! | `COPY --from` inputs | the source stage's last key, or the source image by content (`image_identity`) | that stage's result is the input |
 //! | `RUN --mount=type=bind` inputs | each bind mount's target and source with its content: the context files as COPY hashes them, the source stage's last key, or the image by content | the step reads them (no bind mount: no inputs, so plain RUN keys are unchanged) |
 //! | final | the last step key, the default command, `final` | the default `CMD` is applied to the image only |
 //! | `COPY --link` layer | the layer settings, the working directory, the step's text and inputs, but no parent key | a linked layer does not depend on what is below it (Docker's `--link`), so it is reused on any base; only the layer is taken from it, the step's config is still made from its parent |

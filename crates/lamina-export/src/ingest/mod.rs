@@ -3,19 +3,19 @@
 //! ([`crate::registry::pull`]).
 //!
 //! Given an image manifest (an index is first resolved to its linux/amd64 entry with
-//! [`documents::amd64_entry`]) and the config bytes, an [`ImagePlan`] checks the config
+//! [`documents::amd64_entry`]) and the config bytes, an `ImagePlan` checks the config
 //! against its descriptor (sha256 and size), parses it leniently (see
 //! [`documents::parse_config`]), checks the platform and that the config has one diff_id per
 //! layer, and lists the layers to receive. Each layer stream goes into a staged store blob
-//! while being decompressed and hashed ([`layer::LayerIngest`]); [`ImagePlan::verify`]
+//! while being decompressed and hashed (`layer::LayerIngest`); `ImagePlan::verify`
 //! checks its size, digest and diff_id. Only when every layer of every image has checked out
-//! does [`ImagePlan::commit`] store the config, the layers and the manifest (under a lease
+//! does `ImagePlan::commit` store the config, the layers and the manifest (under a lease
 //! the caller releases after tagging), so a failure anywhere stores nothing.
 //!
 //! Config and manifest bytes are stored as they arrived, never re-serialized: the image
 //! digest and the Docker image ID (sha256 of the config) stay the source's. Only a
 //! `docker save` archive, which has no manifest, gets one written for it
-//! ([`synthesize_manifest`]), deterministically; its config bytes stay as they are too.
+//! (`synthesize_manifest`), deterministically; its config bytes stay as they are too.
 //!
 //! Non-distributable ("foreign") layers are received like any other when the source has
 //! their bytes (a registry serving them, an archive holding them); a note is logged, since
