@@ -179,43 +179,15 @@ fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<(
 }
 
 fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let report = store.gc()?;
-    // Unpacked copies of the layers GC just removed go too, except those a build in any
-    // process is using (it holds their lock shared).
-    let work_dir = lamina::Engine::work_dir_of(store.path());
+    let lamina::GcReport {
+        store: report,
+        unpacked,
+        cache_mounts: mounts,
+        git_repos,
+        leftovers,
+        step_locks_removed: step_locks,
+    } = lamina::gc_store(store)?;
     let options = store.options();
-    let mut unpacked = lamina::exec::sandbox::PruneReport::default();
-    let mut unpacked_kept = 0;
-    if work_dir.join("layers").is_dir() {
-        let cache = lamina::exec::sandbox::LayerCache::new(&work_dir)?;
-        unpacked = cache.prune(store)?;
-        // Unpacked copies are the first to go under the budget: each is only a copy of a
-        // stored blob, made again on the next RUN that needs it.
-        if let Some(max) = options.max_size {
-            let budget = max.saturating_sub(report.bytes_kept);
-            let (evicted, kept) = cache.evict_to_budget(budget, options.min_age)?;
-            unpacked.removed += evicted.removed;
-            unpacked.bytes += evicted.bytes;
-            unpacked_kept = kept;
-        }
-    }
-    // Cache mounts: unused past the TTL, or over what the budget leaves beside the store
-    // and the unpacked layers.
-    let mounts = lamina::exec::sandbox::prune_cache_mounts(
-        &work_dir,
-        options.default_ttl,
-        options.min_age,
-        options
-            .max_size
-            .map(|max| max.saturating_sub(report.bytes_kept + unpacked_kept)),
-    )?;
-    // What killed processes left: run dirs (containers, mounts), staging trees.
-    let leftovers = lamina::exec::reclaim::reclaim_leftovers(&work_dir)?;
-    // Kept git repositories no checkout needed within the TTL.
-    let git_repos =
-        lamina::exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
-    // Step-lock files no build holds: one is made per missed cache key.
-    let step_locks = lamina::exec::build::prune_step_locks(&work_dir)?;
     if as_json {
         let value = json!({
             "blobs_removed": report.blobs_removed,

@@ -55,45 +55,7 @@ impl Engine {
     /// # }
     /// ```
     pub fn gc(&self) -> Result<GcReport, Error> {
-        let store = &self.store;
-        let report = store.gc()?;
-        let work_dir = Engine::work_dir_of(store.path());
-        let options = store.options();
-        let mut unpacked = PruneReport::default();
-        let mut unpacked_kept = 0;
-        if work_dir.join("layers").is_dir() {
-            let cache = LayerCache::new(&work_dir)?;
-            unpacked = cache.prune(store)?;
-            // Unpacked copies are the first to go under the budget: each is only a copy of
-            // a stored blob, made again by the next RUN that needs it.
-            if let Some(max) = options.max_size {
-                let budget = max.saturating_sub(report.bytes_kept);
-                let (evicted, kept) = cache.evict_to_budget(budget, options.min_age)?;
-                unpacked.removed += evicted.removed;
-                unpacked.bytes += evicted.bytes;
-                unpacked_kept = kept;
-            }
-        }
-        let cache_mounts = lamina_exec::sandbox::prune_cache_mounts(
-            &work_dir,
-            options.default_ttl,
-            options.min_age,
-            options
-                .max_size
-                .map(|max| max.saturating_sub(report.bytes_kept + unpacked_kept)),
-        )?;
-        let leftovers = lamina_exec::reclaim::reclaim_leftovers(&work_dir)?;
-        let git_repos =
-            lamina_exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
-        let step_locks_removed = lamina_exec::build::prune_step_locks(&work_dir)?;
-        Ok(GcReport {
-            store: report,
-            unpacked,
-            cache_mounts,
-            git_repos,
-            leftovers,
-            step_locks_removed,
-        })
+        gc_store(&self.store)
     }
 
     /// Bytes on disk by kind of blob, index, staging area and work files.
@@ -153,4 +115,58 @@ impl Engine {
     pub fn fsck(&self, options: FsckOptions) -> Result<FsckReport, Error> {
         Ok(self.store.fsck(options)?)
     }
+}
+
+/// What [`Engine::gc`] does, for a caller that has the store open without an engine:
+/// `lamina cache gc` opens only the store, so that what killed processes left is still there
+/// to be reclaimed and reported here (an engine reclaims it when it opens).
+///
+/// ```
+/// # fn main() -> Result<(), lamina::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = lamina::store::Store::open(dir.path(), Default::default())?;
+/// let report = lamina::gc_store(&store)?;
+/// assert_eq!(report.leftovers.runs, 0);
+/// # Ok(())
+/// # }
+/// ```
+pub fn gc_store(store: &lamina_store::Store) -> Result<GcReport, Error> {
+    let report = store.gc()?;
+    let work_dir = Engine::work_dir_of(store.path());
+    let options = store.options();
+    let mut unpacked = PruneReport::default();
+    let mut unpacked_kept = 0;
+    if work_dir.join("layers").is_dir() {
+        let cache = LayerCache::new(&work_dir)?;
+        unpacked = cache.prune(store)?;
+        // Unpacked copies are the first to go under the budget: each is only a copy of
+        // a stored blob, made again by the next RUN that needs it.
+        if let Some(max) = options.max_size {
+            let budget = max.saturating_sub(report.bytes_kept);
+            let (evicted, kept) = cache.evict_to_budget(budget, options.min_age)?;
+            unpacked.removed += evicted.removed;
+            unpacked.bytes += evicted.bytes;
+            unpacked_kept = kept;
+        }
+    }
+    let cache_mounts = lamina_exec::sandbox::prune_cache_mounts(
+        &work_dir,
+        options.default_ttl,
+        options.min_age,
+        options
+            .max_size
+            .map(|max| max.saturating_sub(report.bytes_kept + unpacked_kept)),
+    )?;
+    let leftovers = lamina_exec::reclaim::reclaim_leftovers(&work_dir)?;
+    let git_repos =
+        lamina_exec::build::prune_git_cache(&work_dir, options.default_ttl, options.min_age)?;
+    let step_locks_removed = lamina_exec::build::prune_step_locks(&work_dir)?;
+    Ok(GcReport {
+        store: report,
+        unpacked,
+        cache_mounts,
+        git_repos,
+        leftovers,
+        step_locks_removed,
+    })
 }
