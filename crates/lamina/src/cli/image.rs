@@ -6,11 +6,10 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use lamina::exec::BuildState;
 use lamina::export::archive::ExportTarget;
 use lamina::export::image::{display_name, image_name, normalize_name};
 use lamina::export::{ArchiveFormat, StoredImage};
-use lamina::store::{Compression, ImageRecord, ImageState};
+use lamina::store::Compression;
 use serde_json::json;
 
 use super::units;
@@ -107,11 +106,7 @@ pub fn run(
     let store = engine.store();
     match command {
         ImageCommand::Ls { json } => {
-            let rows: Vec<_> = store
-                .images()?
-                .into_iter()
-                .map(|record| row(&engine, record))
-                .collect::<anyhow::Result<_>>()?;
+            let rows: Vec<_> = engine.list()?.into_iter().map(row).collect();
             if json {
                 let rows: Vec<_> = rows.iter().map(Row::to_json).collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
@@ -272,39 +267,20 @@ impl Row {
     }
 }
 
-/// One `image ls` row; the state is the executor's for the name (building, active,
-/// build_failed), else the store's completeness.
-fn row(engine: &lamina::Engine, record: ImageRecord) -> anyhow::Result<Row> {
-    // Read before loading the image, which counts as a use. The blob's time moves at most
-    // once a minute, so a newer change of the name (a tag) counts too.
-    let last_used = engine
-        .store()
-        .stat(&record.manifest)?
-        .map_or(record.updated, |blob| blob.last_used.max(record.updated));
-    let (digest, size) = match StoredImage::load(engine.store(), &record.manifest) {
-        Ok(image) => {
-            let layers: u64 = image.layers.iter().map(|l| l.variant.size).sum();
-            (image.digest.to_string(), layers)
-        }
-        Err(_) => (record.manifest.to_string(), 0),
-    };
-    let state = match engine.executor().build_state(&record.name) {
-        Some(BuildState::Building) => "building",
-        Some(BuildState::BuildFailed { .. }) => "build_failed",
-        _ if record.state == ImageState::Incomplete => "incomplete",
-        _ => "active",
-    };
-    Ok(Row {
-        name: display_name(&record.name),
-        reference: record.name,
-        state: state.to_string(),
-        digest,
-        size,
-        created: record.created,
-        updated: record.updated,
-        last_used,
-        pinned: record.pinned,
-    })
+/// One `image ls` row, from the engine's summary (the state is the executor's for the name:
+/// building, active, build_failed; else the store's completeness).
+fn row(summary: lamina::ImageSummary) -> Row {
+    Row {
+        name: summary.name,
+        reference: summary.reference,
+        state: summary.state.name().to_string(),
+        digest: summary.digest.to_string(),
+        size: summary.size,
+        created: summary.created,
+        updated: summary.updated,
+        last_used: summary.last_used,
+        pinned: summary.pinned,
+    }
 }
 
 fn short(digest: &str) -> String {
