@@ -101,13 +101,7 @@ pub async fn push(
         http::HeaderValue::from_static(media::manifest_content_type(&manifest_bytes));
     let body = bytes::Bytes::from(manifest_bytes);
     remote
-        .retry("push manifest", || async {
-            remote
-                .client
-                .push_manifest_raw(&remote.reference, body.clone(), content_type.clone())
-                .await
-                .map_err(Fault::Oci)
-        })
+        .put_manifest("push manifest", body, content_type)
         .await?;
     progress(PushEvent::Manifest {
         digest,

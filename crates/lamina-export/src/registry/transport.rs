@@ -159,6 +159,24 @@ impl Remote {
         self.reference.resolve_registry()
     }
 
+    /// Puts a manifest under this remote's reference, retried as every request is (`what`
+    /// names it in errors).
+    pub(crate) async fn put_manifest(
+        &self,
+        what: &str,
+        body: bytes::Bytes,
+        content_type: http::HeaderValue,
+    ) -> Result<(), ExportError> {
+        self.retry(what, || async {
+            self.client
+                .push_manifest_raw(&self.reference, body.clone(), content_type.clone())
+                .await
+                .map(drop)
+                .map_err(Fault::Oci)
+        })
+        .await
+    }
+
     /// Runs `op` until it succeeds, fails for good, or the retries run out (exponential
     /// backoff from the configured delay).
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, ExportError>

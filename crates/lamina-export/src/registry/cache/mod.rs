@@ -358,15 +358,8 @@ async fn write_document(
     let body = bytes::Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
     let content_type = http::HeaderValue::from_static(media::OCI_MANIFEST);
     remote
-        .retry("push cache manifest", || async {
-            remote
-                .client
-                .push_manifest_raw(&remote.reference, body.clone(), content_type.clone())
-                .await
-                .map_err(Fault::Oci)
-        })
-        .await?;
-    Ok(())
+        .put_manifest("push cache manifest", body, content_type)
+        .await
 }
 
 /// The document at `reference`, `None` when the tag does not exist.
