@@ -136,7 +136,10 @@ impl Store {
         std::fs::create_dir_all(root).map_err(StoreError::io(root))?;
         let layout = Layout::new(root);
         let exists = layout.format.is_file();
-        if !(options.read_only && exists) {
+        if exists {
+            // Only read: checking the marker of an existing store needs no lock.
+            layout.create_or_check()?;
+        } else {
             // Creating the layout races with other processes opening a new store.
             let _lock = StoreLock::acquire(
                 &layout.lock,
@@ -148,8 +151,6 @@ impl Store {
                     }
                 },
             )?;
-            layout.create_or_check()?;
-        } else {
             layout.create_or_check()?;
         }
         // A store made just now has no index to open read-only yet.
