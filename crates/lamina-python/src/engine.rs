@@ -12,9 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use lamina::export::ArchiveFormat;
 use lamina::export::registry::RegistryConfig;
-use lamina::store::Compression;
+use lamina::store::{Compression, StoreOptions};
 use lamina::{
-    BuildEvent, BuildOptions, CancelToken, Engine, ExportOptions, PullOptions, PushOptions,
+    BuildOptions, CacheTo, CancelToken, Engine, ExportOptions, NamedContext, PullOptions,
+    PushOptions,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -22,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::errors::lamina as lamina_error;
 use crate::image::NativeImage;
+use crate::progress::Callback;
 use crate::results::{BuildResult, ExportResult, GcResult, ImageInfo, PushResult};
 
 /// How often a running call lets Python run its signal handlers.
@@ -37,6 +39,10 @@ pub struct NativeEngine {
     /// call cost an all-hit rebuild 1.6-2.3 ms of wall time (registering it wakes a parked
     /// runtime worker); waiting on this costs no system call.
     ticks: Arc<Notify>,
+    /// Engines on the same store whose builds reach more registries over plain http (a
+    /// build's `insecure_registries`: the executor reads its registry settings when it
+    /// opens), by that list, sorted; opened on first use.
+    reaching: Mutex<Vec<(Vec<String>, Engine)>>,
 }
 
 /// Starts the thread that notifies `ticks` every [`SIGNAL_CHECK`]; it ends once the engine
@@ -72,7 +78,22 @@ impl NativeEngine {
         F: FnOnce(Engine) -> Fut + Send,
         Fut: Future<Output = Result<T, lamina::Error>>,
     {
-        let engine = self.engine.clone();
+        self.wait_on(py, self.engine.clone(), cancel, make)
+    }
+
+    /// [`NativeEngine::wait`] with `engine` in place of this one's.
+    fn wait_on<T, F, Fut>(
+        &self,
+        py: Python<'_>,
+        engine: Engine,
+        cancel: Option<CancelToken>,
+        make: F,
+    ) -> PyResult<T>
+    where
+        T: Send,
+        F: FnOnce(Engine) -> Fut + Send,
+        Fut: Future<Output = Result<T, lamina::Error>>,
+    {
         let handle = self.runtime.handle().clone();
         let ticks = self.ticks.clone();
         let outcome = py.detach(move || {
@@ -97,6 +118,50 @@ impl NativeEngine {
             })
         });
         outcome.and_then(|result| result.map_err(lamina_error))
+    }
+
+    /// This engine, or with `insecure` registries one on the same store whose builds reach
+    /// them over plain http (loopback registries need no entry).
+    fn engine_reaching(&self, py: Python<'_>, mut insecure: Vec<String>) -> PyResult<Engine> {
+        if insecure.is_empty() {
+            return Ok(self.engine.clone());
+        }
+        insecure.sort();
+        insecure.dedup();
+        // The lock is never held without the GIL (a thread waiting for the GIL while
+        // holding it would block one that holds the GIL and waits for the lock).
+        let opened = |reaching: &Mutex<Vec<(Vec<String>, Engine)>>| {
+            let reaching = reaching.lock().unwrap_or_else(|e| e.into_inner());
+            let found = reaching.iter().find(|(list, _)| *list == insecure);
+            found.map(|(_, engine)| engine.clone())
+        };
+        if let Some(engine) = opened(&self.reaching) {
+            return Ok(engine);
+        }
+        let path = self.engine.store().path().to_path_buf();
+        let registries = insecure.clone();
+        let engine = py
+            .detach(|| {
+                Engine::open_with(path, StoreOptions::default(), |config| {
+                    config.registry.insecure = registries;
+                })
+            })
+            .map_err(lamina_error)?;
+        if let Some(engine) = opened(&self.reaching) {
+            return Ok(engine); // another thread opened one meanwhile
+        }
+        let mut reaching = self.reaching.lock().unwrap_or_else(|e| e.into_inner());
+        reaching.push((insecure, engine.clone()));
+        Ok(engine)
+    }
+}
+
+/// A named build context as `Engine.build` passes it: `docker-image://REF`, else a
+/// directory (the Python half checked it and made it absolute).
+fn named_context(value: String) -> NamedContext {
+    match value.strip_prefix("docker-image://") {
+        Some(reference) => NamedContext::Image(reference.to_owned()),
+        None => NamedContext::Dir(PathBuf::from(value)),
     }
 }
 
@@ -132,21 +197,6 @@ fn seconds(time: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The line `on_logs` gets for a build event, `None` for events without one.
-fn log_line(event: &BuildEvent) -> Option<String> {
-    Some(match event {
-        BuildEvent::StageStarted { stage, name, base } => match name {
-            Some(name) => format!("stage {stage} ({name}) from {base}"),
-            None => format!("stage {stage} from {base}"),
-        },
-        BuildEvent::StepStarted { index, total, text } => format!("#{index}/{total} {text}"),
-        BuildEvent::StepCached { index, .. } => format!("#{index} cached"),
-        BuildEvent::StepLog { line, .. } => line.clone(),
-        BuildEvent::Committed { digest } => format!("image {digest}"),
-        _ => return None,
-    })
-}
-
 #[pymethods]
 impl NativeEngine {
     #[new]
@@ -168,6 +218,7 @@ impl NativeEngine {
             engine,
             runtime,
             ticks: start_ticks()?,
+            reaching: Mutex::new(Vec::new()),
         })
     }
 
@@ -177,7 +228,12 @@ impl NativeEngine {
         self.engine.store().path().to_path_buf()
     }
 
-    #[pyo3(signature = (image, tag=None, on_logs=None, no_cache=false, build_args=BTreeMap::new()))]
+    #[pyo3(signature = (
+        image, tag=None, on_logs=None, no_cache=false, build_args=BTreeMap::new(),
+        secrets=BTreeMap::new(), ssh=BTreeMap::new(), target=None, cache_from=Vec::new(),
+        cache_to=Vec::new(), build_contexts=BTreeMap::new(), insecure_registries=Vec::new()
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments, as `lamina build` flags
     fn build(
         &self,
         py: Python<'_>,
@@ -186,43 +242,47 @@ impl NativeEngine {
         on_logs: Option<Py<PyAny>>,
         no_cache: bool,
         build_args: BTreeMap<String, String>,
+        secrets: BTreeMap<String, PathBuf>,
+        ssh: BTreeMap<String, PathBuf>,
+        target: Option<String>,
+        cache_from: Vec<String>,
+        cache_to: Vec<String>,
+        build_contexts: BTreeMap<String, String>,
+        insecure_registries: Vec<String>,
     ) -> PyResult<BuildResult> {
-        // The first exception `on_logs` raised, raised again once the build is over.
-        let callback_error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
-        let on_event = on_logs.map(|callback| {
-            let errors = callback_error.clone();
-            let sink: Arc<dyn Fn(BuildEvent) + Send + Sync> = Arc::new(move |event| {
-                if let Some(line) = log_line(&event) {
-                    Python::attach(|py| {
-                        if let Err(error) = callback.call1(py, (line,)) {
-                            let mut first = errors.lock().unwrap_or_else(|e| e.into_inner());
-                            first.get_or_insert(error);
-                        }
-                    });
-                }
-            });
-            sink
-        });
+        let cache_to = cache_to
+            .iter()
+            .map(|spec| {
+                CacheTo::parse(spec).map_err(|reason| {
+                    PyValueError::new_err(format!("build() argument 'cache_to': {reason}"))
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let on_logs = on_logs.map(Callback::new);
         let cancel = CancelToken::new();
         let options = BuildOptions {
             tag,
             no_cache,
             build_args,
-            on_event,
+            secrets,
+            ssh,
+            target_stage: target,
+            contexts: build_contexts
+                .into_iter()
+                .map(|(name, value)| (name, named_context(value)))
+                .collect(),
+            cache_from,
+            cache_to,
+            on_event: on_logs.as_ref().map(Callback::build_lines),
             cancel: Some(cancel.clone()),
             ..BuildOptions::default()
         };
+        let engine = self.engine_reaching(py, insecure_registries)?;
         let definition = image.inner.clone();
-        let report = self.wait(py, Some(cancel), move |engine| async move {
+        let report = self.wait_on(py, engine, Some(cancel), move |engine| async move {
             engine.build(&definition, options).await
         })?;
-        if let Some(error) = callback_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            return Err(error);
-        }
+        on_logs.as_ref().map_or(Ok(()), Callback::finish)?;
         Ok(BuildResult {
             digest: report.digest.to_string(),
             tag: report
@@ -235,7 +295,9 @@ impl NativeEngine {
         })
     }
 
-    #[pyo3(signature = (name, reference, compression="gzip", insecure_registries=Vec::new()))]
+    #[pyo3(signature = (
+        name, reference, compression="gzip", insecure_registries=Vec::new(), on_progress=None
+    ))]
     fn push(
         &self,
         py: Python<'_>,
@@ -243,15 +305,18 @@ impl NativeEngine {
         reference: String,
         compression: &str,
         insecure_registries: Vec<String>,
+        on_progress: Option<Py<PyAny>>,
     ) -> PyResult<PushResult> {
+        let on_progress = on_progress.map(Callback::new);
         let options = PushOptions {
             compression: self::compression(compression)?,
             registry: registry_config(insecure_registries),
-            on_event: None,
+            on_event: on_progress.as_ref().map(Callback::transfers),
         };
         let report = self.wait(py, None, move |engine| async move {
             engine.push(&name, &reference, &options).await
         })?;
+        on_progress.as_ref().map_or(Ok(()), Callback::finish)?;
         Ok(PushResult {
             digest: report.push.digest.to_string(),
             reference: report.push.reference,
@@ -263,20 +328,23 @@ impl NativeEngine {
         })
     }
 
-    #[pyo3(signature = (reference, insecure_registries=Vec::new()))]
+    #[pyo3(signature = (reference, insecure_registries=Vec::new(), on_progress=None))]
     fn pull(
         &self,
         py: Python<'_>,
         reference: String,
         insecure_registries: Vec<String>,
+        on_progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
+        let on_progress = on_progress.map(Callback::new);
         let options = PullOptions {
             registry: registry_config(insecure_registries),
-            on_event: None,
+            on_event: on_progress.as_ref().map(Callback::transfers),
         };
         let report = self.wait(py, None, move |engine| async move {
             engine.pull(&reference, &options).await
         })?;
+        on_progress.as_ref().map_or(Ok(()), Callback::finish)?;
         Ok(report.image.digest.to_string())
     }
 

@@ -10,7 +10,7 @@ create_exception!(
     _native,
     DefinitionError,
     LaminaError,
-    "The definition cannot be built as written (a Dockerfile, a local input)."
+    "The definition cannot be built as written (a Dockerfile, a local input, a target stage it lacks)."
 );
 create_exception!(
     _native,
@@ -76,7 +76,9 @@ pub(crate) fn lamina(error: lamina::Error) -> PyErr {
     let text = message(&error);
     match error {
         lamina::Error::Spec(_) => DefinitionError::new_err(text),
-        lamina::Error::Exec(lamina::exec::ExecError::Spec(_)) => DefinitionError::new_err(text),
+        lamina::Error::Exec(
+            lamina::exec::ExecError::Spec(_) | lamina::exec::ExecError::UnknownTargetStage { .. },
+        ) => DefinitionError::new_err(text),
         lamina::Error::Exec(_) => BuildError::new_err(text),
         lamina::Error::Store(_) | lamina::Error::Layer(_) => StoreError::new_err(text),
         lamina::Error::Export(lamina::export::ExportError::ImageNotFound { .. })

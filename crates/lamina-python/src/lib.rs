@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 mod engine;
 mod errors;
 mod image;
+mod progress;
 mod results;
 
 #[pymodule]
@@ -21,6 +22,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<results::ExportResult>()?;
     module.add_class::<results::ImageInfo>()?;
     module.add_class::<results::GcResult>()?;
+    module.add_class::<progress::TransferEvent>()?;
     module.add_function(wrap_pyfunction!(image::supported_python_series, module)?)?;
     errors::register(module)?;
     Ok(())

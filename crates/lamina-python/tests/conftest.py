@@ -81,20 +81,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def registry(tmp_path):
-    """`127.0.0.1:<port>` of a running registry, stopped by PID afterwards."""
+def serve_registry(tmp_path, address):
+    """Runs docker-registry on `address` and a free port; yields `address:port`, then stops
+    it by PID."""
     need("docker-registry")
-    storage = tmp_path / "registry"
+    storage = tmp_path / f"registry-{address}"
     storage.mkdir()
     last_error = ""
     for _ in range(5):
         port = free_port()
-        config = tmp_path / f"registry-{port}.yml"
+        config = tmp_path / f"registry-{address}-{port}.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n  secret: lamina-python-test\n"
+            f"http:\n  addr: {address}:{port}\n  secret: lamina-python-test\n"
         )
         process = subprocess.Popen(
             ["docker-registry", "serve", str(config)],
@@ -105,16 +105,35 @@ def registry(tmp_path):
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((address, port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.05)
         if process.poll() is None:
             try:
-                yield f"127.0.0.1:{port}"
+                yield f"{address}:{port}"
             finally:
                 process.kill()
                 process.wait()
             return
         last_error = process.stderr.read().decode(errors="replace")
     pytest.fail(f"docker-registry did not start: {last_error}")
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """`127.0.0.1:<port>` of a running registry (loopback: plain http without asking)."""
+    yield from serve_registry(tmp_path, "127.0.0.1")
+
+
+@pytest.fixture
+def exposed_registry(tmp_path):
+    """`<address>:<port>` of a running registry on this machine's first address that is not
+    loopback: Lamina reaches it over plain http only when it is named insecure."""
+    addresses = subprocess.run(
+        ["hostname", "-I"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    ipv4 = [a for a in addresses if "." in a and not a.startswith("127.")]
+    if not ipv4:
+        pytest.fail("this test needs an IPv4 address besides loopback (`hostname -I`)")
+    yield from serve_registry(tmp_path, ipv4[0])

@@ -19,6 +19,7 @@ from ._native import (
     LaminaError,
     PushResult,
     StoreError,
+    TransferEvent,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "LaminaError",
     "PushResult",
     "StoreError",
+    "TransferEvent",
 ]

@@ -30,6 +30,12 @@ def optional_string(method: str, name: str, value: Any) -> "str | None":
     return value
 
 
+def optional_callable(method: str, name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise wrong(method, name, "callable or None", value)
+    return value
+
+
 def boolean(method: str, name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise wrong(method, name, "bool", value)

@@ -118,6 +118,24 @@ class GcResult:
     unpacked_layers_removed: int
     work_bytes_freed: int
 
+class TransferEvent:
+    """One step of a push or pull, as `on_progress` gets it."""
+
+    kind: str
+    """`skipped`, `mounted`, `uploading`, `uploaded` and `manifest` (push); `skipped`,
+    `downloading` and `downloaded` (pull)."""
+    digest: str
+    """The blob's digest (`sha256:...`); for `manifest`, the image's."""
+    size: Optional[int]
+    """The blob's size in bytes; None for `manifest`."""
+    transferred: int
+    """Bytes moved so far: 0 when a transfer starts (or the blob is skipped or mounted),
+    `size` when it is done."""
+    mounted_from: Optional[str]
+    """The repository a `mounted` blob came from."""
+    reference: Optional[str]
+    """The reference pushed to, for `manifest`."""
+
 class NativeEngine:
     def __init__(self, store: Optional[str] = None) -> None: ...
     @property
@@ -129,6 +147,13 @@ class NativeEngine:
         on_logs: Optional[Callable[[str], Any]] = None,
         no_cache: bool = False,
         build_args: Dict[str, str] = ...,
+        secrets: Dict[str, str] = ...,
+        ssh: Dict[str, str] = ...,
+        target: Optional[str] = None,
+        cache_from: List[str] = ...,
+        cache_to: List[str] = ...,
+        build_contexts: Dict[str, str] = ...,
+        insecure_registries: List[str] = ...,
     ) -> BuildResult: ...
     def push(
         self,
@@ -136,8 +161,14 @@ class NativeEngine:
         reference: str,
         compression: str = "gzip",
         insecure_registries: List[str] = ...,
+        on_progress: Optional[Callable[[TransferEvent], Any]] = None,
     ) -> PushResult: ...
-    def pull(self, reference: str, insecure_registries: List[str] = ...) -> str: ...
+    def pull(
+        self,
+        reference: str,
+        insecure_registries: List[str] = ...,
+        on_progress: Optional[Callable[[TransferEvent], Any]] = None,
+    ) -> str: ...
     def export(
         self, name: str, path: str, format: str = "oci-archive", compression: str = "gzip"
     ) -> ExportResult: ...
