@@ -14,8 +14,8 @@ use lamina::export::ArchiveFormat;
 use lamina::export::registry::RegistryConfig;
 use lamina::store::{Compression, StoreOptions};
 use lamina::{
-    BuildOptions, CacheTo, CancelToken, Engine, ExportOptions, NamedContext, PullOptions,
-    PushOptions,
+    BuildEvent, BuildOptions, CacheTo, CancelToken, Engine, ExportOptions, NamedContext,
+    PullOptions, PushOptions,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -197,6 +197,22 @@ fn seconds(time: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The line `on_logs` gets for a build event, `None` for events without one.
+pub(crate) fn log_line(event: &BuildEvent) -> Option<String> {
+    Some(match event {
+        BuildEvent::StageStarted { stage, name, base } => match name {
+            Some(name) => format!("stage {stage} ({name}) from {base}"),
+            None => format!("stage {stage} from {base}"),
+        },
+        BuildEvent::StepStarted { index, total, text } => format!("#{index}/{total} {text}"),
+        BuildEvent::StepCached { index, .. } => format!("#{index} cached"),
+        BuildEvent::StepLog { line, .. } => line.clone(),
+        BuildEvent::Committed { digest } => format!("image {digest}"),
+        BuildEvent::Warning { message } => format!("warning: {message}"),
+        _ => return None,
+    })
+}
+
 #[pymethods]
 impl NativeEngine {
     #[new]
@@ -292,6 +308,7 @@ impl NativeEngine {
             duration: report.duration.as_secs_f64(),
             steps: report.steps.len(),
             steps_cached: report.steps.iter().filter(|s| s.cached).count(),
+            steps_from_registry_cache: report.remote_hits,
         })
     }
 

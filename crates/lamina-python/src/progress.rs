@@ -10,6 +10,8 @@ use lamina::export::registry::{PullEvent, PushEvent};
 use lamina::{BuildEvent, Event, EventSink};
 use pyo3::prelude::*;
 
+use crate::engine::log_line;
+
 /// A Python callable and the first exception it raised.
 #[derive(Clone)]
 pub(crate) struct Callback {
@@ -48,7 +50,7 @@ impl Callback {
         first.map_or(Ok(()), Err)
     }
 
-    /// A build's `on_event` that calls the callable with each [`log_line`].
+    /// A build's `on_event` that calls the callable with each line [`log_line`] gives.
     pub(crate) fn build_lines(&self) -> Arc<dyn Fn(BuildEvent) + Send + Sync> {
         let callback = self.clone();
         Arc::new(move |event| {
@@ -73,35 +75,6 @@ impl Callback {
             }
         })
     }
-}
-
-/// The line `on_logs` gets for a build event, `None` for events without one.
-fn log_line(event: &BuildEvent) -> Option<String> {
-    Some(match event {
-        BuildEvent::StageStarted { stage, name, base } => match name {
-            Some(name) => format!("stage {stage} ({name}) from {base}"),
-            None => format!("stage {stage} from {base}"),
-        },
-        BuildEvent::StepStarted { index, total, text } => format!("#{index}/{total} {text}"),
-        BuildEvent::StepCached { index, .. } => format!("#{index} cached"),
-        BuildEvent::StepLog { line, .. } => line.clone(),
-        BuildEvent::Committed { digest } => format!("image {digest}"),
-        BuildEvent::Warning { message } => format!("warning: {message}"),
-        BuildEvent::RemoteLayersFetched {
-            reference,
-            layers,
-            bytes,
-        } => format!("fetched {layers} layer(s), {bytes} bytes, from the cache {reference}"),
-        BuildEvent::CacheExported {
-            reference,
-            records,
-            bytes_uploaded,
-        } => format!(
-            "exported the cache to {reference}: {records} record(s), {bytes_uploaded} layer \
-             bytes uploaded"
-        ),
-        _ => return None,
-    })
 }
 
 /// One step of a push or pull, as `on_progress` gets it.

@@ -14,16 +14,24 @@ pub struct BuildResult {
     pub duration: f64,
     /// Steps built.
     pub steps: usize,
-    /// Steps found in the cache (nothing run).
+    /// Steps found in the cache (nothing run), in the store or a `cache_from` registry.
     pub steps_cached: usize,
+    /// Of those, the steps taken from a `cache_from` registry cache.
+    pub steps_from_registry_cache: usize,
 }
 
 #[pymethods]
 impl BuildResult {
     fn __repr__(&self) -> String {
         format!(
-            "BuildResult(digest={:?}, tag={:?}, duration={:.3}, steps={}, steps_cached={})",
-            self.digest, self.tag, self.duration, self.steps, self.steps_cached
+            "BuildResult(digest={:?}, tag={:?}, duration={:.3}, steps={}, steps_cached={}, \
+             steps_from_registry_cache={})",
+            self.digest,
+            self.tag,
+            self.duration,
+            self.steps,
+            self.steps_cached,
+            self.steps_from_registry_cache
         )
     }
 }

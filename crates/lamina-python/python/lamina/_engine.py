@@ -70,7 +70,9 @@ class Engine:
         (`#2/5 RUN make`), `#2 cached` for a step found in the cache, every line a RUN step
         prints, `warning: ...` for what does not stop the build, and `image sha256:...` once
         the image is stored. An exception it raises is raised again when the build is over.
-        Returns the digest, the duration in seconds and how many steps came from the cache.
+        Returns the digest, the duration in seconds, how many steps came from the cache
+        (`steps_cached`) and how many of those a `cache_from` registry gave
+        (`steps_from_registry_cache`).
 
         The other options are `lamina build`'s (and BuildKit's) flags:
 

@@ -74,7 +74,9 @@ class BuildResult:
     steps: int
     """Steps built."""
     steps_cached: int
-    """Steps found in the cache (nothing run)."""
+    """Steps found in the cache (nothing run), in the store or a `cache_from` registry."""
+    steps_from_registry_cache: int
+    """Of those, the steps taken from a `cache_from` registry cache."""
 
 class PushResult:
     """What `Engine.push` did."""
