@@ -274,7 +274,7 @@ impl NativeEngine {
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let on_logs = on_logs.map(Callback::new);
+        let on_logs = on_logs.map(|callable| Callback::new(callable, self.ticks.clone()));
         let cancel = CancelToken::new();
         let options = BuildOptions {
             tag,
@@ -324,7 +324,7 @@ impl NativeEngine {
         insecure_registries: Vec<String>,
         on_progress: Option<Py<PyAny>>,
     ) -> PyResult<PushResult> {
-        let on_progress = on_progress.map(Callback::new);
+        let on_progress = on_progress.map(|callable| Callback::new(callable, self.ticks.clone()));
         let options = PushOptions {
             compression: self::compression(compression)?,
             registry: registry_config(insecure_registries),
@@ -353,7 +353,7 @@ impl NativeEngine {
         insecure_registries: Vec<String>,
         on_progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
-        let on_progress = on_progress.map(Callback::new);
+        let on_progress = on_progress.map(|callable| Callback::new(callable, self.ticks.clone()));
         let options = PullOptions {
             registry: registry_config(insecure_registries),
             on_event: on_progress.as_ref().map(Callback::transfers),

@@ -3,12 +3,17 @@
 //! Lamina calls them from the thread doing the work, which takes the GIL for each call. An
 //! exception a callback raises cannot stop the Rust work where it happens; the first one is
 //! kept and raised again once the operation is over, so a broken callback is never silent.
+//! `KeyboardInterrupt` is the exception: Ctrl-C landing while a callback runs on the main
+//! thread (a push's or pull's events come from the future the caller's thread polls) raises
+//! it inside the callback, and it stops the operation as a Ctrl-C at any other moment does.
 
 use std::sync::{Arc, Mutex};
 
 use lamina::export::registry::{PullEvent, PushEvent};
 use lamina::{BuildEvent, Event, EventSink};
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
+use tokio::sync::Notify;
 
 use crate::engine::log_line;
 
@@ -17,23 +22,35 @@ use crate::engine::log_line;
 pub(crate) struct Callback {
     callable: Arc<Py<PyAny>>,
     first_error: Arc<Mutex<Option<PyErr>>>,
+    /// The engine's signal-check ticks: woken at once when the callable is interrupted.
+    ticks: Arc<Notify>,
 }
 
 impl Callback {
-    pub(crate) fn new(callable: Py<PyAny>) -> Callback {
+    pub(crate) fn new(callable: Py<PyAny>, ticks: Arc<Notify>) -> Callback {
         Callback {
             callable: Arc::new(callable),
             first_error: Arc::new(Mutex::new(None)),
+            ticks,
         }
     }
 
     /// Calls the callable with one argument, keeping its exception if it raises the first.
+    /// A `KeyboardInterrupt` goes back to Python's signal machinery, and the wait loop is
+    /// woken to run its handler: the operation stops as for any Ctrl-C (kept as well, in
+    /// case SIGINT is ignored, to be raised once the operation is over).
     fn call<T>(&self, argument: T)
     where
         T: for<'py> IntoPyObject<'py>,
     {
         Python::attach(|py| {
             if let Err(error) = self.callable.call1(py, (argument,)) {
+                if error.is_instance_of::<PyKeyboardInterrupt>(py) {
+                    // SAFETY: callable from any thread, with or without the GIL (it only
+                    // marks SIGINT as tripped).
+                    unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+                    self.ticks.notify_one();
+                }
                 let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
                 first.get_or_insert(error);
             }

@@ -181,3 +181,42 @@ def test_ctrl_c_cancels_a_running_build_and_leaves_nothing_behind(engine, busybo
     assert "cancelled:1" not in [i.name for i in engine.images()]
     # The engine still works afterwards.
     assert engine.build(lamina.Image.base(busybox).run_commands("echo again")).steps == 1
+
+
+def test_ctrl_c_inside_on_logs_cancels_the_build(engine, busybox):
+    # KeyboardInterrupt raised in a callback is a Ctrl-C that landed while it ran.
+    need("runc")
+    image = lamina.Image.base(busybox).run_commands("echo started; sleep 60")
+
+    def interrupted(line):
+        if line == "started":
+            raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        engine.build(image, on_logs=interrupted)
+    assert time.monotonic() - started < 20, "the 60 s RUN was not stopped"
+
+
+def test_ctrl_c_inside_on_progress_stops_the_push_before_its_manifest(
+    engine, busybox, registry
+):
+    need("skopeo")
+    reference = f"{registry}/team/interrupted:1"
+    seen = []
+
+    def interrupted(event):
+        seen.append(event.kind)
+        if event.kind == "uploading":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.push(busybox, reference, on_progress=interrupted)
+    assert "manifest" not in seen, seen
+    missing = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{reference}"],
+        capture_output=True,
+    )
+    assert missing.returncode != 0, "the manifest was pushed"
+    # The engine pushes normally afterwards.
+    assert engine.push(busybox, reference).reference == reference

@@ -69,7 +69,8 @@ class Engine:
         `on_logs` is called with each log line as it comes: a line per step
         (`#2/5 RUN make`), `#2 cached` for a step found in the cache, every line a RUN step
         prints, `warning: ...` for what does not stop the build, and `image sha256:...` once
-        the image is stored. An exception it raises is raised again when the build is over.
+        the image is stored. An exception it raises is raised again when the build is over;
+        KeyboardInterrupt cancels the build, as Ctrl-C does.
         Returns the digest, the duration in seconds, how many steps came from the cache
         (`steps_cached`) and how many of those a `cache_from` registry gave
         (`steps_from_registry_cache`).
@@ -143,7 +144,8 @@ class Engine:
         `TransferEvent` for each blob as it is skipped (the registry has it), mounted
         (from another repository), uploading (bytes sent so far, about every 100 ms) and
         uploaded, and once the manifest is in place; an exception it raises is raised again
-        when the push is over. Ctrl-C stops the push and raises KeyboardInterrupt.
+        when the push is over. Ctrl-C (or KeyboardInterrupt from `on_progress`) stops the
+        push and raises KeyboardInterrupt; blobs already uploaded stay on the registry.
         """
         check.string("push", "name", name)
         check.string("push", "reference", reference)
@@ -163,8 +165,8 @@ class Engine:
 
         `on_progress` is called with a `TransferEvent` for each blob as it is skipped (the
         store has it), downloading (bytes received so far) and downloaded; an exception it
-        raises is raised again when the pull is over. Ctrl-C stops the pull and raises
-        KeyboardInterrupt.
+        raises is raised again when the pull is over. Ctrl-C (or KeyboardInterrupt from
+        `on_progress`) stops the pull and raises KeyboardInterrupt.
         """
         check.string("pull", "reference", reference)
         insecure = check.optional_strings("pull", "insecure_registries", insecure_registries)
