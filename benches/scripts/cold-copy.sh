@@ -6,7 +6,7 @@
 # (max RSS of `lamina build` from GNU time, cold and warm; goal <= 128 MB) and CPU seconds.
 #
 # Usage: [LAMINA=path/to/lamina] benches/scripts/cold-copy.sh [--runs N] [--keep] [gen-tree flags]
-#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina).
+#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina-cli).
 #   --runs: alternating rounds (default 3); --keep: keep the temporary directory.
 #   gen-tree flags replace the default tree: --preset small --small-files 50000
 #   --small-min 256 --small-max 4096 --compressible (text-like files, 2.2 KB on average,

@@ -57,8 +57,8 @@ log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # The lamina binary under test: $LAMINA, else the release build of this checkout.
 ensure_lamina() {
     if [[ -z "${LAMINA:-}" ]]; then
-        log "building the release lamina binary (cargo build --release -p lamina)"
-        (cd "$repo" && ensure_rocksdb_lib && cargo build --quiet --release -p lamina --bin lamina)
+        log "building the release lamina binary (cargo build --release -p lamina-cli)"
+        (cd "$repo" && ensure_rocksdb_lib && cargo build --quiet --release -p lamina-cli --bin lamina)
         LAMINA="${CARGO_TARGET_DIR:-$repo/target}/release/lamina"
     fi
     [[ -x "$LAMINA" ]] || { echo "no lamina binary at $LAMINA: set LAMINA" >&2; exit 1; }

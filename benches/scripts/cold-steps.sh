@@ -4,7 +4,7 @@
 # (a config-only step < 20 ms; a RUN's overhead over its command < 200 ms).
 #
 # Usage: [LAMINA=path/to/lamina] benches/scripts/cold-steps.sh [--runs N] [--keep]
-#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina).
+#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina-cli).
 #   --runs: alternating rounds per tool (default 3); --keep: keep the temporary directory.
 #   BENCH_BASE_VARIANT=minbase uses debootstrap's minbase variant (~200 MB) instead.
 # Needs: root, debootstrap, docker.io (dockerd 20.10, client /usr/bin/docker), runc, python3.

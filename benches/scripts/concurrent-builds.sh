@@ -18,7 +18,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 LAMINA="${LAMINA:-${CARGO_TARGET_DIR:-$repo/target}/release/lamina}"
-[[ -x "$LAMINA" ]] || { echo "no lamina binary at $LAMINA: set LAMINA or build it with cargo build --release -p lamina" >&2; exit 1; }
+[[ -x "$LAMINA" ]] || { echo "no lamina binary at $LAMINA: set LAMINA or build it with cargo build --release -p lamina-cli" >&2; exit 1; }
 [[ "$(id -u)" -eq 0 ]] || { echo "RUN steps need root: run this as root" >&2; exit 1; }
 
 tmp="$(mktemp -d)"

@@ -9,7 +9,7 @@
 # mounted.
 #
 # Usage: LAMINA=path/to/lamina benches/scripts/push-gzip-vs-skopeo.sh [--runs N] [gen-tree flags...]
-#   LAMINA defaults to the dev-profile binary `cargo test -p lamina --no-run` builds
+#   LAMINA defaults to the dev-profile binary `cargo test -p lamina-cli --no-run` builds
 #   (dependencies, zlib-rs and zstd included, at opt-level 2; Lamina's crates at 0).
 #   gen-tree flags change the tree (default: --preset layer --large-files 4 --compressible,
 #   about 360 MB of text-like files that gzip shrinks about 3:1).

@@ -6,7 +6,7 @@ source "$repo/.ci/lib.sh"
 (cd "$repo" && ensure_rocksdb_lib && cargo build --quiet -p lamina-benches --bin gen-tree)
 bin_dir="${CARGO_TARGET_DIR:-$repo/target}/debug"
 if [[ -z "${LAMINA:-}" ]]; then
-    (cd "$repo" && ensure_rocksdb_lib && cargo test --quiet -p lamina --no-run)
+    (cd "$repo" && ensure_rocksdb_lib && cargo test --quiet -p lamina-cli --no-run)
     LAMINA="$bin_dir/lamina"
 fi
 tmp="$(mktemp -d)"

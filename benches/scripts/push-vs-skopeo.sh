@@ -4,7 +4,7 @@
 # free loopback port, filesystem storage), page cache warm.
 #
 # Usage: LAMINA=path/to/lamina benches/scripts/push-vs-skopeo.sh [--runs N] [gen-tree flags...]
-#   LAMINA defaults to the dev-profile binary that `cargo test -p lamina --no-run` builds in
+#   LAMINA defaults to the dev-profile binary that `cargo test -p lamina-cli --no-run` builds in
 #   the cargo target directory (dependencies at opt-level 2, Lamina's own crates at 0; the
 #   project does not keep a release build, so figures are for that binary).
 #   gen-tree flags change the tree (default --preset layer: ~500 MB of pseudo-random files,

@@ -6,7 +6,7 @@
 # two RUNs, LABEL, EXPOSE, USER, ENTRYPOINT. Everything is offline.
 #
 # Usage: [LAMINA=path/to/lamina] benches/scripts/rebuild-vs-buildah.sh [--runs N] [--cold-runs N] [--loop]
-#   LAMINA defaults to $CARGO_TARGET_DIR/debug/lamina, built with `cargo test -p lamina
+#   LAMINA defaults to $CARGO_TARGET_DIR/debug/lamina, built with `cargo test -p lamina-cli
 #   --no-run` if missing (a release build would be faster; point LAMINA at one to compare).
 #   --runs: timed warm runs per tool (default 20); --cold-runs: timed cold runs (default 5);
 #   --loop: time in a shell loop even when hyperfine is installed.
@@ -50,8 +50,8 @@ ensure_debian_packages buildah || echo "buildah could not be installed" >&2
 if [[ -z "${LAMINA:-}" ]]; then
     LAMINA="${CARGO_TARGET_DIR:-$repo/target}/debug/lamina"
     if [[ ! -x "$LAMINA" ]]; then
-        echo "building lamina (cargo test -p lamina --no-run)" >&2
-        (cd "$repo" && ensure_rocksdb_lib && cargo test --quiet -p lamina --no-run)
+        echo "building lamina (cargo test -p lamina-cli --no-run)" >&2
+        (cd "$repo" && ensure_rocksdb_lib && cargo test --quiet -p lamina-cli --no-run)
     fi
 fi
 [[ -x "$LAMINA" ]] || { echo "no lamina binary at $LAMINA: set LAMINA" >&2; exit 1; }

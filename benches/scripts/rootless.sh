@@ -5,7 +5,7 @@
 # (lamina enters its own user namespace).
 #
 # Usage: [LAMINA=path/to/lamina] benches/scripts/rootless.sh [--runs N] [--warm N] [--keep]
-#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina).
+#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina-cli).
 #   --runs: cold rounds per mode (default 5); --warm: warm rebuilds per round (default 10);
 #   --keep: keep the temporary directory. BENCH_USER (default lamina-rootless-test) is the
 #   user; it is created with subordinate ids when missing, as .ci/test does.
@@ -34,7 +34,7 @@ grep -q "^$user:" /etc/subuid || usermod --add-subuids 300000-365535 --add-subgi
 uid="$(id -u "$user")" gid="$(id -g "$user")"
 
 if [[ -z "${LAMINA:-}" ]]; then
-    (cd "$repo" && cargo build --release --locked -p lamina)
+    (cd "$repo" && cargo build --release --locked -p lamina-cli)
     LAMINA="${CARGO_TARGET_DIR:-$repo/target}/release/lamina"
 fi
 

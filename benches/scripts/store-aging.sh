@@ -11,7 +11,7 @@
 #
 # Usage: [LAMINA=path/to/lamina] benches/scripts/store-aging.sh [--builds N] [--runs N] [--keep DIR]
 #   LAMINA defaults to $CARGO_TARGET_DIR/release/lamina (build it with
-#   `cargo build --release -p lamina`).
+#   `cargo build --release -p lamina-cli`).
 #   --builds: aging builds (default 2000); --runs: timed runs per measurement (default 30);
 #   --keep DIR: age the store in DIR and keep it (default: a temporary directory, removed).
 # Needs: busybox (static or not) at /bin/busybox, python3.
@@ -31,7 +31,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 LAMINA="${LAMINA:-${CARGO_TARGET_DIR:-$repo/target}/release/lamina}"
-[[ -x "$LAMINA" ]] || { echo "no lamina binary at $LAMINA: set LAMINA or build it with cargo build --release -p lamina" >&2; exit 1; }
+[[ -x "$LAMINA" ]] || { echo "no lamina binary at $LAMINA: set LAMINA or build it with cargo build --release -p lamina-cli" >&2; exit 1; }
 [[ -x /bin/busybox ]] || { echo "/bin/busybox is missing: install busybox-static" >&2; exit 1; }
 
 if [[ -n "$keep" ]]; then

@@ -4,7 +4,7 @@
 # time, the warm rebuild and lamina's peak memory (max RSS, goal <= 128 MB) on the way.
 #
 # Usage: [LAMINA=path/to/lamina] benches/scripts/store-size.sh [--runs N] [--keep] [pip|local]...
-#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina).
+#   LAMINA defaults to the release build of this checkout (cargo build --release -p lamina-cli).
 #   Workloads (default: both):
 #     pip    apt-get install python3-pip, then `pip install numpy pandas` (wheels only), ENV,
 #            WORKDIR: needs the Debian mirror of the apt sources (debootstrap wrote it into the

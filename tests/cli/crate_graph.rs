@@ -7,8 +7,9 @@ use std::process::Command;
 /// Layer of each Lamina crate; a crate may depend only on crates of a lower layer.
 /// `lamina-types` (the shared vocabulary) is below everything and depends on no Lamina crate.
 /// `lamina-exec` pulls bases through `lamina-export`'s registry client, hence export < exec.
-/// The Python bindings (`lamina-python`) sit on the facade, as any embedder does.
-const LAYERS: [(&str, u8); 9] = [
+/// The command-line tool (`lamina-cli`) and the Python bindings (`lamina-python`) sit on the
+/// facade, as any embedder does.
+const LAYERS: [(&str, u8); 10] = [
     ("lamina-types", 0),
     ("lamina-spec", 1),
     ("lamina-store", 1),
@@ -17,29 +18,20 @@ const LAYERS: [(&str, u8); 9] = [
     ("lamina-exec", 3),
     ("lamina", 4),
     ("lamina-benches", 5),
+    ("lamina-cli", 5),
     ("lamina-python", 5),
 ];
 
 #[test]
 fn lamina_crates_depend_only_downwards() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(&root)
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]);
+    let metadata: serde_json::Value = serde_json::from_str(&output).unwrap();
     let layers: BTreeMap<&str, u8> = LAYERS.into_iter().collect();
 
     let mut checked = 0;
@@ -63,4 +55,54 @@ fn lamina_crates_depend_only_downwards() {
         checked >= 3,
         "expected the workspace's crates in cargo metadata"
     );
+}
+
+/// Crates only a command-line tool needs: the library an embedder compiles holds none of them,
+/// direct or transitive (`lamina-cli` has them).
+const CLI_ONLY_CRATES: [&str; 3] = ["clap", "indicatif", "anyhow"];
+
+#[test]
+fn the_library_compiles_no_cli_crates() {
+    let tree = cargo(&[
+        "tree",
+        "--package",
+        "lamina",
+        "--edges",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+        "--offline",
+    ]);
+    let crates: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(
+        crates.contains(&"lamina-store") && crates.contains(&"rocksdb"),
+        "cargo tree listed the library's dependencies: {tree}"
+    );
+    for cli_crate in CLI_ONLY_CRATES {
+        assert!(
+            !crates.contains(&cli_crate),
+            "the lamina library depends on {cli_crate}, which only the CLI should need:\n{tree}"
+        );
+    }
+}
+
+/// What `cargo ARGS` prints, run at the workspace root; fails the test if cargo fails.
+fn cargo(args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(&root)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }

@@ -23,6 +23,14 @@ pub struct Reclaimed {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign for Reclaimed {
+    fn add_assign(&mut self, other: Reclaimed) {
+        self.runs += other.runs;
+        self.temp += other.temp;
+        self.bytes += other.bytes;
+    }
+}
+
 /// Temporary entries without an owner token (written by older versions) are removed once
 /// they are this old.
 const UNOWNED_GRACE: Duration = Duration::from_secs(3600);

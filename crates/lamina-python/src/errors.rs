@@ -80,7 +80,9 @@ pub(crate) fn lamina(error: lamina::Error) -> PyErr {
             lamina::exec::ExecError::Spec(_) | lamina::exec::ExecError::UnknownTargetStage { .. },
         ) => DefinitionError::new_err(text),
         lamina::Error::Exec(_) => BuildError::new_err(text),
-        lamina::Error::Store(_) | lamina::Error::Layer(_) => StoreError::new_err(text),
+        lamina::Error::Store(_) | lamina::Error::Layer(_) | lamina::Error::BlobMissing { .. } => {
+            StoreError::new_err(text)
+        }
         lamina::Error::Export(lamina::export::ExportError::ImageNotFound { .. })
         | lamina::Error::ImageNotFound { .. } => ImageNotFoundError::new_err(text),
         lamina::Error::Export(_) => ImageTransferError::new_err(text),

@@ -25,6 +25,16 @@ pub enum Error {
         /// The name asked for, short form.
         name: String,
     },
+    /// A blob an image names is not in the store (a damaged store).
+    #[error("the {what} of {image} ({blob}) is missing from the store; run `lamina cache fsck`")]
+    BlobMissing {
+        /// Which blob: `manifest` or `config`.
+        what: &'static str,
+        /// The image's short name.
+        image: String,
+        /// The blob's store address.
+        blob: lamina_store::Digest,
+    },
     /// A background task of the engine panicked or was cancelled.
     #[error("an engine task failed: {reason}")]
     TaskFailed {

@@ -32,6 +32,8 @@ pub use error::Error;
 // Builds without root: call `rootless::enter()` at the start of main.
 pub use event::{Event, EventSink, build_events_to};
 pub use lamina_exec::rootless;
+// `lamina check`: what `build` would refuse in a valid definition.
+pub use lamina_exec::build::{Refusal, refusals_with};
 pub use lamina_exec::{
     BuildEvent, BuildOptions, BuildReport, CacheMode, CacheTo, CancelToken, DefaultCmd, MissReason,
     NamedContext,
@@ -41,6 +43,6 @@ pub use verbs::images::{
     ExportOptions, HistoryEntry, ImageDetails, ImageStatus, ImageSummary, Imported, Removed, Tagged,
 };
 pub use verbs::maintenance::{DiskUsage, GcReport, gc_store};
-pub use verbs::registry::{PullOptions, PullReport, PushOptions, PushReport};
+pub use verbs::registry::{PullOptions, PullReport, PushOptions, PushReport, RemoteCachePruned};
 // An image in the layer compression a push or export needs (`lamina push --compression`).
 pub use lamina_export::with_compression;

@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lamina::export::ArchiveFormat;
 use lamina::spec::Image;
@@ -324,6 +325,49 @@ fn push_and_pull_through_a_loopback_registry() {
         .block_on(fixture.engine.push("absent:1", &reference, &push))
         .unwrap_err();
     assert!(matches!(error, Error::ImageNotFound { .. }), "{error}");
+}
+
+#[test]
+fn a_registry_build_cache_is_written_then_pruned() {
+    if require::missing(&[Need::Tool(server::BINARY)]) {
+        return;
+    }
+    let fixture = Fixture::new();
+    let registry = server::Registry::start();
+    let cache_ref = format!("{}/team/cache:main", registry.host());
+    let image = Image::scratch()
+        .and_then(|i| i.context_dir(fixture.context()))
+        .and_then(|i| i.add_local_file("hello.txt", "/hello.txt"))
+        .unwrap();
+    let options = BuildOptions {
+        cache_to: vec![lamina::CacheTo::parse(&format!("{cache_ref},mode=max")).unwrap()],
+        ..Default::default()
+    };
+    fixture.engine.build_blocking(&image, &options).unwrap();
+
+    let runtime = runtime();
+    let config = lamina::export::registry::RegistryConfig::default();
+    let engine = &fixture.engine;
+    let kept = runtime
+        .block_on(engine.prune_remote_cache(&cache_ref, Duration::from_secs(3600), &config))
+        .unwrap();
+    assert_eq!((kept.writers, kept.removed), (1, 0), "{kept:?}");
+    assert!(kept.kept > 0, "the build exported its steps: {kept:?}");
+
+    let pruned = runtime
+        .block_on(engine.prune_remote_cache(&cache_ref, Duration::ZERO, &config))
+        .unwrap();
+    assert_eq!(pruned.removed, kept.kept, "every record is older than 0 s");
+    assert_eq!(pruned.kept, 0);
+
+    let missing = format!("{}/team/absent:main", registry.host());
+    let error = runtime
+        .block_on(engine.prune_remote_cache(&missing, Duration::ZERO, &config))
+        .map(|report| report.removed);
+    assert!(
+        matches!(error, Ok(0) | Err(Error::Export(_))),
+        "a cache ref without records prunes nothing: {error:?}"
+    );
 }
 
 #[test]

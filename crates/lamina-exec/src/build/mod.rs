@@ -330,6 +330,8 @@ pub(crate) struct Inner {
     pub config: ExecConfig,
     layer_cache: Mutex<Option<Arc<LayerCache>>>,
     sandbox: Mutex<Option<Arc<Sandbox>>>,
+    /// What [`Executor::new`] reclaimed, until a GC report takes it.
+    reclaimed_at_start: Mutex<crate::reclaim::Reclaimed>,
 }
 
 impl Executor {
@@ -340,17 +342,31 @@ impl Executor {
             .map_err(|source| layers::io(&config.work_dir, source))?;
         crate::owner::claim(&config.work_dir)?;
         // Best effort: a leftover that cannot be removed now must not stop this command.
-        if let Err(e) = crate::reclaim::reclaim_leftovers(&config.work_dir) {
+        let reclaimed = crate::reclaim::reclaim_leftovers(&config.work_dir).unwrap_or_else(|e| {
             tracing::warn!("cannot reclaim what killed builds left: {e}");
-        }
+            Default::default()
+        });
         Ok(Executor {
             inner: Arc::new(Inner {
                 store,
                 config,
                 layer_cache: Mutex::new(None),
                 sandbox: Mutex::new(None),
+                reclaimed_at_start: Mutex::new(reclaimed),
             }),
         })
+    }
+
+    /// What killed processes left that this executor removed when it started, handed out
+    /// once (a GC report adds it to what the GC itself reclaims).
+    pub fn take_reclaimed_at_start(&self) -> crate::reclaim::Reclaimed {
+        std::mem::take(
+            &mut self
+                .inner
+                .reclaimed_at_start
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The store builds write into.

@@ -82,8 +82,11 @@ pub struct HistoryEntry {
     pub created_by: String,
     /// When, as the config records it (RFC 3339).
     pub created: Option<String>,
-    /// The layer's stored size; `None` for a step without a layer.
+    /// The layer's stored size; `None` for a step without a layer, or whose layer the
+    /// image lacks.
     pub size: Option<u64>,
+    /// The config marks the step as making no layer.
+    pub empty_layer: bool,
 }
 
 /// What [`Engine::tag`] did.
@@ -220,16 +223,18 @@ impl Engine {
     pub fn inspect(&self, name: &str) -> Result<ImageDetails, Error> {
         let reference = image_name(name)?;
         let image = self.require_image(name)?;
-        let read = |blob: &Digest| -> Result<Vec<u8>, Error> {
-            self.store.read(blob)?.ok_or_else(|| Error::ImageNotFound {
-                name: format!("{} (its blob {blob} is missing)", reference.familiar()),
+        let read = |blob: &Digest, what: &'static str| -> Result<Vec<u8>, Error> {
+            self.store.read(blob)?.ok_or_else(|| Error::BlobMissing {
+                what,
+                image: reference.familiar(),
+                blob: *blob,
             })
         };
         Ok(ImageDetails {
             name: reference.familiar(),
             reference: reference.to_string(),
-            manifest: read(&image.manifest_blob)?,
-            config: read(&image.config_blob)?,
+            manifest: read(&image.manifest_blob, "manifest")?,
+            config: read(&image.config_blob, "config")?,
             image,
         })
     }
@@ -263,14 +268,18 @@ impl Engine {
             .iter()
             .flatten()
             .rev()
-            .map(|entry| HistoryEntry {
-                created_by: entry.created_by().clone().unwrap_or_default(),
-                created: entry.created().clone(),
-                size: if entry.empty_layer().unwrap_or(false) {
-                    None
-                } else {
-                    layers.next().map(|l| l.variant.size)
-                },
+            .map(|entry| {
+                let empty_layer = entry.empty_layer().unwrap_or(false);
+                HistoryEntry {
+                    created_by: entry.created_by().clone().unwrap_or_default(),
+                    created: entry.created().clone(),
+                    size: if empty_layer {
+                        None
+                    } else {
+                        layers.next().map(|l| l.variant.size)
+                    },
+                    empty_layer,
+                }
             })
             .collect())
     }

@@ -55,7 +55,10 @@ impl Engine {
     /// # }
     /// ```
     pub fn gc(&self) -> Result<GcReport, Error> {
-        gc_store(&self.store)
+        let mut report = gc_store(&self.store)?;
+        // What killed processes left was reclaimed when the engine opened: it counts here.
+        report.leftovers += self.executor.take_reclaimed_at_start();
+        Ok(report)
     }
 
     /// Bytes on disk by kind of blob, index, staging area and work files.
@@ -117,9 +120,8 @@ impl Engine {
     }
 }
 
-/// What [`Engine::gc`] does, for a caller that has the store open without an engine:
-/// `lamina cache gc` opens only the store, so that what killed processes left is still there
-/// to be reclaimed and reported here (an engine reclaims it when it opens).
+/// What [`Engine::gc`] does, for a caller that has the store open without an engine (an
+/// engine also reports what it reclaimed when it opened).
 ///
 /// ```
 /// # fn main() -> Result<(), lamina::Error> {

@@ -1,11 +1,16 @@
 //! Images to and from OCI registries.
 
+use std::time::Duration;
+
 use lamina_export::StoredImage;
 use lamina_export::registry::{self, RegistryConfig};
 use lamina_store::Compression;
 
 use crate::event::{Event, EventSink};
 use crate::{Engine, Error};
+
+/// What [`Engine::prune_remote_cache`] did: writer tags looked at, records removed and kept.
+pub use lamina_export::registry::cache::PruneReport as RemoteCachePruned;
 
 /// Options of [`Engine::push`].
 #[derive(Clone)]
@@ -156,5 +161,29 @@ impl Engine {
             image,
             unpack_error,
         })
+    }
+}
+
+impl Engine {
+    /// Drops the records of the registry build cache at `reference` (what `--cache-to`
+    /// wrote there) that are older than `older_than`, in every writer's tag.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: lamina::Engine) -> Result<(), lamina::Error> {
+    /// use std::time::Duration;
+    /// let config = lamina::export::registry::RegistryConfig::default();
+    /// let day = Duration::from_secs(24 * 3600);
+    /// let pruned = engine.prune_remote_cache("127.0.0.1:5000/team/cache", day, &config).await?;
+    /// println!("{} records removed, {} kept", pruned.removed, pruned.kept);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn prune_remote_cache(
+        &self,
+        reference: &str,
+        older_than: Duration,
+        config: &RegistryConfig,
+    ) -> Result<RemoteCachePruned, Error> {
+        Ok(registry::cache::prune(&self.store, reference, older_than, config).await?)
     }
 }

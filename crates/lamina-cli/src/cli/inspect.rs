@@ -5,9 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lamina::export::StoredImage;
-use lamina::export::image::image_name;
-use lamina::store::Store;
+use lamina::ImageDetails;
 use serde_json::{Map, Value};
 
 use super::units;
@@ -15,41 +13,28 @@ use super::units;
 /// `--json`: one line, `{"name":…,"reference":…,"digest":…,"manifest":<bytes>,"config":<bytes>}`, the
 /// manifest and config being the stored bytes verbatim (their sha256 are the image digest
 /// and the config digest).
-pub fn print_json(
-    store: &Store,
-    name: &str,
-    image: &StoredImage,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let manifest = stored(store, image, &image.manifest_blob, "manifest")?;
-    let config = stored(store, image, &image.config_blob, "config")?;
-    let reference = image_name(name)?;
+pub fn print_json(details: &ImageDetails, out: &mut impl Write) -> anyhow::Result<()> {
     write!(
         out,
         "{{\"name\":{},\"reference\":{},\"digest\":{},\"manifest\":",
-        Value::from(reference.familiar()),
-        Value::from(reference.to_string()),
-        Value::from(image.digest.to_string())
+        Value::from(details.name.as_str()),
+        Value::from(details.reference.as_str()),
+        Value::from(details.image.digest.to_string())
     )?;
-    out.write_all(manifest.trim_ascii_end())?;
+    out.write_all(details.manifest.trim_ascii_end())?;
     out.write_all(b",\"config\":")?;
-    out.write_all(config.trim_ascii_end())?;
+    out.write_all(details.config.trim_ascii_end())?;
     writeln!(out, "}}")?;
     Ok(())
 }
 
 /// The text form: identity, the config fields that are set, layers and history.
-pub fn print_text(
-    store: &Store,
-    name: &str,
-    image: &StoredImage,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let bytes = stored(store, image, &image.config_blob, "config")?;
-    let config: Value = serde_json::from_slice(&bytes)
+pub fn print_text(details: &ImageDetails, out: &mut impl Write) -> anyhow::Result<()> {
+    let image = &details.image;
+    let config: Value = serde_json::from_slice(&details.config)
         .with_context(|| format!("the stored config of {} is not JSON", image.digest))?;
     let field = |key: &str| config.get(key).filter(|v| is_set(v));
-    writeln!(out, "name:        {}", image_name(name)?.familiar())?;
+    writeln!(out, "name:        {}", details.name)?;
     writeln!(out, "digest:      {}", image.digest)?;
     let platform = [field("os"), field("architecture"), field("variant")]
         .into_iter()
@@ -200,19 +185,4 @@ fn strings(value: Option<&Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// A stored blob of the image, by its store address.
-fn stored(
-    store: &Store,
-    image: &StoredImage,
-    blob: &lamina::store::Digest,
-    what: &str,
-) -> anyhow::Result<Vec<u8>> {
-    store.read(blob)?.with_context(|| {
-        format!(
-            "the {what} of {} ({blob}) is missing from the store; run `lamina cache fsck`",
-            image.digest
-        )
-    })
 }

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use lamina::spec::Dockerfile;
 use lamina::{DefinitionKind, resolve_definition_path};
-use lamina_exec::build::{Refusal, refusals_with};
-use lamina_spec::Dockerfile;
+use lamina::{Refusal, refusals_with};
 
 pub fn dockerfile(definition: &Path, out: &mut impl Write) -> anyhow::Result<()> {
     let image = lamina::load_definition(definition)?;

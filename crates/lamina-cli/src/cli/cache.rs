@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use lamina::store::{FsckOptions, Store, StoreOptions};
+use lamina::store::{FsckOptions, StoreOptions};
 use serde_json::json;
 
 use super::units;
@@ -91,32 +91,23 @@ pub fn run(
         options.default_ttl = ttl.unwrap_or(options.default_ttl);
         options.min_age = min_age.unwrap_or(options.min_age);
     }
-    let dir = match store_dir {
-        Some(dir) => dir,
+    let shown = match &store_dir {
+        Some(dir) => dir.clone(),
         None => lamina::store::default_location()?,
     };
-    let wait = super::wait_or(super::DEFAULT_WAIT);
-    lamina::rootless::check_store_access(&dir)?;
-    let store = super::open_waiting(&dir, options, wait, |options| {
-        Ok(Store::open(&dir, options)?)
-    })
-    .with_context(|| format!("cannot open the store at '{}'", dir.display()))?;
-    // As every command that opens the store: what killed processes left goes first (gc
-    // reclaims it itself, to report it).
-    if !matches!(command, CacheCommand::Gc { .. }) {
-        let work_dir = lamina::Engine::work_dir_of(store.path());
-        if let Err(e) = lamina::exec::reclaim::reclaim_leftovers(&work_dir) {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "warning: cannot reclaim what killed builds left: {e}"
-            );
-        }
-    }
+    // Opening reclaims what killed processes left (gc reports it).
+    let engine = super::engine_opened(
+        Some(shown.clone()),
+        options,
+        super::wait_or(super::DEFAULT_WAIT),
+        |_| {},
+    )
+    .with_context(|| format!("cannot open the store at '{}'", shown.display()))?;
     match command {
-        CacheCommand::Stats { json } => stats(&store, json, out)?,
-        CacheCommand::Gc { json, .. } => gc(&store, json, out)?,
-        CacheCommand::Fsck { repair, json } => fsck(&store, repair, json, out)?,
-        CacheCommand::Du { json } => du(&store, json, out)?,
+        CacheCommand::Stats { json } => stats(&engine, json, out)?,
+        CacheCommand::Gc { json, .. } => gc(&engine, json, out)?,
+        CacheCommand::Fsck { repair, json } => fsck(&engine, repair, json, out)?,
+        CacheCommand::Du { json } => du(&engine, json, out)?,
         CacheCommand::PruneRemote {
             reference,
             older_than,
@@ -125,9 +116,7 @@ pub fn run(
             let config = registry.config()?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let report = runtime
-                .block_on(lamina::export::registry::cache::prune(
-                    &store, &reference, older_than, &config,
-                ))
+                .block_on(engine.prune_remote_cache(&reference, older_than, &config))
                 .with_context(|| format!("pruning the build cache {reference}"))?;
             writeln!(
                 out,
@@ -139,8 +128,9 @@ pub fn run(
     Ok(out.flush()?)
 }
 
-fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let stats = store.stats()?;
+fn stats(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = engine.store();
+    let stats = engine.stats()?;
     if as_json {
         let value = json!({
             "store": store.path(),
@@ -178,7 +168,7 @@ fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<(
     Ok(())
 }
 
-fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+fn gc(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let lamina::GcReport {
         store: report,
         unpacked,
@@ -186,8 +176,8 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
         git_repos,
         leftovers,
         step_locks_removed: step_locks,
-    } = lamina::gc_store(store)?;
-    let options = store.options();
+    } = engine.gc()?;
+    let options = engine.store().options();
     if as_json {
         let value = json!({
             "blobs_removed": report.blobs_removed,
@@ -285,12 +275,17 @@ fn gc(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+fn fsck(
+    engine: &lamina::Engine,
+    repair: bool,
+    as_json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let options = FsckOptions {
         repair,
         ..FsckOptions::default()
     };
-    let report = store.fsck(options)?;
+    let report = engine.fsck(options)?;
     let issues: Vec<String> = report.issues.iter().map(ToString::to_string).collect();
     if as_json {
         let value = json!({
@@ -322,7 +317,7 @@ fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> any
         anyhow::bail!(
             "the store at '{}' has {} issue(s); run `lamina cache fsck --repair` to remove what \
              is corrupt or dangling",
-            store.path().display(),
+            engine.store().path().display(),
             issues.len()
         );
     }
@@ -331,12 +326,12 @@ fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> any
 
 /// The store's blobs and index, and the executor's work files beside them (unpacked layers,
 /// cache mounts, git repositories): `total` is everything under the store directory.
-fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let usage = store.du()?;
-    let work_dir = lamina::Engine::work_dir_of(store.path());
-    let work = lamina::exec::usage::work_usage(&work_dir)
-        .with_context(|| format!("measuring {}", work_dir.display()))?;
-    let total = usage.total_bytes() + work.total_bytes();
+fn du(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let lamina::DiskUsage {
+        store: usage,
+        work,
+        total_bytes: total,
+    } = engine.du()?;
     if as_json {
         let kinds: serde_json::Map<String, serde_json::Value> = usage
             .kinds

@@ -3,13 +3,12 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lamina::export::registry::{self, Credentials, PullEvent, PushEvent, RegistryConfig};
-use lamina::export::with_compression;
+use lamina::export::registry::{Credentials, PullEvent, PushEvent, RegistryConfig};
 use lamina::store::Digest;
 
 use super::image::LayerCompression;
@@ -88,50 +87,39 @@ pub fn push(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let engine = super::engine(store_dir)?;
-    let image = engine.image(&args.name)?.with_context(|| {
-        format!(
-            "no image named {} in the store; `lamina image ls` lists them",
-            args.name
-        )
-    })?;
-    let config = args.registry.config()?;
+    let display = Arc::new(Display::new());
+    let shown = display.clone();
+    let options = lamina::PushOptions {
+        compression: args.compression,
+        registry: args.registry.config()?,
+        on_event: Some(Arc::new(move |event| {
+            if let lamina::Event::Push(event) = event {
+                shown.push(event)
+            }
+        })),
+    };
     let started = std::time::Instant::now();
-    let converted =
-        with_compression(engine.store(), &image, args.compression).with_context(|| {
-            format!(
-                "compressing the layers of {} as {}",
-                args.name,
-                args.compression.name()
-            )
-        })?;
-    let image = converted.image;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let display = Display::new();
-    let report = runtime.block_on(registry::push(
-        engine.store(),
-        &image,
-        &args.reference,
-        &config,
-        &|event| display.push(event),
-    ));
+    let report = runtime.block_on(engine.push(&args.name, &args.reference, &options));
     display.finish();
     let report = report.with_context(|| format!("pushing {} to {}", args.name, args.reference))?;
     let elapsed = started.elapsed();
-    let rate = report.bytes_pushed as f64 / elapsed.as_secs_f64().max(1e-3);
+    let pushed = &report.push;
+    let rate = pushed.bytes_pushed as f64 / elapsed.as_secs_f64().max(1e-3);
     writeln!(
         out,
         "pushed {} to {} in {}: {} blobs uploaded ({}, {}/s), {} already there, {} mounted; \
          {} of {} layers compressed for this push",
-        report.digest,
-        report.reference,
+        pushed.digest,
+        pushed.reference,
         units::elapsed(elapsed),
-        report.blobs_pushed,
-        units::size(report.bytes_pushed),
+        pushed.blobs_pushed,
+        units::size(pushed.bytes_pushed),
         units::size(rate as u64),
-        report.blobs_skipped,
-        report.blobs_mounted,
-        converted.layers_compressed,
-        image.layers.len(),
+        pushed.blobs_skipped,
+        pushed.blobs_mounted,
+        report.layers_compressed,
+        report.layers,
     )?;
     Ok(out.flush()?)
 }
@@ -142,20 +130,23 @@ pub fn pull(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let engine = super::engine(store_dir)?;
-    let config = args.registry.config()?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let display = Display::new();
+    let display = Arc::new(Display::new());
+    let shown = display.clone();
+    let options = lamina::PullOptions {
+        registry: args.registry.config()?,
+        on_event: Some(Arc::new(move |event| {
+            if let lamina::Event::Pull(event) = event {
+                shown.pull(event)
+            }
+        })),
+    };
     let started = std::time::Instant::now();
-    let image = runtime.block_on(registry::pull_with_progress(
-        engine.store(),
-        &args.reference,
-        &config,
-        &|event| display.pull(event),
-    ));
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let pulled = runtime.block_on(engine.pull(&args.reference, &options));
     display.finish();
-    let image = image.with_context(|| format!("pulling {}", args.reference))?;
+    let pulled = pulled.with_context(|| format!("pulling {}", args.reference))?;
     // A head start for builds on it; the image is stored either way.
-    if let Err(e) = engine.unpack_layers(&image) {
+    if let Some(e) = pulled.unpack_error {
         let _ = writeln!(
             std::io::stderr().lock(),
             "warning: {} is pulled, but its layers could not be unpacked ahead of builds \
@@ -163,6 +154,7 @@ pub fn pull(
             args.reference
         );
     }
+    let image = pulled.image;
     let size: u64 = image.layers.iter().map(|l| l.variant.size).sum();
     writeln!(
         out,

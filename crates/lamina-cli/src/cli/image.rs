@@ -6,9 +6,8 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use lamina::export::archive::ExportTarget;
-use lamina::export::image::{display_name, image_name, normalize_name};
-use lamina::export::{ArchiveFormat, StoredImage};
+use lamina::export::ArchiveFormat;
+use lamina::export::image::display_name;
 use lamina::store::Compression;
 use serde_json::json;
 
@@ -103,7 +102,6 @@ pub fn run(
     } else {
         super::engine(store_dir)?
     };
-    let store = engine.store();
     match command {
         ImageCommand::Ls { json } => {
             let rows: Vec<_> = engine.list()?.into_iter().map(row).collect();
@@ -131,43 +129,37 @@ pub fn run(
             }
         }
         ImageCommand::Inspect { name, json } => {
-            let image = load(&engine, &name)?;
+            let details = engine.inspect(&name)?;
             if json {
-                super::inspect::print_json(store, &name, &image, out)?;
+                super::inspect::print_json(&details, out)?;
             } else {
-                super::inspect::print_text(store, &name, &image, out)?;
+                super::inspect::print_text(&details, out)?;
             }
         }
         ImageCommand::History { name } => {
-            let image = load(&engine, &name)?;
-            let mut layers = image.layers.iter().rev();
             writeln!(out, "{:>10}  CREATED BY", "SIZE")?;
-            for entry in image.config.history().iter().flatten().rev() {
-                let size = if entry.empty_layer().unwrap_or(false) {
-                    "0 B".to_string()
-                } else {
-                    layers
-                        .next()
-                        .map_or("?".to_string(), |l| units::size(l.variant.size))
+            for entry in engine.history(&name)? {
+                let size = match entry.size {
+                    _ if entry.empty_layer => "0 B".to_string(),
+                    Some(size) => units::size(size),
+                    None => "?".to_string(),
                 };
-                let created_by = entry.created_by().as_deref().unwrap_or("");
-                writeln!(out, "{size:>10}  {created_by}")?;
+                writeln!(out, "{size:>10}  {}", entry.created_by)?;
             }
         }
         ImageCommand::Tag { source, target } => {
-            // Checked first: an invalid target changes nothing.
-            let target = image_name(&target)?;
-            let image = load(&engine, &source)?;
-            image.tag(store, &target.to_string(), true)?;
-            writeln!(out, "tagged {} as {}", image.digest, target.familiar())?;
+            let tagged = engine.tag(&source, &target)?;
+            writeln!(out, "tagged {} as {}", tagged.digest, tagged.name)?;
         }
         ImageCommand::Import { path, name } => {
-            let imported = lamina::export::archive::import(store, &path, name.as_deref())
+            let imported = engine
+                .import(&path, name.as_deref())
                 .with_context(|| format!("importing {}", path.display()))?;
-            for image in imported {
+            for imported in imported {
+                let image = &imported.image;
                 writeln!(out, "imported {} ({})", image.name, image.image.digest)?;
                 // A head start for builds on it; the image is stored either way.
-                if let Err(e) = engine.unpack_layers(&image.image) {
+                if let Some(e) = imported.unpack_error {
                     let _ = writeln!(
                         std::io::stderr().lock(),
                         "warning: {} is imported, but its layers could not be unpacked ahead \
@@ -184,27 +176,24 @@ pub fn run(
             output,
             force,
         } => {
-            let image = load(&engine, &name)?;
-            let format = match format {
-                Format::OciDir => ArchiveFormat::OciDir,
-                Format::OciArchive => ArchiveFormat::OciArchive,
-                Format::DockerArchive => ArchiveFormat::DockerArchive,
-            };
-            let target = ExportTarget::parse(&output, force);
-            let report = lamina::export::archive::export_to(
-                store,
-                &image,
-                &name,
-                format,
+            let options = lamina::ExportOptions {
+                format: match format {
+                    Format::OciDir => ArchiveFormat::OciDir,
+                    Format::OciArchive => ArchiveFormat::OciArchive,
+                    Format::DockerArchive => ArchiveFormat::DockerArchive,
+                },
                 compression,
-                &target,
-            )
-            .with_context(|| format!("exporting {name} to {}", output.display()))?;
+                force,
+            };
+            let report = engine
+                .export(&name, &output, &options)
+                .with_context(|| format!("exporting {name} to {}", output.display()))?;
             // The archive itself went to stdout: the summary goes to stderr.
             let mut stderr = std::io::stderr();
-            let summary: &mut dyn Write = match target {
-                ExportTarget::Stdout => &mut stderr,
-                _ => &mut *out,
+            let summary: &mut dyn Write = if output.as_os_str() == "-" {
+                &mut stderr
+            } else {
+                &mut *out
             };
             writeln!(
                 summary,
@@ -225,15 +214,6 @@ pub fn run(
         }
     }
     Ok(out.flush()?)
-}
-
-fn load(engine: &lamina::Engine, name: &str) -> anyhow::Result<StoredImage> {
-    engine.image(name)?.with_context(|| {
-        format!(
-            "no image named {} in the store; `lamina image ls` lists them",
-            display_name(&normalize_name(name))
-        )
-    })
 }
 
 struct Row {
