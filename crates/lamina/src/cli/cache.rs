@@ -155,6 +155,8 @@ fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<(
             "cache_entries": stats.cache_entries,
             "images": stats.images,
             "leases": stats.leases,
+            "remote_layers": stats.remote_layers,
+            "remote_bytes": stats.remote_bytes,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
@@ -175,6 +177,12 @@ fn stats(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<(
     writeln!(out, "cache entries  {}", stats.cache_entries)?;
     writeln!(out, "images         {}", stats.images)?;
     writeln!(out, "leases         {}", stats.leases)?;
+    writeln!(
+        out,
+        "remote layers  {} (0 B here, {} in registries)",
+        stats.remote_layers,
+        units::size(stats.remote_bytes)
+    )?;
     Ok(())
 }
 
@@ -337,6 +345,9 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
     let work = lamina::exec::usage::work_usage(&work_dir)
         .with_context(|| format!("measuring {}", work_dir.display()))?;
     let total = usage.total_bytes() + work.total_bytes();
+    // Layers only a registry holds take no bytes here; counted apart.
+    let remote = store.remote_blobs()?;
+    let remote_bytes: u64 = remote.iter().map(|r| r.size).sum();
     if as_json {
         let kinds: serde_json::Map<String, serde_json::Value> = usage
             .kinds
@@ -354,6 +365,8 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
             "index_bytes": usage.index_bytes,
             "tmp_bytes": usage.tmp_bytes,
             "reserve_bytes": usage.reserve_bytes,
+            "remote_layers": remote.len(),
+            "remote_layers_registry_bytes": remote_bytes,
             "store_bytes": usage.total_bytes(),
             "unpacked_layers": work.unpacked_layers,
             "unpacked_layers_bytes": work.unpacked_layers_bytes,
@@ -393,6 +406,13 @@ fn du(store: &Store, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> 
         "{:<10} {:>25}",
         "staging",
         units::size(usage.tmp_bytes)
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>8} layer(s) {:>11} (0 B here)",
+        "remote",
+        remote.len(),
+        units::size(remote_bytes)
     )?;
     let unpacked = format!("{} layer(s)", work.unpacked_layers);
     for (name, bytes) in [
