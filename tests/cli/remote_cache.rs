@@ -280,7 +280,7 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
     let bundle = root.join("bundle-b");
     let unpacked = std::process::Command::new("umoci")
         .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:app:b", layout.display()))
+        .arg(format!("{}:b", layout.display()))
         .arg(&bundle)
         .output()
         .unwrap();
@@ -710,8 +710,17 @@ fn an_image_pushed_with_an_inline_cache_record_is_a_cache_source() {
         &[&def, "--tag", "app:1", "--cache-from", &image],
     );
     assert_eq!(built["remote_hits"], 2, "{built}");
-    assert_eq!(fetched(&events).0, 1, "{events:?}");
+    // The layer stays in the image's repository until read: exporting fetches it.
+    assert_eq!(fetched(&events).0, 0, "{events:?}");
     assert_eq!(config_digest(root, reader, "app:1"), plain_config);
+    assert_eq!(stats(root, reader)["remote_layers"], 1);
+    let out = root.join("app.tar");
+    run(
+        root,
+        reader,
+        &["image", "export", "app:1", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(stats(root, reader)["remote_layers"], 0);
 }
 
 #[test]
