@@ -64,16 +64,21 @@ async fn remote_layers_are_mounted_on_push_and_fetched_verified_into_a_lease() {
     // The reader holds the config and the layers as remote: the same image, no layer bytes.
     let reader = Store::open(
         dir.path().join("reader"),
+        // GC only when the test runs it: nothing but the lease below names these layers.
         StoreOptions {
             min_age: Duration::ZERO,
+            auto_gc: false,
             ..StoreOptions::default()
         },
     )
     .unwrap();
     as_remote(&reader, &layers, &host, "cache");
+    let recorded: Vec<LayerRecord> = (layers.iter())
+        .map(|l| reader.layer(&l.digest).unwrap().unwrap())
+        .collect();
     let config_bytes = writer.read(&image.config_blob).unwrap().unwrap();
     let remote_image =
-        StoredImage::commit_config_bytes(&reader, &config_bytes, &layers, Compression::Gzip)
+        StoredImage::commit_config_bytes(&reader, &config_bytes, &recorded, Compression::Gzip)
             .unwrap();
     assert_eq!(remote_image.digest, image.digest);
     // From here on, the layers as the reader records them.
@@ -136,6 +141,7 @@ async fn remote_layers_are_mounted_on_push_and_fetched_verified_into_a_lease() {
     let mut lying = image.layers[0].record.clone();
     lying.diff_id = image.layers[1].record.diff_id;
     as_remote(&liar, &[lying.clone()], &host, "cache");
+    let lying = liar.layer(&lying.digest).unwrap().unwrap();
     let err = remote_layers::localize(&liar, &[lying], &config(), None)
         .await
         .unwrap_err();
