@@ -128,6 +128,19 @@ fn layer_traffic(log: &str, digests: &[String]) -> (u64, usize) {
     (downloaded, uploads)
 }
 
+/// A new store holding only the base, imported from `archive` (not pulled) as
+/// `<host>/base:1`; returns its path.
+fn store_with_base(root: &Path, name: &str, archive: &Path, host: &str) -> String {
+    let store = root.join(name).to_str().unwrap().to_owned();
+    let base = format!("{host}/base:1");
+    run(
+        root,
+        &store,
+        &["image", "import", archive.to_str().unwrap(), &base],
+    );
+    store
+}
+
 fn stats(root: &Path, store: &str) -> Value {
     serde_json::from_str(&run(root, store, &["cache", "stats", "--json"])).unwrap()
 }
@@ -199,18 +212,7 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
     // Store B imports the base from the archive (other manifest, other compression) and
     // builds from another checkout: every step is a remote hit, nothing runs, and no layer
     // is downloaded: the image names its layers as the registry holds them.
-    let b = root.join("store-b");
-    let b = b.to_str().unwrap();
-    run(
-        root,
-        b,
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            &format!("{host}/base:1"),
-        ],
-    );
+    let b = &store_with_base(root, "store-b", &archive, &host);
     let log_before = registry.access_log().len();
     let two = checkout(root, "elsewhere/two/app", &host, "gamma\n");
     let (built, events, _) = build_json(root, b, &[&two, "--tag", "app:b", "--cache-from", &cache]);
@@ -297,18 +299,7 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
 
     // Store C changed one input: steps before it are remote hits, it and every later step
     // run, and --explain names the file by comparing with the writer's record.
-    let c = root.join("store-c");
-    let c = c.to_str().unwrap();
-    run(
-        root,
-        c,
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            &format!("{host}/base:1"),
-        ],
-    );
+    let c = &store_with_base(root, "store-c", &archive, &host);
     let three = checkout(root, "three/app", &host, "changed\n");
     let output = lamina(
         root,
@@ -348,18 +339,7 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
         .find(|e| e["event"] == "cache_exported")
         .expect("the cache was exported");
     assert_eq!(exported["records"], 5, "{exported}");
-    let e = root.join("store-e");
-    let e = e.to_str().unwrap();
-    run(
-        root,
-        e,
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            &format!("{host}/base:1"),
-        ],
-    );
+    let e = &store_with_base(root, "store-e", &archive, &host);
     let (built, events, _) = build_json(root, e, &[&two, "--cache-from", &cache_min]);
     assert_eq!(built["remote_hits"], 5, "{built}");
     assert_eq!(
@@ -384,18 +364,7 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&data, bytes).unwrap();
-    let d = root.join("store-d");
-    let d = d.to_str().unwrap();
-    run(
-        root,
-        d,
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            &format!("{host}/base:1"),
-        ],
-    );
+    let d = &store_with_base(root, "store-d", &archive, &host);
     let (built, events, stderr) =
         build_json(root, d, &[&three, "--tag", "app:d", "--cache-from", &cache]);
     assert!(stderr.contains("warning: remote cache"), "{stderr}");
@@ -426,6 +395,32 @@ fn copy_only(root: &Path, name: &str, word: &str) -> String {
     root.join(name).to_str().unwrap().to_owned()
 }
 
+/// Builds `defs[i]` in `stores[i]` with `--cache-to cache`, all started before any is
+/// waited for (the exports overlap); each must succeed.
+fn export_at_once(root: &Path, stores: &[String], defs: &[String], cache: &str) {
+    let children: Vec<_> = stores
+        .iter()
+        .zip(defs)
+        .map(|(store, def)| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
+                .args(["--store", store, "build", def, "--cache-to", cache])
+                .current_dir(root)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn concurrent_writers_to_one_cache_ref_keep_both_records() {
     if crate::require::missing(&[crate::require::Need::Tool(server::BINARY)]) {
@@ -439,39 +434,15 @@ fn concurrent_writers_to_one_cache_ref_keep_both_records() {
         .iter()
         .map(|w| copy_only(root, w, &format!("{w}\n")))
         .collect();
-    let children: Vec<_> = defs
-        .iter()
-        .enumerate()
-        .map(|(i, def)| {
-            let store = root.join(format!("writer-{i}"));
-            std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
-                .args([
-                    "--store",
-                    store.to_str().unwrap(),
-                    "build",
-                    def,
-                    "--cache-to",
-                    &cache,
-                ])
-                .current_dir(root)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
+    let stores: Vec<String> = (0..defs.len())
+        .map(|i| {
+            root.join(format!("writer-{i}"))
+                .to_str()
                 .unwrap()
+                .to_owned()
         })
-        // Both started before either is waited for: the exports overlap.
         .collect();
-    let outputs: Vec<_> = children
-        .into_iter()
-        .map(|child| child.wait_with_output().unwrap())
-        .collect();
-    for out in &outputs {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    export_at_once(root, &stores, &defs, &cache);
     let reader = root.join("reader");
     let reader = reader.to_str().unwrap();
     for def in &defs {
@@ -524,26 +495,7 @@ fn two_builds_of_one_store_exporting_at_once_keep_both_record_sets() {
             .iter()
             .map(|w| copy_only(root, &format!("{w}-{round}"), &format!("{w} {round}\n")))
             .collect();
-        let children: Vec<_> = defs
-            .iter()
-            .map(|def| {
-                std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
-                    .args(["--store", store, "build", def, "--cache-to", &cache])
-                    .current_dir(root)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        export_at_once(root, &[store.to_owned(), store.to_owned()], &defs, &cache);
         // An empty store finds both builds' records (and every earlier round's).
         let reader = root.join(format!("reader-{round}"));
         for def in &defs {
