@@ -27,12 +27,12 @@ fn dockerfile(host: &str) -> String {
     format!(
         "FROM {host}/base:1 AS build\n\
          COPY src /src\n\
-         RUN mkdir -p /out && cat /src/a.txt /src/b.txt > /out/all.txt && echo unused > /out/unused.txt\n\
+         RUN echo step-ran && mkdir -p /out && cat /src/a.txt /src/b.txt > /out/all.txt && echo unused > /out/unused.txt\n\
          FROM {host}/base:1\n\
          COPY --from=build /out/all.txt /all.txt\n\
-         RUN cat /all.txt > /copy.txt\n\
+         RUN echo step-ran && cat /all.txt > /copy.txt\n\
          COPY conf /conf\n\
-         RUN cat /conf/c.txt >> /copy.txt\n\
+         RUN echo step-ran && cat /conf/c.txt >> /copy.txt\n\
          ENV DONE=1\n"
     )
 }
@@ -78,6 +78,14 @@ fn config_digest(root: &Path, store: &str, name: &str) -> String {
         .to_owned()
 }
 
+/// RUN steps that ran: each prints `step-ran`.
+fn markers(events: &[Value]) -> usize {
+    events
+        .iter()
+        .filter(|e| e["event"] == "log" && e.to_string().contains("step-ran"))
+        .count()
+}
+
 fn fetched(events: &[Value]) -> (u64, u64) {
     events
         .iter()
@@ -90,12 +98,59 @@ fn fetched(events: &[Value]) -> (u64, u64) {
         })
 }
 
+/// Layer blob traffic in a registry access log: bytes of successful `GET`s of `digests`,
+/// and uploads (`PUT`/`PATCH`) naming one of them.
+fn layer_traffic(log: &str, digests: &[String]) -> (u64, usize) {
+    let hexes: Vec<&str> = digests
+        .iter()
+        .map(|d| d.strip_prefix("sha256:").unwrap())
+        .collect();
+    let mut downloaded = 0;
+    let mut uploads = 0;
+    for line in log.lines() {
+        let Some(hex) = hexes.iter().find(|h| line.contains(*h)) else {
+            continue;
+        };
+        if line.contains("\"GET ") && line.contains(&format!("/blobs/sha256:{hex} ")) {
+            // `"GET … HTTP/1.1" 200 <bytes> …`
+            let after = line.split("\" ").nth(1).unwrap_or_default();
+            let mut fields = after.split(' ');
+            if fields.next() == Some("200") {
+                downloaded += fields
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        } else if line.contains("\"PUT ") || line.contains("\"PATCH ") {
+            uploads += 1;
+        }
+    }
+    (downloaded, uploads)
+}
+
+/// A new store holding only the base, imported from `archive` (not pulled) as
+/// `<host>/base:1`; returns its path.
+fn store_with_base(root: &Path, name: &str, archive: &Path, host: &str) -> String {
+    let store = root.join(name).to_str().unwrap().to_owned();
+    let base = format!("{host}/base:1");
+    run(
+        root,
+        &store,
+        &["image", "import", archive.to_str().unwrap(), &base],
+    );
+    store
+}
+
+fn stats(root: &Path, store: &str) -> Value {
+    serde_json::from_str(&run(root, store, &["cache", "stats", "--json"])).unwrap()
+}
+
 #[test]
 fn a_fresh_store_takes_every_step_from_a_registry_cache() {
-    if tools_missing() {
+    if tools_missing() || crate::require::missing(&[crate::require::Need::Tool("umoci")]) {
         return;
     }
-    let registry = server::Registry::start();
+    let registry = server::Registry::start_logged();
     let host = registry.host();
     // The base: built from busybox, pushed (gzip) for store A to pull, and saved as a
     // docker-archive with plain layers for the other stores to import (another manifest,
@@ -132,10 +187,10 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
     let a = a.to_str().unwrap();
     let one = checkout(root, "one/app", &host, "gamma\n");
     let cache_to = format!("{cache},mode=max");
-    let (built, events, _) =
+    let (built_a, events, _) =
         build_json(root, a, &[&one, "--tag", "app:a", "--cache-to", &cache_to]);
-    assert_eq!(built["steps"], 7);
-    assert_eq!(built["cached"], 0);
+    assert_eq!(built_a["steps"], 7);
+    assert_eq!(built_a["cached"], 0);
     let exported = events
         .iter()
         .find(|e| e["event"] == "cache_exported")
@@ -143,44 +198,50 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
     assert_eq!(exported["records"], 7, "{exported}");
     let a_config = config_digest(root, a, "app:a");
     let pushed_a = run(root, a, &["push", "app:a", &format!("{host}/app:a")]);
+    let inspect: Value =
+        serde_json::from_str(&run(root, a, &["image", "inspect", "app:a", "--json"])).unwrap();
+    let built_layers: Vec<String> = inspect["manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(built_layers.len(), 4);
 
     // Store B imports the base from the archive (other manifest, other compression) and
-    // builds from another checkout: every step is a remote hit, nothing runs, and only
-    // the final image's two built layers are downloaded (not the build stage's).
-    let b = root.join("store-b");
-    let b = b.to_str().unwrap();
-    run(
-        root,
-        b,
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            &format!("{host}/base:1"),
-        ],
-    );
+    // builds from another checkout: every step is a remote hit, nothing runs, and no layer
+    // is downloaded: the image names its layers as the registry holds them.
+    let b = &store_with_base(root, "store-b", &archive, &host);
+    let log_before = registry.access_log().len();
     let two = checkout(root, "elsewhere/two/app", &host, "gamma\n");
     let (built, events, _) = build_json(root, b, &[&two, "--tag", "app:b", "--cache-from", &cache]);
-    assert_eq!(built["cached"], 7, "{built}");
-    assert_eq!(built["remote_hits"], 7, "{built}");
-    let (layers, bytes) = fetched(&events);
+    // The build stage is only read by a COPY --from that hits: it is never built.
+    assert_eq!(built["steps"], 5, "{built}");
+    assert_eq!(built["cached"], 5, "{built}");
+    assert_eq!(built["remote_hits"], 5, "{built}");
+    assert_eq!(fetched(&events), (0, 0), "{events:?}");
     assert_eq!(
-        layers, 4,
-        "the final stage's COPY --from, RUN, COPY and RUN layers, not the build stage's: {events:?}"
+        layer_traffic(&registry.access_log()[log_before..], &built_layers),
+        (0, 0),
+        "no layer bytes went through the registry"
     );
-    assert!(bytes > 0);
-    assert_eq!(
-        config_digest(root, b, "app:b"),
-        a_config,
-        "the same image config"
-    );
-    assert!(
-        !events.iter().any(|e| e["event"] == "log"),
-        "no RUN printed anything: nothing ran"
-    );
+    assert_eq!(markers(&events), 0, "no RUN ran: {events:?}");
+    assert_eq!(built["digest"], built_a["digest"], "the writer's image");
+    assert_eq!(config_digest(root, b, "app:b"), a_config);
+    assert!(run(root, b, &["image", "ls"]).contains("app:b"));
+    // The image's built layers are remote: counted apart, no bytes here.
+    let remote = stats(root, b);
+    assert_eq!(remote["remote_layers"], 4, "{remote}");
+    assert!(remote["remote_bytes"].as_u64().unwrap() > 0, "{remote}");
+    let du = run(root, b, &["cache", "du"]);
+    assert!(du.contains("remote") && du.contains("4 layer(s)"), "{du}");
+    assert!(run(root, b, &["cache", "fsck"]).contains(": 0 issue(s)"));
 
-    // Pushed with the same compression, B's image is A's, byte for byte; its layers are
-    // mounted from the cache repository, not uploaded (only the config blob goes up).
+    // Pushed to the same registry, B's image is A's, byte for byte, and no layer goes up
+    // or comes down: the base is mounted from its repository, the built layers from the
+    // cache repository (only the config blob is uploaded).
+    let log_before = registry.access_log().len();
     let pushed_b = run(root, b, &["push", "app:b", &format!("{host}/other:b")]);
     assert_eq!(
         crate::support::digest_of(&pushed_b),
@@ -192,21 +253,53 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
         pushed_b.contains(" 5 mounted"),
         "base and built layers: {pushed_b}"
     );
+    assert_eq!(
+        layer_traffic(&registry.access_log()[log_before..], &built_layers),
+        (0, 0),
+        "{pushed_b}"
+    );
+
+    // Exporting needs the bytes: the four layers are fetched (verified) and stored, and the
+    // layout is one umoci unpacks.
+    let log_before = registry.access_log().len();
+    let layout = root.join("layout-b");
+    run(
+        root,
+        b,
+        &[
+            "image",
+            "export",
+            "app:b",
+            "--format",
+            "oci-dir",
+            "--output",
+            layout.to_str().unwrap(),
+        ],
+    );
+    let (downloaded, uploads) = layer_traffic(&registry.access_log()[log_before..], &built_layers);
+    assert!(downloaded > 0 && uploads == 0, "{downloaded} {uploads}");
+    assert_eq!(stats(root, b)["remote_layers"], 0, "all fetched");
+    let bundle = root.join("bundle-b");
+    let unpacked = std::process::Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:b", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpacked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpacked.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/copy.txt")).unwrap(),
+        "alpha\nbeta\ngamma\n"
+    );
+    assert!(run(root, b, &["cache", "fsck"]).contains(": 0 issue(s)"));
 
     // Store C changed one input: steps before it are remote hits, it and every later step
     // run, and --explain names the file by comparing with the writer's record.
-    let c = root.join("store-c");
-    let c = c.to_str().unwrap();
-    run(
-        root,
-        c,
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            &format!("{host}/base:1"),
-        ],
-    );
+    let c = &store_with_base(root, "store-c", &archive, &host);
     let three = checkout(root, "three/app", &host, "changed\n");
     let output = lamina(
         root,
@@ -215,6 +308,8 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
             c,
             "build",
             &three,
+            "--tag",
+            "app:c",
             "--cache-from",
             &cache,
             "--explain",
@@ -232,13 +327,32 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
         stdout.contains("first miss: step 5 (COPY conf /conf): inputs changed: conf/c.txt"),
         "{stdout}"
     );
-    assert!(stdout.contains("(4/7 steps cached)"), "{stdout}");
+    assert!(stdout.contains("(2/5 steps cached)"), "{stdout}");
+    let c_config = config_digest(root, c, "app:c");
 
-    // A corrupted layer blob in the registry: a warning, then a correct build without the
-    // cache.
-    let inspect: Value =
-        serde_json::from_str(&run(root, a, &["image", "inspect", "app:a", "--json"])).unwrap();
-    let last = inspect["manifest"]["layers"][4]["digest"].as_str().unwrap();
+    // mode=min records only the target stage's steps; a reader still runs nothing, the
+    // build stage behind its COPY --from is neither built nor fetched.
+    let cache_min = format!("{host}/cache-min:main");
+    let (_, events, _) = build_json(root, a, &[&one, "--cache-to", &cache_min]);
+    let exported = events
+        .iter()
+        .find(|e| e["event"] == "cache_exported")
+        .expect("the cache was exported");
+    assert_eq!(exported["records"], 5, "{exported}");
+    let e = &store_with_base(root, "store-e", &archive, &host);
+    let (built, events, _) = build_json(root, e, &[&two, "--cache-from", &cache_min]);
+    assert_eq!(built["remote_hits"], 5, "{built}");
+    assert_eq!(
+        markers(&events),
+        0,
+        "the build stage's RUN did not run: {events:?}"
+    );
+    assert_eq!(fetched(&events), (0, 0), "{events:?}");
+    assert_eq!(built["digest"], built_a["digest"]);
+
+    // A corrupted layer blob in the registry, under a step that runs (so its bytes are
+    // read): a warning, then a correct build without the cache.
+    let last = &built_layers[1];
     let hex = last.strip_prefix("sha256:").unwrap();
     let data = registry
         .storage()
@@ -250,26 +364,20 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&data, bytes).unwrap();
-    let d = root.join("store-d");
-    let d = d.to_str().unwrap();
-    run(
-        root,
-        d,
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            &format!("{host}/base:1"),
-        ],
-    );
-    let (built, _, stderr) = build_json(root, d, &[&two, "--tag", "app:d", "--cache-from", &cache]);
+    let d = &store_with_base(root, "store-d", &archive, &host);
+    let (built, events, stderr) =
+        build_json(root, d, &[&three, "--tag", "app:d", "--cache-from", &cache]);
     assert!(stderr.contains("warning: remote cache"), "{stderr}");
     assert!(stderr.contains("building again without it"), "{stderr}");
-    // Every step with a layer ran; only ENV, whose record named no layer and was taken
-    // before the bad blob turned up, is a local hit the second time.
+    // Every step ran: the first attempt failed before its first miss could run.
     assert_eq!(built["remote_hits"], 0, "{built}");
-    assert_eq!(built["cached"], 1, "{built}");
-    assert_eq!(config_digest(root, d, "app:d"), a_config);
+    assert_eq!(built["cached"], 0, "{built}");
+    assert_eq!(
+        markers(&events),
+        3,
+        "both RUNs of the final stage and the build stage's ran"
+    );
+    assert_eq!(config_digest(root, d, "app:d"), c_config);
 }
 
 /// A small definition without RUN (no sandbox needed) that differs by `word`.
@@ -287,6 +395,32 @@ fn copy_only(root: &Path, name: &str, word: &str) -> String {
     root.join(name).to_str().unwrap().to_owned()
 }
 
+/// Builds `defs[i]` in `stores[i]` with `--cache-to cache`, all started before any is
+/// waited for (the exports overlap); each must succeed.
+fn export_at_once(root: &Path, stores: &[String], defs: &[String], cache: &str) {
+    let children: Vec<_> = stores
+        .iter()
+        .zip(defs)
+        .map(|(store, def)| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
+                .args(["--store", store, "build", def, "--cache-to", cache])
+                .current_dir(root)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn concurrent_writers_to_one_cache_ref_keep_both_records() {
     if crate::require::missing(&[crate::require::Need::Tool(server::BINARY)]) {
@@ -300,39 +434,15 @@ fn concurrent_writers_to_one_cache_ref_keep_both_records() {
         .iter()
         .map(|w| copy_only(root, w, &format!("{w}\n")))
         .collect();
-    let children: Vec<_> = defs
-        .iter()
-        .enumerate()
-        .map(|(i, def)| {
-            let store = root.join(format!("writer-{i}"));
-            std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
-                .args([
-                    "--store",
-                    store.to_str().unwrap(),
-                    "build",
-                    def,
-                    "--cache-to",
-                    &cache,
-                ])
-                .current_dir(root)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
+    let stores: Vec<String> = (0..defs.len())
+        .map(|i| {
+            root.join(format!("writer-{i}"))
+                .to_str()
                 .unwrap()
+                .to_owned()
         })
-        // Both started before either is waited for: the exports overlap.
         .collect();
-    let outputs: Vec<_> = children
-        .into_iter()
-        .map(|child| child.wait_with_output().unwrap())
-        .collect();
-    for out in &outputs {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    export_at_once(root, &stores, &defs, &cache);
     let reader = root.join("reader");
     let reader = reader.to_str().unwrap();
     for def in &defs {
@@ -365,6 +475,38 @@ fn concurrent_writers_to_one_cache_ref_keep_both_records() {
         &[&defs[0], "--cache-from", &cache],
     );
     assert_eq!(built["remote_hits"], 0, "{built}");
+}
+
+/// Regression (issue 15): two processes of one store share its writer tag; exporting at
+/// the same moment, neither loses the other's records.
+#[test]
+fn two_builds_of_one_store_exporting_at_once_keep_both_record_sets() {
+    if crate::require::missing(&[crate::require::Need::Tool(server::BINARY)]) {
+        return;
+    }
+    let registry = server::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cache = format!("{}/cache:one-store", registry.host());
+    let store = root.join("shared-store");
+    let store = store.to_str().unwrap();
+    for round in 0..3 {
+        let defs: Vec<String> = ["left", "right"]
+            .iter()
+            .map(|w| copy_only(root, &format!("{w}-{round}"), &format!("{w} {round}\n")))
+            .collect();
+        export_at_once(root, &[store.to_owned(), store.to_owned()], &defs, &cache);
+        // An empty store finds both builds' records (and every earlier round's).
+        let reader = root.join(format!("reader-{round}"));
+        for def in &defs {
+            let (built, _, _) = build_json(
+                root,
+                reader.to_str().unwrap(),
+                &[def, "--cache-from", &cache],
+            );
+            assert_eq!(built["remote_hits"], 2, "round {round}: {built}");
+        }
+    }
 }
 
 #[test]
@@ -520,8 +662,17 @@ fn an_image_pushed_with_an_inline_cache_record_is_a_cache_source() {
         &[&def, "--tag", "app:1", "--cache-from", &image],
     );
     assert_eq!(built["remote_hits"], 2, "{built}");
-    assert_eq!(fetched(&events).0, 1, "{events:?}");
+    // The layer stays in the image's repository until read: exporting fetches it.
+    assert_eq!(fetched(&events).0, 0, "{events:?}");
     assert_eq!(config_digest(root, reader, "app:1"), plain_config);
+    assert_eq!(stats(root, reader)["remote_layers"], 1);
+    let out = root.join("app.tar");
+    run(
+        root,
+        reader,
+        &["image", "export", "app:1", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(stats(root, reader)["remote_layers"], 0);
 }
 
 #[test]

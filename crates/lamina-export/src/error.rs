@@ -221,4 +221,17 @@ pub enum ExportError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A layer the store holds only as remote (a registry cache hit) could not be fetched
+    /// or did not verify.
+    #[error(
+        "layer {diff_id} is stored as remote (its bytes are in {source_repository}) and could not be fetched: {reason}; check access to that repository, or remove the images built on it and build again"
+    )]
+    RemoteLayer {
+        /// The layer's diff_id.
+        diff_id: String,
+        /// `registry/repository` the store says holds it.
+        source_repository: String,
+        /// Why the fetch failed.
+        reason: String,
+    },
 }

@@ -394,6 +394,12 @@ fn stored_variant(
     };
     match found {
         Some((record, variant)) if store.contains(&variant.digest)? => Ok((record, variant)),
+        // Only in a registry (a cache hit nothing has read): an image may name it as is.
+        Some((record, variant))
+            if variant.is_remote() && store.remote_blob(&variant.sha256)?.is_some() =>
+        {
+            Ok((record, variant))
+        }
         _ => Err(ExportError::MissingVariant {
             layer: layer.digest,
             compression: compression.name(),

@@ -78,6 +78,12 @@ pub fn with_compression(
             layers_compressed: 0,
         });
     }
+    // A layer to convert that is held only as remote is fetched first (verified).
+    let to_convert: Vec<_> = (image.layers.iter())
+        .filter(|l| l.variant.compression != compression)
+        .map(|l| l.record.clone())
+        .collect();
+    crate::registry::remote_layers::localize_blocking(store, &to_convert)?;
     let mut made = 0;
     let mut variants = Vec::with_capacity(image.layers.len());
     for layer in &image.layers {

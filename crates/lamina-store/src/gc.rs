@@ -289,6 +289,7 @@ impl Store {
             if !marker.marked.contains(key) {
                 batch.delete_cf(db.cf(index::LAYERS), key);
                 batch.delete_cf(db.cf(index::DIFF_IDS), rec.diff_id.as_bytes());
+                self.forget_remote(&mut batch, rec);
                 report.layers_removed += 1;
             }
         }

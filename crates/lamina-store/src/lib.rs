@@ -48,6 +48,7 @@ mod lock;
 pub mod owner;
 mod records;
 mod refs;
+mod remote;
 mod reserve;
 mod slot;
 mod stats;
@@ -69,6 +70,7 @@ pub use records::{
     BlobInfo, BlobKind, CacheEntry, CacheRecord, Compression, ImageRecord, ImageState, LayerRecord,
     LayerVariant,
 };
+pub use remote::{RemoteBlob, RemoteSource};
 pub use stats::{DiskUsage, KindUsage, Stats};
 pub use store::{Blob, BlobMap, Store, StoreOptions, WaitNotice};
 

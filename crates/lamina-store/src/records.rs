@@ -172,10 +172,19 @@ impl LayerRecord {
         let n = d.list_len(66)?;
         let mut variants = Vec::with_capacity(n);
         for _ in 0..n {
+            let compression = compression_from_code(d.u8()?)?;
+            let address = d.bytes32()?;
+            let sha256 = d.bytes32()?;
+            // A remote variant (no blob yet) is stored with its sha256 as its address.
+            let digest = if address == sha256 {
+                Digest::sha256(sha256)
+            } else {
+                Digest::blake3(address)
+            };
             variants.push(LayerVariant {
-                compression: compression_from_code(d.u8()?)?,
-                digest: Digest::blake3(d.bytes32()?),
-                sha256: Digest::sha256(d.bytes32()?),
+                compression,
+                digest,
+                sha256: Digest::sha256(sha256),
                 size: d.varint()?,
             });
         }

@@ -40,25 +40,49 @@ impl Store {
     /// existing record keeps its creation time and its variants, and gains the new ones (a
     /// variant is one compressed blob; one compression may have several).
     pub fn put_layer(&self, layer: &LayerRecord) -> Result<LayerRecord, StoreError> {
+        self.put_layer_batch(layer, WriteBatch::default())
+    }
+
+    /// [`Store::put_layer`], writing `batch` in the same atomic write. A local variant with
+    /// the sha256 of a remote one (its bytes, fetched) replaces it and ends its remote
+    /// source record; a remote variant of bytes the record holds locally is dropped.
+    pub(crate) fn put_layer_batch(
+        &self,
+        layer: &LayerRecord,
+        mut batch: WriteBatch,
+    ) -> Result<LayerRecord, StoreError> {
         let db = self.index()?;
         let _gate = self.shared();
         let key = *layer.digest.as_bytes();
         let _stripe = self.stripe(&key);
         let mut record = layer.clone();
         record.created = from_ms(now_ms());
+        // Remote variants whose bytes this record brings: their source records end.
+        let mut made_local = Vec::new();
         if let Some(old) = self.layer(&layer.digest)? {
             // Known variants stay first and are never dropped: an image's manifest may name
             // any of them, e.g. two gzip encodings of one tar by different tools.
             record.created = old.created;
             let mut variants = old.variants;
             for v in &layer.variants {
-                if !variants.iter().any(|o| o.digest == v.digest) {
-                    variants.push(v.clone());
+                match variants.iter_mut().find(|o| o.sha256 == v.sha256) {
+                    Some(slot) if slot.is_remote() && !v.is_remote() => {
+                        made_local.push(slot.clone());
+                        *slot = v.clone();
+                    }
+                    Some(_) => {}
+                    None => variants.push(v.clone()),
                 }
             }
             record.variants = variants;
         }
-        let mut batch = WriteBatch::default();
+        self.forget_remote(
+            &mut batch,
+            &LayerRecord {
+                variants: made_local,
+                ..layer.clone()
+            },
+        );
         batch.put_cf(db.cf(index::LAYERS), key, record.encode());
         batch.put_cf(db.cf(index::DIFF_IDS), record.diff_id.as_bytes(), key);
         db.write(batch)?;

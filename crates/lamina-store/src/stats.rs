@@ -27,6 +27,10 @@ pub struct Stats {
     pub images: u64,
     /// Leases held (expired ones included until GC removes them).
     pub leases: u64,
+    /// Layer variants recorded as remote: only a registry holds their bytes (0 bytes here).
+    pub remote_layers: u64,
+    /// Compressed bytes of those variants, in their registries.
+    pub remote_bytes: u64,
 }
 
 impl Stats {
@@ -106,7 +110,10 @@ impl Store {
                 leases += 1;
             }
         }
+        let remote = self.remote_blobs()?;
         Ok(Stats {
+            remote_layers: remote.len() as u64,
+            remote_bytes: remote.iter().map(|r| r.size).sum(),
             blobs: counter(self, index::BLOB_COUNT)?,
             stored_bytes: counter(self, index::STORED_BYTES)?,
             logical_bytes: counter(self, index::LOGICAL_BYTES)?,

@@ -145,6 +145,8 @@ fn stats(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow
             "cache_entries": stats.cache_entries,
             "images": stats.images,
             "leases": stats.leases,
+            "remote_layers": stats.remote_layers,
+            "remote_bytes": stats.remote_bytes,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
@@ -165,6 +167,12 @@ fn stats(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow
     writeln!(out, "cache entries  {}", stats.cache_entries)?;
     writeln!(out, "images         {}", stats.images)?;
     writeln!(out, "leases         {}", stats.leases)?;
+    writeln!(
+        out,
+        "remote layers  {} (0 B here, {} in registries)",
+        stats.remote_layers,
+        units::size(stats.remote_bytes)
+    )?;
     Ok(())
 }
 
@@ -331,6 +339,8 @@ fn du(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::R
         store: usage,
         work,
         total_bytes: total,
+        remote_layers,
+        remote_layers_bytes: remote_bytes,
     } = engine.du()?;
     if as_json {
         let kinds: serde_json::Map<String, serde_json::Value> = usage
@@ -349,6 +359,8 @@ fn du(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::R
             "index_bytes": usage.index_bytes,
             "tmp_bytes": usage.tmp_bytes,
             "reserve_bytes": usage.reserve_bytes,
+            "remote_layers": remote_layers,
+            "remote_layers_registry_bytes": remote_bytes,
             "store_bytes": usage.total_bytes(),
             "unpacked_layers": work.unpacked_layers,
             "unpacked_layers_bytes": work.unpacked_layers_bytes,
@@ -388,6 +400,13 @@ fn du(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::R
         "{:<10} {:>25}",
         "staging",
         units::size(usage.tmp_bytes)
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>8} layer(s) {:>11} (0 B here)",
+        "remote",
+        remote_layers,
+        units::size(remote_bytes)
     )?;
     let unpacked = format!("{} layer(s)", work.unpacked_layers);
     for (name, bytes) in [

@@ -28,6 +28,8 @@ impl Build<'_> {
             None => None,
             Some(digest) => match store.layer(&digest)? {
                 Some(l) if layers::has_stored_variant(store, &l)? => Some(l),
+                // Only in a registry (an earlier remote hit): fetched if something reads it.
+                Some(l) if store.remote_variant(&l)?.is_some() => Some(l),
                 _ => return Ok(None),
             },
         };

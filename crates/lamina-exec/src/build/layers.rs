@@ -28,18 +28,17 @@ pub(crate) fn unpack_merged(
 ) -> Result<(), ExecError> {
     let unpacker = lamina_layer::Unpacker::default();
     for layer in layers {
-        let variant = layer
-            .variants
-            .first()
-            .ok_or_else(|| ExecError::InvalidStoredConfig {
-                digest: layer.digest.to_string(),
-                reason: "the layer record lists no stored variant".into(),
-            })?;
-        let blob = store
-            .get(&variant.digest)?
-            .ok_or(lamina_store::StoreError::NotFound {
-                digest: variant.digest,
-            })?;
+        let mut blob = None;
+        for variant in &layer.variants {
+            blob = store.get(&variant.digest)?;
+            if blob.is_some() {
+                break;
+            }
+        }
+        let blob = blob.ok_or_else(|| ExecError::InvalidStoredConfig {
+            digest: layer.digest.to_string(),
+            reason: "the layer record lists no stored variant".into(),
+        })?;
         unpacker.unpack(std::io::BufReader::new(blob.into_file()), target)?;
     }
     Ok(())

@@ -27,6 +27,7 @@ mod history;
 mod hits;
 pub mod key;
 mod layers;
+mod lazy;
 mod plan;
 mod remote;
 pub mod remote_cache;

@@ -22,6 +22,7 @@ use lamina_export::StoredImage;
 use lamina_export::registry::cache::{
     self, CacheBuild, CacheDocument, CacheLayer, CacheRecord, ExportBlob, RemoteCache,
 };
+use lamina_export::registry::remote_layers;
 use lamina_store::{BlobKind, CacheEntry, Compression, Digest, LayerRecord, LayerVariant};
 
 use super::BuildEvent;
@@ -116,17 +117,7 @@ impl CacheTo {
 /// Runs `future` on the caller's tokio runtime (builds run on its blocking pool), or on a
 /// runtime of its own outside one.
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, ExecError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => Ok(handle.block_on(future)),
-        Err(_) => Ok(tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| ExecError::Io {
-                path: "tokio runtime".into(),
-                source,
-            })?
-            .block_on(future)),
-    }
+    Ok(lamina_export::registry::remote_layers::block_on(future)?)
 }
 
 /// Runs `attempt` with the `--cache-from` sources read once; when a layer of one fails to
@@ -231,10 +222,11 @@ pub(crate) struct ExportStep {
 /// A build's remote-cache bookkeeping.
 #[derive(Debug, Default)]
 pub(crate) struct RemoteState {
-    /// Layers taken from a remote record and not fetched yet: tar key → (source, layer).
-    pending: Mutex<BTreeMap<Digest, (usize, CacheLayer)>>,
-    /// Local cache entries to write once their layer is fetched: key, config, tar key.
-    deferred: Mutex<Vec<(CacheKey, Digest, Digest)>>,
+    /// Layers this build recorded as remote from a `--cache-from` source: tar key → source.
+    taken: Mutex<BTreeMap<Digest, usize>>,
+    /// Local cache entries written for remote hits with a layer: key and source, so that a
+    /// source whose layer fails to fetch or verify leaves none behind.
+    entries: Mutex<Vec<(CacheKey, usize)>>,
     /// Steps taken from a remote cache.
     pub hits: usize,
     /// Layers fetched and their bytes.
@@ -320,23 +312,29 @@ impl Build<'_> {
                 .map_err(|e| e.to_string())?;
             return Ok(Some((config, Some(local))));
         }
-        // Remote until read: the variant names the blob by sha256, which the store
-        // resolves once the blob is fetched.
-        let placeholder = LayerRecord {
+        // Remote until read: recorded in the store as a layer only the source's
+        // repository holds, so this build, later builds and pushes of the image can name
+        // it without its bytes (docs/format.md, "Remote layers").
+        let remote = LayerRecord {
             digest: tar,
             diff_id,
             size: layer.tar_size,
-            variants: vec![LayerVariant {
-                compression,
-                digest: sha256,
-                sha256,
-                size: layer.size,
-            }],
+            variants: vec![LayerVariant::remote(compression, sha256, layer.size)],
             created: std::time::SystemTime::now(),
         };
-        lock(&self.remote.pending).insert(tar, (source, layer.clone()));
-        lock(&self.remote.deferred).push((*key, info.digest, tar));
-        Ok(Some((config, Some(placeholder))))
+        let holder = self.remote_sources[source]
+            .as_ref()
+            .map(|s| s.source.clone())
+            .ok_or("the source was dropped")?;
+        let record = store
+            .put_remote_layer(&remote, &holder)
+            .map_err(|e| e.to_string())?;
+        self.lease.add(&tar).map_err(|e| e.to_string())?;
+        self.save_entry(key, info.digest, Some(tar))
+            .map_err(|e| e.to_string())?;
+        lock(&self.remote.taken).insert(tar, source);
+        lock(&self.remote.entries).push((*key, source));
+        Ok(Some((config, Some(record))))
     }
 
     fn save_entry(
@@ -356,85 +354,93 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// Fetches the layers among `layers` that are still remote (in parallel per source),
-    /// then records the cache entries that waited for them.
+    /// Fetches the layers among `layers` the store holds only as remote (this build's
+    /// remote hits, or earlier ones), in parallel, verified, into the build's lease. When one
+    /// this build took from a source fails, the entries made from that source go and the
+    /// build starts again without it.
     pub(crate) fn ensure_local(&self, layers: &[LayerRecord]) -> Result<(), ExecError> {
-        let mut by_source: BTreeMap<usize, Vec<CacheLayer>> = BTreeMap::new();
-        {
-            let pending = lock(&self.remote.pending);
-            for layer in layers {
-                if let Some((source, remote)) = pending.get(&layer.digest) {
-                    let list = by_source.entry(*source).or_default();
-                    if !list.contains(remote) {
-                        list.push(remote.clone());
-                    }
-                }
+        let store = &self.inner.store;
+        let mut by_source: BTreeMap<Option<usize>, Vec<LayerRecord>> = BTreeMap::new();
+        for layer in layers {
+            if store.remote_variant(layer)?.is_some() {
+                let source = lock(&self.remote.taken).get(&layer.digest).copied();
+                by_source.entry(source).or_default().push(layer.clone());
             }
-        }
-        if by_source.is_empty() {
-            return Ok(());
         }
         for (source, wanted) in by_source {
-            let reference = self.remote_sources[source]
-                .as_ref()
-                .map(|s| s.reference.clone())
-                .unwrap_or_default();
-            let fetched = block_on(cache::fetch_layers(
-                &self.inner.store,
-                &reference,
+            let reference = source
+                .and_then(|i| self.remote_sources[i].as_ref())
+                .map_or_else(
+                    || "the registry recorded".to_owned(),
+                    |s| s.reference.clone(),
+                );
+            let fetched = block_on(remote_layers::localize(
+                store,
                 &wanted,
                 &self.inner.config.registry,
+                Some(&self.lease),
             ))?;
-            let (records, bytes) = fetched.map_err(|e| ExecError::RemoteCacheLayer {
-                source_index: source,
-                reference: reference.clone(),
-                reason: e.to_string(),
-            })?;
-            {
-                let mut pending = lock(&self.remote.pending);
-                for record in &records {
-                    pending.remove(&record.digest);
+            let done = match (fetched, source) {
+                (Ok(done), _) => done,
+                (Err(e), Some(source_index)) => {
+                    for (key, _) in lock(&self.remote.entries)
+                        .iter()
+                        .filter(|(_, s)| *s == source_index)
+                    {
+                        store.remove_cache_entry(key)?;
+                    }
+                    return Err(ExecError::RemoteCacheLayer {
+                        source_index,
+                        reference,
+                        reason: e.to_string(),
+                    });
                 }
-            }
+                (Err(e), None) => return Err(e.into()),
+            };
             let mut fetched = lock(&self.remote.fetched);
-            fetched.0 += records.len();
-            fetched.1 += bytes;
+            fetched.0 += done.layers;
+            fetched.1 += done.bytes;
             self.emit(BuildEvent::RemoteLayersFetched {
                 reference,
-                layers: records.len(),
-                bytes,
+                layers: done.layers,
+                bytes: done.bytes,
             });
-        }
-        let ready: Vec<(CacheKey, Digest, Digest)> = {
-            let pending = lock(&self.remote.pending);
-            let mut deferred = lock(&self.remote.deferred);
-            let (ready, waiting) = deferred
-                .drain(..)
-                .partition(|(_, _, tar)| !pending.contains_key(tar));
-            *deferred = waiting;
-            ready
-        };
-        for (key, config, tar) in ready {
-            self.save_entry(&key, config, Some(tar))?;
         }
         Ok(())
     }
 
-    /// The final image's layers, local (remote hits fetched now) and each with a variant
-    /// in this build's compression (a cache entry names the tar, not its encoding; a
-    /// missing variant is made once).
+    /// The final image's layers, each with a variant in the compression its manifest names,
+    /// and that compression. Layers held only as remote stay remote when they agree on a
+    /// compression (the one they were pushed in, so the image is the writer's): the image
+    /// names them as they are and the local layers get a variant in it. Otherwise the
+    /// remote ones are fetched and every layer gets a variant in this build's compression
+    /// (a cache entry names the tar, not its encoding; a missing variant is made once).
     pub(crate) fn image_layers(
         &self,
         layers: &[LayerRecord],
-    ) -> Result<Vec<LayerRecord>, ExecError> {
-        self.ensure_local(layers)?;
-        layers
-            .iter()
-            .map(|layer| {
-                lamina_export::variants::ensure_variant(&self.inner.store, layer, self.compression)
-                    .map_err(ExecError::from)
-            })
-            .collect()
+    ) -> Result<(Vec<LayerRecord>, Compression), ExecError> {
+        let store = &self.inner.store;
+        let mut remote = Vec::new();
+        for layer in layers {
+            if let Some((variant, _)) = store.remote_variant(layer)? {
+                remote.push(variant.compression);
+            }
+        }
+        let compression = match remote.first() {
+            Some(&first) if remote.iter().all(|&c| c == first) => first,
+            _ => {
+                self.ensure_local(layers)?;
+                self.compression
+            }
+        };
+        let mut out = Vec::with_capacity(layers.len());
+        for layer in layers {
+            out.push(match store.remote_variant(layer)? {
+                Some(_) => store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone()),
+                None => lamina_export::variants::ensure_variant(store, layer, compression)?,
+            });
+        }
+        Ok((out, compression))
     }
 
     /// Keeps what `--cache-to` needs of a finished step.
@@ -576,6 +582,7 @@ impl Build<'_> {
         &self,
         layers: &[LayerRecord],
         shape: &CacheKey,
+        compression: Compression,
     ) -> Option<serde_json::Value> {
         if !self.options.cache_to.iter().any(|t| t.inline) {
             return None;
@@ -585,7 +592,7 @@ impl Build<'_> {
             let variant = record
                 .variants
                 .iter()
-                .find(|v| v.compression == self.compression)?;
+                .find(|v| v.compression == compression)?;
             Some(cache_layer(record, variant))
         };
         let chain = self.plan.target_chain();

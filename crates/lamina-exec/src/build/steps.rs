@@ -5,9 +5,7 @@ use std::time::Instant;
 
 use lamina_export::StoredImage;
 use lamina_layer::LayerWriter;
-use lamina_spec::inputs::{
-    ContentHashCache, SourceMatch, is_local_source, resolve_copy_inputs_cached,
-};
+use lamina_spec::inputs::SourceMatch;
 use lamina_spec::{Image, Instruction};
 use lamina_store::{CacheEntry, Compression, LayerRecord};
 
@@ -17,6 +15,7 @@ use super::hash_cache::LazyHashCache;
 use super::history;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
+use super::lazy::StepInputs;
 use super::plan::{Base, Plan, base_config, stage_ref};
 use super::remote_cache::RemoteState;
 use super::view::LayerView;
@@ -64,7 +63,9 @@ pub(crate) struct Build<'a> {
     pub(crate) record: BuildRecord,
     /// The definition's shape (see `definition_shape`).
     pub(crate) shape: CacheKey,
-    results: BTreeMap<usize, StageState>,
+    pub(crate) results: BTreeMap<usize, StageState>,
+    /// Stages whose keys are known but that have not been built (see `lazy.rs`).
+    pub(crate) lazy: std::collections::BTreeSet<usize>,
     /// The git source of the current ADD, resolved to its commit for the key.
     pub(crate) git: Option<super::git::Resolved>,
     /// Every blob and layer the build uses or writes, so that GC in any process (`cache
@@ -167,6 +168,7 @@ fn build_with_sources(
         record: BuildRecord::default(),
         shape,
         results: BTreeMap::new(),
+        lazy: std::collections::BTreeSet::new(),
         git: None,
         lease: store.lease(BUILD_LEASE_TTL)?,
         remote_sources,
@@ -174,12 +176,17 @@ fn build_with_sources(
         current: (key::NO_INPUTS, 0),
         plan,
     };
+    // With a remote cache, a stage outside the target's `FROM` chain (read only by
+    // `COPY --from` or a mount) is built only if a step reading it misses (`lazy.rs`).
+    let chain = build.plan.target_chain();
+    let lazy = remote_sources.iter().any(Option::is_some);
     for s in build.plan.stages.clone() {
-        let mut state = build.start_stage(s)?;
-        let first = build.plan.first_step[&s];
-        for i in 0..build.plan.df.stages[s].instructions.len() {
-            build.step(s, i, first + i, &mut state)?;
-        }
+        let state = if lazy && !chain.contains(&s) {
+            build.lazy.insert(s);
+            build.probe_stage(s)?
+        } else {
+            build.run_stage(s)?
+        };
         build.results.insert(s, state);
     }
     let (stored, tag) = build.commit()?;
@@ -249,7 +256,7 @@ impl Build<'_> {
         }
     }
 
-    fn start_stage(&mut self, s: usize) -> Result<StageState, ExecError> {
+    pub(crate) fn start_stage(&mut self, s: usize) -> Result<StageState, ExecError> {
         let stage = &self.plan.df.stages[s];
         self.emit(BuildEvent::StageStarted {
             stage: s,
@@ -309,7 +316,7 @@ impl Build<'_> {
     }
 
     /// Runs (or reuses) step `i` of stage `s`, numbered `index`.
-    fn step(
+    pub(crate) fn step(
         &mut self,
         s: usize,
         i: usize,
@@ -335,85 +342,13 @@ impl Build<'_> {
             total: self.plan.total,
             text: crate::error::brief_step(&text).into_owned(),
         });
-        let mut matches: Vec<SourceMatch> = Vec::new();
-        let mut fingerprints = Vec::new();
-        self.git = None;
-        // An ADD URL without a checksum is downloaded to learn its content (kept for the step).
-        let mut _download = None;
-        let inputs = match &instruction {
-            Instruction::Copy(copy) => match &copy.from {
-                // A named directory context is read as the build context is.
-                Some(from) if let Some(root) = self.context_dir(from) => {
-                    let mut local = copy.clone();
-                    local.from = None;
-                    let cache = self.hash_cache.get() as &dyn ContentHashCache;
-                    matches = resolve_copy_inputs_cached(&local, root, Some(cache))?;
-                    fingerprints = key::input_fingerprints(&matches);
-                    key::inputs_digest(&matches)
-                }
-                Some(from) => key::from_inputs(&self.source_identity(s, from)),
-                None if let Some(url) = super::remote::http_source(copy)
-                    && super::support::remote_refusal(copy).is_none() =>
-                {
-                    let sum = match &copy.checksum {
-                        Some(sum) => sum.to_ascii_lowercase(),
-                        None => {
-                            let config = &self.inner.config;
-                            let download =
-                                super::remote::fetch(url, None, &self.inner.store, config)
-                                    .map_err(|reason| ExecError::InvalidStep {
-                                        index,
-                                        text: text.clone(),
-                                        reason,
-                                    })?;
-                            self.note_offline(index, &download);
-                            matches = vec![download.as_match(url)];
-                            let sum = download.identity();
-                            _download = Some(download);
-                            sum
-                        }
-                    };
-                    key::from_inputs(&format!("url {sum}"))
-                }
-                // A git source: its commit (one `git ls-remote` unless the ref is a commit).
-                None if let Some(source) = super::git::git_source(copy)
-                    && super::support::remote_refusal(copy).is_none() =>
-                {
-                    let resolved =
-                        super::git::resolve(source, copy, &self.options.ssh).map_err(|reason| {
-                            ExecError::InvalidStep {
-                                index,
-                                text: text.clone(),
-                                reason,
-                            }
-                        })?;
-                    let inputs = key::from_inputs(&resolved.key_text());
-                    // `--explain` names the source when its commit changed.
-                    fingerprints = vec![(super::git::redacted(source), resolved.commit.clone())];
-                    self.git = Some(resolved);
-                    inputs
-                }
-                None => {
-                    // A base's ONBUILD trigger reads this build's context root.
-                    let context = self.image.context();
-                    let root = match self.plan.own_step(s, i) {
-                        Some(step) => context.root_for(step),
-                        None => context.root(),
-                    };
-                    // Load the hash cache only for a COPY/ADD that has files to hash.
-                    let cache = copy
-                        .sources
-                        .iter()
-                        .any(|s| is_local_source(copy, s))
-                        .then(|| self.hash_cache.get() as &dyn ContentHashCache);
-                    matches = resolve_copy_inputs_cached(copy, root, cache)?;
-                    fingerprints = key::input_fingerprints(&matches);
-                    key::inputs_digest(&matches)
-                }
-            },
-            Instruction::Run(run) => self.run_inputs(s, i, run, state.config.workdir())?,
-            _ => key::NO_INPUTS,
-        };
+        let workdir = state.config.workdir().to_owned();
+        let StepInputs {
+            inputs,
+            matches,
+            fingerprints,
+            download: _download,
+        } = self.step_inputs(s, i, index, &instruction, &text, &workdir)?;
         let step_key = key::step_key(&state.key, &text, &inputs);
         self.current = (inputs, s);
         let recorded = RecordedStep {
@@ -476,6 +411,9 @@ impl Build<'_> {
                 if self.first_miss.is_none() {
                     self.first_miss = Some(self.miss_reason(&recorded, forced));
                 }
+                // A stage skipped so far (see `lazy.rs`) is built now if this step reads it.
+                self.realize_sources(s, &instruction)?;
+                self.current = (inputs, s);
                 let layer = self.execute(s, index, &text, &instruction, state, &matches)?;
                 self.save(&step_key, state, layer.as_ref())?;
                 if let Some(link) = &link {
@@ -720,8 +658,8 @@ impl Build<'_> {
         }
         config.created = Some(self.created.clone());
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        let layers = self.image_layers(&state.layers)?;
-        if let Some(inline) = self.inline_document(&layers, &self.shape) {
+        let (layers, compression) = self.image_layers(&state.layers)?;
+        if let Some(inline) = self.inline_document(&layers, &self.shape, compression) {
             config.extra.insert(
                 lamina_export::registry::cache::INLINE_MEMBER.to_owned(),
                 inline,
@@ -734,7 +672,7 @@ impl Build<'_> {
             store,
             &config_bytes,
             &layers,
-            self.compression,
+            compression,
             Some(&self.lease),
         )?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
@@ -771,7 +709,7 @@ fn linkable(copy: &lamina_spec::Copy) -> bool {
 }
 
 /// Makes `ARG` values visible to the stage's later RUN steps.
-fn record_args(state: &mut StageState, decls: &[lamina_spec::ArgDecl]) {
+pub(crate) fn record_args(state: &mut StageState, decls: &[lamina_spec::ArgDecl]) {
     for decl in decls {
         if let Some(value) = &decl.default {
             state.args.insert(decl.name.clone(), value.clone());

@@ -131,6 +131,9 @@ pub fn export_to(
             source,
         })?;
     }
+    // Every layer's bytes are written: any held only as remote is fetched first.
+    let records: Vec<_> = image.layers.iter().map(|l| l.record.clone()).collect();
+    crate::registry::remote_layers::localize_blocking(store, &records)?;
     let crate::variants::Converted {
         image,
         layers_compressed,

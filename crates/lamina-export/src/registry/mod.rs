@@ -52,6 +52,7 @@ pub(crate) mod media;
 mod mounts;
 mod pull;
 mod push;
+pub mod remote_layers;
 mod transport;
 
 pub use auth::{Credentials, PASSWORD_ENV, USER_ENV};

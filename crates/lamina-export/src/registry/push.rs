@@ -21,6 +21,7 @@
 //! flaky link costs at most a chunk per break instead of the whole blob each time.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,8 @@ pub(crate) enum Outcome {
     Skipped,
     Mounted,
     Uploaded(u64),
+    /// Neither there nor mountable, and its bytes are only in a registry: fetch, then push.
+    NeedsBytes,
 }
 
 /// Pushes `image` from `store` to `reference` (tag or digest; a digest must be the image's).
@@ -91,12 +94,50 @@ pub async fn push(
         });
     }
     let blobs = image_blobs(store, image)?;
-    let outcomes: Vec<Outcome> = stream::iter(blobs.iter())
-        .map(|blob| push_blob(store, &remote, blob, progress))
-        .buffer_unordered(config.max_parallel.max(1))
+    // Layers only in a registry: on this registry they are mounted from the repository
+    // that holds them (or found here already); from another, they are fetched first.
+    let target_registry = remote.reference.registry().to_owned();
+    let mut homes: HashMap<Digest, String> = HashMap::new();
+    let mut elsewhere = Vec::new();
+    for layer in &image.layers {
+        if let Some((_, held)) = store.remote_variant(&layer.record)? {
+            if held.source.registry == target_registry {
+                homes.insert(layer.variant.sha256, held.source.repository);
+            } else {
+                elsewhere.push(layer.record.clone());
+            }
+        }
+    }
+    if !elsewhere.is_empty() {
+        super::remote_layers::localize(store, &elsewhere, config, None).await?;
+    }
+    let home = |blob: &PushBlob| homes.get(&blob.refs.sha256).map(String::as_str);
+    // In order (`buffered`), so a blob that needs its bytes is found by position.
+    let mut outcomes: Vec<Outcome> = stream::iter(blobs.iter())
+        .map(|blob| push_blob(store, &remote, blob, home(blob), progress))
+        .buffered(config.max_parallel.max(1))
         .try_collect()
         .await?;
-
+    let needs: Vec<usize> = (outcomes.iter().enumerate())
+        .filter(|(_, o)| matches!(o, Outcome::NeedsBytes))
+        .map(|(i, _)| i)
+        .collect();
+    if !needs.is_empty() {
+        // Not mountable (the repository holding them dropped them, or no access to it):
+        // fetched, verified, and uploaded like any stored layer.
+        let records: Vec<_> = (image.layers.iter())
+            .filter(|l| {
+                needs
+                    .iter()
+                    .any(|&i| blobs[i].refs.sha256 == l.variant.sha256)
+            })
+            .map(|l| l.record.clone())
+            .collect();
+        super::remote_layers::localize(store, &records, config, None).await?;
+        for i in needs {
+            outcomes[i] = push_blob(store, &remote, &blobs[i], None, progress).await?;
+        }
+    }
     let content_type =
         http::HeaderValue::from_static(media::manifest_content_type(&manifest_bytes));
     let body = bytes::Bytes::from(manifest_bytes);
@@ -134,6 +175,7 @@ pub async fn push(
                 report.blobs_pushed += 1;
                 report.bytes_pushed += size;
             }
+            Outcome::NeedsBytes => {}
         }
     }
     tracing::info!(
@@ -184,10 +226,15 @@ fn missing(image: &StoredImage, blob: Digest) -> ExportError {
     )
 }
 
+/// Pushes one blob: skipped when the repository has it, mounted when another repository
+/// of the registry does (`home` first: where a remote layer's bytes are), else uploaded
+/// from the store; [`Outcome::NeedsBytes`] when it would be uploaded but the store holds
+/// it only as remote.
 pub(crate) async fn push_blob(
     store: &Store,
     remote: &Remote,
     blob: &PushBlob,
+    home: Option<&str>,
     progress: &dyn Fn(PushEvent),
 ) -> Result<Outcome, ExportError> {
     let digest = blob.refs.sha256;
@@ -210,7 +257,11 @@ pub(crate) async fn push_blob(
     }
     let registry = remote.registry();
     let repository = remote.reference.repository();
-    let sources = mounts::candidates(store, registry, repository, &blob.refs);
+    let mut sources = mounts::candidates(store, registry, repository, &blob.refs);
+    if let Some(home) = home.filter(|h| *h != repository) {
+        sources.retain(|s| s != home);
+        sources.insert(0, home.to_owned());
+    }
     for source in sources.into_iter().take(MAX_MOUNT_TRIES) {
         let from = Reference::with_tag(registry.to_owned(), source.clone(), "latest".to_owned());
         let mounted = remote
@@ -237,6 +288,9 @@ pub(crate) async fn push_blob(
         }
     }
 
+    if !store.contains(&blob.blob)? {
+        return Ok(Outcome::NeedsBytes);
+    }
     progress(PushEvent::Uploading {
         digest,
         size: blob.size,

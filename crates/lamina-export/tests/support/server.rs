@@ -13,6 +13,8 @@ pub struct Registry {
     pub port: u16,
     child: Child,
     _dir: tempfile::TempDir,
+    /// The access log file, when started with one.
+    log: Option<std::path::PathBuf>,
 }
 
 /// A port that was free a moment ago.
@@ -24,26 +26,38 @@ pub fn free_port() -> u16 {
 impl Registry {
     /// Starts an open registry.
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(None, false)
     }
 
     /// Starts a registry that wants HTTP basic auth for `user` / `password`.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Registry::launch(Some((user, password)))
+        Registry::launch(Some((user, password)), false)
     }
 
-    fn launch(auth: Option<(&str, &str)>) -> Registry {
+    /// Starts an open registry that logs every request (method, path, status, response
+    /// bytes), read with [`Registry::access_log`]: what a client downloaded and uploaded.
+    pub fn start_logged() -> Registry {
+        Registry::launch(None, true)
+    }
+
+    fn launch(auth: Option<(&str, &str)>, logged: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let mut last_error = String::new();
         // The port can be taken between choosing and binding it: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let config = write_config(dir.path(), port, auth);
+            let config = write_config(dir.path(), port, auth, logged);
+            // The access log goes to stdout.
+            let log = dir.path().join(format!("access-{port}.log"));
+            let stdout = match logged {
+                true => Stdio::from(std::fs::File::create(&log).unwrap()),
+                false => Stdio::null(),
+            };
             let mut child = Command::new(BINARY)
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(stdout)
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("docker-registry runs");
@@ -52,6 +66,7 @@ impl Registry {
                     port,
                     child,
                     _dir: dir,
+                    log: logged.then_some(log),
                 };
             }
             let _ = child.kill();
@@ -64,6 +79,12 @@ impl Registry {
     /// `127.0.0.1:<port>`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The access log so far (combined log format: `"GET /v2/… HTTP/1.1" 200 <bytes>`).
+    pub fn access_log(&self) -> String {
+        let path = self.log.as_ref().expect("started with start_logged");
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// The registry's storage directory (blobs under `docker/registry/v2/blobs`).
@@ -79,11 +100,17 @@ impl Drop for Registry {
     }
 }
 
-fn write_config(dir: &Path, port: u16, auth: Option<(&str, &str)>) -> std::path::PathBuf {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    auth: Option<(&str, &str)>,
+    logged: bool,
+) -> std::path::PathBuf {
     let storage = dir.join("storage");
     std::fs::create_dir_all(&storage).unwrap();
     let mut yaml = format!(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: lamina-test-secret\n",
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: lamina-test-secret\n",
+        !logged,
         storage.display()
     );
     if let Some((user, password)) = auth {

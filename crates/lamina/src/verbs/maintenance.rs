@@ -34,6 +34,11 @@ pub struct DiskUsage {
     pub work: WorkUsage,
     /// Everything under the store directory.
     pub total_bytes: u64,
+    /// Layers only a registry holds (a registry-cache hit not yet needed here): no bytes in
+    /// the store, counted apart.
+    pub remote_layers: usize,
+    /// Their compressed size in the registry.
+    pub remote_layers_bytes: u64,
 }
 
 impl Engine {
@@ -82,10 +87,13 @@ impl Engine {
             }
         })?;
         let total_bytes = store.total_bytes() + work.total_bytes();
+        let remote = self.store.remote_blobs()?;
         Ok(DiskUsage {
             store,
             work,
             total_bytes,
+            remote_layers: remote.len(),
+            remote_layers_bytes: remote.iter().map(|r| r.size).sum(),
         })
     }
 

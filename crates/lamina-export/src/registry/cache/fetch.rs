@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use lamina_store::{Digest, LayerRecord, LayerVariant, Store};
+use lamina_store::{Digest, LayerRecord, LayerVariant, Lease, Store};
 use oci_client::RegistryOperation;
 
 use super::CacheLayer;
@@ -20,21 +20,31 @@ const LEASE_TTL: Duration = Duration::from_secs(3600);
 
 /// Downloads `layers` from the cache ref `reference` (the repository holding them) into
 /// `store`, verified, and records them; a layer the store holds already is not fetched.
+/// With `lease` (a build's), every fetched blob and layer record stays in it, so GC cannot
+/// take them before the build references them; without, they are leased only until this
+/// returns (the caller's image already names them).
 /// Returns the layer records, in order, and the bytes downloaded.
 pub async fn fetch_layers(
     store: &Store,
     reference: &str,
     layers: &[CacheLayer],
     config: &RegistryConfig,
+    lease: Option<&Lease<'_>>,
 ) -> Result<(Vec<LayerRecord>, u64), ExportError> {
     let remote = Remote::open(reference, config, RegistryOperation::Pull).await?;
-    let lease = store.lease(LEASE_TTL)?;
+    let own;
+    let lease = match lease {
+        Some(lease) => lease,
+        None => {
+            own = store.lease(LEASE_TTL)?;
+            &own
+        }
+    };
     let fetched: Vec<(LayerRecord, u64)> = stream::iter(layers.iter())
-        .map(|layer| fetch_one(store, &remote, layer, &lease))
+        .map(|layer| fetch_one(store, &remote, layer, lease))
         .buffered(config.max_parallel.max(1))
         .try_collect()
         .await?;
-    lease.release()?;
     let bytes = fetched.iter().map(|(_, n)| n).sum();
     Ok((fetched.into_iter().map(|(r, _)| r).collect(), bytes))
 }
@@ -58,7 +68,7 @@ async fn fetch_one(
     store: &Store,
     remote: &Remote,
     layer: &CacheLayer,
-    lease: &lamina_store::Lease<'_>,
+    lease: &Lease<'_>,
 ) -> Result<(LayerRecord, u64), ExportError> {
     let invalid = |reason: &str| ExportError::InvalidCache {
         reference: remote.display.clone(),
@@ -75,6 +85,7 @@ async fn fetch_one(
     {
         for variant in &record.variants {
             if store.contains(&variant.digest)? {
+                lease.add(&record.digest)?;
                 return Ok((record, 0));
             }
         }
@@ -151,5 +162,6 @@ async fn fetch_one(
         }],
         created: SystemTime::now(),
     })?;
+    lease.add(&record.digest)?;
     Ok((record, size))
 }

@@ -151,6 +151,9 @@ pub struct CacheExportReport {
 pub struct RemoteCache {
     /// The cache ref as given.
     pub reference: String,
+    /// The repository holding the records' layers (a remote hit is recorded as fetchable
+    /// from it).
+    pub source: lamina_store::RemoteSource,
     /// By key; when writers disagree, the most recently exported record.
     pub records: BTreeMap<String, CacheRecord>,
     /// Exported builds, most recent first.
@@ -246,6 +249,15 @@ pub async fn export(
     let base = parse_reference(reference)?;
     let (target, _) = writer_reference(&base, &writer_id(store))?;
     let remote = Remote::open(&target.whole(), config, RegistryOperation::Push).await?;
+    // Processes on this store share its writer tag: one at a time reads, merges and
+    // writes it, so two exporting at once both keep their records.
+    let lock_path = store.path().join("registry-v1").join("cache-writer.lock");
+    let _writing = tokio::task::spawn_blocking(move || lock_exclusive(&lock_path))
+        .await
+        .map_err(|e| ExportError::Io {
+            path: "cache writer lock".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
     // This writer's earlier records stay unless replaced; an unreadable document of our own
     // is replaced whole.
     if let Ok(Some(earlier)) = read_document(&remote, &remote.reference).await {
@@ -266,7 +278,7 @@ pub async fn export(
         })
         .collect();
     let outcomes: Vec<super::push::Outcome> = stream::iter(push_blobs.iter())
-        .map(|blob| push_blob(store, &remote, blob, &ignore))
+        .map(|blob| push_blob(store, &remote, blob, None, &ignore))
         .buffer_unordered(config.max_parallel.max(1))
         .try_collect()
         .await?;
@@ -293,6 +305,27 @@ pub async fn export(
         tracing::warn!(error = %e, "could not record the cache repository");
     }
     Ok(report)
+}
+
+/// Opens `path` (made if missing) and waits for an exclusive `flock` on it, held until the
+/// file is dropped (or the process dies).
+fn lock_exclusive(path: &std::path::Path) -> Result<std::fs::File, ExportError> {
+    let io = |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io(e.into()))?;
+    Ok(file)
 }
 
 /// Adds `earlier`'s records and builds that `document` does not replace.
@@ -343,7 +376,7 @@ async fn write_document(
         },
         size: info.size,
     };
-    push_blob(store, remote, &config_blob, &|_| {}).await?;
+    push_blob(store, remote, &config_blob, None, &|_| {}).await?;
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
@@ -496,6 +529,10 @@ pub async fn import(
     let tag = base.tag().unwrap_or("latest").to_owned();
     let mut cache = RemoteCache {
         reference: reference.to_owned(),
+        source: lamina_store::RemoteSource {
+            registry: base.registry().to_owned(),
+            repository: base.repository().to_owned(),
+        },
         ..RemoteCache::default()
     };
     let mut documents = Vec::new();
