@@ -393,7 +393,9 @@ fn stored_variant(
             .and_then(|r| find(&r).map(|v| (r, v))),
     };
     match found {
-        Some((record, variant)) if store.contains(&variant.digest)? => Ok((record, variant)),
+        Some((record, variant)) if crate::layer_tar::has_variant(store, &record, &variant)? => {
+            Ok((record, variant))
+        }
         _ => Err(ExportError::MissingVariant {
             layer: layer.digest,
             compression: compression.name(),
@@ -444,6 +446,7 @@ mod tests {
             digest: info.digest,
             sha256: info.sha256,
             size: info.size,
+            reproducible: false,
         };
         store
             .put_layer(&LayerRecord {
@@ -455,6 +458,7 @@ mod tests {
                     variant(Compression::None, &plain),
                 ],
                 created: SystemTime::now(),
+                tar_split: None,
             })
             .unwrap()
     }

@@ -52,6 +52,7 @@ mod reserve;
 mod slot;
 mod stats;
 mod store;
+mod tree;
 
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,7 @@ pub use records::{
 };
 pub use stats::{DiskUsage, KindUsage, Stats};
 pub use store::{Blob, BlobMap, Store, StoreOptions, WaitNotice};
+pub use tree::LAYER_TREES;
 
 /// The environment variable that overrides the store location.
 pub const STORE_ENV: &str = "LAMINA_STORE";

@@ -57,6 +57,8 @@ impl Store {
                 }
             }
             record.variants = variants;
+            // Once tree-backed, always: the plain blob may be gone already.
+            record.tar_split = layer.tar_split.or(old.tar_split);
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(db.cf(index::LAYERS), key, record.encode());

@@ -35,12 +35,13 @@ pub(crate) fn unpack_merged(
                 digest: layer.digest.to_string(),
                 reason: "the layer record lists no stored variant".into(),
             })?;
-        let blob = store
-            .get(&variant.digest)?
-            .ok_or(lamina_store::StoreError::NotFound {
+        // A tree-backed layer's plain variant is reassembled from its tree.
+        let (_, tar) = lamina_export::layer_tar::open_blob_or_tree(store, &variant.digest)?.ok_or(
+            lamina_store::StoreError::NotFound {
                 digest: variant.digest,
-            })?;
-        unpacker.unpack(std::io::BufReader::new(blob.into_file()), target)?;
+            },
+        )?;
+        unpacker.unpack(std::io::BufReader::with_capacity(1 << 20, tar), target)?;
     }
     Ok(())
 }
@@ -130,7 +131,7 @@ pub(crate) fn has_stored_variant(
     layer: &lamina_store::LayerRecord,
 ) -> Result<bool, crate::ExecError> {
     for variant in &layer.variants {
-        if store.contains(&variant.digest)? {
+        if lamina_export::layer_tar::has_variant(store, layer, variant)? {
             return Ok(true);
         }
     }

@@ -331,8 +331,10 @@ impl Build<'_> {
                 digest: sha256,
                 sha256,
                 size: layer.size,
+                reproducible: false,
             }],
             created: std::time::SystemTime::now(),
+            tar_split: None,
         };
         lock(&self.remote.pending).insert(tar, (source, layer.clone()));
         lock(&self.remote.deferred).push((*key, info.digest, tar));
@@ -549,7 +551,7 @@ impl Build<'_> {
         }
         let mut image_layers = Vec::new();
         for layer in &stored.layers {
-            if store.contains(&layer.variant.digest)? {
+            if lamina_export::layer_tar::has_variant(store, &layer.record, &layer.variant)? {
                 image_layers.push(add_blob(&layer.record, &layer.variant));
             }
         }
@@ -641,7 +643,7 @@ impl Build<'_> {
         let mut variants: Vec<&LayerVariant> = record.variants.iter().collect();
         variants.sort_by_key(|v| v.compression != self.compression);
         for variant in variants {
-            if store.contains(&variant.digest)? {
+            if lamina_export::layer_tar::has_variant(store, &record, variant)? {
                 let variant = variant.clone();
                 return Ok(Some((record, variant)));
             }

@@ -290,7 +290,7 @@ fn fsck(store: &Store, repair: bool, as_json: bool, out: &mut impl Write) -> any
         repair,
         ..FsckOptions::default()
     };
-    let report = store.fsck(options)?;
+    let report = lamina::fsck_store(store, options)?;
     let issues: Vec<String> = report.issues.iter().map(ToString::to_string).collect();
     if as_json {
         let value = json!({

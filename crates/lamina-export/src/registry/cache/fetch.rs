@@ -74,7 +74,7 @@ async fn fetch_one(
         && record.diff_id == diff_id
     {
         for variant in &record.variants {
-            if store.contains(&variant.digest)? {
+            if crate::layer_tar::has_variant(store, &record, variant)? {
                 return Ok((record, 0));
             }
         }
@@ -148,8 +148,10 @@ async fn fetch_one(
             digest: info.digest,
             sha256: info.sha256,
             size: info.size,
+            reproducible: false,
         }],
         created: SystemTime::now(),
+        tar_split: None,
     })?;
     Ok((record, size))
 }
