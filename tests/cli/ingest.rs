@@ -32,7 +32,7 @@ fn tar(dir: &Path, out: &Path, members: &[&str]) {
 }
 
 /// The files of a tar as (name, bytes), unpacked with GNU tar.
-fn untar(archive: &Path, into: &Path) {
+pub(crate) fn untar(archive: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     let status = Command::new("tar")
         .arg("-xf")
@@ -46,7 +46,7 @@ fn untar(archive: &Path, into: &Path) {
 
 /// A `docker save` archive of a busybox image whose config is in Docker 20.10's classic
 /// builder's shape; returns its path and the config's file name (`<image id>.json`).
-fn docker_archive(dir: &Path) -> (std::path::PathBuf, String) {
+pub(crate) fn docker_archive(dir: &Path) -> (std::path::PathBuf, String) {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::create_dir_all(rootfs.join("tmp")).unwrap();

@@ -29,6 +29,7 @@ mod rootless;
 mod sharing;
 mod sources;
 mod support;
+mod tree_layers;
 mod trust;
 mod unprivileged;
 mod waiting;

@@ -108,6 +108,18 @@ pub enum ExecError {
         /// The layer (blake3 of its uncompressed tar).
         layer: String,
     },
+    /// A tree-backed layer's unpacked tree is gone: the store kept only it and its
+    /// tar-split.
+    #[error(
+        "layer {layer} is kept as its unpacked tree {}, which is missing; run `lamina cache fsck`, then pull or rebuild the image that uses it",
+        tree.display()
+    )]
+    LayerTreeMissing {
+        /// The layer (blake3 of its uncompressed tar).
+        layer: String,
+        /// Where its tree should be.
+        tree: PathBuf,
+    },
     /// A stored layer does not unpack to its recorded diff_id.
     #[error("layer {layer} unpacks to {actual}, not its diff_id {expected}; run lamina fsck")]
     LayerDiffIdMismatch {

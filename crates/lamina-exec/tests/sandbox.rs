@@ -86,8 +86,10 @@ fn put_layer(store: &Store, upper: Option<&Path>, tree: Option<&Path>) -> LayerR
             digest: stored.digest,
             sha256: stored.sha256,
             size: stored.size,
+            reproducible: false,
         }],
         created: SystemTime::now(),
+        tar_split: None,
     };
     store.put_layer(&record).unwrap()
 }

@@ -393,7 +393,9 @@ fn stored_variant(
             .and_then(|r| find(&r).map(|v| (r, v))),
     };
     match found {
-        Some((record, variant)) if store.contains(&variant.digest)? => Ok((record, variant)),
+        Some((record, variant)) if crate::layer_tar::has_variant(store, &record, &variant)? => {
+            Ok((record, variant))
+        }
         // Only in a registry (a cache hit nothing has read): an image may name it as is.
         Some((record, variant))
             if variant.is_remote() && store.remote_blob(&variant.sha256)?.is_some() =>
@@ -450,6 +452,7 @@ mod tests {
             digest: info.digest,
             sha256: info.sha256,
             size: info.size,
+            reproducible: false,
         };
         store
             .put_layer(&LayerRecord {
@@ -461,6 +464,7 @@ mod tests {
                     variant(Compression::None, &plain),
                 ],
                 created: SystemTime::now(),
+                tar_split: None,
             })
             .unwrap()
     }

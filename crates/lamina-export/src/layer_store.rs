@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use lamina_layer::LayerWriter;
-use lamina_store::{BlobKind, LayerRecord, LayerVariant, Lease, Store};
+use lamina_layer::{Compression, LayerError, LayerInfo, LayerWriter, TarSplitWriter};
+use lamina_store::{BlobInfo, BlobKind, LayerRecord, LayerVariant, Lease, Store};
 
 use crate::ExportError;
 
@@ -53,8 +53,88 @@ pub fn store_layer(
             digest: stored.digest,
             sha256: stored.sha256,
             size: stored.size,
+            reproducible: true,
         }],
         created: SystemTime::now(),
+        tar_split: None,
+    };
+    let record = store.put_layer(&record)?;
+    if let Some(lease) = lease {
+        lease.add(&record.digest)?;
+    }
+    Ok(record)
+}
+
+/// A layer written as a tar-split only: the tar's digests and the stored tar-split blob,
+/// not yet recorded (see [`write_tar_split`]).
+#[derive(Debug, Clone)]
+pub struct SplitLayer {
+    /// The layer as written (plain: `digest` is the diff_id).
+    pub info: LayerInfo,
+    /// The tar-split blob.
+    pub tar_split: BlobInfo,
+}
+
+/// Writes the plain layer of `source` as a tar-split blob only: no byte of file content is
+/// stored, the tree `source` names stays the layer's only copy of them. The caller makes that
+/// tree the layer's unpacked tree ([`lamina_store::Store::layer_tree`]) and then records the
+/// layer with [`record_tree_layer`]; if it cannot, it stores the layer as a blob instead
+/// ([`store_layer`]). With `lease`, GC leaves the tar-split blob alone until then.
+pub fn write_tar_split(
+    store: &Store,
+    writer: &LayerWriter,
+    source: LayerSource<'_>,
+    lease: Option<&Lease<'_>>,
+) -> Result<SplitLayer, ExportError> {
+    let plain = LayerWriter::new(writer.options().clone().compression(Compression::None));
+    let mut blob = store.writer(BlobKind::TarSplit)?;
+    if let Some(lease) = lease {
+        blob = blob.lease(lease);
+    }
+    let mut split = TarSplitWriter::new(blob).map_err(sink)?;
+    let info = match source {
+        LayerSource::Tree(root) => plain.write_tree_with_copy(root, std::io::sink(), &mut split)?,
+        LayerSource::OverlayUpper(upper) => {
+            plain.write_overlay_upper_with_copy(upper, std::io::sink(), &mut split)?
+        }
+        LayerSource::Diff { .. } => {
+            return Err(ExportError::Layer(LayerError::TarSplit {
+                reason: "a tree diff has no tree of its own to keep".into(),
+            }));
+        }
+    };
+    let (blob, _) = split
+        .finish()
+        .map_err(sink)?
+        .map_err(|e| LayerError::TarSplit { reason: e.0 })?;
+    let tar_split = blob.commit()?;
+    Ok(SplitLayer { info, tar_split })
+}
+
+fn sink(source: std::io::Error) -> LayerError {
+    LayerError::Sink { source }
+}
+
+/// Records a layer written by [`write_tar_split`] as tree-backed: its plain variant (no
+/// blob: the tree and the tar-split give it) and its tar-split. Call it only once the tree
+/// is in place, holding it there until this returns.
+pub fn record_tree_layer(
+    store: &Store,
+    split: &SplitLayer,
+    lease: Option<&Lease<'_>>,
+) -> Result<LayerRecord, ExportError> {
+    let info = &split.info;
+    let record = LayerRecord {
+        digest: info.blake3,
+        diff_id: info.diff_id,
+        size: info.uncompressed_size,
+        variants: vec![LayerVariant::plain(
+            info.blake3,
+            info.diff_id,
+            info.uncompressed_size,
+        )],
+        created: SystemTime::now(),
+        tar_split: Some(split.tar_split.digest),
     };
     let record = store.put_layer(&record)?;
     if let Some(lease) = lease {

@@ -9,6 +9,8 @@
 //! - [`registry`]: the OCI distribution client, pull into the store and push from it.
 //! - [`layer_store`]: a layer written by `lamina-layer` streamed straight into the store and
 //!   recorded with its variant, for builds, tests and embedders.
+//! - [`layer_tar`]: a layer's plain tar from its blob, or reassembled from a tree-backed
+//!   layer's unpacked tree and tar-split.
 //! - [`variants`]: an image in the layer compression a push or export asks for (variants
 //!   made once, stored and reused).
 
@@ -17,6 +19,7 @@ pub mod error;
 pub mod image;
 pub mod ingest;
 pub mod layer_store;
+pub mod layer_tar;
 pub mod registry;
 pub mod variants;
 

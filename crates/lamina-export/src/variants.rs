@@ -44,7 +44,7 @@ pub fn ensure_variant(
         .iter()
         .filter(|v| v.compression == compression)
     {
-        if store.contains(&variant.digest)? {
+        if crate::layer_tar::has_variant(store, &record, variant)? {
             return Ok(record);
         }
     }
@@ -100,7 +100,7 @@ pub fn with_compression(
             .iter()
             .find(|v| v.compression == compression)
         {
-            Some(v) if store.contains(&v.digest)? => Some(v.clone()),
+            Some(v) if crate::layer_tar::has_variant(store, &record, v)? => Some(v.clone()),
             _ => None,
         };
         let variant = match stored {

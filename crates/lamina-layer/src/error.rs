@@ -96,6 +96,24 @@ pub enum LayerError {
         /// Whether the cut is in the entry's data rather than in the next header.
         in_data: bool,
     },
+    /// A tar-split is not in the format this version writes, or is damaged.
+    #[error("the layer's tar-split is unreadable ({reason}); run `lamina cache fsck`")]
+    TarSplit {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A layer's unpacked tree no longer holds what its tar-split references: the tar cannot
+    /// be reassembled.
+    #[error(
+        "the unpacked tree {} of this layer was modified ({detail}), so its tar cannot be reassembled; run `lamina cache fsck`",
+        tree.display()
+    )]
+    TreeModified {
+        /// The tree (its directory is named by the layer's blake3).
+        tree: PathBuf,
+        /// What differs.
+        detail: String,
+    },
     /// Applying an entry to the target directory failed.
     #[error("cannot unpack layer entry {entry:?}: {source}")]
     Unpack {

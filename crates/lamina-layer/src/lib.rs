@@ -5,6 +5,10 @@
 //! applies a layer (plain, gzip or zstd, detected by magic bytes) to a directory without ever
 //! writing outside it.
 //!
+//! [`TarSplitWriter`] records a layer's tar minus the file contents its unpacked tree holds,
+//! and [`TarSplitReader`] gives the exact tar back from that record and the tree (the store
+//! keeps such layers as their tree only; see the `tarsplit` module docs).
+//!
 //! A layer is written in one pass: the tar stream is hashed (sha256 for the `diff_id`, blake3
 //! for the store) while it is compressed, and the compressed stream is hashed on its way to the
 //! sink, so no file is read twice. The same tree and [`LayerOptions`] always give the same bytes.
@@ -46,6 +50,7 @@ mod error;
 mod gzip;
 mod pax;
 mod tail;
+mod tarsplit;
 mod unpack;
 mod walk;
 mod writer;
@@ -53,5 +58,6 @@ mod writer;
 pub use compress::{Compression, Encoder, detect_compression};
 pub use error::LayerError;
 pub use lamina_types::Digest;
+pub use tarsplit::{NotSplittable, TarSplitReader, TarSplitSummary, TarSplitWriter};
 pub use unpack::{UnpackOptions, UnpackStats, Unpacker};
 pub use writer::{LayerInfo, LayerOptions, LayerWriter};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -122,9 +122,20 @@ impl LayerWriter {
 
     /// Writes everything below `root` as a layer into `out`.
     pub fn write_tree<W: Write>(&self, root: &Path, out: W) -> Result<LayerInfo, LayerError> {
+        self.write_tree_with_copy(root, out, io::sink())
+    }
+
+    /// [`LayerWriter::write_tree`], also handing the uncompressed tar to `tar_copy` as it is
+    /// written (a [`crate::TarSplitWriter`] records it so).
+    pub fn write_tree_with_copy<W: Write, T: Write>(
+        &self,
+        root: &Path,
+        out: W,
+        tar_copy: T,
+    ) -> Result<LayerInfo, LayerError> {
         let mut plan = Plan::new();
         walk::walk(root, b"", Source::Tree, &mut plan)?;
-        self.write_plan(&plan, out)
+        self.write_plan(&plan, out, tar_copy)
     }
 
     /// Writes an overlayfs upper directory (of an unmounted overlay) as a layer: 0:0 character
@@ -136,9 +147,19 @@ impl LayerWriter {
         upper: &Path,
         out: W,
     ) -> Result<LayerInfo, LayerError> {
+        self.write_overlay_upper_with_copy(upper, out, io::sink())
+    }
+
+    /// [`LayerWriter::write_overlay_upper`], also handing the uncompressed tar to `tar_copy`.
+    pub fn write_overlay_upper_with_copy<W: Write, T: Write>(
+        &self,
+        upper: &Path,
+        out: W,
+        tar_copy: T,
+    ) -> Result<LayerInfo, LayerError> {
         let mut plan = Plan::new();
         walk::walk(upper, b"", Source::OverlayUpper, &mut plan)?;
-        self.write_plan(&plan, out)
+        self.write_plan(&plan, out, tar_copy)
     }
 
     /// Writes the difference from `lower` to `upper` as a layer, for when overlayfs is not
@@ -152,10 +173,15 @@ impl LayerWriter {
     ) -> Result<LayerInfo, LayerError> {
         let mut plan = Plan::new();
         crate::diff::diff_dir(lower, upper, b"", &mut plan)?;
-        self.write_plan(&plan, out)
+        self.write_plan(&plan, out, io::sink())
     }
 
-    fn write_plan<W: Write>(&self, plan: &Plan, out: W) -> Result<LayerInfo, LayerError> {
+    fn write_plan<W: Write, T: Write>(
+        &self,
+        plan: &Plan,
+        out: W,
+        tar_copy: T,
+    ) -> Result<LayerInfo, LayerError> {
         let o = &self.options;
         let compressed = o.compression != Compression::None;
         let level = o.level.unwrap_or(o.compression.default_level());
@@ -163,7 +189,7 @@ impl LayerWriter {
         let enc =
             Encoder::new(blob, o.compression, level, o.zstd_workers).map_err(LayerError::sink)?;
         // Large buffer in front of the hashers: blake3 is fastest on big updates.
-        let hasher = TarHasher::new(enc).map_err(LayerError::sink)?;
+        let hasher = TarHasher::new(Tee(enc, tar_copy)).map_err(LayerError::sink)?;
         let mut tar = BufWriter::with_capacity(1 << 20, hasher);
         let mut links = HashMap::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -174,8 +200,9 @@ impl LayerWriter {
         let hasher = tar
             .into_inner()
             .map_err(|e| LayerError::sink(e.into_error()))?;
-        let (enc, diff_id, blake3, uncompressed_size) =
+        let (Tee(enc, mut tar_copy), diff_id, blake3, uncompressed_size) =
             hasher.finish().map_err(LayerError::sink)?;
+        tar_copy.flush().map_err(LayerError::sink)?;
         let blob = enc.finish().map_err(LayerError::sink)?;
         let (mut out, digest, size) = blob.finish().map_err(LayerError::sink)?;
         out.flush().map_err(LayerError::sink)?;
@@ -273,6 +300,22 @@ impl LayerWriter {
     fn clamp(&self, mtime: i64) -> u64 {
         let t = u64::try_from(mtime).unwrap_or(0);
         self.options.mtime_clamp.map_or(t, |c| t.min(c))
+    }
+}
+
+/// Writes everything to both writers (the compressor, and a copy of the tar).
+struct Tee<A, B>(A, B);
+
+impl<A: Write, B: Write> Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1.write_all(&buf[..n])?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
     }
 }
 

@@ -7,8 +7,10 @@
 
 use std::fmt;
 
-/// The only record encoding version so far.
+/// The record encoding of every record but layers.
 pub(crate) const RECORD_V1: u8 = 1;
+/// Layer records since store format v2: variant flags and the tar-split.
+pub(crate) const RECORD_V2: u8 = 2;
 
 /// Why a record did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +53,13 @@ pub(crate) struct Encoder {
 impl Encoder {
     /// A buffer already holding the version byte.
     pub(crate) fn new() -> Self {
+        Encoder::with_version(RECORD_V1)
+    }
+
+    /// A buffer holding the version byte `version`.
+    pub(crate) fn with_version(version: u8) -> Self {
         let mut buf = Vec::with_capacity(96);
-        buf.push(RECORD_V1);
+        buf.push(version);
         Encoder { buf }
     }
 
@@ -108,10 +115,15 @@ pub(crate) struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    /// Checks the version byte and positions after it.
+    /// Checks the version byte (`RECORD_V1`) and positions after it.
     pub(crate) fn new(value: &'a [u8]) -> Result<Self, DecodeError> {
+        Decoder::versioned(value, RECORD_V1).map(|(_, d)| d)
+    }
+
+    /// Checks the version byte (any up to `newest`), returns it and positions after it.
+    pub(crate) fn versioned(value: &'a [u8], newest: u8) -> Result<(u8, Self), DecodeError> {
         match value.split_first() {
-            Some((&RECORD_V1, rest)) => Ok(Decoder { rest }),
+            Some((&v, rest)) if (RECORD_V1..=newest).contains(&v) => Ok((v, Decoder { rest })),
             Some((v, _)) => Err(DecodeError(format!("unknown record version {v}"))),
             None => Err(DecodeError("empty record".into())),
         }

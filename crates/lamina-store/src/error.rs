@@ -41,7 +41,7 @@ pub enum StoreError {
     NoLocation,
     /// The store directory was written by an unknown format version.
     #[error(
-        "{} holds store format {found:?}, this build reads `lamina-store v1`; use a matching lamina or another directory",
+        "{} holds store format {found:?}, this build reads `lamina-store v1` and `v2`; use a matching lamina or another directory",
         .path.display()
     )]
     UnsupportedFormat {

@@ -97,6 +97,15 @@ pub enum FsckIssue {
         /// The missing digest.
         digest: Digest,
     },
+    /// A tree-backed layer cannot give its tar: its tar-split blob or its unpacked tree is
+    /// missing, or the tree was modified. Nothing can repair it (the tree was the layer's
+    /// only copy); images using it must be pulled, imported or built again.
+    LayerTree {
+        /// The layer.
+        layer: Digest,
+        /// What is wrong.
+        reason: String,
+    },
     /// A counter disagrees with the records (repair corrects it).
     CounterDrift {
         /// Which counter.
@@ -143,6 +152,9 @@ impl fmt::Display for FsckIssue {
             }
             FsckIssue::DanglingReference { owner, digest } => {
                 write!(f, "{owner} refers to {digest}, which is not stored")
+            }
+            FsckIssue::LayerTree { layer, reason } => {
+                write!(f, "tree-backed layer {layer}: {reason}")
             }
             FsckIssue::CounterDrift {
                 counter,
@@ -400,6 +412,14 @@ impl Store {
                 Ok(Ok(rec)) => {
                     layers.insert(*rec.digest.as_bytes());
                     diff_id_of.insert(*rec.digest.as_bytes(), rec.diff_id);
+                    if let Some(split) = rec.tar_split
+                        && !good.contains(split.as_bytes())
+                    {
+                        c.report.issues.push(FsckIssue::LayerTree {
+                            layer: rec.digest,
+                            reason: format!("its tar-split blob {split} is not stored"),
+                        });
+                    }
                 }
                 Ok(Err(e)) => c.corrupt(index::LAYERS, &k, e.0),
                 Err(e) => c.corrupt(index::LAYERS, &k, e.to_string()),

@@ -10,6 +10,9 @@ use crate::digest::hex;
 
 /// The text of the format marker file.
 pub(crate) const FORMAT_V1: &str = "lamina-store v1\n";
+/// Format v2 adds layer records of encoding version 2 (tree-backed layers, tar-split blobs);
+/// a v1 store is a valid v2 store, upgraded by its first read-write open.
+pub(crate) const FORMAT_V2: &str = "lamina-store v2\n";
 
 /// Paths inside a store root (see docs/format.md).
 #[derive(Debug, Clone)]
@@ -51,10 +54,18 @@ impl Layout {
 
     /// Creates the directory tree and the format marker, or checks the marker of an
     /// existing store.
-    pub(crate) fn create_or_check(&self) -> Result<(), StoreError> {
+    /// A v1 store is upgraded to v2 unless `read_only` (its records all stay valid; only a
+    /// lamina that reads v1 alone refuses it afterwards).
+    pub(crate) fn create_or_check(&self, read_only: bool) -> Result<(), StoreError> {
         fs::create_dir_all(&self.root).map_err(StoreError::io(&self.root))?;
         match fs::read_to_string(&self.format) {
-            Ok(found) if found == FORMAT_V1 => {}
+            Ok(found) if found == FORMAT_V2 || (found == FORMAT_V1 && read_only) => {}
+            Ok(found) if found == FORMAT_V1 => {
+                let (mut file, tmp) = self.create_temp()?;
+                file.write_all(FORMAT_V2.as_bytes())
+                    .map_err(StoreError::io(&tmp))?;
+                persist(file, &tmp, &self.format)?;
+            }
             Ok(found) => {
                 return Err(StoreError::UnsupportedFormat {
                     path: self.format.clone(),
@@ -72,7 +83,7 @@ impl Layout {
                 sync_dir(&self.blobs)?;
                 // The marker goes last: a store without it is (re)initialised on open.
                 let (mut file, tmp) = self.create_temp()?;
-                file.write_all(FORMAT_V1.as_bytes())
+                file.write_all(FORMAT_V2.as_bytes())
                     .map_err(StoreError::io(&tmp))?;
                 persist(file, &tmp, &self.format)?;
             }

@@ -54,22 +54,56 @@ pub struct GcReport {
 /// Reachability over digests: a layer key pulls in its variants.
 struct Marker<'a> {
     layers: &'a HashMap<[u8; 32], LayerRecord>,
+    /// Blobs kept (and the keys of blob-backed layers kept).
     marked: HashSet<[u8; 32]>,
+    /// Keys of tree-backed layers kept. Apart from `marked` because such a key is also the
+    /// digest its plain blob would have, and keeping the layer does not keep that blob.
+    tree_layers: HashSet<[u8; 32]>,
 }
 
 impl Marker<'_> {
     /// Marks `digest` and what it implies; returns the newly marked digests.
     fn mark(&mut self, digest: [u8; 32], newly: &mut Vec<[u8; 32]>) {
+        let Some(layer) = self.layers.get(&digest) else {
+            self.mark_blob(digest, newly);
+            return;
+        };
+        if layer.is_tree_backed() {
+            if self.tree_layers.insert(digest) {
+                newly.push(digest);
+            }
+        } else {
+            self.mark_blob(digest, newly);
+        }
+        // A tree-backed layer's plain blob is a copy its tree and tar-split reproduce (made
+        // for a push): kept only while young. Its tar-split goes with it.
+        let kept = layer
+            .variants
+            .iter()
+            .filter(|v| !layer.served_from_tree(v))
+            .map(|v| &v.digest)
+            .chain(&layer.tar_split);
+        for d in kept {
+            self.mark_blob(*d.as_bytes(), newly);
+        }
+    }
+
+    /// Marks the blob `digest` only.
+    fn mark_blob(&mut self, digest: [u8; 32], newly: &mut Vec<[u8; 32]>) {
         if self.marked.insert(digest) {
             newly.push(digest);
         }
-        if let Some(layer) = self.layers.get(&digest) {
-            for v in &layer.variants {
-                if self.marked.insert(*v.digest.as_bytes()) {
-                    newly.push(*v.digest.as_bytes());
-                }
-            }
-        }
+    }
+
+    /// Unmarks what `mark` marked (a cache entry evicted under the budget).
+    fn unmark(&mut self, digest: &[u8; 32]) {
+        self.marked.remove(digest);
+        self.tree_layers.remove(digest);
+    }
+
+    /// Whether the layer record `key` is kept.
+    fn keeps_layer(&self, key: &[u8; 32]) -> bool {
+        self.marked.contains(key) || self.tree_layers.contains(key)
     }
 }
 
@@ -149,6 +183,7 @@ impl Store {
         let mut marker = Marker {
             layers: &layers,
             marked: HashSet::new(),
+            tree_layers: HashSet::new(),
         };
         let mut scratch = Vec::new();
 
@@ -220,7 +255,7 @@ impl Store {
             // A corrupt blob record is fsck's business; GC leaves it alone.
             if let Ok(info) = BlobInfo::decode(&key, &v) {
                 if young(to_ms(info.last_used)) {
-                    marker.mark(key, &mut scratch);
+                    marker.mark_blob(key, &mut scratch);
                 }
                 blobs.insert(key, info);
             }
@@ -231,7 +266,9 @@ impl Store {
             let variant_kept = rec
                 .variants
                 .iter()
-                .any(|v| marker.marked.contains(v.digest.as_bytes()));
+                .map(|v| &v.digest)
+                .chain(&rec.tar_split)
+                .any(|d| marker.marked.contains(d.as_bytes()));
             if young(to_ms(rec.created)) || variant_kept {
                 marker.mark(*key, &mut scratch);
             }
@@ -252,7 +289,7 @@ impl Store {
                 match self.options.max_size {
                     Some(max) if kept + extra > max => {
                         for d in &scratch {
-                            marker.marked.remove(d);
+                            marker.unmark(d);
                         }
                         evicting = true;
                     }
@@ -286,7 +323,7 @@ impl Store {
             doomed.push(*key);
         }
         for (key, rec) in &layers {
-            if !marker.marked.contains(key) {
+            if !marker.keeps_layer(key) {
                 batch.delete_cf(db.cf(index::LAYERS), key);
                 batch.delete_cf(db.cf(index::DIFF_IDS), rec.diff_id.as_bytes());
                 self.forget_remote(&mut batch, rec);

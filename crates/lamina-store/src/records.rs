@@ -3,7 +3,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Digest;
-use crate::encoding::{DecodeError, Decoder, Encoder, compression_code, compression_from_code};
+use crate::encoding::{
+    DecodeError, Decoder, Encoder, RECORD_V2, compression_code, compression_from_code,
+};
 
 /// Milliseconds since the Unix epoch, the time unit of every record.
 pub(crate) fn to_ms(t: SystemTime) -> u64 {
@@ -32,12 +34,15 @@ pub enum BlobKind {
     Config,
     /// A manifest or index.
     Manifest,
+    /// A layer's tar-split: its tar minus the file contents its unpacked tree holds.
+    TarSplit,
 }
 
 impl BlobKind {
     /// Every kind, in `du` order.
-    pub const ALL: [BlobKind; 4] = [
+    pub const ALL: [BlobKind; 5] = [
         BlobKind::Layer,
+        BlobKind::TarSplit,
         BlobKind::Config,
         BlobKind::Manifest,
         BlobKind::Other,
@@ -49,6 +54,7 @@ impl BlobKind {
             BlobKind::Layer => 1,
             BlobKind::Config => 2,
             BlobKind::Manifest => 3,
+            BlobKind::TarSplit => 4,
         }
     }
 
@@ -58,6 +64,7 @@ impl BlobKind {
             1 => BlobKind::Layer,
             2 => BlobKind::Config,
             3 => BlobKind::Manifest,
+            4 => BlobKind::TarSplit,
             c => return Err(DecodeError(format!("unknown blob kind {c}"))),
         })
     }
@@ -69,6 +76,7 @@ impl BlobKind {
             BlobKind::Layer => "layer",
             BlobKind::Config => "config",
             BlobKind::Manifest => "manifest",
+            BlobKind::TarSplit => "tar-split",
         }
     }
 }
@@ -131,6 +139,24 @@ pub struct LayerVariant {
     pub sha256: Digest,
     /// Compressed size in bytes.
     pub size: u64,
+    /// Made by Lamina's own encoder from the tar (a build, or a variant a push or export
+    /// needed), so the same bytes can be made again: GC may drop its blob when the layer is
+    /// tree-backed. A variant received from elsewhere is never reproducible.
+    pub reproducible: bool,
+}
+
+impl LayerVariant {
+    /// The plain (uncompressed) variant of the tar with these digests: its blob, when
+    /// stored, is the tar itself.
+    pub fn plain(blake3: Digest, diff_id: Digest, size: u64) -> Self {
+        LayerVariant {
+            compression: Compression::None,
+            digest: blake3,
+            sha256: diff_id,
+            size,
+            reproducible: true,
+        }
+    }
 }
 
 /// A layer: keyed by the blake3 of its uncompressed tar.
@@ -146,11 +172,28 @@ pub struct LayerRecord {
     pub variants: Vec<LayerVariant>,
     /// When the record was first written (set by the store).
     pub created: SystemTime,
+    /// A tree-backed layer's tar-split blob (docs/format.md, "What a stored layer is"): the
+    /// layer's unpacked tree at [`crate::Store::layer_tree`] plus this blob give the tar, so
+    /// its plain variant needs no blob of its own.
+    pub tar_split: Option<Digest>,
 }
 
 impl LayerRecord {
+    /// Whether the tar is kept as the unpacked tree plus a tar-split.
+    pub fn is_tree_backed(&self) -> bool {
+        self.tar_split.is_some()
+    }
+
+    /// Whether `variant` is this record's plain variant served from its tree (no blob
+    /// needed).
+    pub fn served_from_tree(&self, variant: &LayerVariant) -> bool {
+        self.is_tree_backed()
+            && variant.compression == Compression::None
+            && variant.digest == self.digest
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut e = Encoder::new();
+        let mut e = Encoder::with_version(RECORD_V2);
         e.bytes32(self.diff_id.as_bytes())
             .varint(self.size)
             .varint(to_ms(self.created));
@@ -159,13 +202,15 @@ impl LayerRecord {
             e.u8(compression_code(v.compression))
                 .bytes32(v.digest.as_bytes())
                 .bytes32(v.sha256.as_bytes())
-                .varint(v.size);
+                .varint(v.size)
+                .u8(u8::from(v.reproducible));
         }
+        e.opt_bytes32(self.tar_split.as_ref().map(Digest::as_bytes));
         e.finish()
     }
 
     pub(crate) fn decode(key: &[u8; 32], value: &[u8]) -> Result<Self, DecodeError> {
-        let mut d = Decoder::new(value)?;
+        let (version, mut d) = Decoder::versioned(value, RECORD_V2)?;
         let diff_id = Digest::sha256(d.bytes32()?);
         let size = d.varint()?;
         let created = from_ms(d.varint()?);
@@ -186,8 +231,14 @@ impl LayerRecord {
                 digest,
                 sha256: Digest::sha256(sha256),
                 size: d.varint()?,
+                reproducible: version >= RECORD_V2 && d.u8()? != 0,
             });
         }
+        let tar_split = if version >= RECORD_V2 {
+            d.opt_bytes32()?.map(Digest::blake3)
+        } else {
+            None
+        };
         d.end()?;
         Ok(LayerRecord {
             digest: Digest::blake3(*key),
@@ -195,6 +246,7 @@ impl LayerRecord {
             size,
             variants,
             created,
+            tar_split,
         })
     }
 }
@@ -420,8 +472,10 @@ mod tests {
                 digest: b,
                 sha256: s,
                 size: 3,
+                reproducible: true,
             }],
             created: t(1),
+            tar_split: Some(b),
         };
         assert_eq!(
             LayerRecord::decode(b.as_bytes(), &layer.encode()).unwrap(),

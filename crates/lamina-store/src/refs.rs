@@ -75,6 +75,8 @@ impl Store {
                 }
             }
             record.variants = variants;
+            // Once tree-backed, always: the plain blob may be gone already.
+            record.tar_split = layer.tar_split.or(old.tar_split);
         }
         self.forget_remote(
             &mut batch,

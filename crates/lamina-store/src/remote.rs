@@ -51,6 +51,8 @@ impl LayerVariant {
             digest: sha256,
             sha256,
             size,
+            // Received from elsewhere: its bytes cannot be made again here.
+            reproducible: false,
         }
     }
 
@@ -237,6 +239,7 @@ mod tests {
                 bytes.len() as u64,
             )],
             created: std::time::SystemTime::now(),
+            tar_split: None,
         };
         let stored = store.put_remote_layer(&remote, &source()).unwrap();
         // Read back: the variant is still remote, the source is recorded.
@@ -264,6 +267,7 @@ mod tests {
                 digest: info.digest,
                 sha256: info.sha256,
                 size: info.size,
+                reproducible: false,
             }],
             ..remote.clone()
         };
@@ -298,6 +302,7 @@ mod tests {
                 5,
             )],
             created: std::time::SystemTime::now(),
+            tar_split: None,
         };
         store.put_remote_layer(&remote, &source()).unwrap();
         let report = store.gc().unwrap();

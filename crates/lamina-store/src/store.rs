@@ -137,8 +137,8 @@ impl Store {
         let layout = Layout::new(root);
         let exists = layout.format.is_file();
         if exists {
-            // Only read: checking the marker of an existing store needs no lock.
-            layout.create_or_check()?;
+            // Only read (or an idempotent atomic upgrade): no lock needed.
+            layout.create_or_check(options.read_only)?;
         } else {
             // Creating the layout races with other processes opening a new store.
             let _lock = StoreLock::acquire(
@@ -151,7 +151,7 @@ impl Store {
                     }
                 },
             )?;
-            layout.create_or_check()?;
+            layout.create_or_check(options.read_only)?;
         }
         // A store made just now has no index to open read-only yet.
         let options = StoreOptions {

@@ -162,6 +162,7 @@ fn diff_id_aliases_are_checked_and_repaired() {
         size: tar.len() as u64,
         variants: Vec::new(),
         created: std::time::SystemTime::UNIX_EPOCH,
+        tar_split: None,
     };
     store.put_layer(&layer).unwrap();
     let stray = Digest::sha256_of(b"no such layer");

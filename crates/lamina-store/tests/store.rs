@@ -395,6 +395,7 @@ fn layer_records_merge_variants() {
         digest: Digest::blake3_of(bytes),
         sha256: Digest::sha256_of(bytes),
         size: bytes.len() as u64,
+        reproducible: false,
     };
     let record = |v| LayerRecord {
         digest: tar,
@@ -402,6 +403,7 @@ fn layer_records_merge_variants() {
         size: 3,
         variants: vec![v],
         created: std::time::SystemTime::UNIX_EPOCH,
+        tar_split: None,
     };
     let first = store
         .put_layer(&record(variant(Compression::Gzip, b"gz")))

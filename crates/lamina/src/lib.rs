@@ -42,7 +42,7 @@ pub use lamina_export::layer_store::{LayerSource, store_layer};
 pub use verbs::images::{
     ExportOptions, HistoryEntry, ImageDetails, ImageStatus, ImageSummary, Imported, Removed, Tagged,
 };
-pub use verbs::maintenance::{DiskUsage, GcReport, gc_store};
+pub use verbs::maintenance::{DiskUsage, GcReport, fsck_store, gc_store};
 pub use verbs::registry::{PullOptions, PullReport, PushOptions, PushReport, RemoteCachePruned};
 // An image in the layer compression a push or export needs (`lamina push --compression`).
 pub use lamina_export::with_compression;

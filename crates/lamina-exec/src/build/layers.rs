@@ -28,18 +28,22 @@ pub(crate) fn unpack_merged(
 ) -> Result<(), ExecError> {
     let unpacker = lamina_layer::Unpacker::default();
     for layer in layers {
-        let mut blob = None;
+        // The first variant stored here: a remote one has no bytes yet, and a tree-backed
+        // layer's plain variant is reassembled from its tree.
+        let mut tar = None;
         for variant in &layer.variants {
-            blob = store.get(&variant.digest)?;
-            if blob.is_some() {
+            if let Some((_, found)) =
+                lamina_export::layer_tar::open_blob_or_tree(store, &variant.digest)?
+            {
+                tar = Some(found);
                 break;
             }
         }
-        let blob = blob.ok_or_else(|| ExecError::InvalidStoredConfig {
+        let tar = tar.ok_or_else(|| ExecError::InvalidStoredConfig {
             digest: layer.digest.to_string(),
             reason: "the layer record lists no stored variant".into(),
         })?;
-        unpacker.unpack(std::io::BufReader::new(blob.into_file()), target)?;
+        unpacker.unpack(std::io::BufReader::with_capacity(1 << 20, tar), target)?;
     }
     Ok(())
 }
@@ -129,7 +133,7 @@ pub(crate) fn has_stored_variant(
     layer: &lamina_store::LayerRecord,
 ) -> Result<bool, crate::ExecError> {
     for variant in &layer.variants {
-        if store.contains(&variant.digest)? {
+        if lamina_export::layer_tar::has_variant(store, layer, variant)? {
             return Ok(true);
         }
     }

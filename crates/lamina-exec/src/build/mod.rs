@@ -25,6 +25,7 @@ mod git;
 pub mod hash_cache;
 mod history;
 mod hits;
+mod kept;
 pub mod key;
 mod layers;
 mod lazy;

@@ -321,6 +321,7 @@ impl Build<'_> {
             size: layer.tar_size,
             variants: vec![LayerVariant::remote(compression, sha256, layer.size)],
             created: std::time::SystemTime::now(),
+            tar_split: None,
         };
         let holder = self.remote_sources[source]
             .as_ref()
@@ -555,7 +556,7 @@ impl Build<'_> {
         }
         let mut image_layers = Vec::new();
         for layer in &stored.layers {
-            if store.contains(&layer.variant.digest)? {
+            if lamina_export::layer_tar::has_variant(store, &layer.record, &layer.variant)? {
                 image_layers.push(add_blob(&layer.record, &layer.variant));
             }
         }
@@ -648,7 +649,7 @@ impl Build<'_> {
         let mut variants: Vec<&LayerVariant> = record.variants.iter().collect();
         variants.sort_by_key(|v| v.compression != self.compression);
         for variant in variants {
-            if store.contains(&variant.digest)? {
+            if lamina_export::layer_tar::has_variant(store, &record, variant)? {
                 let variant = variant.clone();
                 return Ok(Some((record, variant)));
             }

@@ -9,7 +9,7 @@ use super::layers;
 use super::steps::{Build, StageState};
 use crate::ExecError;
 use crate::sandbox::{BuildMount, Network, RunRequest};
-use lamina_export::layer_store::{LayerSource, store_layer};
+use lamina_export::layer_store::LayerSource;
 
 impl Build<'_> {
     /// Runs a RUN step that missed the cache; returns its layer (`None` if it changed
@@ -93,17 +93,8 @@ impl Build<'_> {
         if empty {
             return Ok(None);
         }
-        let layer = store_layer(
-            &self.inner.store,
-            &self.writer,
-            LayerSource::OverlayUpper(upper),
-            Some(&self.lease),
-        )?;
         // The upper directory, whiteouts in overlay form, is the layer's unpacked copy.
-        // Best effort: the layer is stored; a tree not kept is unpacked when needed.
-        if let Err(e) = cache.adopt(&layer, upper, self.settings.epoch) {
-            tracing::warn!("cannot keep the tree of layer {}: {e}", layer.digest);
-        }
+        let layer = self.store_and_keep(LayerSource::OverlayUpper(upper), upper)?;
         Ok(Some(layer))
     }
 }

@@ -21,7 +21,7 @@ use super::remote_cache::RemoteState;
 use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
-use lamina_export::layer_store::{LayerSource, store_layer};
+use lamina_export::layer_store::LayerSource;
 use lamina_export::registry::cache::RemoteCache;
 
 /// A stage as its steps go by.
@@ -570,21 +570,7 @@ impl Build<'_> {
     /// Stores the staged tree as a layer of this build, and keeps the tree itself as the
     /// layer's unpacked copy (see [`LayerCache::adopt`](crate::sandbox::LayerCache::adopt)).
     pub(crate) fn store_staged(&self, tree: tempfile::TempDir) -> Result<LayerRecord, ExecError> {
-        let layer = store_layer(
-            &self.inner.store,
-            &self.writer,
-            LayerSource::Tree(tree.path()),
-            Some(&self.lease),
-        )?;
-        // The layer is stored: failing to keep its tree only costs an unpack later.
-        if let Err(e) = self
-            .inner
-            .layer_cache()?
-            .adopt(&layer, tree.path(), self.settings.epoch)
-        {
-            tracing::warn!("cannot keep the tree of layer {}: {e}", layer.digest);
-        }
-        Ok(layer)
+        self.store_and_keep(LayerSource::Tree(tree.path()), tree.path())
     }
 
     /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the

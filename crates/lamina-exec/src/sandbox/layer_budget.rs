@@ -1,6 +1,7 @@
-//! The unpacked-layer cache under a size budget: a layer's directory is only a copy of its
-//! stored blob, so `lamina cache gc --max-size` may drop the least recently used ones (the
-//! next RUN on them unpacks them again). Use is marked on the layer's lock file
+//! The unpacked-layer cache under a size budget: a blob-backed layer's directory is only a
+//! copy of its stored blob, so `lamina cache gc --max-size` may drop the least recently used
+//! ones (the next RUN on them unpacks them again); a tree-backed layer's directory is the
+//! layer itself and is never evicted. Use is marked on the layer's lock file
 //! (`<hex>.lock`, its mtime), which every unpack and adoption creates.
 
 use std::fs;
@@ -30,12 +31,14 @@ impl LayerCache {
     }
 
     /// Removes unpacked layers, least recently used first, until the rest holds at most
-    /// `budget` bytes; none used within `min_age` and none a build uses now. Returns what went
-    /// and the bytes left.
+    /// `budget` bytes; none used within `min_age`, none a build uses now, and none for which
+    /// `pinned(hex)` is true (a tree-backed layer's tree is the layer's only copy). Returns
+    /// what went and the bytes left.
     pub fn evict_to_budget(
         &self,
         budget: u64,
         min_age: Duration,
+        pinned: impl Fn(&str) -> bool,
     ) -> Result<(PruneReport, u64), ExecError> {
         let mut layers = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
@@ -61,7 +64,7 @@ impl LayerCache {
             if total <= budget {
                 break;
             }
-            if now.duration_since(used).unwrap_or_default() < min_age {
+            if now.duration_since(used).unwrap_or_default() < min_age || pinned(&name) {
                 continue;
             }
             // A layer a build uses (in any process) stays, and counts as kept.
@@ -100,7 +103,9 @@ mod tests {
         }
         // `a` is used again now: b and c are the least recently used.
         cache.mark_used(&hex('a'));
-        let (report, kept) = cache.evict_to_budget(150, Duration::from_secs(60)).unwrap();
+        let (report, kept) = cache
+            .evict_to_budget(150, Duration::from_secs(60), |_| false)
+            .unwrap();
         assert_eq!(
             report,
             PruneReport {
@@ -112,10 +117,16 @@ mod tests {
         assert!(!cache.root.join(hex('b')).exists() && !cache.root.join(hex('c')).exists());
         assert!(!cache.root.join(format!("{}.lock", hex('b'))).exists());
         // Over budget, but used within min_age: kept.
-        let (report, _) = cache.evict_to_budget(0, Duration::from_secs(60)).unwrap();
+        let (report, _) = cache
+            .evict_to_budget(0, Duration::from_secs(60), |_| false)
+            .unwrap();
         assert_eq!(report.removed, 0);
         assert_eq!(
-            cache.evict_to_budget(0, Duration::ZERO).unwrap().0.removed,
+            cache
+                .evict_to_budget(0, Duration::ZERO, |_| false)
+                .unwrap()
+                .0
+                .removed,
             1
         );
     }
@@ -135,12 +146,12 @@ mod tests {
             rustix::fs::FlockOperation::NonBlockingLockShared,
         )
         .unwrap();
-        let (report, kept) = cache.evict_to_budget(0, Duration::ZERO).unwrap();
+        let (report, kept) = cache.evict_to_budget(0, Duration::ZERO, |_| false).unwrap();
         assert_eq!(report.removed, 0);
         assert_eq!(kept, 10);
         assert!(cache.root.join(&hex).join("f").exists());
         drop(user);
-        let (report, kept) = cache.evict_to_budget(0, Duration::ZERO).unwrap();
+        let (report, kept) = cache.evict_to_budget(0, Duration::ZERO, |_| false).unwrap();
         assert_eq!((report.removed, kept), (1, 0));
         assert!(!cache.root.join(&hex).exists());
         // Nothing left under a temporary name either.

@@ -121,13 +121,23 @@ impl LayerCache {
         self.remove_stale_tmp(hex)?;
         let tmp = self.temp_name(hex)?;
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        let result = unpack_into(store, layer, &tmp)
-            .and_then(|()| fs::rename(&tmp, dir).map_err(io_err(dir)));
-        if let Err(e) = result {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+        let split = !layer.is_tree_backed() && self.holds_trees_of(store);
+        let result = unpack_into(store, layer, &tmp, split)
+            .and_then(|split| fs::rename(&tmp, dir).map_err(io_err(dir)).map(|()| split));
+        let split = match result {
+            Ok(split) => split,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
         self.unpacks.fetch_add(1, Ordering::Relaxed);
+        if let Some(split) = split {
+            // Best effort: the layer stays blob-backed when this fails.
+            if let Err(e) = super::tree_backing::back_by_tree(store, layer, &split) {
+                tracing::warn!("layer {hex} keeps its blob: {e}");
+            }
+        }
         Ok(())
     }
 
@@ -146,21 +156,48 @@ impl LayerCache {
         tree: &Path,
         mtime_clamp: u64,
     ) -> Result<bool, ExecError> {
+        Ok(self
+            .adopt_then(&layer.digest, tree, mtime_clamp, || Ok(()))?
+            .is_some())
+    }
+
+    /// [`LayerCache::adopt`] for the layer whose tar has blake3 `layer`, running `then` once
+    /// the tree is in place, with the layer's lock still held exclusively: a tree-backed
+    /// layer's record is written there, so no `cache gc` (which removes directories whose
+    /// record is missing, taking that lock first) can see the tree before its record.
+    /// `Ok(None)` when the tree was not adopted (left to the caller, `then` not run).
+    pub fn adopt_then<R>(
+        &self,
+        layer: &lamina_store::Digest,
+        tree: &Path,
+        mtime_clamp: u64,
+        then: impl FnOnce() -> Result<R, ExecError>,
+    ) -> Result<Option<R>, ExecError> {
         // Without root a tree cannot hold what an unpack as root writes (owners, devices).
         if !rustix::process::geteuid().is_root() {
-            return Ok(false);
+            return Ok(None);
         }
-        let hex = layer.digest.hex();
+        let hex = layer.hex();
         let dir = self.root.join(&hex);
         let Some(_lock) = self.lock_missing(&hex)? else {
-            return Ok(false);
+            return Ok(None);
         };
         clamp_mtimes(tree, mtime_clamp).map_err(io_err(tree))?;
         match fs::rename(tree, &dir) {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => Ok(false),
-            Err(e) => Err(io_err(&dir)(e)),
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(io_err(&dir)(e)),
         }
+        then().map(Some)
+    }
+
+    /// Whether this cache's directories are the store's layer trees
+    /// ([`Store::layer_tree`]): only then can a layer be tree-backed.
+    pub fn holds_trees_of(&self, store: &Store) -> bool {
+        let trees = store.path().join(lamina_store::LAYER_TREES);
+        self.root == trees || fs::canonicalize(&self.root).ok() == fs::canonicalize(&trees).ok()
     }
 
     /// The lock of the layer `hex` when its directory does not exist yet (checked again
@@ -346,8 +383,14 @@ fn clamp_below(dir: &OwnedFd, clamped: &rustix::fs::Timestamps) -> io::Result<()
 }
 
 /// Unpacks the first stored variant of `layer` into the empty directory `dir`, then writes its
-/// whiteouts in overlayfs form.
-fn unpack_into(store: &Store, layer: &LayerRecord, dir: &Path) -> Result<(), ExecError> {
+/// whiteouts in overlayfs form. With `split`, a plain variant is also recorded as a tar-split
+/// on the way (returned when the tar can be reassembled from the tree, see `tree_backing`).
+fn unpack_into(
+    store: &Store,
+    layer: &LayerRecord,
+    dir: &Path,
+    split: bool,
+) -> Result<Option<lamina_store::BlobInfo>, ExecError> {
     let layer_hex = layer.digest.hex();
     // Cheapest to decompress first: the tar is read twice.
     let mut variants: Vec<&LayerVariant> = layer.variants.iter().collect();
@@ -364,7 +407,15 @@ fn unpack_into(store: &Store, layer: &LayerRecord, dir: &Path) -> Result<(), Exe
         // for rootless BuildKit (the stored layer keeps them).
         let devices = !crate::rootless::in_user_namespace();
         let options = UnpackOptions::default().same_owner(true).devices(devices);
-        let stats = Unpacker::new(options).unpack(io::BufReader::new(blob), dir)?;
+        let unpacker = Unpacker::new(options);
+        let reader = io::BufReader::new(blob);
+        let (stats, recorded) = if split && variant.compression == Compression::None {
+            let mut recorder = super::tree_backing::Recorder::new(store)?;
+            let stats = unpacker.unpack(recorder.tee(reader), dir)?;
+            (stats, Some(recorder))
+        } else {
+            (unpacker.unpack(reader, dir)?, None)
+        };
         if stats.diff_id != layer.diff_id {
             return Err(ExecError::LayerDiffIdMismatch {
                 layer: layer_hex,
@@ -379,7 +430,13 @@ fn unpack_into(store: &Store, layer: &LayerRecord, dir: &Path) -> Result<(), Exe
             let reader = decompressed(variant.compression, io::BufReader::new(blob), &layer_hex)?;
             overlay_whiteouts(reader, dir, &layer_hex)?;
         }
-        return Ok(());
+        return Ok(recorded.and_then(|r| r.finish(&layer_hex)));
+    }
+    if layer.is_tree_backed() {
+        return Err(ExecError::LayerTreeMissing {
+            layer: layer_hex,
+            tree: store.layer_tree(&layer.digest),
+        });
     }
     Err(ExecError::LayerBlobMissing { layer: layer_hex })
 }

@@ -23,6 +23,7 @@ mod layers;
 mod mounts;
 pub(crate) mod overlay;
 pub(crate) mod runc;
+mod tree_backing;
 mod user;
 
 use std::fs;

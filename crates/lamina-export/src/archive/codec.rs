@@ -8,6 +8,7 @@
 //! same tar.
 
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 
 use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store};
 
@@ -209,24 +210,27 @@ pub(crate) fn recompress(
 ) -> Result<(LayerRecord, LayerVariant), ExportError> {
     let mut sources: Vec<&LayerVariant> = record.variants.iter().collect();
     sources.sort_by_key(|v| v.compression != Compression::None);
-    let mut source = None;
+    let mut source: Option<(&LayerVariant, Box<dyn Read + Send>, PathBuf)> = None;
     for v in sources {
         if let Some(blob) = store.get(&v.digest)? {
-            source = Some((v, blob));
+            let path = store.blob_path(&blob.info);
+            source = Some((v, Box::new(blob), path));
+            break;
+        }
+        if record.served_from_tree(v) {
+            // Reassembled from the tree; checked against the diff_id as it ends.
+            let tar = crate::layer_tar::open_tree_tar(store, record)?;
+            source = Some((v, Box::new(tar), store.layer_tree(&record.digest)));
             break;
         }
     }
-    let Some((from, blob)) = source else {
+    let Some((from, blob, path)) = source else {
         return Err(ExportError::MissingVariant {
             layer: record.digest,
             compression: target.name(),
         });
     };
-    let path = store.blob_path(&blob.info);
-    let io_err = |source| ExportError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io_err = |source| crate::layer_tar::read_error(&path, source);
     let corrupt = |diff_id: Digest| ExportError::CorruptLayer {
         image: "store".to_owned(),
         layer: from.digest.to_string(),
@@ -261,6 +265,7 @@ pub(crate) fn recompress(
         digest: stored.digest,
         sha256: stored.sha256,
         size: stored.size,
+        reproducible: true,
     };
     let mut updated = record.clone();
     updated.variants.retain(|v| v.compression != target);
@@ -297,8 +302,10 @@ mod tests {
                 digest: info.digest,
                 sha256: info.sha256,
                 size: info.size,
+                reproducible: false,
             }],
             created: std::time::SystemTime::now(),
+            tar_split: None,
         };
 
         // Recompressing to zstd and back to plain keeps the tar.

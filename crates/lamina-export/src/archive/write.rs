@@ -59,7 +59,8 @@ impl Sink {
             Sink::Dir(root) => {
                 let path = root.join(name);
                 let mut file = File::create(&path).map_err(Sink::io(&path))?;
-                let copied = copy(data, &mut file).map_err(Sink::io(&path))?;
+                let copied =
+                    copy(data, &mut file).map_err(|e| crate::layer_tar::read_error(&path, e))?;
                 if copied != size {
                     return Err(ExportError::Io {
                         path,
@@ -71,7 +72,7 @@ impl Sink {
                 let mut header = header(tar::EntryType::Regular, 0o644, size);
                 builder
                     .append_data(&mut header, name, data)
-                    .map_err(Sink::io(path))?;
+                    .map_err(|e| crate::layer_tar::read_error(path, e))?;
             }
         }
         Ok(size)
@@ -82,18 +83,18 @@ impl Sink {
         self.file(name, bytes.len() as u64, &mut &bytes[..])
     }
 
-    /// Adds the store blob `digest` as `name`.
+    /// Adds the store blob `digest` as `name`; a tree-backed layer's plain variant is
+    /// reassembled from its tree as it is written (and fails the export if the tree no longer
+    /// gives the layer's diff_id).
     pub(crate) fn blob(
         &mut self,
         store: &Store,
         name: &str,
         digest: &Digest,
     ) -> Result<u64, ExportError> {
-        let mut blob = store
-            .get(digest)?
+        let (size, mut data) = crate::layer_tar::open_blob_or_tree(store, digest)?
             .ok_or(lamina_store::StoreError::NotFound { digest: *digest })?;
-        let size = blob.info.size;
-        self.file(name, size, &mut blob)
+        self.file(name, size, &mut data)
     }
 
     /// Ends a tar stream (a directory needs nothing).

@@ -162,7 +162,7 @@ impl ImagePlan {
     ) -> Result<Option<Fetched<'s>>, ExportError> {
         if let Some(record) = store.layer_by_diff_id(&job.diff_id)?
             && let Some(v) = record.variants.iter().find(|v| v.sha256 == job.sha256)
-            && store.contains(&v.digest)?
+            && crate::layer_tar::has_variant(store, &record, v)?
         {
             self.check_stored_size(job, v.size)?;
             return Ok(Some(Fetched::Present(v.clone())));
@@ -438,8 +438,10 @@ fn layer_record(
             digest: info.digest,
             sha256: info.sha256,
             size: info.size,
+            reproducible: false,
         }],
         created: std::time::SystemTime::now(),
+        tar_split: None,
     }
 }
 

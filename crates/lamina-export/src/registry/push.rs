@@ -442,7 +442,17 @@ async fn upload_chunked(
 
 /// The blob's store file.
 fn open_blob(store: &Store, blob: &PushBlob) -> Result<tokio::fs::File, Fault> {
-    let opened = store.get(&blob.blob).map_err(ExportError::from)?;
+    let mut opened = store.get(&blob.blob).map_err(ExportError::from)?;
+    if opened.is_none()
+        && let Some(record) = store.layer(&blob.blob).map_err(ExportError::from)?
+        && record.digest == blob.blob
+        && record.is_tree_backed()
+    {
+        // A tree-backed layer pushed plain: an upload reads (and may re-read) a file, so
+        // the tar is reassembled into a blob once (GC drops it again when it is old).
+        crate::layer_tar::materialize_plain(store, &record, None)?;
+        opened = store.get(&blob.blob).map_err(ExportError::from)?;
+    }
     let Some(opened) = opened else {
         return Err(Fault::Export(crate::image::invalid(
             &blob.refs.sha256.to_string(),

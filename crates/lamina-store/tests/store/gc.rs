@@ -29,8 +29,10 @@ fn gc_keeps_roots_and_sweeps_the_rest() {
                 digest: gz.digest,
                 sha256: gz.sha256,
                 size: gz.size,
+                reproducible: false,
             }],
             created: std::time::SystemTime::now(),
+            tar_split: None,
         })
         .unwrap();
     // References by sha256 resolve to blake3.

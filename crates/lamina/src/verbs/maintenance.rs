@@ -124,8 +124,43 @@ impl Engine {
     /// # }
     /// ```
     pub fn fsck(&self, options: FsckOptions) -> Result<FsckReport, Error> {
-        Ok(self.store.fsck(options)?)
+        fsck_store(&self.store, options)
     }
+}
+
+/// What [`Engine::fsck`] does, for a caller that has only the store open: the store's own
+/// check, then every tree-backed layer's tree reassembled against its diff_id (a tree that
+/// was modified, or is missing, is an issue no repair can fix: the tree was the layer).
+pub fn fsck_store(store: &lamina_store::Store, options: FsckOptions) -> Result<FsckReport, Error> {
+    let mut report = store.fsck(options)?;
+    let reported: std::collections::HashSet<_> = report
+        .issues
+        .iter()
+        .filter_map(|i| match i {
+            lamina_store::FsckIssue::LayerTree { layer, .. } => Some(*layer),
+            _ => None,
+        })
+        .collect();
+    for layer in store.tree_backed_layers()? {
+        if reported.contains(&layer.digest) {
+            continue;
+        }
+        let tree = store.layer_tree(&layer.digest);
+        let reason = if !tree.is_dir() {
+            Some(format!("its unpacked tree {} is missing", tree.display()))
+        } else {
+            lamina_export::layer_tar::verify_tree(store, &layer)
+                .err()
+                .map(|e| e.to_string())
+        };
+        if let Some(reason) = reason {
+            report.issues.push(lamina_store::FsckIssue::LayerTree {
+                layer: layer.digest,
+                reason,
+            });
+        }
+    }
+    Ok(report)
 }
 
 /// What [`Engine::gc`] does, for a caller that has the store open without an engine (an
@@ -150,10 +185,17 @@ pub fn gc_store(store: &lamina_store::Store) -> Result<GcReport, Error> {
         let cache = LayerCache::new(&work_dir)?;
         unpacked = cache.prune(store)?;
         // Unpacked copies are the first to go under the budget: each is only a copy of
-        // a stored blob, made again by the next RUN that needs it.
+        // a stored blob, made again by the next RUN that needs it. Trees of tree-backed
+        // layers are the layers themselves: never evicted.
         if let Some(max) = options.max_size {
             let budget = max.saturating_sub(report.bytes_kept);
-            let (evicted, kept) = cache.evict_to_budget(budget, options.min_age)?;
+            let pinned = |hex: &str| {
+                lamina_store::Digest::parse(&format!("blake3:{hex}"))
+                    .ok()
+                    .and_then(|d| store.layer(&d).ok().flatten())
+                    .is_none_or(|r| r.is_tree_backed())
+            };
+            let (evicted, kept) = cache.evict_to_budget(budget, options.min_age, pinned)?;
             unpacked.removed += evicted.removed;
             unpacked.bytes += evicted.bytes;
             unpacked_kept = kept;

@@ -84,7 +84,7 @@ async fn fetch_one(
         && record.diff_id == diff_id
     {
         for variant in &record.variants {
-            if store.contains(&variant.digest)? {
+            if crate::layer_tar::has_variant(store, &record, variant)? {
                 lease.add(&record.digest)?;
                 return Ok((record, 0));
             }
@@ -159,8 +159,10 @@ async fn fetch_one(
             digest: info.digest,
             sha256: info.sha256,
             size: info.size,
+            reproducible: false,
         }],
         created: SystemTime::now(),
+        tar_split: None,
     })?;
     lease.add(&record.digest)?;
     Ok((record, size))

@@ -1,0 +1,125 @@
+//! A layer's plain tar wherever the store keeps it: its plain blob, or — for a tree-backed
+//! layer — its unpacked tree and tar-split, reassembled and checked against the diff_id
+//! (docs/format.md, "What a stored layer is").
+//!
+//! Every reader of layer bytes that may meet a tree-backed layer's plain variant goes
+//! through here (archive export, variant making, pushes, unpacks without the tree in
+//! place), so no caller looks for a blob that a tree stands in for.
+
+use std::io::{self, Read};
+use std::path::Path;
+
+use lamina_layer::{LayerError, TarSplitReader};
+use lamina_store::{Blob, BlobInfo, BlobKind, LayerRecord, LayerVariant, Lease, Store};
+
+use crate::ExportError;
+
+/// A tree-backed layer's tar, reassembled: fails at its end when the tree no longer
+/// reproduces the layer's diff_id (see [`TarSplitReader`]).
+pub type TreeTar = TarSplitReader<Blob>;
+
+/// Whether the store can give `variant` of `record`: its blob is stored, or it is the plain
+/// variant of a tree-backed layer.
+pub fn has_variant(
+    store: &Store,
+    record: &LayerRecord,
+    variant: &LayerVariant,
+) -> Result<bool, ExportError> {
+    Ok(record.served_from_tree(variant) || store.contains(&variant.digest)?)
+}
+
+/// The tar of the tree-backed layer `record`, reassembled from its tree and tar-split.
+pub fn open_tree_tar(store: &Store, record: &LayerRecord) -> Result<TreeTar, ExportError> {
+    let Some(split) = record.tar_split else {
+        return Err(ExportError::MissingVariant {
+            layer: record.digest,
+            compression: "none",
+        });
+    };
+    let blob = store
+        .get(&split)?
+        .ok_or(lamina_store::StoreError::NotFound { digest: split })?;
+    let tree = store.layer_tree(&record.digest);
+    Ok(TarSplitReader::new(
+        blob,
+        &tree,
+        Some((record.diff_id, record.size)),
+    )?)
+}
+
+/// Bytes of a layer from wherever they are kept, and their length.
+pub type LayerBytes = (u64, Box<dyn Read + Send>);
+
+/// The bytes of the store blob `digest`, or, when no blob has that digest but it is the
+/// key of a tree-backed layer (the digest of its plain variant), that layer's tar
+/// reassembled. `None` when neither exists. Returns the size with the reader.
+pub fn open_blob_or_tree(
+    store: &Store,
+    digest: &lamina_store::Digest,
+) -> Result<Option<LayerBytes>, ExportError> {
+    if let Some(blob) = store.get(digest)? {
+        return Ok(Some((blob.info.size, Box::new(blob))));
+    }
+    match store.layer(digest)? {
+        Some(record) if record.digest == *digest && record.is_tree_backed() => {
+            let size = record.size;
+            Ok(Some((size, Box::new(open_tree_tar(store, &record)?))))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Stores the plain variant of the tree-backed `record` as a blob (for a consumer that
+/// needs a file, such as a push), checked against the diff_id. GC drops it again once it
+/// is older than its `min_age` (the tree stays the layer's copy).
+pub fn materialize_plain(
+    store: &Store,
+    record: &LayerRecord,
+    lease: Option<&Lease<'_>>,
+) -> Result<BlobInfo, ExportError> {
+    if let Some(info) = store.stat(&record.digest)? {
+        return Ok(info);
+    }
+    let mut tar = open_tree_tar(store, record)?;
+    let mut writer = store.writer(BlobKind::Layer)?;
+    if let Some(lease) = lease {
+        writer = writer.lease(lease);
+    }
+    copy_checked(&mut tar, &mut writer, &store.layer_tree(&record.digest))?;
+    Ok(writer.commit_verified(&record.diff_id, Some(record.size))?)
+}
+
+/// Reads the tree-backed `record`'s tar through to its end: `Ok` when the tree still
+/// reproduces the layer (fsck, and the check before a received blob is dropped).
+pub fn verify_tree(store: &Store, record: &LayerRecord) -> Result<(), ExportError> {
+    let mut tar = open_tree_tar(store, record)?;
+    copy_checked(&mut tar, &mut io::sink(), &store.layer_tree(&record.digest))?;
+    Ok(())
+}
+
+/// Copies `from` into `to`, keeping a layer error (a modified tree, a damaged tar-split)
+/// as itself rather than as an I/O error of `path`.
+pub(crate) fn copy_checked(
+    from: &mut dyn Read,
+    to: &mut dyn io::Write,
+    path: &Path,
+) -> Result<u64, ExportError> {
+    io::copy(from, to).map_err(|e| read_error(path, e))
+}
+
+/// An I/O error from reading layer bytes: the layer error inside when there is one.
+pub(crate) fn read_error(path: &Path, e: io::Error) -> ExportError {
+    let source = if e.get_ref().is_some_and(|inner| inner.is::<LayerError>()) {
+        match e.into_inner().map(|inner| inner.downcast::<LayerError>()) {
+            Some(Ok(layer)) => return ExportError::Layer(*layer),
+            Some(Err(other)) => io::Error::other(other),
+            None => io::Error::other("layer read failed"),
+        }
+    } else {
+        e
+    };
+    ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,233 @@
+//! [`TarSplitReader`]: a tar-split and its tree back into the exact tar.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use lamina_types::Digest;
+use rustix::fs::OFlags;
+use sha2::{Digest as _, Sha256};
+
+use super::{END, FILE, LITERAL, MAGIC};
+use crate::confine::open_in;
+use crate::error::{LayerError, lossy};
+
+enum Segment {
+    /// Literal bytes left to copy from the tar-split.
+    Literal(u64),
+    /// A tree file being copied: what is left of it.
+    File {
+        file: File,
+        path: Vec<u8>,
+        left: u64,
+    },
+    Between,
+    Done,
+}
+
+/// Reads the tar a tar-split records, taking file contents from `tree`, and checks it: the
+/// reader fails (an `io::Error` wrapping [`LayerError::TreeModified`]) when a tree file is
+/// missing or has another size, and, at the end, when the tar's sha256 or length is not what
+/// the caller expects. Nothing is trusted before that last check passes: write what it gives
+/// somewhere that is discarded on error.
+pub struct TarSplitReader<R: Read> {
+    split: BufReader<zstd::stream::read::Decoder<'static, BufReader<R>>>,
+    tree: PathBuf,
+    root: OwnedFd,
+    segment: Segment,
+    sha256: Sha256,
+    len: u64,
+    expected: Option<(Digest, u64)>,
+}
+
+impl<R: Read> TarSplitReader<R> {
+    /// A reader of the tar-split read from `split` (as [`super::TarSplitWriter`] wrote it)
+    /// over the tree at `tree`. With `expected` (diff_id, tar length), the end is checked.
+    pub fn new(split: R, tree: &Path, expected: Option<(Digest, u64)>) -> Result<Self, LayerError> {
+        let corrupt = |reason: String| LayerError::TarSplit { reason };
+        let decoder = zstd::stream::read::Decoder::new(split)
+            .map_err(|e| corrupt(format!("cannot decompress it: {e}")))?;
+        let mut split = BufReader::with_capacity(1 << 16, decoder);
+        let mut magic = [0u8; MAGIC.len()];
+        split
+            .read_exact(&mut magic)
+            .map_err(|e| corrupt(format!("cannot read its start: {e}")))?;
+        if magic != MAGIC {
+            return Err(corrupt("it does not start with the tar-split magic".into()));
+        }
+        let root: OwnedFd = File::open(tree)
+            .map_err(|e| LayerError::TreeModified {
+                tree: tree.to_path_buf(),
+                detail: format!("cannot open it: {e}"),
+            })?
+            .into();
+        Ok(TarSplitReader {
+            split,
+            tree: tree.to_path_buf(),
+            root,
+            segment: Segment::Between,
+            sha256: Sha256::new(),
+            len: 0,
+            expected,
+        })
+    }
+
+    fn modified(&self, detail: String) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            LayerError::TreeModified {
+                tree: self.tree.clone(),
+                detail,
+            },
+        )
+    }
+
+    /// Reads the next record header into `self.segment`.
+    fn next_segment(&mut self) -> io::Result<()> {
+        let corrupt = |reason: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                LayerError::TarSplit {
+                    reason: reason.to_owned(),
+                },
+            )
+        };
+        let mut tag = [0u8; 1];
+        self.split
+            .read_exact(&mut tag)
+            .map_err(|_| corrupt("it ends without its end record"))?;
+        match tag[0] {
+            LITERAL => self.segment = Segment::Literal(read_varint(&mut self.split)?),
+            FILE => {
+                let n = usize::try_from(read_varint(&mut self.split)?)
+                    .map_err(|_| corrupt("a path length is out of range"))?;
+                if n > 1 << 16 {
+                    return Err(corrupt("a path is too long"));
+                }
+                let mut path = vec![0u8; n];
+                self.split.read_exact(&mut path)?;
+                let size = read_varint(&mut self.split)?;
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW;
+                let fd = open_in(&self.root, &path, flags).map_err(|e| {
+                    self.modified(format!("{} cannot be opened: {e}", lossy(&path)))
+                })?;
+                let file = File::from(fd);
+                let meta = file.metadata()?;
+                if !meta.is_file() || meta.len() != size {
+                    return Err(self.modified(format!(
+                        "{} is {} bytes, the layer has {size}",
+                        lossy(&path),
+                        meta.len()
+                    )));
+                }
+                self.segment = Segment::File {
+                    file,
+                    path,
+                    left: size,
+                };
+            }
+            END => {
+                let total = read_varint(&mut self.split)?;
+                if total != self.len {
+                    return Err(corrupt("its end record gives another length"));
+                }
+                if !self.split.fill_buf()?.is_empty() {
+                    return Err(corrupt("bytes follow its end record"));
+                }
+                self.segment = Segment::Done;
+                self.check_end()?;
+            }
+            _ => return Err(corrupt("it has an unknown record")),
+        }
+        Ok(())
+    }
+
+    fn check_end(&mut self) -> io::Result<()> {
+        let Some((diff_id, size)) = self.expected.take() else {
+            return Ok(());
+        };
+        let actual = Digest::sha256(std::mem::take(&mut self.sha256).finalize().into());
+        if actual != diff_id || self.len != size {
+            return Err(self.modified(format!(
+                "the reassembled tar has digest {actual} and {} bytes, the layer is {diff_id} \
+                 and {size} bytes",
+                self.len
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> std::fmt::Debug for TarSplitReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarSplitReader")
+            .field("tree", &self.tree)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> Read for TarSplitReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = match &mut self.segment {
+                Segment::Done => return Ok(0),
+                Segment::Between => {
+                    self.next_segment()?;
+                    continue;
+                }
+                Segment::Literal(0) | Segment::File { left: 0, .. } => {
+                    self.segment = Segment::Between;
+                    continue;
+                }
+                Segment::Literal(left) => {
+                    let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let n = self.split.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            LayerError::TarSplit {
+                                reason: "it ends inside a literal record".into(),
+                            },
+                        ));
+                    }
+                    *left -= n as u64;
+                    n
+                }
+                Segment::File { file, path, left } => {
+                    let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let n = file.read(&mut buf[..want])?;
+                    if n == 0 {
+                        let detail = format!("{} got shorter while it was read", lossy(path));
+                        return Err(self.modified(detail));
+                    }
+                    *left -= n as u64;
+                    n
+                }
+            };
+            self.sha256.update(&buf[..n]);
+            self.len += n as u64;
+            return Ok(n);
+        }
+    }
+}
+
+fn read_varint(r: &mut impl Read) -> io::Result<u64> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b)?;
+        v |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "varint too long",
+    ))
+}

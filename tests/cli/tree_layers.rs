@@ -1,0 +1,370 @@
+//! Issue 12: tree-backed layers. A base imported plain and the RUN and COPY layers built on
+//! it are kept as their unpacked trees plus tar-splits (no layer blob); exports reassemble
+//! the exact tars (skopeo and umoci read them, the digests are the build's); a modified tree
+//! fails an export with one line and shows in fsck; a build killed while writing a
+//! tar-split leaves nothing the next command trips on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::ingest::{docker_archive, untar};
+use crate::support::{lamina, lamina_in_store as run, write_tree};
+
+/// The layer directories (64 hex digits) under the store's trees.
+fn trees(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store.join("exec/layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    names.sort();
+    names
+}
+
+fn blob_file(store: &Path, hex: &str) -> PathBuf {
+    store.join("blobs-v1").join(&hex[..2]).join(&hex[2..])
+}
+
+/// (blobs, bytes) of one blob kind, from `cache du --json`.
+fn du_kind(store: &str, dir: &Path, kind: &str) -> (u64, u64) {
+    let du: Value = serde_json::from_str(&run(dir, store, &["cache", "du", "--json"])).unwrap();
+    let entry = &du["kinds"][kind];
+    match (entry["blobs"].as_u64(), entry["bytes"].as_u64()) {
+        (Some(blobs), Some(bytes)) => (blobs, bytes),
+        _ => panic!("no {kind} in `cache du --json`: {du}"),
+    }
+}
+
+fn skopeo_inspect(transport: &str) -> Value {
+    let output = Command::new("skopeo")
+        .args(["inspect", "--raw", transport])
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo inspect {transport}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    store: PathBuf,
+    digest: String,
+}
+
+impl Setup {
+    fn store(&self) -> &str {
+        self.store.to_str().unwrap()
+    }
+}
+
+/// A store holding the busybox base imported from a docker-archive (one plain layer) and
+/// `app:1` built on it with a COPY and a RUN.
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = docker_archive(dir.path());
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    run(
+        dir.path(),
+        s,
+        &["image", "import", archive.to_str().unwrap()],
+    );
+    write_tree(
+        dir.path(),
+        &[
+            (
+                "app/Dockerfile",
+                "FROM nulls/base:1\nCOPY src /src\nRUN echo ran > /ran.txt && cat /src/a.txt >> /ran.txt\n",
+            ),
+            ("app/src/a.txt", "file a\n"),
+            ("app/src/deep/b.txt", "file b, a little longer\n"),
+        ],
+    );
+    let built = run(
+        dir.path(),
+        s,
+        &["build", "app", "--tag", "app:1", "--progress", "plain"],
+    );
+    let at = built
+        .find("built sha256:")
+        .expect("the build prints its digest");
+    let digest = built[at + 6..at + 6 + 71].to_string();
+    Setup { dir, store, digest }
+}
+
+#[test]
+fn built_and_imported_layers_are_trees_plus_tar_splits() {
+    use crate::require::Need::Tool;
+    if crate::build::sandbox_missing() || crate::require::missing(&[Tool("skopeo"), Tool("umoci")])
+    {
+        return;
+    }
+    let t = setup();
+    let dir = t.dir.path();
+
+    // Base, COPY and RUN: three trees, no layer blob, three tar-splits.
+    let layers = trees(&t.store);
+    assert_eq!(layers.len(), 3, "{layers:?}");
+    for hex in &layers {
+        assert!(
+            !blob_file(&t.store, hex).exists(),
+            "layer {hex} still has its blob"
+        );
+    }
+    let (split_count, split_bytes) = du_kind(t.store(), dir, "tar-split");
+    assert_eq!(split_count, 3);
+    assert!(
+        split_bytes < 64 * 1024,
+        "tar-splits take {split_bytes} bytes"
+    );
+    assert_eq!(
+        du_kind(t.store(), dir, "layer").0,
+        0,
+        "no layer blob at all"
+    );
+
+    // Plain export: the stored manifest, so the digest the build printed; every blob in the
+    // archive has the digest it is named by (skopeo copies and checks them).
+    let plain = dir.join("plain.tar");
+    let export = |out: &Path, compression: &str, format: &str| {
+        run(
+            dir,
+            t.store(),
+            &[
+                "image",
+                "export",
+                "app:1",
+                "--format",
+                format,
+                "--compression",
+                compression,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    export(&plain, "none", "oci-archive");
+    let manifest = skopeo_inspect(&format!("oci-archive:{}", plain.display()));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", plain.display()))
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        t.digest,
+        "manifest digest"
+    );
+    let copied = dir.join("copied");
+    let status = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci-archive:{}", plain.display()))
+        .arg(format!("dir:{}", copied.display()))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "skopeo copy checks every blob's digest");
+    let layer_digests: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(layer_digests.len(), 3);
+    for d in &layer_digests {
+        let bytes = std::fs::read(copied.join(d.trim_start_matches("sha256:"))).unwrap();
+        assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), *d);
+    }
+
+    // gzip (made from the reassembled tars) as an OCI layout: umoci unpacks it.
+    let layout = dir.join("layout");
+    export(&layout, "gzip", "oci-dir");
+    let bundle = dir.join("bundle");
+    let out = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:1", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/ran.txt")).unwrap(),
+        "ran\nfile a\n"
+    );
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+    // The same tars as the plain export: the gzip layers decompress to the diff_ids.
+    let config = std::fs::read(
+        copied.join(
+            manifest["config"]["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        ),
+    )
+    .unwrap();
+    let config: Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap())
+            .collect::<Vec<_>>(),
+        layer_digests
+    );
+
+    // The store is clean, and stays tree-backed after a GC (the gzip variants made for the
+    // export are blobs beside the trees).
+    run(dir, t.store(), &["cache", "fsck"]);
+    run(dir, t.store(), &["cache", "gc"]);
+    assert_eq!(
+        trees(&t.store),
+        layers,
+        "GC keeps the trees of named images"
+    );
+    run(dir, t.store(), &["cache", "fsck"]);
+}
+
+#[test]
+fn a_modified_tree_fails_the_export_in_one_line_and_fsck_reports_it() {
+    if crate::build::sandbox_missing() {
+        return;
+    }
+    let t = setup();
+    let dir = t.dir.path();
+    let copy_tree = trees(&t.store)
+        .into_iter()
+        .map(|hex| t.store.join("exec/layers").join(hex))
+        .find(|tree| tree.join("src/a.txt").is_file())
+        .expect("the COPY layer's tree");
+    // Same size, other bytes: only the digest can tell.
+    std::fs::write(copy_tree.join("src/a.txt"), "FILE A\n").unwrap();
+    let out = dir.join("out.tar");
+    let output = lamina(
+        dir,
+        &[
+            "--store",
+            t.store(),
+            "image",
+            "export",
+            "app:1",
+            "--compression",
+            "none",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("was modified")
+            && lines[0].contains(&copy_tree.display().to_string())
+            && lines[0].contains("lamina cache fsck"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a failed export leaves no output");
+
+    let fsck = lamina(dir, &["--store", t.store(), "cache", "fsck"]);
+    assert!(!fsck.status.success());
+    let report = String::from_utf8_lossy(&fsck.stdout);
+    assert!(report.contains("tree-backed layer blake3:"), "{report}");
+    assert!(report.contains("was modified"), "{report}");
+}
+
+#[test]
+fn a_build_killed_while_writing_a_tar_split_leaves_nothing_behind() {
+    if crate::build::sandbox_missing() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = docker_archive(dir.path());
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    run(
+        dir.path(),
+        s,
+        &["image", "import", archive.to_str().unwrap()],
+    );
+    // Many files, so the COPY layer's tar-split takes a while to write.
+    let src = dir.path().join("app/src");
+    for i in 0..20_000 {
+        let sub = src.join(format!("d{}", i % 100));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i}")), format!("file {i}\n")).unwrap();
+    }
+    write_tree(
+        dir.path(),
+        &[("app/Dockerfile", "FROM nulls/base:1\nCOPY src /src\n")],
+    );
+    let mut killed_in_write = false;
+    for _ in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lamina"))
+            .args(["--store", s, "build", "app", "--tag", "app:1", "--no-cache"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed the moment a blob is being staged: the tar-split is the build's first.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            let staging = std::fs::read_dir(store.join("tmp")).unwrap().count() > 0;
+            if staging || child.try_wait().unwrap().is_some() {
+                killed_in_write |= staging;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if killed_in_write {
+            break;
+        }
+    }
+    assert!(killed_in_write, "the build was never caught writing a blob");
+    // The next command builds; the store checks clean; no staged file is left.
+    run(dir.path(), s, &["build", "app", "--tag", "app:1"]);
+    run(dir.path(), s, &["cache", "fsck"]);
+    let out = dir.path().join("out.tar");
+    run(
+        dir.path(),
+        s,
+        &[
+            "image",
+            "export",
+            "app:1",
+            "--compression",
+            "none",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let unpacked = dir.path().join("unpacked");
+    untar(&out, &unpacked);
+    assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+}
