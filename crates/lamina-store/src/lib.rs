@@ -52,6 +52,7 @@ mod reserve;
 mod slot;
 mod stats;
 mod store;
+mod touchlog;
 
 #[cfg(test)]
 mod tests;
@@ -70,7 +71,7 @@ pub use records::{
     LayerVariant,
 };
 pub use stats::{DiskUsage, KindUsage, Stats};
-pub use store::{Blob, BlobMap, Store, StoreOptions, WaitNotice};
+pub use store::{Blob, BlobMap, ReadSection, Store, StoreOptions, WaitNotice};
 
 /// The environment variable that overrides the store location.
 pub const STORE_ENV: &str = "LAMINA_STORE";
