@@ -32,3 +32,4 @@ mod support;
 mod trust;
 mod unprivileged;
 mod waiting;
+mod warm;

@@ -97,7 +97,7 @@ impl Build<'_> {
             &self.inner.store,
             &self.writer,
             LayerSource::OverlayUpper(upper),
-            Some(&self.lease),
+            Some(self.lease()?),
         )?;
         // The upper directory, whiteouts in overlay form, is the layer's unpacked copy.
         // Best effort: the layer is stored; a tree not kept is unpacked when needed.
