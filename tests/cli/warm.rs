@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use lamina::store::{Store, StoreOptions};
@@ -211,38 +209,7 @@ fn gc_in_a_loop_beside_all_hit_rebuilds_never_takes_a_reported_result() {
     let warm = Warm::new();
     warm.build("a", &["--tag", "app:1"]);
     warm.build("b", &["--tag", "app:2"]);
-    let done = Arc::new(AtomicBool::new(false));
-    let gcs = Arc::new(AtomicUsize::new(0));
-    let collector = {
-        let (done, gcs) = (done.clone(), gcs.clone());
-        let store = warm.store();
-        let dir = warm.dir.path().to_path_buf();
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                // Every cache entry expired and nothing young: only names and readers'
-                // sections keep anything.
-                let out = lamina(
-                    &dir,
-                    &[
-                        "--store",
-                        store.to_str().unwrap(),
-                        "cache",
-                        "gc",
-                        "--min-age",
-                        "0s",
-                        "--ttl",
-                        "0s",
-                    ],
-                );
-                assert!(
-                    out.status.success(),
-                    "gc failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                gcs.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
+    let collector = crate::support::GcLoop::start(warm.dir.path(), &warm.store());
     let store_path = warm.store();
     for round in 0..12 {
         // The tag moves between the two variants, so each rebuild's layers are kept only by
@@ -271,12 +238,7 @@ fn gc_in_a_loop_beside_all_hit_rebuilds_never_takes_a_reported_result() {
             );
         }
     }
-    done.store(true, Ordering::SeqCst);
-    collector.join().unwrap();
-    assert!(
-        gcs.load(Ordering::SeqCst) >= 2,
-        "gc ran beside the rebuilds"
-    );
+    assert!(collector.stop() >= 2, "gc ran beside the rebuilds");
     assert!(warm.ok(&["cache", "fsck"]).contains(": 0 issue(s)"));
     let archive = warm.dir.path().join("moving.tar");
     warm.ok(&[
