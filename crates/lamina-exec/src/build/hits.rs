@@ -76,9 +76,14 @@ impl<'a> Build<'a> {
         if let Some(lease) = self.lease.get() {
             return Ok(lease);
         }
+        // Held until the lease is set: a digest noted meanwhile by another thread of the
+        // build joins this lease, never a vector already emptied.
+        let mut used = lock(&self.used_before_lease);
+        if let Some(lease) = self.lease.get() {
+            return Ok(lease);
+        }
         let lease = self.inner.store.lease(BUILD_LEASE_TTL)?;
-        let used = std::mem::take(&mut *lock(&self.used_before_lease));
-        for digest in used {
+        for digest in used.drain(..) {
             // Found under the read section, so still stored; a base layer may be missing.
             match lease.add(&digest) {
                 Ok(()) | Err(StoreError::NotFound { .. }) => {}
@@ -86,6 +91,7 @@ impl<'a> Build<'a> {
             }
         }
         let lease = self.lease.get_or_init(|| lease);
+        drop(used);
         // Taken out first: the guard is not held while the section ends.
         let section = self.section().take();
         if let Some(section) = section {
@@ -98,10 +104,14 @@ impl<'a> Build<'a> {
     /// Protects `digest` for the rest of the build: in the lease, or (while the read section
     /// holds GC off) noted for the lease taken at the first miss.
     pub(crate) fn use_digest(&self, digest: &Digest) -> Result<(), StoreError> {
+        let mut used = lock(&self.used_before_lease);
         match self.lease.get() {
-            Some(lease) => lease.add(digest),
+            Some(lease) => {
+                drop(used);
+                lease.add(digest)
+            }
             None => {
-                lock(&self.used_before_lease).push(*digest);
+                used.push(*digest);
                 Ok(())
             }
         }
