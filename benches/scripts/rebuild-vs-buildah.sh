@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times a 10-step image build end to end through the command line: `lamina build` against
-# `buildah bud` of the same Dockerfile, each cold (--no-cache) and warm (every step cached).
+# `buildah bud` and BuildKit (`docker build` with DOCKER_BUILDKIT=1 against Debian's dockerd)
+# of the same Dockerfile, each cold (--no-cache) and warm (every step cached).
 # The image is the one of benches/build.rs: FROM scratch, COPY of a busybox root filesystem
 # (Debian's busybox-static, every applet a symlink), then ENV, WORKDIR, COPY of a small app,
 # two RUNs, LABEL, EXPOSE, USER, ENTRYPOINT. Everything is offline.
@@ -12,6 +13,12 @@
 #   --loop: time in a shell loop even when hyperfine is installed.
 #   BUILDAH_DRIVER (default overlay; vfs also works) and BUILDAH_ISOLATION (default oci;
 #   the script falls back to chroot when oci fails) choose how buildah runs.
+#   NO_BUILDKIT=1 skips BuildKit; DOCKER (default /usr/bin/docker, Debian's client, which
+#   has BuildKit built in; newer clients need the buildx plugin) is the client it uses.
+# BuildKit: the script starts Debian's dockerd (package docker.io) itself, on a private
+# socket in the temporary directory with its own configuration file (no iptables, no
+# bridge, its own data-root, exec-root and pidfile), builds with `--network host`, and stops
+# it by its PID at exit; an already running docker daemon is neither used nor touched.
 # Needs: root (RUN steps), runc, busybox-static, buildah, python3; hyperfine if available
 # (Debian packages hyperfine and buildah are installed with apt-get when missing; without
 # hyperfine the runs are timed in a shell loop).
@@ -46,6 +53,10 @@ source "$(dirname "$0")/../../.ci/lib.sh"
 ensure_debian_packages runc busybox-static python3
 ensure_debian_packages hyperfine || echo "hyperfine could not be installed: timing in a loop" >&2
 ensure_debian_packages buildah || echo "buildah could not be installed" >&2
+if [[ "${NO_BUILDKIT:-0}" != 1 ]]; then
+    ensure_debian_packages docker.io || echo "docker.io could not be installed" >&2
+fi
+DOCKER="${DOCKER:-/usr/bin/docker}"
 
 if [[ -z "${LAMINA:-}" ]]; then
     LAMINA="${CARGO_TARGET_DIR:-$repo/target}/debug/lamina"
@@ -58,7 +69,21 @@ fi
 
 tmp="$(mktemp -d)"
 buildah_root="$tmp/buildah-root"
+docker_dir="$tmp/docker"
+dockerd_pid=""
+stop_dockerd() {
+    [[ -n "$dockerd_pid" ]] || return 0
+    kill "$dockerd_pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$dockerd_pid" 2>/dev/null || true
+    dockerd_pid=""
+}
 cleanup() {
+    stop_dockerd
     if command -v buildah >/dev/null 2>&1 && [[ -d "$buildah_root" ]]; then
         buildah_cmd rm --all >/dev/null 2>&1 || true
         buildah_cmd rmi --all --force >/dev/null 2>&1 || true
@@ -170,6 +195,42 @@ else
     echo "$buildah_error" >&2
 fi
 
+# BuildKit through Debian's dockerd on a private socket.
+buildkit_error=""
+if [[ "${NO_BUILDKIT:-0}" == 1 ]]; then
+    buildkit_error="skipped (NO_BUILDKIT=1)"
+elif ! command -v dockerd >/dev/null 2>&1 || [[ ! -x "$DOCKER" ]]; then
+    buildkit_error="dockerd or $DOCKER is missing (Debian package docker.io)"
+else
+    mkdir -p "$docker_dir/data" "$docker_dir/exec"
+    printf '{"iptables": false, "bridge": "none", "data-root": "%s", "exec-root": "%s", "pidfile": "%s"}\n' \
+        "$docker_dir/data" "$docker_dir/exec" "$docker_dir/dockerd.pid" >"$docker_dir/daemon.json"
+    docker_host="unix://$docker_dir/docker.sock"
+    dockerd --config-file "$docker_dir/daemon.json" -H "$docker_host" >"$docker_dir/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    for ((i = 0; i < 150; i++)); do
+        DOCKER_HOST="$docker_host" "$DOCKER" version >/dev/null 2>&1 && break
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if ! DOCKER_HOST="$docker_host" "$DOCKER" version >/dev/null 2>&1; then
+        buildkit_error="dockerd did not start: $(tail -n 5 "$docker_dir/dockerd.log")"
+    else
+        buildkit_line=$(q env DOCKER_HOST="$docker_host" DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t bench:buildkit "$ctx")
+        echo "first BuildKit build (untimed)" >&2
+        if bash -c "$buildkit_line" >"$tmp/buildkit-first.log" 2>&1; then
+            time_runs buildkit_cold "$cold_runs" "$buildkit_line --no-cache"
+            time_runs buildkit_warm "$runs" "$buildkit_line"
+        else
+            buildkit_error="$(tail -n 5 "$tmp/buildkit-first.log")"
+        fi
+    fi
+    stop_dockerd
+fi
+if [[ -n "$buildkit_error" ]]; then
+    echo "BuildKit cannot build here: $buildkit_error" >&2
+fi
+
 echo
 echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "buildah: $buildah_driver storage, $buildah_isolation isolation"
@@ -188,6 +249,9 @@ for name, (median, best) in rows.items():
 if "lamina_warm" in rows and "buildah_warm" in rows:
     ratio = rows["buildah_warm"][0] / rows["lamina_warm"][0]
     print(f"\nwarm rebuild: lamina is {ratio:.1f}x faster than buildah's cached rebuild (medians)")
+if "lamina_warm" in rows and "buildkit_warm" in rows:
+    ratio = rows["buildkit_warm"][0] / rows["lamina_warm"][0]
+    print(f"warm rebuild: lamina is {ratio:.1f}x faster than BuildKit's cached rebuild (medians)")
 if "lamina_cold" in rows and "buildah_cold" in rows:
     ratio = rows["buildah_cold"][0] / rows["lamina_cold"][0]
     print(f"cold build: buildah / lamina = {ratio:.2f} (medians)")

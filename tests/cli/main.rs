@@ -33,3 +33,4 @@ mod tree_layers;
 mod trust;
 mod unprivileged;
 mod waiting;
+mod warm;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Child;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::build::{Project, sandbox_missing};
@@ -230,37 +230,7 @@ fn gc_in_a_loop_beside_four_builds_takes_nothing_they_use() {
             ],
         );
     }
-    let done = Arc::new(AtomicBool::new(false));
-    let gcs = Arc::new(AtomicUsize::new(0));
-    let collector = {
-        let (done, gcs) = (done.clone(), gcs.clone());
-        let store = project.store();
-        let dir = project.dir.path().to_path_buf();
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                // Nothing young and every cache entry expired: only roots and leases stay.
-                let out = crate::support::lamina(
-                    &dir,
-                    &[
-                        "--store",
-                        store.to_str().unwrap(),
-                        "cache",
-                        "gc",
-                        "--min-age",
-                        "0s",
-                        "--ttl",
-                        "0s",
-                    ],
-                );
-                assert!(
-                    out.status.success(),
-                    "gc failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                gcs.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
+    let collector = crate::support::GcLoop::start(project.dir.path(), &project.store());
     for round in 0..2 {
         let builds: Vec<_> = (0..4)
             .map(|i| {
@@ -277,9 +247,7 @@ fn gc_in_a_loop_beside_four_builds_takes_nothing_they_use() {
             finish(child, &format!("build {i} of round {round}"));
         }
     }
-    done.store(true, Ordering::SeqCst);
-    collector.join().unwrap();
-    assert!(gcs.load(Ordering::SeqCst) >= 2, "gc ran beside the builds");
+    assert!(collector.stop() >= 2, "gc ran beside the builds");
     assert!(project.ok(&["cache", "fsck"]).contains(": 0 issue(s)"));
     for i in 0..4 {
         let archive = project.dir.path().join(format!("g{i}.tar"));

@@ -55,3 +55,52 @@ pub fn digest_of(text: &str) -> String {
     let start = text.find("sha256:").expect("a digest");
     text[start..start + 71].to_string()
 }
+
+/// `lamina cache gc --min-age 0s --ttl 0s` in a loop on another thread until stopped: nothing
+/// young and every cache entry expired, so only names, leases and read sections keep anything.
+pub struct GcLoop {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl GcLoop {
+    pub fn start(dir: &Path, store: &Path) -> GcLoop {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dir, store, stop) = (dir.to_path_buf(), store.to_path_buf(), done.clone());
+        let thread = std::thread::spawn(move || {
+            let mut gcs = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let store = store.to_str().unwrap();
+                let args = [
+                    "--store",
+                    store,
+                    "cache",
+                    "gc",
+                    "--min-age",
+                    "0s",
+                    "--ttl",
+                    "0s",
+                ];
+                let out = lamina(&dir, &args);
+                assert!(
+                    out.status.success(),
+                    "gc failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                gcs += 1;
+            }
+            gcs
+        });
+        GcLoop {
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the loop after its current GC; returns how many GCs ran.
+    pub fn stop(mut self) -> usize {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}

@@ -297,10 +297,22 @@ impl Store {
         let Some(info) = self.record(key)? else {
             return Ok(None);
         };
-        let mut batch = WriteBatch::default();
-        db.count(&mut batch, index::LOGICAL_BYTES, size as i64);
-        db.count(&mut batch, index::HITS, 1);
-        db.write_relaxed(batch)?;
+        if db.is_read_only() {
+            use crate::touchlog::Touch;
+            db.record(Touch::Count {
+                counter: index::LOGICAL_BYTES,
+                delta: size as i64,
+            });
+            db.record(Touch::Count {
+                counter: index::HITS,
+                delta: 1,
+            });
+        } else {
+            let mut batch = WriteBatch::default();
+            db.count(&mut batch, index::LOGICAL_BYTES, size as i64);
+            db.count(&mut batch, index::HITS, 1);
+            db.write_relaxed(batch)?;
+        }
         self.touch(&info)?;
         // The record may have been collected between the lookup and the touch.
         self.record(key)
@@ -308,7 +320,7 @@ impl Store {
 
     /// Moves staged bytes into place and indexes them, or recognises a duplicate.
     fn commit(&self, staged: Staged<'_>, lease: Option<[u8; 16]>) -> Result<BlobInfo, StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         let key = *staged.blake3.as_bytes();
         let _gate = self.shared();
         let _stripe = self.stripe(&key);

@@ -219,7 +219,7 @@ impl Store {
     /// Checks the whole store; with `repair`, fixes what it finds. Holds off every writer
     /// in this process while it runs.
     pub fn fsck(&self, options: FsckOptions) -> Result<FsckReport, StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let mut c = Check {
             db: db.clone(),

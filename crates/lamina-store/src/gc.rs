@@ -5,6 +5,10 @@
 //! record, the record and every variant blob. With a `max_size`, unexpired cache entries
 //! are dropped least-recently-used first until what is kept fits.
 //!
+//! Readers that record uses in the touch log hold it shared from their lookups until their
+//! uses are appended; GC holds it exclusive from before its index section to the end of its
+//! sweep, and merges it first (see `touchlog`), so nothing a reader found is judged unused.
+//!
 //! Crash safety: the index batch that deletes blob records also lists their files in the
 //! `pending` family; files are unlinked after the batch commits, and `pending` is cleared
 //! last. A crash anywhere leaves either records with files, or pending files that the next
@@ -21,6 +25,7 @@ use crate::fsutil::remove_if_exists;
 use crate::index::{self, key32};
 use crate::lease::duration_ms;
 use crate::records::{LeaseHeader, now_ms, to_ms};
+use crate::touchlog::{Held, Mode};
 use crate::{BlobInfo, CacheRecord, ImageRecord, LayerRecord, Store, StoreError};
 
 /// What a GC did.
@@ -125,9 +130,16 @@ fn corrupt(kind: &'static str, key: &[u8], reason: String) -> StoreError {
 impl Store {
     /// Collects garbage now. Refuses (with `CorruptRecord`) if a root record does not
     /// decode, since sweeping without knowing every root could lose a named image's blobs.
+    ///
+    /// Waits (up to `lock_timeout`) for readers that looked records up and have not yet
+    /// recorded their use (read sections, read-only sessions of read-first stores), and
+    /// merges the touch log before deciding what is expired.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
+        // This process's own idle read-only session holds the log shared: end it first.
+        self.end_read_session();
+        let log = self.lock_touch_log(Mode::Exclusive)?;
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        self.gc_locked()
+        self.gc_locked(&log)
     }
 
     /// Runs GC if automatic GC is on and enough time has passed (less when over budget).
@@ -156,14 +168,20 @@ impl Store {
             .is_ok()
         {
             // The put that triggered this already succeeded; a failed GC is retried on the
-            // next trigger and surfaces in an explicit `gc` or `fsck`.
-            let _ = self.gc();
+            // next trigger and surfaces in an explicit `gc` or `fsck`. It never waits for the
+            // touch log: the caller may be a build holding it shared.
+            if let Ok(Some(log)) = self.touch_log().try_exclusive() {
+                let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+                let _ = self.gc_locked(&log);
+            }
         }
     }
 
-    fn gc_locked(&self) -> Result<GcReport, StoreError> {
-        let db = self.index()?;
+    fn gc_locked(&self, log: &Held) -> Result<GcReport, StoreError> {
+        let db = self.writable()?;
         let start = Instant::now();
+        // What readers used counts before anything is judged expired or old.
+        log.merge_into(&db)?;
         let now = now_ms();
         let grace = duration_ms(self.options.min_age);
         let young = |t: u64| now.saturating_sub(t) < grace;

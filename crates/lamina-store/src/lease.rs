@@ -42,7 +42,7 @@ impl Lease<'_> {
     /// Protects an already stored blob (or layer record) with this lease.
     pub fn add(&self, digest: &Digest) -> Result<(), StoreError> {
         // One index section from lookup to write: no GC in another process between them.
-        let db = self.store.index()?;
+        let db = self.store.writable()?;
         let _gate = self.store.shared();
         self.store.check_lease(&self.id)?;
         let key = self
@@ -59,7 +59,7 @@ impl Lease<'_> {
     /// Extends the lease to expire `ttl` from now.
     pub fn renew(&self, ttl: Duration) -> Result<(), StoreError> {
         // One index section: GC in another process cannot end the lease in between.
-        let db = self.store.index()?;
+        let db = self.store.writable()?;
         let _gate = self.store.shared();
         let mut header = self.store.check_lease(&self.id)?;
         header.expires_ms = now_ms().saturating_add(duration_ms(ttl));
@@ -89,7 +89,7 @@ pub(crate) fn duration_ms(d: Duration) -> u64 {
 impl Store {
     /// Takes a lease that expires `ttl` from now unless renewed or released.
     pub fn lease(&self, ttl: Duration) -> Result<Lease<'_>, StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let mut seed = blake3::Hasher::new();
         seed.update(&std::process::id().to_le_bytes());
@@ -136,7 +136,7 @@ impl Store {
     }
 
     pub(crate) fn release_lease(&self, id: &[u8; 16]) -> Result<(), StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         let mut batch = WriteBatch::default();
         for item in db.scan_prefix(index::LEASES, id) {
             let (key, _) = item?;

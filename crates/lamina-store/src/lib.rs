@@ -53,6 +53,7 @@ mod reserve;
 mod slot;
 mod stats;
 mod store;
+mod touchlog;
 mod tree;
 
 #[cfg(test)]
@@ -73,7 +74,7 @@ pub use records::{
 };
 pub use remote::{RemoteBlob, RemoteSource};
 pub use stats::{DiskUsage, KindUsage, Stats};
-pub use store::{Blob, BlobMap, Store, StoreOptions, WaitNotice};
+pub use store::{Blob, BlobMap, ReadSection, Store, StoreOptions, WaitNotice};
 pub use tree::LAYER_TREES;
 
 /// The environment variable that overrides the store location.

@@ -8,6 +8,7 @@ use crate::digest::hex;
 use crate::index;
 use crate::records::{from_ms, now_ms, to_ms};
 use crate::store::TOUCH_GRANULARITY_MS;
+use crate::touchlog::Touch;
 use crate::{
     CacheEntry, CacheRecord, Digest, ImageRecord, ImageState, LayerRecord, Store, StoreError,
 };
@@ -51,7 +52,7 @@ impl Store {
         layer: &LayerRecord,
         mut batch: WriteBatch,
     ) -> Result<LayerRecord, StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         let _gate = self.shared();
         let key = *layer.digest.as_bytes();
         let _stripe = self.stripe(&key);
@@ -146,10 +147,17 @@ impl Store {
         let same = self.cache_record(key).ok().flatten().is_some_and(|old| {
             old.layer == record.layer && old.config == record.config && old.ttl == record.ttl
         });
-        if same {
+        if same && db.is_read_only() {
+            // Only its use to record: the touch log, not a read-write open.
+            db.record(Touch::Cache {
+                key: *key,
+                ms: now_ms(),
+            });
+        } else if same {
             db.put_relaxed(index::CACHE, key, &record.encode())?;
         } else {
-            db.put(index::CACHE, key, &record.encode())?;
+            drop(db);
+            self.writable()?.put(index::CACHE, key, &record.encode())?;
         }
         Ok(record)
     }
@@ -165,8 +173,13 @@ impl Store {
         if to_ms(record.expires(self.options.default_ttl)) <= now {
             return Ok(None);
         }
-        if !db.is_read_only() && now.saturating_sub(to_ms(record.last_used)) >= TOUCH_GRANULARITY_MS
-        {
+        if now.saturating_sub(to_ms(record.last_used)) < TOUCH_GRANULARITY_MS {
+            return Ok(Some(record));
+        }
+        if db.is_read_only() {
+            db.record(Touch::Cache { key: *key, ms: now });
+            record.last_used = from_ms(now);
+        } else {
             let _gate = self.shared();
             // GC may have removed it between the read and the gate.
             if db.get(index::CACHE, key)?.is_some() {
@@ -189,7 +202,7 @@ impl Store {
 
     /// Deletes a cache entry; returns whether it existed.
     pub fn remove_cache_entry(&self, key: &[u8; 32]) -> Result<bool, StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         let existed = db.get(index::CACHE, key)?.is_some();
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_cf(db.cf(index::CACHE), key);
@@ -235,10 +248,18 @@ impl Store {
             created: old.map_or(now, |o| o.created),
             updated: now,
         };
-        if unchanged {
+        if unchanged && db.is_read_only() {
+            // A retag to what the name holds is a use: the touch log, not a read-write open.
+            db.record(Touch::Image {
+                name: name.to_owned(),
+                ms: to_ms(now),
+            });
+        } else if unchanged {
             db.put_relaxed(index::IMAGES, name.as_bytes(), &record.encode())?;
         } else {
-            db.put(index::IMAGES, name.as_bytes(), &record.encode())?;
+            drop(db);
+            self.writable()?
+                .put(index::IMAGES, name.as_bytes(), &record.encode())?;
         }
         Ok(record)
     }
@@ -282,13 +303,15 @@ impl Store {
         }
         record.pinned = pinned;
         record.updated = SystemTime::now();
-        db.put(index::IMAGES, name.as_bytes(), &record.encode())?;
+        drop(db);
+        self.writable()?
+            .put(index::IMAGES, name.as_bytes(), &record.encode())?;
         Ok(record)
     }
 
     /// Removes a name; what only it referenced becomes collectable.
     pub fn remove_image(&self, name: &str) -> Result<ImageRecord, StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         let record = self.image(name)?.ok_or_else(|| StoreError::ImageNotFound {
             name: name.to_owned(),
         })?;

@@ -114,7 +114,7 @@ impl Store {
                 digest: local.digest,
             });
         }
-        let db = self.index()?;
+        let db = self.writable()?;
         let now = from_ms(now_ms());
         let old = self.layer(&layer.digest)?;
         let held = |v: &LayerVariant| {

@@ -20,6 +20,7 @@ use crate::fsutil::Layout;
 use crate::index::Index;
 use crate::lock::StoreLock;
 use crate::store::WaitNotice;
+use crate::touchlog::{self, Touch, TouchLog};
 use crate::{StoreError, StoreOptions};
 
 /// The open index and the `LOCK` that lets this process write it (none for a read-only
@@ -27,8 +28,62 @@ use crate::{StoreError, StoreOptions};
 #[derive(Debug)]
 pub(crate) struct OpenIndex {
     index: Index,
+    /// A read-only open of a read-first store: the uses it sees, for the touch log.
+    session: Option<Session>,
     /// Declared last: released after the index is closed.
     _lock: Option<StoreLock>,
+}
+
+/// What a read-only open of a read-first store records: the uses (last-used marks,
+/// dedupe counters) it could not write, appended to the touch log at the latest when the
+/// open ends, with the log held shared from the open until then (see `touchlog`).
+#[derive(Debug)]
+struct Session {
+    touches: Mutex<Vec<Touch>>,
+    log: touchlog::Held,
+}
+
+impl OpenIndex {
+    /// Records a use this open cannot write (a read-only open); a plain reader's is not
+    /// recorded, as before the touch log.
+    pub(crate) fn record(&self, touch: Touch) {
+        if let Some(session) = &self.session {
+            session
+                .touches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(touch);
+        }
+    }
+
+    /// Appends the uses recorded so far to the touch log; returns the log's size after it
+    /// (0 if nothing was appended).
+    fn flush(&self) -> u64 {
+        let Some(session) = &self.session else {
+            return 0;
+        };
+        let touches =
+            std::mem::take(&mut *session.touches.lock().unwrap_or_else(|p| p.into_inner()));
+        if touches.is_empty() {
+            return 0;
+        }
+        // Best effort: a lost touch only makes an entry look older than it is.
+        session.log.append(&touches).unwrap_or(0)
+    }
+
+    /// Takes the uses recorded so far (to write them into a read-write open instead).
+    fn take_touches(&self) -> Vec<Touch> {
+        self.session.as_ref().map_or_else(Vec::new, |s| {
+            std::mem::take(&mut *s.touches.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+    }
+}
+
+impl Drop for OpenIndex {
+    fn drop(&mut self) {
+        // Before the log's lock is released with the session.
+        self.flush();
+    }
 }
 
 impl Deref for OpenIndex {
@@ -60,6 +115,8 @@ pub(crate) struct Slot {
     lock_timeout: Duration,
     idle_close: Option<Duration>,
     read_only: bool,
+    read_first: bool,
+    touch_log: TouchLog,
     state: Mutex<State>,
     wake: Condvar,
     after_open: Box<AfterOpen>,
@@ -82,11 +139,13 @@ impl Slot {
         after_open: Box<AfterOpen>,
     ) -> Arc<Slot> {
         Arc::new(Slot {
+            touch_log: TouchLog::new(&layout.root),
             layout,
             sync: options.sync,
             lock_timeout: options.lock_timeout,
             idle_close: options.idle_close,
             read_only: options.read_only,
+            read_first: options.read_first,
             state: Mutex::new(State {
                 open: None,
                 last_use: Instant::now(),
@@ -103,10 +162,25 @@ impl Slot {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The open index, opening it (and waiting for `LOCK`) if needed.
+    /// The open index, opening it (and waiting for `LOCK`) if needed. A read-first store
+    /// opens it read-only (holding the touch log shared) while its index exists.
     pub(crate) fn get(self: &Arc<Self>) -> Result<Arc<OpenIndex>, StoreError> {
+        {
+            let mut state = self.state();
+            state.last_use = Instant::now();
+            if let Some(open) = &state.open {
+                return Ok(open.clone());
+            }
+        }
+        // The touch log is taken before the state mutex: a GC in this process holds it
+        // exclusive while it waits for the mutex to open the index read-write.
+        let log =
+            if !self.read_only && self.read_first && self.layout.index.join("CURRENT").is_file() {
+                Some(self.lock_log(touchlog::Mode::Shared)?)
+            } else {
+                None
+            };
         let mut state = self.state();
-        state.last_use = Instant::now();
         if let Some(open) = &state.open {
             return Ok(open.clone());
         }
@@ -115,12 +189,55 @@ impl Slot {
         let open = if self.read_only {
             Arc::new(OpenIndex {
                 index: self.open_read_only()?,
+                session: None,
+                _lock: None,
+            })
+        } else if let Some(log) = log {
+            Arc::new(OpenIndex {
+                index: self.open_read_only()?,
+                session: Some(Session {
+                    touches: Mutex::new(Vec::new()),
+                    log,
+                }),
                 _lock: None,
             })
         } else {
             Arc::new(self.open_read_write()?)
         };
-        state.open = Some(open.clone());
+        self.install(&mut state, open.clone());
+        Ok(open)
+    }
+
+    /// The index opened read-write: the open one if it is, else a new read-write open that
+    /// takes over from a read-only one (whose recorded uses it writes at once).
+    pub(crate) fn get_writable(self: &Arc<Self>) -> Result<Arc<OpenIndex>, StoreError> {
+        let mut state = self.state();
+        state.last_use = Instant::now();
+        match &state.open {
+            Some(open) if !open.index.is_read_only() || self.read_only => {
+                return Ok(open.clone());
+            }
+            _ => {}
+        }
+        // The read-only open stays alive (and keeps the touch log shared) for as long as an
+        // operation holds it; this process reads through the new open from here on.
+        let writable = Arc::new(self.open_read_write()?);
+        let reading = state.open.take();
+        if let Some(reading) = &reading {
+            let touches = reading.take_touches();
+            if !touches.is_empty() {
+                touchlog::apply(&writable.index, &touches)?;
+            }
+        }
+        self.install(&mut state, writable.clone());
+        drop(state);
+        drop(reading);
+        Ok(writable)
+    }
+
+    /// Makes `open` the process's open index and starts the idle closer if needed.
+    fn install(self: &Arc<Self>, state: &mut State, open: Arc<OpenIndex>) {
+        state.open = Some(open);
         state.opens += 1;
         state.last_use = Instant::now();
         if let Some(idle) = self.idle_close
@@ -136,7 +253,30 @@ impl Slot {
                 state.closer_running = false;
             }
         }
-        Ok(open)
+    }
+
+    /// The touch log locked in `mode`, waiting up to the lock timeout and saying what it
+    /// waits for: shared for readers that record uses, exclusive for GC.
+    pub(crate) fn lock_log(&self, mode: touchlog::Mode) -> Result<touchlog::Held, StoreError> {
+        self.touch_log
+            .lock(mode, self.lock_timeout, NOTICE_AFTER, |holder| {
+                if let Some(notice) = &self.notice {
+                    notice.call(holder);
+                }
+            })
+    }
+
+    /// Appends the uses the open read-only index recorded so far to the touch log (a build
+    /// calls it when its all-hit part ends); returns the log's size after it, 0 if nothing
+    /// was appended.
+    pub(crate) fn flush_touches(&self) -> u64 {
+        let open = self.state().open.clone();
+        open.map_or(0, |open| open.flush())
+    }
+
+    /// The store's touch log.
+    pub(crate) fn touch_log(&self) -> &TouchLog {
+        &self.touch_log
     }
 
     /// Opens the index read-write, with `LOCK` (waiting for other processes' sections) and
@@ -166,6 +306,7 @@ impl Slot {
         (self.after_open)(&index)?;
         Ok(OpenIndex {
             index,
+            session: None,
             _lock: Some(lock),
         })
     }
@@ -201,6 +342,22 @@ impl Slot {
         drop(closing);
         self.wake.notify_all();
         true
+    }
+
+    /// Ends this process's read-only session if no operation uses it, so that its hold on
+    /// the touch log does not stand in the way of this process's own GC.
+    pub(crate) fn release_session(&self) {
+        let closing = {
+            let mut state = self.state();
+            match &state.open {
+                Some(open) if open.session.is_some() && Arc::strong_count(open) == 1 => {
+                    state.open.take()
+                }
+                _ => None,
+            }
+        };
+        drop(closing);
+        self.wake.notify_all();
     }
 
     /// Closes the index whatever the idle time (the store is being dropped).

@@ -44,6 +44,14 @@ pub struct StoreOptions {
     /// (list, inspect, statistics, export); writes fail, last-used times are not updated.
     /// A store that does not exist yet is created read-write first.
     pub read_only: bool,
+    /// Open the index read-only until the first write (default off). Reads, and the
+    /// last-used marks and dedupe counts of what they find, then cost no read-write open
+    /// (RocksDB writes an OPTIONS file, a MANIFEST record and a WAL at every one): the marks
+    /// go to the touch log (`touches-v1`) and the next writer merges them into the index.
+    /// The first write opens the index read-write as usual. Recovery from crashed processes
+    /// then runs at that first read-write open rather than at [`Store::open`]. For commands
+    /// that usually only read but may write, such as a rebuild that usually hits.
+    pub read_first: bool,
     /// Called once per wait that lasts half a second, with the holder (`process <pid>`),
     /// so a command can say what it waits for (default none).
     pub wait_notice: Option<WaitNotice>,
@@ -65,6 +73,7 @@ impl Default for StoreOptions {
             lock_timeout: Duration::from_secs(30),
             idle_close: Some(Duration::from_millis(50)),
             read_only: false,
+            read_first: false,
             wait_notice: None,
             auto_gc: true,
             gc_interval: Duration::from_secs(10 * 60),
@@ -164,6 +173,12 @@ impl Store {
             let last_gc_ms = last_gc_ms.clone();
             Box::new(move |index: &Index| {
                 recover(&layout, index)?;
+                // Uses readers recorded: merged now unless a reader or GC holds the log (the
+                // next writer or GC merges them then; this one holds `LOCK`, so it never
+                // waits for the log).
+                if let Some(log) = crate::touchlog::TouchLog::new(&layout.root).try_exclusive()? {
+                    log.merge_into(index)?;
+                }
                 let last_gc = index
                     .get(index::META, index::LAST_GC)?
                     .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
@@ -181,7 +196,8 @@ impl Store {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             last_gc_ms,
         };
-        // Opened once now: recovery runs, and a store that cannot open fails here.
+        // Opened once now: recovery runs (read-write), and a store that cannot open fails
+        // here.
         drop(store.index()?);
         if !store.options.read_only {
             crate::reserve::ensure(&store.layout);
@@ -194,6 +210,55 @@ impl Store {
     /// one consistent index (a put from `pending` to commit, a GC from mark to sweep).
     pub(crate) fn index(&self) -> Result<Arc<OpenIndex>, StoreError> {
         self.slot.get()
+    }
+
+    /// The index opened read-write (a read-first store's read-only open gives way to it).
+    /// Every operation that writes takes its index through this.
+    pub(crate) fn writable(&self) -> Result<Arc<OpenIndex>, StoreError> {
+        self.slot.get_writable()
+    }
+
+    /// Appends the uses recorded by a read-only open to the touch log now, rather than when
+    /// the open ends; when the log has grown past a bound, merges it into the index (one
+    /// read-write section), so a store that only sees warm rebuilds keeps it small.
+    pub fn flush_touches(&self) -> Result<(), StoreError> {
+        if self.slot.flush_touches() > crate::touchlog::MERGE_ABOVE_BYTES {
+            // The read-write open merges the log if nobody holds it, this process's own
+            // read-only session included.
+            self.end_read_session();
+            drop(self.writable()?);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn touch_log(&self) -> &crate::touchlog::TouchLog {
+        self.slot.touch_log()
+    }
+
+    /// The touch log locked in `mode` (see `touchlog`).
+    pub(crate) fn lock_touch_log(
+        &self,
+        mode: crate::touchlog::Mode,
+    ) -> Result<crate::touchlog::Held, StoreError> {
+        self.slot.lock_log(mode)
+    }
+
+    /// Ends this process's idle read-only session, if no operation uses it.
+    pub(crate) fn end_read_session(&self) {
+        self.slot.release_session();
+    }
+
+    /// Starts a read section: until it is dropped, no GC in any process or thread decides
+    /// what to delete, so what the caller looks up stays stored without a lease and without
+    /// writing to the index. Dropping it appends the uses a read-only open recorded to the
+    /// touch log. For short runs of lookups (a rebuild's cache hits), not for long work:
+    /// GC waits for it, up to its `lock_timeout`.
+    pub fn read_section(&self) -> Result<ReadSection<'_>, StoreError> {
+        let log = self.lock_touch_log(crate::touchlog::Mode::Shared)?;
+        Ok(ReadSection {
+            store: self,
+            _log: log,
+        })
     }
 
     /// Closes the index now if no operation in this process uses it, so other processes
@@ -288,11 +353,16 @@ impl Store {
     pub(crate) fn touch(&self, info: &BlobInfo) -> Result<(), StoreError> {
         let db = self.index()?;
         let now = now_ms();
-        // A reader's use is not recorded: last-used times only order eviction.
-        if db.is_read_only() || now.saturating_sub(to_ms(info.last_used)) < TOUCH_GRANULARITY_MS {
+        if now.saturating_sub(to_ms(info.last_used)) < TOUCH_GRANULARITY_MS {
             return Ok(());
         }
         let key = *info.digest.as_bytes();
+        if db.is_read_only() {
+            // Into the touch log (a plain reader's use is not recorded: last-used times
+            // only order eviction).
+            db.record(crate::touchlog::Touch::Blob { key, ms: now });
+            return Ok(());
+        }
         let _gate = self.shared();
         let _stripe = self.stripe(&key);
         // Re-read under the locks: GC may have removed it since.
@@ -375,6 +445,30 @@ impl Store {
             .ok_or(StoreError::NotFound { digest: *digest })?;
         verify_file(&self.blob_path(&info), &info)?;
         Ok(info)
+    }
+}
+
+/// A read section of a [`Store`] (see [`Store::read_section`]); ends on drop.
+#[derive(Debug)]
+pub struct ReadSection<'s> {
+    store: &'s Store,
+    /// The touch log held shared: GC holds it exclusive while it decides.
+    _log: crate::touchlog::Held,
+}
+
+impl ReadSection<'_> {
+    /// Ends the section, appending recorded uses first (also what dropping it does).
+    pub fn end(self) -> Result<(), StoreError> {
+        let store = self.store;
+        drop(self);
+        store.flush_touches()
+    }
+}
+
+impl Drop for ReadSection<'_> {
+    fn drop(&mut self) {
+        // Before the log's lock goes: a lost touch only makes an entry look older.
+        let _ = self.store.slot.flush_touches();
     }
 }
 

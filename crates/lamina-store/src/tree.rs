@@ -56,7 +56,7 @@ impl Store {
         layer: &Digest,
         tar_split: &Digest,
     ) -> Result<LayerRecord, StoreError> {
-        let db = self.index()?;
+        let db = self.writable()?;
         let _gate = self.shared();
         let key = *layer.as_bytes();
         let _stripe = self.stripe(&key);

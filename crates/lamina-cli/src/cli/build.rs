@@ -179,7 +179,14 @@ pub fn run(
     let registry = args.registry.config()?;
     let host_ca_bundle = !args.no_host_ca;
     let download_timeout = args.download_timeout;
-    let engine = super::engine_waiting(store_dir, super::wait_or(BUILD_WAIT), |config| {
+    // Read-first: a rebuild whose steps all hit never opens the index read-write (its uses
+    // go to the store's touch log); the first write opens it read-write.
+    let options = lamina::store::StoreOptions {
+        read_first: true,
+        ..Default::default()
+    };
+    let wait = super::wait_or(BUILD_WAIT);
+    let engine = super::engine_opened(store_dir, options, wait, |config| {
         config.registry = registry;
         config.host_ca_bundle = host_ca_bundle;
         config.download_timeout = download_timeout;

@@ -231,10 +231,14 @@ pub(crate) fn read_record(paths: &[PathBuf]) -> Option<BuildRecord> {
     })
 }
 
-/// Writes `value` as JSON to every path, atomically (temp file, then rename).
+/// Writes `value` as JSON to every path, atomically (temp file, then rename); a path that
+/// holds these bytes already is left alone (a rebuild writes nothing).
 fn write_json<T: Serialize>(paths: &[PathBuf], value: &T) -> Result<(), ExecError> {
     let bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
     for path in paths {
+        if std::fs::read(path).is_ok_and(|old| old == bytes) {
+            continue;
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| io(dir, source))?;

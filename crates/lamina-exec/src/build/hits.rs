@@ -1,15 +1,23 @@
 //! A build's cache lookups and saves: hits join the build's lease, so GC in another process
 //! cannot take what the build goes on to use.
+//!
+//! Until the first miss a build holds a read section of the store instead of a lease: no GC
+//! in any process decides while it is held, so hits need no index write at all (a rebuild
+//! whose steps all hit opens the index read-only in a read-first store, and records its
+//! uses in the touch log). At the first miss (or before network work) the build takes its
+//! lease, adds what it used so far, and ends the section, so GC can run beside the step.
 
-use lamina_store::{BlobKind, CacheEntry, LayerRecord};
+use std::sync::{Mutex, MutexGuard};
+
+use lamina_store::{BlobKind, CacheEntry, Digest, LayerRecord, Lease, ReadSection, StoreError};
 
 use super::config::ImageConfig;
 use super::key::CacheKey;
 use super::layers;
-use super::steps::{Build, StageState};
+use super::steps::{BUILD_LEASE_TTL, Build, StageState};
 use crate::ExecError;
 
-impl Build<'_> {
+impl<'a> Build<'a> {
     /// A cache hit: the step's config and layer, if both are still in the store (the layer
     /// in any compression: a missing variant is made when the image is committed).
     pub(crate) fn lookup(
@@ -35,7 +43,7 @@ impl Build<'_> {
         };
         // In use from here on; collected since the lookup is a miss.
         for digest in std::iter::once(&entry.config).chain(layer.as_ref().map(|l| &l.digest)) {
-            match self.lease.add(digest) {
+            match self.use_digest(digest) {
                 Ok(()) => {}
                 Err(lamina_store::StoreError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e.into()),
@@ -57,11 +65,63 @@ impl Build<'_> {
             Some(l) if layers::has_stored_variant(store, &l)? => l,
             _ => return Ok(None),
         };
-        match self.lease.add(&layer.digest) {
+        match self.use_digest(&layer.digest) {
             Ok(()) => Ok(Some(layer)),
             Err(lamina_store::StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The build's lease, taken now if the build has none yet: with what the build used so
+    /// far in it, and the read section ended.
+    pub(crate) fn lease(&self) -> Result<&Lease<'a>, ExecError> {
+        if let Some(lease) = self.lease.get() {
+            return Ok(lease);
+        }
+        // Held until the lease is set: a digest noted meanwhile by another thread of the
+        // build joins this lease, never a vector already emptied.
+        let mut used = lock(&self.used_before_lease);
+        if let Some(lease) = self.lease.get() {
+            return Ok(lease);
+        }
+        let lease = self.inner.store.lease(BUILD_LEASE_TTL)?;
+        for digest in used.drain(..) {
+            // Found under the read section, so still stored; a base layer may be missing.
+            match lease.add(&digest) {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let lease = self.lease.get_or_init(|| lease);
+        drop(used);
+        // Taken out first: the guard is not held while the section ends.
+        let section = self.section().take();
+        if let Some(section) = section {
+            section.end()?;
+        }
+        self.mark_building()?;
+        Ok(lease)
+    }
+
+    /// Protects `digest` for the rest of the build: in the lease, or (while the read section
+    /// holds GC off) noted for the lease taken at the first miss.
+    pub(crate) fn use_digest(&self, digest: &Digest) -> Result<(), StoreError> {
+        let mut used = lock(&self.used_before_lease);
+        match self.lease.get() {
+            Some(lease) => {
+                drop(used);
+                lease.add(digest)
+            }
+            None => {
+                used.push(*digest);
+                Ok(())
+            }
+        }
+    }
+
+    /// The read section, if the build still holds one.
+    pub(crate) fn section(&self) -> MutexGuard<'_, Option<ReadSection<'a>>> {
+        lock(&self.section)
     }
 
     /// Stores a step's config and its cache entry.
@@ -73,7 +133,7 @@ impl Build<'_> {
     ) -> Result<(), ExecError> {
         let store = &self.inner.store;
         let config =
-            store.put_bytes_leased(BlobKind::Config, &state.config.to_bytes(), &self.lease)?;
+            store.put_bytes_leased(BlobKind::Config, &state.config.to_bytes(), self.lease()?)?;
         store.put_cache_entry(
             step_key,
             &CacheEntry {
@@ -84,4 +144,10 @@ impl Build<'_> {
         )?;
         Ok(())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

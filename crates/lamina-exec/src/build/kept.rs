@@ -23,9 +23,11 @@ impl Build<'_> {
         let store = &self.inner.store;
         let cache = self.inner.layer_cache()?;
         let epoch = self.settings.epoch;
+        // A layer is written: the build holds its lease from here on.
+        let lease = self.lease()?;
         if self.compression == Compression::None && cache.holds_trees_of(store) {
-            let split = write_tar_split(store, &self.writer, source, Some(&self.lease))?;
-            let record = || Ok(record_tree_layer(store, &split, Some(&self.lease))?);
+            let split = write_tar_split(store, &self.writer, source, Some(lease))?;
+            let record = || Ok(record_tree_layer(store, &split, Some(lease))?);
             if let Some(layer) = cache.adopt_then(&split.info.blake3, tree, epoch, record)? {
                 return Ok(layer);
             }
@@ -38,7 +40,7 @@ impl Build<'_> {
                 return record();
             }
         }
-        let layer = store_layer(store, &self.writer, source, Some(&self.lease))?;
+        let layer = store_layer(store, &self.writer, source, Some(lease))?;
         // The layer is stored: failing to keep its tree only costs an unpack later.
         if let Err(e) = cache.adopt(&layer, tree, epoch) {
             tracing::warn!("cannot keep the tree of layer {}: {e}", layer.digest);

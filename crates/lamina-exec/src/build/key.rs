@@ -234,11 +234,15 @@ pub(crate) fn input_fingerprints(matches: &[SourceMatch]) -> Vec<(String, String
 
 /// Lowercase hex of a key.
 pub fn hex(key: &CacheKey) -> String {
-    use std::fmt::Write;
-    key.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    // By table: a warm rebuild formats every input's digest, and `write!` per byte was a
+    // tenth of its time.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in key {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 #[cfg(test)]

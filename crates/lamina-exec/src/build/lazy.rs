@@ -66,6 +66,8 @@ impl Build<'_> {
                     let sum = match &copy.checksum {
                         Some(sum) => sum.to_ascii_lowercase(),
                         None => {
+                            // A download: never inside a read section.
+                            self.lease()?;
                             let config = &self.inner.config;
                             let download =
                                 super::remote::fetch(url, None, &self.inner.store, config)
@@ -87,6 +89,8 @@ impl Build<'_> {
                 None if let Some(source) = super::git::git_source(copy)
                     && super::support::remote_refusal(copy).is_none() =>
                 {
+                    // Network (`git ls-remote`): never inside a read section.
+                    self.lease()?;
                     let resolved =
                         super::git::resolve(source, copy, &self.options.ssh).map_err(|reason| {
                             ExecError::InvalidStep {

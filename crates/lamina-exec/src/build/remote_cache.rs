@@ -330,7 +330,10 @@ impl Build<'_> {
         let record = store
             .put_remote_layer(&remote, &holder)
             .map_err(|e| e.to_string())?;
-        self.lease.add(&tar).map_err(|e| e.to_string())?;
+        self.lease()
+            .map_err(|e| e.to_string())?
+            .add(&tar)
+            .map_err(|e| e.to_string())?;
         self.save_entry(key, info.digest, Some(tar))
             .map_err(|e| e.to_string())?;
         lock(&self.remote.taken).insert(tar, source);
@@ -379,7 +382,7 @@ impl Build<'_> {
                 store,
                 &wanted,
                 &self.inner.config.registry,
-                Some(&self.lease),
+                Some(self.lease()?),
             ))?;
             let done = match (fetched, source) {
                 (Ok(done), _) => done,

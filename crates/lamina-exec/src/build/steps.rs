@@ -1,6 +1,7 @@
 //! The step loop: stage by stage, step by step, look the key up, run on a miss, record.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use lamina_export::StoredImage;
@@ -70,8 +71,14 @@ pub(crate) struct Build<'a> {
     pub(crate) git: Option<super::git::Resolved>,
     /// Every blob and layer the build uses or writes, so that GC in any process (`cache
     /// gc` beside this build) leaves them until the build has referenced them; released
-    /// when the build ends, and with this process if it dies.
-    pub(crate) lease: lamina_store::Lease<'a>,
+    /// when the build ends, and with this process if it dies. Taken at the first miss (see
+    /// `hits`): until then the read section protects what the build found.
+    pub(crate) lease: OnceLock<lamina_store::Lease<'a>>,
+    /// While every step so far hit: no GC decides (in any process), and what the build
+    /// found is recorded as used without writing the index (see `hits`).
+    pub(crate) section: Mutex<Option<lamina_store::ReadSection<'a>>>,
+    /// What the build used before it took its lease, added to the lease when it does.
+    pub(crate) used_before_lease: Mutex<Vec<lamina_store::Digest>>,
     /// The `--cache-from` sources, in order (`None`: unreadable, or dropped after a layer
     /// of it failed to verify).
     pub(crate) remote_sources: &'a [Option<RemoteCache>],
@@ -83,7 +90,8 @@ pub(crate) struct Build<'a> {
 
 /// How long a build's lease lasts if its process somehow outlives it without releasing it
 /// (a dead process's lease ends at once).
-const BUILD_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+pub(crate) const BUILD_LEASE_TTL: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Runs a whole build, recording the state of a tagged one.
 pub(crate) fn build(
@@ -104,9 +112,8 @@ pub(crate) fn build(
     };
     let work_dir = &inner.config.work_dir;
     let tag = options.tag.as_deref();
-    if let Some(tag) = tag {
-        explain::write_state(work_dir, tag, &BuildState::Building)?;
-    }
+    // `building` is written at the build's first miss (`Build::mark_building`): a rebuild
+    // whose steps all hit takes milliseconds and writes its state only if it changed.
     let hash_cache = LazyHashCache::new(work_dir);
     let result = build_untracked(inner, image, options, &hash_cache);
     hash_cache.finish();
@@ -119,7 +126,9 @@ pub(crate) fn build(
                 error: e.to_string(),
             },
         };
-        explain::write_state(work_dir, tag, &state)?;
+        if explain::read_state(work_dir, tag).as_ref() != Some(&state) {
+            explain::write_state(work_dir, tag, &state)?;
+        }
     }
     result
 }
@@ -170,12 +179,24 @@ fn build_with_sources(
         results: BTreeMap::new(),
         lazy: std::collections::BTreeSet::new(),
         git: None,
-        lease: store.lease(BUILD_LEASE_TTL)?,
+        lease: OnceLock::new(),
+        // A remote cache means network work between lookups: a lease from the start.
+        section: Mutex::new(
+            if remote_sources.is_empty() && options.cache_to.is_empty() {
+                Some(store.read_section()?)
+            } else {
+                None
+            },
+        ),
+        used_before_lease: Mutex::new(Vec::new()),
         remote_sources,
         remote: RemoteState::default(),
         current: (key::NO_INPUTS, 0),
         plan,
     };
+    if build.section().is_none() {
+        build.lease()?;
+    }
     // With a remote cache, a stage outside the target's `FROM` chain (read only by
     // `COPY --from` or a mount) is built only if a step reading it misses (`lazy.rs`).
     let chain = build.plan.target_chain();
@@ -190,6 +211,10 @@ fn build_with_sources(
         build.results.insert(s, state);
     }
     let (stored, tag) = build.commit()?;
+    // All hits: the build's uses go to the touch log, and GC may run again.
+    if let Some(section) = build.section().take() {
+        section.end()?;
+    }
     explain::write_record(&record_paths, &build.record)?;
     build.export_caches(&stored, &shape, &build.record)?;
     let remote_layers = *build
@@ -250,6 +275,14 @@ fn definition_shape(image: &Image, options: &BuildOptions) -> CacheKey {
 }
 
 impl Build<'_> {
+    /// Records that a build of the tag is running (at its first miss).
+    pub(crate) fn mark_building(&self) -> Result<(), ExecError> {
+        if let Some(tag) = &self.options.tag {
+            explain::write_state(&self.inner.config.work_dir, tag, &BuildState::Building)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn emit(&self, event: BuildEvent) {
         if let Some(on_event) = &self.options.on_event {
             on_event(event);
@@ -299,7 +332,7 @@ impl Build<'_> {
         // (`image rm` and `cache gc` beside this build).
         if matches!(&self.plan.bases[s], Base::Image(_)) {
             for layer in &state.layers {
-                match self.lease.add(&layer.digest) {
+                match self.use_digest(&layer.digest) {
                     Ok(()) | Err(lamina_store::StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -367,6 +400,9 @@ impl Build<'_> {
             self.lookup(&step_key)?
         };
         if found.is_none() {
+            // A miss: the lease from here on, so GC may run while the step does and while
+            // this build waits for another process running the same step.
+            self.lease()?;
             let lock = KeyLock::acquire(&self.inner.config.work_dir, &step_key)?;
             // Another build may have run this very step while we waited for the lock.
             if !forced {
@@ -659,7 +695,8 @@ impl Build<'_> {
             &config_bytes,
             &layers,
             compression,
-            Some(&self.lease),
+            // All hits so far: the read section protects the build, with no lease.
+            self.lease.get(),
         )?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
         // Untagged images live as long as these entries (the store's TTL); tagged ones too
