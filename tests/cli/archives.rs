@@ -8,8 +8,15 @@ use serde_json::Value;
 use crate::support::{digest_of, lamina_err, lamina_in_store as run, write_tree};
 
 fn skopeo_inspect(transport: &str) -> Value {
+    skopeo_inspect_with(&[], transport)
+}
+
+/// `skopeo inspect EXTRA… TRANSPORT` as JSON (`--raw`: the manifest as stored).
+pub(crate) fn skopeo_inspect_with(extra: &[&str], transport: &str) -> Value {
     let output = Command::new("skopeo")
-        .args(["inspect", transport])
+        .arg("inspect")
+        .args(extra)
+        .arg(transport)
         .output()
         .expect("skopeo runs");
     assert!(

@@ -39,16 +39,7 @@ fn du_kind(store: &str, dir: &Path, kind: &str) -> (u64, u64) {
 }
 
 fn skopeo_inspect(transport: &str) -> Value {
-    let output = Command::new("skopeo")
-        .args(["inspect", "--raw", transport])
-        .output()
-        .expect("skopeo runs");
-    assert!(
-        output.status.success(),
-        "skopeo inspect {transport}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    crate::archives::skopeo_inspect_with(&["--raw"], transport)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -75,9 +66,9 @@ impl Setup {
     }
 }
 
-/// A store holding the busybox base imported from a docker-archive (one plain layer) and
-/// `app:1` built on it with a COPY and a RUN.
-fn setup() -> Setup {
+/// A temporary directory with a store in it holding the busybox base imported from a
+/// docker-archive (one plain layer).
+fn store_with_imported_base() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (archive, _) = docker_archive(dir.path());
     let store = dir.path().join("store");
@@ -87,6 +78,14 @@ fn setup() -> Setup {
         s,
         &["image", "import", archive.to_str().unwrap()],
     );
+    (dir, store)
+}
+
+/// A store holding the busybox base imported from a docker-archive (one plain layer) and
+/// `app:1` built on it with a COPY and a RUN.
+fn setup() -> Setup {
+    let (dir, store) = store_with_imported_base();
+    let s = store.to_str().unwrap();
     write_tree(
         dir.path(),
         &[
@@ -301,15 +300,8 @@ fn a_build_killed_while_writing_a_tar_split_leaves_nothing_behind() {
     if crate::build::sandbox_missing() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = docker_archive(dir.path());
-    let store = dir.path().join("store");
+    let (dir, store) = store_with_imported_base();
     let s = store.to_str().unwrap();
-    run(
-        dir.path(),
-        s,
-        &["image", "import", archive.to_str().unwrap()],
-    );
     // Many files, so the COPY layer's tar-split takes a while to write.
     let src = dir.path().join("app/src");
     for i in 0..20_000 {

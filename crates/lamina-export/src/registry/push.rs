@@ -136,6 +136,17 @@ pub async fn push(
         super::remote_layers::localize(store, &records, config, None).await?;
         for i in needs {
             outcomes[i] = push_blob(store, &remote, &blobs[i], None, progress).await?;
+            if matches!(outcomes[i], Outcome::NeedsBytes) {
+                // Never a manifest naming a blob the registry lacks.
+                return Err(crate::image::invalid(
+                    &blobs[i].refs.sha256.to_string(),
+                    format!(
+                        "blob {} is neither in the store nor in a registry it was recorded \
+                         from; pull or rebuild the image",
+                        blobs[i].blob
+                    ),
+                ));
+            }
         }
     }
     let content_type =
@@ -288,7 +299,7 @@ pub(crate) async fn push_blob(
         }
     }
 
-    if !store.contains(&blob.blob)? {
+    if !store.contains(&blob.blob)? && tree_backed_plain(store, blob)?.is_none() {
         return Ok(Outcome::NeedsBytes);
     }
     progress(PushEvent::Uploading {
@@ -440,13 +451,22 @@ async fn upload_chunked(
     Ok(())
 }
 
+/// The record of the tree-backed layer whose plain tar `blob` is (no blob file: its bytes
+/// are reassembled from the layer's tree), if it is one.
+fn tree_backed_plain(
+    store: &Store,
+    blob: &PushBlob,
+) -> Result<Option<lamina_store::LayerRecord>, ExportError> {
+    Ok(store
+        .layer(&blob.blob)?
+        .filter(|record| record.digest == blob.blob && record.is_tree_backed()))
+}
+
 /// The blob's store file.
 fn open_blob(store: &Store, blob: &PushBlob) -> Result<tokio::fs::File, Fault> {
     let mut opened = store.get(&blob.blob).map_err(ExportError::from)?;
     if opened.is_none()
-        && let Some(record) = store.layer(&blob.blob).map_err(ExportError::from)?
-        && record.digest == blob.blob
-        && record.is_tree_backed()
+        && let Some(record) = tree_backed_plain(store, blob)?
     {
         // A tree-backed layer pushed plain: an upload reads (and may re-read) a file, so
         // the tar is reassembled into a blob once (GC drops it again when it is old).
