@@ -60,13 +60,24 @@ pub fn open_blob_or_tree(
     if let Some(blob) = store.get(digest)? {
         return Ok(Some((blob.info.size, Box::new(blob))));
     }
-    match store.layer(digest)? {
-        Some(record) if record.digest == *digest && record.is_tree_backed() => {
-            let size = record.size;
-            Ok(Some((size, Box::new(open_tree_tar(store, &record)?))))
-        }
-        _ => Ok(None),
+    match tree_backed_record(store, digest)? {
+        Some(record) => Ok(Some((
+            record.size,
+            Box::new(open_tree_tar(store, &record)?),
+        ))),
+        None => Ok(None),
     }
+}
+
+/// The record of the tree-backed layer whose plain tar has the store address `digest` (no
+/// blob file: its bytes are reassembled from the layer's tree), if there is one.
+pub fn tree_backed_record(
+    store: &Store,
+    digest: &lamina_store::Digest,
+) -> Result<Option<LayerRecord>, ExportError> {
+    Ok(store
+        .layer(digest)?
+        .filter(|record| record.digest == *digest && record.is_tree_backed()))
 }
 
 /// Stores the plain variant of the tree-backed `record` as a blob (for a consumer that

@@ -299,7 +299,9 @@ pub(crate) async fn push_blob(
         }
     }
 
-    if !store.contains(&blob.blob)? && tree_backed_plain(store, blob)?.is_none() {
+    if !store.contains(&blob.blob)?
+        && crate::layer_tar::tree_backed_record(store, &blob.blob)?.is_none()
+    {
         return Ok(Outcome::NeedsBytes);
     }
     progress(PushEvent::Uploading {
@@ -451,22 +453,11 @@ async fn upload_chunked(
     Ok(())
 }
 
-/// The record of the tree-backed layer whose plain tar `blob` is (no blob file: its bytes
-/// are reassembled from the layer's tree), if it is one.
-fn tree_backed_plain(
-    store: &Store,
-    blob: &PushBlob,
-) -> Result<Option<lamina_store::LayerRecord>, ExportError> {
-    Ok(store
-        .layer(&blob.blob)?
-        .filter(|record| record.digest == blob.blob && record.is_tree_backed()))
-}
-
 /// The blob's store file.
 fn open_blob(store: &Store, blob: &PushBlob) -> Result<tokio::fs::File, Fault> {
     let mut opened = store.get(&blob.blob).map_err(ExportError::from)?;
     if opened.is_none()
-        && let Some(record) = tree_backed_plain(store, blob)?
+        && let Some(record) = crate::layer_tar::tree_backed_record(store, &blob.blob)?
     {
         // A tree-backed layer pushed plain: an upload reads (and may re-read) a file, so
         // the tar is reassembled into a blob once (GC drops it again when it is old).
