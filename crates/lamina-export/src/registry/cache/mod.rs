@@ -675,7 +675,14 @@ async fn read_inline(remote: &Remote) -> Result<Option<CacheDocument>, ExportErr
     Ok(Some(document))
 }
 
-/// Drops every writer's records (and build lists) exported more than `older_than` ago.
+/// Whether an entry exported at `created` (seconds) is younger than `older_than` at `now`.
+/// Times are whole seconds, so an entry from this very second has age 0: `older_than` 0
+/// drops everything, as `--older-than 0` promises.
+fn outlives_prune(created: u64, now: u64, older_than: Duration) -> bool {
+    now.saturating_sub(created) < older_than.as_secs()
+}
+
+/// Drops every writer's records (and build lists) exported `older_than` ago or longer.
 /// Each writer tag is rewritten; a writer exporting at the same moment may lose that export
 /// (run it when writers are idle, e.g. from a nightly job).
 pub async fn prune(
@@ -687,7 +694,7 @@ pub async fn prune(
     let base = parse_reference(reference)?;
     let remote = Remote::open(reference, config, RegistryOperation::Push).await?;
     let tag = base.tag().unwrap_or("latest").to_owned();
-    let cutoff = now_secs().saturating_sub(older_than.as_secs());
+    let now = now_secs();
     let mut report = PruneReport::default();
     for writer in writer_tags(&remote, &tag).await? {
         let target = Reference::with_tag(
@@ -700,8 +707,8 @@ pub async fn prune(
         };
         report.writers += 1;
         let before = document.records.len();
-        document.records.retain(|r| r.created >= cutoff);
-        document.builds.retain(|b| b.created >= cutoff);
+        document.records.retain(|r| outlives_prune(r.created, now, older_than));
+        document.builds.retain(|b| outlives_prune(b.created, now, older_than));
         report.removed += before - document.records.len();
         report.kept += document.records.len();
         if document.records.len() != before {

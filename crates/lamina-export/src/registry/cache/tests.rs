@@ -78,3 +78,13 @@ fn writer_tags_extend_the_cache_tag() {
     let long: Reference = format!("r:5000/c:{}", "t".repeat(120)).parse().unwrap();
     assert!(writer_reference(&long, "0123456789abcdef").is_err());
 }
+
+#[test]
+fn prune_drops_entries_as_old_as_the_limit_and_zero_drops_all() {
+    let hour = Duration::from_secs(3600);
+    assert!(outlives_prune(1_000, 1_000, hour), "exported this second");
+    assert!(outlives_prune(1_000, 1_000 + 3599, hour));
+    assert!(!outlives_prune(1_000, 1_000 + 3600, hour), "an hour old is pruned");
+    assert!(!outlives_prune(1_000, 1_000, Duration::ZERO), "0 drops what was just exported");
+    assert!(outlives_prune(2_000, 1_000, hour), "a writer's clock ahead of ours is young");
+}
