@@ -17,7 +17,7 @@ pub enum ExecError {
     Layer(#[from] lamina_layer::LayerError),
     /// Moving an image in or out of the store failed (import, pull, image records).
     #[error(transparent)]
-    Export(#[from] lamina_export::ExportError),
+    Export(#[from] lamina_image::ImageError),
     /// A local file operation failed.
     #[error("{}: {source}", path.display())]
     Io {

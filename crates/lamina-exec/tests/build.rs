@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
 use lamina_exec::{BuildEvent, BuildOptions, BuildReport, ExecError, Executor, MissReason};
-use lamina_export::StoredImage;
+use lamina_image::StoredImage;
 use lamina_spec::Image;
 
 #[path = "build/add.rs"]

@@ -423,7 +423,7 @@ impl Executor {
     /// The state of the last build that was to be tagged `tag` (building, active or
     /// failed), from the executor's build records.
     pub fn build_state(&self, tag: &str) -> Option<BuildState> {
-        let tag = lamina_export::image::normalize_name(tag);
+        let tag = lamina_image::image::normalize_name(tag);
         explain::read_state(&self.inner.config.work_dir, &tag)
     }
 

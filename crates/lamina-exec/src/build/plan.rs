@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lamina_export::StoredImage;
-use lamina_export::image::{find_named, image_name};
 use lamina_export::registry::{self, RegistryConfig};
+use lamina_image::StoredImage;
+use lamina_image::image::{find_named, image_name};
 use lamina_spec::{Dockerfile, Image, Instruction, StepRef};
 use lamina_store::Store;
 

@@ -18,11 +18,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use lamina_export::StoredImage;
 use lamina_export::registry::cache::{
     self, CacheBuild, CacheDocument, CacheLayer, CacheRecord, ExportBlob, RemoteCache,
 };
 use lamina_export::registry::remote_layers;
+use lamina_image::StoredImage;
 use lamina_store::{BlobKind, CacheEntry, Compression, Digest, LayerRecord, LayerVariant};
 
 use super::BuildEvent;
@@ -441,7 +441,7 @@ impl Build<'_> {
         for layer in layers {
             out.push(match store.remote_variant(layer)? {
                 Some(_) => store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone()),
-                None => lamina_export::variants::ensure_variant(store, layer, compression)?,
+                None => lamina_image::variants::ensure_variant(store, layer, compression)?,
             });
         }
         Ok((out, compression))
@@ -559,7 +559,7 @@ impl Build<'_> {
         }
         let mut image_layers = Vec::new();
         for layer in &stored.layers {
-            if lamina_export::layer_tar::has_variant(store, &layer.record, &layer.variant)? {
+            if lamina_image::layer_tar::has_variant(store, &layer.record, &layer.variant)? {
                 image_layers.push(add_blob(&layer.record, &layer.variant));
             }
         }
@@ -652,7 +652,7 @@ impl Build<'_> {
         let mut variants: Vec<&LayerVariant> = record.variants.iter().collect();
         variants.sort_by_key(|v| v.compression != self.compression);
         for variant in variants {
-            if lamina_export::layer_tar::has_variant(store, &record, variant)? {
+            if lamina_image::layer_tar::has_variant(store, &record, variant)? {
                 let variant = variant.clone();
                 return Ok(Some((record, variant)));
             }

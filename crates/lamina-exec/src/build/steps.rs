@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use lamina_export::StoredImage;
+use lamina_image::StoredImage;
 use lamina_layer::LayerWriter;
 use lamina_spec::inputs::SourceMatch;
 use lamina_spec::{Image, Instruction};
@@ -22,8 +22,8 @@ use super::remote_cache::RemoteState;
 use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
-use lamina_export::layer_store::LayerSource;
 use lamina_export::registry::cache::RemoteCache;
+use lamina_image::layer_store::LayerSource;
 
 /// A stage as its steps go by.
 #[derive(Debug, Clone)]
@@ -105,7 +105,7 @@ pub(crate) fn build(
         tag: options
             .tag
             .as_deref()
-            .map(lamina_export::image::image_name)
+            .map(lamina_image::image::image_name)
             .transpose()?
             .map(|reference| reference.to_string()),
         ..options.clone()
@@ -689,7 +689,7 @@ impl Build<'_> {
         }
         // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
         // and OnBuild.
-        let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
+        let config_bytes = lamina_image::image::canonical_json(&config, "config")?;
         let stored = StoredImage::commit_leased(
             store,
             &config_bytes,
