@@ -16,6 +16,8 @@ use lamina_spec::Image;
 mod add;
 #[path = "build/add_url.rs"]
 mod add_url;
+#[path = "build/base_source.rs"]
+mod base_source;
 #[path = "build/cold.rs"]
 mod cold;
 #[path = "support/env.rs"]

@@ -14,10 +14,13 @@
 //!   layer's unpacked tree and tar-split.
 //! - [`codec`]: streaming detect / decompress / compress / hash, and [`variants`]: a layer's
 //!   variant in another compression, made once and recorded.
+//! - [`cache_records`]: the records of a registry build cache, which the executor writes
+//!   and reads and lamina-export's registry client carries.
 //! - [`error`]: [`ImageError`], the one error of images moving into, out of and around the
 //!   store, registry transfers included (lamina-export names it `ExportError`), so an error
 //!   the registry client returns through the executor's seams keeps its kind and text.
 
+pub mod cache_records;
 pub mod codec;
 pub mod documents;
 pub mod error;
