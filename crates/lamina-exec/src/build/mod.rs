@@ -513,7 +513,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Plans the build, fetching each image the store lacks from the executor's base source
-/// (and planning again with it: see [`plan::Plan::new`]) before any step runs.
+/// (and planning again with it: see [`plan::Plan::resolve`]) before any step runs.
 async fn fetch_bases(
     inner: &Arc<Inner>,
     image: &lamina_spec::Image,
@@ -524,7 +524,8 @@ async fn fetch_bases(
         let planned = {
             let (inner, image, options) = (inner.clone(), image.clone(), options.clone());
             let fetched = fetched.clone();
-            blocking(move || plan::Plan::new(&inner.store, &image, &options, &fetched)).await??
+            blocking(move || plan::Plan::resolve(&inner.store, &image, &options, &fetched))
+                .await??
         };
         let reference = match planned {
             plan::Planned::Ready(plan) => return Ok(plan),

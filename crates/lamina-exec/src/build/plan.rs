@@ -70,7 +70,7 @@ impl Plan {
     /// store; the first image neither holds stops planning ([`Planned::Missing`]): the
     /// executor fetches it and plans again (a base's `ENV` and `ONBUILD` shape what comes
     /// after it, so planning cannot go on without it).
-    pub fn new(
+    pub fn resolve(
         store: &Store,
         image: &Image,
         options: &BuildOptions,
@@ -116,7 +116,7 @@ impl Plan {
             } else {
                 let found = match resolve_image(store, fetched, context_image.unwrap_or(reference))?
                 {
-                    Resolved::Stored(image) => image,
+                    Resolved::Stored(image) => *image,
                     Resolved::Missing(name) => return Ok(Planned::Missing(name)),
                 };
                 let config = base_config(store, &found)?;
@@ -163,7 +163,7 @@ impl Plan {
                     None => from.as_str(),
                 };
                 match resolve_image(store, fetched, reference)? {
-                    Resolved::Stored(image) => from_images.insert(from, image),
+                    Resolved::Stored(image) => from_images.insert(from, *image),
                     Resolved::Missing(name) => return Ok(Planned::Missing(name)),
                 };
             }
@@ -278,7 +278,7 @@ pub(crate) enum Planned {
 
 /// An image looked up for `FROM` or `COPY --from`.
 enum Resolved {
-    Stored(StoredImage),
+    Stored(Box<StoredImage>),
     Missing(String),
 }
 
@@ -298,17 +298,17 @@ fn resolve_image(
     // As fetched, not looked up again: a digest may name an index, and the store holds the
     // platform's manifest it resolved to.
     if let Some(image) = fetched.get(&name.to_string()) {
-        return Ok(Resolved::Stored(image.clone()));
+        return Ok(Resolved::Stored(Box::new(image.clone())));
     }
     if let Some(digest) = name.digest() {
         if store.contains(digest)? {
-            return Ok(Resolved::Stored(StoredImage::load(store, digest)?));
+            return Ok(Resolved::Stored(Box::new(StoredImage::load(
+                store, digest,
+            )?)));
         }
     } else if let Some(record) = find_named(store, &name)? {
-        return Ok(Resolved::Stored(StoredImage::load(
-            store,
-            &record.manifest,
-        )?));
+        let image = StoredImage::load(store, &record.manifest)?;
+        return Ok(Resolved::Stored(Box::new(image)));
     }
     Ok(Resolved::Missing(name.to_string()))
 }
