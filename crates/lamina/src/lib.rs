@@ -43,7 +43,7 @@ pub use lamina_exec::{
     BuildEvent, BuildOptions, BuildReport, CacheMode, CacheTo, CancelToken, DefaultCmd, MissReason,
     NamedContext,
 };
-pub use lamina_export::layer_store::{LayerSource, store_layer};
+pub use lamina_image::layer_store::{LayerSource, store_layer};
 pub use verbs::images::{
     ExportOptions, HistoryEntry, ImageDetails, ImageStatus, ImageSummary, Imported, Removed, Tagged,
 };
