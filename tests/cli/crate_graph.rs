@@ -6,15 +6,18 @@ use std::process::Command;
 
 /// Layer of each Lamina crate; a crate may depend only on crates of a lower layer.
 /// `lamina-types` (the shared vocabulary) is below everything and depends on no Lamina crate.
-/// `lamina-exec` pulls bases through `lamina-export`'s registry client, hence export < exec.
-/// The command-line tool (`lamina-cli`) and the Python bindings (`lamina-python`) sit on the
-/// facade, as any embedder does.
-const LAYERS: [(&str, u8); 10] = [
+/// `lamina-image` (stored images and layers) is what the executor and the OCI interchange
+/// share; `lamina-exec` and `lamina-export` are siblings on it, neither depending on the
+/// other: they meet in the facade, which fills the executor's base source and remote cache
+/// client with the registry client. The command-line tool (`lamina-cli`) and the Python
+/// bindings (`lamina-python`) sit on the facade, as any embedder does.
+const LAYERS: [(&str, u8); 11] = [
     ("lamina-types", 0),
     ("lamina-spec", 1),
     ("lamina-store", 1),
     ("lamina-layer", 1),
-    ("lamina-export", 2),
+    ("lamina-image", 2),
+    ("lamina-export", 3),
     ("lamina-exec", 3),
     ("lamina", 4),
     ("lamina-benches", 5),
@@ -87,6 +90,38 @@ fn the_library_compiles_no_cli_crates() {
         assert!(
             !crates.contains(&cli_crate),
             "the lamina library depends on {cli_crate}, which only the CLI should need:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_executor_compiles_no_registry_client() {
+    // Dev edges too: the executor's own tests reach no registry either.
+    let tree = cargo(&[
+        "tree",
+        "--package",
+        "lamina-exec",
+        "--edges",
+        "normal,build,dev",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+        "--offline",
+    ]);
+    let crates: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(
+        crates.contains(&"lamina-image") && crates.contains(&"lamina-store"),
+        "cargo tree listed the executor's dependencies: {tree}"
+    );
+    for sibling in ["lamina-export", "oci-client"] {
+        assert!(
+            !crates.contains(&sibling),
+            "lamina-exec depends on {sibling}: bases and registry caches reach it through its \
+             seams (lamina_exec::seams), filled by the facade:\n{tree}"
         );
     }
 }

@@ -15,9 +15,10 @@ pub enum ExecError {
     /// A layer could not be written or unpacked.
     #[error(transparent)]
     Layer(#[from] lamina_layer::LayerError),
-    /// Moving an image in or out of the store failed (import, pull, image records).
+    /// Reading or writing an image or layer record failed, or the base source or remote
+    /// cache client did (their errors keep their kind and text).
     #[error(transparent)]
-    Export(#[from] lamina_export::ExportError),
+    Export(#[from] lamina_image::ImageError),
     /// A local file operation failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -6,6 +6,9 @@
 //! - `usage`: what the work directory holds on disk, by part.
 //! - `reclaim`: what killed processes left in the work directory, removed by the next one.
 //! - `rootless`: builds without root, in a user namespace ([`rootless::enter`]).
+//! - [`seams`]: what the executor asks of the outside ([`BaseSource`] for images the store
+//!   lacks, [`RemoteCacheClient`] for registry build caches); the facade fills them with
+//!   lamina-export's registry client, so this crate depends on no registry code.
 
 pub mod build;
 mod cancel;
@@ -14,6 +17,7 @@ mod owner;
 pub mod reclaim;
 pub mod rootless;
 pub mod sandbox;
+pub mod seams;
 pub mod usage;
 
 pub use build::{
@@ -22,3 +26,4 @@ pub use build::{
 };
 pub use cancel::{CANCEL_POLL, CancelToken};
 pub use error::ExecError;
+pub use seams::{BaseSource, RemoteCacheClient, SeamFuture};

@@ -9,13 +9,15 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
 use lamina_exec::{BuildEvent, BuildOptions, BuildReport, ExecError, Executor, MissReason};
-use lamina_export::StoredImage;
+use lamina_image::StoredImage;
 use lamina_spec::Image;
 
 #[path = "build/add.rs"]
 mod add;
 #[path = "build/add_url.rs"]
 mod add_url;
+#[path = "build/base_source.rs"]
+mod base_source;
 #[path = "build/cold.rs"]
 mod cold;
 #[path = "support/env.rs"]

@@ -29,28 +29,7 @@ pub struct Converted {
     pub layers_compressed: usize,
 }
 
-/// `layer` as recorded in the store with a stored variant in `compression`: the record as
-/// it is when it has one, else after making it from another variant (checked against the
-/// diff_id) and recording it. A build whose cache hits name layers stored in another
-/// compression commits its image through this.
-pub fn ensure_variant(
-    store: &Store,
-    layer: &lamina_store::LayerRecord,
-    compression: Compression,
-) -> Result<lamina_store::LayerRecord, ExportError> {
-    let record = store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone());
-    for variant in record
-        .variants
-        .iter()
-        .filter(|v| v.compression == compression)
-    {
-        if crate::layer_tar::has_variant(store, &record, variant)? {
-            return Ok(record);
-        }
-    }
-    let (record, _) = codec::recompress(store, &record, compression)?;
-    Ok(record)
-}
+pub use lamina_image::variants::ensure_variant;
 
 /// `image` with every layer in `compression`.
 ///

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use lamina_exec::{BuildOptions, BuildReport, ExecConfig, Executor};
 use lamina_export::StoredImage;
+use lamina_export::registry::RegistryConfig;
 use lamina_spec::Image;
 use lamina_store::{Store, StoreOptions};
 
@@ -13,6 +14,17 @@ use crate::Error;
 /// The executor's work files (unpacked layers, sandboxes, step locks, build records) live in
 /// this directory of the store, so one path names everything a build keeps.
 const WORK_DIR: &str = "exec";
+
+/// What [`Engine::open_with`] lets a caller set.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The executor's settings. Its `bases` and `remote_cache`, when left `None`, become
+    /// [`RegistryBases`](crate::RegistryBases) and [`RegistryCache`](crate::RegistryCache)
+    /// over `registry`.
+    pub exec: ExecConfig,
+    /// How builds reach registries: base pulls, `--cache-from` and `--cache-to`.
+    pub registry: RegistryConfig,
+}
 
 /// A store opened for building: `Engine::open(path)?.build(&image, options).await?`.
 ///
@@ -49,17 +61,30 @@ impl Engine {
     }
 
     /// Opens the store at `path` with `options`; `configure` adjusts the executor's settings
-    /// (CA bundle mount, default command, layer compression) before it starts.
+    /// (CA bundle mount, default command, layer compression) and how builds reach
+    /// registries before it starts.
     pub fn open_with(
         path: impl AsRef<Path>,
         options: StoreOptions,
-        configure: impl FnOnce(&mut ExecConfig),
+        configure: impl FnOnce(&mut EngineConfig),
     ) -> Result<Engine, Error> {
         lamina_exec::rootless::check_store_access(path.as_ref())?;
         let store = Arc::new(Store::open(path.as_ref(), options)?);
-        let mut config = ExecConfig::new(Engine::work_dir_of(store.path()));
+        let mut config = EngineConfig {
+            exec: ExecConfig::new(Engine::work_dir_of(store.path())),
+            registry: RegistryConfig::default(),
+        };
         configure(&mut config);
-        let executor = Executor::new(store.clone(), config)?;
+        let EngineConfig { mut exec, registry } = config;
+        // The executor knows no registry: bases and build caches reach one through these,
+        // unless the caller brought its own.
+        if exec.bases.is_none() {
+            exec.bases = Some(Arc::new(crate::RegistryBases::new(registry.clone())));
+        }
+        if exec.remote_cache.is_none() {
+            exec.remote_cache = Some(Arc::new(crate::RegistryCache::new(registry)));
+        }
+        let executor = Executor::new(store.clone(), exec)?;
         Ok(Engine { store, executor })
     }
 

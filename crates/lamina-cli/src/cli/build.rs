@@ -188,8 +188,8 @@ pub fn run(
     let wait = super::wait_or(BUILD_WAIT);
     let engine = super::engine_opened(store_dir, options, wait, |config| {
         config.registry = registry;
-        config.host_ca_bundle = host_ca_bundle;
-        config.download_timeout = download_timeout;
+        config.exec.host_ca_bundle = host_ca_bundle;
+        config.exec.download_timeout = download_timeout;
     })?;
     let mode = match args.progress {
         Progress::Auto if std::io::stderr().is_terminal() => Mode::Tty(TtyProgress::new()),

@@ -150,7 +150,7 @@ fn engine_reading(store_dir: Option<PathBuf>) -> anyhow::Result<lamina::Engine> 
 /// [`engine`] with the executor's settings adjusted first.
 fn engine_with(
     store_dir: Option<PathBuf>,
-    configure: impl FnOnce(&mut lamina::exec::ExecConfig),
+    configure: impl FnOnce(&mut lamina::EngineConfig),
 ) -> anyhow::Result<lamina::Engine> {
     engine_waiting(store_dir, wait_or(DEFAULT_WAIT), configure)
 }
@@ -159,7 +159,7 @@ fn engine_with(
 fn engine_waiting(
     store_dir: Option<PathBuf>,
     wait: Duration,
-    configure: impl FnOnce(&mut lamina::exec::ExecConfig),
+    configure: impl FnOnce(&mut lamina::EngineConfig),
 ) -> anyhow::Result<lamina::Engine> {
     engine_opened(store_dir, Default::default(), wait, configure)
 }
@@ -169,7 +169,7 @@ fn engine_opened(
     store_dir: Option<PathBuf>,
     options: lamina::store::StoreOptions,
     wait: Duration,
-    configure: impl FnOnce(&mut lamina::exec::ExecConfig),
+    configure: impl FnOnce(&mut lamina::EngineConfig),
 ) -> anyhow::Result<lamina::Engine> {
     let dir = match store_dir {
         Some(dir) => dir,

@@ -209,7 +209,7 @@ pub(crate) fn record_paths(work_dir: &Path, tag: Option<&str>, shape: &CacheKey)
     let mut paths = Vec::new();
     if let Some(tag) = tag {
         // Records written before tags were stored in full form sit under the short name.
-        for name in [tag.to_owned(), lamina_export::image::display_name(tag)] {
+        for name in [tag.to_owned(), lamina_image::image::display_name(tag)] {
             let path = dir.join(format!(
                 "tag-{}.json",
                 hex(blake3::hash(name.as_bytes()).as_bytes())
@@ -306,7 +306,7 @@ pub(crate) fn write_state(work_dir: &Path, tag: &str, state: &BuildState) -> Res
 /// failure (interrupted).
 pub(crate) fn read_state(work_dir: &Path, tag: &str) -> Option<BuildState> {
     // A state written before tags were stored in full form sits under the short name.
-    let stored: StoredState = [tag.to_owned(), lamina_export::image::display_name(tag)]
+    let stored: StoredState = [tag.to_owned(), lamina_image::image::display_name(tag)]
         .iter()
         .find_map(|name| std::fs::read(state_path(work_dir, name)).ok())
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use lamina_export::layer_store::{LayerSource, record_tree_layer, store_layer, write_tar_split};
+use lamina_image::layer_store::{LayerSource, record_tree_layer, store_layer, write_tar_split};
 use lamina_store::{Compression, LayerRecord};
 
 use super::steps::Build;

@@ -33,7 +33,7 @@ pub(crate) fn unpack_merged(
         let mut tar = None;
         for variant in &layer.variants {
             if let Some((_, found)) =
-                lamina_export::layer_tar::open_blob_or_tree(store, &variant.digest)?
+                lamina_image::layer_tar::open_blob_or_tree(store, &variant.digest)?
             {
                 tar = Some(found);
                 break;
@@ -118,7 +118,7 @@ pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ExecError 
 }
 
 /// An image by content, for keys: config sha256 and diff_ids (see [`super::key::image_identity`]).
-pub(crate) fn image_identity(image: &lamina_export::StoredImage) -> String {
+pub(crate) fn image_identity(image: &lamina_image::StoredImage) -> String {
     let diff_ids: Vec<String> = image
         .layers
         .iter()
@@ -133,7 +133,7 @@ pub(crate) fn has_stored_variant(
     layer: &lamina_store::LayerRecord,
 ) -> Result<bool, crate::ExecError> {
     for variant in &layer.variants {
-        if lamina_export::layer_tar::has_variant(store, layer, variant)? {
+        if lamina_image::layer_tar::has_variant(store, layer, variant)? {
             return Ok(true);
         }
     }

@@ -2,7 +2,8 @@
 //! step at a time.
 //!
 //! The [`Executor`] expands the definition, resolves each stage's base (`scratch`, an
-//! earlier stage, an image already in the store, else a registry pull), then walks the
+//! earlier stage, an image already in the store, else one its [`BaseSource`] fetches before
+//! the build starts), then walks the
 //! steps of the stages the target needs. Each step has a cache key (see [`key`]): a hit
 //! reuses the stored layer and config and runs nothing; a miss runs the step (RUN under
 //! the sandbox, COPY/ADD into a staged tree, everything else on the config), stores its
@@ -43,11 +44,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lamina_export::registry::RegistryConfig;
 use lamina_store::{Compression, Digest, LayerRecord, Store};
 
 use crate::ExecError;
 use crate::sandbox::{LayerCache, OutputStream, Sandbox};
+use crate::seams::{BaseSource, Bridge, RemoteCacheClient};
 
 pub use config::canonical_config;
 pub use explain::{BuildState, MissReason};
@@ -64,8 +65,12 @@ pub use support::{Refusal, refusals, refusals_with};
 pub struct ExecConfig {
     /// Where unpacked layers, sandboxes, locks and build records live.
     pub work_dir: PathBuf,
-    /// How base images missing from the store are pulled.
-    pub registry: RegistryConfig,
+    /// Where base images missing from the store come from (`lamina::Engine` pulls them from
+    /// registries). `None`: a build on an image the store lacks fails, naming it.
+    pub bases: Option<Arc<dyn BaseSource>>,
+    /// The registry build cache client for `--cache-from` and `--cache-to` (`lamina::Engine`
+    /// sets lamina-export's). `None`: cache sources are skipped with a warning, exports fail.
+    pub remote_cache: Option<Arc<dyn RemoteCacheClient>>,
     /// Let RUN steps trust the CAs of `host_ca_file` besides the image's own (default true);
     /// they never enter a layer.
     pub host_ca_bundle: bool,
@@ -85,7 +90,8 @@ impl ExecConfig {
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
         ExecConfig {
             work_dir: work_dir.into(),
-            registry: RegistryConfig::default(),
+            bases: None,
+            remote_cache: None,
             host_ca_bundle: true,
             host_ca_file: PathBuf::from(crate::sandbox::CA_BUNDLE),
             layer_compression: Compression::Zstd,
@@ -149,7 +155,8 @@ pub struct BuildOptions {
     /// and `RUN --mount=from=NAME` read (and, for an image, `FROM NAME`) in place of a stage
     /// or image of that name, as BuildKit has them.
     pub contexts: BTreeMap<String, NamedContext>,
-    /// Called with progress as it happens (from a blocking thread).
+    /// Called with progress as it happens: from a blocking thread during the steps, from
+    /// the task awaiting the build for `--cache-from` warnings and `--cache-to` exports.
     pub on_event: Option<Arc<dyn Fn(BuildEvent) + Send + Sync>>,
     /// Registry caches to take steps from (`--cache-from`), in order: the first that has a
     /// key wins. Name only refs you trust: whoever can push to one can put layers into
@@ -394,36 +401,64 @@ impl Executor {
         Ok(cache.unpacks() - before)
     }
 
-    /// Builds `image`. The work runs on tokio's blocking pool; dropping the future does
-    /// not stop a step that has started (it finishes, and its result is cached).
+    /// Builds `image`. Bases the store lacks are fetched and `--cache-from` records read
+    /// first, then the steps run on tokio's blocking pool, then `--cache-to` records are
+    /// written. Dropping the future does not stop a step that has started (it finishes, and
+    /// its result is cached).
     pub async fn build(
         &self,
         image: &lamina_spec::Image,
         options: BuildOptions,
     ) -> Result<BuildReport, ExecError> {
-        let inner = self.inner.clone();
-        let image = image.clone();
-        tokio::task::spawn_blocking(move || steps::build(&inner, &image, &options))
-            .await
-            .map_err(|e| ExecError::TaskFailed {
-                reason: e.to_string(),
-            })?
+        // `app` names `docker.io/library/app:latest`, here as everywhere images are named;
+        // an invalid tag is refused before anything runs.
+        let options = BuildOptions {
+            tag: (options.tag.as_deref())
+                .map(lamina_image::image::image_name)
+                .transpose()?
+                .map(|reference| reference.to_string()),
+            ..options
+        };
+        let inner = &self.inner;
+        let plan = match fetch_bases(inner, image, &options).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(steps::record_failure(inner, &options, e).await),
+        };
+        let sources = remote_cache::load_sources(inner, &options).await;
+        let (mut report, exports) = {
+            let (inner, image, options) = (inner.clone(), image.clone(), options.clone());
+            let bridge = Bridge::current();
+            blocking(move || steps::build(&inner, &image, &options, plan, sources, &bridge))
+                .await??
+        };
+        match remote_cache::export_caches(inner, &options, &mut report, exports).await {
+            Ok(()) => Ok(report),
+            Err(e) => Err(steps::record_failure(inner, &options, e).await),
+        }
     }
 
-    /// The blocking form of [`Executor::build`], for callers without a runtime. Do not call
-    /// it from an async task: a base image pull would block on the caller's runtime.
+    /// The blocking form of [`Executor::build`], for callers without a runtime: it runs the
+    /// build on a runtime of its own. Do not call it from async code (a runtime cannot be
+    /// started inside another); use [`Executor::build`] there.
     pub fn build_blocking(
         &self,
         image: &lamina_spec::Image,
         options: &BuildOptions,
     ) -> Result<BuildReport, ExecError> {
-        steps::build(&self.inner, image, options)
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ExecError::Io {
+                path: "tokio runtime".into(),
+                source,
+            })?
+            .block_on(self.build(image, options.clone()))
     }
 
     /// The state of the last build that was to be tagged `tag` (building, active or
     /// failed), from the executor's build records.
     pub fn build_state(&self, tag: &str) -> Option<BuildState> {
-        let tag = lamina_export::image::normalize_name(tag);
+        let tag = lamina_image::image::normalize_name(tag);
         explain::read_state(&self.inner.config.work_dir, &tag)
     }
 
@@ -464,4 +499,51 @@ impl Inner {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `work` on tokio's blocking pool (store lookups and file I/O stay off the async threads).
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ExecError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ExecError::TaskFailed {
+            reason: e.to_string(),
+        })
+}
+
+/// Plans the build, fetching each image the store lacks from the executor's base source
+/// (and planning again with it: see [`plan::Plan::resolve`]) before any step runs.
+async fn fetch_bases(
+    inner: &Arc<Inner>,
+    image: &lamina_spec::Image,
+    options: &BuildOptions,
+) -> Result<plan::Plan, ExecError> {
+    let mut fetched = BTreeMap::new();
+    loop {
+        let planned = {
+            let (inner, image, options) = (inner.clone(), image.clone(), options.clone());
+            let fetched = fetched.clone();
+            blocking(move || plan::Plan::resolve(&inner.store, &image, &options, &fetched))
+                .await??
+        };
+        let reference = match planned {
+            plan::Planned::Ready(plan) => return Ok(plan),
+            plan::Planned::Missing(reference) => reference,
+        };
+        let unavailable = |reason: String| ExecError::BaseUnavailable {
+            reference: reference.clone(),
+            reason,
+        };
+        let Some(source) = &inner.config.bases else {
+            return Err(unavailable(
+                "it is not in the store, and this executor has no base source to fetch it from"
+                    .into(),
+            ));
+        };
+        let image = (source.fetch(inner.store.clone(), reference.clone()).await).map_err(|e| {
+            unavailable(format!("it is not in the store and pulling it failed: {e}"))
+        })?;
+        fetched.insert(reference, image);
+    }
 }

@@ -10,9 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lamina_export::StoredImage;
-use lamina_export::image::{find_named, image_name};
-use lamina_export::registry::{self, RegistryConfig};
+use lamina_image::StoredImage;
+use lamina_image::image::{find_named, image_name};
 use lamina_spec::{Dockerfile, Image, Instruction, StepRef};
 use lamina_store::Store;
 
@@ -32,7 +31,7 @@ pub(crate) enum Base {
 }
 
 /// A build, planned.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     /// The definition with variables expanded.
     pub df: Dockerfile,
@@ -66,13 +65,17 @@ impl Plan {
         chain
     }
 
-    /// Expands `image` and resolves every base and `--from` image the target stage needs.
-    pub fn new(
+    /// Expands `image` and resolves every base and `--from` image the target stage needs
+    /// from `fetched` (images the base source fetched for this build, by full name) or the
+    /// store; the first image neither holds stops planning ([`Planned::Missing`]): the
+    /// executor fetches it and plans again (a base's `ENV` and `ONBUILD` shape what comes
+    /// after it, so planning cannot go on without it).
+    pub fn resolve(
         store: &Store,
-        registry: &RegistryConfig,
         image: &Image,
         options: &BuildOptions,
-    ) -> Result<Plan, ExecError> {
+        fetched: &BTreeMap<String, StoredImage>,
+    ) -> Result<Planned, ExecError> {
         let raw = image.definition();
         if raw.stages.is_empty() {
             return Err(ExecError::NoStages);
@@ -111,7 +114,11 @@ impl Plan {
                 triggers = onbuild_of(&raw.stages[parent].instructions);
                 Base::Stage(parent)
             } else {
-                let found = resolve_image(store, registry, context_image.unwrap_or(reference))?;
+                let found = match resolve_image(store, fetched, context_image.unwrap_or(reference))?
+                {
+                    Resolved::Stored(image) => *image,
+                    Resolved::Missing(name) => return Ok(Planned::Missing(name)),
+                };
                 let config = base_config(store, &found)?;
                 base_env.insert(reference.clone(), config.env_pairs());
                 for trigger in &config.config.on_build {
@@ -155,11 +162,13 @@ impl Plan {
                     None if stage_ref(&df, s, &from).is_some() => continue,
                     None => from.as_str(),
                 };
-                let image = resolve_image(store, registry, reference)?;
-                from_images.insert(from, image);
+                match resolve_image(store, fetched, reference)? {
+                    Resolved::Stored(image) => from_images.insert(from, *image),
+                    Resolved::Missing(name) => return Ok(Planned::Missing(name)),
+                };
             }
         }
-        Ok(Plan {
+        Ok(Planned::Ready(Plan {
             df,
             bases,
             stages,
@@ -170,7 +179,7 @@ impl Plan {
                 .into_iter()
                 .map(|(s, t)| (s, t.len()))
                 .collect(),
-        })
+        }))
     }
 
     /// The definition's own step of `df`'s instruction `i` of stage `s`; `None` for an
@@ -258,52 +267,50 @@ fn needed_stages(
     needed.into_iter().collect()
 }
 
+/// What planning found.
+#[derive(Debug)]
+pub(crate) enum Planned {
+    /// Every image the build needs is in the store.
+    Ready(Plan),
+    /// The store lacks this image (its full name, as [`image_name`] gives it).
+    Missing(String),
+}
+
+/// An image looked up for `FROM` or `COPY --from`.
+enum Resolved {
+    Stored(Box<StoredImage>),
+    Missing(String),
+}
+
 /// An image for `FROM` or `COPY --from`: by digest (`name@sha256:...`) or name from the
-/// store without contacting any registry, else pulled (and named in the store, so the next
-/// build finds it there).
-pub(crate) fn resolve_image(
+/// store, never contacting a registry; [`Resolved::Missing`] names what the executor's base
+/// source is to fetch (and name in the store, so the next build finds it there).
+fn resolve_image(
     store: &Store,
-    registry: &RegistryConfig,
+    fetched: &BTreeMap<String, StoredImage>,
     reference: &str,
-) -> Result<StoredImage, ExecError> {
+) -> Result<Resolved, ExecError> {
     // Short and full names are one (`python:3.12` is `docker.io/library/python:3.12`).
     let name = image_name(reference).map_err(|e| ExecError::BaseUnavailable {
         reference: reference.to_string(),
         reason: e.to_string(),
     })?;
+    // As fetched, not looked up again: a digest may name an index, and the store holds the
+    // platform's manifest it resolved to.
+    if let Some(image) = fetched.get(&name.to_string()) {
+        return Ok(Resolved::Stored(Box::new(image.clone())));
+    }
     if let Some(digest) = name.digest() {
         if store.contains(digest)? {
-            return Ok(StoredImage::load(store, digest)?);
+            return Ok(Resolved::Stored(Box::new(StoredImage::load(
+                store, digest,
+            )?)));
         }
     } else if let Some(record) = find_named(store, &name)? {
-        return Ok(StoredImage::load(store, &record.manifest)?);
+        let image = StoredImage::load(store, &record.manifest)?;
+        return Ok(Resolved::Stored(Box::new(image)));
     }
-    pull_image(store, registry, &name.to_string())
-}
-
-/// Pulls on the caller's tokio runtime (the build runs on its blocking pool), or on a
-/// runtime of its own when called outside one.
-fn pull_image(
-    store: &Store,
-    config: &RegistryConfig,
-    reference: &str,
-) -> Result<StoredImage, ExecError> {
-    let pull = registry::pull(store, reference, config);
-    let pulled = match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle.block_on(pull),
-        Err(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| ExecError::Io {
-                path: "tokio runtime".into(),
-                source,
-            })?
-            .block_on(pull),
-    };
-    pulled.map_err(|e| ExecError::BaseUnavailable {
-        reference: reference.to_string(),
-        reason: format!("it is not in the store and pulling it failed: {e}"),
-    })
+    Ok(Resolved::Missing(name.to_string()))
 }
 
 /// A stored image's config, in the build's shape (Docker fields kept).

@@ -1,7 +1,9 @@
-//! A registry as a shared build cache (`--cache-from`, `--cache-to`; the format is
-//! lamina-export's `registry::cache`, docs/format.md "Remote build cache").
+//! A registry as a shared build cache (`--cache-from`, `--cache-to`; the records are
+//! lamina-image's `cache_records`, docs/format.md "Remote build cache"), reached through the
+//! executor's [`RemoteCacheClient`](crate::seams::RemoteCacheClient).
 //!
-//! Import: the records of every `--cache-from` source are read once, before the first step.
+//! Import: the records of every `--cache-from` source are read once, before the blocking
+//! build starts.
 //! A step whose key misses locally but is found remotely is a hit: its config comes from the
 //! record and nothing runs. Its layer stays remote (a placeholder record naming the blob's
 //! sha256) until something reads its bytes: a later step that runs on it, a `COPY --from`
@@ -11,18 +13,18 @@
 //! verify makes the build start again without that source (steps already run are local
 //! hits by then).
 //!
-//! Export: after the image is stored, each `--cache-to` ref gets the records of every step
+//! Export: after the image is stored, the build hands back a document per `--cache-to` ref,
+//! sent once the blocking build has ended. Each gets the records of every step
 //! (`mode=max`) or of the target stage and the stages it is built on (`mode=min`), the
 //! explain record, and the final image's layers.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use lamina_export::StoredImage;
-use lamina_export::registry::cache::{
-    self, CacheBuild, CacheDocument, CacheLayer, CacheRecord, ExportBlob, RemoteCache,
+use lamina_image::StoredImage;
+use lamina_image::cache_records::{
+    self as cache, CacheBuild, CacheDocument, CacheLayer, CacheRecord, ExportBlob, RemoteCache,
 };
-use lamina_export::registry::remote_layers;
 use lamina_store::{BlobKind, CacheEntry, Compression, Digest, LayerRecord, LayerVariant};
 
 use super::BuildEvent;
@@ -114,26 +116,14 @@ impl CacheTo {
     }
 }
 
-/// Runs `future` on the caller's tokio runtime (builds run on its blocking pool), or on a
-/// runtime of its own outside one.
-pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, ExecError> {
-    Ok(lamina_export::registry::remote_layers::block_on(future)?)
-}
-
-/// Runs `attempt` with the `--cache-from` sources read once; when a layer of one fails to
-/// fetch or verify, warns and runs it again without that source (a miss, not a failure:
-/// the steps the failed attempt ran are local hits on the next).
-pub(crate) fn with_sources(
-    inner: &super::Inner,
+/// Runs `attempt` with the `--cache-from` sources (read before the build); when a layer of
+/// one fails to fetch or verify, warns and runs it again without that source (a miss, not a
+/// failure: the steps the failed attempt ran are local hits on the next).
+pub(crate) fn with_sources<T>(
     options: &super::BuildOptions,
-    mut attempt: impl FnMut(&[Option<RemoteCache>]) -> Result<super::BuildReport, ExecError>,
-) -> Result<super::BuildReport, ExecError> {
-    let emit = |event| {
-        if let Some(on_event) = &options.on_event {
-            on_event(event);
-        }
-    };
-    let mut sources = load_sources(inner, &options.cache_from, &emit)?;
+    mut sources: Vec<Option<RemoteCache>>,
+    mut attempt: impl FnMut(&[Option<RemoteCache>]) -> Result<T, ExecError>,
+) -> Result<T, ExecError> {
     loop {
         match attempt(&sources) {
             Err(ExecError::RemoteCacheLayer {
@@ -141,11 +131,14 @@ pub(crate) fn with_sources(
                 reference,
                 reason,
             }) if sources.get(source_index).is_some_and(Option::is_some) => {
-                emit(BuildEvent::Warning {
-                    message: format!(
-                        "remote cache {reference}: {reason}; building again without it"
-                    ),
-                });
+                emit(
+                    options,
+                    BuildEvent::Warning {
+                        message: format!(
+                            "remote cache {reference}: {reason}; building again without it"
+                        ),
+                    },
+                );
                 sources[source_index] = None;
             }
             result => return result,
@@ -153,45 +146,130 @@ pub(crate) fn with_sources(
     }
 }
 
+fn emit(options: &super::BuildOptions, event: BuildEvent) {
+    if let Some(on_event) = &options.on_event {
+        on_event(event);
+    }
+}
+
 /// Reads every `--cache-from` source; one that cannot be read is `None`, with a warning.
-pub(crate) fn load_sources(
-    build_inner: &super::Inner,
-    sources: &[String],
-    emit: &dyn Fn(BuildEvent),
-) -> Result<Vec<Option<RemoteCache>>, ExecError> {
-    let store = &build_inner.store;
-    let config = &build_inner.config.registry;
-    let mut loaded = Vec::with_capacity(sources.len());
-    for reference in sources {
-        match block_on(cache::import(store, reference, config))? {
+pub(crate) async fn load_sources(
+    inner: &super::Inner,
+    options: &super::BuildOptions,
+) -> Vec<Option<RemoteCache>> {
+    let mut loaded = Vec::with_capacity(options.cache_from.len());
+    for reference in &options.cache_from {
+        let found = match &inner.config.remote_cache {
+            Some(client) => (client.import(inner.store.clone(), reference.clone()).await)
+                .map_err(|e| e.to_string()),
+            None => Err(NO_CLIENT.to_owned()),
+        };
+        match found {
             Ok(found) => {
                 if found.records.is_empty() && found.warnings.is_empty() {
-                    emit(BuildEvent::Warning {
-                        message: format!(
-                            "remote cache {reference} holds no records (no writer tags, no inline record); building without it"
-                        ),
-                    });
+                    emit(
+                        options,
+                        BuildEvent::Warning {
+                            message: format!(
+                                "remote cache {reference} holds no records (no writer tags, no inline record); building without it"
+                            ),
+                        },
+                    );
                 }
                 for warning in &found.warnings {
-                    emit(BuildEvent::Warning {
-                        message: format!(
-                            "remote cache {reference}: {warning}; its records are skipped"
-                        ),
-                    });
+                    emit(
+                        options,
+                        BuildEvent::Warning {
+                            message: format!(
+                                "remote cache {reference}: {warning}; its records are skipped"
+                            ),
+                        },
+                    );
                 }
                 loaded.push(Some(found));
             }
             Err(e) => {
-                emit(BuildEvent::Warning {
-                    message: format!(
-                        "remote cache {reference} cannot be read ({e}); building without it"
-                    ),
-                });
+                emit(
+                    options,
+                    BuildEvent::Warning {
+                        message: format!(
+                            "remote cache {reference} cannot be read ({e}); building without it"
+                        ),
+                    },
+                );
                 loaded.push(None);
             }
         }
     }
-    Ok(loaded)
+    loaded
+}
+
+/// Why a remote cache operation cannot be done by an executor without a client.
+const NO_CLIENT: &str = "this executor has no remote cache client";
+
+/// A `--cache-to` document ready to send.
+#[derive(Debug)]
+pub(crate) struct PendingExport {
+    target: CacheTo,
+    document: CacheDocument,
+    blobs: Vec<ExportBlob>,
+}
+
+/// Writes each document to its `--cache-to` ref, after the build. A failure fails the build
+/// (the image is stored by now) unless the ref says `ignore-error=true`. The time it takes
+/// counts in the report's duration, as it did when exports ran inside the build.
+pub(crate) async fn export_caches(
+    inner: &super::Inner,
+    options: &super::BuildOptions,
+    report: &mut super::BuildReport,
+    exports: Vec<PendingExport>,
+) -> Result<(), ExecError> {
+    let started = std::time::Instant::now();
+    for PendingExport {
+        target,
+        document,
+        blobs,
+    } in exports
+    {
+        let exported = match &inner.config.remote_cache {
+            Some(client) => {
+                let store = inner.store.clone();
+                (client
+                    .export(store, target.reference.clone(), document, blobs)
+                    .await)
+                    .map_err(|e| e.to_string())
+            }
+            None => Err(NO_CLIENT.to_owned()),
+        };
+        match exported {
+            Ok(done) => emit(
+                options,
+                BuildEvent::CacheExported {
+                    reference: done.reference,
+                    records: done.records,
+                    bytes_uploaded: done.bytes_uploaded,
+                },
+            ),
+            Err(e) if target.ignore_error => emit(
+                options,
+                BuildEvent::Warning {
+                    message: format!(
+                        "exporting the cache to {} failed ({e}); ignored (ignore-error=true)",
+                        target.reference
+                    ),
+                },
+            ),
+            Err(reason) => {
+                return Err(ExecError::CacheExport {
+                    digest: report.digest.to_string(),
+                    reference: target.reference.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    report.duration += started.elapsed();
+    Ok(())
 }
 
 /// The explain record a source exported for this definition shape, else its latest.
@@ -378,12 +456,24 @@ impl Build<'_> {
                     || "the registry recorded".to_owned(),
                     |s| s.reference.clone(),
                 );
-            let fetched = block_on(remote_layers::localize(
-                store,
-                &wanted,
-                &self.inner.config.registry,
-                Some(self.lease()?),
-            ))?;
+            // In the build's lease before the fetch: the layer keeps whatever variant
+            // the fetch records for it (the fetch's own lease ends when it returns).
+            let lease = self.lease()?;
+            for layer in &wanted {
+                lease.add(&layer.digest)?;
+            }
+            let fetched = match &self.inner.config.remote_cache {
+                Some(client) => {
+                    (self.bridge).wait(client.localize(store.clone(), wanted.clone()))?
+                }
+                None => Err(lamina_image::ImageError::RemoteLayer {
+                    diff_id: (wanted.iter().map(|l| l.diff_id.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    source_repository: reference.clone(),
+                    reason: NO_CLIENT.into(),
+                }),
+            };
             let done = match (fetched, source) {
                 (Ok(done), _) => done,
                 (Err(e), Some(source_index)) => {
@@ -441,7 +531,7 @@ impl Build<'_> {
         for layer in layers {
             out.push(match store.remote_variant(layer)? {
                 Some(_) => store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone()),
-                None => lamina_export::variants::ensure_variant(store, layer, compression)?,
+                None => lamina_image::variants::ensure_variant(store, layer, compression)?,
             });
         }
         Ok((out, compression))
@@ -468,14 +558,15 @@ impl Build<'_> {
         });
     }
 
-    /// Writes the cache records of this build to every `--cache-to` ref. A failure fails
-    /// the build (the image is stored by now) unless the ref says `ignore-error=true`.
-    pub(crate) fn export_caches(
+    /// The cache document of this build for every `--cache-to` ref (sent by
+    /// [`export_caches`] once the build has ended).
+    pub(crate) fn cache_exports(
         &self,
         stored: &StoredImage,
         shape: &CacheKey,
         record: &BuildRecord,
-    ) -> Result<(), ExecError> {
+    ) -> Result<Vec<PendingExport>, ExecError> {
+        let mut exports = Vec::new();
         for target in self.options.cache_to.iter().filter(|t| !t.inline) {
             let chain = self.plan.target_chain();
             let steps = self
@@ -484,35 +575,13 @@ impl Build<'_> {
                 .iter()
                 .filter(|s| target.mode == CacheMode::Max || chain.contains(&s.stage));
             let (document, blobs) = self.cache_document(steps, stored, shape, record)?;
-            let exported = block_on(cache::export(
-                &self.inner.store,
-                &target.reference,
+            exports.push(PendingExport {
+                target: target.clone(),
                 document,
-                &blobs,
-                &self.inner.config.registry,
-            ))?;
-            match exported {
-                Ok(report) => self.emit(BuildEvent::CacheExported {
-                    reference: report.reference,
-                    records: report.records,
-                    bytes_uploaded: report.bytes_uploaded,
-                }),
-                Err(e) if target.ignore_error => self.emit(BuildEvent::Warning {
-                    message: format!(
-                        "exporting the cache to {} failed ({e}); ignored (ignore-error=true)",
-                        target.reference
-                    ),
-                }),
-                Err(e) => {
-                    return Err(ExecError::CacheExport {
-                        digest: stored.digest.to_string(),
-                        reference: target.reference.clone(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
+                blobs,
+            });
         }
-        Ok(())
+        Ok(exports)
     }
 
     fn cache_document<'s>(
@@ -559,7 +628,7 @@ impl Build<'_> {
         }
         let mut image_layers = Vec::new();
         for layer in &stored.layers {
-            if lamina_export::layer_tar::has_variant(store, &layer.record, &layer.variant)? {
+            if lamina_image::layer_tar::has_variant(store, &layer.record, &layer.variant)? {
                 image_layers.push(add_blob(&layer.record, &layer.variant));
             }
         }
@@ -652,7 +721,7 @@ impl Build<'_> {
         let mut variants: Vec<&LayerVariant> = record.variants.iter().collect();
         variants.sort_by_key(|v| v.compression != self.compression);
         for variant in variants {
-            if lamina_export::layer_tar::has_variant(store, &record, variant)? {
+            if lamina_image::layer_tar::has_variant(store, &record, variant)? {
                 let variant = variant.clone();
                 return Ok(Some((record, variant)));
             }

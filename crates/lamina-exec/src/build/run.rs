@@ -9,7 +9,7 @@ use super::layers;
 use super::steps::{Build, StageState};
 use crate::ExecError;
 use crate::sandbox::{BuildMount, Network, RunRequest};
-use lamina_export::layer_store::LayerSource;
+use lamina_image::layer_store::LayerSource;
 
 impl Build<'_> {
     /// Runs a RUN step that missed the cache; returns its layer (`None` if it changed

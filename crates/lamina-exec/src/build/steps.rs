@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use lamina_export::StoredImage;
+use lamina_image::StoredImage;
 use lamina_layer::LayerWriter;
 use lamina_spec::inputs::SourceMatch;
 use lamina_spec::{Image, Instruction};
@@ -18,12 +18,13 @@ use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::lazy::StepInputs;
 use super::plan::{Base, Plan, base_config, stage_ref};
-use super::remote_cache::RemoteState;
+use super::remote_cache::{PendingExport, RemoteState};
 use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
 use crate::ExecError;
-use lamina_export::layer_store::LayerSource;
-use lamina_export::registry::cache::RemoteCache;
+use crate::seams::Bridge;
+use lamina_image::cache_records::RemoteCache;
+use lamina_image::layer_store::LayerSource;
 
 /// A stage as its steps go by.
 #[derive(Debug, Clone)]
@@ -84,6 +85,8 @@ pub(crate) struct Build<'a> {
     pub(crate) remote_sources: &'a [Option<RemoteCache>],
     /// Remote hits, layers still remote, and the steps for `--cache-to`.
     pub(crate) remote: RemoteState,
+    /// The runtime the build was started from, for fetching remote layers mid-build.
+    pub(crate) bridge: &'a Bridge,
     /// The inputs digest and stage of the step in progress (for `--cache-to` records).
     pub(crate) current: (CacheKey, usize),
 }
@@ -93,68 +96,91 @@ pub(crate) struct Build<'a> {
 pub(crate) const BUILD_LEASE_TTL: std::time::Duration =
     std::time::Duration::from_secs(7 * 24 * 3600);
 
-/// Runs a whole build, recording the state of a tagged one.
+/// Runs a whole build (`options.tag` already in its full form, `plan` made with every image
+/// it needs in the store, `sources` the `--cache-from` records read), recording the state
+/// of a tagged one. Returns the report and the `--cache-to` documents to send.
 pub(crate) fn build(
     inner: &Inner,
     image: &Image,
     options: &BuildOptions,
-) -> Result<BuildReport, ExecError> {
-    // `app` names `docker.io/library/app:latest`, here as everywhere images are named; an
-    // invalid tag is refused before anything runs.
-    let options = &BuildOptions {
-        tag: options
-            .tag
-            .as_deref()
-            .map(lamina_export::image::image_name)
-            .transpose()?
-            .map(|reference| reference.to_string()),
-        ..options.clone()
-    };
+    plan: Plan,
+    sources: Vec<Option<RemoteCache>>,
+    bridge: &Bridge,
+) -> Result<(BuildReport, Vec<PendingExport>), ExecError> {
     let work_dir = &inner.config.work_dir;
-    let tag = options.tag.as_deref();
     // `building` is written at the build's first miss (`Build::mark_building`): a rebuild
     // whose steps all hit takes milliseconds and writes its state only if it changed.
     let hash_cache = LazyHashCache::new(work_dir);
-    let result = build_untracked(inner, image, options, &hash_cache);
+    let result = super::remote_cache::with_sources(options, sources, |sources| {
+        build_with_sources(
+            inner,
+            image,
+            options,
+            plan.clone(),
+            &hash_cache,
+            sources,
+            bridge,
+        )
+    });
     hash_cache.finish();
-    if let Some(tag) = tag {
+    if let Some(tag) = options.tag.as_deref() {
         let state = match &result {
-            Ok(report) => BuildState::Active {
+            Ok((report, _)) => BuildState::Active {
                 digest: report.digest.to_string(),
             },
             Err(e) => BuildState::BuildFailed {
                 error: e.to_string(),
             },
         };
-        if explain::read_state(work_dir, tag).as_ref() != Some(&state) {
-            explain::write_state(work_dir, tag, &state)?;
-        }
+        record_state(work_dir, tag, &state)?;
     }
     result
 }
 
-fn build_untracked(
-    inner: &Inner,
-    image: &Image,
-    options: &BuildOptions,
-    hash_cache: &LazyHashCache,
-) -> Result<BuildReport, ExecError> {
-    super::remote_cache::with_sources(inner, options, |sources| {
-        build_with_sources(inner, image, options, hash_cache, sources)
-    })
+/// Writes a tagged build's state when it changed.
+fn record_state(
+    work_dir: &std::path::Path,
+    tag: &str,
+    state: &BuildState,
+) -> Result<(), ExecError> {
+    if explain::read_state(work_dir, tag).as_ref() != Some(state) {
+        explain::write_state(work_dir, tag, state)?;
+    }
+    Ok(())
 }
 
-fn build_with_sources(
-    inner: &Inner,
-    image: &Image,
+/// Records a tagged build as failed with `error` (which happened outside the step loop:
+/// fetching a base, exporting the cache) and returns it.
+pub(crate) async fn record_failure(
+    inner: &std::sync::Arc<Inner>,
     options: &BuildOptions,
-    hash_cache: &LazyHashCache,
-    remote_sources: &[Option<RemoteCache>],
-) -> Result<BuildReport, ExecError> {
+    error: ExecError,
+) -> ExecError {
+    if let Some(tag) = options.tag.clone() {
+        let work_dir = inner.config.work_dir.clone();
+        let state = BuildState::BuildFailed {
+            error: error.to_string(),
+        };
+        let recorded = super::blocking(move || record_state(&work_dir, &tag, &state)).await;
+        if let Err(e) | Ok(Err(e)) = recorded {
+            tracing::warn!("cannot record the failed build's state: {e}");
+        }
+    }
+    error
+}
+
+fn build_with_sources<'a>(
+    inner: &'a Inner,
+    image: &'a Image,
+    options: &'a BuildOptions,
+    plan: Plan,
+    hash_cache: &'a LazyHashCache,
+    remote_sources: &'a [Option<RemoteCache>],
+    bridge: &'a Bridge,
+) -> Result<(BuildReport, Vec<PendingExport>), ExecError> {
     let started = Instant::now();
     let unpacks_before = inner.layer_unpacks();
     let store = &inner.store;
-    let plan = Plan::new(store, &inner.config.registry, image, options)?;
     let compression = effective_compression(&plan, inner.config.layer_compression);
     let epoch = source_date_epoch();
     let shape = definition_shape(image, options);
@@ -191,6 +217,7 @@ fn build_with_sources(
         used_before_lease: Mutex::new(Vec::new()),
         remote_sources,
         remote: RemoteState::default(),
+        bridge,
         current: (key::NO_INPUTS, 0),
         plan,
     };
@@ -216,13 +243,13 @@ fn build_with_sources(
         section.end()?;
     }
     explain::write_record(&record_paths, &build.record)?;
-    build.export_caches(&stored, &shape, &build.record)?;
+    let exports = build.cache_exports(&stored, &shape, &build.record)?;
     let remote_layers = *build
         .remote
         .fetched
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    Ok(BuildReport {
+    let report = BuildReport {
         digest: stored.digest,
         manifest_blob: stored.manifest_blob,
         steps: build.steps,
@@ -233,7 +260,8 @@ fn build_with_sources(
         layers_unpacked: inner.layer_unpacks() - unpacks_before,
         remote_hits: build.remote.hits,
         remote_layers,
-    })
+    };
+    Ok((report, exports))
 }
 
 /// The compression of new layers: the configured one, unless a base image's layers are
@@ -344,7 +372,7 @@ impl Build<'_> {
         state
             .config
             .extra
-            .remove(lamina_export::registry::cache::INLINE_MEMBER);
+            .remove(lamina_image::cache_records::INLINE_MEMBER);
         Ok(state)
     }
 
@@ -683,13 +711,13 @@ impl Build<'_> {
         let (layers, compression) = self.image_layers(&state.layers)?;
         if let Some(inline) = self.inline_document(&layers, &self.shape, compression) {
             config.extra.insert(
-                lamina_export::registry::cache::INLINE_MEMBER.to_owned(),
+                lamina_image::cache_records::INLINE_MEMBER.to_owned(),
                 inline,
             );
         }
         // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
         // and OnBuild.
-        let config_bytes = lamina_export::image::canonical_json(&config, "config")?;
+        let config_bytes = lamina_image::image::canonical_json(&config, "config")?;
         let stored = StoredImage::commit_leased(
             store,
             &config_bytes,

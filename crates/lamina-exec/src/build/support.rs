@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use std::path::Path;
 
-use lamina_export::image::image_name;
+use lamina_image::image::image_name;
 use lamina_spec::inputs::is_remote_source;
 use lamina_spec::{Copy, Dockerfile, Image, Instruction, StepRef};
 

@@ -77,7 +77,7 @@ pub(super) fn back_by_tree(
 ) -> Result<(), ExecError> {
     let mut candidate = layer.clone();
     candidate.tar_split = Some(split.digest);
-    lamina_export::layer_tar::verify_tree(store, &candidate)?;
+    lamina_image::layer_tar::verify_tree(store, &candidate)?;
     store.set_tar_split(&layer.digest, &split.digest)?;
     Ok(())
 }

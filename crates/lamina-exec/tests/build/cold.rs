@@ -8,7 +8,7 @@ use std::path::Path;
 
 use lamina_exec::BuildOptions;
 use lamina_exec::sandbox::LayerCache;
-use lamina_export::StoredImage;
+use lamina_image::StoredImage;
 
 use super::{Env, build, can_run};
 

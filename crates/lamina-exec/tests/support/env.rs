@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lamina_exec::{BuildOptions, BuildReport, ExecConfig, Executor};
-use lamina_export::StoredImage;
+use lamina_image::StoredImage;
 use lamina_spec::{Context, Dockerfile, Image};
 use lamina_store::{Compression, Store, StoreOptions};
 

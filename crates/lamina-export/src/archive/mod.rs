@@ -26,7 +26,7 @@
 //!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
-pub(crate) mod codec;
+pub(crate) use lamina_image::codec;
 mod docker;
 mod import;
 mod oci;

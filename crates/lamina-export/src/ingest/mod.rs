@@ -24,7 +24,7 @@
 //! URLs: Lamina fetches nothing from other hosts, and an image without all its layers
 //! cannot be built on.
 
-pub mod documents;
+pub use lamina_image::documents;
 pub(crate) mod layer;
 
 use std::io::{Read, Write};

@@ -14,13 +14,7 @@ use super::cache::{CacheLayer, fetch_layers};
 use crate::ExportError;
 
 /// What [`localize`] fetched.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Localized {
-    /// Layers fetched.
-    pub layers: usize,
-    /// Compressed bytes downloaded.
-    pub bytes: u64,
-}
+pub use lamina_image::cache_records::Localized;
 
 /// Whether some layer of `layers` is held only as remote.
 pub fn any_remote(store: &Store, layers: &[LayerRecord]) -> Result<bool, ExportError> {

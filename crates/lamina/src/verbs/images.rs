@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use lamina_exec::BuildState;
 use lamina_export::archive::{ExportReport, ExportTarget, ImportedImage};
-use lamina_export::image::{display_name, find_named, image_name, normalize_name};
 use lamina_export::{ArchiveFormat, StoredImage};
+use lamina_image::image::{display_name, find_named, image_name, normalize_name};
 use lamina_store::{Compression, Digest, ImageState};
 
 use crate::{Engine, Error};

@@ -149,7 +149,7 @@ pub fn fsck_store(store: &lamina_store::Store, options: FsckOptions) -> Result<F
         let reason = if !tree.is_dir() {
             Some(format!("its unpacked tree {} is missing", tree.display()))
         } else {
-            lamina_export::layer_tar::verify_tree(store, &layer)
+            lamina_image::layer_tar::verify_tree(store, &layer)
                 .err()
                 .map(|e| e.to_string())
         };

@@ -40,8 +40,11 @@ pub async fn fetch_layers(
             &own
         }
     };
-    let fetched: Vec<(LayerRecord, u64)> = stream::iter(layers.iter())
-        .map(|layer| fetch_one(store, &remote, layer, lease))
+    // Indices, not `layers.iter()`: a closure over borrowed items would make the future
+    // lose `Send` (a higher-ranked lifetime the compiler cannot prove), and the executor
+    // spawns this future on its runtime.
+    let fetched: Vec<(LayerRecord, u64)> = stream::iter(0..layers.len())
+        .map(|i| fetch_one(store, &remote, &layers[i], lease))
         .buffered(config.max_parallel.max(1))
         .try_collect()
         .await?;

@@ -7,14 +7,14 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest}
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::ExportError;
+use crate::ImageError;
 
 /// Parses config bytes for checking and reading. `null` members read as absent (Go writes
 /// `null` for empty slices and maps), a missing `rootfs.diff_ids` as no layers, and `Cmd`,
 /// `Entrypoint` and `Shell` may be one string (Docker's `StrSlice`). A member of the wrong
 /// type, including the Docker-only `Healthcheck`, `OnBuild` and `Shell` the executor reads,
 /// is an error naming the image, the field and what was found.
-pub fn parse_config(reference: &str, bytes: &[u8]) -> Result<ImageConfiguration, ExportError> {
+pub fn parse_config(reference: &str, bytes: &[u8]) -> Result<ImageConfiguration, ImageError> {
     let mut value: Value = serde_json::from_slice(bytes)
         .map_err(|e| malformed(reference, "(document)", &e.to_string()))?;
     if !value.is_object() {
@@ -44,12 +44,12 @@ pub fn parse_config(reference: &str, bytes: &[u8]) -> Result<ImageConfiguration,
 }
 
 /// Parses an image manifest (OCI or Docker v2 schema 2); `null` members read as absent.
-pub fn parse_manifest(reference: &str, bytes: &[u8]) -> Result<ImageManifest, ExportError> {
+pub fn parse_manifest(reference: &str, bytes: &[u8]) -> Result<ImageManifest, ImageError> {
     parse_document(reference, "manifest", bytes)
 }
 
 /// Parses an image index or Docker manifest list; `null` members read as absent.
-pub fn parse_index(reference: &str, bytes: &[u8]) -> Result<ImageIndex, ExportError> {
+pub fn parse_index(reference: &str, bytes: &[u8]) -> Result<ImageIndex, ImageError> {
     parse_document(reference, "index", bytes)
 }
 
@@ -57,8 +57,8 @@ fn parse_document<T: serde::de::DeserializeOwned>(
     reference: &str,
     what: &str,
     bytes: &[u8],
-) -> Result<T, ExportError> {
-    let invalid = |field: String, reason: String| ExportError::InvalidImage {
+) -> Result<T, ImageError> {
+    let invalid = |field: String, reason: String| ImageError::InvalidImage {
         reference: reference.to_owned(),
         reason: format!("{what} field {field} is malformed ({reason})"),
     };
@@ -107,13 +107,13 @@ struct Health {
     retries: Option<u64>,
 }
 
-fn typed<T: serde::de::DeserializeOwned>(reference: &str, value: &Value) -> Result<T, ExportError> {
+fn typed<T: serde::de::DeserializeOwned>(reference: &str, value: &Value) -> Result<T, ImageError> {
     serde_path_to_error::deserialize(value.clone())
         .map_err(|e| malformed(reference, &field_path(e.path()), &e.inner().to_string()))
 }
 
-fn malformed(reference: &str, field: &str, reason: &str) -> ExportError {
-    ExportError::MalformedConfig {
+fn malformed(reference: &str, field: &str, reason: &str) -> ImageError {
+    ImageError::MalformedConfig {
         reference: reference.to_owned(),
         field: field.to_owned(),
         reason: reason.to_owned(),
@@ -140,7 +140,7 @@ fn kind(value: &Value) -> &'static str {
 
 /// The members that must be JSON objects (structs also read from lists, which no tool
 /// writes and the executor does not accept).
-fn require_objects(reference: &str, value: &Value) -> Result<(), ExportError> {
+fn require_objects(reference: &str, value: &Value) -> Result<(), ImageError> {
     let mut members: Vec<(String, &Value)> = Vec::new();
     for key in ["config", "rootfs"] {
         if let Some(v) = value.get(key) {
@@ -181,7 +181,7 @@ fn drop_nulls(value: &mut Value) {
 pub fn amd64_entry<'i>(
     reference: &str,
     index: &'i ImageIndex,
-) -> Result<&'i Descriptor, ExportError> {
+) -> Result<&'i Descriptor, ImageError> {
     let entries = index.manifests();
     let chosen = entries
         .iter()
@@ -211,7 +211,7 @@ pub fn amd64_entry<'i>(
                 .to_string()
             })
             .collect();
-        ExportError::Architecture {
+        ImageError::Architecture {
             reference: reference.to_owned(),
             found: if found.is_empty() {
                 "no platform listed".to_owned()
@@ -223,7 +223,7 @@ pub fn amd64_entry<'i>(
 }
 
 /// Fails unless `config` is a linux/amd64 image.
-pub fn check_platform(reference: &str, config: &ImageConfiguration) -> Result<(), ExportError> {
+pub fn check_platform(reference: &str, config: &ImageConfiguration) -> Result<(), ImageError> {
     let platform = Platform::new(
         &config.os().to_string(),
         &config.architecture().to_string(),
@@ -232,7 +232,7 @@ pub fn check_platform(reference: &str, config: &ImageConfiguration) -> Result<()
     if Platform::LINUX_AMD64.matches(platform.os(), platform.architecture(), None) {
         return Ok(());
     }
-    Err(ExportError::Architecture {
+    Err(ImageError::Architecture {
         reference: reference.to_owned(),
         found: platform.to_string(),
     })

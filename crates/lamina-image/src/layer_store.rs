@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use lamina_layer::{Compression, LayerError, LayerInfo, LayerWriter, TarSplitWriter};
 use lamina_store::{BlobInfo, BlobKind, LayerRecord, LayerVariant, Lease, Store};
 
-use crate::ExportError;
+use crate::ImageError;
 
 /// What a layer is made from.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ pub fn store_layer(
     writer: &LayerWriter,
     source: LayerSource<'_>,
     lease: Option<&Lease<'_>>,
-) -> Result<LayerRecord, ExportError> {
+) -> Result<LayerRecord, ImageError> {
     let mut blob = store.writer(BlobKind::Layer)?;
     if let Some(lease) = lease {
         blob = blob.lease(lease);
@@ -85,7 +85,7 @@ pub fn write_tar_split(
     writer: &LayerWriter,
     source: LayerSource<'_>,
     lease: Option<&Lease<'_>>,
-) -> Result<SplitLayer, ExportError> {
+) -> Result<SplitLayer, ImageError> {
     let plain = LayerWriter::new(writer.options().clone().compression(Compression::None));
     let mut blob = store.writer(BlobKind::TarSplit)?;
     if let Some(lease) = lease {
@@ -98,7 +98,7 @@ pub fn write_tar_split(
             plain.write_overlay_upper_with_copy(upper, std::io::sink(), &mut split)?
         }
         LayerSource::Diff { .. } => {
-            return Err(ExportError::Layer(LayerError::TarSplit {
+            return Err(ImageError::Layer(LayerError::TarSplit {
                 reason: "a tree diff has no tree of its own to keep".into(),
             }));
         }
@@ -122,7 +122,7 @@ pub fn record_tree_layer(
     store: &Store,
     split: &SplitLayer,
     lease: Option<&Lease<'_>>,
-) -> Result<LayerRecord, ExportError> {
+) -> Result<LayerRecord, ImageError> {
     let info = &split.info;
     let record = LayerRecord {
         digest: info.blake3,
@@ -195,7 +195,7 @@ mod tests {
         let missing = store_dir.path().join("no-such-tree");
         let writer = LayerWriter::new(LayerOptions::default());
         let err = store_layer(&store, &writer, LayerSource::Tree(&missing), None).unwrap_err();
-        assert!(matches!(err, ExportError::Layer(_)), "{err:?}");
+        assert!(matches!(err, ImageError::Layer(_)), "{err:?}");
         assert_eq!(store.stats().unwrap().blobs, 0);
     }
 }

@@ -49,7 +49,7 @@ fn a_malformed_field_is_named_with_what_was_found() {
     ] {
         let err = parse_config("app:1", docker_config(run).as_bytes()).unwrap_err();
         match &err {
-            ExportError::MalformedConfig {
+            ImageError::MalformedConfig {
                 reference,
                 field: f,
                 reason,

@@ -12,7 +12,7 @@ use std::path::Path;
 use lamina_layer::{LayerError, TarSplitReader};
 use lamina_store::{Blob, BlobInfo, BlobKind, LayerRecord, LayerVariant, Lease, Store};
 
-use crate::ExportError;
+use crate::ImageError;
 
 /// A tree-backed layer's tar, reassembled: fails at its end when the tree no longer
 /// reproduces the layer's diff_id (see [`TarSplitReader`]).
@@ -24,14 +24,14 @@ pub fn has_variant(
     store: &Store,
     record: &LayerRecord,
     variant: &LayerVariant,
-) -> Result<bool, ExportError> {
+) -> Result<bool, ImageError> {
     Ok(record.served_from_tree(variant) || store.contains(&variant.digest)?)
 }
 
 /// The tar of the tree-backed layer `record`, reassembled from its tree and tar-split.
-pub fn open_tree_tar(store: &Store, record: &LayerRecord) -> Result<TreeTar, ExportError> {
+pub fn open_tree_tar(store: &Store, record: &LayerRecord) -> Result<TreeTar, ImageError> {
     let Some(split) = record.tar_split else {
-        return Err(ExportError::MissingVariant {
+        return Err(ImageError::MissingVariant {
             layer: record.digest,
             compression: "none",
         });
@@ -56,7 +56,7 @@ pub type LayerBytes = (u64, Box<dyn Read + Send>);
 pub fn open_blob_or_tree(
     store: &Store,
     digest: &lamina_store::Digest,
-) -> Result<Option<LayerBytes>, ExportError> {
+) -> Result<Option<LayerBytes>, ImageError> {
     if let Some(blob) = store.get(digest)? {
         return Ok(Some((blob.info.size, Box::new(blob))));
     }
@@ -74,7 +74,7 @@ pub fn open_blob_or_tree(
 pub fn tree_backed_record(
     store: &Store,
     digest: &lamina_store::Digest,
-) -> Result<Option<LayerRecord>, ExportError> {
+) -> Result<Option<LayerRecord>, ImageError> {
     Ok(store
         .layer(digest)?
         .filter(|record| record.digest == *digest && record.is_tree_backed()))
@@ -87,7 +87,7 @@ pub fn materialize_plain(
     store: &Store,
     record: &LayerRecord,
     lease: Option<&Lease<'_>>,
-) -> Result<BlobInfo, ExportError> {
+) -> Result<BlobInfo, ImageError> {
     if let Some(info) = store.stat(&record.digest)? {
         return Ok(info);
     }
@@ -102,7 +102,7 @@ pub fn materialize_plain(
 
 /// Reads the tree-backed `record`'s tar through to its end: `Ok` when the tree still
 /// reproduces the layer (fsck, and the check before a received blob is dropped).
-pub fn verify_tree(store: &Store, record: &LayerRecord) -> Result<(), ExportError> {
+pub fn verify_tree(store: &Store, record: &LayerRecord) -> Result<(), ImageError> {
     let mut tar = open_tree_tar(store, record)?;
     copy_checked(&mut tar, &mut io::sink(), &store.layer_tree(&record.digest))?;
     Ok(())
@@ -110,26 +110,26 @@ pub fn verify_tree(store: &Store, record: &LayerRecord) -> Result<(), ExportErro
 
 /// Copies `from` into `to`, keeping a layer error (a modified tree, a damaged tar-split)
 /// as itself rather than as an I/O error of `path`.
-pub(crate) fn copy_checked(
+pub fn copy_checked(
     from: &mut dyn Read,
     to: &mut dyn io::Write,
     path: &Path,
-) -> Result<u64, ExportError> {
+) -> Result<u64, ImageError> {
     io::copy(from, to).map_err(|e| read_error(path, e))
 }
 
 /// An I/O error from reading layer bytes: the layer error inside when there is one.
-pub(crate) fn read_error(path: &Path, e: io::Error) -> ExportError {
+pub fn read_error(path: &Path, e: io::Error) -> ImageError {
     let source = if e.get_ref().is_some_and(|inner| inner.is::<LayerError>()) {
         match e.into_inner().map(|inner| inner.downcast::<LayerError>()) {
-            Some(Ok(layer)) => return ExportError::Layer(*layer),
+            Some(Ok(layer)) => return ImageError::Layer(*layer),
             Some(Err(other)) => io::Error::other(other),
             None => io::Error::other("layer read failed"),
         }
     } else {
         e
     };
-    ExportError::Io {
+    ImageError::Io {
         path: path.to_path_buf(),
         source,
     }

@@ -1,7 +1,8 @@
 //! Streaming layer codecs: detect, decompress, compress and hash in one pass, so no layer is
 //! ever held in memory and no file is read twice.
 //!
-//! The ingest pipeline shares the decoder and hasher (`ingest::layer`).
+//! lamina-export's ingest pipeline shares the decoder and hasher; [`recompress`] makes the
+//! layer variants builds, exports and pushes need.
 //!
 //! Compression is `lamina-layer`'s own [`lamina_layer::Encoder`] at the writer's default
 //! levels, so a variant made here has the same bytes as one the layer writer makes from the
@@ -12,14 +13,14 @@ use std::path::PathBuf;
 
 use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store};
 
-use crate::ExportError;
+use crate::ImageError;
 
 const CHUNK: usize = 256 * 1024;
 /// Bytes enough to tell the compression by magic (zstd's is the longest).
 const MAGIC_LEN: usize = 4;
 
 /// The compression a blob starting with `prefix` uses (anything unknown is a plain tar).
-pub(crate) fn detect(prefix: &[u8]) -> Compression {
+pub fn detect(prefix: &[u8]) -> Compression {
     match lamina_layer::detect_compression(prefix) {
         lamina_layer::Compression::Gzip => Compression::Gzip,
         lamina_layer::Compression::Zstd => Compression::Zstd,
@@ -29,10 +30,7 @@ pub(crate) fn detect(prefix: &[u8]) -> Compression {
 
 /// A compressor for `compression` with the layer writer's settings, on every core (the
 /// bytes do not depend on how many there are).
-pub(crate) fn encoder<W: Write>(
-    compression: Compression,
-    out: W,
-) -> io::Result<lamina_layer::Encoder<W>> {
+pub fn encoder<W: Write>(compression: Compression, out: W) -> io::Result<lamina_layer::Encoder<W>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = u32::try_from(workers).unwrap_or(u32::MAX);
     lamina_layer::Encoder::new(out, compression, compression.default_level(), workers)
@@ -40,15 +38,21 @@ pub(crate) fn encoder<W: Write>(
 
 /// Hashes what is written into it: blake3, sha256 and length.
 #[derive(Default)]
-pub(crate) struct Hasher {
+pub struct Hasher {
     blake3: blake3::Hasher,
     sha256: sha2::Sha256,
     size: u64,
 }
 
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher").field("size", &self.size).finish()
+    }
+}
+
 impl Hasher {
     /// (blake3, sha256, size) of everything written.
-    pub(crate) fn finish(self) -> (Digest, Digest, u64) {
+    pub fn finish(self) -> (Digest, Digest, u64) {
         use sha2::Digest as _;
         (
             Digest::blake3(*self.blake3.finalize().as_bytes()),
@@ -104,7 +108,8 @@ impl Write for TarCheck {
 /// Writes everything to both `a` and `b`. `flush` is not passed on: decoders flush their
 /// output when they finish, and a flushed compressor emits a sync point that changes its
 /// bytes; compressors are finished explicitly instead.
-pub(crate) struct Tee<A, B>(pub A, pub B);
+#[derive(Debug)]
+pub struct Tee<A, B>(pub A, pub B);
 
 impl<A: Write, B: Write> Write for Tee<A, B> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -119,15 +124,29 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
 }
 
 /// A push-style decompressor: compressed bytes in, the tar out to `W`.
-pub(crate) enum Decoder<W: Write> {
+pub enum Decoder<W: Write> {
+    /// A plain tar, passed through.
     None(W),
     // Boxed: the gzip state is large, the others small.
+    /// gzip (every member of a multi-member stream).
     Gzip(Box<flate2::write::MultiGzDecoder<W>>),
+    /// zstd.
     Zstd(zstd::stream::write::Decoder<'static, W>),
 }
 
+impl<W: Write> std::fmt::Debug for Decoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decoder::None(_) => "Decoder::None",
+            Decoder::Gzip(_) => "Decoder::Gzip",
+            Decoder::Zstd(_) => "Decoder::Zstd",
+        })
+    }
+}
+
 impl<W: Write> Decoder<W> {
-    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
+    /// A decoder of `compression` writing the tar to `out`.
+    pub fn new(compression: Compression, out: W) -> io::Result<Self> {
         Ok(match compression {
             Compression::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(out))),
             Compression::Zstd => Decoder::Zstd(zstd::stream::write::Decoder::new(out)?),
@@ -136,7 +155,7 @@ impl<W: Write> Decoder<W> {
     }
 
     /// Flushes the rest; a stream that stops mid-frame is an `UnexpectedEof` error.
-    pub(crate) fn finish(self) -> io::Result<W> {
+    pub fn finish(self) -> io::Result<W> {
         match self {
             Decoder::None(w) => Ok(w),
             Decoder::Gzip(d) => d.finish(),
@@ -165,7 +184,7 @@ impl<W: Write> Write for Decoder<W> {
 
 /// Feeds all of `input` to `sink` in chunks, first handing `start` the first bytes (at most
 /// 4) so the caller can pick a decoder by magic.
-pub(crate) fn pump<R: Read, S: Write>(
+pub fn pump<R: Read, S: Write>(
     mut input: R,
     start: impl FnOnce(&[u8]) -> io::Result<S>,
     mut also: impl FnMut(&[u8]) -> io::Result<()>,
@@ -203,11 +222,11 @@ pub(crate) fn pump<R: Read, S: Write>(
 ///
 /// A plain variant is the tar itself and the store hashed it when it was written, so its
 /// recorded sha256 is the check; a compressed source is hashed as it is decompressed.
-pub(crate) fn recompress(
+pub fn recompress(
     store: &Store,
     record: &LayerRecord,
     target: Compression,
-) -> Result<(LayerRecord, LayerVariant), ExportError> {
+) -> Result<(LayerRecord, LayerVariant), ImageError> {
     let mut sources: Vec<&LayerVariant> = record.variants.iter().collect();
     sources.sort_by_key(|v| v.compression != Compression::None);
     let mut source: Option<(&LayerVariant, Box<dyn Read + Send>, PathBuf)> = None;
@@ -225,13 +244,13 @@ pub(crate) fn recompress(
         }
     }
     let Some((from, blob, path)) = source else {
-        return Err(ExportError::MissingVariant {
+        return Err(ImageError::MissingVariant {
             layer: record.digest,
             compression: target.name(),
         });
     };
     let io_err = |source| crate::layer_tar::read_error(&path, source);
-    let corrupt = |diff_id: Digest| ExportError::CorruptLayer {
+    let corrupt = |diff_id: Digest| ImageError::CorruptLayer {
         image: "store".to_owned(),
         layer: from.digest.to_string(),
         reason: format!(

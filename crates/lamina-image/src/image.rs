@@ -17,7 +17,7 @@ use oci_spec::image::{
     Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
 };
 
-use crate::ExportError;
+use crate::ImageError;
 
 /// One layer of a stored image: the layer record and the variant its manifest names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl StoredImage {
         config: &ImageConfiguration,
         layers: &[LayerRecord],
         compression: Compression,
-    ) -> Result<StoredImage, ExportError> {
+    ) -> Result<StoredImage, ImageError> {
         let mut config = config.clone();
         config.rootfs_mut().set_typ("layers".to_owned());
         config
@@ -73,7 +73,7 @@ impl StoredImage {
         config_bytes: &[u8],
         layers: &[LayerRecord],
         compression: Compression,
-    ) -> Result<StoredImage, ExportError> {
+    ) -> Result<StoredImage, ImageError> {
         StoredImage::commit_leased(store, config_bytes, layers, compression, None)
     }
 
@@ -86,12 +86,12 @@ impl StoredImage {
         layers: &[LayerRecord],
         compression: Compression,
         lease: Option<&lamina_store::Lease<'_>>,
-    ) -> Result<StoredImage, ExportError> {
+    ) -> Result<StoredImage, ImageError> {
         let put = |kind, bytes: &[u8]| match lease {
             Some(lease) => store.put_bytes_leased(kind, bytes, lease),
             None => store.put_bytes(kind, bytes),
         };
-        let config = crate::ingest::parse_config("new image", config_bytes)?;
+        let config = crate::documents::parse_config("new image", config_bytes)?;
         let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
         if *config.rootfs().diff_ids() != diff_ids {
             return Err(invalid(
@@ -142,13 +142,13 @@ impl StoredImage {
     /// Any stored image manifest works, not only ones [`StoredImage::commit`] wrote (imported
     /// or pulled manifests keep their bytes, so their digests stay): each layer is found by
     /// its config `diff_id`, and its variant by the descriptor's sha256.
-    pub fn load(store: &Store, digest: &Digest) -> Result<StoredImage, ExportError> {
+    pub fn load(store: &Store, digest: &Digest) -> Result<StoredImage, ImageError> {
         let reference = digest.to_string();
         let (manifest_info, manifest_bytes) =
-            read_blob(store, digest)?.ok_or_else(|| ExportError::ImageNotFound {
+            read_blob(store, digest)?.ok_or_else(|| ImageError::ImageNotFound {
                 reference: reference.clone(),
             })?;
-        let manifest = crate::ingest::parse_manifest(&reference, &manifest_bytes)?;
+        let manifest = crate::documents::parse_manifest(&reference, &manifest_bytes)?;
         let config_digest = store_digest(manifest.config().digest())
             .map_err(|reason| invalid(&reference, format!("config {reason}")))?;
         let (config_info, config_bytes) = read_blob(store, &config_digest)?.ok_or_else(|| {
@@ -157,7 +157,7 @@ impl StoredImage {
                 format!("config {config_digest} is not in the store"),
             )
         })?;
-        let config = crate::ingest::parse_config(&reference, &config_bytes)?;
+        let config = crate::documents::parse_config(&reference, &config_bytes)?;
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
             return Err(invalid(
@@ -204,7 +204,7 @@ impl StoredImage {
     /// Reads the image tagged `name` (`name:tag`; a missing `:tag` means `:latest`; short and
     /// full names are one, see [`image_name`]), or `Ok(None)` when no such name is in the store.
     /// A name that is not a valid reference is an error.
-    pub fn load_named(store: &Store, name: &str) -> Result<Option<StoredImage>, ExportError> {
+    pub fn load_named(store: &Store, name: &str) -> Result<Option<StoredImage>, ImageError> {
         match find_named(store, &image_name(name)?)? {
             None => Ok(None),
             Some(record) => StoredImage::load(store, &record.manifest).map(Some),
@@ -217,7 +217,7 @@ impl StoredImage {
     /// The record's key is the canonical full name ([`image_name`]); a record of the same
     /// name under an older short key is replaced by it. `pinned == false` leaves the pin of
     /// an existing name as it was; unpin with `Store::set_pinned`.
-    pub fn tag(&self, store: &Store, name: &str, pinned: bool) -> Result<(), ExportError> {
+    pub fn tag(&self, store: &Store, name: &str, pinned: bool) -> Result<(), ImageError> {
         let reference = image_name(name)?;
         let key = reference.to_string();
         let legacy = legacy_keys(&reference)
@@ -257,17 +257,15 @@ impl StoredImage {
 /// `to_string()` (the full form) is the image's key in the store and whose `familiar()` is
 /// the short form `image ls` shows. Invalid names (`BAD NAME`, `:`, `x@sha256:zz`) are
 /// refused with a message naming them.
-pub fn image_name(name: &str) -> Result<Reference, ExportError> {
+pub fn image_name(name: &str) -> Result<Reference, ImageError> {
     Reference::parse(name)
         .map(Reference::with_default_tag)
         .map_err(|e| match e {
-            lamina_types::ParseError::Reference { input, reason } => {
-                ExportError::InvalidReference {
-                    reference: input,
-                    reason,
-                }
-            }
-            other => ExportError::InvalidReference {
+            lamina_types::ParseError::Reference { input, reason } => ImageError::InvalidReference {
+                reference: input,
+                reason,
+            },
+            other => ImageError::InvalidReference {
                 reference: name.to_owned(),
                 reason: other.to_string(),
             },
@@ -276,10 +274,7 @@ pub fn image_name(name: &str) -> Result<Reference, ExportError> {
 
 /// The image record named `reference`: under its full name, else under a short key an older
 /// store wrote for it (`python:3.12`, `library/python:3.12`, `docker.io/python:3.12`).
-pub fn find_named(
-    store: &Store,
-    reference: &Reference,
-) -> Result<Option<ImageRecord>, ExportError> {
+pub fn find_named(store: &Store, reference: &Reference) -> Result<Option<ImageRecord>, ImageError> {
     if let Some(record) = store.image(&reference.to_string())? {
         return Ok(Some(record));
     }
@@ -338,7 +333,7 @@ pub fn layer_media_type(compression: Compression) -> MediaType {
 }
 
 /// A store digest as an OCI digest (`sha256:<hex>` or `blake3:<hex>`, both valid OCI forms).
-pub fn oci_digest(digest: &Digest) -> Result<oci_spec::image::Digest, ExportError> {
+pub fn oci_digest(digest: &Digest) -> Result<oci_spec::image::Digest, ImageError> {
     oci_spec::image::Digest::from_str(&digest.to_string())
         .map_err(|e| invalid(&digest.to_string(), format!("not an OCI digest: {e}")))
 }
@@ -353,7 +348,7 @@ pub fn store_digest(digest: &oci_spec::image::Digest) -> Result<Digest, String> 
 
 /// Serializes `value` as compact JSON with object keys sorted, so equal values always give
 /// equal bytes (oci-spec keeps labels and annotations in hash maps, whose order varies).
-pub fn canonical_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, ExportError> {
+pub fn canonical_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, ImageError> {
     let value = serde_json::to_value(value)
         .map_err(|e| invalid("new image", format!("cannot serialize its {what}: {e}")))?;
     serde_json::to_vec(&sorted(value))
@@ -379,7 +374,7 @@ fn stored_variant(
     store: &Store,
     layer: &LayerRecord,
     compression: Compression,
-) -> Result<(LayerRecord, LayerVariant), ExportError> {
+) -> Result<(LayerRecord, LayerVariant), ImageError> {
     let find = |r: &LayerRecord| {
         r.variants
             .iter()
@@ -402,28 +397,29 @@ fn stored_variant(
         {
             Ok((record, variant))
         }
-        _ => Err(ExportError::MissingVariant {
+        _ => Err(ImageError::MissingVariant {
             layer: layer.digest,
             compression: compression.name(),
         }),
     }
 }
 
-fn read_blob(store: &Store, digest: &Digest) -> Result<Option<(BlobInfo, Vec<u8>)>, ExportError> {
+fn read_blob(store: &Store, digest: &Digest) -> Result<Option<(BlobInfo, Vec<u8>)>, ImageError> {
     let Some(mut blob) = store.get(digest)? else {
         return Ok(None);
     };
     let mut bytes = Vec::with_capacity(usize::try_from(blob.info.size).unwrap_or(0));
     blob.read_to_end(&mut bytes)
-        .map_err(|source| ExportError::Io {
+        .map_err(|source| ImageError::Io {
             path: store.blob_path(&blob.info),
             source,
         })?;
     Ok(Some((blob.info, bytes)))
 }
 
-pub(crate) fn invalid(reference: &str, reason: String) -> ExportError {
-    ExportError::InvalidImage {
+/// An [`ImageError::InvalidImage`] for `reference`.
+pub fn invalid(reference: &str, reason: String) -> ImageError {
+    ImageError::InvalidImage {
         reference: reference.to_owned(),
         reason,
     }
@@ -593,7 +589,7 @@ mod tests {
         )
         .unwrap_err();
         match &err {
-            ExportError::MissingVariant { layer, compression } => {
+            ImageError::MissingVariant { layer, compression } => {
                 assert_eq!(*layer, a.digest);
                 assert_eq!(*compression, "gzip");
             }
@@ -608,12 +604,12 @@ mod tests {
         let missing = Digest::sha256_of(b"nothing");
         assert!(matches!(
             StoredImage::load(&store, &missing),
-            Err(ExportError::ImageNotFound { .. })
+            Err(ImageError::ImageNotFound { .. })
         ));
         let junk = store.put_bytes(BlobKind::Manifest, b"{not json").unwrap();
         assert!(matches!(
             StoredImage::load(&store, &junk.digest),
-            Err(ExportError::InvalidImage { .. })
+            Err(ImageError::InvalidImage { .. })
         ));
     }
 
@@ -675,7 +671,7 @@ mod tests {
         for bad in ["BAD NAME", ":", "x@sha256:zz", ""] {
             let err = image_name(bad).unwrap_err();
             assert!(
-                matches!(&err, ExportError::InvalidReference { reference, .. } if reference == bad),
+                matches!(&err, ImageError::InvalidReference { reference, .. } if reference == bad),
                 "{bad:?}: {err}"
             );
         }
