@@ -118,6 +118,12 @@ pub(crate) struct Slot {
     read_first: bool,
     touch_log: TouchLog,
     state: Mutex<State>,
+    /// Held from taking the open index out of `state` until it is closed, by whichever
+    /// thread closes it, so that [`Slot::shutdown`] (a dropped store, right before a
+    /// process may exit) waits for a close the idle closer has begun: RocksDB aborts the
+    /// process ("pthread lock: Invalid argument") when it exits in the middle of a close.
+    /// Taken before `state`, never after.
+    closing: Mutex<()>,
     wake: Condvar,
     after_open: Box<AfterOpen>,
     notice: Option<WaitNotice>,
@@ -152,6 +158,7 @@ impl Slot {
                 closer_running: false,
                 opens: 0,
             }),
+            closing: Mutex::new(()),
             wake: Condvar::new(),
             after_open,
             notice: options.wait_notice.clone(),
@@ -160,6 +167,10 @@ impl Slot {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn closing(&self) -> MutexGuard<'_, ()> {
+        self.closing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The open index, opening it (and waiting for `LOCK`) if needed. A read-first store
@@ -330,6 +341,7 @@ impl Slot {
 
     /// Closes the index if no operation uses it; `true` if it is closed now.
     pub(crate) fn release(&self) -> bool {
+        let _closing = self.closing();
         let closing = {
             let mut state = self.state();
             match &state.open {
@@ -347,6 +359,7 @@ impl Slot {
     /// Ends this process's read-only session if no operation uses it, so that its hold on
     /// the touch log does not stand in the way of this process's own GC.
     pub(crate) fn release_session(&self) {
+        let _closing = self.closing();
         let closing = {
             let mut state = self.state();
             match &state.open {
@@ -362,6 +375,7 @@ impl Slot {
 
     /// Closes the index whatever the idle time (the store is being dropped).
     pub(crate) fn shutdown(&self) {
+        let _closing = self.closing();
         let closing = self.state().open.take();
         drop(closing);
         self.wake.notify_all();
@@ -388,6 +402,7 @@ fn pause_before_retry(tries: u32, _error: &StoreError) {
 fn close_when_idle(slot: &Weak<Slot>, idle: Duration) {
     loop {
         let Some(slot) = slot.upgrade() else { return };
+        let closing_guard = slot.closing();
         let mut state = slot.state();
         let Some(open) = &state.open else {
             state.closer_running = false;
@@ -399,8 +414,10 @@ fn close_when_idle(slot: &Weak<Slot>, idle: Duration) {
             state.closer_running = false;
             drop(state);
             drop(closing);
+            drop(closing_guard);
             return;
         }
+        drop(closing_guard);
         // In use past the idle time (a long GC): look again an idle period later rather than
         // spin.
         let wait = if idle_for >= idle {
