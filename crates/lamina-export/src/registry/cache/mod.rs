@@ -707,8 +707,12 @@ pub async fn prune(
         };
         report.writers += 1;
         let before = document.records.len();
-        document.records.retain(|r| outlives_prune(r.created, now, older_than));
-        document.builds.retain(|b| outlives_prune(b.created, now, older_than));
+        document
+            .records
+            .retain(|r| outlives_prune(r.created, now, older_than));
+        document
+            .builds
+            .retain(|b| outlives_prune(b.created, now, older_than));
         report.removed += before - document.records.len();
         report.kept += document.records.len();
         if document.records.len() != before {

@@ -84,7 +84,16 @@ fn prune_drops_entries_as_old_as_the_limit_and_zero_drops_all() {
     let hour = Duration::from_secs(3600);
     assert!(outlives_prune(1_000, 1_000, hour), "exported this second");
     assert!(outlives_prune(1_000, 1_000 + 3599, hour));
-    assert!(!outlives_prune(1_000, 1_000 + 3600, hour), "an hour old is pruned");
-    assert!(!outlives_prune(1_000, 1_000, Duration::ZERO), "0 drops what was just exported");
-    assert!(outlives_prune(2_000, 1_000, hour), "a writer's clock ahead of ours is young");
+    assert!(
+        !outlives_prune(1_000, 1_000 + 3600, hour),
+        "an hour old is pruned"
+    );
+    assert!(
+        !outlives_prune(1_000, 1_000, Duration::ZERO),
+        "0 drops what was just exported"
+    );
+    assert!(
+        outlives_prune(2_000, 1_000, hour),
+        "a writer's clock ahead of ours is young"
+    );
 }
