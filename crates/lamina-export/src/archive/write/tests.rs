@@ -16,7 +16,7 @@ use crate::layer_store::{LayerSource, record_tree_layer, write_tar_split};
 /// A store holding one tree-backed layer (a small file and a 3 MB one, more than one
 /// read-ahead buffer), and that layer's record.
 fn tree_backed_layer(dir: &Path) -> (Store, LayerRecord) {
-    let store = Store::open(&dir.join("store"), StoreOptions::default()).unwrap();
+    let store = Store::open(dir.join("store"), StoreOptions::default()).unwrap();
     let src = dir.join("src");
     std::fs::create_dir_all(src.join("etc")).unwrap();
     std::fs::write(src.join("etc/motd"), "hello\n").unwrap();
