@@ -1,5 +1,5 @@
 //! A layer's plain tar wherever the store keeps it: its plain blob, or — for a tree-backed
-//! layer — its unpacked tree and tar-split, reassembled and checked against the diff_id
+//! layer — its unpacked tree and tar-split, reassembled and checked against the layer key
 //! (docs/format.md, "What a stored layer is").
 //!
 //! Every reader of layer bytes that may meet a tree-backed layer's plain variant goes
