@@ -3,7 +3,10 @@
 //! Roots: named images, unexpired cache entries, live leases, and anything created or used
 //! within `min_age`. A digest reached from a root keeps its blob and, if it names a layer
 //! record, the record and every variant blob. With a `max_size`, unexpired cache entries
-//! are dropped least-recently-used first until what is kept fits.
+//! are dropped least-recently-used first until what is kept fits; then the `reproducible`
+//! compressed variants of tree-backed layers (made from the tree for a push or export, and
+//! made again bit-for-bit by the next one) fill what room is left, most recently used
+//! first, and the rest leave their records.
 //!
 //! Readers that record uses in the touch log hold it shared from their lookups until their
 //! uses are appended; GC holds it exclusive from before its index section to the end of its
@@ -42,6 +45,8 @@ pub struct GcReport {
     pub cache_expired: u64,
     /// Unexpired cache entries deleted to meet the size budget.
     pub cache_evicted: u64,
+    /// Reproducible variants of tree-backed layers dropped to meet the size budget.
+    pub variants_dropped: u64,
     /// Expired leases deleted.
     pub leases_expired: u64,
     /// Expired cache entries kept because they were made within `min_age`.
@@ -64,6 +69,12 @@ struct Marker<'a> {
     /// Keys of tree-backed layers kept. Apart from `marked` because such a key is also the
     /// digest its plain blob would have, and keeping the layer does not keep that blob.
     tree_layers: HashSet<[u8; 32]>,
+    /// Reproducible compressed variants of tree-backed layers reached through their layer
+    /// (blob → layer key): kept last, while the size budget has room (see `gc_locked`).
+    remakeable: HashMap<[u8; 32], [u8; 32]>,
+    /// Whether `mark` may count variants as remakeable: not for leases (a build or push in
+    /// progress keeps what it holds whole).
+    remakeable_allowed: bool,
 }
 
 impl Marker<'_> {
@@ -82,14 +93,19 @@ impl Marker<'_> {
         }
         // A tree-backed layer's plain blob is a copy its tree and tar-split reproduce (made
         // for a push): kept only while young. Its tar-split goes with it.
-        let kept = layer
-            .variants
-            .iter()
-            .filter(|v| !layer.served_from_tree(v))
-            .map(|v| &v.digest)
-            .chain(&layer.tar_split);
-        for d in kept {
-            self.mark_blob(*d.as_bytes(), newly);
+        for v in layer.variants.iter().filter(|v| !layer.served_from_tree(v)) {
+            let remakeable = self.remakeable_allowed
+                && layer.is_tree_backed()
+                && v.reproducible
+                && !v.is_remote();
+            if remakeable {
+                self.remakeable.insert(*v.digest.as_bytes(), digest);
+            } else {
+                self.mark_blob(*v.digest.as_bytes(), newly);
+            }
+        }
+        if let Some(split) = &layer.tar_split {
+            self.mark_blob(*split.as_bytes(), newly);
         }
     }
 
@@ -202,6 +218,8 @@ impl Store {
             layers: &layers,
             marked: HashSet::new(),
             tree_layers: HashSet::new(),
+            remakeable: HashMap::new(),
+            remakeable_allowed: false,
         };
         let mut scratch = Vec::new();
 
@@ -236,6 +254,7 @@ impl Store {
                 ));
             }
         }
+        marker.remakeable_allowed = true;
 
         for item in db.scan(index::IMAGES) {
             let (k, v) = item?;
@@ -319,6 +338,33 @@ impl Store {
             }
             report.cache_evicted += 1;
             batch.delete_cf(db.cf(index::CACHE), rec.key);
+        }
+        // Remakeable variants that nothing else keeps (a lease, a young blob, an image naming
+        // the blob itself) come last: kept while they fit, most recently used first; the rest
+        // leave their layer records and are swept with the unmarked blobs.
+        let mut remakeable: Vec<([u8; 32], [u8; 32])> = (marker.remakeable.iter())
+            .filter(|(blob, layer)| {
+                !marker.marked.contains(*blob)
+                    && marker.keeps_layer(layer)
+                    && blobs.contains_key(*blob)
+            })
+            .map(|(blob, layer)| (*blob, *layer))
+            .collect();
+        remakeable.sort_by_key(|(blob, _)| std::cmp::Reverse(blobs[blob].last_used));
+        let mut trimmed: HashMap<[u8; 32], LayerRecord> = HashMap::new();
+        for (blob, layer) in remakeable {
+            let size = size_of(&blob);
+            if self.options.max_size.is_none_or(|max| kept + size <= max) {
+                marker.marked.insert(blob);
+                kept += size;
+            } else if let Some(record) = layers.get(&layer) {
+                let record = trimmed.entry(layer).or_insert_with(|| record.clone());
+                record.variants.retain(|v| *v.digest.as_bytes() != blob);
+                report.variants_dropped += 1;
+            }
+        }
+        for (key, record) in &trimmed {
+            batch.put_cf(db.cf(index::LAYERS), key, record.encode());
         }
         if let Some(max) = self.options.max_size {
             report.budget_met = kept <= max;

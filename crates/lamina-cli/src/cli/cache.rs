@@ -193,6 +193,7 @@ fn gc(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::R
             "layers_removed": report.layers_removed,
             "cache_expired": report.cache_expired,
             "cache_evicted": report.cache_evicted,
+            "variants_dropped": report.variants_dropped,
             "leases_expired": report.leases_expired,
             "cache_kept_young": report.cache_kept_young,
             "blobs_kept": report.blobs_kept,
@@ -226,6 +227,14 @@ fn gc(engine: &lamina::Engine, as_json: bool, out: &mut impl Write) -> anyhow::R
         "cache entries: {} expired, {} evicted for size; {} layer record(s) and {} lease(s) removed",
         report.cache_expired, report.cache_evicted, report.layers_removed, report.leases_expired,
     )?;
+    if report.variants_dropped > 0 {
+        writeln!(
+            out,
+            "{} reproducible layer variant(s) dropped for size (the next push or export makes \
+             them again, same bytes)",
+            report.variants_dropped,
+        )?;
+    }
     if unpacked.removed > 0 {
         writeln!(
             out,

@@ -335,3 +335,6 @@ pub(super) fn parent_of(out: &Path) -> &Path {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
 }
+
+#[cfg(test)]
+mod tests;

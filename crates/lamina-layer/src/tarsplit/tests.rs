@@ -280,6 +280,53 @@ fn a_modified_tree_fails_with_the_tree_named() {
 }
 
 #[test]
+fn checked_by_blake3_through_the_read_ahead_a_modified_tree_still_fails() {
+    let tree = sample_tree();
+    let mut tar = Vec::new();
+    let mut split = TarSplitWriter::new(Vec::new()).unwrap();
+    plain_writer()
+        .write_tree_with_copy(tree.path(), &mut tar, &mut split)
+        .unwrap();
+    let (split, _) = split.finish().unwrap().unwrap();
+    // As exports read it: checked against the layer key (the tar's blake3), on its own thread.
+    let read = |split: &[u8]| {
+        let expected = (Digest::blake3_of(&tar), tar.len() as u64);
+        let reader = TarSplitReader::new(
+            std::io::Cursor::new(split.to_vec()),
+            tree.path(),
+            Some(expected),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        crate::ReadAhead::spawn(reader, "test")
+            .unwrap()
+            .read_to_end(&mut out)
+            .map(|_| out)
+    };
+    assert!(read(&split).unwrap() == tar);
+
+    // One byte of the 3 MB file changed, same size: megabytes of the tar have been handed
+    // on before the digest at the end tells.
+    let big = tree.path().join("big.bin");
+    let mut bytes = std::fs::read(&big).unwrap();
+    bytes[2_000_000] ^= 1;
+    std::fs::write(&big, &bytes).unwrap();
+    let err = read(&split).unwrap_err();
+    let inner = err.into_inner().unwrap().downcast::<LayerError>().unwrap();
+    assert!(matches!(*inner, LayerError::TreeModified { .. }), "{inner}");
+    let text = inner.to_string();
+    assert!(text.contains(&tree.path().display().to_string()), "{text}");
+    assert!(
+        text.contains(&Digest::blake3_of(&tar).to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains("lamina cache fsck") && !text.contains('\n'),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_damaged_tar_split_is_refused() {
     let tree = tempfile::tempdir().unwrap();
     assert!(matches!(

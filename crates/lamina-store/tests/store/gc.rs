@@ -256,3 +256,126 @@ fn options_with_auto() -> StoreOptions {
         ..quick()
     }
 }
+
+/// A tree-backed layer (its tar-split stored, no plain blob) with a reproducible gzip
+/// variant of `len` bytes, named by an image; returns the layer key and the gzip blob.
+fn tree_layer_with_gzip(store: &Store, seed: u64, len: usize) -> (Digest, lamina_store::BlobInfo) {
+    let tar = data(seed, 64);
+    let key = Digest::blake3_of(&tar);
+    let split = store
+        .put_bytes(BlobKind::TarSplit, &data(seed + 100, 32))
+        .unwrap();
+    let gz = store
+        .put_bytes(BlobKind::Layer, &data(seed + 200, len))
+        .unwrap();
+    store
+        .put_layer(&LayerRecord {
+            digest: key,
+            diff_id: Digest::sha256_of(&tar),
+            size: tar.len() as u64,
+            variants: vec![
+                LayerVariant::plain(key, Digest::sha256_of(&tar), tar.len() as u64),
+                LayerVariant {
+                    compression: Compression::Gzip,
+                    digest: gz.digest,
+                    sha256: gz.sha256,
+                    size: gz.size,
+                    reproducible: true,
+                },
+            ],
+            created: std::time::SystemTime::now(),
+            tar_split: Some(split.digest),
+        })
+        .unwrap();
+    let config = store
+        .put_bytes(BlobKind::Config, &data(seed + 300, 16))
+        .unwrap();
+    let manifest = store
+        .put_bytes(BlobKind::Manifest, &data(seed + 400, 16))
+        .unwrap();
+    store
+        .tag_image(
+            &format!("app:{seed}"),
+            &manifest.sha256,
+            &[config.sha256, key],
+            ImageState::Complete,
+        )
+        .unwrap();
+    (key, gz)
+}
+
+fn has_gzip(store: &Store, key: &Digest) -> bool {
+    let record = store.layer(key).unwrap().unwrap();
+    assert!(record.is_tree_backed(), "the layer itself stays");
+    record
+        .variants
+        .iter()
+        .any(|v| v.compression == Compression::Gzip)
+}
+
+#[test]
+fn size_budget_drops_reproducible_variants_of_tree_backed_layers_least_recently_used_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (old, old_gz) = tree_layer_with_gzip(&store, 1, 1000);
+    std::thread::sleep(Duration::from_millis(5));
+    let (new, new_gz) = tree_layer_with_gzip(&store, 2, 1000);
+    // Without a budget both stay.
+    assert_eq!(store.gc().unwrap().variants_dropped, 0);
+    let everything = store.stats().unwrap().stored_bytes;
+    drop(store);
+
+    // Room for one variant: the least recently used one goes, from its record too.
+    let options = StoreOptions {
+        max_size: Some(everything - 500),
+        ..quick()
+    };
+    let store = Store::open(dir.path().join("store"), options.clone()).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.variants_dropped, 1);
+    assert_eq!(report.cache_evicted, 0);
+    assert!(report.budget_met);
+    assert_eq!(report.bytes_freed, 1000);
+    assert!(store.stat(&old_gz.digest).unwrap().is_none());
+    assert!(!has_gzip(&store, &old));
+    assert!(store.stat(&new_gz.digest).unwrap().is_some());
+    assert!(has_gzip(&store, &new));
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
+    drop(store);
+
+    // A lease (a push or build in progress holding the layer) keeps its variant whole, even
+    // with no room at all.
+    let store = Store::open(
+        dir.path().join("store"),
+        StoreOptions {
+            max_size: Some(1),
+            ..options
+        },
+    )
+    .unwrap();
+    let lease = store.lease(Duration::from_secs(60)).unwrap();
+    lease.add(&new).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.variants_dropped, 0);
+    assert!(has_gzip(&store, &new));
+    lease.release().unwrap();
+    assert_eq!(store.gc().unwrap().variants_dropped, 1);
+    assert!(!has_gzip(&store, &new));
+    assert!(store.stat(&new_gz.digest).unwrap().is_none());
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
+}
+
+#[test]
+fn young_variants_are_not_dropped_for_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_size: Some(1),
+        min_age: Duration::from_secs(600),
+        ..quick()
+    };
+    let store = Store::open(dir.path().join("store"), options).unwrap();
+    // Made just now (a push that is still uploading it): young.
+    let (key, _) = tree_layer_with_gzip(&store, 3, 1000);
+    assert_eq!(store.gc().unwrap().variants_dropped, 0);
+    assert!(has_gzip(&store, &key));
+}
