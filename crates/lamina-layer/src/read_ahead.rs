@@ -15,7 +15,7 @@ const CHUNK: usize = 1 << 20;
 /// Filled buffers that may wait for the consumer: how far the reading thread runs ahead.
 const DEPTH: usize = 4;
 
-/// Reads `R` on a thread of its own into [`CHUNK`]-sized buffers, [`DEPTH`] of them ahead of
+/// Reads `R` on a thread of its own into 1 MiB buffers, a few of them ahead of
 /// the consumer. Bytes and errors come out exactly as `R` gives them: an error `R` returns
 /// (e.g. a [`crate::LayerError`] inside an `io::Error`) is returned as it is, after the bytes
 /// read before it; every later read fails too, so a failed stream is never taken for a

@@ -73,7 +73,7 @@ struct Marker<'a> {
     /// (blob → layer key): kept last, while the size budget has room (see `gc_locked`).
     remakeable: HashMap<[u8; 32], [u8; 32]>,
     /// Whether `mark` may count variants as remakeable: not for leases (a build or push in
-    /// progress keeps what it holds whole).
+    /// progress keeps what it holds whole) nor for images (their manifests name variants).
     remakeable_allowed: bool,
 }
 
@@ -254,8 +254,9 @@ impl Store {
                 ));
             }
         }
-        marker.remakeable_allowed = true;
 
+        // An image's layers keep every variant: its manifest names one of them by digest,
+        // and the image must load as it was stored.
         for item in db.scan(index::IMAGES) {
             let (k, v) = item?;
             let rec = ImageRecord::decode(&k, &v).map_err(|e| corrupt(index::IMAGES, &k, e.0))?;
@@ -263,6 +264,7 @@ impl Store {
                 marker.mark(*d.as_bytes(), &mut scratch);
             }
         }
+        marker.remakeable_allowed = true;
 
         // Cache entries: expired ones go (unless young); the rest are roots, possibly
         // subject to the budget below.

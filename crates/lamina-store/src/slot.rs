@@ -242,6 +242,7 @@ impl Slot {
         }
         self.install(&mut state, writable.clone());
         drop(state);
+        let _closing = self.closing();
         drop(reading);
         Ok(writable)
     }

@@ -225,6 +225,19 @@ pub(crate) async fn export_caches(
     exports: Vec<PendingExport>,
 ) -> Result<(), ExecError> {
     let started = std::time::Instant::now();
+    // The build's lease ended with its blocking part: the layers the documents name are
+    // leased again until their uploads end, so that a GC under a size budget cannot drop a
+    // variant an export is sending.
+    let lease = match exports.iter().flat_map(|e| &e.blobs).next() {
+        None => None,
+        Some(_) => {
+            let lease = inner.store.lease(super::steps::BUILD_LEASE_TTL)?;
+            for blob in exports.iter().flat_map(|e| &e.blobs) {
+                lease.add(&blob.owner)?;
+            }
+            Some(lease)
+        }
+    };
     for PendingExport {
         target,
         document,
@@ -267,6 +280,9 @@ pub(crate) async fn export_caches(
                 });
             }
         }
+    }
+    if let Some(lease) = lease {
+        lease.release()?;
     }
     report.duration += started.elapsed();
     Ok(())

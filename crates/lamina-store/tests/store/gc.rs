@@ -258,15 +258,17 @@ fn options_with_auto() -> StoreOptions {
 }
 
 /// A tree-backed layer (its tar-split stored, no plain blob) with a reproducible gzip
-/// variant of `len` bytes, named by an image; returns the layer key and the gzip blob.
-fn tree_layer_with_gzip(store: &Store, seed: u64, len: usize) -> (Digest, lamina_store::BlobInfo) {
-    let tar = data(seed, 64);
+/// variant of `len` bytes, kept by a cache entry (key `[seed; 32]`); returns the layer key
+/// and the gzip blob.
+fn tree_layer_with_gzip(store: &Store, seed: u8, len: usize) -> (Digest, lamina_store::BlobInfo) {
+    let seed64 = u64::from(seed);
+    let tar = data(seed64, 64);
     let key = Digest::blake3_of(&tar);
     let split = store
-        .put_bytes(BlobKind::TarSplit, &data(seed + 100, 32))
+        .put_bytes(BlobKind::TarSplit, &data(seed64 + 100, 32))
         .unwrap();
     let gz = store
-        .put_bytes(BlobKind::Layer, &data(seed + 200, len))
+        .put_bytes(BlobKind::Layer, &data(seed64 + 200, len))
         .unwrap();
     store
         .put_layer(&LayerRecord {
@@ -288,10 +290,25 @@ fn tree_layer_with_gzip(store: &Store, seed: u64, len: usize) -> (Digest, lamina
         })
         .unwrap();
     let config = store
-        .put_bytes(BlobKind::Config, &data(seed + 300, 16))
+        .put_bytes(BlobKind::Config, &data(seed64 + 300, 16))
+        .unwrap();
+    let entry = CacheEntry {
+        layer: Some(key),
+        config: config.digest,
+        ttl: Some(Duration::from_secs(3600)),
+    };
+    store.put_cache_entry(&[seed; 32], &entry).unwrap();
+    (key, gz)
+}
+
+/// Tags an image whose manifest names layer `key` (its variants are what the manifest's
+/// descriptors point at).
+fn name_in_image(store: &Store, seed: u8, key: Digest) {
+    let config = store
+        .put_bytes(BlobKind::Config, &data(u64::from(seed) + 500, 16))
         .unwrap();
     let manifest = store
-        .put_bytes(BlobKind::Manifest, &data(seed + 400, 16))
+        .put_bytes(BlobKind::Manifest, &data(u64::from(seed) + 400, 16))
         .unwrap();
     store
         .tag_image(
@@ -301,7 +318,6 @@ fn tree_layer_with_gzip(store: &Store, seed: u64, len: usize) -> (Digest, lamina
             ImageState::Complete,
         )
         .unwrap();
-    (key, gz)
 }
 
 fn has_gzip(store: &Store, key: &Digest) -> bool {
@@ -341,10 +357,11 @@ fn size_budget_drops_reproducible_variants_of_tree_backed_layers_least_recently_
     assert!(store.stat(&new_gz.digest).unwrap().is_some());
     assert!(has_gzip(&store, &new));
     assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
-    drop(store);
 
     // A lease (a push or build in progress holding the layer) keeps its variant whole, even
-    // with no room at all.
+    // with no room at all; released, the budget takes it (with the cache entries, which do
+    // not fit either).
+    drop(store);
     let store = Store::open(
         dir.path().join("store"),
         StoreOptions {
@@ -359,8 +376,7 @@ fn size_budget_drops_reproducible_variants_of_tree_backed_layers_least_recently_
     assert_eq!(report.variants_dropped, 0);
     assert!(has_gzip(&store, &new));
     lease.release().unwrap();
-    assert_eq!(store.gc().unwrap().variants_dropped, 1);
-    assert!(!has_gzip(&store, &new));
+    store.gc().unwrap();
     assert!(store.stat(&new_gz.digest).unwrap().is_none());
     assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
 }
@@ -378,4 +394,30 @@ fn young_variants_are_not_dropped_for_size() {
     let (key, _) = tree_layer_with_gzip(&store, 3, 1000);
     assert_eq!(store.gc().unwrap().variants_dropped, 0);
     assert!(has_gzip(&store, &key));
+}
+
+/// Regression: a variant a stored image's manifest names is the image's, not a cache a
+/// budget may trim: dropping it made the image fail to load ("no stored variant").
+#[test]
+fn variants_of_layers_an_image_names_are_kept_under_any_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_size: Some(1),
+        ..quick()
+    };
+    let store = Store::open(dir.path().join("store"), options).unwrap();
+    let (named, named_gz) = tree_layer_with_gzip(&store, 4, 1000);
+    name_in_image(&store, 4, named);
+    let (cached, _) = tree_layer_with_gzip(&store, 5, 1000);
+    let report = store.gc().unwrap();
+    assert!(has_gzip(&store, &named), "{report:?}");
+    assert!(store.stat(&named_gz.digest).unwrap().is_some());
+    assert!(
+        store
+            .layer(&cached)
+            .unwrap()
+            .is_none_or(|r| r.variants.len() == 1),
+        "the layer only a cache entry kept loses its variant (or goes whole): {report:?}"
+    );
+    assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
 }
