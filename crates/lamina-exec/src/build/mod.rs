@@ -420,11 +420,13 @@ impl Executor {
             ..options
         };
         let inner = &self.inner;
+        // Cache sources first: the plan's images are only looked up, not leased, until the
+        // blocking build starts, so nothing slow (a registry's timeouts) may come between.
+        let sources = remote_cache::load_sources(inner, &options).await;
         let plan = match fetch_bases(inner, image, &options).await {
             Ok(plan) => plan,
             Err(e) => return Err(steps::record_failure(inner, &options, e).await),
         };
-        let sources = remote_cache::load_sources(inner, &options).await;
         let (mut report, exports) = {
             let (inner, image, options) = (inner.clone(), image.clone(), options.clone());
             let bridge = Bridge::current();
