@@ -55,7 +55,10 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 pub(crate) const MAX_FAMILY_FILES: u64 = 12;
 
 /// MANIFEST size past which an open starts a new, compacted one (see [`Index::open`]).
-pub(crate) const MAX_MANIFEST_BYTES: usize = 64 << 10;
+/// Every read-only open replays the whole MANIFEST: at 64 KiB a store aged by 1,387 builds
+/// spent 15% of an `image ls` there (docs/benchmarks.md); a compacted one is ~2 KiB, so
+/// 16 KiB means one small rewrite per ~100 writing opens.
+pub(crate) const MAX_MANIFEST_BYTES: usize = 16 << 10;
 
 /// WAL files the index directory may hold before [`Index::open`] flushes them into tables.
 pub(crate) const MAX_WAL_FILES: usize = 8;
