@@ -104,6 +104,15 @@ impl Engine {
         let image = self.require_image(name)?;
         let store = self.store.clone();
         let compression = options.compression;
+        // A layer to convert that only a registry holds is fetched here, in async code and
+        // with this push's registry settings, so the conversion below never blocks on the
+        // runtime from its blocking thread. Layers pushed as they are stay remote (mounted).
+        let to_convert: Vec<_> = (image.layers.iter())
+            .filter(|l| l.variant.compression != compression)
+            .map(|l| l.record.clone())
+            .collect();
+        registry::remote_layers::localize(&self.store, &to_convert, &options.registry, None)
+            .await?;
         // Compressing a missing variant is CPU work: off the async threads.
         let converted = tokio::task::spawn_blocking(move || {
             lamina_export::with_compression(&store, &image, compression)
