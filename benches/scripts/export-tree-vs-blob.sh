@@ -170,32 +170,7 @@ for c in none gzip; do
 done
 log "both representations export byte-identical archives (none and gzip)"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-# start_registry NAME: a loopback docker-registry with storage of its own; sets $registry_port.
-start_registry() {
-    local dir="$tmp/registry-$1"
-    registry_port="$(free_port)"
-    mkdir -p "$dir"
-    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-        "$dir/storage" "$registry_port" >"$dir/config.yml"
-    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    registry_pid=$!
-    pids+=("$registry_pid")
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$registry_port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    cat "$dir/log" >&2
-    echo "registry $1 did not start" >&2
-    exit 1
-}
-stop_registry() {
-    kill "$registry_pid" 2>/dev/null || true
-    wait "$registry_pid" 2>/dev/null || true
-    rm -rf "$tmp/registry-$1"
-}
+source "$repo/benches/scripts/registry-lib.sh"
 
 if [[ $push -eq 1 ]]; then
     plain="$tmp/out/plain.tar"
@@ -207,7 +182,7 @@ if [[ $push -eq 1 ]]; then
         timed skopeo "push gzip (compressed on the way)" skopeo copy --quiet --dest-tls-verify=false \
             --dest-compress --dest-compress-format gzip "oci-archive:$plain" \
             "docker://127.0.0.1:$registry_port/bench/base:1"
-        stop_registry "skopeo-$run"
+        stop_registry "$registry_pid" "skopeo-$run"
         for kind in tree blob; do
             store="$tmp/$kind-store"
             fresh_store "$kind" "$store"
@@ -215,7 +190,7 @@ if [[ $push -eq 1 ]]; then
             start_registry "$kind-$run"
             timed "$kind" "push gzip (compressed on the way)" "$LAMINA_BIN" --store "$store" push \
                 "$BASE_IMAGE" "127.0.0.1:$registry_port/bench/base:1"
-            stop_registry "$kind-$run"
+            stop_registry "$registry_pid" "$kind-$run"
         done
     done
     log "pushes done"

@@ -60,28 +60,37 @@ fn lamina_crates_depend_only_downwards() {
     );
 }
 
+/// `cargo tree` of `package` over the `edges` kinds: one `name vX.Y.Z` line per crate.
+fn dependency_tree(package: &str, edges: &str) -> String {
+    cargo(&[
+        "tree",
+        "--package",
+        package,
+        "--edges",
+        edges,
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+        "--offline",
+    ])
+}
+
+/// The crate names of a [`dependency_tree`].
+fn crate_names(tree: &str) -> Vec<&str> {
+    tree.lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect()
+}
+
 /// Crates only a command-line tool needs: the library an embedder compiles holds none of them,
 /// direct or transitive (`lamina-cli` has them).
 const CLI_ONLY_CRATES: [&str; 3] = ["clap", "indicatif", "anyhow"];
 
 #[test]
 fn the_library_compiles_no_cli_crates() {
-    let tree = cargo(&[
-        "tree",
-        "--package",
-        "lamina",
-        "--edges",
-        "normal",
-        "--prefix",
-        "none",
-        "--format",
-        "{p}",
-        "--offline",
-    ]);
-    let crates: Vec<&str> = tree
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
+    let tree = dependency_tree("lamina", "normal");
+    let crates = crate_names(&tree);
     assert!(
         crates.contains(&"lamina-store") && crates.contains(&"rocksdb"),
         "cargo tree listed the library's dependencies: {tree}"
@@ -97,22 +106,8 @@ fn the_library_compiles_no_cli_crates() {
 #[test]
 fn the_executor_compiles_no_registry_client() {
     // Dev edges too: the executor's own tests reach no registry either.
-    let tree = cargo(&[
-        "tree",
-        "--package",
-        "lamina-exec",
-        "--edges",
-        "normal,build,dev",
-        "--prefix",
-        "none",
-        "--format",
-        "{p}",
-        "--offline",
-    ]);
-    let crates: Vec<&str> = tree
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
+    let tree = dependency_tree("lamina-exec", "normal,build,dev");
+    let crates = crate_names(&tree);
     assert!(
         crates.contains(&"lamina-image") && crates.contains(&"lamina-store"),
         "cargo tree listed the executor's dependencies: {tree}"

@@ -316,13 +316,7 @@ mod tests {
             digest: Digest::blake3_of(&tar),
             diff_id,
             size: tar.len() as u64,
-            variants: vec![LayerVariant {
-                compression: Compression::Gzip,
-                digest: info.digest,
-                sha256: info.sha256,
-                size: info.size,
-                reproducible: false,
-            }],
+            variants: vec![LayerVariant::stored(Compression::Gzip, &info)],
             created: std::time::SystemTime::now(),
             tar_split: None,
         };

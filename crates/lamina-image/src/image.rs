@@ -443,13 +443,7 @@ mod tests {
     fn layer(store: &Store, tar: &[u8], zstd: &[u8]) -> LayerRecord {
         let plain = store.put_bytes(BlobKind::Layer, tar).unwrap();
         let packed = store.put_bytes(BlobKind::Layer, zstd).unwrap();
-        let variant = |c, info: &BlobInfo| LayerVariant {
-            compression: c,
-            digest: info.digest,
-            sha256: info.sha256,
-            size: info.size,
-            reproducible: false,
-        };
+        let variant = LayerVariant::stored;
         store
             .put_layer(&LayerRecord {
                 digest: plain.digest,

@@ -157,6 +157,18 @@ impl LayerVariant {
             reproducible: true,
         }
     }
+
+    /// The stored blob `info` as a variant in `compression`, its bytes as received or
+    /// written once (not marked reproducible).
+    pub fn stored(compression: Compression, info: &BlobInfo) -> Self {
+        LayerVariant {
+            compression,
+            digest: info.digest,
+            sha256: info.sha256,
+            size: info.size,
+            reproducible: false,
+        }
+    }
 }
 
 /// A layer: keyed by the blake3 of its uncompressed tar.

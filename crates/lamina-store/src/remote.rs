@@ -262,13 +262,7 @@ mod tests {
         // Fetched: the local variant replaces the remote one and the source goes.
         let info = store.put_bytes(BlobKind::Layer, bytes).unwrap();
         let local = LayerRecord {
-            variants: vec![LayerVariant {
-                compression: Compression::Gzip,
-                digest: info.digest,
-                sha256: info.sha256,
-                size: info.size,
-                reproducible: false,
-            }],
+            variants: vec![LayerVariant::stored(Compression::Gzip, &info)],
             ..remote.clone()
         };
         let merged = store.put_layer(&local).unwrap();

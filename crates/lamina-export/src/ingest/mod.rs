@@ -433,13 +433,7 @@ fn layer_record(
         digest: uncompressed.blake3,
         diff_id: uncompressed.diff_id,
         size: uncompressed.size,
-        variants: vec![LayerVariant {
-            compression,
-            digest: info.digest,
-            sha256: info.sha256,
-            size: info.size,
-            reproducible: false,
-        }],
+        variants: vec![LayerVariant::stored(compression, info)],
         created: std::time::SystemTime::now(),
         tar_split: None,
     }

@@ -157,13 +157,7 @@ async fn fetch_one(
         digest: tar,
         diff_id,
         size: tar_digests.size,
-        variants: vec![LayerVariant {
-            compression,
-            digest: info.digest,
-            sha256: info.sha256,
-            size: info.size,
-            reproducible: false,
-        }],
+        variants: vec![LayerVariant::stored(compression, &info)],
         created: SystemTime::now(),
         tar_split: None,
     })?;
