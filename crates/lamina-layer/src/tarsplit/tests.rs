@@ -31,6 +31,17 @@ fn plain_writer() -> LayerWriter {
     )
 }
 
+/// The plain tar of `tree` and its tar-split, written in one pass.
+fn tar_and_split(tree: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut tar = Vec::new();
+    let mut split = TarSplitWriter::new(Vec::new()).unwrap();
+    plain_writer()
+        .write_tree_with_copy(tree, &mut tar, &mut split)
+        .unwrap();
+    let (split, _) = split.finish().unwrap().unwrap();
+    (tar, split)
+}
+
 fn sample_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
@@ -248,12 +259,7 @@ fn odd_entries_are_kept_literally() {
 #[test]
 fn a_modified_tree_fails_with_the_tree_named() {
     let tree = sample_tree();
-    let mut tar = Vec::new();
-    let mut split = TarSplitWriter::new(Vec::new()).unwrap();
-    plain_writer()
-        .write_tree_with_copy(tree.path(), &mut tar, &mut split)
-        .unwrap();
-    let (split, _) = split.finish().unwrap().unwrap();
+    let (tar, split) = tar_and_split(tree.path());
 
     // Same size, other bytes: caught by the digest at the end.
     std::fs::write(tree.path().join("etc/motd"), "HELLO\n").unwrap();
@@ -282,12 +288,7 @@ fn a_modified_tree_fails_with_the_tree_named() {
 #[test]
 fn checked_by_blake3_through_the_read_ahead_a_modified_tree_still_fails() {
     let tree = sample_tree();
-    let mut tar = Vec::new();
-    let mut split = TarSplitWriter::new(Vec::new()).unwrap();
-    plain_writer()
-        .write_tree_with_copy(tree.path(), &mut tar, &mut split)
-        .unwrap();
-    let (split, _) = split.finish().unwrap().unwrap();
+    let (tar, split) = tar_and_split(tree.path());
     // As exports read it: checked against the layer key (the tar's blake3), on its own thread.
     let read = |split: &[u8]| {
         let expected = (Digest::blake3_of(&tar), tar.len() as u64);
@@ -374,10 +375,7 @@ mod generated {
                     std::fs::write(&path, vec![(i % 251) as u8; *size]).unwrap();
                 }
             }
-            let mut tar = Vec::new();
-            let mut split = TarSplitWriter::new(Vec::new()).unwrap();
-            plain_writer().write_tree_with_copy(tree.path(), &mut tar, &mut split).unwrap();
-            let (split, _) = split.finish().unwrap().unwrap();
+            let (tar, split) = tar_and_split(tree.path());
             prop_assert_eq!(reassemble(&split, tree.path(), &tar).unwrap(), tar);
         }
     }
