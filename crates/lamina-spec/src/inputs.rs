@@ -72,7 +72,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-pub use cache::{ContentHashCache, FileStamp, RACY_WINDOW};
+pub use cache::{ContentHashCache, DirListing, FileStamp, ListedChild, ListedKind, RACY_WINDOW};
 pub use ignore::IgnoreRules;
 
 use crate::error::{Result, SpecError};
@@ -253,7 +253,7 @@ fn hash_tree_with(
         });
     }
     let mut entries = vec![entry_for(dir, ".".to_string(), &meta)?];
-    entries.extend(walk(dir, ".", &[Filter::at(ignore, "")], hashing)?);
+    entries.extend(walk(dir, &meta, ".", &[Filter::at(ignore, "")], hashing)?);
     sort_after_first(&mut entries);
     Ok(entries)
 }
@@ -359,7 +359,7 @@ fn resolve_source(
                 continue;
             }
             let filters = [ignore_filter, Filter::at(excludes, "")];
-            let inner = walk(&resolved, &placed, &filters, hashing)?;
+            let inner = walk(&resolved, &meta, &placed, &filters, hashing)?;
             if hidden && inner.is_empty() {
                 continue;
             }

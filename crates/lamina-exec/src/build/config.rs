@@ -282,10 +282,19 @@ impl ImageConfig {
     /// The text is read as a JSON value first, so a member given twice counts once (the
     /// last), as for every other reader of configs.
     pub fn parse_lenient(bytes: &[u8]) -> Result<Self, (String, String)> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| ("(document)".to_owned(), e.to_string()))?;
-        let mut config: ImageConfig = serde_path_to_error::deserialize(value)
-            .map_err(|e| (field_path(e.path()), e.inner().to_string()))?;
+        // Straight from the bytes first: a cache hit parses every step's config, and the
+        // JSON value doubled the cost. A member given twice fails here (serde's derive
+        // refuses duplicate fields) and takes the value path, as does any error, for its
+        // field path.
+        let mut config = match serde_json::from_slice::<ImageConfig>(bytes) {
+            Ok(config) => config,
+            Err(_) => {
+                let value: Value = serde_json::from_slice(bytes)
+                    .map_err(|e| ("(document)".to_owned(), e.to_string()))?;
+                serde_path_to_error::deserialize(value)
+                    .map_err(|e| (field_path(e.path()), e.inner().to_string()))?
+            }
+        };
         // Lamina builds linux/amd64 images whatever the base said.
         config.architecture = "amd64".into();
         config.os = "linux".into();

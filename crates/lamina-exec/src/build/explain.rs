@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use lamina_spec::inputs::SourceMatch;
+
 use super::key::{CacheKey, hex};
 use super::layers::io;
 use crate::ExecError;
@@ -149,12 +151,52 @@ pub(crate) struct RecordedStep {
     pub base: Option<String>,
     /// Input path and fingerprint, for COPY/ADD.
     pub inputs: Vec<(String, String)>,
+    /// The matched inputs `inputs` is made from when it is needed ([`RecordedStep::fill`]):
+    /// a hit only needs them if the record is written.
+    #[serde(skip)]
+    pub pending: Vec<SourceMatch>,
+}
+
+impl RecordedStep {
+    /// Fills `inputs` from `pending`, if any.
+    pub(crate) fn fill(&mut self) {
+        if !self.pending.is_empty() {
+            self.inputs = super::key::input_fingerprints(&std::mem::take(&mut self.pending));
+        }
+    }
 }
 
 /// The steps of one build, for the next build to compare against.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BuildRecord {
+    /// What identifies the record without its inputs: a hash of every step's index, text,
+    /// key, parent and base. Written first, so a rebuild compares it and nothing else (a
+    /// key covers the step's inputs).
+    #[serde(default)]
+    pub id: String,
     pub steps: Vec<RecordedStep>,
+}
+
+impl BuildRecord {
+    /// Fills every step's inputs (see [`RecordedStep::fill`]).
+    pub(crate) fn fill(&mut self) {
+        self.steps.iter_mut().for_each(RecordedStep::fill);
+    }
+
+    fn compute_id(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for step in &self.steps {
+            for field in [&step.text, &step.key, &step.parent] {
+                hasher.update(&(field.len() as u64).to_le_bytes());
+                hasher.update(field.as_bytes());
+            }
+            let base = step.base.as_deref().unwrap_or("\0none");
+            hasher.update(&(step.index as u64).to_le_bytes());
+            hasher.update(&(base.len() as u64).to_le_bytes());
+            hasher.update(base.as_bytes());
+        }
+        hex(hasher.finalize().as_bytes())
+    }
 }
 
 /// Why `now` missed, given the previous build's record.
@@ -239,18 +281,47 @@ fn write_json<T: Serialize>(paths: &[PathBuf], value: &T) -> Result<(), ExecErro
         if std::fs::read(path).is_ok_and(|old| old == bytes) {
             continue;
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| io(dir, source))?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(|source| io(path, source))?;
-        tmp.persist(path).map_err(|e| io(path, e.error))?;
+        write_atomically(path, &bytes)?;
     }
     Ok(())
 }
 
-/// Saves the record of a finished build.
-pub(crate) fn write_record(paths: &[PathBuf], record: &BuildRecord) -> Result<(), ExecError> {
-    write_json(paths, record)
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| io(dir, source))?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(|source| io(path, source))?;
+    tmp.persist(path).map_err(|e| io(path, e.error))?;
+    Ok(())
+}
+
+/// Saves the record of a finished build, to each path that does not hold a record of the
+/// same id already (the id is the first member, so only the file's start is read); fills
+/// the inputs of `record` if it writes.
+pub(crate) fn write_record(paths: &[PathBuf], record: &mut BuildRecord) -> Result<(), ExecError> {
+    record.id = record.compute_id();
+    // How `to_vec_pretty` starts the document.
+    let start = format!("{{\n  \"id\": \"{}\",", record.id);
+    let mut bytes = None;
+    for path in paths {
+        if starts_with(path, start.as_bytes()) {
+            continue;
+        }
+        let bytes = bytes.get_or_insert_with(|| {
+            record.fill();
+            serde_json::to_vec_pretty(&*record).unwrap_or_default()
+        });
+        write_atomically(path, bytes)?;
+    }
+    Ok(())
+}
+
+/// Whether the file at `path` starts with `prefix`.
+fn starts_with(path: &Path, prefix: &[u8]) -> bool {
+    let mut head = vec![0; prefix.len()];
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut head))
+        .is_ok_and(|()| head == prefix)
 }
 
 /// The state of a tagged build.
@@ -335,12 +406,14 @@ mod tests {
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
+            pending: Vec::new(),
         }
     }
 
     #[test]
     fn explain_names_what_changed() {
         let before = BuildRecord {
+            id: String::new(),
             steps: vec![step(
                 "COPY src /app",
                 "k1",
@@ -373,10 +446,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = record_paths(dir.path(), Some("app:1"), &[1; 32]);
         assert_eq!(paths.len(), 2);
-        let record = BuildRecord {
+        let mut record = BuildRecord {
+            id: String::new(),
             steps: vec![step("RUN x", "k", &[])],
         };
-        write_record(&paths, &record).unwrap();
+        write_record(&paths, &mut record).unwrap();
         assert_eq!(read_record(&paths[1..]).unwrap(), record);
         assert_eq!(read_state(dir.path(), "app:1"), None);
         write_state(dir.path(), "app:1", &BuildState::Building).unwrap();
@@ -405,13 +479,78 @@ mod tests {
         // What a store written before full-form tags holds.
         write_state(dir.path(), "app:1", &BuildState::Building).unwrap();
         let legacy = record_paths(dir.path(), Some("app:1"), &[7; 32]);
-        let record = BuildRecord {
+        let mut record = BuildRecord {
+            id: String::new(),
             steps: vec![step("RUN x", "k", &[])],
         };
-        write_record(&legacy[..1], &record).unwrap();
+        write_record(&legacy[..1], &mut record).unwrap();
         let full = "docker.io/library/app:1";
         assert_eq!(read_state(dir.path(), full), Some(BuildState::Building));
         let paths = record_paths(dir.path(), Some(full), &[8; 32]);
         assert_eq!(read_record(&paths).unwrap(), record);
+    }
+
+    #[test]
+    fn a_record_of_the_same_id_is_not_rewritten_and_inputs_are_filled_when_written() {
+        use lamina_spec::inputs::{EntryKind, TreeEntry};
+        let dir = tempfile::tempdir().unwrap();
+        let paths = record_paths(dir.path(), Some("app:1"), &[3; 32]);
+        let copy = |content: u8| {
+            let mut s = step("COPY a /", "k1", &[]);
+            s.pending = vec![SourceMatch {
+                source: 0,
+                path: "a".into(),
+                entries: vec![TreeEntry {
+                    name: "a".into(),
+                    kind: EntryKind::File {
+                        size: 1,
+                        hash: [content; 32],
+                    },
+                    mode: 0o644,
+                    host_path: "/ctx/a".into(),
+                }],
+            }];
+            s
+        };
+        let mut first = BuildRecord {
+            id: String::new(),
+            steps: vec![copy(1)],
+        };
+        write_record(&paths, &mut first).unwrap();
+        let written = read_record(&paths).unwrap();
+        assert_eq!(
+            written.steps[0].inputs.len(),
+            1,
+            "inputs filled from the matches"
+        );
+        assert_eq!(written.steps[0].inputs, first.steps[0].inputs);
+        assert!(written.steps[0].pending.is_empty());
+
+        // Same steps (so the same inputs, which the key covers): nothing written, the
+        // pending matches never turned into fingerprints.
+        let before = std::fs::read(&paths[0]).unwrap();
+        let mut again = BuildRecord {
+            id: String::new(),
+            steps: vec![copy(1)],
+        };
+        std::fs::write(&paths[1], b"{}").unwrap();
+        write_record(&paths[..1], &mut again).unwrap();
+        assert_eq!(std::fs::read(&paths[0]).unwrap(), before);
+        assert!(again.steps[0].inputs.is_empty());
+        // A path holding another record is rewritten.
+        write_record(&paths, &mut again).unwrap();
+        assert_eq!(read_record(&paths[1..]).unwrap().id, first.id);
+
+        // Another key: another id, written.
+        let mut changed = BuildRecord {
+            id: String::new(),
+            steps: vec![copy(2)],
+        };
+        changed.steps[0].key = "k2".into();
+        write_record(&paths, &mut changed).unwrap();
+        let written = read_record(&paths).unwrap();
+        assert_ne!(written.id, first.id);
+        assert_eq!(written.steps[0].key, "k2");
+        assert_ne!(written.steps[0].inputs, first.steps[0].inputs);
     }
 }

@@ -1,31 +1,39 @@
-//! The persistent content-hash cache: `<work_dir>/hash-cache-v1` maps a file's stamp
+//! The persistent content-hash cache: `<work_dir>/hash-cache-v2` maps a file's stamp
 //! (path, size, mtime, ctime, inode, device) to the blake3 of its content, so COPY/ADD
-//! inputs that have not changed since an earlier build are not read again (see
-//! [`lamina_spec::inputs::ContentHashCache`] for when a hash may be recorded).
+//! inputs that have not changed since an earlier build are not read again, and a
+//! directory's stamp to its listing (names, symlink targets), so an unchanged directory is
+//! not listed again and its symlinks not read (see [`lamina_spec::inputs::ContentHashCache`]
+//! for when either may be recorded).
 //!
 //! A build loads the file once, on its first COPY/ADD with local sources, and writes it
 //! back at its end if anything changed. It is only a cache: a missing, unreadable or corrupt
 //! file is ignored with a warning and rebuilt, a failed write is a warning, and concurrent
 //! builds simply overwrite each other's file (the loser's new hashes are computed again next
-//! time). Cache keys never depend on it: a hit yields the hash recorded for exactly that
+//! time). Cache keys never depend on it: a hit yields what was recorded for exactly that
 //! stamp.
 //!
 //! # Format (all integers little-endian)
 //!
 //! ```text
-//! magic    8 bytes  "LMHASH01"
-//! count    u64      number of entries
-//! entries  count ×  sorted by path bytes:
-//!   shared   u16    bytes shared with the previous entry's path
-//!   suffix   u16    length of the rest of the path, then those bytes
+//! magic    8 bytes  "LMHASH02"
+//! count    u64      number of file entries
+//! files    count ×  sorted by path bytes:
+//!   path     u16 bytes shared with the previous entry's path, u16 length of the rest,
+//!            then those bytes
 //!   size u64, mtime_ns i64, ctime_ns i64, inode u64, dev u64
 //!   seen     u32    day (since the Unix epoch) the entry was last used
 //!   blake3   32 bytes
+//! dirs     u64      number of directory entries, then each, sorted by path bytes:
+//!   path, size, mtime_ns, ctime_ns, inode, dev, seen as above
+//!   children u32, then each: u16 name length, name, u8 kind (0 file or directory,
+//!            1 symlink: u32 mode, u16 target length, target)
 //! checksum 32 bytes blake3 of everything before it
 //! ```
 //!
 //! Bounded: entries unused for [`MAX_AGE_DAYS`] are dropped when the file is written, and at
-//! most [`MAX_ENTRIES`] (the most recently used) are kept.
+//! most [`MAX_ENTRIES`] files (the most recently used) and directories holding at most
+//! [`MAX_ENTRIES`] children are kept. The version 1 file (files only) is not read; the first
+//! save removes it.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -34,16 +42,19 @@ use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lamina_spec::inputs::{ContentHashCache, FileStamp};
+use lamina_spec::inputs::{ContentHashCache, DirListing, FileStamp, ListedChild, ListedKind};
 
 use super::layers::io;
 use crate::ExecError;
 
 /// The cache's file name in the executor's work directory.
-pub const FILE_NAME: &str = "hash-cache-v1";
+pub const FILE_NAME: &str = "hash-cache-v2";
+
+/// The file of the previous format, removed by the first save.
+const OLD_FILE_NAME: &str = "hash-cache-v1";
 
 /// Entries not used for this many days are dropped.
 pub const MAX_AGE_DAYS: u32 = 30;
@@ -51,7 +62,7 @@ pub const MAX_AGE_DAYS: u32 = 30;
 /// At most this many entries are kept (about 100 MB of file at typical path lengths).
 pub const MAX_ENTRIES: usize = 1_000_000;
 
-const MAGIC: &[u8; 8] = b"LMHASH01";
+const MAGIC: &[u8; 8] = b"LMHASH02";
 
 /// How a build's COPY/ADD input files were hashed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,22 +76,37 @@ pub struct HashCacheStats {
     pub hits: u64,
     /// Hashes recorded for next time.
     pub recorded: u64,
+    /// Directories whose recorded listing was used: not listed, their symlinks not read.
+    pub dirs_from_cache: u64,
 }
 
-/// One file's recorded hash.
+/// A recorded stamp (its path is the map key) and what was recorded under it: a file's
+/// hash or a directory's listing.
 #[derive(Debug)]
-struct Entry {
+struct Entry<T> {
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
     inode: u64,
     dev: u64,
-    hash: [u8; 32],
+    value: T,
     /// Day of the last lookup that hit (or of the record).
     seen: AtomicU32,
 }
 
-impl Entry {
+impl<T> Entry<T> {
+    fn new(stamp: &FileStamp, value: T, seen: u32) -> Self {
+        Entry {
+            size: stamp.size,
+            mtime_ns: stamp.mtime_ns,
+            ctime_ns: stamp.ctime_ns,
+            inode: stamp.inode,
+            dev: stamp.dev,
+            value,
+            seen: AtomicU32::new(seen),
+        }
+    }
+
     fn matches(&self, stamp: &FileStamp) -> bool {
         self.size == stamp.size
             && self.mtime_ns == stamp.mtime_ns
@@ -90,17 +116,22 @@ impl Entry {
     }
 }
 
+type Files = HashMap<PathBuf, Entry<[u8; 32]>>;
+type Dirs = HashMap<PathBuf, Entry<Arc<DirListing>>>;
+
 /// The content-hash cache of one work directory, in memory (see the module docs).
 #[derive(Debug)]
 pub struct HashCache {
     path: PathBuf,
-    entries: RwLock<HashMap<PathBuf, Entry>>,
+    entries: RwLock<Files>,
+    dirs: RwLock<Dirs>,
     today: u32,
     changed: AtomicBool,
     loaded: u64,
     lookups: AtomicU64,
     hits: AtomicU64,
     recorded: AtomicU64,
+    dirs_from_cache: AtomicU64,
 }
 
 impl HashCache {
@@ -110,29 +141,34 @@ impl HashCache {
     /// [`save`]: HashCache::save
     pub fn open(work_dir: &Path) -> Self {
         let path = work_dir.join(FILE_NAME);
-        let (entries, changed) = match std::fs::read(&path) {
+        let ((entries, dirs), changed) = match std::fs::read(&path) {
             Ok(bytes) => match decode(&bytes) {
-                Ok(entries) => (entries, false),
+                Ok(decoded) => (decoded, false),
                 Err(reason) => {
                     tracing::warn!(path = %path.display(), reason, "ignoring corrupt hash cache; it will be rebuilt");
-                    (HashMap::new(), true)
+                    (Default::default(), true)
                 }
             },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (HashMap::new(), false),
+            // A store of the previous format: its file is removed by the first save.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                (Default::default(), work_dir.join(OLD_FILE_NAME).exists())
+            }
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable hash cache; it will be rebuilt");
-                (HashMap::new(), true)
+                (Default::default(), true)
             }
         };
         HashCache {
             path,
             loaded: entries.len() as u64,
             entries: RwLock::new(entries),
+            dirs: RwLock::new(dirs),
             today: today(),
             changed: AtomicBool::new(changed),
             lookups: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
+            dirs_from_cache: AtomicU64::new(0),
         }
     }
 
@@ -153,6 +189,7 @@ impl HashCache {
             lookups: self.lookups.load(Ordering::Relaxed),
             hits: self.hits.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
+            dirs_from_cache: self.dirs_from_cache.load(Ordering::Relaxed),
         }
     }
 
@@ -165,24 +202,11 @@ impl HashCache {
         }
         let bytes = {
             let entries = self.read();
+            let dirs = self.dirs.read().unwrap_or_else(|p| p.into_inner());
             let oldest = self.today.saturating_sub(MAX_AGE_DAYS);
-            let mut kept: Vec<(&PathBuf, &Entry)> = entries
-                .iter()
-                .filter(|(path, e)| {
-                    e.seen.load(Ordering::Relaxed) >= oldest
-                        && path.as_os_str().len() <= usize::from(u16::MAX)
-                })
-                .collect();
-            if kept.len() > MAX_ENTRIES {
-                kept.sort_unstable_by_key(|(_, e)| {
-                    std::cmp::Reverse(e.seen.load(Ordering::Relaxed))
-                });
-                kept.truncate(MAX_ENTRIES);
-            }
-            kept.sort_unstable_by(|a, b| {
-                a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes())
-            });
-            encode(&kept)
+            let files = kept(&entries, oldest, |_| 1);
+            let dirs = kept(&dirs, oldest, |listing| listing.children.len());
+            encode(&files, &dirs)
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
@@ -202,11 +226,17 @@ impl HashCache {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|source| io(dir, source))?;
+        let old = dir.join(OLD_FILE_NAME);
+        if let Err(err) = std::fs::remove_file(&old)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %old.display(), error = %err, "could not remove the old hash cache");
+        }
         self.changed.store(false, Ordering::Relaxed);
         Ok(true)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PathBuf, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Files> {
         self.entries.read().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -217,29 +247,73 @@ impl ContentHashCache for HashCache {
         let entries = self.read();
         let entry = entries.get(&stamp.path).filter(|e| e.matches(stamp))?;
         self.hits.fetch_add(1, Ordering::Relaxed);
-        if entry.seen.swap(self.today, Ordering::Relaxed) != self.today {
-            self.changed.store(true, Ordering::Relaxed);
-        }
-        Some(entry.hash)
+        self.mark_seen(entry);
+        Some(entry.value)
     }
 
     fn record(&self, stamp: FileStamp, blake3: [u8; 32]) {
         self.recorded.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry {
-            size: stamp.size,
-            mtime_ns: stamp.mtime_ns,
-            ctime_ns: stamp.ctime_ns,
-            inode: stamp.inode,
-            dev: stamp.dev,
-            hash: blake3,
-            seen: AtomicU32::new(self.today),
-        };
+        let entry = Entry::new(&stamp, blake3, self.today);
         self.entries
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(stamp.path, entry);
         self.changed.store(true, Ordering::Relaxed);
     }
+
+    fn lookup_dir(&self, stamp: &FileStamp) -> Option<Arc<DirListing>> {
+        let dirs = self.dirs.read().unwrap_or_else(|p| p.into_inner());
+        let entry = dirs.get(&stamp.path).filter(|e| e.matches(stamp))?;
+        self.dirs_from_cache.fetch_add(1, Ordering::Relaxed);
+        self.mark_seen(entry);
+        Some(Arc::clone(&entry.value))
+    }
+
+    fn record_dir(&self, stamp: FileStamp, listing: DirListing) {
+        let entry = Entry::new(&stamp, Arc::new(listing), self.today);
+        self.dirs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stamp.path, entry);
+        self.changed.store(true, Ordering::Relaxed);
+    }
+}
+
+impl HashCache {
+    /// Notes that `entry` was used today; the file is then written back at the end.
+    fn mark_seen<T>(&self, entry: &Entry<T>) {
+        if entry.seen.swap(self.today, Ordering::Relaxed) != self.today {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The entries to write, sorted by path: those used within [`MAX_AGE_DAYS`] (days since
+/// `oldest`) with paths that fit a u16 length, the most recently used first while their
+/// `weight`s sum to at most [`MAX_ENTRIES`].
+fn kept<T>(
+    entries: &HashMap<PathBuf, Entry<T>>,
+    oldest: u32,
+    weight: impl Fn(&T) -> usize,
+) -> Vec<(&PathBuf, &Entry<T>)> {
+    let mut kept: Vec<(&PathBuf, &Entry<T>)> = entries
+        .iter()
+        .filter(|(path, e)| {
+            e.seen.load(Ordering::Relaxed) >= oldest
+                && path.as_os_str().len() <= usize::from(u16::MAX)
+        })
+        .collect();
+    let total: usize = kept.iter().map(|(_, e)| weight(&e.value)).sum();
+    if total > MAX_ENTRIES {
+        kept.sort_unstable_by_key(|(_, e)| std::cmp::Reverse(e.seen.load(Ordering::Relaxed)));
+        let mut sum = 0;
+        kept.retain(|(_, e)| {
+            sum += weight(&e.value);
+            sum <= MAX_ENTRIES
+        });
+    }
+    kept.sort_unstable_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+    kept
 }
 
 /// A build's cache: loaded on first use, saved when the build ends.
@@ -284,10 +358,44 @@ fn today() -> u32 {
     u32::try_from(secs / 86_400).unwrap_or(u32::MAX)
 }
 
-fn encode(entries: &[(&PathBuf, &Entry)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + entries.len() * 120);
+fn encode(
+    files: &[(&PathBuf, &Entry<[u8; 32]>)],
+    dirs: &[(&PathBuf, &Entry<Arc<DirListing>>)],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(56 + files.len() * 120 + dirs.len() * 200);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(files.len() as u64).to_le_bytes());
+    encode_section(&mut out, files, |out, hash| out.extend_from_slice(hash));
+    out.extend_from_slice(&(dirs.len() as u64).to_le_bytes());
+    encode_section(&mut out, dirs, |out, listing| {
+        // Names and targets longer than u16::MAX cannot exist on Linux (255 and 4096).
+        out.extend_from_slice(&(listing.children.len() as u32).to_le_bytes());
+        for child in &listing.children {
+            out.extend_from_slice(&(child.name.len() as u16).to_le_bytes());
+            out.extend_from_slice(child.name.as_bytes());
+            match &child.kind {
+                ListedKind::Other => out.push(0),
+                ListedKind::Symlink { target, mode } => {
+                    out.push(1);
+                    out.extend_from_slice(&mode.to_le_bytes());
+                    out.extend_from_slice(&(target.len() as u16).to_le_bytes());
+                    out.extend_from_slice(target);
+                }
+            }
+        }
+    });
+    let checksum = blake3::hash(&out);
+    out.extend_from_slice(checksum.as_bytes());
+    out
+}
+
+/// Writes entries sorted by path, each path sharing a prefix with the one before it, then
+/// the stamp, the last-used day and what `value` writes.
+fn encode_section<T>(
+    out: &mut Vec<u8>,
+    entries: &[(&PathBuf, &Entry<T>)],
+    value: impl Fn(&mut Vec<u8>, &T),
+) {
     let mut previous: &[u8] = &[];
     for (path, e) in entries {
         let path = path.as_os_str().as_bytes();
@@ -306,12 +414,9 @@ fn encode(entries: &[(&PathBuf, &Entry)]) -> Vec<u8> {
         out.extend_from_slice(&e.inode.to_le_bytes());
         out.extend_from_slice(&e.dev.to_le_bytes());
         out.extend_from_slice(&e.seen.load(Ordering::Relaxed).to_le_bytes());
-        out.extend_from_slice(&e.hash);
+        value(out, &e.value);
         previous = path;
     }
-    let checksum = blake3::hash(&out);
-    out.extend_from_slice(checksum.as_bytes());
-    out
 }
 
 /// Reads fixed-size pieces off the front of a byte slice.
@@ -334,8 +439,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, &'static str> {
-    if bytes.len() < MAGIC.len() + 8 + 32 {
+fn decode(bytes: &[u8]) -> Result<(Files, Dirs), &'static str> {
+    if bytes.len() < MAGIC.len() + 16 + 32 {
         return Err("too short");
     }
     let (body, checksum) = bytes.split_at(bytes.len() - 32);
@@ -346,9 +451,52 @@ fn decode(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, &'static str> {
     if r.take(MAGIC.len())? != MAGIC {
         return Err("not a hash cache (bad magic)");
     }
+    // A file entry takes at least 80 bytes, a directory entry 52.
+    let files = decode_section(&mut r, 80, |r| r.array())?;
+    let dirs = decode_section(&mut r, 52, |r| {
+        let count = u32::from_le_bytes(r.array()?);
+        // Each child takes at least 3 bytes.
+        if count as usize > r.0.len() / 3 {
+            return Err("child count larger than the file");
+        }
+        let mut children = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let len = usize::from(u16::from_le_bytes(r.array()?));
+            let name = std::str::from_utf8(r.take(len)?).map_err(|_| "child name not UTF-8")?;
+            let kind = match r.array::<1>()?[0] {
+                0 => ListedKind::Other,
+                1 => {
+                    let mode = u32::from_le_bytes(r.array()?);
+                    let len = usize::from(u16::from_le_bytes(r.array()?));
+                    ListedKind::Symlink {
+                        target: r.take(len)?.to_vec(),
+                        mode,
+                    }
+                }
+                _ => return Err("unknown child kind"),
+            };
+            children.push(ListedChild {
+                name: name.to_string(),
+                kind,
+            });
+        }
+        Ok(Arc::new(DirListing { children }))
+    })?;
+    if !r.0.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok((files, dirs))
+}
+
+/// Reads a u64 count, then that many entries as [`encode_section`] wrote them, each at
+/// least `min_size` bytes, their values read by `value`.
+fn decode_section<T>(
+    r: &mut Reader<'_>,
+    min_size: usize,
+    value: impl Fn(&mut Reader<'_>) -> Result<T, &'static str>,
+) -> Result<HashMap<PathBuf, Entry<T>>, &'static str> {
     let count = u64::from_le_bytes(r.array()?);
-    // Each entry takes at least 80 bytes: a count beyond that is a lie.
-    if count > (body.len() / 80) as u64 {
+    if count > (r.0.len() / min_size) as u64 {
         return Err("entry count larger than the file");
     }
     let mut entries = HashMap::with_capacity(count as usize);
@@ -361,19 +509,22 @@ fn decode(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, &'static str> {
         }
         path.truncate(shared);
         path.extend_from_slice(r.take(suffix)?);
+        let size = u64::from_le_bytes(r.array()?);
+        let mtime_ns = i64::from_le_bytes(r.array()?);
+        let ctime_ns = i64::from_le_bytes(r.array()?);
+        let inode = u64::from_le_bytes(r.array()?);
+        let dev = u64::from_le_bytes(r.array()?);
+        let seen = AtomicU32::new(u32::from_le_bytes(r.array()?));
         let entry = Entry {
-            size: u64::from_le_bytes(r.array()?),
-            mtime_ns: i64::from_le_bytes(r.array()?),
-            ctime_ns: i64::from_le_bytes(r.array()?),
-            inode: u64::from_le_bytes(r.array()?),
-            dev: u64::from_le_bytes(r.array()?),
-            seen: AtomicU32::new(u32::from_le_bytes(r.array()?)),
-            hash: r.array()?,
+            size,
+            mtime_ns,
+            ctime_ns,
+            inode,
+            dev,
+            seen,
+            value: value(r)?,
         };
         entries.insert(PathBuf::from(OsStr::from_bytes(&path)), entry);
-    }
-    if !r.0.is_empty() {
-        return Err("trailing bytes");
     }
     Ok(entries)
 }

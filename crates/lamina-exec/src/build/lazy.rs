@@ -24,8 +24,10 @@ pub(crate) struct StepInputs {
     pub inputs: CacheKey,
     /// The COPY/ADD sources matched (context files, a download).
     pub matches: Vec<SourceMatch>,
-    /// Per-input fingerprints, for `--explain`.
+    /// Per-input fingerprints, for `--explain`, when they are not made from `matches`.
     pub fingerprints: Vec<(String, String)>,
+    /// The fingerprints are made from `matches`, when needed (`RecordedStep::fill`).
+    pub fingerprint_matches: bool,
     /// An ADD URL downloaded to learn its content, kept for the step.
     pub download: Option<super::remote::Download>,
 }
@@ -45,6 +47,7 @@ impl Build<'_> {
         let text = text.to_owned();
         let mut matches: Vec<SourceMatch> = Vec::new();
         let mut fingerprints = Vec::new();
+        let mut fingerprint_matches = false;
         self.git = None;
         // An ADD URL without a checksum is downloaded to learn its content (kept for the step).
         let mut held = None;
@@ -56,7 +59,7 @@ impl Build<'_> {
                     local.from = None;
                     let cache = self.hash_cache.get() as &dyn ContentHashCache;
                     matches = resolve_copy_inputs_cached(&local, root, Some(cache))?;
-                    fingerprints = key::input_fingerprints(&matches);
+                    fingerprint_matches = true;
                     key::inputs_digest(&matches)
                 }
                 Some(from) => key::from_inputs(&self.source_identity(s, from)),
@@ -119,7 +122,7 @@ impl Build<'_> {
                         .any(|s| is_local_source(copy, s))
                         .then(|| self.hash_cache.get() as &dyn ContentHashCache);
                     matches = resolve_copy_inputs_cached(copy, root, cache)?;
-                    fingerprints = key::input_fingerprints(&matches);
+                    fingerprint_matches = true;
                     key::inputs_digest(&matches)
                 }
             },
@@ -130,6 +133,7 @@ impl Build<'_> {
             inputs,
             matches,
             fingerprints,
+            fingerprint_matches,
             download: held,
         })
     }

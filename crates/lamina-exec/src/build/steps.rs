@@ -1,6 +1,7 @@
 //! The step loop: stage by stage, step by step, look the key up, run on a miss, record.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -61,7 +62,10 @@ pub(crate) struct Build<'a> {
     pub(crate) settings: KeySettings,
     steps: Vec<StepReport>,
     first_miss: Option<MissReason>,
-    previous: Option<BuildRecord>,
+    /// The record of the last build of this tag or definition, read at the first miss
+    /// that needs it (`previous()`).
+    previous: OnceLock<Option<BuildRecord>>,
+    record_paths: Vec<PathBuf>,
     pub(crate) record: BuildRecord,
     /// The definition's shape (see `definition_shape`).
     pub(crate) shape: CacheKey,
@@ -198,8 +202,8 @@ fn build_with_sources<'a>(
         steps: Vec::new(),
         first_miss: None,
         // No build of this definition here yet: what the remote cache's writer built.
-        previous: explain::read_record(&record_paths)
-            .or_else(|| super::remote_cache::remote_record(remote_sources, &shape)),
+        previous: OnceLock::new(),
+        record_paths: record_paths.clone(),
         record: BuildRecord::default(),
         shape,
         results: BTreeMap::new(),
@@ -242,7 +246,10 @@ fn build_with_sources<'a>(
     if let Some(section) = build.section().take() {
         section.end()?;
     }
-    explain::write_record(&record_paths, &build.record)?;
+    explain::write_record(&record_paths, &mut build.record)?;
+    if !options.cache_to.is_empty() {
+        build.record.fill();
+    }
     let exports = build.cache_exports(&stored, &shape, &build.record)?;
     let remote_layers = *build
         .remote
@@ -408,17 +415,19 @@ impl Build<'_> {
             inputs,
             matches,
             fingerprints,
+            fingerprint_matches,
             download: _download,
         } = self.step_inputs(s, i, index, &instruction, &text, &workdir)?;
         let step_key = key::step_key(&state.key, &text, &inputs);
         self.current = (inputs, s);
-        let recorded = RecordedStep {
+        let mut recorded = RecordedStep {
             index,
             text: text.clone(),
             key: hex(&step_key),
             parent: hex(&state.key),
             base: (i == 0).then(|| state.base_name.clone()),
             inputs: fingerprints,
+            pending: Vec::new(),
         };
         let forced = self.options.no_cache || self.options.no_cache_steps.contains(&index);
 
@@ -459,6 +468,9 @@ impl Build<'_> {
                 }
                 self.save(&step_key, state, Some(&layer))?;
                 drop(lock);
+                if fingerprint_matches {
+                    recorded.pending = matches;
+                }
                 self.emit(BuildEvent::StepCached {
                     index,
                     key: step_key,
@@ -472,6 +484,9 @@ impl Build<'_> {
                 found = self.remote_hit(&step_key, &state.layers)?;
             }
             if found.is_none() {
+                if fingerprint_matches {
+                    recorded.inputs = key::input_fingerprints(&matches);
+                }
                 if self.first_miss.is_none() {
                     self.first_miss = Some(self.miss_reason(&recorded, forced));
                 }
@@ -497,6 +512,9 @@ impl Build<'_> {
             index,
             key: step_key,
         });
+        if fingerprint_matches {
+            recorded.pending = matches;
+        }
         state.config = config;
         match &instruction {
             Instruction::Cmd(_) => state.cmd_set = true,
@@ -539,6 +557,14 @@ impl Build<'_> {
         });
     }
 
+    /// The last build's record; with none here, what the remote cache's writer built.
+    fn previous(&self) -> &Option<BuildRecord> {
+        self.previous.get_or_init(|| {
+            explain::read_record(&self.record_paths)
+                .or_else(|| super::remote_cache::remote_record(self.remote_sources, &self.shape))
+        })
+    }
+
     fn miss_reason(&self, recorded: &RecordedStep, forced: bool) -> MissReason {
         let (index, text) = (recorded.index, recorded.text.clone());
         if self.options.no_cache {
@@ -546,7 +572,7 @@ impl Build<'_> {
         } else if forced {
             MissReason::NoCacheStep { index, text }
         } else {
-            explain::explain(self.previous.as_ref(), recorded)
+            explain::explain(self.previous().as_ref(), recorded)
         }
     }
 

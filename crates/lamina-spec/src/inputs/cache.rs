@@ -13,10 +13,19 @@
 //!
 //! The ctime is part of the stamp because `touch -d` and archive extraction can set an
 //! old mtime on new content, but nothing short of changing the clock sets a ctime.
+//!
+//! A cache may also remember what a directory held ([`DirListing`]), under the directory's
+//! own stamp, with the same two rules. Every change to a directory's entries (create,
+//! unlink, rename, link) sets its mtime and ctime, so an unchanged stamp means the same
+//! names bound to the same inodes. A symlink's target cannot change without a new inode, so
+//! the listing keeps the targets and a walk skips `readdir` and the symlinks' `lstat` and
+//! `readlink`; files and subdirectories are still `lstat`ed, since their content and
+//! modes change without touching the directory.
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How close to now a file's mtime or ctime may be for its hash to be recorded (see the
@@ -87,6 +96,49 @@ pub trait ContentHashCache: Sync {
     fn racy_window(&self) -> Duration {
         RACY_WINDOW
     }
+
+    /// What the directory held under exactly this stamp (every field equal), if recorded.
+    /// The default remembers no directory.
+    fn lookup_dir(&self, stamp: &FileStamp) -> Option<Arc<DirListing>> {
+        let _ = stamp;
+        None
+    }
+
+    /// Records what the directory held under `stamp`. Only called for directories that
+    /// passed the racy-stat rule and whose stamp did not change while they were listed.
+    fn record_dir(&self, stamp: FileStamp, listing: DirListing) {
+        let _ = (stamp, listing);
+    }
+}
+
+/// A directory's children as a walk saw them, sorted byte-wise by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DirListing {
+    /// Every child, ignored ones included (the rules may differ on the next walk).
+    pub children: Vec<ListedChild>,
+}
+
+/// One child of a [`DirListing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedChild {
+    /// The child's name (UTF-8: other names are refused by the walk).
+    pub name: String,
+    /// What is known of it without a system call.
+    pub kind: ListedKind,
+}
+
+/// What a listing knows of a child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedKind {
+    /// A symlink: its target and mode never change while the directory's stamp holds.
+    Symlink {
+        /// The target, as `readlink` returned it.
+        target: Vec<u8>,
+        /// Permission bits as `lstat` reported them.
+        mode: u32,
+    },
+    /// A file or directory: `lstat`ed on every walk.
+    Other,
 }
 
 /// Hashing with an optional cache: the part of a walk that decides between a lookup, a read
@@ -103,6 +155,34 @@ impl Hashing<'_> {
     /// The hash and size of the file at `path`, from the cache when its stamp is known
     /// there. `meta` is the file's metadata if the caller has it (else it is read here when
     /// a cache is in use); `hash` reads the file and returns (bytes hashed, blake3).
+    /// The recorded listing of directory `dir` whose metadata is `meta`, if the cache holds
+    /// one for exactly that stamp.
+    pub(super) fn listing(&self, dir: &Path, meta: &Metadata) -> Option<Arc<DirListing>> {
+        self.cache?.lookup_dir(&FileStamp::new(dir, meta))
+    }
+
+    /// Whether walks record listings (only with a cache).
+    pub(super) fn records_listings(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Records `listing` for `dir`, whose metadata was `before` when it was listed, if it is
+    /// not racy and its stamp is the same now (the racy-stat rule, as for files).
+    pub(super) fn record_listing(&self, dir: &Path, before: &Metadata, listing: DirListing) {
+        let Some(cache) = self.cache else {
+            return;
+        };
+        let before = FileStamp::new(dir, before);
+        if before.is_racy(SystemTime::now(), cache.racy_window()) {
+            return;
+        }
+        let unchanged =
+            std::fs::symlink_metadata(dir).is_ok_and(|after| FileStamp::new(dir, &after) == before);
+        if unchanged {
+            cache.record_dir(before, listing);
+        }
+    }
+
     pub(super) fn hash(
         &self,
         path: &Path,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::cache::Hashing;
+use super::cache::{DirListing, Hashing, ListedChild, ListedKind};
 use super::ignore::{IgnoreRules, MatchState};
 use super::{EntryKind, TreeEntry};
 use crate::error::{Result, SpecError};
@@ -124,17 +124,25 @@ pub(super) fn entry_for(path: &Path, name: String, meta: &Metadata) -> Result<Tr
     })
 }
 
-/// The contents of directory `dir` (named `name`; `.` for a walk's top), files hashed,
-/// skipping what any filter ignores but descending into ignored directories that an
-/// exception may re-include. Children are handled in parallel (stat, hash, recurse) and
-/// collected in name order, so the result does not depend on scheduling. `hashing` may
-/// answer file hashes from a cache.
+/// Below this many children that need system calls, a directory is walked on the calling
+/// thread: handing a few `lstat`s to the pool costs more than it saves.
+const PARALLEL_CHILDREN: usize = 8;
+
+/// The contents of directory `dir` (metadata `dir_meta`, named `name`; `.` for a walk's
+/// top), files hashed, skipping what any filter ignores but descending into ignored
+/// directories that an exception may re-include. Children are handled in parallel (stat,
+/// hash, recurse) and collected in name order, so the result does not depend on
+/// scheduling. `hashing` may answer file hashes, and the directory's listing, from a cache.
 pub(super) fn walk(
     dir: &Path,
+    dir_meta: &Metadata,
     name: &str,
     filters: &[Filter<'_>],
     hashing: Hashing<'_>,
 ) -> Result<Vec<TreeEntry>> {
+    if let Some(listing) = hashing.listing(dir, dir_meta) {
+        return walk_listed(dir, name, filters, hashing, &listing);
+    }
     let mut children: Vec<OsString> = std::fs::read_dir(dir)
         .map_err(|source| io_error(dir, source))?
         .map(|entry| entry.map(|e| e.file_name()))
@@ -143,53 +151,146 @@ pub(super) fn walk(
     children.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     let parts = children
         .into_par_iter()
-        .map(|child| walk_child(dir, name, filters, child, hashing))
+        .map(|child| {
+            let path = dir.join(&child);
+            let Ok(child) = child.into_string() else {
+                return Err(SpecError::UnsupportedInput {
+                    path,
+                    reason: "its name is not valid UTF-8",
+                });
+            };
+            let walked = walk_child(path, name, filters, &child, hashing)?;
+            Ok((child, walked))
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(parts.into_iter().flatten().collect())
+    if hashing.records_listings() {
+        let children: Option<Vec<ListedChild>> = parts
+            .iter()
+            .map(|(child, walked)| {
+                walked.listed.clone().map(|kind| ListedChild {
+                    name: child.clone(),
+                    kind,
+                })
+            })
+            .collect();
+        // Unknown only for an ignored symlink, whose target was not read.
+        if let Some(children) = children {
+            hashing.record_listing(dir, dir_meta, DirListing { children });
+        }
+    }
+    Ok(parts
+        .into_iter()
+        .flat_map(|(_, walked)| walked.entries)
+        .collect())
 }
 
-/// One child of a walked directory: nothing, one entry, or a directory and its contents.
-fn walk_child(
+/// [`walk`] from a recorded listing: symlinks come from it, files and directories are
+/// `lstat`ed as in a plain walk.
+fn walk_listed(
     dir: &Path,
     name: &str,
     filters: &[Filter<'_>],
-    child: OsString,
     hashing: Hashing<'_>,
+    listing: &DirListing,
 ) -> Result<Vec<TreeEntry>> {
-    let path = dir.join(&child);
-    let Some(child) = child.to_str() else {
-        return Err(SpecError::UnsupportedInput {
-            path,
-            reason: "its name is not valid UTF-8",
-        });
+    let child = |listed: &ListedChild| -> Result<Vec<TreeEntry>> {
+        let path = dir.join(&listed.name);
+        match &listed.kind {
+            ListedKind::Symlink { target, mode } => {
+                if filters.iter().any(|f| f.child(&listed.name).ignored()) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![TreeEntry {
+                    name: child_name(name, &listed.name),
+                    kind: EntryKind::Symlink {
+                        target: target.clone(),
+                    },
+                    mode: *mode,
+                    host_path: path,
+                }])
+            }
+            ListedKind::Other => {
+                Ok(walk_child(path, name, filters, &listed.name, hashing)?.entries)
+            }
+        }
     };
-    let child_filters: Vec<Filter<'_>> = filters.iter().map(|f| f.child(child)).collect();
-    let ignored = child_filters.iter().any(Filter::ignored);
-    let child_name = if name == "." {
+    let needing_syscalls = listing
+        .children
+        .iter()
+        .filter(|c| c.kind == ListedKind::Other)
+        .count();
+    let parts = if needing_syscalls < PARALLEL_CHILDREN {
+        listing
+            .children
+            .iter()
+            .map(child)
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        listing
+            .children
+            .par_iter()
+            .map(child)
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// The walked entries of one child, and what a listing of its directory records of it
+/// (`None` for an ignored symlink, whose target was not read).
+struct WalkedChild {
+    entries: Vec<TreeEntry>,
+    listed: Option<ListedKind>,
+}
+
+fn child_name(parent: &str, child: &str) -> String {
+    if parent == "." {
         child.to_string()
     } else {
-        format!("{name}/{child}")
-    };
+        format!("{parent}/{child}")
+    }
+}
+
+/// One child (at `path`, named `child`) of a walked directory named `name`: nothing, one
+/// entry, or a directory and its contents.
+fn walk_child(
+    path: PathBuf,
+    name: &str,
+    filters: &[Filter<'_>],
+    child: &str,
+    hashing: Hashing<'_>,
+) -> Result<WalkedChild> {
+    let child_filters: Vec<Filter<'_>> = filters.iter().map(|f| f.child(child)).collect();
+    let ignored = child_filters.iter().any(Filter::ignored);
+    let child_name = child_name(name, child);
     let meta = std::fs::symlink_metadata(&path).map_err(|source| io_error(&path, source))?;
+    let walked = |entries, listed| Ok(WalkedChild { entries, listed });
     if meta.is_dir() {
         if ignored && !child_filters.iter().all(Filter::may_reinclude) {
-            return Ok(Vec::new());
+            return walked(Vec::new(), Some(ListedKind::Other));
         }
-        let inner = walk(&path, &child_name, &child_filters, hashing)?;
+        let inner = walk(&path, &meta, &child_name, &child_filters, hashing)?;
         if ignored && inner.is_empty() {
             // Ignored directory with nothing re-included below it.
-            return Ok(Vec::new());
+            return walked(Vec::new(), Some(ListedKind::Other));
         }
         let mut entries = Vec::with_capacity(inner.len() + 1);
         entries.push(entry_for(&path, child_name, &meta)?);
         entries.extend(inner);
-        Ok(entries)
+        walked(entries, Some(ListedKind::Other))
     } else if ignored {
-        Ok(Vec::new())
+        let listed = (!meta.file_type().is_symlink()).then_some(ListedKind::Other);
+        walked(Vec::new(), listed)
     } else {
         let mut entry = entry_for(&path, child_name, &meta)?;
         hash_entry(&mut entry, Some(&meta), hashing)?;
-        Ok(vec![entry])
+        let listed = match &entry.kind {
+            EntryKind::Symlink { target } => ListedKind::Symlink {
+                target: target.clone(),
+                mode: entry.mode,
+            },
+            _ => ListedKind::Other,
+        };
+        walked(vec![entry], Some(listed))
     }
 }
 

@@ -54,6 +54,66 @@ fn saved_entries_load_back_and_answer_lookups() {
     assert_eq!((stats.lookups, stats.hits, stats.recorded), (7, 3, 0));
 }
 
+fn listing(names: &[(&str, Option<&str>)]) -> DirListing {
+    DirListing {
+        children: names
+            .iter()
+            .map(|(name, target)| ListedChild {
+                name: name.to_string(),
+                kind: match target {
+                    Some(target) => ListedKind::Symlink {
+                        target: target.as_bytes().to_vec(),
+                        mode: 0o777,
+                    },
+                    None => ListedKind::Other,
+                },
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn saved_directory_listings_load_back_and_answer_exact_stamps() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store of the previous format: its file goes with the first save.
+    std::fs::write(dir.path().join(OLD_FILE_NAME), b"LMHASH01...").unwrap();
+    let cache = HashCache::open(dir.path());
+    let bin = listing(&[
+        ("busybox", None),
+        ("ls", Some("busybox")),
+        ("sh", Some("/bin/busybox")),
+    ]);
+    cache.record_dir(stamp("/ctx/rootfs/bin", 4096), bin.clone());
+    cache.record_dir(stamp("/ctx/rootfs/etc", 4096), DirListing::default());
+    cache.record(stamp("/ctx/rootfs/bin/busybox", 9), hash(1));
+    assert!(cache.save().unwrap());
+    assert!(!dir.path().join(OLD_FILE_NAME).exists());
+
+    let again = HashCache::open(dir.path());
+    assert_eq!(
+        again.lookup_dir(&stamp("/ctx/rootfs/bin", 4096)).as_deref(),
+        Some(&bin)
+    );
+    assert_eq!(
+        again.lookup_dir(&stamp("/ctx/rootfs/etc", 4096)).as_deref(),
+        Some(&DirListing::default())
+    );
+    assert_eq!(
+        again.lookup(&stamp("/ctx/rootfs/bin/busybox", 9)),
+        Some(hash(1))
+    );
+    // A directory whose entries changed has a new mtime and ctime: a miss.
+    let mut changed = stamp("/ctx/rootfs/bin", 4096);
+    changed.ctime_ns += 1;
+    assert_eq!(again.lookup_dir(&changed), None);
+    let mut replaced = stamp("/ctx/rootfs/bin", 4096);
+    replaced.inode += 1;
+    assert_eq!(again.lookup_dir(&replaced), None);
+    // Files and directories are apart: a file's stamp never answers for a directory.
+    assert_eq!(again.lookup_dir(&stamp("/ctx/rootfs/bin/busybox", 9)), None);
+    assert_eq!(again.stats().dirs_from_cache, 2);
+}
+
 #[test]
 fn corrupt_or_truncated_files_are_ignored_and_rewritten() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +156,7 @@ fn corrupt_or_truncated_files_are_ignored_and_rewritten() {
         assert_eq!(cache.lookup(&stamp("/ctx/a", 1)), None);
         // Rewritten at the next save even with nothing new.
         assert!(cache.save().unwrap());
-        assert_eq!(decode(&std::fs::read(&path).unwrap()).unwrap().len(), 0);
+        assert_eq!(decode(&std::fs::read(&path).unwrap()).unwrap().0.len(), 0);
     }
 
     // A directory where the file should be: unreadable, ignored, and the write fails
@@ -158,7 +218,10 @@ fn a_second_build_of_an_unchanged_context_reads_hashes_from_the_cache() {
         std::fs::write(&path, format!("file {i}\n").repeat(i + 1)).unwrap();
     }
     std::fs::write(ctx.join("top.txt"), "top\n").unwrap();
+    std::os::unix::fs::symlink("f0.txt", ctx.join("src/d0/link")).unwrap();
     let files = files as u64 + 1;
+    // `src` and its three subdirectories.
+    let dirs = 4;
     // Fresh files are racy and never recorded: let the ctimes age past the window.
     std::thread::sleep(lamina_spec::inputs::RACY_WINDOW + Duration::from_millis(200));
 
@@ -179,8 +242,12 @@ fn a_second_build_of_an_unchanged_context_reads_hashes_from_the_cache() {
     assert_eq!(counts(&first), (0, files, 0, files));
     assert!(work.join(FILE_NAME).is_file());
 
+    assert_eq!(first.input_hashing.dirs_from_cache, 0);
+    assert_eq!(HashCache::open(&work).dirs.read().unwrap().len(), dirs);
+
     let second = build();
     assert_eq!(counts(&second), (files, files, files, 0));
+    assert_eq!(second.input_hashing.dirs_from_cache, dirs as u64);
     assert_eq!(cached(&second), [true; 3]);
     assert_eq!(second.digest, first.digest);
 
@@ -199,6 +266,15 @@ fn a_second_build_of_an_unchanged_context_reads_hashes_from_the_cache() {
     assert_eq!(cached(&fourth), [true; 3]);
     assert_eq!(fourth.digest, first.digest);
     assert_eq!(HashCache::open(&work).len() as u64, files - 1);
+
+    // A symlink pointed elsewhere is a new inode in a changed directory: that directory is
+    // listed again and the link read, so the step misses.
+    std::fs::remove_file(ctx.join("src/d0/link")).unwrap();
+    std::os::unix::fs::symlink("f3.txt", ctx.join("src/d0/link")).unwrap();
+    let fifth = build();
+    assert_eq!(fifth.input_hashing.dirs_from_cache, dirs as u64 - 1);
+    assert!(!fifth.steps[0].cached);
+    assert_ne!(fifth.digest, first.digest);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::fs;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::inputs::{
@@ -14,6 +14,7 @@ use crate::instruction::Copy;
 /// lookup.
 struct MemoryCache {
     entries: Mutex<HashMap<PathBuf, (FileStamp, [u8; 32])>>,
+    dirs: Mutex<HashMap<PathBuf, (FileStamp, Arc<DirListing>)>>,
     lookups: AtomicUsize,
     hits: AtomicUsize,
     records: AtomicUsize,
@@ -25,6 +26,7 @@ impl MemoryCache {
     fn new(window: Duration) -> Self {
         MemoryCache {
             entries: Mutex::default(),
+            dirs: Mutex::default(),
             lookups: AtomicUsize::new(0),
             hits: AtomicUsize::new(0),
             records: AtomicUsize::new(0),
@@ -71,6 +73,19 @@ impl ContentHashCache for MemoryCache {
 
     fn racy_window(&self) -> Duration {
         self.window
+    }
+
+    fn lookup_dir(&self, stamp: &FileStamp) -> Option<Arc<DirListing>> {
+        let dirs = self.dirs.lock().unwrap();
+        let (known, listing) = dirs.get(&stamp.path)?;
+        (known == stamp).then(|| Arc::clone(listing))
+    }
+
+    fn record_dir(&self, stamp: FileStamp, listing: DirListing) {
+        self.dirs
+            .lock()
+            .unwrap()
+            .insert(stamp.path.clone(), (stamp, Arc::new(listing)));
     }
 }
 
@@ -248,4 +263,111 @@ fn the_definition_digest_is_the_same_with_a_cache() {
     assert_eq!(cold, plain);
     assert_eq!(warm, plain);
     assert_eq!(cache.counts(), (8, 4, 4));
+}
+
+/// A context with a directory of symlinks (as a root filesystem's `bin` has), a file and a
+/// subdirectory beside them.
+fn links_context() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("rootfs/bin");
+    fs::create_dir_all(bin.join("sub")).unwrap();
+    fs::write(bin.join("busybox"), b"#!/bin/true\n").unwrap();
+    fs::write(bin.join("sub/inner"), b"inner").unwrap();
+    for applet in ["ls", "sh", "cat"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    dir
+}
+
+fn symlink_targets(matches: &[SourceMatch]) -> Vec<(String, Vec<u8>)> {
+    matches
+        .iter()
+        .flat_map(|m| &m.entries)
+        .filter_map(|e| match &e.kind {
+            EntryKind::Symlink { target } => Some((e.name.clone(), target.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_unchanged_directory_is_not_listed_again_nor_its_symlinks_read() {
+    let ctx = links_context();
+    let cache = MemoryCache::new(Duration::ZERO);
+    let sources = copy(&["rootfs/"]);
+    let plain = resolve_copy_inputs(&sources, ctx.path()).unwrap();
+    let first = resolve_copy_inputs_cached(&sources, ctx.path(), Some(&cache)).unwrap();
+    assert_eq!(first, plain);
+    // rootfs, rootfs/bin and rootfs/bin/sub.
+    assert_eq!(cache.dirs.lock().unwrap().len(), 3);
+
+    // A lying listing shows through: the walk took the names and targets from it. The
+    // file and the subdirectory beside the links are still looked at.
+    let bin = fs::canonicalize(ctx.path().join("rootfs/bin")).unwrap();
+    {
+        let mut dirs = cache.dirs.lock().unwrap();
+        let listing = Arc::make_mut(&mut dirs.get_mut(&bin).unwrap().1);
+        for child in &mut listing.children {
+            if let ListedKind::Symlink { target, .. } = &mut child.kind {
+                *target = b"lie".to_vec();
+            }
+        }
+    }
+    fs::write(ctx.path().join("rootfs/bin/sub/inner"), b"changed").unwrap();
+    let second = resolve_copy_inputs_cached(&sources, ctx.path(), Some(&cache)).unwrap();
+    assert!(
+        symlink_targets(&second)
+            .iter()
+            .all(|(_, target)| target == b"lie")
+    );
+    let found = hashes(&second);
+    assert_eq!(
+        hash_of(&found, "bin/sub/inner"),
+        *blake3::hash(b"changed").as_bytes()
+    );
+    assert_eq!(
+        names_and_sizes(&second).len(),
+        names_and_sizes(&plain).len()
+    );
+
+    // Pointing a link elsewhere changes the directory's stamp (after the timestamp tick
+    // the listing was recorded in): listed and read again.
+    std::thread::sleep(Duration::from_millis(50));
+    fs::remove_file(bin.join("sh")).unwrap();
+    std::os::unix::fs::symlink("/bin/dash", bin.join("sh")).unwrap();
+    let third = resolve_copy_inputs_cached(&sources, ctx.path(), Some(&cache)).unwrap();
+    assert_eq!(third, resolve_copy_inputs(&sources, ctx.path()).unwrap());
+    let targets = symlink_targets(&third);
+    assert!(targets.contains(&("bin/sh".to_string(), b"/bin/dash".to_vec())));
+    assert!(targets.contains(&("bin/ls".to_string(), b"busybox".to_vec())));
+}
+
+#[test]
+fn racy_directories_are_walked_but_not_recorded() {
+    let ctx = links_context();
+    let cache = MemoryCache::new(RACY_WINDOW);
+    let sources = copy(&["rootfs/"]);
+    let cached = resolve_copy_inputs_cached(&sources, ctx.path(), Some(&cache)).unwrap();
+    assert_eq!(cached, resolve_copy_inputs(&sources, ctx.path()).unwrap());
+    assert!(cache.dirs.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_directory_with_an_ignored_symlink_is_not_recorded() {
+    let ctx = links_context();
+    fs::write(ctx.path().join(".dockerignore"), "rootfs/bin/ls\n").unwrap();
+    let cache = MemoryCache::new(Duration::ZERO);
+    let sources = copy(&["rootfs/"]);
+    let cached = resolve_copy_inputs_cached(&sources, ctx.path(), Some(&cache)).unwrap();
+    assert_eq!(cached, resolve_copy_inputs(&sources, ctx.path()).unwrap());
+    assert!(
+        !symlink_targets(&cached)
+            .iter()
+            .any(|(name, _)| name == "bin/ls")
+    );
+    // Its target was never read, so the listing would be incomplete.
+    let bin = fs::canonicalize(ctx.path().join("rootfs/bin")).unwrap();
+    let dirs = cache.dirs.lock().unwrap();
+    assert!(!dirs.contains_key(&bin));
+    assert_eq!(dirs.len(), 2);
 }
