@@ -63,6 +63,11 @@ pub(crate) const MAX_MANIFEST_BYTES: usize = 16 << 10;
 /// WAL files the index directory may hold before [`Index::open`] flushes them into tables.
 pub(crate) const MAX_WAL_FILES: usize = 8;
 
+/// WAL bytes past which a read-write open or close flushes them into tables. Every open
+/// replays the whole WAL into memtables: 200 KB of touches from a long-lived process made a
+/// later `image ls` spend a fifth of its time there (docs/benchmarks.md).
+pub(crate) const MAX_WAL_BYTES: u64 = 64 << 10;
+
 /// A key/value pair read from the index.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
 
@@ -80,6 +85,19 @@ impl std::fmt::Debug for Index {
         f.debug_struct("Index")
             .field("path", &self.path)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Index {
+    /// A read-write index leaves at most [`MAX_WAL_BYTES`] of WAL for the next open to
+    /// replay: a long-lived process's touches would otherwise slow every reader after it
+    /// until the next writer's open.
+    fn drop(&mut self) {
+        if self.read_only {
+            return;
+        }
+        // A failed flush loses nothing: the WAL stays, and the next open replays it.
+        let _ = self.bound_wal(usize::MAX, MAX_WAL_BYTES);
     }
 }
 
@@ -178,21 +196,24 @@ impl Index {
         if read_only {
             return Ok(index);
         }
-        index.bound_wal(MAX_WAL_FILES)?;
+        index.bound_wal(MAX_WAL_FILES, MAX_WAL_BYTES)?;
         index.bound_files(MAX_FAMILY_FILES)?;
         Ok(index)
     }
 
-    /// Flushes every family into table files when the index directory holds more than `max`
-    /// WAL files (opens keep the WAL they recover rather than flushing it, and start a new
-    /// one), so opens never replay an unbounded log; the flush lets RocksDB delete them.
-    pub(crate) fn bound_wal(&self, max: usize) -> Result<(), StoreError> {
-        let logs = std::fs::read_dir(&self.path).map_or(0, |dir| {
+    /// Flushes every family into table files when the index directory holds more than
+    /// `max_files` WAL files or more than `max_bytes` of them (opens keep the WAL they
+    /// recover rather than flushing it, and start a new one), so opens never replay a long
+    /// log; the flush lets RocksDB delete them.
+    pub(crate) fn bound_wal(&self, max_files: usize, max_bytes: u64) -> Result<(), StoreError> {
+        let (files, bytes) = std::fs::read_dir(&self.path).map_or((0, 0), |dir| {
             dir.filter_map(Result::ok)
                 .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                .count()
+                .fold((0, 0), |(files, bytes), e| {
+                    (files + 1, bytes + e.metadata().map_or(0, |m| m.len()))
+                })
         });
-        if logs <= max {
+        if files <= max_files && bytes <= max_bytes {
             return Ok(());
         }
         let families: Vec<_> = FAMILIES.iter().map(|name| self.cf(name)).collect();
