@@ -183,6 +183,9 @@ pub fn resolve_copy_inputs_with(
     resolve_copy_inputs_with_cached(copy, root, ignore, None)
 }
 
+/// Below this many matches, their files are hashed on the calling thread.
+const PARALLEL_MATCHES: usize = 4;
+
 /// [`resolve_copy_inputs_with`], taking file hashes from `cache` where it knows them and
 /// recording the others there.
 pub fn resolve_copy_inputs_with_cached(
@@ -212,11 +215,19 @@ pub fn resolve_copy_inputs_with_cached(
         }
         matches.extend(found);
     }
-    // Directory contents were hashed while walking; file matches are hashed here, together.
-    matches
-        .par_iter_mut()
-        .filter_map(|m| m.entries.first_mut())
-        .try_for_each(|entry| hash_entry(entry, None, hashing))?;
+    // Directory contents were hashed while walking; file matches are hashed here, together
+    // (on this thread when there are few: a warm rebuild would start the pool for nothing).
+    if matches.len() < PARALLEL_MATCHES {
+        matches
+            .iter_mut()
+            .filter_map(|m| m.entries.first_mut())
+            .try_for_each(|entry| hash_entry(entry, None, hashing))?;
+    } else {
+        matches
+            .par_iter_mut()
+            .filter_map(|m| m.entries.first_mut())
+            .try_for_each(|entry| hash_entry(entry, None, hashing))?;
+    }
     Ok(matches)
 }
 
