@@ -644,6 +644,21 @@ fn an_image_pushed_with_an_inline_cache_record_is_a_cache_source() {
         serde_json::from_str(&run(root, writer, &["image", "inspect", "app:1", "--json"])).unwrap();
     let records = &inspect["config"]["lamina.cache.v1"]["records"];
     assert_eq!(records.as_array().map(Vec::len), Some(2), "{inspect}");
+    // Rebuilt with every step a hit, the record still names the COPY's inputs (for a
+    // reader's `--explain`): hits make them only when a record is written.
+    run(
+        root,
+        writer,
+        &["build", &def, "--tag", "app:1", "--cache-to", "inline"],
+    );
+    let inspect: Value =
+        serde_json::from_str(&run(root, writer, &["image", "inspect", "app:1", "--json"])).unwrap();
+    let steps = &inspect["config"]["lamina.cache.v1"]["builds"][0]["steps"]["steps"];
+    let copy = steps
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["text"] == "COPY f /f"))
+        .unwrap_or_else(|| panic!("no COPY step recorded: {inspect}"));
+    assert_eq!(copy["inputs"][0][0], "f", "{copy}");
     // The record is part of the config: opt-in, since it changes the image digest.
     let plain = root.join("plain");
     let plain = plain.to_str().unwrap();

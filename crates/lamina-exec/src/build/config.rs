@@ -285,7 +285,9 @@ impl ImageConfig {
         // Straight from the bytes first: a cache hit parses every step's config, and the
         // JSON value doubled the cost. A member given twice fails here (serde's derive
         // refuses duplicate fields) and takes the value path, as does any error, for its
-        // field path.
+        // field path. One difference is accepted: the values of `ExposedPorts` and
+        // `Volumes` members, which are ignored, are skipped here without being checked (an
+        // invalid escape or an out-of-range number in one parses here and not there).
         let mut config = match serde_json::from_slice::<ImageConfig>(bytes) {
             Ok(config) => config,
             Err(_) => {

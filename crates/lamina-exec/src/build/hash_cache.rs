@@ -31,8 +31,8 @@
 //! ```
 //!
 //! Bounded: entries unused for [`MAX_AGE_DAYS`] are dropped when the file is written, and at
-//! most [`MAX_ENTRIES`] files (the most recently used) and directories holding at most
-//! [`MAX_ENTRIES`] children are kept. The version 1 file (files only) is not read; the first
+//! most [`MAX_ENTRIES`] files (the most recently used) and directories counting at most
+//! [`MAX_ENTRIES`] with their children are kept. The version 1 file (files only) is not read; the first
 //! save removes it.
 
 use std::collections::HashMap;
@@ -135,7 +135,7 @@ pub struct HashCache {
 }
 
 impl HashCache {
-    /// Loads `<work_dir>/hash-cache-v1`; a missing file gives an empty cache, an unreadable
+    /// Loads `<work_dir>/hash-cache-v2`; a missing file gives an empty cache, an unreadable
     /// or corrupt one an empty cache and a warning (the file is rewritten on [`save`]).
     ///
     /// [`save`]: HashCache::save
@@ -205,7 +205,7 @@ impl HashCache {
             let dirs = self.dirs.read().unwrap_or_else(|p| p.into_inner());
             let oldest = self.today.saturating_sub(MAX_AGE_DAYS);
             let files = kept(&entries, oldest, |_| 1);
-            let dirs = kept(&dirs, oldest, |listing| listing.children.len());
+            let dirs = kept(&dirs, oldest, |listing| 1 + listing.children.len());
             encode(&files, &dirs)
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));

@@ -241,15 +241,16 @@ fn build_with_sources<'a>(
         };
         build.results.insert(s, state);
     }
+    // The cache documents carry the record, the inline one inside `commit`.
+    if !options.cache_to.is_empty() {
+        build.record.fill();
+    }
     let (stored, tag) = build.commit()?;
     // All hits: the build's uses go to the touch log, and GC may run again.
     if let Some(section) = build.section().take() {
         section.end()?;
     }
     explain::write_record(&record_paths, &mut build.record)?;
-    if !options.cache_to.is_empty() {
-        build.record.fill();
-    }
     let exports = build.cache_exports(&stored, &shape, &build.record)?;
     let remote_layers = *build
         .remote

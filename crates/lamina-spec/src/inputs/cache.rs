@@ -152,9 +152,6 @@ impl Hashing<'_> {
     /// No cache: every file is read.
     pub(super) const NONE: Hashing<'static> = Hashing { cache: None };
 
-    /// The hash and size of the file at `path`, from the cache when its stamp is known
-    /// there. `meta` is the file's metadata if the caller has it (else it is read here when
-    /// a cache is in use); `hash` reads the file and returns (bytes hashed, blake3).
     /// The recorded listing of directory `dir` whose metadata is `meta`, if the cache holds
     /// one for exactly that stamp.
     pub(super) fn listing(&self, dir: &Path, meta: &Metadata) -> Option<Arc<DirListing>> {
@@ -166,14 +163,23 @@ impl Hashing<'_> {
         self.cache.is_some()
     }
 
-    /// Records `listing` for `dir`, whose metadata was `before` when it was listed, if it is
-    /// not racy and its stamp is the same now (the racy-stat rule, as for files).
-    pub(super) fn record_listing(&self, dir: &Path, before: &Metadata, listing: DirListing) {
+    /// Records `listing` for `dir`, whose metadata was `before` when it was listed at
+    /// `listed_at` (taken before `readdir`), if it was not racy then and its stamp is the
+    /// same now (the racy-stat rule, as for files). The time is the listing's, not the end
+    /// of the walk below it: a walk longer than the window would otherwise let a change made
+    /// within the stamp's tick, just after `readdir`, pass for an old one.
+    pub(super) fn record_listing(
+        &self,
+        dir: &Path,
+        before: &Metadata,
+        listed_at: SystemTime,
+        listing: DirListing,
+    ) {
         let Some(cache) = self.cache else {
             return;
         };
         let before = FileStamp::new(dir, before);
-        if before.is_racy(SystemTime::now(), cache.racy_window()) {
+        if before.is_racy(listed_at, cache.racy_window()) {
             return;
         }
         let unchanged =
@@ -183,6 +189,9 @@ impl Hashing<'_> {
         }
     }
 
+    /// The hash and size of the file at `path`, from the cache when its stamp is known
+    /// there. `meta` is the file's metadata if the caller has it (else it is read here when
+    /// a cache is in use); `hash` reads the file and returns (bytes hashed, blake3).
     pub(super) fn hash(
         &self,
         path: &Path,
@@ -203,8 +212,10 @@ impl Hashing<'_> {
         if let Some(digest) = cache.lookup(&before) {
             return Ok((before.size, digest));
         }
+        // Racy by the time the read starts (see `record_listing`).
+        let read_at = SystemTime::now();
         let (size, digest) = hash()?;
-        if size == before.size && !before.is_racy(SystemTime::now(), cache.racy_window()) {
+        if size == before.size && !before.is_racy(read_at, cache.racy_window()) {
             let unchanged = std::fs::symlink_metadata(path)
                 .is_ok_and(|after| FileStamp::new(path, &after) == before);
             if unchanged {

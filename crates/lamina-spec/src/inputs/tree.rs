@@ -143,6 +143,7 @@ pub(super) fn walk(
     if let Some(listing) = hashing.listing(dir, dir_meta) {
         return walk_listed(dir, name, filters, hashing, &listing);
     }
+    let listed_at = std::time::SystemTime::now();
     let mut children: Vec<OsString> = std::fs::read_dir(dir)
         .map_err(|source| io_error(dir, source))?
         .map(|entry| entry.map(|e| e.file_name()))
@@ -175,7 +176,7 @@ pub(super) fn walk(
             .collect();
         // Unknown only for an ignored symlink, whose target was not read.
         if let Some(children) = children {
-            hashing.record_listing(dir, dir_meta, DirListing { children });
+            hashing.record_listing(dir, dir_meta, listed_at, DirListing { children });
         }
     }
     Ok(parts
