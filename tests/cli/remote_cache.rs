@@ -635,24 +635,21 @@ fn an_image_pushed_with_an_inline_cache_record_is_a_cache_source() {
     let def = copy_only(root, "app", "data\n");
     let writer = root.join("writer");
     let writer = writer.to_str().unwrap();
-    run(
-        root,
-        writer,
-        &["build", &def, "--tag", "app:1", "--cache-to", "inline"],
-    );
-    let inspect: Value =
-        serde_json::from_str(&run(root, writer, &["image", "inspect", "app:1", "--json"])).unwrap();
+    // Builds with an inline record and returns the image's inspection.
+    let build_inline = || -> Value {
+        run(
+            root,
+            writer,
+            &["build", &def, "--tag", "app:1", "--cache-to", "inline"],
+        );
+        serde_json::from_str(&run(root, writer, &["image", "inspect", "app:1", "--json"])).unwrap()
+    };
+    let inspect = build_inline();
     let records = &inspect["config"]["lamina.cache.v1"]["records"];
     assert_eq!(records.as_array().map(Vec::len), Some(2), "{inspect}");
     // Rebuilt with every step a hit, the record still names the COPY's inputs (for a
     // reader's `--explain`): hits make them only when a record is written.
-    run(
-        root,
-        writer,
-        &["build", &def, "--tag", "app:1", "--cache-to", "inline"],
-    );
-    let inspect: Value =
-        serde_json::from_str(&run(root, writer, &["image", "inspect", "app:1", "--json"])).unwrap();
+    let inspect = build_inline();
     let steps = &inspect["config"]["lamina.cache.v1"]["builds"][0]["steps"]["steps"];
     let copy = steps
         .as_array()
