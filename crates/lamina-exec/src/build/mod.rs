@@ -22,6 +22,7 @@ mod archive;
 mod config;
 mod copy;
 mod explain;
+mod from_sources;
 mod git;
 pub mod hash_cache;
 mod history;

@@ -18,7 +18,7 @@ use super::history;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::lazy::StepInputs;
-use super::plan::{Base, Plan, base_config, stage_ref};
+use super::plan::{Base, Plan, base_config};
 use super::remote_cache::{PendingExport, RemoteState};
 use super::view::LayerView;
 use super::{BuildEvent, BuildOptions, BuildReport, Inner, SANDBOX_DEFAULT_CMD, StepReport};
@@ -662,59 +662,6 @@ impl Build<'_> {
     /// layer's unpacked copy (see [`LayerCache::adopt`](crate::sandbox::LayerCache::adopt)).
     pub(crate) fn store_staged(&self, tree: tempfile::TempDir) -> Result<LayerRecord, ExecError> {
         self.store_and_keep(LayerSource::Tree(tree.path()), tree.path())
-    }
-
-    /// What `COPY --from=<from>` in stage `s` copies from, as a stable identity: the
-    /// source stage's key or the image's digest.
-    pub(crate) fn source_identity(&self, s: usize, from: &str) -> String {
-        match self.stage_of(s, from) {
-            Some(p) => format!(
-                "stage:{}",
-                self.results
-                    .get(&p)
-                    .map(|r| hex(&r.key))
-                    .unwrap_or_default()
-            ),
-            None => self
-                .plan
-                .from_images
-                .get(from)
-                .map(|i| format!("image:{}", layers::image_identity(i)))
-                .unwrap_or_default(),
-        }
-    }
-
-    /// The earlier stage `from` names in stage `s`, unless a named context stands in for it.
-    fn stage_of(&self, s: usize, from: &str) -> Option<usize> {
-        if self.options.contexts.contains_key(from) {
-            return None;
-        }
-        stage_ref(&self.plan.df, s, from)
-    }
-
-    /// The directory of the named context `from`, if it is one.
-    pub(crate) fn context_dir(&self, from: &str) -> Option<&std::path::Path> {
-        match self.options.contexts.get(from)? {
-            super::NamedContext::Dir(dir) => Some(dir),
-            super::NamedContext::Image(_) => None,
-        }
-    }
-
-    /// The layers `COPY --from=<from>` in stage `s` reads.
-    pub(crate) fn source_layers(&self, s: usize, from: &str) -> Vec<LayerRecord> {
-        match self.stage_of(s, from) {
-            Some(p) => self
-                .results
-                .get(&p)
-                .map(|r| r.layers.clone())
-                .unwrap_or_default(),
-            None => self
-                .plan
-                .from_images
-                .get(from)
-                .map(|i| i.layers.iter().map(|l| l.record.clone()).collect())
-                .unwrap_or_default(),
-        }
     }
 
     /// Commits the target stage as an image; tags it or keeps it under a final cache key.
