@@ -54,11 +54,18 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// commands grows by ~2 files per command and every open reads them all.
 pub(crate) const MAX_FAMILY_FILES: u64 = 12;
 
-/// MANIFEST size past which an open starts a new, compacted one (see [`Index::open`]).
-/// Every read-only open replays the whole MANIFEST: at 64 KiB a store aged by 1,387 builds
-/// spent 15% of an `image ls` there (docs/benchmarks.md); a compacted one is ~2 KiB, so
-/// 16 KiB means one small rewrite per ~100 writing opens.
-pub(crate) const MAX_MANIFEST_BYTES: usize = 16 << 10;
+/// MANIFEST size past which RocksDB's next MANIFEST write (a flush or compaction) starts a
+/// new, compacted one — if the MANIFEST is also more than [`MANIFEST_SPACE_AMP_PCT`] over
+/// the last compacted one's size. Every open, read-only ones included, replays the whole
+/// MANIFEST: at 64 KiB a store aged by 1,387 builds spent 15% of an `image ls` there
+/// (docs/benchmarks-warm.md); a compacted one is 1–4 KiB.
+pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 10;
+
+/// How far (percent) the MANIFEST may grow past its last compacted size before a rewrite.
+/// RocksDB's default, 500, let a store aged by 10,000 builds (3.7 KiB compacted) keep a
+/// 21–23 KiB MANIFEST whatever `MAX_MANIFEST_BYTES` said; 100 keeps it within twice the
+/// compacted size, for one small rewrite every few flushes.
+const MANIFEST_SPACE_AMP_PCT: u32 = 100;
 
 /// WAL files the index directory may hold before [`Index::open`] flushes them into tables.
 pub(crate) const MAX_WAL_FILES: usize = 8;
@@ -160,10 +167,11 @@ impl Index {
         // all) stays short however many commands ran.
         opts.set_max_manifest_file_size(MAX_MANIFEST_BYTES);
         let opts = opts
-            .get_options_from_string(
+            .get_options_from_string(format!(
                 "avoid_flush_during_recovery=true;reuse_manifest_on_open=true;\
-                 optimize_manifest_for_recovery=true",
-            )
+                 optimize_manifest_for_recovery=true;\
+                 max_manifest_space_amp_pct={MANIFEST_SPACE_AMP_PCT}"
+            ))
             .map_err(|source| StoreError::Index {
                 path: path.to_path_buf(),
                 source,
