@@ -17,31 +17,15 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$repo/benches/scripts/cold-lib.sh"
+source "$repo/benches/scripts/registry-lib.sh"
 parse_common_args "$@"
 
 ensure_lamina
 ensure_bench_base
 start_dockerd
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 # The registry, and the counting proxy every client goes through.
-registry_port="$(free_port)"
-mkdir -p "$tmp/registry/storage"
-cat >"$tmp/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/registry/storage
-http:
-  addr: 127.0.0.1:$registry_port
-EOF
-docker-registry serve "$tmp/registry/config.yml" >"$tmp/registry/log" 2>&1 &
-pids+=($!)
+start_registry registry
 proxy_port="$(free_port)"
 counts="$tmp/proxy-bytes"
 python3 "$repo/benches/scripts/byte_proxy.py" "$proxy_port" "127.0.0.1:$registry_port" "$counts" &

@@ -459,6 +459,21 @@ mod tests {
             .unwrap()
     }
 
+    /// Commits an image of the one layer `layer` with a config of `labels`.
+    fn commit_one(
+        store: &Store,
+        labels: &[(&str, &str)],
+        layer: &LayerRecord,
+        compression: Compression,
+    ) -> Result<StoredImage, ImageError> {
+        StoredImage::commit(
+            store,
+            &config(labels),
+            std::slice::from_ref(layer),
+            compression,
+        )
+    }
+
     fn config(labels: &[(&str, &str)]) -> ImageConfiguration {
         let labels: HashMap<String, String> = labels
             .iter()
@@ -543,22 +558,10 @@ mod tests {
             .map(|i| (format!("k{i}"), format!("v{i}")))
             .collect();
         let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (&**k, &**v)).collect();
-        let one = StoredImage::commit(
-            &store,
-            &config(&refs),
-            std::slice::from_ref(&a),
-            Compression::Zstd,
-        )
-        .unwrap();
+        let one = commit_one(&store, &refs, &a, Compression::Zstd).unwrap();
         let mut reversed = refs.clone();
         reversed.reverse();
-        let two = StoredImage::commit(
-            &store,
-            &config(&reversed),
-            std::slice::from_ref(&a),
-            Compression::Zstd,
-        )
-        .unwrap();
+        let two = commit_one(&store, &reversed, &a, Compression::Zstd).unwrap();
         assert_eq!(one.digest, two.digest);
         assert_eq!(one.config_blob, two.config_blob);
 
@@ -575,13 +578,7 @@ mod tests {
     fn a_missing_variant_is_an_error_naming_the_layer() {
         let (_dir, store) = store();
         let a = layer(&store, b"tar a", b"zst a");
-        let err = StoredImage::commit(
-            &store,
-            &config(&[]),
-            std::slice::from_ref(&a),
-            Compression::Gzip,
-        )
-        .unwrap_err();
+        let err = commit_one(&store, &[], &a, Compression::Gzip).unwrap_err();
         match &err {
             ImageError::MissingVariant { layer, compression } => {
                 assert_eq!(*layer, a.digest);
@@ -611,13 +608,7 @@ mod tests {
     fn tag_then_load_named_with_default_tag() {
         let (_dir, store) = store();
         let a = layer(&store, b"tar a", b"zst a");
-        let image = StoredImage::commit(
-            &store,
-            &config(&[]),
-            std::slice::from_ref(&a),
-            Compression::Zstd,
-        )
-        .unwrap();
+        let image = commit_one(&store, &[], &a, Compression::Zstd).unwrap();
         assert!(StoredImage::load_named(&store, "app").unwrap().is_none());
         image.tag(&store, "app", true).unwrap();
         let record = store
@@ -678,13 +669,7 @@ mod tests {
     fn records_under_old_short_keys_are_found_and_replaced() {
         let (_dir, store) = store();
         let a = layer(&store, b"tar a", b"zst a");
-        let image = StoredImage::commit(
-            &store,
-            &config(&[]),
-            std::slice::from_ref(&a),
-            Compression::Zstd,
-        )
-        .unwrap();
+        let image = commit_one(&store, &[], &a, Compression::Zstd).unwrap();
         store
             .tag_image(
                 "python:3.12",

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use lamina_layer::{Compression, LayerError, LayerInfo, LayerWriter, TarSplitWriter};
-use lamina_store::{BlobInfo, BlobKind, LayerRecord, LayerVariant, Lease, Store};
+use lamina_store::{BlobInfo, BlobKind, BlobWriter, LayerRecord, LayerVariant, Lease, Store};
 
 use crate::ImageError;
 
@@ -34,10 +34,7 @@ pub fn store_layer(
     source: LayerSource<'_>,
     lease: Option<&Lease<'_>>,
 ) -> Result<LayerRecord, ImageError> {
-    let mut blob = store.writer(BlobKind::Layer)?;
-    if let Some(lease) = lease {
-        blob = blob.lease(lease);
-    }
+    let mut blob = leased_writer(store, BlobKind::Layer, lease)?;
     let info = match source {
         LayerSource::Tree(root) => writer.write_tree(root, &mut blob)?,
         LayerSource::OverlayUpper(upper) => writer.write_overlay_upper(upper, &mut blob)?,
@@ -87,10 +84,7 @@ pub fn write_tar_split(
     lease: Option<&Lease<'_>>,
 ) -> Result<SplitLayer, ImageError> {
     let plain = LayerWriter::new(writer.options().clone().compression(Compression::None));
-    let mut blob = store.writer(BlobKind::TarSplit)?;
-    if let Some(lease) = lease {
-        blob = blob.lease(lease);
-    }
+    let blob = leased_writer(store, BlobKind::TarSplit, lease)?;
     let mut split = TarSplitWriter::new(blob).map_err(sink)?;
     let info = match source {
         LayerSource::Tree(root) => plain.write_tree_with_copy(root, std::io::sink(), &mut split)?,
@@ -109,6 +103,20 @@ pub fn write_tar_split(
         .map_err(|e| LayerError::TarSplit { reason: e.0 })?;
     let tar_split = blob.commit()?;
     Ok(SplitLayer { info, tar_split })
+}
+
+/// A blob writer of `kind`, in `lease` if given (GC leaves the blob alone until the caller
+/// references it).
+fn leased_writer<'s>(
+    store: &'s Store,
+    kind: BlobKind,
+    lease: Option<&Lease<'_>>,
+) -> Result<BlobWriter<'s>, ImageError> {
+    let blob = store.writer(kind)?;
+    Ok(match lease {
+        Some(lease) => blob.lease(lease),
+        None => blob,
+    })
 }
 
 fn sink(source: std::io::Error) -> LayerError {

@@ -203,7 +203,7 @@ fn build_with_sources<'a>(
         first_miss: None,
         // No build of this definition here yet: what the remote cache's writer built.
         previous: OnceLock::new(),
-        record_paths: record_paths.clone(),
+        record_paths,
         record: BuildRecord::default(),
         shape,
         results: BTreeMap::new(),
@@ -250,7 +250,7 @@ fn build_with_sources<'a>(
     if let Some(section) = build.section().take() {
         section.end()?;
     }
-    explain::write_record(&record_paths, &mut build.record)?;
+    explain::write_record(&build.record_paths, &mut build.record)?;
     let exports = build.cache_exports(&stored, &shape, &build.record)?;
     let remote_layers = *build
         .remote
