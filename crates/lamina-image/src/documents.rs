@@ -107,8 +107,11 @@ struct Health {
     retries: Option<u64>,
 }
 
+/// Reads `T` from `value` by reference: a config is read twice (its Docker-only members,
+/// then the OCI type), and copying the whole document for each read cost more than reading
+/// it (a fifth of an all-hit rebuild's commit).
 fn typed<T: serde::de::DeserializeOwned>(reference: &str, value: &Value) -> Result<T, ImageError> {
-    serde_path_to_error::deserialize(value.clone())
+    serde_path_to_error::deserialize(value)
         .map_err(|e| malformed(reference, &field_path(e.path()), &e.inner().to_string()))
 }
 

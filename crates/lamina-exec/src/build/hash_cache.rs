@@ -6,8 +6,9 @@
 //! for when either may be recorded).
 //!
 //! A build loads the file once, on its first COPY/ADD with local sources, and writes it
-//! back at its end if anything changed. It is only a cache: a missing, unreadable or corrupt
-//! file is ignored with a warning and rebuilt, a failed write is a warning, and concurrent
+//! back at its end if anything changed; the executor keeps it in memory for its next build
+//! while the file is unchanged (`KeptHashCache`). It is only a cache: a missing, unreadable
+//! or corrupt file is ignored with a warning and rebuilt, a failed write is a warning, and concurrent
 //! builds simply overwrite each other's file (the loser's new hashes are computed again next
 //! time). Cache keys never depend on it: a hit yields what was recorded for exactly that
 //! stamp.
@@ -80,6 +81,20 @@ pub struct HashCacheStats {
     pub dirs_from_cache: u64,
 }
 
+impl HashCacheStats {
+    /// The counts since `start` (a build's share of a cache kept across builds); `loaded`
+    /// is the entries at the start.
+    fn since(self, start: &HashCacheStats) -> HashCacheStats {
+        HashCacheStats {
+            loaded: start.loaded,
+            lookups: self.lookups - start.lookups,
+            hits: self.hits - start.hits,
+            recorded: self.recorded - start.recorded,
+            dirs_from_cache: self.dirs_from_cache - start.dirs_from_cache,
+        }
+    }
+}
+
 /// A recorded stamp (its path is the map key) and what was recorded under it: a file's
 /// hash or a directory's listing.
 #[derive(Debug)]
@@ -140,8 +155,19 @@ impl HashCache {
     ///
     /// [`save`]: HashCache::save
     pub fn open(work_dir: &Path) -> Self {
+        HashCache::open_stamped(work_dir).0
+    }
+
+    /// [`HashCache::open`], with the identity of the file it read (none if it read none).
+    fn open_stamped(work_dir: &Path) -> (Self, Option<FileIdentity>) {
         let path = work_dir.join(FILE_NAME);
-        let ((entries, dirs), changed) = match std::fs::read(&path) {
+        let mut identity = None;
+        let read = File::open(&path).and_then(|mut file| {
+            identity = file.metadata().ok().map(|m| FileIdentity::of(&m));
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+        });
+        let ((entries, dirs), changed) = match read {
             Ok(bytes) => match decode(&bytes) {
                 Ok(decoded) => (decoded, false),
                 Err(reason) => {
@@ -158,7 +184,7 @@ impl HashCache {
                 (Default::default(), true)
             }
         };
-        HashCache {
+        let cache = HashCache {
             path,
             loaded: entries.len() as u64,
             entries: RwLock::new(entries),
@@ -169,7 +195,8 @@ impl HashCache {
             hits: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             dirs_from_cache: AtomicU64::new(0),
-        }
+        };
+        (cache, identity)
     }
 
     /// Number of entries in memory.
@@ -318,35 +345,129 @@ fn kept<T>(
 
 /// A build's cache: loaded on first use, saved when the build ends.
 #[derive(Debug)]
-pub(crate) struct LazyHashCache {
+pub(crate) struct LazyHashCache<'a> {
     work_dir: PathBuf,
-    cache: OnceLock<HashCache>,
+    kept: &'a KeptHashCache,
+    cache: OnceLock<(Arc<HashCache>, HashCacheStats)>,
 }
 
-impl LazyHashCache {
-    pub(crate) fn new(work_dir: &Path) -> Self {
+impl<'a> LazyHashCache<'a> {
+    pub(crate) fn new(work_dir: &Path, kept: &'a KeptHashCache) -> Self {
         LazyHashCache {
             work_dir: work_dir.to_path_buf(),
+            kept,
             cache: OnceLock::new(),
         }
     }
 
-    /// The cache, loaded now if this is the first call.
+    /// The cache, loaded now if this is the first call (or taken from the executor's, if
+    /// the file has not changed since).
     pub(crate) fn get(&self) -> &HashCache {
-        self.cache.get_or_init(|| HashCache::open(&self.work_dir))
+        &self
+            .cache
+            .get_or_init(|| {
+                let cache = self.kept.take(&self.work_dir);
+                let start = HashCacheStats {
+                    loaded: cache.len() as u64,
+                    ..cache.stats()
+                };
+                (cache, start)
+            })
+            .0
     }
 
-    /// What the build did with it (zeros if it was never loaded).
+    /// What this build did with it (zeros if it was never loaded).
     pub(crate) fn stats(&self) -> HashCacheStats {
-        self.cache.get().map(HashCache::stats).unwrap_or_default()
+        self.cache
+            .get()
+            .map(|(cache, start)| cache.stats().since(start))
+            .unwrap_or_default()
     }
 
     /// Writes the cache back if it was loaded and changed; a failure is only a warning.
     pub(crate) fn finish(&self) {
-        if let Some(cache) = self.cache.get()
-            && let Err(err) = cache.save()
+        if let Some((cache, _)) = self.cache.get() {
+            self.kept.save(cache);
+        }
+    }
+}
+
+/// The identity of the cache file as read or written: another process's write (a new file
+/// renamed over it) changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    inode: u64,
+    dev: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            inode: meta.ino(),
+            dev: meta.dev(),
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+
+    fn at(path: &Path) -> Option<Self> {
+        std::fs::metadata(path).ok().map(|m| FileIdentity::of(&m))
+    }
+}
+
+/// The executor's hash cache between builds: a build in the same process takes it instead
+/// of reading and decoding the file again (a tenth of an all-hit rebuild in process), as
+/// long as the file is the one it read or wrote last and the day has not changed (entries
+/// are marked with the day they were used). Only a cache of a cache: entries are checked
+/// against their files' stamps either way.
+#[derive(Debug, Default)]
+pub(crate) struct KeptHashCache {
+    slot: std::sync::Mutex<Option<(Arc<HashCache>, Option<FileIdentity>)>>,
+}
+
+impl KeptHashCache {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Arc<HashCache>, Option<FileIdentity>)>> {
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The kept cache if it is still current, else the file's contents (kept from now on).
+    fn take(&self, work_dir: &Path) -> Arc<HashCache> {
+        let mut slot = self.slot();
+        if let Some((cache, identity)) = slot.as_ref()
+            && cache.today == today()
+            && FileIdentity::at(&cache.path) == *identity
         {
-            tracing::warn!(error = %err, "could not write the hash cache; the next build re-reads its inputs");
+            return Arc::clone(cache);
+        }
+        let (cache, identity) = HashCache::open_stamped(work_dir);
+        let cache = Arc::new(cache);
+        *slot = Some((Arc::clone(&cache), identity));
+        cache
+    }
+
+    /// Saves `cache` if it changed, and notes the file it wrote; a failure is only a
+    /// warning, and the next build reads the file again.
+    fn save(&self, cache: &Arc<HashCache>) {
+        // Held across the write: two builds of this process finishing at once write in turn.
+        let mut slot = self.slot();
+        match cache.save() {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Some((kept, identity)) = slot.as_mut()
+                    && Arc::ptr_eq(kept, cache)
+                {
+                    *identity = FileIdentity::at(&cache.path);
+                }
+            }
+            Err(err) => {
+                *slot = None;
+                tracing::warn!(error = %err, "could not write the hash cache; the next build re-reads its inputs");
+            }
         }
     }
 }

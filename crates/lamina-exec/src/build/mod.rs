@@ -342,6 +342,8 @@ pub(crate) struct Inner {
     sandbox: Mutex<Option<Arc<Sandbox>>>,
     /// What [`Executor::new`] reclaimed, until a GC report takes it.
     reclaimed_at_start: Mutex<crate::reclaim::Reclaimed>,
+    /// The content-hash cache between this executor's builds.
+    pub(crate) hash_cache: hash_cache::KeptHashCache,
 }
 
 impl Executor {
@@ -363,6 +365,7 @@ impl Executor {
                 layer_cache: Mutex::new(None),
                 sandbox: Mutex::new(None),
                 reclaimed_at_start: Mutex::new(reclaimed),
+                hash_cache: Default::default(),
             }),
         })
     }
@@ -423,16 +426,39 @@ impl Executor {
         let inner = &self.inner;
         // Cache sources first: the plan's images are only looked up, not leased, until the
         // blocking build starts, so nothing slow (a registry's timeouts) may come between.
-        let sources = remote_cache::load_sources(inner, &options).await;
-        let plan = match fetch_bases(inner, image, &options).await {
-            Ok(plan) => plan,
-            Err(e) => return Err(steps::record_failure(inner, &options, e).await),
-        };
-        let (mut report, exports) = {
-            let (inner, image, options) = (inner.clone(), image.clone(), options.clone());
-            let bridge = Bridge::current();
-            blocking(move || steps::build(&inner, &image, &options, plan, sources, &bridge))
-                .await??
+        let mut sources = remote_cache::load_sources(inner, &options).await;
+        // Plan and build in one blocking task (a hand-over between threads is a tenth of an
+        // all-hit rebuild); back here only to fetch an image the store lacks, then again.
+        let mut fetched = BTreeMap::new();
+        let (mut report, exports) = loop {
+            let task = (inner.clone(), image.clone(), options.clone());
+            let (planned_with, bridge) = (fetched.clone(), Bridge::current());
+            let outcome = blocking(move || {
+                let (inner, image, options) = task;
+                match plan::Plan::resolve(&inner.store, &image, &options, &planned_with) {
+                    Ok(plan::Planned::Ready(plan)) => PlanThenBuild::Built(Box::new(steps::build(
+                        &inner, &image, &options, plan, sources, &bridge,
+                    ))),
+                    Ok(plan::Planned::Missing(reference)) => {
+                        PlanThenBuild::Missing(reference, sources)
+                    }
+                    Err(e) => PlanThenBuild::PlanFailed(e),
+                }
+            })
+            .await?;
+            match outcome {
+                PlanThenBuild::Built(built) => break (*built)?,
+                PlanThenBuild::Missing(reference, unused) => {
+                    sources = unused;
+                    match fetch_base(inner, &reference).await {
+                        Ok(image) => fetched.insert(reference, image),
+                        Err(e) => return Err(steps::record_failure(inner, &options, e).await),
+                    };
+                }
+                PlanThenBuild::PlanFailed(e) => {
+                    return Err(steps::record_failure(inner, &options, e).await);
+                }
+            }
         };
         match remote_cache::export_caches(inner, &options, &mut report, exports).await {
             Ok(()) => Ok(report),
@@ -515,38 +541,36 @@ pub(crate) async fn blocking<T: Send + 'static>(
         })
 }
 
-/// Plans the build, fetching each image the store lacks from the executor's base source
-/// (and planning again with it: see [`plan::Plan::resolve`]) before any step runs.
-async fn fetch_bases(
+/// What a build's blocking task came back with.
+enum PlanThenBuild {
+    /// Planned and built (or failed while building: the build recorded that itself).
+    Built(Box<Result<(BuildReport, Vec<remote_cache::PendingExport>), ExecError>>),
+    /// The plan needs this image, which the store lacks; the cache sources, unused.
+    Missing(
+        String,
+        Vec<Option<lamina_image::cache_records::RemoteCache>>,
+    ),
+    /// Planning failed.
+    PlanFailed(ExecError),
+}
+
+/// Fetches an image the plan needs from the executor's base source, before any step runs (a
+/// base's `ENV` and `ONBUILD` shape what comes after it: see [`plan::Plan::resolve`]).
+async fn fetch_base(
     inner: &Arc<Inner>,
-    image: &lamina_spec::Image,
-    options: &BuildOptions,
-) -> Result<plan::Plan, ExecError> {
-    let mut fetched = BTreeMap::new();
-    loop {
-        let planned = {
-            let (inner, image, options) = (inner.clone(), image.clone(), options.clone());
-            let fetched = fetched.clone();
-            blocking(move || plan::Plan::resolve(&inner.store, &image, &options, &fetched))
-                .await??
-        };
-        let reference = match planned {
-            plan::Planned::Ready(plan) => return Ok(plan),
-            plan::Planned::Missing(reference) => reference,
-        };
-        let unavailable = |reason: String| ExecError::BaseUnavailable {
-            reference: reference.clone(),
-            reason,
-        };
-        let Some(source) = &inner.config.bases else {
-            return Err(unavailable(
-                "it is not in the store, and this executor has no base source to fetch it from"
-                    .into(),
-            ));
-        };
-        let image = (source.fetch(inner.store.clone(), reference.clone()).await).map_err(|e| {
-            unavailable(format!("it is not in the store and pulling it failed: {e}"))
-        })?;
-        fetched.insert(reference, image);
-    }
+    reference: &str,
+) -> Result<lamina_image::image::StoredImage, ExecError> {
+    let unavailable = |reason: String| ExecError::BaseUnavailable {
+        reference: reference.to_owned(),
+        reason,
+    };
+    let Some(source) = &inner.config.bases else {
+        return Err(unavailable(
+            "it is not in the store, and this executor has no base source to fetch it from".into(),
+        ));
+    };
+    (source
+        .fetch(inner.store.clone(), reference.to_owned())
+        .await)
+        .map_err(|e| unavailable(format!("it is not in the store and pulling it failed: {e}")))
 }

@@ -58,7 +58,7 @@ pub(crate) struct Build<'a> {
     /// `SOURCE_DATE_EPOCH` (or 0) as RFC 3339: every `created` the build writes.
     pub created: String,
     /// Content hashes of unchanged inputs, loaded on the first COPY/ADD that needs them.
-    pub(crate) hash_cache: &'a LazyHashCache,
+    pub(crate) hash_cache: &'a LazyHashCache<'a>,
     pub(crate) settings: KeySettings,
     steps: Vec<StepReport>,
     first_miss: Option<MissReason>,
@@ -114,7 +114,7 @@ pub(crate) fn build(
     let work_dir = &inner.config.work_dir;
     // `building` is written at the build's first miss (`Build::mark_building`): a rebuild
     // whose steps all hit takes milliseconds and writes its state only if it changed.
-    let hash_cache = LazyHashCache::new(work_dir);
+    let hash_cache = LazyHashCache::new(work_dir, &inner.hash_cache);
     let result = super::remote_cache::with_sources(options, sources, |sources| {
         build_with_sources(
             inner,
@@ -178,7 +178,7 @@ fn build_with_sources<'a>(
     image: &'a Image,
     options: &'a BuildOptions,
     plan: Plan,
-    hash_cache: &'a LazyHashCache,
+    hash_cache: &'a LazyHashCache<'a>,
     remote_sources: &'a [Option<RemoteCache>],
     bridge: &'a Bridge,
 ) -> Result<(BuildReport, Vec<PendingExport>), ExecError> {

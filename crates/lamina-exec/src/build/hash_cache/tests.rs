@@ -294,3 +294,52 @@ fn a_build_without_local_inputs_does_not_load_the_cache() {
     // Never loaded, so never rewritten.
     assert_eq!(std::fs::read(work.join(FILE_NAME)).unwrap(), b"corrupt");
 }
+
+#[test]
+fn an_executor_keeps_its_hash_cache_between_builds_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("store"), StoreOptions::default()).unwrap());
+    let work = dir.path().join("work");
+    let ctx = dir.path().join("ctx");
+    let files = 5u64;
+    for i in 0..files {
+        std::fs::create_dir_all(ctx.join("src")).unwrap();
+        std::fs::write(ctx.join(format!("src/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    std::thread::sleep(lamina_spec::inputs::RACY_WINDOW + Duration::from_millis(200));
+    let text = "FROM scratch\nCOPY src/ /src/\n";
+    let image = Image::from_parts(Dockerfile::parse(text).unwrap(), Context::new(&ctx));
+    let exec = Executor::new(store.clone(), ExecConfig::new(&work)).unwrap();
+    let build = || {
+        let r = exec
+            .build_blocking(&image, &BuildOptions::default())
+            .unwrap();
+        let s = r.input_hashing;
+        (s.loaded, s.lookups, s.hits, s.recorded)
+    };
+    assert_eq!(build(), (0, files, 0, files));
+    // Counts are each build's own, though the cache in memory is the same.
+    assert_eq!(build(), (files, files, files, 0));
+
+    // The file overwritten in place with bytes of the same length and its mtime put back:
+    // the same file as far as the executor can tell, so it keeps what it has in memory
+    // (reading the file again would find it corrupt and hit nothing).
+    let path = work.join(FILE_NAME);
+    let meta = std::fs::metadata(&path).unwrap();
+    let garbage = vec![b'x'; meta.len() as usize];
+    let file = File::options().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &garbage, 0).unwrap();
+    file.set_modified(meta.modified().unwrap()).unwrap();
+    drop(file);
+    assert_eq!(build(), (files, files, files, 0));
+
+    // Another process's write (a new file renamed over it; here a different length): read
+    // again, found corrupt, every input hashed and the file rewritten.
+    std::fs::write(&path, b"corrupt").unwrap();
+    assert_eq!(build(), (0, files, 0, files));
+    let fresh = Executor::new(store, ExecConfig::new(&work)).unwrap();
+    let report = fresh
+        .build_blocking(&image, &BuildOptions::default())
+        .unwrap();
+    assert_eq!(report.input_hashing.hits, files);
+}
