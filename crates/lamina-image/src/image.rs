@@ -87,11 +87,25 @@ impl StoredImage {
         compression: Compression,
         lease: Option<&lamina_store::Lease<'_>>,
     ) -> Result<StoredImage, ImageError> {
+        let config = crate::documents::parse_config("new image", config_bytes)?;
+        StoredImage::commit_parsed(store, config_bytes, config, layers, compression, lease)
+    }
+
+    /// [`StoredImage::commit_leased`] given `config`, what
+    /// [`parse_config`](crate::documents::parse_config) reads from `config_bytes` (a caller
+    /// that commits the same config again keeps it rather than reading it again).
+    pub fn commit_parsed(
+        store: &Store,
+        config_bytes: &[u8],
+        config: ImageConfiguration,
+        layers: &[LayerRecord],
+        compression: Compression,
+        lease: Option<&lamina_store::Lease<'_>>,
+    ) -> Result<StoredImage, ImageError> {
         let put = |kind, bytes: &[u8]| match lease {
             Some(lease) => store.put_bytes_leased(kind, bytes, lease),
             None => store.put_bytes(kind, bytes),
         };
-        let config = crate::documents::parse_config("new image", config_bytes)?;
         let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
         if *config.rootfs().diff_ids() != diff_ids {
             return Err(invalid(

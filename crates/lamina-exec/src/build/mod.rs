@@ -344,6 +344,8 @@ pub(crate) struct Inner {
     reclaimed_at_start: Mutex<crate::reclaim::Reclaimed>,
     /// The content-hash cache between this executor's builds.
     pub(crate) hash_cache: hash_cache::KeptHashCache,
+    /// The config this executor committed last, read.
+    pub(crate) committed_configs: LastConfig,
 }
 
 impl Executor {
@@ -366,6 +368,7 @@ impl Executor {
                 sandbox: Mutex::new(None),
                 reclaimed_at_start: Mutex::new(reclaimed),
                 hash_cache: Default::default(),
+                committed_configs: Default::default(),
             }),
         })
     }
@@ -541,6 +544,50 @@ pub(crate) async fn blocking<T: Send + 'static>(
         })
 }
 
+/// The last config an executor committed, as read: a rebuild commits the same config bytes
+/// again, and reading them (`parse_config`) was a twentieth of an all-hit rebuild in
+/// process. Keyed by the bytes' blake3, so it is only used for exactly those bytes.
+#[derive(Debug, Default)]
+pub(crate) struct LastConfig {
+    slot: Mutex<Option<(blake3::Hash, oci_spec::image::ImageConfiguration)>>,
+}
+
+impl LastConfig {
+    /// [`StoredImage::commit_leased`](lamina_image::StoredImage::commit_leased), reading
+    /// `config_bytes` only if they are not the last ones committed.
+    pub(crate) fn commit(
+        &self,
+        store: &Store,
+        config_bytes: &[u8],
+        layers: &[lamina_store::LayerRecord],
+        compression: lamina_store::Compression,
+        lease: Option<&lamina_store::Lease<'_>>,
+    ) -> Result<lamina_image::StoredImage, ExecError> {
+        let hash = blake3::hash(config_bytes);
+        let known = lock(&self.slot)
+            .as_ref()
+            .filter(|(last, _)| *last == hash)
+            .map(|(_, config)| config.clone());
+        let read_now = known.is_none();
+        let config = match known {
+            Some(config) => config,
+            None => lamina_image::documents::parse_config("new image", config_bytes)?,
+        };
+        let stored = lamina_image::StoredImage::commit_parsed(
+            store,
+            config_bytes,
+            config,
+            layers,
+            compression,
+            lease,
+        )?;
+        if read_now {
+            *lock(&self.slot) = Some((hash, stored.config.clone()));
+        }
+        Ok(stored)
+    }
+}
+
 /// What a build's blocking task came back with.
 enum PlanThenBuild {
     /// Planned and built (or failed while building: the build recorded that itself).
@@ -573,4 +620,42 @@ async fn fetch_base(
         .fetch(inner.store.clone(), reference.to_owned())
         .await)
         .map_err(|e| unavailable(format!("it is not in the store and pulling it failed: {e}")))
+}
+
+#[cfg(test)]
+mod last_config_tests {
+    use lamina_store::{Compression, StoreOptions};
+
+    use super::*;
+
+    fn config(env: &str) -> Vec<u8> {
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Env":["{env}"]}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_config_committed_again_is_read_once_and_gives_the_same_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let last = LastConfig::default();
+        let commit = |bytes: &[u8]| last.commit(&store, bytes, &[], Compression::None, None);
+        let reference = |bytes: &[u8]| {
+            lamina_image::StoredImage::commit_leased(&store, bytes, &[], Compression::None, None)
+                .unwrap()
+        };
+        let (a, b) = (config("A=1"), config("A=2"));
+        let first = commit(&a).unwrap();
+        assert_eq!(first.digest, reference(&a).digest);
+        // Kept, keyed by the bytes: what the same bytes commit to comes from the kept
+        // config (a stand-in for it shows through), other bytes are read.
+        let stand_in = lamina_image::documents::parse_config("x", &config("KEPT=1")).unwrap();
+        lock(&last.slot).as_mut().unwrap().1 = stand_in.clone();
+        assert_eq!(commit(&a).unwrap().config, stand_in);
+        let other = commit(&b).unwrap();
+        assert_eq!(other.config, reference(&b).config);
+        assert_eq!(other.digest, reference(&b).digest);
+        assert_ne!(other.digest, first.digest);
+    }
 }
