@@ -410,7 +410,7 @@ impl Store {
         }
         // Merge what short-lived processes left and drop the tombstones of what this GC
         // deleted, so later opens read one file per family.
-        db.bound_files(1)?;
+        db.bound_files(1, 1)?;
         report.duration = start.elapsed();
         Ok(report)
     }

@@ -54,6 +54,16 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// commands grows by ~2 files per command and every open reads them all.
 pub(crate) const MAX_FAMILY_FILES: u64 = 12;
 
+/// Table files a small family (under [`SMALL_FAMILY_BYTES`]) may hold before
+/// [`Index::open`] merges them. Every flush writes a file into each family written since the
+/// last one, the small ones included (images, leases, pending, counters), and every open
+/// opens each file: merging a few kilobytes costs a writer little, where the bound for
+/// large families trades a whole-family rewrite against reads.
+pub(crate) const MAX_SMALL_FAMILY_FILES: u64 = 2;
+
+/// Table bytes under which a family counts as small for [`MAX_SMALL_FAMILY_FILES`].
+pub(crate) const SMALL_FAMILY_BYTES: u64 = 1 << 20;
+
 /// MANIFEST size past which RocksDB's next MANIFEST write (a flush or compaction) starts a
 /// new, compacted one — if the MANIFEST is also more than [`MANIFEST_SPACE_AMP_PCT`] over
 /// the last compacted one's size. Every open, read-only ones included, replays the whole
@@ -214,7 +224,7 @@ impl Index {
         // A failed flush loses nothing (the WAL stays and is replayed): not worth failing
         // the command for.
         let _ = index.bound_wal(MAX_WAL_FILES, MAX_WAL_BYTES);
-        index.bound_files(MAX_FAMILY_FILES)?;
+        index.bound_files(MAX_FAMILY_FILES, MAX_SMALL_FAMILY_FILES)?;
         Ok(index)
     }
 
@@ -253,15 +263,25 @@ impl Index {
         Ok(files)
     }
 
-    /// Merges every column family holding more than `max` table files into one file, in
-    /// this call: the files are small, and background compaction does not get to run in
-    /// processes that live a few milliseconds. This rewrites the whole family, which is why
-    /// it waits until files pile up rather than running at every open.
-    pub(crate) fn bound_files(&self, max: u64) -> Result<(), StoreError> {
+    /// Merges every column family holding more than `max` table files (`max_small` if the
+    /// family's tables are under [`SMALL_FAMILY_BYTES`]) into one file, in this call: the
+    /// files are small, and background compaction does not get to run in processes that
+    /// live a few milliseconds. This rewrites the whole family, which is why a large one
+    /// waits until files pile up rather than being merged at every open.
+    pub(crate) fn bound_files(&self, max: u64, max_small: u64) -> Result<(), StoreError> {
         let mut compact = CompactOptions::default();
         compact.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
         for name in FAMILIES {
-            if self.family_files(name)? > max {
+            let files = self.family_files(name)?;
+            if files <= max_small {
+                continue;
+            }
+            let bytes = self
+                .db
+                .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+                .map_err(self.err())?
+                .unwrap_or(u64::MAX);
+            if files > max || bytes < SMALL_FAMILY_BYTES {
                 self.db
                     .compact_range_cf_opt(self.cf(name), None::<&[u8]>, None::<&[u8]>, &compact);
             }
