@@ -189,12 +189,14 @@ impl Index {
         let families = FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_block_based_table_factory(&table);
-            // Lookups are of digests the store mostly holds, so a filter in the last level
-            // rarely saves a read; and every open loads the filter of each table a lookup
-            // touches. The last level holds nearly all keys (files there are what
-            // `bound_files` and GC merge into): without its filters, a store aged by 10,000
-            // builds loads 125 KB instead of 500 KB of table metadata per command. A miss
-            // there reads the index and one data block instead.
+            // The last level holds nearly all keys (files there are what `bound_files` and
+            // GC merge into), and every command loaded the filter of each last-level table
+            // a lookup touched: the bulk of the metadata an aged index reads (500 KB of 625
+            // on a store aged by 10,000 builds). Without them, a lookup that misses there
+            // (a new blob's dedupe check, a cold step's cache key, the blobs lookup before
+            // the layers one) reads an index and a data block instead, a few microseconds
+            // from the page cache; the hits of a warm rebuild need neither. RocksDB skips
+            // last-level filters at read time, so tables written before keep theirs unused.
             cf.set_optimize_filters_for_hits(true);
             if *name == META {
                 cf.set_merge_operator_associative("lamina-add-i64", add_i64);
@@ -276,10 +278,12 @@ impl Index {
             if files <= max_small {
                 continue;
             }
+            // Unknown counts as large: merged only past `max`, as before this bound.
             let bytes = self
                 .db
-                .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
-                .map_err(self.err())?
+                .property_int_value_cf(self.cf(name), "rocksdb.live-sst-files-size")
+                .ok()
+                .flatten()
                 .unwrap_or(u64::MAX);
             if files > max || bytes < SMALL_FAMILY_BYTES {
                 self.db

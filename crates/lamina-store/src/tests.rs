@@ -206,6 +206,32 @@ fn diff_id_aliases_are_checked_and_repaired() {
 }
 
 #[test]
+fn a_large_family_keeps_its_table_files_until_the_large_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = index::Index::open(&dir.path().join("index"), false).unwrap();
+    // Three flushes (one fewer than RocksDB's own level-0 trigger, so no background
+    // compaction merges them meanwhile), each writing 400 KiB that does not compress into
+    // `cache` and a few bytes into `images`.
+    let mut value = vec![0; 400 << 10];
+    for i in 0..3u8 {
+        blake3::Hasher::new()
+            .update(&[i])
+            .finalize_xof()
+            .fill(&mut value);
+        db.put(index::CACHE, &[i; 32], &value).unwrap();
+        db.put(index::IMAGES, &[i], b"small").unwrap();
+        db.bound_wal(0, 0).unwrap();
+    }
+    assert_eq!(db.family_files(index::CACHE).unwrap(), 3);
+    assert_eq!(db.family_files(index::IMAGES).unwrap(), 3);
+    db.bound_files(index::MAX_FAMILY_FILES, index::MAX_SMALL_FAMILY_FILES)
+        .unwrap();
+    // Over 1 MiB: left until it holds MAX_FAMILY_FILES; the small one merged.
+    assert_eq!(db.family_files(index::CACHE).unwrap(), 3);
+    assert_eq!(db.family_files(index::IMAGES).unwrap(), 1);
+}
+
+#[test]
 fn index_files_stay_bounded_across_many_short_opens() {
     // Each cycle is a short-lived command: open, write a little (a blob record, a cache
     // entry, counters, a retag), close. Opens keep the WAL they recover and start another,

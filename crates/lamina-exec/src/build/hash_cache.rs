@@ -68,8 +68,10 @@ const MAGIC: &[u8; 8] = b"LMHASH02";
 /// How a build's COPY/ADD input files were hashed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HashCacheStats {
-    /// Entries in the cache file when it was loaded (0 if it was missing or corrupt, or no
-    /// step needed it).
+    /// Entries in the cache when the build first needed it: those of the file, or of the
+    /// executor's copy kept from its last build (0 if the file was missing or corrupt, or
+    /// no step needed it). The other counts are the build's own, except that builds of one
+    /// executor running at the same time share a cache and see each other's counts.
     pub loaded: u64,
     /// Files looked up by stamp.
     pub lookups: u64,
@@ -224,9 +226,26 @@ impl HashCache {
     /// rename), dropping entries unused for [`MAX_AGE_DAYS`] and any beyond
     /// [`MAX_ENTRIES`]. Returns whether the file was written.
     pub fn save(&self) -> Result<bool, ExecError> {
-        if !self.changed.load(Ordering::Relaxed) {
-            return Ok(false);
+        Ok(self.save_identified()?.is_some())
+    }
+
+    /// [`HashCache::save`], returning the identity of the file written (taken before the
+    /// rename, so another process's file renamed over it right after is not mistaken for
+    /// ours).
+    fn save_identified(&self) -> Result<Option<FileIdentity>, ExecError> {
+        // Cleared before the entries are copied: a build sharing this cache that records
+        // after the copy sets it again, and its own save writes what this one missed.
+        if !self.changed.swap(false, Ordering::AcqRel) {
+            return Ok(None);
         }
+        let written = self.write_file();
+        if written.is_err() {
+            self.changed.store(true, Ordering::Release);
+        }
+        written.map(Some)
+    }
+
+    fn write_file(&self) -> Result<FileIdentity, ExecError> {
         let bytes = {
             let entries = self.read();
             let dirs = self.dirs.read().unwrap_or_else(|p| p.into_inner());
@@ -247,6 +266,11 @@ impl HashCache {
         temp.as_file()
             .sync_all()
             .map_err(|source| io(&self.path, source))?;
+        let identity = temp
+            .as_file()
+            .metadata()
+            .map(|m| FileIdentity::of(&m))
+            .map_err(|source| io(&self.path, source))?;
         temp.persist(&self.path)
             .map_err(|e| io(&self.path, e.error))?;
         // Make the rename itself durable.
@@ -259,8 +283,7 @@ impl HashCache {
         {
             tracing::warn!(path = %old.display(), error = %err, "could not remove the old hash cache");
         }
-        self.changed.store(false, Ordering::Relaxed);
-        Ok(true)
+        Ok(identity)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Files> {
@@ -451,17 +474,25 @@ impl KeptHashCache {
     }
 
     /// Saves `cache` if it changed, and notes the file it wrote; a failure is only a
-    /// warning, and the next build reads the file again.
+    /// warning, and the next build reads the file again. A cache grown past what a save
+    /// keeps ([`MAX_ENTRIES`]) is dropped too, so memory stays bounded by the file's bound.
     fn save(&self, cache: &Arc<HashCache>) {
-        // Held across the write: two builds of this process finishing at once write in turn.
+        // Held across the write (fsyncs included): builds of this process finishing at
+        // once write in turn, and a build starting meanwhile waits to take the cache.
         let mut slot = self.slot();
-        match cache.save() {
-            Ok(false) => {}
-            Ok(true) => {
-                if let Some((kept, identity)) = slot.as_mut()
-                    && Arc::ptr_eq(kept, cache)
-                {
-                    *identity = FileIdentity::at(&cache.path);
+        let saved = cache.save_identified();
+        let kept = slot
+            .as_ref()
+            .is_some_and(|(kept, _)| Arc::ptr_eq(kept, cache));
+        match saved {
+            Ok(written) if kept && cache.len() <= MAX_ENTRIES => {
+                if let (Some(identity), Some((_, noted))) = (written, slot.as_mut()) {
+                    *noted = Some(identity);
+                }
+            }
+            Ok(_) => {
+                if kept {
+                    *slot = None;
                 }
             }
             Err(err) => {

@@ -448,7 +448,12 @@ impl Executor {
                     Err(e) => PlanThenBuild::PlanFailed(e),
                 }
             })
-            .await?;
+            .await;
+            // A panic in the task fails the build like any error: recorded in the tag's state.
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => return Err(steps::record_failure(inner, &options, e).await),
+            };
             match outcome {
                 PlanThenBuild::Built(built) => break (*built)?,
                 PlanThenBuild::Missing(reference, unused) => {

@@ -333,8 +333,9 @@ fn an_executor_keeps_its_hash_cache_between_builds_until_the_file_changes() {
     drop(file);
     assert_eq!(build(), (files, files, files, 0));
 
-    // Another process's write (a new file renamed over it; here a different length): read
-    // again, found corrupt, every input hashed and the file rewritten.
+    // Rewritten with a different length (another process's save is a new file renamed over
+    // it, a new inode; here the file is truncated in place): read again, found corrupt,
+    // every input hashed and the file rewritten.
     std::fs::write(&path, b"corrupt").unwrap();
     assert_eq!(build(), (0, files, 0, files));
     let fresh = Executor::new(store, ExecConfig::new(&work)).unwrap();
