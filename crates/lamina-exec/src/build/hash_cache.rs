@@ -8,10 +8,10 @@
 //! A build loads the file once, on its first COPY/ADD with local sources, and writes it
 //! back at its end if anything changed; the executor keeps it in memory for its next build
 //! while the file is unchanged (`KeptHashCache`). It is only a cache: a missing, unreadable
-//! or corrupt file is ignored with a warning and rebuilt, a failed write is a warning, and concurrent
-//! builds simply overwrite each other's file (the loser's new hashes are computed again next
-//! time). Cache keys never depend on it: a hit yields what was recorded for exactly that
-//! stamp.
+//! or corrupt file is ignored with a warning and rebuilt, a failed write is a warning, and
+//! concurrent builds in different processes simply overwrite each other's file (the loser's
+//! new hashes are computed again next time). Cache keys never depend on it: a hit yields
+//! what was recorded for exactly that stamp.
 //!
 //! # Format (all integers little-endian)
 //!

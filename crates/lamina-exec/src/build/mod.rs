@@ -345,7 +345,7 @@ pub(crate) struct Inner {
     /// The content-hash cache between this executor's builds.
     pub(crate) hash_cache: hash_cache::KeptHashCache,
     /// The config this executor committed last, read.
-    pub(crate) committed_configs: LastConfig,
+    pub(crate) last_config: LastConfig,
 }
 
 impl Executor {
@@ -368,7 +368,7 @@ impl Executor {
                 sandbox: Mutex::new(None),
                 reclaimed_at_start: Mutex::new(reclaimed),
                 hash_cache: Default::default(),
-                committed_configs: Default::default(),
+                last_config: Default::default(),
             }),
         })
     }

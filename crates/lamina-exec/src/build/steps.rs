@@ -692,7 +692,7 @@ impl Build<'_> {
         // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
         // and OnBuild.
         let config_bytes = lamina_image::image::canonical_json(&config, "config")?;
-        let stored = self.inner.committed_configs.commit(
+        let stored = self.inner.last_config.commit(
             store,
             &config_bytes,
             &layers,
