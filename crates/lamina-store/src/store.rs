@@ -338,6 +338,17 @@ impl Store {
         }
     }
 
+    /// Marks a blob used now, as reading it would, and returns its record; a miss is
+    /// `Ok(None)`. For a caller that already holds what the blob says (its digest names its
+    /// bytes) and needs only the store's word that it is still there.
+    pub fn mark_used(&self, digest: &Digest) -> Result<Option<BlobInfo>, StoreError> {
+        let Some(info) = self.stat(digest)? else {
+            return Ok(None);
+        };
+        self.touch(&info)?;
+        Ok(Some(info))
+    }
+
     /// Whether the store holds the blob.
     pub fn contains(&self, digest: &Digest) -> Result<bool, StoreError> {
         Ok(self.stat(digest)?.is_some())

@@ -206,6 +206,22 @@ fn diff_id_aliases_are_checked_and_repaired() {
 }
 
 #[test]
+fn mark_used_answers_from_the_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let blob = store.put_bytes(BlobKind::Config, b"{}").unwrap();
+    // The file is not opened: a caller holding the bytes asks only whether they are kept.
+    std::fs::remove_file(store.blob_path(&blob)).unwrap();
+    assert_eq!(
+        store.mark_used(&blob.digest).unwrap().map(|b| b.digest),
+        Some(blob.digest)
+    );
+    assert!(store.get(&blob.digest).is_err());
+    let unknown = Digest::blake3(*blake3::hash(b"never stored").as_bytes());
+    assert_eq!(store.mark_used(&unknown).unwrap(), None);
+}
+
+#[test]
 fn a_large_family_keeps_its_table_files_until_the_large_bound() {
     let dir = tempfile::tempdir().unwrap();
     let db = index::Index::open(&dir.path().join("index"), false).unwrap();

@@ -28,10 +28,21 @@ impl<'a> Build<'a> {
         let Some(entry) = store.cache_entry(step_key)? else {
             return Ok(None);
         };
-        let Some(bytes) = store.read(&entry.config)? else {
-            return Ok(None);
+        let config = match self.inner.step_configs.get(&entry.config) {
+            // Its digest names its bytes: only whether the store still holds it is asked.
+            Some(config) => match store.mark_used(&entry.config)? {
+                Some(_) => config,
+                None => return Ok(None),
+            },
+            None => {
+                let Some(bytes) = store.read(&entry.config)? else {
+                    return Ok(None);
+                };
+                let config = ImageConfig::parse(&bytes, &entry.config)?;
+                self.inner.step_configs.insert(entry.config, &config);
+                config
+            }
         };
-        let config = ImageConfig::parse(&bytes, &entry.config)?;
         let layer = match entry.layer {
             None => None,
             Some(digest) => match store.layer(&digest)? {
@@ -150,4 +161,42 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lamina_spec::{Context, Dockerfile, Image};
+    use lamina_store::{Store, StoreOptions};
+
+    use crate::{BuildOptions, ExecConfig, Executor};
+
+    #[test]
+    fn an_executor_reads_each_step_config_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(dir.path().join("store"), StoreOptions::default()).unwrap());
+        let work = dir.path().join("work");
+        let text = "FROM scratch\nENV A=1\nWORKDIR /app\nLABEL x=y\n";
+        let image = Image::from_parts(Dockerfile::parse(text).unwrap(), Context::new(dir.path()));
+        let exec = Executor::new(store.clone(), ExecConfig::new(&work)).unwrap();
+        let build = |exec: &Executor| exec.build_blocking(&image, &BuildOptions::default());
+        let first = build(&exec).unwrap();
+        assert_eq!(build(&exec).unwrap().digest, first.digest);
+
+        // Each step's config blob overwritten with bytes of its length that are not JSON:
+        // the executor that read them goes on from what it read (the blobs are still in the
+        // store); a new one reads the files and fails.
+        for step in &first.steps {
+            let entry = store.cache_entry(&step.key).unwrap().unwrap();
+            let info = store.stat(&entry.config).unwrap().unwrap();
+            std::fs::write(store.blob_path(&info), vec![b'x'; info.size as usize]).unwrap();
+        }
+        let again = build(&exec).unwrap();
+        assert_eq!(again.digest, first.digest);
+        assert!(again.steps.iter().all(|s| s.cached));
+        let fresh = Executor::new(store, ExecConfig::new(&work)).unwrap();
+        assert!(build(&fresh).is_err());
+    }
 }

@@ -346,6 +346,8 @@ pub(crate) struct Inner {
     pub(crate) hash_cache: hash_cache::KeptHashCache,
     /// The config this executor committed last, read.
     pub(crate) last_config: LastConfig,
+    /// Step configs this executor's cache hits read, by digest.
+    pub(crate) step_configs: StepConfigs,
 }
 
 impl Executor {
@@ -369,6 +371,7 @@ impl Executor {
                 reclaimed_at_start: Mutex::new(reclaimed),
                 hash_cache: Default::default(),
                 last_config: Default::default(),
+                step_configs: Default::default(),
             }),
         })
     }
@@ -590,6 +593,32 @@ impl LastConfig {
             *lock(&self.slot) = Some((hash, stored.config.clone()));
         }
         Ok(stored)
+    }
+}
+
+/// Step configs as read, by the digest of their bytes: each cache hit read its step's
+/// config blob and parsed it (a seventh of an all-hit rebuild in process). A digest names
+/// its bytes, so an entry is right for as long as the store holds the blob, which the hit
+/// asks the store ([`Store::mark_used`]). Bounded: emptied when full.
+#[derive(Debug, Default)]
+pub(crate) struct StepConfigs {
+    slot: Mutex<std::collections::HashMap<lamina_store::Digest, config::ImageConfig>>,
+}
+
+impl StepConfigs {
+    /// At most this many configs are kept (a few KiB each).
+    const MAX: usize = 1024;
+
+    pub(crate) fn get(&self, digest: &lamina_store::Digest) -> Option<config::ImageConfig> {
+        lock(&self.slot).get(digest).cloned()
+    }
+
+    pub(crate) fn insert(&self, digest: lamina_store::Digest, config: &config::ImageConfig) {
+        let mut configs = lock(&self.slot);
+        if configs.len() >= StepConfigs::MAX {
+            configs.clear();
+        }
+        configs.insert(digest, config.clone());
     }
 }
 
