@@ -161,11 +161,11 @@ impl HashCache {
     }
 
     /// [`HashCache::open`], with the identity of the file it read (none if it read none).
-    fn open_stamped(work_dir: &Path) -> (Self, Option<FileIdentity>) {
+    fn open_stamped(work_dir: &Path) -> (Self, Option<FileStamp>) {
         let path = work_dir.join(FILE_NAME);
         let mut identity = None;
         let read = File::open(&path).and_then(|mut file| {
-            identity = file.metadata().ok().map(|m| FileIdentity::of(&m));
+            identity = file.metadata().ok().map(|m| FileStamp::new(&path, &m));
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
         });
@@ -232,7 +232,7 @@ impl HashCache {
     /// [`HashCache::save`], returning the identity of the file written (taken before the
     /// rename, so another process's file renamed over it right after is not mistaken for
     /// ours).
-    fn save_identified(&self) -> Result<Option<FileIdentity>, ExecError> {
+    fn save_identified(&self) -> Result<Option<FileStamp>, ExecError> {
         // Cleared before the entries are copied: a build sharing this cache that records
         // after the copy sets it again, and its own save writes what this one missed.
         if !self.changed.swap(false, Ordering::AcqRel) {
@@ -245,7 +245,7 @@ impl HashCache {
         written.map(Some)
     }
 
-    fn write_file(&self) -> Result<FileIdentity, ExecError> {
+    fn write_file(&self) -> Result<FileStamp, ExecError> {
         let bytes = {
             let entries = self.read();
             let dirs = self.dirs.read().unwrap_or_else(|p| p.into_inner());
@@ -269,7 +269,7 @@ impl HashCache {
         let identity = temp
             .as_file()
             .metadata()
-            .map(|m| FileIdentity::of(&m))
+            .map(|m| FileStamp::new(&self.path, &m))
             .map_err(|source| io(&self.path, source))?;
         temp.persist(&self.path)
             .map_err(|e| io(&self.path, e.error))?;
@@ -415,30 +415,18 @@ impl<'a> LazyHashCache<'a> {
     }
 }
 
-/// The identity of the cache file as read or written: another process's write (a new file
-/// renamed over it) changes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileIdentity {
-    inode: u64,
-    dev: u64,
-    size: u64,
-    mtime_ns: i128,
+/// What tells one cache file from another: another process's save renames a new file over
+/// it (a new inode), and any write changes its size or mtime. The ctime is left out:
+/// nothing here rewrites the file in place.
+fn file_identity(stamp: &FileStamp) -> (u64, u64, u64, i64) {
+    (stamp.inode, stamp.dev, stamp.size, stamp.mtime_ns)
 }
 
-impl FileIdentity {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        FileIdentity {
-            inode: meta.ino(),
-            dev: meta.dev(),
-            size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        }
-    }
-
-    fn at(path: &Path) -> Option<Self> {
-        std::fs::metadata(path).ok().map(|m| FileIdentity::of(&m))
-    }
+/// The stamp of the file at `path` now, if there is one.
+fn stamp_at(path: &Path) -> Option<FileStamp> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| FileStamp::new(path, &m))
 }
 
 /// The executor's hash cache between builds: a build in the same process takes it instead
@@ -448,11 +436,11 @@ impl FileIdentity {
 /// against their files' stamps either way.
 #[derive(Debug, Default)]
 pub(crate) struct KeptHashCache {
-    slot: std::sync::Mutex<Option<(Arc<HashCache>, Option<FileIdentity>)>>,
+    slot: std::sync::Mutex<Option<(Arc<HashCache>, Option<FileStamp>)>>,
 }
 
 impl KeptHashCache {
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Arc<HashCache>, Option<FileIdentity>)>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Arc<HashCache>, Option<FileStamp>)>> {
         self.slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -463,7 +451,8 @@ impl KeptHashCache {
         let mut slot = self.slot();
         if let Some((cache, identity)) = slot.as_ref()
             && cache.today == today()
-            && FileIdentity::at(&cache.path) == *identity
+            && stamp_at(&cache.path).as_ref().map(file_identity)
+                == identity.as_ref().map(file_identity)
         {
             return Arc::clone(cache);
         }

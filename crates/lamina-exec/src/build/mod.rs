@@ -554,10 +554,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// The last config an executor committed, as read: a rebuild commits the same config bytes
 /// again, and reading them (`parse_config`) was a twentieth of an all-hit rebuild in
-/// process. Keyed by the bytes' blake3, so it is only used for exactly those bytes.
+/// process. Kept with its bytes, so it is only used for exactly those bytes (compared, not
+/// hashed: storing them hashes them already).
 #[derive(Debug, Default)]
 pub(crate) struct LastConfig {
-    slot: Mutex<Option<(blake3::Hash, oci_spec::image::ImageConfiguration)>>,
+    slot: Mutex<Option<(Vec<u8>, oci_spec::image::ImageConfiguration)>>,
 }
 
 impl LastConfig {
@@ -571,10 +572,9 @@ impl LastConfig {
         compression: lamina_store::Compression,
         lease: Option<&lamina_store::Lease<'_>>,
     ) -> Result<lamina_image::StoredImage, ExecError> {
-        let hash = blake3::hash(config_bytes);
         let known = lock(&self.slot)
             .as_ref()
-            .filter(|(last, _)| *last == hash)
+            .filter(|(last, _)| last.as_slice() == config_bytes)
             .map(|(_, config)| config.clone());
         let read_now = known.is_none();
         let config = match known {
@@ -590,7 +590,7 @@ impl LastConfig {
             lease,
         )?;
         if read_now {
-            *lock(&self.slot) = Some((hash, stored.config.clone()));
+            *lock(&self.slot) = Some((config_bytes.to_vec(), stored.config.clone()));
         }
         Ok(stored)
     }

@@ -205,12 +205,17 @@ fn set_mtime(path: &Path, secs_ago: u64) {
         .unwrap();
 }
 
+/// A temporary directory with a store in it.
+fn temp_store() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
+    (dir, Arc::new(store))
+}
+
 #[test]
 fn a_second_build_of_an_unchanged_context_reads_hashes_from_the_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("store"), StoreOptions::default()).unwrap());
-    let work = dir.path().join("work");
-    let ctx = dir.path().join("ctx");
+    let (dir, store) = temp_store();
+    let (work, ctx) = (dir.path().join("work"), dir.path().join("ctx"));
     let files = 20;
     for i in 0..files {
         let path = ctx.join(format!("src/d{}/f{i}.txt", i % 3));
@@ -279,8 +284,7 @@ fn a_second_build_of_an_unchanged_context_reads_hashes_from_the_cache() {
 
 #[test]
 fn a_build_without_local_inputs_does_not_load_the_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("store"), StoreOptions::default()).unwrap());
+    let (dir, store) = temp_store();
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join(FILE_NAME), b"corrupt").unwrap();
@@ -297,10 +301,8 @@ fn a_build_without_local_inputs_does_not_load_the_cache() {
 
 #[test]
 fn an_executor_keeps_its_hash_cache_between_builds_until_the_file_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path().join("store"), StoreOptions::default()).unwrap());
-    let work = dir.path().join("work");
-    let ctx = dir.path().join("ctx");
+    let (dir, store) = temp_store();
+    let (work, ctx) = (dir.path().join("work"), dir.path().join("ctx"));
     let files = 5u64;
     for i in 0..files {
         std::fs::create_dir_all(ctx.join("src")).unwrap();
