@@ -1,32 +1,73 @@
 #!/usr/bin/env python3
 """Times warm `lamina build` (all hits) and `lamina image ls` for several binary/store pairs,
-interleaved run by run so every pair sees the same machine load (issue 13).
+interleaved run by run so every pair sees the same machine load (issue 13). Reports each
+command's median and p90, the median of its per-run ratios to the first pair (paired: both
+runs of a ratio saw the same minute of the machine), and what each index directory holds:
+WAL files and bytes (every open replays them) and table files.
+
+A store's WAL phase moves its read times more than its age does: opens replay the WAL the
+last writing builds left (one build's worth in a store just made, up to eight in one used for
+a while), so compare an aged store with a young one that holds as many WAL files (age it with
+a few writing builds) as well as with a fresh one.
 
 Usage: warm-cli-compare.py RUNS NAME=LAMINA=STORE=CONTEXT...  (the context of
 benches/scripts/store-aging.sh --keep DIR is DIR/ctx; each store must hold age:base)."""
 
+import os
 import statistics
-import subprocess
 import sys
 import time
 
 runs = int(sys.argv[1])
 configs = [a.split("=") for a in sys.argv[2:]]  # name=binary=store=ctx
-def cmds(b, s, c):
-    return {"warm rebuild": [b, "--store", s, "build", c, "--tag", "age:base", "--progress", "plain"],
-            "image ls": [b, "--store", s, "image", "ls"]}
-res = {}
-for name, b, s, c in configs:
-    for k, cmd in cmds(b, s, c).items():
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-for i in range(runs):
-    for name, b, s, c in configs:
-        for k, cmd in cmds(b, s, c).items():
-            t = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            res.setdefault((name, k), []).append((time.perf_counter() - t) * 1e3)
-for (name, k), t in res.items():
-    t.sort()
-    p90 = t[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))]
-    print(f"{name} | {k} | median {statistics.median(t):.1f} | p90 {p90:.1f} | min {t[0]:.1f} | n={len(t)}")
+devnull = os.open(os.devnull, os.O_WRONLY)
+
+
+def commands(binary, store, ctx):
+    return {
+        "warm rebuild": [binary, "--store", store, "build", ctx, "--tag", "age:base", "--progress", "plain"],
+        "image ls": [binary, "--store", store, "image", "ls"],
+    }
+
+
+def timed(command):
+    """Wall milliseconds of one run; fork and exec directly, so no shell or Python start counts."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.execv(command[0], command)
+    _, status, _ = os.wait4(pid, 0)
+    if status != 0:
+        sys.exit(f"failed: {' '.join(command)}")
+    return (time.perf_counter() - start) * 1e3
+
+
+def index_state(store):
+    index = os.path.join(store, "index-v1")
+    names = os.listdir(index)
+    wal = [n for n in names if n.endswith(".log")]
+    wal_bytes = sum(os.path.getsize(os.path.join(index, n)) for n in wal)
+    tables = sum(n.endswith(".sst") for n in names)
+    return f"{len(wal)} WAL files ({wal_bytes / 1024:.0f} KiB), {tables} table files"
+
+
+for name, binary, store, ctx in configs:
+    for command in commands(binary, store, ctx).values():
+        timed(command)
+times = {}
+for _ in range(runs):
+    for name, binary, store, ctx in configs:
+        for kind, command in commands(binary, store, ctx).items():
+            times.setdefault((name, kind), []).append(timed(command))
+first = configs[0][0]
+for (name, kind), t in times.items():
+    paired = statistics.median(a / b for a, b in zip(t, times[(first, kind)]))
+    ordered = sorted(t)
+    p90 = ordered[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))]
+    print(f"{name} | {kind} | median {statistics.median(t):.2f} | p90 {p90:.2f} | "
+          f"paired ratio to {first} {paired:.3f} | n={len(t)}")
+for name, _, store, _ in configs:
+    print(f"{name} | index | {index_state(store)}")
 print("load", open("/proc/loadavg").read().split()[:3])
