@@ -16,11 +16,12 @@ benches/scripts/store-aging.sh --keep DIR is DIR/ctx; each store must hold age:b
 import os
 import statistics
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_timing import timed  # noqa: E402
 
 runs = int(sys.argv[1])
 configs = [a.split("=") for a in sys.argv[2:]]  # name=binary=store=ctx
-devnull = os.open(os.devnull, os.O_WRONLY)
 
 
 def commands(binary, store, ctx):
@@ -28,20 +29,6 @@ def commands(binary, store, ctx):
         "warm rebuild": [binary, "--store", store, "build", ctx, "--tag", "age:base", "--progress", "plain"],
         "image ls": [binary, "--store", store, "image", "ls"],
     }
-
-
-def timed(command):
-    """Wall milliseconds of one run; fork and exec directly, so no shell or Python start counts."""
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.execv(command[0], command)
-    _, status, _ = os.wait4(pid, 0)
-    if status != 0:
-        sys.exit(f"failed: {' '.join(command)}")
-    return (time.perf_counter() - start) * 1e3
 
 
 def index_state(store):

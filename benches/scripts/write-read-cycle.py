@@ -13,22 +13,11 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_timing import timed  # noqa: E402
+
 rounds = int(sys.argv[1])
 configs = [a.split("=") for a in sys.argv[2:]]
-devnull = os.open(os.devnull, os.O_WRONLY)
-
-
-def timed(command):
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.execv(command[0], command)
-    _, status, _ = os.wait4(pid, 0)
-    if status != 0:
-        sys.exit(f"failed: {' '.join(command)}")
-    return (time.perf_counter() - start) * 1e3
 
 
 results = {}
