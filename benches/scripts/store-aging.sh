@@ -3,7 +3,9 @@
 # definition and `lamina image ls` on a fresh store, then ages the store with many small CLI
 # builds (the same definition varied by a build argument, so each adds ~4 cache entries and
 # ~5 blobs), times both again, runs `lamina cache gc` and times them a third time. Prints the
-# number of files in the index directory at each point.
+# number of files in the index directory at each point. After aging, it also times the aged
+# store interleaved with a fresh store and a young one at the same WAL phase
+# (warm-cli-compare.py).
 #
 # The definition is COPY-only (FROM scratch, a busybox root filesystem, ENV, WORKDIR, LABEL,
 # USER, ENTRYPOINT): no RUN step, so neither root nor runc is needed and nothing leaves the
@@ -101,6 +103,31 @@ for name, command in commands.items():
 EOF
 }
 
+wal_files() {
+    find "$1/index-v1" -name '*.log' | wc -l
+}
+
+# Every open replays the WAL the last writing builds left (up to 8 files before a flush), so
+# an aged store measured alone mixes its age with its WAL phase. This times it interleaved run
+# by run against a fresh store (one build) and a young one given writing builds until it holds
+# as many WAL files as the aged one.
+compare_at_wal_phase() {
+    local fresh="$tmp/fresh-store" young="$tmp/young-store" target i
+    rm -rf "$fresh" "$young"
+    for s in "$fresh" "$young"; do
+        "$LAMINA" --store "$s" build "$ctx" --tag age:base --progress plain >/dev/null 2>&1
+    done
+    target="$(wal_files "$store")"
+    for ((i = 1; i <= 64; i++)); do
+        (( $(wal_files "$young") < target )) || break
+        "$LAMINA" --store "$young" build "$ctx" --build-arg "N=$i" --tag age:latest \
+            --progress plain >/dev/null 2>&1
+    done
+    echo "== interleaved: fresh, young at the aged store's WAL phase, aged"
+    python3 "$repo/benches/scripts/warm-cli-compare.py" "$runs" "fresh=$LAMINA=$fresh=$ctx" \
+        "young=$LAMINA=$young=$ctx" "aged=$LAMINA=$store=$ctx"
+}
+
 echo "lamina: $LAMINA"
 "$LAMINA" --store "$store" build "$ctx" --tag age:base --progress plain >/dev/null 2>&1
 measure "fresh store"
@@ -114,6 +141,7 @@ for ((i = 1; i <= builds; i++)); do
 done
 "$LAMINA" --store "$store" cache stats | head -n 5 || true
 measure "aged store ($builds builds)"
+compare_at_wal_phase
 
 "$LAMINA" --store "$store" cache gc >/dev/null
 measure "aged store after cache gc"
