@@ -71,36 +71,10 @@ USER 1000
 ENTRYPOINT ["sh", "/srv/app/hello.sh"]
 EOF
 
-index_files() {
-    local dir="$store/index-v1"
-    printf 'index dir: %s files, %s .sst, %s .log\n' \
-        "$(find "$dir" -type f | wc -l)" \
-        "$(find "$dir" -name '*.sst' | wc -l)" \
-        "$(find "$dir" -name '*.log' | wc -l)"
-}
-
 # measure LABEL: times the warm rebuild and `image ls`, $runs times each after one untimed run.
 measure() {
     echo "== $1"
-    index_files
-    python3 - "$runs" "$LAMINA" "$store" "$ctx" <<'EOF'
-import statistics, subprocess, sys, time
-runs, lamina, store, ctx = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-commands = {
-    "warm rebuild": [lamina, "--store", store, "build", ctx, "--tag", "age:base", "--progress", "plain"],
-    "image ls": [lamina, "--store", store, "image", "ls"],
-}
-for name, command in commands.items():
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-    print(f"{name}: median {statistics.median(times):.1f} ms, p90 {p90:.1f} ms, min {times[0]:.1f} ms ({runs} runs)")
-EOF
+    python3 "$repo/benches/scripts/warm-cli-compare.py" "$runs" "$1=$LAMINA=$store=$ctx"
 }
 
 wal_files() {
@@ -112,7 +86,7 @@ wal_files() {
 # by run against a fresh store (one build) and a young one given writing builds until it holds
 # as many WAL files as the aged one.
 compare_at_wal_phase() {
-    local fresh="$tmp/fresh-store" young="$tmp/young-store" target i
+    local fresh="$tmp/fresh-store" young="$tmp/young-store" target i s
     rm -rf "$fresh" "$young"
     for s in "$fresh" "$young"; do
         "$LAMINA" --store "$s" build "$ctx" --tag age:base --progress plain >/dev/null 2>&1
@@ -145,4 +119,3 @@ compare_at_wal_phase
 
 "$LAMINA" --store "$store" cache gc >/dev/null
 measure "aged store after cache gc"
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

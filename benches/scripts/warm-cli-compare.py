@@ -18,7 +18,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_timing import timed  # noqa: E402
+from warm_bench import index_state, p90, timed  # noqa: E402
 
 runs = int(sys.argv[1])
 configs = [a.split("=") for a in sys.argv[2:]]  # name=binary=store=ctx
@@ -31,14 +31,6 @@ def commands(binary, store, ctx):
     }
 
 
-def index_state(store):
-    index = os.path.join(store, "index-v1")
-    names = os.listdir(index)
-    wal = [n for n in names if n.endswith(".log")]
-    wal_bytes = sum(os.path.getsize(os.path.join(index, n)) for n in wal)
-    tables = sum(n.endswith(".sst") for n in names)
-    return f"{len(wal)} WAL files ({wal_bytes / 1024:.0f} KiB), {tables} table files"
-
 
 for name, binary, store, ctx in configs:
     for command in commands(binary, store, ctx).values():
@@ -50,11 +42,12 @@ for _ in range(runs):
             times.setdefault((name, kind), []).append(timed(command))
 first = configs[0][0]
 for (name, kind), t in times.items():
-    paired = statistics.median(a / b for a, b in zip(t, times[(first, kind)]))
-    ordered = sorted(t)
-    p90 = ordered[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))]
-    print(f"{name} | {kind} | median {statistics.median(t):.2f} | p90 {p90:.2f} | "
-          f"paired ratio to {first} {paired:.3f} | n={len(t)}")
+    paired = ""
+    if len(configs) > 1:
+        ratio = statistics.median(a / b for a, b in zip(t, times[(first, kind)]))
+        paired = f" | paired ratio to {first} {ratio:.3f}"
+    print(f"{name} | {kind} | median {statistics.median(t):.2f} | p90 {p90(sorted(t)):.2f}"
+          f"{paired} | n={len(t)}")
 for name, _, store, _ in configs:
     print(f"{name} | index | {index_state(store)}")
 print("load", open("/proc/loadavg").read().split()[:3])

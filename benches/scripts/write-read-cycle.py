@@ -2,7 +2,8 @@
 """A store in use (issue 13): rounds of a writing build (the aging definition with a new build
 argument `N`), an all-hit rebuild and `lamina image ls`, for several binary/store pairs,
 interleaved round by round so every pair sees the same machine load. Reports each command's
-median, p90, mean and maximum, and the table files each index directory holds at the end.
+median, p90, mean and maximum, and what each index directory holds at the end (WAL files,
+table files).
 
 Usage: write-read-cycle.py ROUNDS NAME=LAMINA=DIR...  where DIR holds `store` and `ctx` as
 `benches/scripts/store-aging.sh --keep DIR` leaves them (give each binary its own copy: the
@@ -14,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_timing import timed  # noqa: E402
+from warm_bench import index_state, p90, timed  # noqa: E402
 
 rounds = int(sys.argv[1])
 configs = [a.split("=") for a in sys.argv[2:]]
@@ -36,10 +37,8 @@ for r in range(rounds):
             results.setdefault((name, what), []).append(timed(command))
 for (name, what), times in results.items():
     times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-    print(f"{name} | {what} | median {statistics.median(times):.2f} | p90 {p90:.2f} | "
+    print(f"{name} | {what} | median {statistics.median(times):.2f} | p90 {p90(times):.2f} | "
           f"mean {statistics.mean(times):.2f} | max {times[-1]:.2f} | n={len(times)}")
 for name, _, directory in configs:
-    tables = [f for f in os.listdir(f"{directory}/store/index-v1") if f.endswith(".sst")]
-    print(f"{name} | table files at the end | {len(tables)}")
+    print(f"{name} | index at the end | {index_state(f'{directory}/store')}")
 print("load average:", " ".join(open("/proc/loadavg").read().split()[:3]))
