@@ -78,10 +78,10 @@ measure() {
 }
 
 wal_files() {
-    find "$1/index-v1" -name '*.log' | wc -l
+    find "$1"/index-v* -name '*.log' | wc -l
 }
 
-# Every open replays the WAL the last writing builds left (up to 8 files before a flush), so
+# Every open replays the WAL the last writing builds left (up to a few files before a flush), so
 # an aged store measured alone mixes its age with its WAL phase. This times it interleaved run
 # by run against a fresh store (one build) and a young one given writing builds until it holds
 # as many WAL files as the aged one.

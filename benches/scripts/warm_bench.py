@@ -30,7 +30,10 @@ def p90(ordered):
 
 def index_state(store):
     """The WAL files (every open replays them) and table files of `store`'s index."""
-    index = os.path.join(store, "index-v1")
+    # index-v2 since store format v3; index-v1 before, for timing older builds.
+    index = os.path.join(store, "index-v2")
+    if not os.path.isdir(index):
+        index = os.path.join(store, "index-v1")
     names = os.listdir(index)
     wal = [n for n in names if n.endswith(".log")]
     wal_bytes = sum(os.path.getsize(os.path.join(index, n)) for n in wal)

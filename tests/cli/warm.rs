@@ -87,7 +87,7 @@ fn all_cached(result: &Value) -> bool {
 
 /// Name, size and modification time of every file in the index directory.
 fn index_files(store: &Path) -> BTreeMap<String, (u64, SystemTime)> {
-    std::fs::read_dir(store.join("index-v1"))
+    std::fs::read_dir(store.join("index-v2"))
         .unwrap()
         .map(|e| {
             let e = e.unwrap();

@@ -5,10 +5,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use rocksdb::WriteBatch;
-
 use crate::fsutil::{persist, remove_if_exists};
-use crate::index;
+use crate::index::{self, IndexBatch};
 use crate::lease::{Lease, member_key};
 use crate::records::{from_ms, now_ms};
 use crate::{BlobInfo, BlobKind, Digest, Store, StoreError};
@@ -308,9 +306,9 @@ impl Store {
                 delta: 1,
             });
         } else {
-            let mut batch = WriteBatch::default();
-            db.count(&mut batch, index::LOGICAL_BYTES, size as i64);
-            db.count(&mut batch, index::HITS, 1);
+            let mut batch = IndexBatch::default();
+            batch.count(index::LOGICAL_BYTES, size as i64);
+            batch.count(index::HITS, 1);
             db.write_relaxed(batch)?;
         }
         self.touch(&info)?;
@@ -327,17 +325,17 @@ impl Store {
         if let Some(lease) = lease {
             self.check_lease(&lease)?;
         }
-        let mut batch = WriteBatch::default();
-        db.count(&mut batch, index::LOGICAL_BYTES, staged.size as i64);
+        let mut batch = IndexBatch::default();
+        batch.count(index::LOGICAL_BYTES, staged.size as i64);
         if let Some(lease) = lease {
-            batch.put_cf(db.cf(index::LEASES), member_key(&lease, &key), b"");
+            batch.put(index::LEASES, member_key(&lease, &key), b"");
         }
         if let Some(info) = self.record(&key)? {
             // Lost the race to an identical writer (or the bytes were stored long ago):
             // that is success, and our staging is simply dropped.
             drop(staged.file);
             remove_if_exists(staged.temp)?;
-            db.count(&mut batch, index::HITS, 1);
+            batch.count(index::HITS, 1);
             db.write(batch)?;
             return Ok(info);
         }
@@ -354,12 +352,12 @@ impl Store {
             created: now,
             last_used: now,
         };
-        batch.put_cf(db.cf(index::BLOBS), key, info.encode());
-        batch.put_cf(db.cf(index::SHA256), staged.sha256.as_bytes(), key);
-        batch.delete_cf(db.cf(index::PENDING), key);
-        db.count(&mut batch, index::STORED_BYTES, staged.size as i64);
-        db.count(&mut batch, index::BLOB_COUNT, 1);
-        db.count(&mut batch, index::MISSES, 1);
+        batch.put(index::BLOBS, key, info.encode());
+        batch.put(index::SHA256, staged.sha256.as_bytes(), key);
+        batch.delete(index::PENDING, key);
+        batch.count(index::STORED_BYTES, staged.size as i64);
+        batch.count(index::BLOB_COUNT, 1);
+        batch.count(index::MISSES, 1);
         db.write(batch)?;
         Ok(info)
     }

@@ -4,15 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use rocksdb::WriteBatch;
 
 use crate::digest::{hex, unhex32};
 use crate::fsutil::remove_if_exists;
-use crate::index::{self, key32};
+use crate::index::{self, IndexBatch, key32};
 use crate::records::{CacheRecord, ImageRecord, ImageState, LayerRecord, LeaseHeader};
-use crate::slot::OpenIndex;
 use crate::store::verify_file;
 use crate::{BlobInfo, Digest, Store, StoreError};
 
@@ -192,10 +188,8 @@ impl FsckReport {
 }
 
 struct Check {
-    /// Held for the whole check: repairs and reads see one index.
-    db: Arc<OpenIndex>,
     report: FsckReport,
-    batch: WriteBatch,
+    batch: IndexBatch,
     files_to_remove: Vec<PathBuf>,
 }
 
@@ -211,7 +205,7 @@ impl Check {
             key: printable,
             reason,
         });
-        self.batch.delete_cf(self.db.cf(kind), key);
+        self.batch.delete(kind, key);
     }
 }
 
@@ -221,10 +215,10 @@ impl Store {
     pub fn fsck(&self, options: FsckOptions) -> Result<FsckReport, StoreError> {
         let db = self.writable()?;
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        // Held for the whole check: repairs and reads see one index.
         let mut c = Check {
-            db: db.clone(),
             report: FsckReport::default(),
-            batch: WriteBatch::default(),
+            batch: IndexBatch::default(),
             files_to_remove: Vec::new(),
         };
         let idx = &db;
@@ -292,7 +286,7 @@ impl Store {
                 removed.insert(*info.digest.as_bytes());
                 removed_bytes += info.size as i64;
                 c.report.issues.push(issue);
-                c.batch.delete_cf(idx.cf(index::BLOBS), &k);
+                c.batch.delete(index::BLOBS, &k);
                 continue;
             }
             let key = *info.digest.as_bytes();
@@ -315,11 +309,11 @@ impl Store {
             if ok {
                 aliased.insert(target.unwrap_or_default());
             } else if target.is_some_and(|t| removed.contains(&t)) {
-                c.batch.delete_cf(idx.cf(index::SHA256), &k);
+                c.batch.delete(index::SHA256, &k);
             } else {
                 let sha256 = Digest::sha256(<[u8; 32]>::try_from(&k[..]).unwrap_or_default());
                 c.report.issues.push(FsckIssue::DanglingAlias { sha256 });
-                c.batch.delete_cf(idx.cf(index::SHA256), &k);
+                c.batch.delete(index::SHA256, &k);
             }
         }
         for (key, sha) in &sha_of {
@@ -327,7 +321,7 @@ impl Store {
                 c.report.issues.push(FsckIssue::MissingAlias {
                     digest: Digest::blake3(*key),
                 });
-                c.batch.put_cf(idx.cf(index::SHA256), sha.as_bytes(), key);
+                c.batch.put(index::SHA256, sha.as_bytes(), key);
             }
         }
 
@@ -376,7 +370,7 @@ impl Store {
                 });
             }
             if recorded != kept {
-                idx.count(&mut c.batch, key, kept - recorded);
+                c.batch.count(key, kept - recorded);
             }
         }
 
@@ -443,7 +437,7 @@ impl Store {
                             owner: format!("cache entry {}", hex(&k)),
                             digest: *d,
                         });
-                        c.batch.delete_cf(idx.cf(index::CACHE), &k);
+                        c.batch.delete(index::CACHE, &k);
                     }
                 }
             }
@@ -464,7 +458,7 @@ impl Store {
                             digest: d,
                         });
                         rec.state = ImageState::Incomplete;
-                        c.batch.put_cf(idx.cf(index::IMAGES), &k, rec.encode());
+                        c.batch.put(index::IMAGES, &k, rec.encode());
                     }
                 }
             }
@@ -506,7 +500,7 @@ impl Store {
             } else {
                 let diff_id = Digest::sha256(<[u8; 32]>::try_from(&k[..]).unwrap_or_default());
                 c.report.issues.push(FsckIssue::DanglingDiffId { diff_id });
-                c.batch.delete_cf(idx.cf(index::DIFF_IDS), &k);
+                c.batch.delete(index::DIFF_IDS, &k);
             }
         }
         for (key, diff_id) in diff_id_of {
@@ -514,8 +508,7 @@ impl Store {
                 c.report.issues.push(FsckIssue::MissingDiffId {
                     layer: Digest::blake3(*key),
                 });
-                c.batch
-                    .put_cf(idx.cf(index::DIFF_IDS), diff_id.as_bytes(), key);
+                c.batch.put(index::DIFF_IDS, diff_id.as_bytes(), key);
             }
         }
         Ok(())

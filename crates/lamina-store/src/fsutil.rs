@@ -10,9 +10,21 @@ use crate::digest::hex;
 
 /// The text of the format marker file.
 pub(crate) const FORMAT_V1: &str = "lamina-store v1\n";
-/// Format v2 adds layer records of encoding version 2 (tree-backed layers, tar-split blobs);
-/// a v1 store is a valid v2 store, upgraded by its first read-write open.
+/// Format v2 adds layer records of encoding version 2 (tree-backed layers, tar-split blobs).
 pub(crate) const FORMAT_V2: &str = "lamina-store v2\n";
+/// Format v3 keeps the index in one key space with tagged keys (`index-v2/`) instead of
+/// one column family per kind of record (`index-v1/`); v1 and v2 stores are migrated by
+/// their first open (see `migrate`).
+pub(crate) const FORMAT_V3: &str = "lamina-store v3\n";
+
+/// What a store's format marker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// This version's format.
+    Current,
+    /// Format v1 or v2: the index needs migrating.
+    BeforeIndexV2,
+}
 
 /// Paths inside a store root (see docs/format.md).
 #[derive(Debug, Clone)]
@@ -21,6 +33,10 @@ pub(crate) struct Layout {
     pub(crate) blobs: PathBuf,
     pub(crate) tmp: PathBuf,
     pub(crate) index: PathBuf,
+    /// The index of format v1 and v2, until migrated.
+    pub(crate) old_index: PathBuf,
+    /// Where a migration builds the new index before renaming it to `index`.
+    pub(crate) migrating_index: PathBuf,
     pub(crate) lock: PathBuf,
     pub(crate) format: PathBuf,
     pub(crate) reserve: PathBuf,
@@ -32,7 +48,9 @@ impl Layout {
             root: root.to_path_buf(),
             blobs: root.join("blobs-v1"),
             tmp: root.join("tmp"),
-            index: root.join("index-v1"),
+            index: root.join("index-v2"),
+            old_index: root.join("index-v1"),
+            migrating_index: root.join("index-v2.migrating"),
             lock: root.join("LOCK"),
             format: root.join("FORMAT"),
             reserve: root.join("RESERVE"),
@@ -52,50 +70,48 @@ impl Layout {
         self.blobs.join(&h[..2]).join(&h[2..])
     }
 
-    /// Creates the directory tree and the format marker, or checks the marker of an
-    /// existing store.
-    /// A v1 store is upgraded to v2 unless `read_only` (its records all stay valid; only a
-    /// lamina that reads v1 alone refuses it afterwards).
-    pub(crate) fn create_or_check(&self, read_only: bool) -> Result<(), StoreError> {
+    /// What the format marker says: a store of an older format is read as such until
+    /// migrated.
+    pub(crate) fn marker(&self) -> Result<Marker, StoreError> {
+        let found = fs::read_to_string(&self.format).map_err(StoreError::io(&self.format))?;
+        if found == FORMAT_V3 {
+            Ok(Marker::Current)
+        } else if found == FORMAT_V1 || found == FORMAT_V2 {
+            Ok(Marker::BeforeIndexV2)
+        } else {
+            Err(StoreError::UnsupportedFormat {
+                path: self.format.clone(),
+                found,
+            })
+        }
+    }
+
+    /// Creates the directory tree and the format marker of a new store (the caller holds
+    /// `LOCK`); an existing one is left as it is.
+    pub(crate) fn create(&self) -> Result<(), StoreError> {
         fs::create_dir_all(&self.root).map_err(StoreError::io(&self.root))?;
-        match fs::read_to_string(&self.format) {
-            Ok(found) if found == FORMAT_V2 || (found == FORMAT_V1 && read_only) => {}
-            Ok(found) if found == FORMAT_V1 => {
-                let (mut file, tmp) = self.create_temp()?;
-                file.write_all(FORMAT_V2.as_bytes())
-                    .map_err(StoreError::io(&tmp))?;
-                persist(file, &tmp, &self.format)?;
+        if !self.format.is_file() {
+            fs::create_dir_all(&self.tmp).map_err(StoreError::io(&self.tmp))?;
+            // All 256 shards up front: a put never creates a directory, so it never needs to
+            // fsync a grandparent.
+            for b in 0..=255u8 {
+                let shard = self.blobs.join(hex(&[b]));
+                fs::create_dir_all(&shard).map_err(StoreError::io(&shard))?;
             }
-            Ok(found) => {
-                return Err(StoreError::UnsupportedFormat {
-                    path: self.format.clone(),
-                    found,
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(&self.tmp).map_err(StoreError::io(&self.tmp))?;
-                // All 256 shards up front: a put never creates a directory, so it never
-                // needs to fsync a grandparent.
-                for b in 0..=255u8 {
-                    let shard = self.blobs.join(hex(&[b]));
-                    fs::create_dir_all(&shard).map_err(StoreError::io(&shard))?;
-                }
-                sync_dir(&self.blobs)?;
-                // The marker goes last: a store without it is (re)initialised on open.
-                let (mut file, tmp) = self.create_temp()?;
-                file.write_all(FORMAT_V2.as_bytes())
-                    .map_err(StoreError::io(&tmp))?;
-                persist(file, &tmp, &self.format)?;
-            }
-            Err(e) => {
-                return Err(StoreError::Io {
-                    path: self.format.clone(),
-                    source: e,
-                });
-            }
+            sync_dir(&self.blobs)?;
+            // The marker goes last: a store without it is (re)initialised on open.
+            self.write_marker(FORMAT_V3)?;
         }
         fs::create_dir_all(&self.tmp).map_err(StoreError::io(&self.tmp))?;
         Ok(())
+    }
+
+    /// Replaces the format marker atomically.
+    pub(crate) fn write_marker(&self, text: &str) -> Result<(), StoreError> {
+        let (mut file, tmp) = self.create_temp()?;
+        file.write_all(text.as_bytes())
+            .map_err(StoreError::io(&tmp))?;
+        persist(file, &tmp, &self.format)
     }
 }
 
@@ -138,6 +154,27 @@ pub(crate) fn persist(file: File, temp: &Path, target: &Path) -> Result<(), Stor
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Moves the directory `from` to `to` (which must not exist) and makes the move durable.
+#[allow(clippy::disallowed_methods)] // a directory: `persist` moves files
+pub(crate) fn rename_dir(from: &Path, to: &Path) -> Result<(), StoreError> {
+    fs::rename(from, to).map_err(StoreError::io(to))?;
+    if let Some(parent) = to.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Removes a directory tree; one already gone is fine.
+pub(crate) fn remove_dir_if_exists(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// fsyncs a directory so renames and unlinks in it are durable.

@@ -21,11 +21,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rocksdb::WriteBatch;
-
 use crate::digest::hex;
 use crate::fsutil::remove_if_exists;
-use crate::index::{self, key32};
+use crate::index::{self, IndexBatch, key32};
 use crate::lease::duration_ms;
 use crate::records::{LeaseHeader, now_ms, to_ms};
 use crate::touchlog::{Held, Mode};
@@ -205,7 +203,7 @@ impl Store {
             budget_met: true,
             ..GcReport::default()
         };
-        let mut batch = WriteBatch::default();
+        let mut batch = IndexBatch::default();
 
         let mut layers = HashMap::new();
         for item in db.scan(index::LAYERS) {
@@ -238,13 +236,13 @@ impl Store {
                 } else {
                     live = None;
                     report.leases_expired += 1;
-                    batch.delete_cf(db.cf(index::LEASES), &k);
+                    batch.delete(index::LEASES, &k);
                 }
             } else if k.len() == 48 {
                 if live.is_some_and(|id| k[..16] == id) {
                     marker.mark(key32(index::LEASES, &k[16..])?, &mut scratch);
                 } else {
-                    batch.delete_cf(db.cf(index::LEASES), &k);
+                    batch.delete(index::LEASES, &k);
                 }
             } else {
                 return Err(corrupt(
@@ -281,7 +279,7 @@ impl Store {
                 }
             } else if expired {
                 report.cache_expired += 1;
-                batch.delete_cf(db.cf(index::CACHE), key);
+                batch.delete(index::CACHE, key);
             } else {
                 candidates.push(rec);
             }
@@ -339,7 +337,7 @@ impl Store {
                 }
             }
             report.cache_evicted += 1;
-            batch.delete_cf(db.cf(index::CACHE), rec.key);
+            batch.delete(index::CACHE, rec.key);
         }
         // Remakeable variants that nothing else keeps (a lease, a young blob, an image naming
         // the blob itself) come last: kept while they fit, most recently used first; the rest
@@ -366,7 +364,7 @@ impl Store {
             }
         }
         for (key, record) in &trimmed {
-            batch.put_cf(db.cf(index::LAYERS), key, record.encode());
+            batch.put(index::LAYERS, key, record.encode());
         }
         if let Some(max) = self.options.max_size {
             report.budget_met = kept <= max;
@@ -379,38 +377,38 @@ impl Store {
                 report.bytes_kept += info.size;
                 continue;
             }
-            batch.delete_cf(db.cf(index::BLOBS), key);
-            batch.delete_cf(db.cf(index::SHA256), info.sha256.as_bytes());
-            batch.put_cf(db.cf(index::PENDING), key, b"");
-            db.count(&mut batch, index::STORED_BYTES, -(info.size as i64));
-            db.count(&mut batch, index::BLOB_COUNT, -1);
+            batch.delete(index::BLOBS, key);
+            batch.delete(index::SHA256, info.sha256.as_bytes());
+            batch.put(index::PENDING, key, b"");
+            batch.count(index::STORED_BYTES, -(info.size as i64));
+            batch.count(index::BLOB_COUNT, -1);
             report.blobs_removed += 1;
             report.bytes_freed += info.size;
             doomed.push(*key);
         }
         for (key, rec) in &layers {
             if !marker.keeps_layer(key) {
-                batch.delete_cf(db.cf(index::LAYERS), key);
-                batch.delete_cf(db.cf(index::DIFF_IDS), rec.diff_id.as_bytes());
+                batch.delete(index::LAYERS, key);
+                batch.delete(index::DIFF_IDS, rec.diff_id.as_bytes());
                 self.forget_remote(&mut batch, rec);
                 report.layers_removed += 1;
             }
         }
-        batch.put_cf(db.cf(index::META), index::LAST_GC, now.to_le_bytes());
+        batch.put(index::META, index::LAST_GC, now.to_le_bytes());
         db.write(batch)?;
         self.last_gc_ms.store(now, Ordering::Relaxed);
 
-        let mut done = WriteBatch::default();
+        let mut done = IndexBatch::default();
         for key in &doomed {
             remove_if_exists(&self.layout.blob_path(key))?;
-            done.delete_cf(db.cf(index::PENDING), key);
+            done.delete(index::PENDING, key);
         }
         if !done.is_empty() {
             db.write(done)?;
         }
         // Merge what short-lived processes left and drop the tombstones of what this GC
-        // deleted, so later opens read one file per family.
-        db.bound_files(1, 1)?;
+        // deleted, so later opens read one table file.
+        db.merge_all();
         report.duration = start.elapsed();
         Ok(report)
     }

@@ -1,11 +1,12 @@
-//! The RocksDB index: one column family per kind of record (see docs/format.md).
+//! The RocksDB index: one key space, each kind of record under its own one-byte tag
+//! (see docs/format.md).
 
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor,
-    CompactOptions, DB, DataBlockIndexType, Direction, IteratorMode, MergeOperands, Options,
-    WriteBatch, WriteOptions,
+    BlockBasedOptions, BottommostLevelCompaction, Cache, CompactOptions, DB, DBCompactionStyle,
+    DataBlockIndexType, Direction, IteratorMode, MergeOperands, Options, ReadOptions,
+    UniversalCompactOptions, WaitForCompactOptions, WriteBatch, WriteOptions,
 };
 
 use crate::StoreError;
@@ -29,9 +30,40 @@ pub(crate) const PENDING: &str = "pending";
 /// Counters (merged as i64 additions) and small settings.
 pub(crate) const META: &str = "meta";
 
-const FAMILIES: [&str; 9] = [
-    BLOBS, SHA256, LAYERS, DIFF_IDS, CACHE, IMAGES, LEASES, PENDING, META,
+/// Every kind of record with the tag byte its keys start with: the index of format v3 is
+/// one RocksDB key space (its default column family). Format v2 kept one column family per
+/// kind, named as here: every open set up nine families, every flush wrote a table file
+/// into each family written (nine fsyncs), and an aged store kept up to 12 table files per
+/// large family (docs/benchmarks-warm.md). The tags never change: they are on disk.
+pub(crate) const FAMILIES: [(&str, u8); 9] = [
+    (BLOBS, 1),
+    (SHA256, 2),
+    (LAYERS, 3),
+    (DIFF_IDS, 4),
+    (CACHE, 5),
+    (IMAGES, 6),
+    (LEASES, 7),
+    (PENDING, 8),
+    (META, 9),
 ];
+
+/// The tag byte of a kind of record.
+fn tag(family: &str) -> u8 {
+    FAMILIES
+        .iter()
+        .find(|(name, _)| *name == family)
+        .map(|(_, tag)| *tag)
+        // Every caller passes one of the constants above.
+        .unwrap_or_else(|| panic!("unknown index family {family:?}"))
+}
+
+/// `key` under the tag of `family`: the key as stored.
+pub(crate) fn tagged(family: &str, key: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(1 + key.len());
+    stored.push(tag(family));
+    stored.extend_from_slice(key);
+    stored
+}
 
 /// Counter keys in [`META`].
 pub(crate) const STORED_BYTES: &[u8] = b"counter/stored_bytes";
@@ -46,23 +78,31 @@ pub(crate) const LAST_GC: &[u8] = b"last_gc";
 /// cache keeps the hot part and every filter and index block in memory.
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
-/// Table files a column family may hold before [`Index::open`] merges them into one. Every
-/// open that finds writes in the WAL flushes them into new level-0 files (one per family
-/// written); a short-lived process exits before RocksDB's background compaction merges them,
-/// and what it does compact, files of a few random digests whose key ranges do not overlap,
-/// it moves to the last level unmerged. Without this bound a store used by many small
-/// commands grows by ~2 files per command and every open reads them all.
-pub(crate) const MAX_FAMILY_FILES: u64 = 12;
+/// Sorted runs (table files written by flushes, or merged from them) the index holds
+/// before RocksDB merges recent ones. The index uses universal compaction: each flush adds
+/// a run, and runs of similar size are merged together, so the many small runs
+/// short-lived commands leave are merged with each other, not with the whole index
+/// (leveled compaction rewrote everything below level 0 for every merge, since keys are
+/// random digests). A read-write index waits for these merges before it closes:
+/// background work does not get to run in processes that live a few milliseconds.
+const MERGE_TRIGGER_RUNS: i32 = 4;
 
-/// Table files a small family (under [`SMALL_FAMILY_BYTES`]) may hold before
-/// [`Index::open`] merges them. Every flush writes a file into each family written since the
-/// last one, the small ones included (images, leases, pending, counters), and every open
-/// opens each file: merging a few kilobytes costs a writer little, where the bound for
-/// large families trades a whole-family rewrite against reads.
-pub(crate) const MAX_SMALL_FAMILY_FILES: u64 = 2;
+/// How large (percent of the oldest run) the newer runs may grow before RocksDB merges
+/// every run into one. Merges of recent runs keep the deletions they carry (an older run
+/// may hold the key), and short-lived records (leases, pending blobs) are deleted by every
+/// build: lookups skip them through bloom filters, but a writer's recovery scan of pending
+/// blobs reads them all. RocksDB's default, 200%, let them pile up until an aged store's
+/// index tripled; at 25% an index of 36 MB is rewritten once per ~9 MB of new runs.
+const MAX_NEWER_RUNS_PCT: i32 = 25;
 
-/// Table bytes under which a family counts as small for [`MAX_SMALL_FAMILY_FILES`].
-pub(crate) const SMALL_FAMILY_BYTES: u64 = 1 << 20;
+/// Table files past which [`Index::open`] merges the whole index into one: a bound that
+/// holds even when merges keep being cut short (killed processes).
+pub(crate) const MAX_TABLE_FILES: u64 = 12;
+
+/// How long a closing writer waits for the merges in flight. Merging small runs takes
+/// milliseconds; merging a large index (an aged one's occasional full merge) a second or
+/// so. One cut short by the close is redone by a later writer.
+const MERGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// MANIFEST size past which RocksDB's next MANIFEST write (a flush or compaction) starts a
 /// new, compacted one — if the MANIFEST is also more than [`MANIFEST_SPACE_AMP_PCT`] over
@@ -77,8 +117,12 @@ pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 10;
 /// compacted size, for one small rewrite every few flushes.
 const MANIFEST_SPACE_AMP_PCT: u32 = 100;
 
-/// WAL files the index directory may hold before [`Index::open`] flushes them into tables.
-pub(crate) const MAX_WAL_FILES: usize = 8;
+/// WAL files the index directory may hold before [`Index::open`] flushes them into a table.
+/// Every open, read-only ones included, replays them all (about half a microsecond a
+/// record, ~150 records a writing build); a flush writes one table file, and runs merge
+/// cheaply (see [`MERGE_TRIGGER_RUNS`]), so writers flush often rather than leave readers
+/// a long log.
+pub(crate) const MAX_WAL_FILES: usize = 2;
 
 /// WAL bytes past which a read-write open or close flushes them into tables. Every open
 /// replays the whole WAL into memtables: 200 KB of touches from a long-lived process made a
@@ -115,12 +159,20 @@ impl Drop for Index {
         }
         // A failed flush loses nothing: the WAL stays, and the next open replays it.
         let _ = self.bound_wal(usize::MAX, MAX_WAL_BYTES);
+        let mut wait = WaitForCompactOptions::default();
+        wait.set_timeout(MERGE_WAIT.as_micros() as u64);
+        // A merge cut short loses nothing either: the runs it read stay.
+        let _ = self.db.wait_for_compact(&wait);
     }
 }
 
 /// Sums i64 little-endian operands onto the existing value; malformed values count as 0 so a
 /// damaged counter degrades to a wrong statistic, never to a failed write.
-fn add_i64(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+pub(crate) fn add_i64(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
     let read = |v: &[u8]| <[u8; 8]>::try_from(v).map_or(0, i64::from_le_bytes);
     let mut total = existing.map_or(0, read);
     for op in operands {
@@ -145,18 +197,16 @@ impl Index {
     fn open_mode(path: &Path, sync: bool, read_only: bool) -> Result<Self, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(2);
-        // RocksDB opens every table file at open with up to 16 threads per column family
-        // (144 threads for 9 families); the index holds a few small files per family, which
-        // one thread opens faster than it can start the others.
+        // RocksDB opens every table file at open with up to 16 threads; the index holds a
+        // few small files, which one thread opens faster than it can start the others.
         opts.set_max_file_opening_threads(1);
         // No periodic statistics dumps: they only start a timer thread in short commands.
         opts.set_stats_dump_period_sec(0);
         opts.set_stats_persist_period_sec(0);
         // Lookups are point gets of random 32-byte digests: bloom filters let a get skip the
         // files that cannot hold the key, and a hash index inside each block finds the key
-        // without a binary search. One block cache is shared by every family.
+        // without a binary search.
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -165,16 +215,32 @@ impl Index {
         table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        opts.set_block_based_table_factory(&table);
+        // The last level holds nearly all keys (files there are what `bound_files` and GC
+        // merge into), and every command loaded the filter of each last-level table a lookup
+        // touched: the bulk of the metadata an aged index reads (500 KB of 625 on a store
+        // aged by 10,000 builds). Without them, a lookup that misses there (a new blob's
+        // dedupe check, a cold step's cache key, the blobs lookup before the layers one)
+        // reads an index and a data block instead, a few microseconds from the page cache;
+        // the hits of a warm rebuild need neither.
+        opts.set_optimize_filters_for_hits(true);
+        opts.set_compaction_style(DBCompactionStyle::Universal);
+        opts.set_level_zero_file_num_compaction_trigger(MERGE_TRIGGER_RUNS);
+        let mut universal = UniversalCompactOptions::default();
+        universal.set_max_size_amplification_percent(MAX_NEWER_RUNS_PCT);
+        opts.set_universal_compaction_options(&universal);
+        // Counters are the only keys written with merges.
+        opts.set_merge_operator_associative("lamina-add-i64", add_i64);
         // Most opens are short commands that write a few records. By default each open
-        // flushes the WAL the last one left into new table files (one per family written,
-        // each with its fsyncs) and writes a fresh MANIFEST; instead the WAL stays the
-        // record of small writes until `MAX_WAL_FILES` pile up (then one flush), and the
-        // MANIFEST is appended to. The MANIFEST options are marked experimental in RocksDB
-        // 11.8 (best effort: RocksDB falls back to a fresh MANIFEST when it cannot reuse
-        // one); the kill -9 tests of this crate and tests/kill-sweep.sh run with them.
-        // Appending to the MANIFEST at every open makes it grow by a record per open; past
-        // this size the next open writes a fresh, compacted one, so recovery (which reads it
-        // all) stays short however many commands ran.
+        // flushes the WAL the last one left into a new table file (with its fsyncs) and
+        // writes a fresh MANIFEST; instead the WAL stays the record of small writes until
+        // `MAX_WAL_FILES` pile up (then one flush), and the MANIFEST is appended to. The
+        // MANIFEST options are marked experimental in RocksDB 11.8 (best effort: RocksDB
+        // falls back to a fresh MANIFEST when it cannot reuse one); the kill -9 tests of
+        // this crate and tests/kill-sweep.sh run with them. Appending to the MANIFEST at
+        // every open makes it grow by a record per open; past this size the next open
+        // writes a fresh, compacted one, so recovery (which reads it all) stays short
+        // however many commands ran.
         opts.set_max_manifest_file_size(MAX_MANIFEST_BYTES);
         let opts = opts
             .get_options_from_string(format!(
@@ -186,27 +252,10 @@ impl Index {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let families = FAMILIES.iter().map(|name| {
-            let mut cf = Options::default();
-            cf.set_block_based_table_factory(&table);
-            // The last level holds nearly all keys (files there are what `bound_files` and
-            // GC merge into), and every command loaded the filter of each last-level table
-            // a lookup touched: the bulk of the metadata an aged index reads (500 KB of 625
-            // on a store aged by 10,000 builds). Without them, a lookup that misses there
-            // (a new blob's dedupe check, a cold step's cache key, the blobs lookup before
-            // the layers one) reads an index and a data block instead, a few microseconds
-            // from the page cache; the hits of a warm rebuild need neither. RocksDB skips
-            // last-level filters at read time, so tables written before keep theirs unused.
-            cf.set_optimize_filters_for_hits(true);
-            if *name == META {
-                cf.set_merge_operator_associative("lamina-add-i64", add_i64);
-            }
-            ColumnFamilyDescriptor::new(*name, cf)
-        });
         let opened = if read_only {
-            DB::open_cf_descriptors_read_only(&opts, path, families, false)
+            DB::open_for_read_only(&opts, path, false)
         } else {
-            DB::open_cf_descriptors(&opts, path, families)
+            DB::open(&opts, path)
         };
         let db = opened.map_err(|source| StoreError::Index {
             path: path.to_path_buf(),
@@ -226,11 +275,11 @@ impl Index {
         // A failed flush loses nothing (the WAL stays and is replayed): not worth failing
         // the command for.
         let _ = index.bound_wal(MAX_WAL_FILES, MAX_WAL_BYTES);
-        index.bound_files(MAX_FAMILY_FILES, MAX_SMALL_FAMILY_FILES)?;
+        index.bound_files(MAX_TABLE_FILES)?;
         Ok(index)
     }
 
-    /// Flushes every family into table files when the index directory holds more than
+    /// Flushes the memtable into a table file when the index directory holds more than
     /// `max_files` WAL files or more than `max_bytes` of them (opens keep the WAL they
     /// recover rather than flushing it, and start a new one), so opens never replay a long
     /// log; the flush lets RocksDB delete them.
@@ -245,62 +294,44 @@ impl Index {
         if files <= max_files && bytes <= max_bytes {
             return Ok(());
         }
-        let families: Vec<_> = FAMILIES.iter().map(|name| self.cf(name)).collect();
         self.db
-            .flush_cfs_opt(&families, &rocksdb::FlushOptions::default())
+            .flush_opt(&rocksdb::FlushOptions::default())
             .map_err(self.err())
     }
 
-    /// Table files of a column family, over every level.
-    pub(crate) fn family_files(&self, cf: &str) -> Result<u64, StoreError> {
+    /// Table files of the index, over every level.
+    pub(crate) fn table_files(&self) -> Result<u64, StoreError> {
         let mut files = 0;
         for level in 0..7 {
             let property = format!("rocksdb.num-files-at-level{level}");
             files += self
                 .db
-                .property_int_value_cf(self.cf(cf), property.as_str())
+                .property_int_value(property.as_str())
                 .map_err(self.err())?
                 .unwrap_or(0);
         }
         Ok(files)
     }
 
-    /// Merges every column family holding more than `max` table files (`max_small` if the
-    /// family's tables are under [`SMALL_FAMILY_BYTES`]) into one file, in this call: the
-    /// files are small, and background compaction does not get to run in processes that
-    /// live a few milliseconds. This rewrites the whole family, which is why a large one
-    /// waits until files pile up rather than being merged at every open.
-    pub(crate) fn bound_files(&self, max: u64, max_small: u64) -> Result<(), StoreError> {
-        let mut compact = CompactOptions::default();
-        compact.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
-        for name in FAMILIES {
-            let files = self.family_files(name)?;
-            if files <= max_small {
-                continue;
-            }
-            // Unknown counts as large: merged only past `max`, as before this bound.
-            let bytes = self
-                .db
-                .property_int_value_cf(self.cf(name), "rocksdb.live-sst-files-size")
-                .ok()
-                .flatten()
-                .unwrap_or(u64::MAX);
-            if files > max || bytes < SMALL_FAMILY_BYTES {
-                self.db
-                    .compact_range_cf_opt(self.cf(name), None::<&[u8]>, None::<&[u8]>, &compact);
-            }
+    /// Merges the index into one table file when it holds more than `max`, in this call:
+    /// background compaction does not get to run in processes that live a few
+    /// milliseconds. This rewrites the whole index, which is why it waits until files pile
+    /// up rather than merging at every open.
+    pub(crate) fn bound_files(&self, max: u64) -> Result<(), StoreError> {
+        if self.table_files()? > max {
+            self.merge_all();
         }
         Ok(())
     }
 
-    /// Table files (`.sst`) in the index directory.
-    #[cfg(test)]
-    pub(crate) fn table_files(&self) -> usize {
-        std::fs::read_dir(&self.path).map_or(0, |dir| {
-            dir.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "sst"))
-                .count()
-        })
+    /// Merges every table file into one at the last level, dropping deleted records: a
+    /// level-0 file (what a flush writes) keeps its bloom filter and index pinned in memory
+    /// for every lookup of every open, where a last-level one has no filter.
+    pub(crate) fn merge_all(&self) {
+        let mut compact = CompactOptions::default();
+        compact.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        self.db
+            .compact_range_opt(None::<&[u8]>, None::<&[u8]>, &compact);
     }
 
     fn err(&self) -> impl FnOnce(rocksdb::Error) -> StoreError + '_ {
@@ -310,45 +341,37 @@ impl Index {
         }
     }
 
-    /// The handle of a column family opened in [`Index::open`].
-    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
-        // Every name in FAMILIES is opened (or created) by `open`, so this cannot fail.
-        self.db
-            .cf_handle(name)
-            .expect("column family opened at start")
+    pub(crate) fn get(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(tagged(family, key)).map_err(self.err())
     }
 
-    pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get_cf(self.cf(cf), key).map_err(self.err())
-    }
-
-    pub(crate) fn put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn put(&self, family: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.db
-            .put_cf_opt(self.cf(cf), key, value, &self.write_opts)
+            .put_opt(tagged(family, key), value, &self.write_opts)
             .map_err(self.err())
     }
 
-    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    pub(crate) fn write(&self, batch: IndexBatch) -> Result<(), StoreError> {
         self.db
-            .write_opt(batch, &self.write_opts)
+            .write_opt(batch.batch, &self.write_opts)
             .map_err(self.err())
     }
 
     /// [`Index::put`] without fsync: for last-used times, where losing the last few updates
     /// to a power cut is harmless (a killed process loses nothing: the WAL is written).
-    pub(crate) fn put_relaxed(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db.put_cf(self.cf(cf), key, value).map_err(self.err())
+    pub(crate) fn put_relaxed(
+        &self,
+        family: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        self.db.put(tagged(family, key), value).map_err(self.err())
     }
 
     /// Writes without fsync: for statistics and last-used times, where losing the last
     /// few updates to a power cut is harmless.
-    pub(crate) fn write_relaxed(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.db.write(batch).map_err(self.err())
-    }
-
-    /// Adds `delta` to a counter in `batch`.
-    pub(crate) fn count(&self, batch: &mut WriteBatch, key: &[u8], delta: i64) {
-        batch.merge_cf(self.cf(META), key, delta.to_le_bytes());
+    pub(crate) fn write_relaxed(&self, batch: IndexBatch) -> Result<(), StoreError> {
+        self.db.write(batch.batch).map_err(self.err())
     }
 
     /// A counter's value (0 if never written).
@@ -359,23 +382,34 @@ impl Index {
             .map_or(0, i64::from_le_bytes))
     }
 
-    /// Every entry of a column family, in key order.
-    pub(crate) fn scan(&self, cf: &str) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
-        self.db
-            .iterator_cf(self.cf(cf), IteratorMode::Start)
-            .map(|r| r.map_err(self.err()))
+    /// Every entry of a kind of record, in key order (keys without their tag).
+    pub(crate) fn scan(
+        &self,
+        family: &str,
+    ) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
+        self.scan_prefix(family, &[])
     }
 
-    /// The entries whose key starts with `prefix`.
-    pub(crate) fn scan_prefix<'a>(
-        &'a self,
-        cf: &str,
-        prefix: &'a [u8],
-    ) -> impl Iterator<Item = Result<Entry, StoreError>> + 'a {
+    /// The entries of a kind of record whose key starts with `prefix` (keys without their
+    /// tag).
+    pub(crate) fn scan_prefix(
+        &self,
+        family: &str,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
+        let start = tagged(family, prefix);
+        // The iterator stops at the bound instead of reading past the last match: past it
+        // lie other kinds of record, and the deleted keys of short-lived ones (leases,
+        // pending blobs) that merges of recent runs keep, which a step past the end would
+        // skip one by one (a store aged by 10,000 builds: an `image ls` took 2.7 times as
+        // long).
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(successor(&start));
         self.db
-            .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward))
+            .iterator_opt(IteratorMode::From(&start, Direction::Forward), read)
             .map(|r| r.map_err(self.err()))
-            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&start)))
+            .map(|r| r.map(|(k, v)| (Box::from(&k[1..]), v)))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -388,6 +422,44 @@ impl Index {
     }
 }
 
+/// The first key after every key that starts with `prefix` (which starts with a tag, never
+/// 0xff).
+fn successor(prefix: &[u8]) -> Vec<u8> {
+    let mut bound = prefix.to_vec();
+    while bound.last() == Some(&0xff) {
+        bound.pop();
+    }
+    if let Some(last) = bound.last_mut() {
+        *last += 1;
+    }
+    bound
+}
+
+/// Writes applied together by [`Index::write`]: each key under its family's tag.
+#[derive(Default)]
+pub(crate) struct IndexBatch {
+    batch: WriteBatch,
+}
+
+impl IndexBatch {
+    pub(crate) fn put(&mut self, family: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.batch.put(tagged(family, key.as_ref()), value);
+    }
+
+    pub(crate) fn delete(&mut self, family: &str, key: impl AsRef<[u8]>) {
+        self.batch.delete(tagged(family, key.as_ref()));
+    }
+
+    /// Adds `delta` to a counter in [`META`].
+    pub(crate) fn count(&mut self, counter: &[u8], delta: i64) {
+        self.batch.merge(tagged(META, counter), delta.to_le_bytes());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
 /// A key from the index as a fixed 32-byte digest, or a corruption error naming it.
 pub(crate) fn key32(kind: &'static str, key: &[u8]) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(key).map_err(|_| StoreError::CorruptRecord {
@@ -395,4 +467,17 @@ pub(crate) fn key32(kind: &'static str, key: &[u8]) -> Result<[u8; 32], StoreErr
         key: crate::digest::hex(key),
         reason: format!("key has {} bytes, expected 32", key.len()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_successor_is_past_every_key_with_the_prefix() {
+        assert_eq!(successor(&[6]), [7]);
+        assert_eq!(successor(&[7, 1, 0xff]), [7, 2]);
+        assert_eq!(successor(&[7, 0xff, 0xff]), [8]);
+        assert!(successor(&[7, 1, 0xff]).as_slice() > [7, 1, 0xff, 0xff, 0xff].as_slice());
+    }
 }

@@ -3,10 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rocksdb::WriteBatch;
-
 use crate::digest::hex;
-use crate::index;
+use crate::index::{self, IndexBatch};
 use crate::records::{LeaseHeader, now_ms};
 use crate::{Digest, Store, StoreError};
 
@@ -137,10 +135,10 @@ impl Store {
 
     pub(crate) fn release_lease(&self, id: &[u8; 16]) -> Result<(), StoreError> {
         let db = self.writable()?;
-        let mut batch = WriteBatch::default();
+        let mut batch = IndexBatch::default();
         for item in db.scan_prefix(index::LEASES, id) {
             let (key, _) = item?;
-            batch.delete_cf(db.cf(index::LEASES), key);
+            batch.delete(index::LEASES, key);
         }
         // Without fsync: a release lost to a power cut leaves a lease that expires.
         db.write_relaxed(batch)

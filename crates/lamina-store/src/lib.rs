@@ -3,7 +3,7 @@
 //! [`Store`] keeps every layer, config and manifest once, addressed by blake3, with its
 //! sha256 recorded so OCI digests find it too. Blobs are files under `blobs-v1/`, written
 //! atomically and verified before they land; records (blobs, layers, cache entries, named
-//! images, leases) live in a RocksDB index with one column family per kind. Eviction is by
+//! images, leases) live in a RocksDB index, each kind under its own key prefix. Eviction is by
 //! TTL for cache entries, by an optional size budget (least recently used first) and by a
 //! mark-and-sweep GC from named images, unexpired cache entries and live leases. The
 //! layout and record encodings are described in `docs/format.md`.
@@ -45,6 +45,7 @@ mod gc;
 mod index;
 mod lease;
 mod lock;
+mod migrate;
 pub mod owner;
 mod records;
 mod refs;

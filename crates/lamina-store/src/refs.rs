@@ -2,10 +2,8 @@
 
 use std::time::SystemTime;
 
-use rocksdb::WriteBatch;
-
 use crate::digest::hex;
-use crate::index;
+use crate::index::{self, IndexBatch};
 use crate::records::{from_ms, now_ms, to_ms};
 use crate::store::TOUCH_GRANULARITY_MS;
 use crate::touchlog::Touch;
@@ -41,7 +39,7 @@ impl Store {
     /// existing record keeps its creation time and its variants, and gains the new ones (a
     /// variant is one compressed blob; one compression may have several).
     pub fn put_layer(&self, layer: &LayerRecord) -> Result<LayerRecord, StoreError> {
-        self.put_layer_batch(layer, WriteBatch::default())
+        self.put_layer_batch(layer, IndexBatch::default())
     }
 
     /// [`Store::put_layer`], writing `batch` in the same atomic write. A local variant with
@@ -50,7 +48,7 @@ impl Store {
     pub(crate) fn put_layer_batch(
         &self,
         layer: &LayerRecord,
-        mut batch: WriteBatch,
+        mut batch: IndexBatch,
     ) -> Result<LayerRecord, StoreError> {
         let db = self.writable()?;
         let _gate = self.shared();
@@ -86,8 +84,8 @@ impl Store {
                 ..layer.clone()
             },
         );
-        batch.put_cf(db.cf(index::LAYERS), key, record.encode());
-        batch.put_cf(db.cf(index::DIFF_IDS), record.diff_id.as_bytes(), key);
+        batch.put(index::LAYERS, key, record.encode());
+        batch.put(index::DIFF_IDS, record.diff_id.as_bytes(), key);
         db.write(batch)?;
         Ok(record)
     }
@@ -204,8 +202,8 @@ impl Store {
     pub fn remove_cache_entry(&self, key: &[u8; 32]) -> Result<bool, StoreError> {
         let db = self.writable()?;
         let existed = db.get(index::CACHE, key)?.is_some();
-        let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_cf(db.cf(index::CACHE), key);
+        let mut batch = crate::index::IndexBatch::default();
+        batch.delete(index::CACHE, key);
         db.write(batch)?;
         Ok(existed)
     }
@@ -320,8 +318,8 @@ impl Store {
                 name: name.to_owned(),
             });
         }
-        let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_cf(db.cf(index::IMAGES), name.as_bytes());
+        let mut batch = crate::index::IndexBatch::default();
+        batch.delete(index::IMAGES, name.as_bytes());
         db.write(batch)?;
         Ok(record)
     }

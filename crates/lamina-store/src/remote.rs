@@ -9,10 +9,8 @@
 //! false until the blob is fetched, and true afterwards (the sha256 alias finds it), so a
 //! record read before the fetch still finds the bytes after it.
 
-use rocksdb::WriteBatch;
-
 use crate::encoding::{DecodeError, Decoder, Encoder};
-use crate::index;
+use crate::index::{self, IndexBatch};
 use crate::records::{from_ms, now_ms, to_ms};
 use crate::{Algorithm, Compression, Digest, LayerRecord, LayerVariant, Store, StoreError};
 
@@ -114,7 +112,8 @@ impl Store {
                 digest: local.digest,
             });
         }
-        let db = self.writable()?;
+        // Held from the read of the old record to the write: no other writer in between.
+        let _writing = self.writable()?;
         let now = from_ms(now_ms());
         let old = self.layer(&layer.digest)?;
         let held = |v: &LayerVariant| {
@@ -124,7 +123,7 @@ impl Store {
                     .any(|h| h.sha256 == v.sha256 && !h.is_remote())
             })
         };
-        let mut batch = WriteBatch::default();
+        let mut batch = IndexBatch::default();
         for variant in layer.variants.iter().filter(|v| !held(v)) {
             let blob = RemoteBlob {
                 sha256: variant.sha256,
@@ -133,7 +132,7 @@ impl Store {
                 source: source.clone(),
                 created: now,
             };
-            batch.put_cf(db.cf(index::META), key(&variant.sha256), blob.encode());
+            batch.put(index::META, key(&variant.sha256), blob.encode());
         }
         self.put_layer_batch(layer, batch)
     }
@@ -201,10 +200,9 @@ impl Store {
 
     /// Adds to `batch` the deletion of the remote source records of `record`'s remote
     /// variants (a GC that drops the record, or a fetch that made them local).
-    pub(crate) fn forget_remote(&self, batch: &mut WriteBatch, record: &LayerRecord) {
-        let Ok(db) = self.index() else { return };
+    pub(crate) fn forget_remote(&self, batch: &mut IndexBatch, record: &LayerRecord) {
         for variant in record.variants.iter().filter(|v| v.is_remote()) {
-            batch.delete_cf(db.cf(index::META), key(&variant.sha256));
+            batch.delete(index::META, key(&variant.sha256));
         }
     }
 }

@@ -8,10 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use rocksdb::WriteBatch;
-
-use crate::fsutil::{Layout, remove_if_exists, temp_owner};
-use crate::index::{self, Index};
+use crate::fsutil::{Layout, Marker, remove_if_exists, temp_owner};
+use crate::index::{self, Index, IndexBatch};
 use crate::lock::StoreLock;
 use crate::records::{from_ms, now_ms, to_ms};
 use crate::slot::{OpenIndex, Slot};
@@ -145,12 +143,8 @@ impl Store {
         std::fs::create_dir_all(root).map_err(StoreError::io(root))?;
         let layout = Layout::new(root);
         let exists = layout.format.is_file();
-        if exists {
-            // Only read (or an idempotent atomic upgrade): no lock needed.
-            layout.create_or_check(options.read_only)?;
-        } else {
-            // Creating the layout races with other processes opening a new store.
-            let _lock = StoreLock::acquire(
+        let lock = || {
+            StoreLock::acquire(
                 &layout.lock,
                 options.lock_timeout,
                 crate::slot::NOTICE_AFTER,
@@ -159,9 +153,21 @@ impl Store {
                         notice.call(holder);
                     }
                 },
-            )?;
-            layout.create_or_check(options.read_only)?;
+            )
+        };
+        if !exists {
+            // Creating the layout races with other processes opening a new store.
+            let _lock = lock()?;
+            layout.create()?;
+        } else if layout.marker()? == Marker::BeforeIndexV2 {
+            // Read-only opens too: this version reads only the new index.
+            let _lock = lock()?;
+            crate::migrate::migrate(&layout)?;
+        } else if crate::migrate::left_behind(&layout) {
+            let _lock = lock()?;
+            crate::migrate::remove_leftovers(&layout)?;
         }
+        std::fs::create_dir_all(&layout.tmp).map_err(StoreError::io(&layout.tmp))?;
         // A store made just now has no index to open read-only yet.
         let options = StoreOptions {
             read_only: options.read_only && exists && layout.index.join("CURRENT").is_file(),
@@ -497,10 +503,10 @@ fn recover(layout: &Layout, index: &Index) -> Result<(), StoreError> {
     }
     crate::owner::forget_dead(&layout.root)
         .map_err(|(path, source)| StoreError::Io { path, source })?;
-    let mut batch = WriteBatch::default();
+    let mut batch = IndexBatch::default();
     for item in index.scan(index::PENDING) {
         let (key, _) = item?;
-        batch.delete_cf(index.cf(index::PENDING), &key);
+        batch.delete(index::PENDING, &key);
         let Ok(digest) = <[u8; 32]>::try_from(&key[..]) else {
             continue;
         };

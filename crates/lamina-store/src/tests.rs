@@ -100,11 +100,8 @@ fn counters_drift_is_found_and_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.put_bytes(BlobKind::Other, b"12345").unwrap();
-    let mut batch = rocksdb::WriteBatch::default();
-    store
-        .index()
-        .unwrap()
-        .count(&mut batch, index::STORED_BYTES, 100);
+    let mut batch = crate::index::IndexBatch::default();
+    batch.count(index::STORED_BYTES, 100);
     store.index().unwrap().write(batch).unwrap();
     let report = store
         .fsck(FsckOptions {
@@ -175,11 +172,8 @@ fn diff_id_aliases_are_checked_and_repaired() {
         .index()
         .unwrap()
         .write({
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.delete_cf(
-                store.index().unwrap().cf(index::DIFF_IDS),
-                layer.diff_id.as_bytes(),
-            );
+            let mut batch = crate::index::IndexBatch::default();
+            batch.delete(index::DIFF_IDS, layer.diff_id.as_bytes());
             batch
         })
         .unwrap();
@@ -222,41 +216,61 @@ fn mark_used_answers_from_the_index_alone() {
 }
 
 #[test]
-fn a_large_family_keeps_its_table_files_until_the_large_bound() {
+fn table_files_are_merged_past_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let db = index::Index::open(&dir.path().join("index"), false).unwrap();
     // Three flushes (one fewer than RocksDB's own level-0 trigger, so no background
-    // compaction merges them meanwhile), each writing 400 KiB that does not compress into
-    // `cache` and a few bytes into `images`.
-    let mut value = vec![0; 400 << 10];
+    // compaction merges them meanwhile), each writing records of several kinds.
     for i in 0..3u8 {
-        blake3::Hasher::new()
-            .update(&[i])
-            .finalize_xof()
-            .fill(&mut value);
-        db.put(index::CACHE, &[i; 32], &value).unwrap();
-        db.put(index::IMAGES, &[i], b"small").unwrap();
+        db.put(index::CACHE, &[i; 32], b"entry").unwrap();
+        db.put(index::IMAGES, &[i], b"image").unwrap();
         db.bound_wal(0, 0).unwrap();
     }
-    assert_eq!(db.family_files(index::CACHE).unwrap(), 3);
-    assert_eq!(db.family_files(index::IMAGES).unwrap(), 3);
-    db.bound_files(index::MAX_FAMILY_FILES, index::MAX_SMALL_FAMILY_FILES)
-        .unwrap();
-    // Over 1 MiB: left until it holds MAX_FAMILY_FILES; the small one merged.
-    assert_eq!(db.family_files(index::CACHE).unwrap(), 3);
-    assert_eq!(db.family_files(index::IMAGES).unwrap(), 1);
+    // One table file per flush, whatever kinds of record it holds.
+    assert_eq!(db.table_files().unwrap(), 3);
+    db.bound_files(3).unwrap();
+    assert_eq!(db.table_files().unwrap(), 3);
+    db.bound_files(2).unwrap();
+    assert_eq!(db.table_files().unwrap(), 1);
+    for i in 0..3u8 {
+        assert_eq!(db.get(index::CACHE, &[i; 32]).unwrap().unwrap(), b"entry");
+        assert_eq!(db.get(index::IMAGES, &[i]).unwrap().unwrap(), b"image");
+    }
+}
+
+#[test]
+fn kinds_of_record_do_not_see_each_others_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = index::Index::open(&dir.path().join("index"), false).unwrap();
+    db.put(index::LEASES, b"lease-1", b"header").unwrap();
+    db.put(index::LEASES, b"lease-1/member", b"").unwrap();
+    db.put(index::PENDING, b"lease-1", b"").unwrap();
+    db.put(index::IMAGES, b"z", b"image").unwrap();
+    let keys = |family: &str, prefix: &[u8]| -> Vec<Vec<u8>> {
+        db.scan_prefix(family, prefix)
+            .map(|r| r.unwrap().0.to_vec())
+            .collect()
+    };
+    assert_eq!(
+        keys(index::LEASES, b"lease-1"),
+        [b"lease-1".to_vec(), b"lease-1/member".to_vec()]
+    );
+    assert_eq!(keys(index::PENDING, b""), [b"lease-1".to_vec()]);
+    assert_eq!(keys(index::IMAGES, b""), [b"z".to_vec()]);
+    assert!(keys(index::BLOBS, b"").is_empty());
+    assert_eq!(db.get(index::PENDING, b"lease-1/member").unwrap(), None);
 }
 
 #[test]
 fn index_files_stay_bounded_across_many_short_opens() {
     // Each cycle is a short-lived command: open, write a little (a blob record, a cache
     // entry, counters, a retag), close. Opens keep the WAL they recover and start another,
-    // flushing all of them into table files once more than MAX_WAL_FILES pile up.
+    // flushing all of them into a table file once more than MAX_WAL_FILES pile up.
     let dir = tempfile::tempdir().unwrap();
-    let cycles = 3 * index::MAX_FAMILY_FILES as usize;
+    let cycles = 2 * index::MAX_TABLE_FILES as usize * index::MAX_WAL_FILES;
     for i in 0..cycles {
         let store = open(dir.path());
-        let logs = std::fs::read_dir(store.path().join("index-v1"))
+        let logs = std::fs::read_dir(store.path().join("index-v2"))
             .unwrap()
             .filter(|e| {
                 e.as_ref()
@@ -272,14 +286,11 @@ fn index_files_stay_bounded_across_many_short_opens() {
             logs <= 2 * index::MAX_WAL_FILES,
             "cycle {i}: {logs} WAL files after open"
         );
-        for name in [index::BLOBS, index::CACHE, index::IMAGES, index::META] {
-            let files = store.index().unwrap().family_files(name).unwrap();
-            // Every family here is small (a few kilobytes): merged past two files.
-            assert!(
-                files <= index::MAX_SMALL_FAMILY_FILES,
-                "cycle {i}: family {name} holds {files} table files after open"
-            );
-        }
+        let files = store.index().unwrap().table_files().unwrap();
+        assert!(
+            files <= index::MAX_TABLE_FILES,
+            "cycle {i}: {files} table files after open"
+        );
         let blob = store
             .put_bytes(BlobKind::Manifest, format!("manifest {i}").as_bytes())
             .unwrap();
@@ -293,22 +304,10 @@ fn index_files_stay_bounded_across_many_short_opens() {
             .tag_image("age:latest", &blob.digest, &[], ImageState::Complete)
             .unwrap();
     }
+    // GC merges the index into one file.
     let store = open(dir.path());
-    // 9 families at most at the bound each: without it, 36 cycles leave ~100 files.
-    let bound = 9 * index::MAX_SMALL_FAMILY_FILES as usize;
-    let files = store.index().unwrap().table_files();
-    assert!(
-        files <= bound,
-        "{files} table files after {cycles} opens (bound {bound})"
-    );
-    // GC merges each family into one file.
     store.gc().unwrap();
-    for name in [index::BLOBS, index::CACHE, index::IMAGES, index::META] {
-        assert!(
-            store.index().unwrap().family_files(name).unwrap() <= 1,
-            "{name} after gc"
-        );
-    }
+    assert!(store.index().unwrap().table_files().unwrap() <= 1);
     assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
 }
 
@@ -318,7 +317,7 @@ fn the_manifest_stays_small_across_many_opens() {
     // an open write a fresh one once it grows past it.
     let dir = tempfile::tempdir().unwrap();
     let manifest_bytes = |store: &Store| -> u64 {
-        std::fs::read_dir(store.path().join("index-v1"))
+        std::fs::read_dir(store.path().join("index-v2"))
             .unwrap()
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
@@ -339,7 +338,7 @@ fn the_manifest_stays_small_across_many_opens() {
 
 /// Bytes of WAL in a store's index directory.
 fn wal_bytes(store_dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(store_dir.join("index-v1"))
+    std::fs::read_dir(store_dir.join("index-v2"))
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))

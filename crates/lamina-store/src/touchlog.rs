@@ -29,9 +29,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rocksdb::WriteBatch;
-
-use crate::index::{self, Index};
+use crate::index::{self, Index, IndexBatch};
 use crate::records::{from_ms, to_ms};
 use crate::{BlobInfo, CacheRecord, ImageRecord, StoreError};
 
@@ -324,13 +322,13 @@ pub(crate) fn apply(index: &Index, touches: &[Touch]) -> Result<(), StoreError> 
     let mut blobs: HashMap<[u8; 32], u64> = HashMap::new();
     let mut caches: HashMap<[u8; 32], u64> = HashMap::new();
     let mut images: HashMap<&str, u64> = HashMap::new();
-    let mut batch = WriteBatch::default();
+    let mut batch = IndexBatch::default();
     for touch in touches {
         match touch {
             Touch::Blob { key, ms } => max_into(&mut blobs, *key, *ms),
             Touch::Cache { key, ms } => max_into(&mut caches, *key, *ms),
             Touch::Image { name, ms } => max_into(&mut images, name.as_str(), *ms),
-            Touch::Count { counter, delta } => index.count(&mut batch, counter, *delta),
+            Touch::Count { counter, delta } => batch.count(counter, *delta),
         }
     }
     for (key, ms) in blobs {
@@ -342,7 +340,7 @@ pub(crate) fn apply(index: &Index, touches: &[Touch]) -> Result<(), StoreError> 
             && to_ms(info.last_used) < ms
         {
             info.last_used = from_ms(ms);
-            batch.put_cf(index.cf(index::BLOBS), key, info.encode());
+            batch.put(index::BLOBS, key, info.encode());
         }
     }
     for (key, ms) in caches {
@@ -353,7 +351,7 @@ pub(crate) fn apply(index: &Index, touches: &[Touch]) -> Result<(), StoreError> 
             && to_ms(record.last_used) < ms
         {
             record.last_used = from_ms(ms);
-            batch.put_cf(index.cf(index::CACHE), key, record.encode());
+            batch.put(index::CACHE, key, record.encode());
         }
     }
     for (name, ms) in images {
@@ -364,7 +362,7 @@ pub(crate) fn apply(index: &Index, touches: &[Touch]) -> Result<(), StoreError> 
             && to_ms(record.updated) < ms
         {
             record.updated = from_ms(ms);
-            batch.put_cf(index.cf(index::IMAGES), name.as_bytes(), record.encode());
+            batch.put(index::IMAGES, name.as_bytes(), record.encode());
         }
     }
     if batch.is_empty() {

@@ -142,7 +142,7 @@ fn a_read_first_store_records_uses_in_the_log_and_a_writer_merges_them() {
         info.digest
     };
     let log_path = path.join(FILE);
-    let before = std::fs::metadata(path.join("index-v1").join("CURRENT")).unwrap();
+    let before = std::fs::metadata(path.join("index-v2").join("CURRENT")).unwrap();
     {
         let store = Store::open(&path, options(true)).unwrap();
         let section = store.read_section().unwrap();
@@ -174,7 +174,7 @@ fn a_read_first_store_records_uses_in_the_log_and_a_writer_merges_them() {
         }
     }
     // A read-only open writes nothing into the index directory.
-    let after = std::fs::metadata(path.join("index-v1").join("CURRENT")).unwrap();
+    let after = std::fs::metadata(path.join("index-v2").join("CURRENT")).unwrap();
     assert_eq!(before.modified().unwrap(), after.modified().unwrap());
 
     // The next writer merges the log and empties it.

@@ -8,10 +8,8 @@
 
 use std::path::PathBuf;
 
-use rocksdb::WriteBatch;
-
 use crate::fsutil::remove_if_exists;
-use crate::index;
+use crate::index::{self, IndexBatch};
 use crate::records::BlobInfo;
 use crate::{Digest, LayerRecord, Store, StoreError};
 
@@ -67,25 +65,25 @@ impl Store {
             .stat(tar_split)?
             .ok_or(StoreError::NotFound { digest: *tar_split })?;
         record.tar_split = Some(split.digest);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(db.cf(index::LAYERS), key, record.encode());
+        let mut batch = IndexBatch::default();
+        batch.put(index::LAYERS, key, record.encode());
         let plain: Option<BlobInfo> =
             match record.variants.iter().find(|v| record.served_from_tree(v)) {
                 Some(v) => self.record(v.digest.as_bytes())?,
                 None => None,
             };
         if let Some(info) = &plain {
-            batch.delete_cf(db.cf(index::BLOBS), key);
-            batch.delete_cf(db.cf(index::SHA256), info.sha256.as_bytes());
-            batch.put_cf(db.cf(index::PENDING), key, b"");
-            db.count(&mut batch, index::STORED_BYTES, -(info.size as i64));
-            db.count(&mut batch, index::BLOB_COUNT, -1);
+            batch.delete(index::BLOBS, key);
+            batch.delete(index::SHA256, info.sha256.as_bytes());
+            batch.put(index::PENDING, key, b"");
+            batch.count(index::STORED_BYTES, -(info.size as i64));
+            batch.count(index::BLOB_COUNT, -1);
         }
         db.write(batch)?;
         if plain.is_some() {
             remove_if_exists(&self.layout.blob_path(&key))?;
-            let mut done = WriteBatch::default();
-            done.delete_cf(db.cf(index::PENDING), key);
+            let mut done = IndexBatch::default();
+            done.delete(index::PENDING, key);
             db.write(done)?;
         }
         Ok(record)
@@ -152,32 +150,6 @@ mod tests {
         rec.variants[0].reproducible = false;
         assert_eq!(LayerRecord::decode(&key, &v1).unwrap(), rec);
         assert!(LayerRecord::decode(&key, &[3]).is_err());
-    }
-
-    #[test]
-    fn a_v1_store_is_upgraded_and_read_only_opens_leave_it() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(open(dir.path()));
-        let format = dir.path().join("s/FORMAT");
-        assert_eq!(
-            std::fs::read_to_string(&format).unwrap(),
-            "lamina-store v2\n"
-        );
-        std::fs::write(&format, "lamina-store v1\n").unwrap();
-        let read_only = StoreOptions {
-            read_only: true,
-            ..Default::default()
-        };
-        drop(Store::open(dir.path().join("s"), read_only).unwrap());
-        assert_eq!(
-            std::fs::read_to_string(&format).unwrap(),
-            "lamina-store v1\n"
-        );
-        drop(open(dir.path()));
-        assert_eq!(
-            std::fs::read_to_string(&format).unwrap(),
-            "lamina-store v2\n"
-        );
     }
 
     #[test]

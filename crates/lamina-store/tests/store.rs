@@ -453,11 +453,11 @@ fn layer_records_merge_variants() {
 fn corrupt_index_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
-    let current = dir.path().join("store/index-v1/CURRENT");
+    let current = dir.path().join("store/index-v2/CURRENT");
     std::fs::write(&current, "MANIFEST-999999\n").unwrap();
     let err = Store::open(dir.path().join("store"), quick()).unwrap_err();
     assert!(matches!(err, StoreError::Index { .. }), "{err}");
-    assert!(err.to_string().contains("index-v1"), "{err}");
+    assert!(err.to_string().contains("index-v2"), "{err}");
 }
 
 #[test]
