@@ -95,9 +95,11 @@ const MERGE_TRIGGER_RUNS: i32 = 4;
 /// index tripled; at 25% an index of 36 MB is rewritten once per ~9 MB of new runs.
 const MAX_NEWER_RUNS_PCT: i32 = 25;
 
-/// Table files past which [`Index::open`] merges the whole index into one: a bound that
-/// holds even when merges keep being cut short (killed processes).
-pub(crate) const MAX_TABLE_FILES: u64 = 12;
+/// Sorted runs past which [`Index::open`] merges the whole index into one: a bound that
+/// holds even when merges keep being cut short (killed processes). Runs, not files: a
+/// large index's merged run may span several table files, and merging it again would
+/// not make it fewer.
+pub(crate) const MAX_SORTED_RUNS: u64 = 12;
 
 /// How long a closing writer waits for the merges in flight. Merging small runs takes
 /// milliseconds; merging a large index (an aged one's occasional full merge) a second or
@@ -216,7 +218,7 @@ impl Index {
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         opts.set_block_based_table_factory(&table);
-        // The last level holds nearly all keys (files there are what `bound_files` and GC
+        // The last level holds nearly all keys (files there are what `bound_runs` and GC
         // merge into), and every command loaded the filter of each last-level table a lookup
         // touched: the bulk of the metadata an aged index reads (500 KB of 625 on a store
         // aged by 10,000 builds). Without them, a lookup that misses there (a new blob's
@@ -275,7 +277,7 @@ impl Index {
         // A failed flush loses nothing (the WAL stays and is replayed): not worth failing
         // the command for.
         let _ = index.bound_wal(MAX_WAL_FILES, MAX_WAL_BYTES);
-        index.bound_files(MAX_TABLE_FILES)?;
+        index.bound_runs(MAX_SORTED_RUNS)?;
         Ok(index)
     }
 
@@ -299,32 +301,43 @@ impl Index {
             .map_err(self.err())
     }
 
-    /// Table files of the index, over every level.
-    pub(crate) fn table_files(&self) -> Result<u64, StoreError> {
-        let mut files = 0;
+    /// The index's sorted runs: each level-0 file is one (a flush or a merge of recent
+    /// runs), each other level holding files is one.
+    pub(crate) fn sorted_runs(&self) -> Result<u64, StoreError> {
+        let mut runs = 0;
         for level in 0..7 {
             let property = format!("rocksdb.num-files-at-level{level}");
-            files += self
+            let files = self
                 .db
                 .property_int_value(property.as_str())
                 .map_err(self.err())?
                 .unwrap_or(0);
+            runs += if level == 0 { files } else { files.min(1) };
         }
-        Ok(files)
+        Ok(runs)
     }
 
-    /// Merges the index into one table file when it holds more than `max`, in this call:
-    /// background compaction does not get to run in processes that live a few
-    /// milliseconds. This rewrites the whole index, which is why it waits until files pile
-    /// up rather than merging at every open.
-    pub(crate) fn bound_files(&self, max: u64) -> Result<(), StoreError> {
-        if self.table_files()? > max {
+    /// Merges the index into one sorted run when it holds more than `max`, in this call:
+    /// background merges may keep being cut short, and this rewrites the whole index,
+    /// which is why it waits until runs pile up.
+    pub(crate) fn bound_runs(&self, max: u64) -> Result<(), StoreError> {
+        if self.sorted_runs()? > max {
             self.merge_all();
         }
         Ok(())
     }
 
-    /// Merges every table file into one at the last level, dropping deleted records: a
+    /// Table files (`.sst`) in the index directory.
+    #[cfg(test)]
+    pub(crate) fn table_files(&self) -> usize {
+        std::fs::read_dir(&self.path).map_or(0, |dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "sst"))
+                .count()
+        })
+    }
+
+    /// Merges every run into one at the last level, dropping deleted records: a
     /// level-0 file (what a flush writes) keeps its bloom filter and index pinned in memory
     /// for every lookup of every open, where a last-level one has no filter.
     pub(crate) fn merge_all(&self) {

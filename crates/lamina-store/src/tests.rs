@@ -216,7 +216,7 @@ fn mark_used_answers_from_the_index_alone() {
 }
 
 #[test]
-fn table_files_are_merged_past_the_bound() {
+fn sorted_runs_are_merged_past_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let db = index::Index::open(&dir.path().join("index"), false).unwrap();
     // Three flushes (one fewer than RocksDB's own level-0 trigger, so no background
@@ -226,12 +226,14 @@ fn table_files_are_merged_past_the_bound() {
         db.put(index::IMAGES, &[i], b"image").unwrap();
         db.bound_wal(0, 0).unwrap();
     }
-    // One table file per flush, whatever kinds of record it holds.
-    assert_eq!(db.table_files().unwrap(), 3);
-    db.bound_files(3).unwrap();
-    assert_eq!(db.table_files().unwrap(), 3);
-    db.bound_files(2).unwrap();
-    assert_eq!(db.table_files().unwrap(), 1);
+    // One table file (a sorted run) per flush, whatever kinds of record it holds.
+    assert_eq!(db.table_files(), 3);
+    assert_eq!(db.sorted_runs().unwrap(), 3);
+    db.bound_runs(3).unwrap();
+    assert_eq!(db.sorted_runs().unwrap(), 3);
+    db.bound_runs(2).unwrap();
+    assert_eq!(db.sorted_runs().unwrap(), 1);
+    assert_eq!(db.table_files(), 1);
     for i in 0..3u8 {
         assert_eq!(db.get(index::CACHE, &[i; 32]).unwrap().unwrap(), b"entry");
         assert_eq!(db.get(index::IMAGES, &[i]).unwrap().unwrap(), b"image");
@@ -267,7 +269,7 @@ fn index_files_stay_bounded_across_many_short_opens() {
     // entry, counters, a retag), close. Opens keep the WAL they recover and start another,
     // flushing all of them into a table file once more than MAX_WAL_FILES pile up.
     let dir = tempfile::tempdir().unwrap();
-    let cycles = 2 * index::MAX_TABLE_FILES as usize * index::MAX_WAL_FILES;
+    let cycles = 2 * index::MAX_SORTED_RUNS as usize * index::MAX_WAL_FILES;
     for i in 0..cycles {
         let store = open(dir.path());
         let logs = std::fs::read_dir(store.path().join("index-v2"))
@@ -286,10 +288,10 @@ fn index_files_stay_bounded_across_many_short_opens() {
             logs <= 2 * index::MAX_WAL_FILES,
             "cycle {i}: {logs} WAL files after open"
         );
-        let files = store.index().unwrap().table_files().unwrap();
+        let runs = store.index().unwrap().sorted_runs().unwrap();
         assert!(
-            files <= index::MAX_TABLE_FILES,
-            "cycle {i}: {files} table files after open"
+            runs <= index::MAX_SORTED_RUNS,
+            "cycle {i}: {runs} sorted runs after open"
         );
         let blob = store
             .put_bytes(BlobKind::Manifest, format!("manifest {i}").as_bytes())
@@ -307,7 +309,7 @@ fn index_files_stay_bounded_across_many_short_opens() {
     // GC merges the index into one file.
     let store = open(dir.path());
     store.gc().unwrap();
-    assert!(store.index().unwrap().table_files().unwrap() <= 1);
+    assert!(store.index().unwrap().table_files() <= 1);
     assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
 }
 
