@@ -323,7 +323,8 @@ fn the_manifest_stays_small_across_many_opens() {
             .unwrap()
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
-            .map(|e| e.metadata().unwrap().len())
+            // RocksDB deletes an old MANIFEST in the background: it may go between the two.
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
             .sum()
     };
     let mut largest = 0;
