@@ -62,7 +62,7 @@ pub enum StoreError {
     /// An index record did not decode.
     #[error("corrupt {kind} record {key}: {reason}; run `lamina cache fsck --repair`")]
     CorruptRecord {
-        /// Which kind of record (column family).
+        /// Which kind of record (`blobs`, `layers`, `cache`, `images`, …).
         kind: &'static str,
         /// The record's key, printable.
         key: String,

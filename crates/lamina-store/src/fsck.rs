@@ -36,7 +36,7 @@ impl Default for FsckOptions {
 pub enum FsckIssue {
     /// A record does not decode (repair deletes it).
     CorruptRecord {
-        /// Its column family.
+        /// Its kind (`blobs`, `layers`, `cache`, `images`, …).
         kind: &'static str,
         /// Its key, printable.
         key: String,
@@ -213,9 +213,9 @@ impl Store {
     /// Checks the whole store; with `repair`, fixes what it finds. Holds off every writer
     /// in this process while it runs.
     pub fn fsck(&self, options: FsckOptions) -> Result<FsckReport, StoreError> {
+        // Held for the whole check: repairs and reads see one index.
         let db = self.writable()?;
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        // Held for the whole check: repairs and reads see one index.
         let mut c = Check {
             report: FsckReport::default(),
             batch: IndexBatch::default(),

@@ -70,8 +70,8 @@ impl Layout {
         self.blobs.join(&h[..2]).join(&h[2..])
     }
 
-    /// What the format marker says: a store of an older format is read as such until
-    /// migrated.
+    /// What the format marker says (a store of format v1 or v2 is migrated before its
+    /// index is opened).
     pub(crate) fn marker(&self) -> Result<Marker, StoreError> {
         let found = fs::read_to_string(&self.format).map_err(StoreError::io(&self.format))?;
         if found == FORMAT_V3 {

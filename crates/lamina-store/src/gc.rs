@@ -407,7 +407,7 @@ impl Store {
             db.write(done)?;
         }
         // Merge what short-lived processes left and drop the tombstones of what this GC
-        // deleted, so later opens read one table file.
+        // deleted, so later opens read one sorted run.
         db.merge_all();
         report.duration = start.elapsed();
         Ok(report)

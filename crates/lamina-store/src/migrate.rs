@@ -4,13 +4,16 @@
 //! Runs once, by the first open of the old store, with `LOCK` held. Every step can be cut
 //! by a kill -9 without losing anything: the old index is only read (a read-only open
 //! replays its WAL in memory) until the marker says v3, and the marker is written only
-//! after the new index is complete and in place.
+//! after the new index is complete, durable and in place.
 //! 1. the new index is built in `index-v2.migrating/` (one left by a killed migration is
-//!    removed first), flushed and merged into one table file;
+//!    removed first), flushed and merged into one sorted run;
 //! 2. it is renamed to `index-v2/` (one there already is a killed migration's, since the
 //!    marker still says v2: removed first);
 //! 3. the marker is replaced by v3;
-//! 4. `index-v1/` is removed (a killed process's is removed by the next open's recovery).
+//! 4. `index-v1/` is replaced by a file of the same name saying where the index went, so
+//!    that a lamina of format v2 still running (it checked the marker when it opened the
+//!    store) fails to reopen it instead of creating an empty index there. A killed
+//!    process's `index-v1/` is replaced by the next read-write open.
 
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options};
 
@@ -21,6 +24,9 @@ use crate::index::{self, FAMILIES, Index, IndexBatch, add_i64};
 /// Entries per write while copying: bounds the memory a large index takes to migrate.
 const COPY_BATCH: usize = 4096;
 
+/// What the file left at `index-v1` says.
+const MOVED_NOTE: &str = "the index moved to index-v2 (store format v3)\n";
+
 /// Migrates the store to format v3 if it is older. The caller holds `LOCK`.
 pub(crate) fn migrate(layout: &Layout) -> Result<(), StoreError> {
     // Another process may have migrated it while this one waited for `LOCK`.
@@ -29,24 +35,40 @@ pub(crate) fn migrate(layout: &Layout) -> Result<(), StoreError> {
     }
     remove_dir_if_exists(&layout.migrating_index)?;
     remove_dir_if_exists(&layout.index)?;
-    if layout.old_index.join("CURRENT").is_file() {
+    // An old index that cannot be read fails the migration (RocksDB names what is wrong)
+    // and stays as it is: only a store that never opened its index has none to copy.
+    let holds_files =
+        std::fs::read_dir(&layout.old_index).is_ok_and(|mut entries| entries.next().is_some());
+    if holds_files {
         copy_index(&layout.old_index, &layout.migrating_index)?;
         rename_dir(&layout.migrating_index, &layout.index)?;
     }
     layout.write_marker(FORMAT_V3)?;
-    remove_dir_if_exists(&layout.old_index)
+    // Best effort: the store is migrated; the next read-write open tries again.
+    let _ = remove_leftovers(layout);
+    Ok(())
 }
 
-/// Whether a migration killed after its marker write left the old index behind.
+/// Whether a migration killed after its marker write left the old index (or a half-built
+/// new one) behind.
 pub(crate) fn left_behind(layout: &Layout) -> bool {
-    layout.old_index.exists() || layout.migrating_index.exists()
+    layout.old_index.is_dir() || layout.migrating_index.exists()
 }
 
-/// Removes what [`left_behind`] found. The caller holds `LOCK`, and the store is of
-/// format v3.
+/// Removes what [`left_behind`] found and leaves the note at `index-v1`. The caller holds
+/// `LOCK`, and the store is of format v3.
 pub(crate) fn remove_leftovers(layout: &Layout) -> Result<(), StoreError> {
     remove_dir_if_exists(&layout.migrating_index)?;
-    remove_dir_if_exists(&layout.old_index)
+    if layout.old_index.is_dir() {
+        remove_dir_if_exists(&layout.old_index)?;
+    }
+    if !layout.old_index.exists() {
+        let (mut file, tmp) = layout.create_temp()?;
+        std::io::Write::write_all(&mut file, MOVED_NOTE.as_bytes())
+            .map_err(StoreError::io(&tmp))?;
+        crate::fsutil::persist(file, &tmp, &layout.old_index)?;
+    }
+    Ok(())
 }
 
 /// Copies every record of the old index at `old` into a new index at `new`.
@@ -55,7 +77,14 @@ fn copy_index(old: &std::path::Path, new: &std::path::Path) -> Result<(), StoreE
         path: old.to_path_buf(),
         source,
     };
-    let families = FAMILIES.iter().map(|(name, _)| {
+    // The first stores of format v1 had no `diff_ids` family: open those there are.
+    let present = DB::list_cf(&Options::default(), old).map_err(failed)?;
+    let families: Vec<&str> = FAMILIES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| present.iter().any(|p| p == name))
+        .collect();
+    let descriptors = families.iter().map(|name| {
         let mut options = Options::default();
         if *name == index::META {
             // Counters were written as merges: reading them back needs the operator.
@@ -63,10 +92,10 @@ fn copy_index(old: &std::path::Path, new: &std::path::Path) -> Result<(), StoreE
         }
         ColumnFamilyDescriptor::new(*name, options)
     });
-    let old_db = DB::open_cf_descriptors_read_only(&Options::default(), old, families, false)
+    let old_db = DB::open_cf_descriptors_read_only(&Options::default(), old, descriptors, false)
         .map_err(failed)?;
     let new_index = Index::open(new, false)?;
-    for (name, _) in FAMILIES {
+    for name in families {
         let family = old_db
             .cf_handle(name)
             .expect("every family was opened above");
@@ -84,9 +113,9 @@ fn copy_index(old: &std::path::Path, new: &std::path::Path) -> Result<(), StoreE
             new_index.write_relaxed(batch)?;
         }
     }
-    // Flushed (tables and MANIFEST synced) and merged into one file before the rename
-    // makes it the index.
-    new_index.bound_wal(0, 0)?;
+    // Flushed (tables and MANIFEST synced) before the rename makes it the index; merged
+    // into one last-level run, which has no filter to load at every open.
+    new_index.flush()?;
     new_index.merge_all();
     Ok(())
 }
@@ -94,22 +123,27 @@ fn copy_index(old: &std::path::Path, new: &std::path::Path) -> Result<(), StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BlobKind, FsckOptions, ImageState, Store, StoreOptions};
+    use crate::{BlobInfo, BlobKind, FsckOptions, ImageState, Store, StoreOptions};
 
-    /// Writes an index of format v2 at `path`: the families as column families, a counter
-    /// as merges, some records flushed into tables and some left in the WAL.
-    fn write_v2_index(path: &std::path::Path, records: &[(&str, Vec<u8>, Vec<u8>)]) {
+    /// Writes an index of format v2 at `path` with the column families `families`: some
+    /// records flushed into tables and some left in the WAL, and a counter as merges
+    /// (`HITS`: 5 + 2).
+    fn write_v2_index(
+        path: &std::path::Path,
+        families: &[&str],
+        records: &[(&str, Vec<u8>, Vec<u8>)],
+    ) {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = FAMILIES.iter().map(|(name, _)| {
+        let descriptors = families.iter().map(|name| {
             let mut cf = Options::default();
             if *name == index::META {
                 cf.set_merge_operator_associative("lamina-add-i64", add_i64);
             }
             ColumnFamilyDescriptor::new(*name, cf)
         });
-        let db = DB::open_cf_descriptors(&options, path, families).unwrap();
+        let db = DB::open_cf_descriptors(&options, path, descriptors).unwrap();
         for (i, (family, key, value)) in records.iter().enumerate() {
             db.put_cf(db.cf_handle(family).unwrap(), key, value)
                 .unwrap();
@@ -123,17 +157,15 @@ mod tests {
         db.merge_cf(meta, index::HITS, 2i64.to_le_bytes()).unwrap();
     }
 
-    #[test]
-    fn a_v2_store_is_migrated_by_its_first_open_with_every_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("s");
-        // A store made by this version, its records then moved into an index of format v2
-        // the way format v2 kept them.
+    /// A store at `root` holding a manifest blob tagged `tag`, turned into a store of
+    /// format `marker` whose index is of format v2 with `families`: the records this
+    /// version wrote, moved the way format v2 kept them.
+    fn old_store(root: &std::path::Path, tag: &str, families: &[&str], marker: &str) -> BlobInfo {
         let (blob, records) = {
-            let store = Store::open(&root, StoreOptions::default()).unwrap();
-            let blob = store.put_bytes(BlobKind::Manifest, b"a manifest").unwrap();
+            let store = Store::open(root, StoreOptions::default()).unwrap();
+            let blob = store.put_bytes(BlobKind::Manifest, tag.as_bytes()).unwrap();
             store
-                .tag_image("app:v1", &blob.digest, &[], ImageState::Complete)
+                .tag_image(tag, &blob.digest, &[], ImageState::Complete)
                 .unwrap();
             let db = store.index().unwrap();
             let mut records = Vec::new();
@@ -147,10 +179,32 @@ mod tests {
             }
             (blob, records)
         };
-        let layout = Layout::new(&root);
+        let layout = Layout::new(root);
         remove_dir_if_exists(&layout.index).unwrap();
-        write_v2_index(&layout.old_index, &records);
-        std::fs::write(&layout.format, "lamina-store v2\n").unwrap();
+        write_v2_index(&layout.old_index, families, &records);
+        std::fs::write(&layout.format, marker).unwrap();
+        blob
+    }
+
+    fn all_families() -> Vec<&'static str> {
+        FAMILIES.iter().map(|(name, _)| *name).collect()
+    }
+
+    fn assert_migrated(layout: &Layout) {
+        assert_eq!(std::fs::read_to_string(&layout.format).unwrap(), FORMAT_V3);
+        assert!(!layout.migrating_index.exists());
+        assert_eq!(
+            std::fs::read_to_string(&layout.old_index).unwrap(),
+            MOVED_NOTE
+        );
+    }
+
+    #[test]
+    fn a_v2_store_is_migrated_by_its_first_open_with_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s");
+        let blob = old_store(&root, "app:v1", &all_families(), "lamina-store v2\n");
+        let layout = Layout::new(&root);
 
         // Read-only opens migrate too: the old index is not readable any more.
         let read_only = StoreOptions {
@@ -158,10 +212,8 @@ mod tests {
             ..Default::default()
         };
         let store = Store::open(&root, read_only).unwrap();
-        assert_eq!(std::fs::read_to_string(&layout.format).unwrap(), FORMAT_V3);
-        assert!(!layout.old_index.exists());
-        assert!(!layout.migrating_index.exists());
-        assert_eq!(store.read(&blob.digest).unwrap().unwrap(), b"a manifest");
+        assert_migrated(&layout);
+        assert_eq!(store.read(&blob.digest).unwrap().unwrap(), b"app:v1");
         assert_eq!(
             store.stat(&blob.sha256).unwrap().unwrap().digest,
             blob.digest
@@ -175,35 +227,98 @@ mod tests {
         let store = Store::open(&root, StoreOptions::default()).unwrap();
         let report = store.fsck(FsckOptions::default()).unwrap();
         assert!(report.is_clean(), "{report:?}");
+
+        // A lamina of format v2 still running cannot reopen the old index and write into
+        // an empty one: RocksDB cannot make a directory where the note is.
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        assert!(DB::open(&options, &layout.old_index).is_err());
+    }
+
+    #[test]
+    fn a_first_v1_store_without_the_diff_ids_family_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s");
+        let families: Vec<_> = all_families()
+            .into_iter()
+            .filter(|name| *name != index::DIFF_IDS)
+            .collect();
+        let blob = old_store(&root, "app:v1", &families, "lamina-store v1\n");
+        let store = Store::open(&root, StoreOptions::default()).unwrap();
+        assert_migrated(&Layout::new(&root));
+        assert_eq!(
+            store.image("app:v1").unwrap().unwrap().manifest,
+            blob.digest
+        );
+    }
+
+    #[test]
+    fn an_old_index_that_cannot_be_read_stops_the_migration_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s");
+        old_store(&root, "app:v1", &all_families(), "lamina-store v2\n");
+        let layout = Layout::new(&root);
+        std::fs::remove_file(layout.old_index.join("CURRENT")).unwrap();
+        let err = Store::open(&root, StoreOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Index { .. }), "{err}");
+        assert!(err.to_string().contains("index-v1"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&layout.format).unwrap(),
+            "lamina-store v2\n"
+        );
+        assert!(std::fs::read_dir(&layout.old_index).unwrap().count() > 0);
+        assert!(!layout.index.exists());
     }
 
     #[test]
     fn a_killed_migration_is_redone_and_its_leftovers_removed() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("s");
-        drop(Store::open(&root, StoreOptions::default()).unwrap());
         let layout = Layout::new(&root);
-        remove_dir_if_exists(&layout.index).unwrap();
-        write_v2_index(
-            &layout.old_index,
-            &[(index::IMAGES, b"app:v1".to_vec(), b"not a record".to_vec())],
+        // Killed after the rename, before the marker: a complete new index (here one of
+        // other records, to tell them apart), and the half one of an earlier attempt.
+        let stale = tempfile::tempdir().unwrap();
+        old_store(
+            &stale.path().join("s"),
+            "stale:v1",
+            &all_families(),
+            "lamina-store v2\n",
         );
-        // Format v1 had the same index as v2.
-        std::fs::write(&layout.format, "lamina-store v1\n").unwrap();
-        // Killed after the rename, before the marker: a complete new index, and the half
-        // one of an earlier attempt.
-        copy_index(&layout.old_index, &layout.index).unwrap();
+        let blob = old_store(&root, "app:v1", &all_families(), "lamina-store v2\n");
+        copy_index(
+            &Layout::new(&stale.path().join("s")).old_index,
+            &layout.index,
+        )
+        .unwrap();
         std::fs::create_dir_all(layout.migrating_index.join("junk")).unwrap();
-        drop(Store::open(&root, StoreOptions::default()).unwrap());
-        assert_eq!(std::fs::read_to_string(&layout.format).unwrap(), FORMAT_V3);
-        assert!(!layout.migrating_index.exists());
-        assert!(!layout.old_index.exists());
-
-        // Killed after the marker, before the old index went: removed by the next open.
-        write_v2_index(&layout.old_index, &[]);
         let store = Store::open(&root, StoreOptions::default()).unwrap();
-        assert!(!layout.old_index.exists());
-        // The damaged record made it across, and fsck finds it in the new index.
-        assert!(!store.fsck(FsckOptions::default()).unwrap().is_clean());
+        assert_migrated(&layout);
+        assert_eq!(
+            store.image("app:v1").unwrap().unwrap().manifest,
+            blob.digest
+        );
+        assert_eq!(store.image("stale:v1").unwrap(), None);
+        drop(store);
+
+        // Killed after the marker, before the old index went (and a half-built index of
+        // another attempt): replaced by the next read-write open, the v3 index untouched;
+        // a read-only open leaves them for it.
+        std::fs::remove_file(&layout.old_index).unwrap();
+        write_v2_index(&layout.old_index, &all_families(), &[]);
+        std::fs::create_dir_all(layout.migrating_index.join("junk")).unwrap();
+        let read_only = StoreOptions {
+            read_only: true,
+            ..Default::default()
+        };
+        drop(Store::open(&root, read_only).unwrap());
+        assert!(layout.old_index.is_dir());
+        let store = Store::open(&root, StoreOptions::default()).unwrap();
+        assert_migrated(&layout);
+        assert_eq!(
+            store.image("app:v1").unwrap().unwrap().manifest,
+            blob.digest
+        );
+        let report = store.fsck(FsckOptions::default()).unwrap();
+        assert!(report.is_clean(), "{report:?}");
     }
 }

@@ -112,7 +112,8 @@ impl Store {
                 digest: local.digest,
             });
         }
-        // Held from the read of the old record to the write: no other writer in between.
+        // Held from the read of the old record to the write: no other process writes in
+        // between.
         let _writing = self.writable()?;
         let now = from_ms(now_ms());
         let old = self.layer(&layer.digest)?;

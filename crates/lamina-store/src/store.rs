@@ -143,6 +143,8 @@ impl Store {
         std::fs::create_dir_all(root).map_err(StoreError::io(root))?;
         let layout = Layout::new(root);
         let exists = layout.format.is_file();
+        // Before a migration's or leftover removal's temp files are made in it.
+        std::fs::create_dir_all(&layout.tmp).map_err(StoreError::io(&layout.tmp))?;
         let lock = || {
             StoreLock::acquire(
                 &layout.lock,
@@ -163,11 +165,13 @@ impl Store {
             // Read-only opens too: this version reads only the new index.
             let _lock = lock()?;
             crate::migrate::migrate(&layout)?;
-        } else if crate::migrate::left_behind(&layout) {
-            let _lock = lock()?;
-            crate::migrate::remove_leftovers(&layout)?;
+        } else if !options.read_only && crate::migrate::left_behind(&layout) {
+            // Best effort, and never by a read-only open (no `LOCK` to wait for): a later
+            // read-write open tries again.
+            if let Ok(_lock) = lock() {
+                let _ = crate::migrate::remove_leftovers(&layout);
+            }
         }
-        std::fs::create_dir_all(&layout.tmp).map_err(StoreError::io(&layout.tmp))?;
         // A store made just now has no index to open read-only yet.
         let options = StoreOptions {
             read_only: options.read_only && exists && layout.index.join("CURRENT").is_file(),

@@ -288,9 +288,11 @@ fn index_files_stay_bounded_across_many_short_opens() {
             logs <= 2 * index::MAX_WAL_FILES,
             "cycle {i}: {logs} WAL files after open"
         );
+        // Merged by RocksDB once MERGE_TRIGGER_RUNS are there (a flush at this open may
+        // add one the merge has not taken yet), long before the bound of `bound_runs`.
         let runs = store.index().unwrap().sorted_runs().unwrap();
         assert!(
-            runs <= index::MAX_SORTED_RUNS,
+            runs <= index::MERGE_TRIGGER_RUNS as u64 + 1,
             "cycle {i}: {runs} sorted runs after open"
         );
         let blob = store
