@@ -154,8 +154,9 @@ impl std::fmt::Debug for Index {
 
 impl Drop for Index {
     /// A read-write index leaves at most [`MAX_WAL_BYTES`] of WAL for the next open to
-    /// replay: a long-lived process's touches would otherwise slow every reader after it
-    /// until the next writer's open.
+    /// replay (a long-lived process's touches would otherwise slow every reader after it
+    /// until the next writer's open), and lets the merges in flight finish, up to
+    /// [`MERGE_WAIT`] (closing the database would abandon them).
     fn drop(&mut self) {
         if self.read_only {
             return;
