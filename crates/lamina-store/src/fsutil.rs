@@ -108,10 +108,15 @@ impl Layout {
 
     /// Replaces the format marker atomically.
     pub(crate) fn write_marker(&self, text: &str) -> Result<(), StoreError> {
+        self.write_file(&self.format, text)
+    }
+
+    /// Writes `text` to `target` atomically (a temp file persisted in its place).
+    pub(crate) fn write_file(&self, target: &Path, text: &str) -> Result<(), StoreError> {
         let (mut file, tmp) = self.create_temp()?;
         file.write_all(text.as_bytes())
             .map_err(StoreError::io(&tmp))?;
-        persist(file, &tmp, &self.format)
+        persist(file, &tmp, target)
     }
 }
 

@@ -63,12 +63,19 @@ pub(crate) fn remove_leftovers(layout: &Layout) -> Result<(), StoreError> {
         remove_dir_if_exists(&layout.old_index)?;
     }
     if !layout.old_index.exists() {
-        let (mut file, tmp) = layout.create_temp()?;
-        std::io::Write::write_all(&mut file, MOVED_NOTE.as_bytes())
-            .map_err(StoreError::io(&tmp))?;
-        crate::fsutil::persist(file, &tmp, &layout.old_index)?;
+        layout.write_file(&layout.old_index, MOVED_NOTE)?;
     }
     Ok(())
+}
+
+/// A column family of a format v2 index, as it was opened.
+fn v2_family(name: &str) -> ColumnFamilyDescriptor {
+    let mut options = Options::default();
+    if name == index::META {
+        // Counters were written as merges: reading them back needs the operator.
+        options.set_merge_operator_associative("lamina-add-i64", add_i64);
+    }
+    ColumnFamilyDescriptor::new(name, options)
 }
 
 /// Copies every record of the old index at `old` into a new index at `new`.
@@ -84,14 +91,7 @@ fn copy_index(old: &std::path::Path, new: &std::path::Path) -> Result<(), StoreE
         .map(|(name, _)| *name)
         .filter(|name| present.iter().any(|p| p == name))
         .collect();
-    let descriptors = families.iter().map(|name| {
-        let mut options = Options::default();
-        if *name == index::META {
-            // Counters were written as merges: reading them back needs the operator.
-            options.set_merge_operator_associative("lamina-add-i64", add_i64);
-        }
-        ColumnFamilyDescriptor::new(*name, options)
-    });
+    let descriptors = families.iter().map(|name| v2_family(name));
     let old_db = DB::open_cf_descriptors_read_only(&Options::default(), old, descriptors, false)
         .map_err(failed)?;
     let new_index = Index::open(new, false)?;
@@ -136,13 +136,7 @@ mod tests {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let descriptors = families.iter().map(|name| {
-            let mut cf = Options::default();
-            if *name == index::META {
-                cf.set_merge_operator_associative("lamina-add-i64", add_i64);
-            }
-            ColumnFamilyDescriptor::new(*name, cf)
-        });
+        let descriptors = families.iter().map(|name| v2_family(name));
         let db = DB::open_cf_descriptors(&options, path, descriptors).unwrap();
         for (i, (family, key, value)) in records.iter().enumerate() {
             db.put_cf(db.cf_handle(family).unwrap(), key, value)
