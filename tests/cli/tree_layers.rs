@@ -193,6 +193,21 @@ fn built_and_imported_layers_are_trees_plus_tar_splits() {
         let bytes = std::fs::read(copied.join(d.trim_start_matches("sha256:"))).unwrap();
         assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), *d);
     }
+    // The same plain tars written into a directory instead of an archive.
+    let plain_dir = dir.join("plain-dir");
+    export(&plain_dir, "none", "oci-dir");
+    for d in &layer_digests {
+        let blob = plain_dir
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&blob).unwrap();
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&bytes)),
+            *d,
+            "{}",
+            blob.display()
+        );
+    }
 
     // gzip (made from the reassembled tars) as an OCI layout: umoci unpacks it.
     let layout = dir.join("layout");

@@ -33,8 +33,8 @@ pub fn has_variant(
 ///
 /// Checked against the record's key, the blake3 of the same tar as the diff_id: it tells a
 /// modified tree just as surely, at a fraction of sha256's cost. The reassembly (file opens,
-/// reads, the hash) runs on its own thread, so the caller's writing or compressing overlaps
-/// it.
+/// reads) and the hash run on threads of their own, so the caller's writing or compressing
+/// overlaps both.
 pub fn open_tree_tar(store: &Store, record: &LayerRecord) -> Result<TreeTar, ImageError> {
     let Some(split) = record.tar_split else {
         return Err(ImageError::MissingVariant {
@@ -46,12 +46,33 @@ pub fn open_tree_tar(store: &Store, record: &LayerRecord) -> Result<TreeTar, Ima
         .get(&split)?
         .ok_or(lamina_store::StoreError::NotFound { digest: split })?;
     let tree = store.layer_tree(&record.digest);
-    let tar = TarSplitReader::new(blob, &tree, Some((record.digest, record.size)))?;
-    ReadAhead::spawn(tar, "tree-tar").map_err(|source| ImageError::Io { path: tree, source })
+    let mut tar = TarSplitReader::new(blob, &tree, Some((record.digest, record.size)))?;
+    let check = tar
+        .take_check()
+        .map(|check| Box::new(check) as Box<dyn lamina_layer::StreamCheck>);
+    ReadAhead::spawn_chunks(tar, check, "tree-tar")
+        .map_err(|source| ImageError::Io { path: tree, source })
+}
+
+/// A layer's bytes from wherever they are kept: a blob file, or a tree-backed layer's tar
+/// reassembled.
+#[derive(Debug)]
+pub enum LayerReader {
+    Blob(lamina_store::Blob),
+    Tree(TreeTar),
+}
+
+impl Read for LayerReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            LayerReader::Blob(blob) => blob.read(buf),
+            LayerReader::Tree(tar) => tar.read(buf),
+        }
+    }
 }
 
 /// Bytes of a layer from wherever they are kept, and their length.
-pub type LayerBytes = (u64, Box<dyn Read + Send>);
+pub type LayerBytes = (u64, LayerReader);
 
 /// The bytes of the store blob `digest`, or, when no blob has that digest but it is the
 /// key of a tree-backed layer (the digest of its plain variant), that layer's tar
@@ -61,12 +82,12 @@ pub fn open_blob_or_tree(
     digest: &lamina_store::Digest,
 ) -> Result<Option<LayerBytes>, ImageError> {
     if let Some(blob) = store.get(digest)? {
-        return Ok(Some((blob.info.size, Box::new(blob))));
+        return Ok(Some((blob.info.size, LayerReader::Blob(blob))));
     }
     match tree_backed_record(store, digest)? {
         Some(record) => Ok(Some((
             record.size,
-            Box::new(open_tree_tar(store, &record)?),
+            LayerReader::Tree(open_tree_tar(store, &record)?),
         ))),
         None => Ok(None),
     }
@@ -99,7 +120,9 @@ pub fn materialize_plain(
     if let Some(lease) = lease {
         writer = writer.lease(lease);
     }
-    copy_checked(&mut tar, &mut writer, &store.layer_tree(&record.digest))?;
+    let tree = store.layer_tree(&record.digest);
+    tar.write_to(&mut writer)
+        .map_err(|e| read_error(&tree, e))?;
     Ok(writer.commit_verified(&record.diff_id, Some(record.size))?)
 }
 
@@ -107,18 +130,10 @@ pub fn materialize_plain(
 /// reproduces the layer (fsck, and the check before a received blob is dropped).
 pub fn verify_tree(store: &Store, record: &LayerRecord) -> Result<(), ImageError> {
     let mut tar = open_tree_tar(store, record)?;
-    copy_checked(&mut tar, &mut io::sink(), &store.layer_tree(&record.digest))?;
+    let tree = store.layer_tree(&record.digest);
+    tar.write_to(&mut io::sink())
+        .map_err(|e| read_error(&tree, e))?;
     Ok(())
-}
-
-/// Copies `from` into `to`, keeping a layer error (a modified tree, a damaged tar-split)
-/// as itself rather than as an I/O error of `path`.
-pub fn copy_checked(
-    from: &mut dyn Read,
-    to: &mut dyn io::Write,
-    path: &Path,
-) -> Result<u64, ImageError> {
-    io::copy(from, to).map_err(|e| read_error(path, e))
 }
 
 /// An I/O error from reading layer bytes: the layer error inside when there is one.

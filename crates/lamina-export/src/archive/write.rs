@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use lamina_store::{Digest, Store};
+
+use crate::layer_tar::{LayerReader, TreeTar};
 use oci_spec::image::{
     Descriptor, ImageIndexBuilder, MediaType, OciLayoutBuilder, PlatformBuilder, SCHEMA_VERSION,
 };
@@ -92,9 +94,41 @@ impl Sink {
         name: &str,
         digest: &Digest,
     ) -> Result<u64, ExportError> {
-        let (size, mut data) = crate::layer_tar::open_blob_or_tree(store, digest)?
+        let (size, data) = crate::layer_tar::open_blob_or_tree(store, digest)?
             .ok_or(lamina_store::StoreError::NotFound { digest: *digest })?;
-        self.file(name, size, &mut data)
+        match data {
+            LayerReader::Blob(mut blob) => self.file(name, size, &mut blob),
+            LayerReader::Tree(tar) => self.tree_file(name, size, tar),
+        }
+    }
+
+    /// Adds a reassembled tree tar as `name`, written from the chunks its thread reads (a
+    /// large tree file straight from its mapping) instead of through a copy buffer.
+    fn tree_file(&mut self, name: &str, size: u64, mut tar: TreeTar) -> Result<u64, ExportError> {
+        let (path, out): (PathBuf, &mut dyn Write) = match self {
+            Sink::Dir(root) => {
+                let path = root.join(name);
+                let file = File::create(&path).map_err(Sink::io(&path))?;
+                return finish_tree_file(path, size, &mut tar, &mut &file);
+            }
+            Sink::Tar(builder, path) => {
+                let mut header = header(tar::EntryType::Regular, 0o644, size);
+                if header.set_path(name).is_err() {
+                    // A name a ustar header cannot hold: the builder writes the extension.
+                    return self.file(name, size, &mut tar);
+                }
+                header.set_cksum();
+                let out = builder.get_mut();
+                out.write_all(header.as_bytes()).map_err(Sink::io(path))?;
+                (path.clone(), out)
+            }
+        };
+        let written = finish_tree_file(path.clone(), size, &mut tar, out)?;
+        // Padding to the next 512-byte block, as the builder pads its entries.
+        let pad = (512 - size % 512) % 512;
+        out.write_all(&[0u8; 512][..pad as usize])
+            .map_err(Sink::io(&path))?;
+        Ok(written)
     }
 
     /// Ends a tar stream (a directory needs nothing).
@@ -134,6 +168,25 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     header.set_mtime(0);
     header.set_size(size);
     header
+}
+
+/// Writes `tar` to `out` and checks that it gave `size` bytes.
+fn finish_tree_file(
+    path: PathBuf,
+    size: u64,
+    tar: &mut TreeTar,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    let written = tar
+        .write_to(out)
+        .map_err(|e| crate::layer_tar::read_error(&path, e))?;
+    if written != size {
+        return Err(ExportError::Io {
+            path,
+            source: io::Error::other(format!("copied {written} bytes, expected {size}")),
+        });
+    }
+    Ok(written)
 }
 
 fn copy(from: &mut dyn Read, to: &mut File) -> io::Result<u64> {

@@ -74,6 +74,13 @@ fn gives_the_bytes_of_its_source_unchanged() {
         assert!(out == data, "{len} bytes came out changed");
         // The end stays the end.
         assert_eq!(reader.read(&mut buf).unwrap(), 0);
+
+        // Written out whole, from where the thread left the bytes.
+        let mut written = Vec::new();
+        let mut reader = ReadAhead::spawn(Source::new(data.clone(), 7001), "test").unwrap();
+        assert_eq!(reader.write_to(&mut written).unwrap(), len as u64);
+        assert!(written == data, "{len} bytes came out changed when written");
+        assert_eq!(reader.write_to(&mut written).unwrap(), 0);
     }
 }
 
@@ -122,4 +129,79 @@ fn runs_at_most_its_depth_ahead_and_stops_when_dropped() {
     // Dropping joins the thread, which has let go of its source.
     assert!(dropped.load(Ordering::SeqCst));
     assert!(given.load(Ordering::SeqCst) < (64 * CHUNK) as u64);
+}
+
+/// Counts the bytes it is given; at the end fails unless they were `expected`.
+struct CountingCheck {
+    seen: u64,
+    expected: u64,
+}
+
+impl super::StreamCheck for CountingCheck {
+    fn update(&mut self, bytes: &[u8]) {
+        self.seen += bytes.len() as u64;
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        if self.seen == self.expected {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("saw {} bytes", self.seen),
+            ))
+        }
+    }
+}
+
+fn checked(data: &[u8], expected: u64, fail: Option<io::Error>) -> ReadAhead {
+    let mut source = Source::new(data.to_vec(), 1 << 16);
+    source.fail = fail;
+    let check = Box::new(CountingCheck { seen: 0, expected });
+    ReadAhead::spawn_chunks(super::Reading(source), Some(check), "test").unwrap()
+}
+
+#[test]
+fn a_check_on_its_own_thread_sees_every_byte_and_its_failure_takes_the_place_of_the_end() {
+    let data = pattern(3 * CHUNK + 99);
+    let len = data.len() as u64;
+    // Agreeing: the stream ends as usual, read or written.
+    let mut out = Vec::new();
+    checked(&data, len, None).read_to_end(&mut out).unwrap();
+    assert!(out == data);
+    let mut written = Vec::new();
+    assert_eq!(
+        checked(&data, len, None).write_to(&mut written).unwrap(),
+        len
+    );
+    assert!(written == data);
+
+    // Disagreeing: every byte first, then the check's error instead of the end, and after
+    // it every read fails.
+    let mut reader = checked(&data, len + 1, None);
+    let mut out = Vec::new();
+    let err = reader.read_to_end(&mut out).unwrap_err();
+    assert!(out == data, "the bytes come before the verdict");
+    assert!(
+        err.to_string().contains(&format!("saw {len} bytes")),
+        "{err}"
+    );
+    assert!(reader.read(&mut [0u8; 16]).is_err());
+    assert!(
+        checked(&data, len + 1, None)
+            .write_to(&mut Vec::new())
+            .is_err()
+    );
+
+    // A source that fails: its own error, not the check's.
+    let fail = io::Error::new(io::ErrorKind::InvalidData, "the source broke");
+    let err = checked(&data, len + 1, Some(fail))
+        .read_to_end(&mut Vec::new())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "the source broke");
+
+    // Dropped half-way: both threads stop.
+    let mut reader = checked(&pattern(64 * CHUNK), 0, None);
+    reader.read_exact(&mut [0u8; 10]).unwrap();
+    drop(reader);
 }

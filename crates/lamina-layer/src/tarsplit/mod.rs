@@ -35,7 +35,7 @@ mod reader;
 use std::collections::HashSet;
 use std::io::{self, Write};
 
-pub use reader::TarSplitReader;
+pub use reader::{TarCheck, TarSplitReader};
 
 /// First bytes of every (decompressed) tar-split.
 pub(crate) const MAGIC: &[u8] = b"lamina-tar-split v1\n";

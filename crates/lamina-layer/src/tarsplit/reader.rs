@@ -182,19 +182,80 @@ impl<R: Read> TarSplitReader<R> {
     }
 
     fn check_end(&mut self) -> io::Result<()> {
-        let Some((digest, size)) = self.expected.take() else {
+        let Some(expected) = self.expected.take() else {
             return Ok(());
         };
-        let actual = std::mem::replace(&mut self.hash, TarHash::None).finish();
-        if actual != Some(digest) || self.len != size {
-            let actual = actual.map_or_else(|| "none".to_owned(), |d| d.to_string());
-            return Err(self.modified(format!(
-                "the reassembled tar has digest {actual} and {} bytes, the layer is {digest} \
-                 and {size} bytes",
-                self.len
-            )));
-        }
-        Ok(())
+        let hash = std::mem::replace(&mut self.hash, TarHash::None);
+        verdict(&self.tree, hash, self.len, expected)
+    }
+
+    /// Takes the check of the tar's digest out of this reader (which goes on checking the
+    /// tree's files and the tar-split's own length record), to run it on another thread:
+    /// `None` when the reader was made without an expected digest.
+    pub fn take_check(&mut self) -> Option<TarCheck> {
+        let expected = self.expected.take()?;
+        let hash = std::mem::replace(&mut self.hash, TarHash::None);
+        Some(TarCheck {
+            tree: self.tree.clone(),
+            hash,
+            len: 0,
+            expected,
+        })
+    }
+}
+
+/// Whether a reassembled tar of `len` bytes hashing to `hash` is the `expected` one.
+fn verdict(tree: &Path, hash: TarHash, len: u64, (digest, size): (Digest, u64)) -> io::Result<()> {
+    let actual = hash.finish();
+    if actual == Some(digest) && len == size {
+        return Ok(());
+    }
+    let actual = actual.map_or_else(|| "none".to_owned(), |d| d.to_string());
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        LayerError::TreeModified {
+            tree: tree.to_path_buf(),
+            detail: format!(
+                "the reassembled tar has digest {actual} and {len} bytes, the layer is {digest} \
+                 and {size} bytes"
+            ),
+        },
+    ))
+}
+
+/// The digest check of a [`TarSplitReader`], taken out to run over the tar's bytes on a
+/// thread of its own ([`crate::ReadAhead::spawn_chunks`]): the same verdict, with the same
+/// error, as the reader's own at its end.
+pub struct TarCheck {
+    tree: PathBuf,
+    hash: TarHash,
+    len: u64,
+    expected: (Digest, u64),
+}
+
+impl crate::read_ahead::StreamCheck for TarCheck {
+    fn update(&mut self, bytes: &[u8]) {
+        self.hash.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        let TarCheck {
+            tree,
+            hash,
+            len,
+            expected,
+        } = *self;
+        verdict(&tree, hash, len, expected)
+    }
+}
+
+impl std::fmt::Debug for TarCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarCheck")
+            .field("tree", &self.tree)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -209,6 +270,17 @@ impl<R: Read> std::fmt::Debug for TarSplitReader<R> {
 
 impl<R: Read> Read for TarSplitReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.read_unhashed(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> TarSplitReader<R> {
+    /// Reads the tar's next bytes without counting or hashing them: the caller does, before
+    /// the next record is read (the end record checks both).
+    fn read_unhashed(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -248,10 +320,45 @@ impl<R: Read> Read for TarSplitReader<R> {
                     n
                 }
             };
-            self.hash.update(&buf[..n]);
-            self.len += n as u64;
             return Ok(n);
         }
+    }
+}
+
+/// The buffers of [`crate::ReadAhead::spawn_chunks`]: the bytes and every check are those of
+/// [`Read`], with each buffer hashed once as a whole (when the check was not taken away with
+/// [`TarSplitReader::take_check`]).
+impl<R: Read + Send + 'static> crate::read_ahead::ChunkSource for TarSplitReader<R> {
+    fn fill(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+        // A recycled buffer is overwritten: only growth is zeroed.
+        buf.resize(limit, 0);
+        let mut len = 0;
+        let mut hashed = 0;
+        let result = loop {
+            if len == limit {
+                break Ok(true);
+            }
+            let record_done = matches!(
+                self.segment,
+                Segment::Between | Segment::Literal(0) | Segment::File { left: 0, .. }
+            );
+            if record_done {
+                // The next record may be the end, which checks the hash and length so far.
+                self.hash.update(&buf[hashed..len]);
+                self.len += (len - hashed) as u64;
+                hashed = len;
+            }
+            match self.read_unhashed(&mut buf[len..]) {
+                Ok(0) => break Ok(false),
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.hash.update(&buf[hashed..len]);
+        self.len += (len - hashed) as u64;
+        buf.truncate(len);
+        result
     }
 }
 
