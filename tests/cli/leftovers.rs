@@ -148,3 +148,35 @@ fn a_build_killed_mid_copy_leaves_no_staging_tree_after_the_next_command() {
         .collect();
     assert!(left.is_empty(), "left after the next command: {left:?}");
 }
+
+#[test]
+fn runs_that_end_leave_no_container_state_behind() {
+    // `runc run` destroys its container when it ends by itself, so lamina deletes it only
+    // when runc did not: whatever the step's outcome, runc's state directory is left empty.
+    let Some(project) = Project::with(&[
+        (
+            "ok/Dockerfile",
+            "FROM busybox:test\nRUN echo one > /one\nRUN true\n",
+        ),
+        ("fails/Dockerfile", "FROM busybox:test\nRUN exit 3\n"),
+    ]) else {
+        return;
+    };
+    let _reclaim = ReclaimOnDrop(&project);
+    let store = project.store();
+    let state_entries = || -> Vec<String> {
+        std::fs::read_dir(store.join("exec/runc"))
+            .map(|dir| {
+                dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    project.ok(&["build", "ok", "--tag", "ok:1", "--progress", "plain"]);
+    assert_eq!(containers(&store), Vec::<String>::new());
+    assert_eq!(state_entries(), Vec::<String>::new());
+    let failed = project.err(&["build", "fails", "--tag", "fails:1", "--progress", "plain"]);
+    assert!(failed.contains("exit code 3"), "{failed}");
+    assert_eq!(state_entries(), Vec::<String>::new());
+    assert_eq!(mounts_below(&store), Vec::<String>::new());
+}
