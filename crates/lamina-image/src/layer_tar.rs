@@ -42,11 +42,13 @@ pub fn open_tree_tar(store: &Store, record: &LayerRecord) -> Result<TreeTar, Ima
             compression: "none",
         });
     };
-    let blob = store
-        .get(&split)?
+    // Small (a few hundred KiB for a 10,000-file base): read whole, so that the reader and
+    // its prefetching thread each decode their own copy.
+    let split = store
+        .read(&split)?
         .ok_or(lamina_store::StoreError::NotFound { digest: split })?;
     let tree = store.layer_tree(&record.digest);
-    let mut tar = TarSplitReader::new(blob, &tree, Some((record.digest, record.size)))?;
+    let mut tar = TarSplitReader::with_prefetch(split, &tree, Some((record.digest, record.size)))?;
     let check = tar
         .take_check()
         .map(|check| Box::new(check) as Box<dyn lamina_layer::StreamCheck>);

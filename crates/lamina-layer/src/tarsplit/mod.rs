@@ -30,6 +30,7 @@
 //! the caller keeps the tar itself. Owners, modes and times come from the recorded headers,
 //! never from the tree, so a tree whose owners are mapped (rootless) reassembles the same tar.
 
+mod prefetch;
 mod reader;
 
 use std::collections::HashSet;

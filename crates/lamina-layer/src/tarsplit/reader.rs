@@ -74,9 +74,31 @@ pub struct TarSplitReader<R: Read> {
     hash: TarHash,
     len: u64,
     expected: Option<(Digest, u64)>,
+    prefetch: Option<super::prefetch::Prefetch>,
+}
+
+impl TarSplitReader<io::Cursor<Vec<u8>>> {
+    /// As [`TarSplitReader::new`], over a tar-split held in memory, with a thread that warms
+    /// the page cache for the files the reader opens next when the tree turns out not to
+    /// be cached (see `prefetch.rs`).
+    pub fn with_prefetch(
+        split: Vec<u8>,
+        tree: &Path,
+        expected: Option<(Digest, u64)>,
+    ) -> Result<Self, LayerError> {
+        let mut reader = TarSplitReader::new(io::Cursor::new(split.clone()), tree, expected)?;
+        reader.prefetch = super::prefetch::Prefetch::spawn(split, &reader.root);
+        Ok(reader)
+    }
 }
 
 impl<R: Read> TarSplitReader<R> {
+    /// Whether the prefetching thread was started (a tree file was not in the page cache).
+    #[cfg(test)]
+    pub(super) fn prefetch_started(&self) -> bool {
+        self.prefetch.as_ref().is_some_and(|p| p.found_cold())
+    }
+
     /// A reader of the tar-split read from `split` (as [`super::TarSplitWriter`] wrote it)
     /// over the tree at `tree`. With `expected` (a digest of the tar, tar length), the end is
     /// checked. The digest may be the tar's sha256 (the diff_id) or its blake3 (a layer
@@ -108,6 +130,7 @@ impl<R: Read> TarSplitReader<R> {
             hash: TarHash::for_digest(expected.as_ref().map(|(digest, _)| digest)),
             len: 0,
             expected,
+            prefetch: None,
         })
     }
 
@@ -158,6 +181,9 @@ impl<R: Read> TarSplitReader<R> {
                         lossy(&path),
                         meta.len()
                     )));
+                }
+                if let Some(prefetch) = &self.prefetch {
+                    prefetch.opened(&file, size);
                 }
                 self.segment = Segment::File {
                     file,
@@ -362,7 +388,7 @@ impl<R: Read + Send + 'static> crate::read_ahead::ChunkSource for TarSplitReader
     }
 }
 
-fn read_varint(r: &mut impl Read) -> io::Result<u64> {
+pub(super) fn read_varint(r: &mut impl Read) -> io::Result<u64> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let mut b = [0u8; 1];

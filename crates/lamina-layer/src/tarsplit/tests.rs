@@ -32,7 +32,7 @@ fn plain_writer() -> LayerWriter {
 }
 
 /// The plain tar of `tree` and its tar-split, written in one pass.
-fn tar_and_split(tree: &Path) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn tar_and_split(tree: &Path) -> (Vec<u8>, Vec<u8>) {
     let mut tar = Vec::new();
     let mut split = TarSplitWriter::new(Vec::new()).unwrap();
     plain_writer()
@@ -42,7 +42,7 @@ fn tar_and_split(tree: &Path) -> (Vec<u8>, Vec<u8>) {
     (tar, split)
 }
 
-fn sample_tree() -> tempfile::TempDir {
+pub(super) fn sample_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::create_dir_all(p.join("etc/deep").join("d".repeat(120))).unwrap();
@@ -398,4 +398,31 @@ mod generated {
             prop_assert_eq!(reassemble(&split, tree.path(), &tar).unwrap(), tar);
         }
     }
+}
+
+#[test]
+fn a_tree_out_of_the_page_cache_starts_the_prefetching_and_reads_the_same() {
+    let tree = sample_tree();
+    let (tar, split) = tar_and_split(tree.path());
+    let expected = (Digest::blake3_of(&tar), tar.len() as u64);
+    let read = || {
+        let mut reader =
+            TarSplitReader::with_prefetch(split.clone(), tree.path(), Some(expected)).unwrap();
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert!(out == tar, "the same tar, prefetched or not");
+        reader.prefetch_started()
+    };
+    // Just written and read: in the page cache, no thread of opens for nothing.
+    assert!(!read());
+    // Written back and dropped from the page cache (clean pages go at once).
+    for name in ["etc/motd", "big.bin"] {
+        let file = std::fs::File::open(tree.path().join(name)).unwrap();
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    }
+    assert!(
+        read(),
+        "a file out of the page cache starts the prefetching"
+    );
 }
