@@ -52,9 +52,10 @@ impl Build<'_> {
             .map(|l| l.path().to_path_buf())
             .collect();
         let sandbox = self.inner.sandbox()?;
-        // The command may run for minutes: let other processes use the store meanwhile
-        // (the index reopens when the step's layer is stored).
-        self.inner.store.release_index();
+        // The command may run for minutes; other processes get the store once nothing here
+        // has used it for `StoreOptions::idle_close` (50 ms): closing it now would cost a
+        // short command (most are) a reopen, with its OPTIONS file, fsyncs and recovery,
+        // when its layer is stored.
         let mut on_output = |stream, line: &str| {
             self.emit(BuildEvent::StepLog {
                 index,
