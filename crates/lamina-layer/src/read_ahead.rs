@@ -178,7 +178,7 @@ impl ReadAhead {
 
     /// Writes the rest of the stream to `out` straight from the reading thread's buffers;
     /// returns the bytes written. Fails as [`Read`] would, after writing the bytes before
-    /// the failure.
+    /// the failure; a failed write fails the stream too.
     pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<u64> {
         let mut total = 0;
         loop {
@@ -187,7 +187,11 @@ impl ReadAhead {
                 return Ok(total);
             }
             let n = bytes.len();
-            out.write_all(bytes)?;
+            if let Err(e) = out.write_all(bytes) {
+                // Part of the buffer may be out: the stream cannot be resumed.
+                self.failed = true;
+                return Err(e);
+            }
             self.pos += n;
             total += n as u64;
         }
@@ -200,7 +204,8 @@ fn recycled(emptied: &Receiver<Arc<Vec<u8>>>) -> Option<Vec<u8>> {
     emptied.try_iter().find_map(|buf| Arc::try_unwrap(buf).ok())
 }
 
-/// The reading thread: fills buffers until the source ends or fails, or the consumer is gone.
+/// The reading thread: fills buffers until the source ends or fails, or the consumer or the
+/// checker is gone.
 fn produce(
     mut source: impl ChunkSource,
     filled: &SyncSender<io::Result<Arc<Vec<u8>>>>,
@@ -248,6 +253,9 @@ fn run_check(
 
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("the stream failed earlier"));
+        }
         if out.is_empty() {
             return Ok(0);
         }

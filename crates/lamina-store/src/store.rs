@@ -272,9 +272,10 @@ impl Store {
     }
 
     /// Closes the index now if no operation in this process uses it, so other processes
-    /// can write; the next operation opens it again. Call it before long work that needs
-    /// no index (a RUN step, a download); the store also closes it by itself after
-    /// [`StoreOptions::idle_close`]. Returns whether it is closed.
+    /// can write; the next operation opens it again. For long work that needs no index
+    /// and must not wait for [`StoreOptions::idle_close`] (the store's own close after
+    /// that idle time, which is what frees it during a RUN step). Returns whether it is
+    /// closed.
     pub fn release_index(&self) -> bool {
         self.slot.release()
     }

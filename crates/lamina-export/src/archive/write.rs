@@ -102,8 +102,8 @@ impl Sink {
         }
     }
 
-    /// Adds a reassembled tree tar as `name`, written from the chunks its thread reads (a
-    /// large tree file straight from its mapping) instead of through a copy buffer.
+    /// Adds a reassembled tree tar as `name`, written straight from the buffers its thread
+    /// fills instead of through the tar builder's copy.
     fn tree_file(&mut self, name: &str, size: u64, mut tar: TreeTar) -> Result<u64, ExportError> {
         let (path, out): (PathBuf, &mut dyn Write) = match self {
             Sink::Dir(root) => {

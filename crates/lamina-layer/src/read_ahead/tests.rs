@@ -106,6 +106,7 @@ fn an_error_comes_after_the_bytes_before_it_and_keeps_its_kind_and_payload() {
     ));
     // After the error every read fails: never an end that looks like a whole stream.
     assert!(reader.read(&mut [0u8; 16]).is_err());
+    assert!(reader.read(&mut []).is_err(), "an empty read too");
 }
 
 #[test]

@@ -24,16 +24,20 @@ use super::reader::read_varint as varint;
 use super::{END, FILE, LITERAL, MAGIC};
 use crate::confine::open_in;
 
-/// How many files ahead of the reader the thread may have asked for.
+/// How far ahead of the reader the thread may have asked for files: in files, and in bytes
+/// (so a tree of large files does not push out of the page cache what the reader has yet to
+/// read; also the most asked of one file at a time).
 const AHEAD_FILES: u64 = 256;
+const AHEAD_BYTES: u64 = 64 << 20;
 /// How long the thread sleeps when it is far enough ahead (or not started).
 const NAP: Duration = Duration::from_millis(1);
 
 /// What the reader and the prefetching thread share.
 #[derive(Default)]
 struct Shared {
-    /// Tree files the reader has opened.
+    /// Tree files the reader has opened, and their bytes.
     opened: AtomicU64,
+    opened_bytes: AtomicU64,
     /// The reader met a file not in the page cache: prefetching pays.
     cold: AtomicBool,
     /// The reader is gone.
@@ -72,6 +76,7 @@ impl Prefetch {
     /// then one in 64 are checked for being in the page cache, which starts prefetching.
     pub(super) fn opened(&self, file: &std::fs::File, size: u64) {
         let n = self.shared.opened.fetch_add(1, Ordering::Relaxed);
+        self.shared.opened_bytes.fetch_add(size, Ordering::Relaxed);
         if size == 0
             || self.shared.cold.load(Ordering::Relaxed)
             || (n >= 16 && !n.is_multiple_of(64))
@@ -108,7 +113,8 @@ impl Drop for Prefetch {
 }
 
 /// The thread: waits for the reader to find the tree cold, then walks the tar-split's file
-/// records, staying at most [`AHEAD_FILES`] ahead of the reader.
+/// records from where the reader is, staying at most [`AHEAD_FILES`] and [`AHEAD_BYTES`]
+/// ahead of it.
 fn run(split: &[u8], root: &OwnedFd, shared: &Shared) -> io::Result<()> {
     while !shared.cold.load(Ordering::Relaxed) {
         if shared.stop.load(Ordering::Relaxed) {
@@ -120,6 +126,7 @@ fn run(split: &[u8], root: &OwnedFd, shared: &Shared) -> io::Result<()> {
     let mut magic = [0u8; MAGIC.len()];
     records.read_exact(&mut magic)?;
     let mut files = 0u64;
+    let mut bytes = 0u64;
     loop {
         let mut tag = [0u8; 1];
         records.read_exact(&mut tag)?;
@@ -137,7 +144,14 @@ fn run(split: &[u8], root: &OwnedFd, shared: &Shared) -> io::Result<()> {
                 records.read_exact(&mut path)?;
                 let size = varint(&mut records)?;
                 files += 1;
-                while files > shared.opened.load(Ordering::Relaxed) + AHEAD_FILES {
+                bytes += size;
+                if files <= shared.opened.load(Ordering::Relaxed) {
+                    // Already opened by the reader (prefetching started late).
+                    continue;
+                }
+                while files > shared.opened.load(Ordering::Relaxed) + AHEAD_FILES
+                    || bytes > shared.opened_bytes.load(Ordering::Relaxed) + AHEAD_BYTES
+                {
                     if shared.stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
@@ -146,9 +160,12 @@ fn run(split: &[u8], root: &OwnedFd, shared: &Shared) -> io::Result<()> {
                 if shared.stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
+                // Non-blocking: a FIFO put in the tree must not hold the thread (and the
+                // reader's drop, which joins it); a regular file opens the same.
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
                 if let (Ok(fd), Some(len)) = (
-                    open_in(root, &path, OFlags::RDONLY | OFlags::NOFOLLOW),
-                    NonZeroU64::new(size),
+                    open_in(root, &path, flags),
+                    NonZeroU64::new(size.min(AHEAD_BYTES)),
                 ) {
                     let _ = rustix::fs::fadvise(&fd, 0, Some(len), Advice::WillNeed);
                     shared.asked.fetch_add(1, Ordering::Relaxed);
@@ -178,6 +195,12 @@ mod tests {
         shared.cold.store(true, Ordering::Relaxed);
         run(&split, &root, &shared).unwrap();
         assert_eq!(shared.asked.load(Ordering::Relaxed), 3);
+        // Started late, once the reader had opened all four files: nothing is asked again.
+        let late = Shared::default();
+        late.cold.store(true, Ordering::Relaxed);
+        late.opened.store(4, Ordering::Relaxed);
+        run(&split, &root, &late).unwrap();
+        assert_eq!(late.asked.load(Ordering::Relaxed), 0);
         // Never started: it waits, and ends when the reader goes.
         let waiting = Prefetch::spawn(split, &root).unwrap();
         std::thread::sleep(Duration::from_millis(50));

@@ -75,6 +75,8 @@ pub struct TarSplitReader<R: Read> {
     len: u64,
     expected: Option<(Digest, u64)>,
     prefetch: Option<super::prefetch::Prefetch>,
+    /// An error was returned: every later read fails too.
+    failed: bool,
 }
 
 impl TarSplitReader<io::Cursor<Vec<u8>>> {
@@ -131,6 +133,7 @@ impl<R: Read> TarSplitReader<R> {
             len: 0,
             expected,
             prefetch: None,
+            failed: false,
         })
     }
 
@@ -169,7 +172,9 @@ impl<R: Read> TarSplitReader<R> {
                 let mut path = vec![0u8; n];
                 self.split.read_exact(&mut path)?;
                 let size = read_varint(&mut self.split)?;
-                let flags = OFlags::RDONLY | OFlags::NOFOLLOW;
+                // Non-blocking: a FIFO put in the tree fails the size check below instead of
+                // blocking the open; a regular file opens the same.
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
                 let fd = open_in(&self.root, &path, flags).map_err(|e| {
                     self.modified(format!("{} cannot be opened: {e}", lossy(&path)))
                 })?;
@@ -199,8 +204,9 @@ impl<R: Read> TarSplitReader<R> {
                 if !self.split.fill_buf()?.is_empty() {
                     return Err(corrupt("bytes follow its end record"));
                 }
-                self.segment = Segment::Done;
+                // Done only once the check passed: after a failed one, every read fails.
                 self.check_end()?;
+                self.segment = Segment::Done;
             }
             _ => return Err(corrupt("it has an unknown record")),
         }
@@ -224,7 +230,7 @@ impl<R: Read> TarSplitReader<R> {
         Some(TarCheck {
             tree: self.tree.clone(),
             hash,
-            len: 0,
+            len: self.len,
             expected,
         })
     }
@@ -307,6 +313,15 @@ impl<R: Read> TarSplitReader<R> {
     /// Reads the tar's next bytes without counting or hashing them: the caller does, before
     /// the next record is read (the end record checks both).
     fn read_unhashed(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("the tar failed earlier"));
+        }
+        let read = self.read_segments(buf);
+        self.failed = matches!(&read, Err(e) if e.kind() != io::ErrorKind::Interrupted);
+        read
+    }
+
+    fn read_segments(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
