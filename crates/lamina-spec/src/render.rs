@@ -276,13 +276,18 @@ fn render_pairs(keyword: &str, pairs: &[(String, String)], escape: char) -> Stri
         return equals;
     }
     if let [(name, value)] = pairs {
-        let legacy = format!("{name} {value}");
-        // The legacy form applies only when the first word has no `=`.
-        let first_has_eq = parse_words(&legacy, escape)
-            .first()
-            .is_some_and(|w| w.contains('='));
-        if !first_has_eq && reads_back(&legacy) {
-            return legacy;
+        // One blank, or two after a name ending in the escape character: the word splitter
+        // (which decides the form) takes the first blank as escaped, the legacy split (which
+        // then cuts name from value at the first blank) does not.
+        for blank in [" ", "  "] {
+            let legacy = format!("{name}{blank}{value}");
+            // The legacy form applies only when the first word has no `=`.
+            let first_has_eq = parse_words(&legacy, escape)
+                .first()
+                .is_some_and(|w| w.contains('='));
+            if !first_has_eq && reads_back(&legacy) {
+                return legacy;
+            }
         }
     }
     equals
@@ -498,6 +503,13 @@ mod tests {
             one(Instruction::Env(vec![("A".into(), "hello world".into())])),
             "ENV A hello world\n"
         );
+        // Legacy form, the name ending in the escape character (found by the fuzzer): the
+        // first blank reads as escaped when deciding the form, so two.
+        let text = "FROM x\nENV M\\\u{c}\u{b}v=1 w\n";
+        let parsed = crate::Dockerfile::parse(text).unwrap();
+        let rendered = parsed.render();
+        assert_eq!(rendered, "FROM x\nENV M\\  v=1 w\n");
+        assert_eq!(crate::Dockerfile::parse(&rendered).unwrap(), parsed);
         assert_eq!(
             one(Instruction::Volume(vec!["/a b".into()])),
             "VOLUME [\"/a b\"]\n"
