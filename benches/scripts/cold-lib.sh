@@ -1,5 +1,5 @@
-# Shared set-up of the cold-path benchmarks against BuildKit (sourced by cold-*.sh and
-# store-size.sh; `repo` must be set). Provides:
+# Shared set-up of the cold-path benchmarks against BuildKit (sourced by cold-*.sh,
+# store-size.sh, daytona.sh and remote-cache.sh; `repo` must be set). Provides:
 #   parse_common_args ARGS...  --runs N (default 3) and --keep (keep $tmp); the rest in $extra_args
 #   ensure_lamina              $LAMINA, else the release binary built from the checkout
 #   ensure_bench_base          $base_rootfs_tar and $base_archive: a Debian bookworm root filesystem
@@ -13,6 +13,8 @@
 #   lamina_ready_base DIR      an untimed first RUN on the base there (its tree made ready)
 #   timed_lamina, timed_buildkit  a build timed from outside (lamina's with max RSS and CPU
 #                              seconds), its figures appended to $results
+#   alternate_rounds N         N rounds of the script's lamina_round and buildkit_round,
+#                              alternating which goes first
 # Everything lives in $tmp, removed at exit (with every process in $pids stopped by PID and
 # every mount under $tmp unmounted).
 set -euo pipefail
@@ -244,6 +246,17 @@ timed_buildkit() {
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# alternate_rounds RUNS: rounds 1..RUNS of `lamina_round N` and `buildkit_round N` (functions
+# of the sourcing script), lamina first in odd rounds, BuildKit first in even ones.
+alternate_rounds() {
+    local round
+    for round in $(seq "$1"); do
+        if ((round % 2)); then lamina_round "$round"; buildkit_round "$round"
+        else buildkit_round "$round"; lamina_round "$round"; fi
+        log "round $round done"
+    done
+}
 
 machine_line() {
     echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, $(uname -r), $(findmnt -no FSTYPE -T "$tmp") at $tmp; load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -110,11 +110,7 @@ buildkit_round() {
 }
 
 machine_line >&2
-for round in $(seq "$runs"); do
-    if ((round % 2)); then lamina_round "$round"; buildkit_round "$round"
-    else buildkit_round "$round"; lamina_round "$round"; fi
-    log "round $round done"
-done
+alternate_rounds "$runs"
 
 echo
 machine_line
