@@ -52,7 +52,7 @@ pub fn open_tree_tar(store: &Store, record: &LayerRecord) -> Result<TreeTar, Ima
     let check = tar
         .take_check()
         .map(|check| Box::new(check) as Box<dyn lamina_layer::StreamCheck>);
-    ReadAhead::spawn_chunks(tar, check, "tree-tar")
+    ReadAhead::spawn_checked(tar, check, "tree-tar")
         .map_err(|source| ImageError::Io { path: tree, source })
 }
 

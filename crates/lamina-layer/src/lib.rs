@@ -59,7 +59,7 @@ mod writer;
 pub use compress::{Compression, Encoder, detect_compression};
 pub use error::LayerError;
 pub use lamina_types::Digest;
-pub use read_ahead::{ChunkSource, ReadAhead, StreamCheck};
+pub use read_ahead::{ReadAhead, StreamCheck};
 pub use tarsplit::{NotSplittable, TarCheck, TarSplitReader, TarSplitSummary, TarSplitWriter};
 pub use unpack::{UnpackOptions, UnpackStats, Unpacker};
 pub use writer::{LayerInfo, LayerOptions, LayerWriter};

@@ -6,8 +6,8 @@
 //! written, a compressor) has work of its own. Running the reassembly on another thread lets
 //! both proceed at once, so reading a tree costs about what reading one blob file does.
 //!
-//! The reading thread fills whole buffers through a [`ChunkSource`]; the consumer reads them
-//! or writes them out as they are ([`ReadAhead::write_to`]), without a copy in between. A
+//! The reading thread fills whole buffers; the consumer reads them or writes them out as
+//! they are ([`ReadAhead::write_to`]), without a copy in between. A
 //! [`StreamCheck`] (the tar's digest against the layer key) runs on a third thread over the
 //! same buffers: on two cores, reading plus hashing on one thread was what a tree export
 //! waited for, while the consumer's thread idled a third of the time.
@@ -22,15 +22,6 @@ const CHUNK: usize = 1 << 20;
 /// Filled chunks that may wait for the consumer: how far the reading thread runs ahead.
 const DEPTH: usize = 4;
 
-/// A producer of a stream in buffers, run on the reading thread of
-/// [`ReadAhead::spawn_chunks`].
-pub trait ChunkSource: Send + 'static {
-    /// Fills `buf` with the stream's next bytes, overwriting what it holds (a recycled
-    /// buffer), and leaves it holding `limit` bytes or more, or fewer at the end; returns
-    /// `false` once the stream has ended (`buf` may still hold its last bytes).
-    fn fill(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool>;
-}
-
 /// A check of the whole stream, given every byte in order on a thread of its own; its verdict
 /// comes at the end of the stream.
 pub trait StreamCheck: Send + 'static {
@@ -41,29 +32,26 @@ pub trait StreamCheck: Send + 'static {
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
 
-/// Any reader, as chunks of one buffer each.
-struct Reading<R>(R);
-
-impl<R: Read + Send + 'static> ChunkSource for Reading<R> {
-    fn fill(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
-        buf.resize(limit, 0);
-        let mut len = 0;
-        let result = loop {
-            match self.0.read(&mut buf[len..]) {
-                Ok(0) => break Ok(false),
-                Ok(n) => {
-                    len += n;
-                    if len == buf.len() {
-                        break Ok(true);
-                    }
+/// Fills `buf` (a recycled buffer: its bytes are overwritten) with up to `limit` bytes of
+/// `source`; returns `false` once the source has ended.
+fn fill(source: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    buf.resize(limit, 0);
+    let mut len = 0;
+    let result = loop {
+        match source.read(&mut buf[len..]) {
+            Ok(0) => break Ok(false),
+            Ok(n) => {
+                len += n;
+                if len == buf.len() {
+                    break Ok(true);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
             }
-        };
-        buf.truncate(len);
-        result
-    }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.truncate(len);
+    result
 }
 
 /// Reads a stream on a thread of its own into 1 MiB chunks, a few of them ahead of the
@@ -89,13 +77,13 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Starts reading `inner` on a new thread named `name`.
     pub fn spawn<R: Read + Send + 'static>(inner: R, name: &str) -> io::Result<ReadAhead> {
-        ReadAhead::spawn_chunks(Reading(inner), None, name)
+        ReadAhead::spawn_checked(inner, None, name)
     }
 
-    /// Starts producing `source`'s chunks on a new thread named `name`, and `check` over
-    /// them on another.
-    pub fn spawn_chunks(
-        source: impl ChunkSource,
+    /// Starts reading `inner` on a new thread named `name`, and `check` over its bytes on
+    /// another.
+    pub fn spawn_checked<R: Read + Send + 'static>(
+        inner: R,
         check: Option<Box<dyn StreamCheck>>,
         name: &str,
     ) -> io::Result<ReadAhead> {
@@ -116,7 +104,7 @@ impl ReadAhead {
         };
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || produce(source, &filled_tx, &emptied_rx, check_tx.as_ref()))?;
+            .spawn(move || produce(inner, &filled_tx, &emptied_rx, check_tx.as_ref()))?;
         Ok(ReadAhead {
             filled: Some(filled),
             emptied,
@@ -207,14 +195,14 @@ fn recycled(emptied: &Receiver<Arc<Vec<u8>>>) -> Option<Vec<u8>> {
 /// The reading thread: fills buffers until the source ends or fails, or the consumer or the
 /// checker is gone.
 fn produce(
-    mut source: impl ChunkSource,
+    mut source: impl Read,
     filled: &SyncSender<io::Result<Arc<Vec<u8>>>>,
     emptied: &Receiver<Arc<Vec<u8>>>,
     check: Option<&SyncSender<Arc<Vec<u8>>>>,
 ) {
     loop {
         let mut buf = recycled(emptied).unwrap_or_else(|| Vec::with_capacity(CHUNK));
-        let result = source.fill(&mut buf, CHUNK);
+        let result = fill(&mut source, &mut buf, CHUNK);
         let more = matches!(result, Ok(true));
         if !buf.is_empty() {
             let buf = Arc::new(buf);

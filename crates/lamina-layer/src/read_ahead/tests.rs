@@ -159,7 +159,7 @@ fn checked(data: &[u8], expected: u64, fail: Option<io::Error>) -> ReadAhead {
     let mut source = Source::new(data.to_vec(), 1 << 16);
     source.fail = fail;
     let check = Box::new(CountingCheck { seen: 0, expected });
-    ReadAhead::spawn_chunks(super::Reading(source), Some(check), "test").unwrap()
+    ReadAhead::spawn_checked(source, Some(check), "test").unwrap()
 }
 
 #[test]

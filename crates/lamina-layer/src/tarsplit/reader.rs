@@ -256,7 +256,7 @@ fn verdict(tree: &Path, hash: TarHash, len: u64, (digest, size): (Digest, u64)) 
 }
 
 /// The digest check of a [`TarSplitReader`], taken out to run over the tar's bytes on a
-/// thread of its own ([`crate::ReadAhead::spawn_chunks`]): the same verdict, with the same
+/// thread of its own ([`crate::ReadAhead::spawn_checked`]): the same verdict, with the same
 /// error, as the reader's own at its end.
 pub struct TarCheck {
     tree: PathBuf,
@@ -302,7 +302,12 @@ impl<R: Read> std::fmt::Debug for TarSplitReader<R> {
 
 impl<R: Read> Read for TarSplitReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.read_unhashed(buf)?;
+        if self.failed {
+            return Err(io::Error::other("the tar failed earlier"));
+        }
+        let read = self.read_segments(buf);
+        self.failed = matches!(&read, Err(e) if e.kind() != io::ErrorKind::Interrupted);
+        let n = read?;
         self.hash.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
@@ -310,17 +315,7 @@ impl<R: Read> Read for TarSplitReader<R> {
 }
 
 impl<R: Read> TarSplitReader<R> {
-    /// Reads the tar's next bytes without counting or hashing them: the caller does, before
-    /// the next record is read (the end record checks both).
-    fn read_unhashed(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::other("the tar failed earlier"));
-        }
-        let read = self.read_segments(buf);
-        self.failed = matches!(&read, Err(e) if e.kind() != io::ErrorKind::Interrupted);
-        read
-    }
-
+    /// The tar's next bytes, record by record; [`Read`] counts, hashes and remembers failures.
     fn read_segments(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -363,43 +358,6 @@ impl<R: Read> TarSplitReader<R> {
             };
             return Ok(n);
         }
-    }
-}
-
-/// The buffers of [`crate::ReadAhead::spawn_chunks`]: the bytes and every check are those of
-/// [`Read`], with each buffer hashed once as a whole (when the check was not taken away with
-/// [`TarSplitReader::take_check`]).
-impl<R: Read + Send + 'static> crate::read_ahead::ChunkSource for TarSplitReader<R> {
-    fn fill(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
-        // A recycled buffer is overwritten: only growth is zeroed.
-        buf.resize(limit, 0);
-        let mut len = 0;
-        let mut hashed = 0;
-        let result = loop {
-            if len == limit {
-                break Ok(true);
-            }
-            let record_done = matches!(
-                self.segment,
-                Segment::Between | Segment::Literal(0) | Segment::File { left: 0, .. }
-            );
-            if record_done {
-                // The next record may be the end, which checks the hash and length so far.
-                self.hash.update(&buf[hashed..len]);
-                self.len += (len - hashed) as u64;
-                hashed = len;
-            }
-            match self.read_unhashed(&mut buf[len..]) {
-                Ok(0) => break Ok(false),
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        self.hash.update(&buf[hashed..len]);
-        self.len += (len - hashed) as u64;
-        buf.truncate(len);
-        result
     }
 }
 

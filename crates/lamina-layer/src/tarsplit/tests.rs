@@ -312,7 +312,7 @@ fn checked_by_blake3_through_the_read_ahead_a_modified_tree_still_fails() {
             let check = reader.take_check().unwrap();
             Box::new(check) as Box<dyn crate::StreamCheck>
         });
-        let mut ahead = crate::ReadAhead::spawn_chunks(reader, check, "test").unwrap();
+        let mut ahead = crate::ReadAhead::spawn_checked(reader, check, "test").unwrap();
         let mut out = Vec::new();
         let done = if write_to {
             ahead
