@@ -228,11 +228,11 @@ impl Store {
         self.slot.get_writable()
     }
 
-    /// Appends the uses recorded by a read-only open to the touch log now, rather than when
-    /// the open ends; when the log has grown past a bound, merges it into the index (one
-    /// read-write section), so a store that only sees warm rebuilds keeps it small.
-    pub fn flush_touches(&self) -> Result<(), StoreError> {
-        if self.slot.flush_touches() > crate::touchlog::MERGE_ABOVE_BYTES {
+    /// Merges the touch log into the index (one read-write section) when appending made it
+    /// `log_size` bytes, past the bound, so a store that only sees warm rebuilds keeps it
+    /// small.
+    fn merge_touches_past_bound(&self, log_size: u64) -> Result<(), StoreError> {
+        if log_size > crate::touchlog::MERGE_ABOVE_BYTES {
             // The read-write open merges the log if nobody holds it, this process's own
             // read-only session included.
             self.end_read_session();
@@ -482,8 +482,10 @@ impl ReadSection<'_> {
     /// Ends the section, appending recorded uses first (also what dropping it does).
     pub fn end(self) -> Result<(), StoreError> {
         let store = self.store;
+        // Appended here, not by the drop: only the append tells how large the log is now.
+        let log_size = store.slot.flush_touches();
         drop(self);
-        store.flush_touches()
+        store.merge_touches_past_bound(log_size)
     }
 }
 

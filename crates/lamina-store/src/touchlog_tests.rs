@@ -241,3 +241,41 @@ fn a_read_first_store_opens_read_write_at_its_first_write() {
     assert!(store.index().unwrap().is_read_only());
     assert!(store.contains(&info.digest).unwrap());
 }
+
+#[test]
+fn a_read_section_that_grows_the_log_past_its_bound_merges_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let key = [5u8; 32];
+    {
+        let store = Store::open(&path, options(false)).unwrap();
+        let info = store.put_bytes(BlobKind::Config, b"{}").unwrap();
+        let entry = CacheEntry {
+            layer: None,
+            config: info.digest,
+            ttl: None,
+        };
+        store.put_cache_entry(&key, &entry).unwrap();
+        store
+            .tag_image("app:1", &info.digest, &[], ImageState::Complete)
+            .unwrap();
+        age(&store, &info.digest, &key, "app:1");
+    }
+    // Earlier warm rebuilds' uses, just under the bound (records of a blob no longer stored).
+    let log_path = path.join(FILE);
+    let earlier = Touch::Blob {
+        key: [9u8; 32],
+        ms: now_ms(),
+    };
+    let one = encode(std::slice::from_ref(&earlier));
+    let count = usize::try_from(MERGE_ABOVE_BYTES).unwrap() / one.len();
+    std::fs::write(&log_path, one.repeat(count)).unwrap();
+
+    let store = Store::open(&path, options(true)).unwrap();
+    let section = store.read_section().unwrap();
+    assert!(store.cache_entry(&key).unwrap().is_some());
+    section.end().unwrap();
+    assert_eq!(std::fs::metadata(&log_path).unwrap().len(), 0, "merged");
+    let recent = |t: std::time::SystemTime| now_ms() - to_ms(t) < 60_000;
+    assert!(recent(store.cache_record(&key).unwrap().unwrap().last_used));
+}
