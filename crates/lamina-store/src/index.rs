@@ -373,7 +373,7 @@ impl Index {
 
     pub(crate) fn write(&self, batch: IndexBatch) -> Result<(), StoreError> {
         self.db
-            .write_opt(batch.batch, &self.write_opts)
+            .write_opt(batch.into_write_batch(), &self.write_opts)
             .map_err(self.err())
     }
 
@@ -391,7 +391,7 @@ impl Index {
     /// Writes without fsync: for statistics and last-used times, where losing the last
     /// few updates to a power cut is harmless.
     pub(crate) fn write_relaxed(&self, batch: IndexBatch) -> Result<(), StoreError> {
-        self.db.write(batch.batch).map_err(self.err())
+        self.db.write(batch.into_write_batch()).map_err(self.err())
     }
 
     /// A counter's value (0 if never written).
@@ -458,6 +458,10 @@ fn successor(prefix: &[u8]) -> Vec<u8> {
 #[derive(Default)]
 pub(crate) struct IndexBatch {
     batch: WriteBatch,
+    /// Counter deltas, summed per counter and written as one merge operand each: every
+    /// open replays the WAL and every read of a counter folds its operands, and a batch
+    /// may add to a counter thousands of times (a merged touch log, a GC sweep).
+    counts: Vec<(Vec<u8>, i64)>,
 }
 
 impl IndexBatch {
@@ -471,11 +475,26 @@ impl IndexBatch {
 
     /// Adds `delta` to a counter in [`META`].
     pub(crate) fn count(&mut self, counter: &[u8], delta: i64) {
-        self.batch.merge(tagged(META, counter), delta.to_le_bytes());
+        match self.counts.iter_mut().find(|(key, _)| key == counter) {
+            Some((_, sum)) => *sum += delta,
+            None => self.counts.push((counter.to_vec(), delta)),
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.batch.is_empty()
+        self.batch.is_empty() && self.counts.is_empty()
+    }
+
+    /// The batch to write: counter keys are only ever merged into, so their operands may
+    /// come after every other write of the batch.
+    fn into_write_batch(self) -> WriteBatch {
+        let mut batch = self.batch;
+        for (counter, delta) in self.counts {
+            if delta != 0 {
+                batch.merge(tagged(META, &counter), delta.to_le_bytes());
+            }
+        }
+        batch
     }
 }
 
@@ -491,6 +510,30 @@ pub(crate) fn key32(kind: &'static str, key: &[u8]) -> Result<[u8; 32], StoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_writes_one_operand_per_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), false).unwrap();
+        let mut batch = IndexBatch::default();
+        for _ in 0..1000 {
+            batch.count(HITS, 1);
+            batch.count(STORED_BYTES, 7);
+            batch.count(BLOB_COUNT, 1);
+            batch.count(BLOB_COUNT, -1);
+        }
+        batch.put(BLOBS, [1u8; 32], b"x");
+        let write = std::mem::take(&mut batch).into_write_batch();
+        // The put, then one operand each for the two counters that moved.
+        assert_eq!(write.len(), 3);
+        let mut again = IndexBatch::default();
+        again.count(HITS, 5);
+        index.write(again).unwrap();
+        index.db.write(write).unwrap();
+        assert_eq!(index.counter(HITS).unwrap(), 1005);
+        assert_eq!(index.counter(STORED_BYTES).unwrap(), 7000);
+        assert_eq!(index.counter(BLOB_COUNT).unwrap(), 0);
+    }
 
     #[test]
     fn a_prefix_successor_is_past_every_key_with_the_prefix() {
