@@ -20,8 +20,8 @@ use std::time::Duration;
 use rustix::fs::{Advice, OFlags};
 use rustix::io::{Errno, ReadWriteFlags};
 
-use super::reader::read_varint as varint;
-use super::{END, FILE, LITERAL, MAGIC};
+use super::MAGIC;
+use super::reader::{Record, read_record};
 use crate::confine::open_in;
 
 /// How far ahead of the reader the thread may have asked for files: in files, and in bytes
@@ -128,21 +128,11 @@ fn run(split: &[u8], root: &OwnedFd, shared: &Shared) -> io::Result<()> {
     let mut files = 0u64;
     let mut bytes = 0u64;
     loop {
-        let mut tag = [0u8; 1];
-        records.read_exact(&mut tag)?;
-        match tag[0] {
-            LITERAL => {
-                let n = varint(&mut records)?;
-                io::copy(&mut (&mut records).take(n), &mut io::sink())?;
+        match read_record(&mut records)? {
+            Record::Literal(len) => {
+                io::copy(&mut (&mut records).take(len), &mut io::sink())?;
             }
-            FILE => {
-                let n = usize::try_from(varint(&mut records)?).unwrap_or(usize::MAX);
-                if n > 1 << 16 {
-                    return Ok(());
-                }
-                let mut path = vec![0u8; n];
-                records.read_exact(&mut path)?;
-                let size = varint(&mut records)?;
+            Record::File { path, size } => {
                 files += 1;
                 bytes += size;
                 if files <= shared.opened.load(Ordering::Relaxed) {
@@ -171,8 +161,7 @@ fn run(split: &[u8], root: &OwnedFd, shared: &Shared) -> io::Result<()> {
                     shared.asked.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            END => return Ok(()),
-            _ => return Ok(()),
+            Record::End { .. } => return Ok(()),
         }
         if records.fill_buf()?.is_empty() {
             return Ok(());

@@ -149,29 +149,9 @@ impl<R: Read> TarSplitReader<R> {
 
     /// Reads the next record header into `self.segment`.
     fn next_segment(&mut self) -> io::Result<()> {
-        let corrupt = |reason: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                LayerError::TarSplit {
-                    reason: reason.to_owned(),
-                },
-            )
-        };
-        let mut tag = [0u8; 1];
-        self.split
-            .read_exact(&mut tag)
-            .map_err(|_| corrupt("it ends without its end record"))?;
-        match tag[0] {
-            LITERAL => self.segment = Segment::Literal(read_varint(&mut self.split)?),
-            FILE => {
-                let n = usize::try_from(read_varint(&mut self.split)?)
-                    .map_err(|_| corrupt("a path length is out of range"))?;
-                if n > 1 << 16 {
-                    return Err(corrupt("a path is too long"));
-                }
-                let mut path = vec![0u8; n];
-                self.split.read_exact(&mut path)?;
-                let size = read_varint(&mut self.split)?;
+        match read_record(&mut self.split)? {
+            Record::Literal(len) => self.segment = Segment::Literal(len),
+            Record::File { path, size } => {
                 // Non-blocking: a FIFO put in the tree fails the size check below instead of
                 // blocking the open; a regular file opens the same.
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
@@ -196,8 +176,7 @@ impl<R: Read> TarSplitReader<R> {
                     left: size,
                 };
             }
-            END => {
-                let total = read_varint(&mut self.split)?;
+            Record::End { total } => {
                 if total != self.len {
                     return Err(corrupt("its end record gives another length"));
                 }
@@ -208,7 +187,6 @@ impl<R: Read> TarSplitReader<R> {
                 self.check_end()?;
                 self.segment = Segment::Done;
             }
-            _ => return Err(corrupt("it has an unknown record")),
         }
         Ok(())
     }
@@ -359,6 +337,51 @@ impl<R: Read> TarSplitReader<R> {
             return Ok(n);
         }
     }
+}
+
+/// One record of a tar-split, as [`read_record`] decodes it.
+pub(super) enum Record {
+    /// `len` bytes of the tar stream follow, as they are.
+    Literal(u64),
+    /// A regular file's contents come from the tree file at `path`, `size` bytes long.
+    File { path: Vec<u8>, size: u64 },
+    /// The end: the tar stream is `total` bytes long.
+    End { total: u64 },
+}
+
+/// Reads the next record's header (a literal's bytes are left in `split` for the caller).
+pub(super) fn read_record(split: &mut impl Read) -> io::Result<Record> {
+    let mut tag = [0u8; 1];
+    split
+        .read_exact(&mut tag)
+        .map_err(|_| corrupt("it ends without its end record"))?;
+    Ok(match tag[0] {
+        LITERAL => Record::Literal(read_varint(split)?),
+        FILE => {
+            let len = usize::try_from(read_varint(split)?)
+                .map_err(|_| corrupt("a path length is out of range"))?;
+            if len > 1 << 16 {
+                return Err(corrupt("a path is too long"));
+            }
+            let mut path = vec![0u8; len];
+            split.read_exact(&mut path)?;
+            let size = read_varint(split)?;
+            Record::File { path, size }
+        }
+        END => Record::End {
+            total: read_varint(split)?,
+        },
+        _ => return Err(corrupt("it has an unknown record")),
+    })
+}
+
+fn corrupt(reason: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        LayerError::TarSplit {
+            reason: reason.to_owned(),
+        },
+    )
 }
 
 pub(super) fn read_varint(r: &mut impl Read) -> io::Result<u64> {
