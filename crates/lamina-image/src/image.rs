@@ -45,7 +45,32 @@ pub struct StoredImage {
     pub layers: Vec<ImageLayer>,
 }
 
+/// What a listing shows of a stored image, read from its manifest alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSummary {
+    /// sha256 of the manifest bytes: the image digest users see.
+    pub digest: Digest,
+    /// The layers' sizes as the manifest gives them (those of the variants it names).
+    pub size: u64,
+    /// When the manifest blob was last used, before this read.
+    pub last_used: std::time::SystemTime,
+}
+
 impl StoredImage {
+    /// The manifest at `digest` summed up for a listing, `None` if it is not stored. One
+    /// blob read, no config or layer lookups: `image ls` reads each image's manifest only.
+    pub fn summary(store: &Store, digest: &Digest) -> Result<Option<ManifestSummary>, ImageError> {
+        let Some((info, bytes)) = read_blob(store, digest)? else {
+            return Ok(None);
+        };
+        let manifest = crate::documents::parse_manifest(&digest.to_string(), &bytes)?;
+        Ok(Some(ManifestSummary {
+            digest: info.sha256,
+            size: manifest.layers().iter().map(|layer| layer.size()).sum(),
+            last_used: info.last_used,
+        }))
+    }
+
     /// Writes `config` (its `rootfs.diff_ids` replaced by the layers' diff_ids) and a manifest
     /// naming each layer's `compression` variant into the store, deterministically (same
     /// inputs, same bytes, same digest). Every layer must already be stored with that variant;
@@ -548,7 +573,12 @@ mod tests {
             config_info.sha256.to_string()
         );
 
+        let zstd_sizes: u64 = [&a, &b].iter().map(|l| l.variants[0].size).sum();
+        let mut last_use = None;
         for key in [image.digest, image.manifest_blob] {
+            let summary = StoredImage::summary(&store, &key).unwrap().unwrap();
+            assert_eq!((summary.digest, summary.size), (image.digest, zstd_sizes));
+            last_use.get_or_insert(summary.last_used);
             let loaded = StoredImage::load(&store, &key).unwrap();
             assert_eq!(loaded.digest, image.digest);
             assert_eq!(loaded.manifest, image.manifest);
@@ -561,6 +591,14 @@ mod tests {
             image.references(),
             vec![image.config_blob, a.digest, b.digest]
         );
+        let info = store.stat(&image.manifest_blob).unwrap().unwrap();
+        assert_eq!(last_use, Some(info.last_used), "the use before the read");
+        assert!(
+            StoredImage::summary(&store, &a.digest).is_err(),
+            "not a manifest"
+        );
+        let absent = Digest::blake3([7; 32]);
+        assert!(StoredImage::summary(&store, &absent).unwrap().is_none());
     }
 
     #[test]

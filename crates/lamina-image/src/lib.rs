@@ -30,4 +30,4 @@ pub mod layer_tar;
 pub mod variants;
 
 pub use error::ImageError;
-pub use image::{ImageLayer, StoredImage};
+pub use image::{ImageLayer, ManifestSummary, StoredImage};

@@ -162,18 +162,16 @@ impl Engine {
             .images()?
             .into_iter()
             .map(|record| {
-                // Read before loading the image, which counts as a use.
-                let last_used = self
-                    .store
-                    .stat(&record.manifest)?
-                    .map_or(record.updated, |blob| blob.last_used.max(record.updated));
-                let (digest, size) = match StoredImage::load(&self.store, &record.manifest) {
-                    Ok(image) => (
-                        image.digest,
-                        image.layers.iter().map(|l| l.variant.size).sum(),
-                    ),
-                    Err(_) => (record.manifest, 0),
-                };
+                // The manifest alone: a listing looks up no config or layer.
+                let (digest, size, last_used) =
+                    match StoredImage::summary(&self.store, &record.manifest) {
+                        Ok(Some(summary)) => (
+                            summary.digest,
+                            summary.size,
+                            summary.last_used.max(record.updated),
+                        ),
+                        Ok(None) | Err(_) => (record.manifest, 0, record.updated),
+                    };
                 let state = match self.executor.build_state(&record.name) {
                     Some(BuildState::Building) => ImageStatus::Building,
                     Some(BuildState::BuildFailed { .. }) => ImageStatus::BuildFailed,
