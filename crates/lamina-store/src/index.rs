@@ -476,7 +476,8 @@ impl IndexBatch {
     /// Adds `delta` to a counter in [`META`].
     pub(crate) fn count(&mut self, counter: &[u8], delta: i64) {
         match self.counts.iter_mut().find(|(key, _)| key == counter) {
-            Some((_, sum)) => *sum += delta,
+            // As the merge operator adds: wrapping (a delta comes from the touch log too).
+            Some((_, sum)) => *sum = sum.wrapping_add(delta),
             None => self.counts.push((counter.to_vec(), delta)),
         }
     }
@@ -485,8 +486,8 @@ impl IndexBatch {
         self.batch.is_empty() && self.counts.is_empty()
     }
 
-    /// The batch to write: counter keys are only ever merged into, so their operands may
-    /// come after every other write of the batch.
+    /// The batch to write, the counters' operands last: no batch that counts also puts or
+    /// deletes a counter key (only the migration's copy puts them, in batches of its own).
     fn into_write_batch(self) -> WriteBatch {
         let mut batch = self.batch;
         for (counter, delta) in self.counts {

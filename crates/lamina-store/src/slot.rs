@@ -278,9 +278,8 @@ impl Slot {
             })
     }
 
-    /// Appends the uses the open read-only index recorded so far to the touch log (a build
-    /// calls it when its all-hit part ends); returns the log's size after it, 0 if nothing
-    /// was appended.
+    /// Appends the uses the open read-only index recorded so far to the touch log (a read
+    /// section's end or drop); returns the log's size after it, 0 if nothing was appended.
     pub(crate) fn flush_touches(&self) -> u64 {
         let open = self.state().open.clone();
         open.map_or(0, |open| open.flush())

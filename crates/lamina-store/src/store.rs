@@ -228,17 +228,26 @@ impl Store {
         self.slot.get_writable()
     }
 
-    /// Merges the touch log into the index (one read-write section) when appending made it
-    /// `log_size` bytes, past the bound, so a store that only sees warm rebuilds keeps it
-    /// small.
-    fn merge_touches_past_bound(&self, log_size: u64) -> Result<(), StoreError> {
-        if log_size > crate::touchlog::MERGE_ABOVE_BYTES {
-            // The read-write open merges the log if nobody holds it, this process's own
-            // read-only session included.
-            self.end_read_session();
-            drop(self.writable()?);
+    /// Merges the touch log into the index when appending made it `log_size` bytes, past
+    /// the bound, so a store that only sees warm rebuilds keeps it small. Best effort, like
+    /// the append itself: skipped while anyone else holds the log (another process's read
+    /// section, a GC, which merges it anyway), and a failure leaves it to the next writer.
+    fn merge_touches_past_bound(&self, log_size: u64) {
+        if log_size <= crate::touchlog::MERGE_ABOVE_BYTES {
+            return;
         }
-        Ok(())
+        // This process's own read-only session holds the log shared until it ends.
+        self.end_read_session();
+        // The log before `LOCK`, as GC takes them.
+        let Ok(Some(log)) = self.touch_log().try_exclusive() else {
+            return;
+        };
+        if let Ok(db) = self.writable() {
+            let _ = log.merge_into(&db);
+        }
+        drop(log);
+        // Not held until the idle close: other processes may write at once.
+        self.release_index();
     }
 
     pub(crate) fn touch_log(&self) -> &crate::touchlog::TouchLog {
@@ -479,13 +488,16 @@ pub struct ReadSection<'s> {
 }
 
 impl ReadSection<'_> {
-    /// Ends the section, appending recorded uses first (also what dropping it does).
+    /// Ends the section, appending recorded uses first (also what dropping it does); when
+    /// that takes the touch log past its bound and nobody else holds it, merges it into
+    /// the index (a short read-write section).
     pub fn end(self) -> Result<(), StoreError> {
         let store = self.store;
         // Appended here, not by the drop: only the append tells how large the log is now.
         let log_size = store.slot.flush_touches();
         drop(self);
-        store.merge_touches_past_bound(log_size)
+        store.merge_touches_past_bound(log_size);
+        Ok(())
     }
 }
 

@@ -272,10 +272,23 @@ fn a_read_section_that_grows_the_log_past_its_bound_merges_it() {
     std::fs::write(&log_path, one.repeat(count)).unwrap();
 
     let store = Store::open(&path, options(true)).unwrap();
+    let log_len = || std::fs::metadata(&log_path).unwrap().len();
+    // While another process's reader holds the log, the end leaves it (and does not wait).
+    {
+        let other = TouchLog::new(&path)
+            .lock(Mode::Shared, Duration::ZERO, Duration::MAX, |_| {})
+            .unwrap();
+        let section = store.read_section().unwrap();
+        assert!(store.cache_entry(&key).unwrap().is_some());
+        section.end().unwrap();
+        assert!(log_len() > MERGE_ABOVE_BYTES, "left for later");
+        drop(other);
+    }
     let section = store.read_section().unwrap();
     assert!(store.cache_entry(&key).unwrap().is_some());
     section.end().unwrap();
-    assert_eq!(std::fs::metadata(&log_path).unwrap().len(), 0, "merged");
+    assert_eq!(log_len(), 0, "merged");
+    assert!(!store.index_is_open(), "LOCK released after the merge");
     let recent = |t: std::time::SystemTime| now_ms() - to_ms(t) < 60_000;
     assert!(recent(store.cache_record(&key).unwrap().unwrap().last_used));
 }

@@ -211,6 +211,10 @@ fn list_inspect_history_tag_and_remove() {
     let config: serde_json::Value = serde_json::from_slice(&details.config).unwrap();
     assert_eq!(config["os"], "linux");
 
+    // The listing's size, from the manifest, is that of the stored variants.
+    let stored: u64 = details.image.layers.iter().map(|l| l.variant.size).sum();
+    assert_eq!(listed[0].size, stored);
+
     let history = engine.history("busybox:offline").unwrap();
     let copy = history
         .iter()

@@ -21,9 +21,9 @@ pub struct ImageSummary {
     /// Building, failed, incomplete or active.
     pub state: ImageStatus,
     /// The image digest (sha256 of the manifest); the manifest's store address when the
-    /// image cannot be loaded.
+    /// manifest cannot be read.
     pub digest: Digest,
-    /// Bytes of its layers as stored.
+    /// Bytes of its layers as the manifest gives them (those of its stored variants).
     pub size: u64,
     /// When the name was first given.
     pub created: SystemTime,
@@ -163,15 +163,23 @@ impl Engine {
             .into_iter()
             .map(|record| {
                 // The manifest alone: a listing looks up no config or layer.
-                let (digest, size, last_used) =
-                    match StoredImage::summary(&self.store, &record.manifest) {
-                        Ok(Some(summary)) => (
-                            summary.digest,
-                            summary.size,
-                            summary.last_used.max(record.updated),
-                        ),
-                        Ok(None) | Err(_) => (record.manifest, 0, record.updated),
-                    };
+                let summary = match StoredImage::summary(&self.store, &record.manifest) {
+                    Ok(summary) => summary,
+                    // The index failing (a lock, a corrupt record) fails the listing; a
+                    // manifest blob missing or unreadable shows as such.
+                    Err(lamina_image::ImageError::Store(e)) if !blob_problem(&e) => {
+                        return Err(e.into());
+                    }
+                    Err(_) => None,
+                };
+                let (digest, size, last_used) = match summary {
+                    Some(s) => (s.digest, s.size, s.last_used.max(record.updated)),
+                    None => {
+                        let blob = self.store.stat(&record.manifest)?;
+                        let used = blob.map_or(record.updated, |b| b.last_used.max(record.updated));
+                        (record.manifest, 0, used)
+                    }
+                };
                 let state = match self.executor.build_state(&record.name) {
                     Some(BuildState::Building) => ImageStatus::Building,
                     Some(BuildState::BuildFailed { .. }) => ImageStatus::BuildFailed,
@@ -427,4 +435,12 @@ impl Engine {
             &target,
         )?)
     }
+}
+
+/// A store error about one blob's file (gone, or not what the index says), not the index.
+fn blob_problem(error: &lamina_store::StoreError) -> bool {
+    matches!(
+        error,
+        lamina_store::StoreError::MissingBlob { .. } | lamina_store::StoreError::CorruptBlob { .. }
+    )
 }
