@@ -245,6 +245,14 @@ fn list_inspect_history_tag_and_remove() {
         Err(Error::ImageNotFound { name }) if name == "nothing:here"
     ));
     assert_eq!(engine.list().unwrap().len(), 1);
+
+    // Its manifest blob gone from disk: still listed, under its store address, size 0.
+    let store = engine.store();
+    let record = store.image(&listed[0].reference).unwrap().unwrap();
+    let info = store.stat(&record.manifest).unwrap().unwrap();
+    std::fs::remove_file(store.blob_path(&info)).unwrap();
+    let listed = engine.list().unwrap();
+    assert_eq!((listed[0].digest, listed[0].size), (record.manifest, 0));
 }
 
 #[test]
