@@ -92,9 +92,11 @@ pub(crate) const MERGE_TRIGGER_RUNS: i32 = 4;
 /// may hold the key), and short-lived records (leases, pending blobs) are deleted by every
 /// build: lookups skip them through bloom filters, but a writer's recovery scan of pending
 /// blobs reads them all. RocksDB's default, 200%, keeps them until the newer runs are twice
-/// the size of the oldest; at 25% an index of 36 MB is rewritten once per ~9 MB of new runs
-/// (under a second, every few thousand builds of the aging benchmark).
-const MAX_NEWER_RUNS_PCT: i32 = 25;
+/// the size of the oldest. Every process also opens each newer run and reads its filter
+/// (a 5 MB run's is ~90 KiB), so they are kept small: at 10% an index of 36 MB is rewritten
+/// once per ~3.6 MB of new runs (under a second, about every thousand builds of the aging
+/// benchmark, whose 10,000 builds took as long as at 25%).
+const MAX_NEWER_RUNS_PCT: i32 = 10;
 
 /// Sorted runs past which [`Index::open`] merges the whole index into one: a bound that
 /// holds even when merges keep being cut short (killed processes). Runs, not files: a
