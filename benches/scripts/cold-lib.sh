@@ -1,6 +1,7 @@
 # Shared set-up of the cold-path benchmarks against BuildKit (sourced by cold-*.sh,
 # store-size.sh, daytona.sh and remote-cache.sh; `repo` must be set). Provides:
 #   parse_common_args ARGS...  --runs N (default 3) and --keep (keep $tmp); the rest in $extra_args
+#   parse_only_common_args ARGS...  the same, any other argument an error
 #   ensure_lamina              $LAMINA, else the release binary built from the checkout
 #   ensure_bench_base          $base_rootfs_tar and $base_archive: a Debian bookworm root filesystem
 #                              (debootstrap from the mirror in the apt sources, user `bench`,
@@ -33,6 +34,14 @@ parse_common_args() {
             *) extra_args+=("$1"); shift ;;
         esac
     done
+}
+
+parse_only_common_args() {
+    parse_common_args "$@"
+    if [[ ${#extra_args[@]} -ne 0 ]]; then
+        echo "unknown arguments: ${extra_args[*]} (expected --runs N, --keep)" >&2
+        exit 2
+    fi
 }
 
 if [[ "$(id -u)" -ne 0 ]]; then

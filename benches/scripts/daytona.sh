@@ -25,8 +25,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$repo/benches/scripts/cold-lib.sh"
-parse_common_args "$@"
-[[ ${#extra_args[@]} -eq 0 ]] || { echo "unknown arguments: ${extra_args[*]}" >&2; exit 2; }
+parse_only_common_args "$@"
 
 ensure_lamina
 ensure_bench_base

@@ -18,7 +18,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$repo/benches/scripts/cold-lib.sh"
 source "$repo/benches/scripts/registry-lib.sh"
-parse_common_args "$@"
+parse_only_common_args "$@"
 
 ensure_lamina
 ensure_bench_base

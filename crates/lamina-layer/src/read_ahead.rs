@@ -33,7 +33,8 @@ pub trait StreamCheck: Send + 'static {
 }
 
 /// Fills `buf` (a recycled buffer: its bytes are overwritten) with up to `limit` bytes of
-/// `source`; returns `false` once the source has ended.
+/// `source`; returns `false` once the source has ended. Not `take(limit).read_to_end`: that
+/// zeroes the whole buffer again on every use, where a full recycled one needs none.
 fn fill(source: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
     buf.resize(limit, 0);
     let mut len = 0;
