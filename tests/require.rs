@@ -98,6 +98,7 @@ fn package_hint(tool: &str) -> String {
         "busybox" => "busybox-static",
         "htpasswd" => "apache2-utils",
         "docker" | "dockerd" => "docker.io",
+        "readelf" => "binutils",
         "runc" | "umoci" | "skopeo" | "podman" | "docker-registry" | "tar" | "zstd" | "git"
         | "fuse-overlayfs" => name,
         _ => return String::new(),

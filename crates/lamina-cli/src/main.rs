@@ -6,15 +6,23 @@ use std::io::Write;
 
 use clap::Parser;
 
-const SUCCESS: i32 = 0;
-const FAILURE: i32 = 1;
+const SUCCESS: i32 = libc::EXIT_SUCCESS;
+const FAILURE: i32 = libc::EXIT_FAILURE;
 
 fn main() {
     exit_now(run_command_line())
 }
 
 fn run_command_line() -> i32 {
-    let args = cli::Cli::parse();
+    // Not `parse`: clap's own exit (help, version, usage errors) would run the destructors
+    // `exit_now` skips.
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            let _ = err.print();
+            return err.exit_code();
+        }
+    };
     // Before any thread starts: a user who is not root enters a user namespace of their own
     // for RUN steps (or goes on without, and RUN steps say why).
     if let Err(err) = lamina::rootless::enter() {
@@ -36,10 +44,11 @@ fn run_command_line() -> i32 {
     }
 }
 
-/// Ends the process without running the C++ static destructors: freeing RocksDB's option
-/// tables at exit took ~0.3 ms of every command (issue 13's warm figures). Everything of
-/// ours is dropped by now — the engine, its store handles and threads end inside
-/// `cli::run` — so only the standard streams are left to flush.
+/// Ends the process without running atexit handlers, the C++ static destructors among them:
+/// freeing RocksDB's option tables at exit took ~0.3 ms of every command (issue 13's warm
+/// figures). Nothing of ours registers one. The engine, its store (index closed) and its
+/// runtime are dropped inside `cli::run`; the store's idle-closer thread may still be
+/// ending, with nothing left to close. Only the standard streams are left to flush.
 fn exit_now(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
