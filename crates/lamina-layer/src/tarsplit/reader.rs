@@ -384,7 +384,7 @@ fn corrupt(reason: &str) -> io::Error {
     )
 }
 
-pub(super) fn read_varint(r: &mut impl Read) -> io::Result<u64> {
+fn read_varint(r: &mut impl Read) -> io::Result<u64> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let mut b = [0u8; 1];
