@@ -264,7 +264,14 @@ fn hash_tree_with(
         });
     }
     let mut entries = vec![entry_for(dir, ".".to_string(), &meta)?];
-    entries.extend(walk(dir, &meta, ".", &[Filter::at(ignore, "")], hashing)?);
+    walk(
+        dir,
+        &meta,
+        ".",
+        &[Filter::at(ignore, "")],
+        hashing,
+        &mut entries,
+    )?;
     sort_after_first(&mut entries);
     Ok(entries)
 }
@@ -370,11 +377,10 @@ fn resolve_source(
                 continue;
             }
             let filters = [ignore_filter, Filter::at(excludes, "")];
-            let inner = walk(&resolved, &meta, &placed, &filters, hashing)?;
-            if hidden && inner.is_empty() {
+            walk(&resolved, &meta, &placed, &filters, hashing, &mut entries)?;
+            if hidden && entries.len() == 1 {
                 continue;
             }
-            entries.extend(inner);
             sort_after_first(&mut entries);
         } else {
             let base = candidate.last().map_or(".", String::as_str);

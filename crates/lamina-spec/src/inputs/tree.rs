@@ -129,19 +129,22 @@ pub(super) fn entry_for(path: &Path, name: String, meta: &Metadata) -> Result<Tr
 const PARALLEL_CHILDREN: usize = 8;
 
 /// The contents of directory `dir` (metadata `dir_meta`, named `name`; `.` for a walk's
-/// top), files hashed, skipping what any filter ignores but descending into ignored
-/// directories that an exception may re-include. Children are handled in parallel (stat,
-/// hash, recurse) and collected in name order, so the result does not depend on
-/// scheduling. `hashing` may answer file hashes, and the directory's listing, from a cache.
+/// top), files hashed, appended to `out`, skipping what any filter ignores but descending
+/// into ignored directories that an exception may re-include. Children are handled in
+/// parallel (stat, hash, recurse) and collected in name order, so the result does not depend
+/// on scheduling. `hashing` may answer file hashes, and the directory's listing, from a
+/// cache. Entries go straight into `out`: a warm walk is mostly building them, and a vector
+/// per child, moved up level by level, was as costly again.
 pub(super) fn walk(
     dir: &Path,
     dir_meta: &Metadata,
     name: &str,
     filters: &[Filter<'_>],
     hashing: Hashing<'_>,
-) -> Result<Vec<TreeEntry>> {
+    out: &mut Vec<TreeEntry>,
+) -> Result<()> {
     if let Some(listing) = hashing.listing(dir, dir_meta) {
-        return walk_listed(dir, name, filters, hashing, &listing);
+        return walk_listed(dir, name, filters, hashing, &listing, out);
     }
     let listed_at = std::time::SystemTime::now();
     let mut children: Vec<OsString> = std::fs::read_dir(dir)
@@ -160,15 +163,16 @@ pub(super) fn walk(
                     reason: "its name is not valid UTF-8",
                 });
             };
-            let walked = walk_child(path, name, filters, &child, hashing)?;
-            Ok((child, walked))
+            let mut entries = Vec::new();
+            let listed = walk_child(path, name, filters, &child, hashing, &mut entries)?;
+            Ok((child, entries, listed))
         })
         .collect::<Result<Vec<_>>>()?;
     if hashing.records_listings() {
         let children: Option<Vec<ListedChild>> = parts
             .iter()
-            .map(|(child, walked)| {
-                walked.listed.clone().map(|kind| ListedChild {
+            .map(|(child, _, listed)| {
+                listed.clone().map(|kind| ListedChild {
                     name: child.clone(),
                     kind,
                 })
@@ -179,10 +183,8 @@ pub(super) fn walk(
             hashing.record_listing(dir, dir_meta, listed_at, DirListing { children });
         }
     }
-    Ok(parts
-        .into_iter()
-        .flat_map(|(_, walked)| walked.entries)
-        .collect())
+    out.extend(parts.into_iter().flat_map(|(_, entries, _)| entries));
+    Ok(())
 }
 
 /// [`walk`] from a recorded listing: symlinks come from it, files and directories are
@@ -193,25 +195,26 @@ fn walk_listed(
     filters: &[Filter<'_>],
     hashing: Hashing<'_>,
     listing: &DirListing,
-) -> Result<Vec<TreeEntry>> {
-    let child = |listed: &ListedChild| -> Result<Vec<TreeEntry>> {
+    out: &mut Vec<TreeEntry>,
+) -> Result<()> {
+    let child = |listed: &ListedChild, out: &mut Vec<TreeEntry>| -> Result<()> {
         let path = dir.join(&listed.name);
         match &listed.kind {
             ListedKind::Symlink { target, mode } => {
-                if filters.iter().any(|f| f.child(&listed.name).ignored()) {
-                    return Ok(Vec::new());
+                if !filters.iter().any(|f| f.child(&listed.name).ignored()) {
+                    out.push(TreeEntry {
+                        name: child_name(name, &listed.name),
+                        kind: EntryKind::Symlink {
+                            target: target.clone(),
+                        },
+                        mode: *mode,
+                        host_path: path,
+                    });
                 }
-                Ok(vec![TreeEntry {
-                    name: child_name(name, &listed.name),
-                    kind: EntryKind::Symlink {
-                        target: target.clone(),
-                    },
-                    mode: *mode,
-                    host_path: path,
-                }])
+                Ok(())
             }
             ListedKind::Other => {
-                Ok(walk_child(path, name, filters, &listed.name, hashing)?.entries)
+                walk_child(path, name, filters, &listed.name, hashing, out).map(drop)
             }
         }
     };
@@ -220,67 +223,67 @@ fn walk_listed(
         .iter()
         .filter(|c| c.kind == ListedKind::Other)
         .count();
-    let parts = if needing_syscalls < PARALLEL_CHILDREN {
+    if needing_syscalls < PARALLEL_CHILDREN {
+        out.reserve(listing.children.len());
         listing
             .children
             .iter()
-            .map(child)
-            .collect::<Result<Vec<_>>>()?
+            .try_for_each(|listed| child(listed, out))
     } else {
-        listing
+        let parts = listing
             .children
             .par_iter()
-            .map(child)
-            .collect::<Result<Vec<_>>>()?
-    };
-    Ok(parts.into_iter().flatten().collect())
-}
-
-/// The walked entries of one child, and what a listing of its directory records of it
-/// (`None` for an ignored symlink, whose target was not read).
-struct WalkedChild {
-    entries: Vec<TreeEntry>,
-    listed: Option<ListedKind>,
+            .map(|listed| {
+                let mut entries = Vec::new();
+                child(listed, &mut entries).map(|()| entries)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.extend(parts.into_iter().flatten());
+        Ok(())
+    }
 }
 
 fn child_name(parent: &str, child: &str) -> String {
     if parent == "." {
         child.to_string()
     } else {
-        format!("{parent}/{child}")
+        let mut name = String::with_capacity(parent.len() + 1 + child.len());
+        name.push_str(parent);
+        name.push('/');
+        name.push_str(child);
+        name
     }
 }
 
-/// One child (at `path`, named `child`) of a walked directory named `name`: nothing, one
-/// entry, or a directory and its contents.
+/// One child (at `path`, named `child`) of a walked directory named `name`: appends nothing,
+/// one entry, or a directory and its contents to `out`. Returns what a listing of the
+/// directory records of the child (`None` for an ignored symlink, whose target was not read).
 fn walk_child(
     path: PathBuf,
     name: &str,
     filters: &[Filter<'_>],
     child: &str,
     hashing: Hashing<'_>,
-) -> Result<WalkedChild> {
+    out: &mut Vec<TreeEntry>,
+) -> Result<Option<ListedKind>> {
     let child_filters: Vec<Filter<'_>> = filters.iter().map(|f| f.child(child)).collect();
     let ignored = child_filters.iter().any(Filter::ignored);
     let child_name = child_name(name, child);
     let meta = std::fs::symlink_metadata(&path).map_err(|source| io_error(&path, source))?;
-    let walked = |entries, listed| Ok(WalkedChild { entries, listed });
     if meta.is_dir() {
         if ignored && !child_filters.iter().all(Filter::may_reinclude) {
-            return walked(Vec::new(), Some(ListedKind::Other));
+            return Ok(Some(ListedKind::Other));
         }
-        let inner = walk(&path, &meta, &child_name, &child_filters, hashing)?;
-        if ignored && inner.is_empty() {
+        let at = out.len();
+        out.push(entry_for(&path, child_name.clone(), &meta)?);
+        walk(&path, &meta, &child_name, &child_filters, hashing, out)?;
+        if ignored && out.len() == at + 1 {
             // Ignored directory with nothing re-included below it.
-            return walked(Vec::new(), Some(ListedKind::Other));
+            out.truncate(at);
         }
-        let mut entries = Vec::with_capacity(inner.len() + 1);
-        entries.push(entry_for(&path, child_name, &meta)?);
-        entries.extend(inner);
-        walked(entries, Some(ListedKind::Other))
+        Ok(Some(ListedKind::Other))
     } else if ignored {
-        let listed = (!meta.file_type().is_symlink()).then_some(ListedKind::Other);
-        walked(Vec::new(), listed)
+        Ok((!meta.file_type().is_symlink()).then_some(ListedKind::Other))
     } else {
         let mut entry = entry_for(&path, child_name, &meta)?;
         hash_entry(&mut entry, Some(&meta), hashing)?;
@@ -291,7 +294,8 @@ fn walk_child(
             },
             _ => ListedKind::Other,
         };
-        walked(vec![entry], Some(listed))
+        out.push(entry);
+        Ok(Some(listed))
     }
 }
 
