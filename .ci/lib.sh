@@ -47,6 +47,27 @@ ensure_rocksdb_lib() {
     export ROCKSDB_LIB_DIR="$dir" ROCKSDB_STATIC=1
 }
 
+# ensure_disk_space GIB: says how much room the target directory and the temporary
+# directory have, and makes room when the target directory's file system has less than GIB
+# free. A full disk fails a run far from its cause (a test's "No space left on device"), and
+# the persistent target directory is what grows: cargo keeps the products of every earlier
+# dependency version. Its products are removed then (RocksDB's library, kept beside it,
+# stays), so the next build recompiles the Rust crates only.
+ensure_disk_space() {
+    local need_kib=$(($1 * 1024 * 1024)) avail_kib
+    avail_kib="$(df --output=avail -k "$CARGO_TARGET_DIR" | tail -n 1)"
+    if [ "$avail_kib" -lt "$need_kib" ] && [ -n "$(ls -A "$CARGO_TARGET_DIR")" ]; then
+        echo "only $((avail_kib / 1024 / 1024)) GiB free beside $CARGO_TARGET_DIR ($(du -sh "$CARGO_TARGET_DIR" | cut -f1) in it): removing its build products"
+        cargo clean --quiet
+        mkdir -p "$CARGO_TARGET_DIR"
+    fi
+    df -h "$CARGO_TARGET_DIR" "${TMPDIR:-/tmp}"
+    avail_kib="$(df --output=avail -k "$CARGO_TARGET_DIR" | tail -n 1)"
+    if [ "$avail_kib" -lt "$need_kib" ]; then
+        echo "warning: $((avail_kib / 1024 / 1024)) GiB free beside $CARGO_TARGET_DIR; a run from a cold target directory needs about $1 GiB: free some space or tests may fail with 'No space left on device'" >&2
+    fi
+}
+
 # ensure_cargo_tool BINARY CRATE: installs CRATE from the Rust crate registry when missing.
 ensure_cargo_tool() {
     command -v "$1" >/dev/null 2>&1 && return 0

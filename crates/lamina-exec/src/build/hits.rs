@@ -46,10 +46,18 @@ impl<'a> Build<'a> {
         let layer = match entry.layer {
             None => None,
             Some(digest) => match store.layer(&digest)? {
-                Some(l) if layers::has_stored_variant(store, &l)? => Some(l),
-                // Only in a registry (an earlier remote hit): fetched if something reads it.
-                Some(l) if store.remote_variant(&l)?.is_some() => Some(l),
-                _ => return Ok(None),
+                Some(l) => match layers::stored_variant(store, &l)? {
+                    Some(variant) => {
+                        // Kept while the layer is in use: the commit need not ask again.
+                        lock(&self.stored_variants).push(variant);
+                        Some(l)
+                    }
+                    // Only in a registry (an earlier remote hit): fetched if something
+                    // reads it.
+                    None if store.remote_variant(&l)?.is_some() => Some(l),
+                    None => return Ok(None),
+                },
+                None => return Ok(None),
             },
         };
         // In use from here on; collected since the lookup is a miss.

@@ -132,12 +132,20 @@ pub(crate) fn has_stored_variant(
     store: &lamina_store::Store,
     layer: &lamina_store::LayerRecord,
 ) -> Result<bool, crate::ExecError> {
+    Ok(stored_variant(store, layer)?.is_some())
+}
+
+/// The digest of the first variant of `layer` that is in the store.
+pub(crate) fn stored_variant(
+    store: &lamina_store::Store,
+    layer: &lamina_store::LayerRecord,
+) -> Result<Option<lamina_store::Digest>, crate::ExecError> {
     for variant in &layer.variants {
         if lamina_image::layer_tar::has_variant(store, layer, variant)? {
-            return Ok(true);
+            return Ok(Some(variant.digest));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -348,6 +348,8 @@ pub(crate) struct Inner {
     pub(crate) last_config: LastConfig,
     /// Step configs this executor's cache hits read, by digest.
     pub(crate) step_configs: StepConfigs,
+    /// The definitions this executor expanded last.
+    pub(crate) expansions: plan::Expansions,
 }
 
 impl Executor {
@@ -372,6 +374,7 @@ impl Executor {
                 hash_cache: Default::default(),
                 last_config: Default::default(),
                 step_configs: Default::default(),
+                expansions: Default::default(),
             }),
         })
     }
@@ -441,7 +444,13 @@ impl Executor {
             let (planned_with, bridge) = (fetched.clone(), Bridge::current());
             let outcome = blocking(move || {
                 let (inner, image, options) = task;
-                match plan::Plan::resolve(&inner.store, &image, &options, &planned_with) {
+                match plan::Plan::resolve(
+                    &inner.store,
+                    &image,
+                    &options,
+                    &planned_with,
+                    &inner.expansions,
+                ) {
                     Ok(plan::Planned::Ready(plan)) => PlanThenBuild::Built(Box::new(steps::build(
                         &inner, &image, &options, plan, sources, &bridge,
                     ))),
@@ -571,6 +580,7 @@ impl LastConfig {
         layers: &[lamina_store::LayerRecord],
         compression: lamina_store::Compression,
         lease: Option<&lamina_store::Lease<'_>>,
+        stored_variants: &[lamina_store::Digest],
     ) -> Result<lamina_image::StoredImage, ExecError> {
         let known = lock(&self.slot)
             .as_ref()
@@ -588,6 +598,7 @@ impl LastConfig {
             layers,
             compression,
             lease,
+            stored_variants,
         )?;
         if read_now {
             *lock(&self.slot) = Some((config_bytes.to_vec(), stored.config.clone()));
@@ -674,7 +685,7 @@ mod last_config_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let last = LastConfig::default();
-        let commit = |bytes: &[u8]| last.commit(&store, bytes, &[], Compression::None, None);
+        let commit = |bytes: &[u8]| last.commit(&store, bytes, &[], Compression::None, None, &[]);
         let reference = |bytes: &[u8]| {
             lamina_image::StoredImage::commit_leased(&store, bytes, &[], Compression::None, None)
                 .unwrap()

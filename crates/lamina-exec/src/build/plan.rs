@@ -9,6 +9,7 @@
 //! triggers are not inherited further.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use lamina_image::StoredImage;
 use lamina_image::image::{find_named, image_name};
@@ -34,7 +35,7 @@ pub(crate) enum Base {
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     /// The definition with variables expanded.
-    pub df: Dockerfile,
+    pub df: Arc<Dockerfile>,
     /// Each stage's base (`Scratch` for stages not built).
     pub bases: Vec<Base>,
     /// The stages to build, in order; the last is the target.
@@ -75,18 +76,19 @@ impl Plan {
         image: &Image,
         options: &BuildOptions,
         fetched: &BTreeMap<String, StoredImage>,
+        expansions: &Expansions,
     ) -> Result<Planned, ExecError> {
         let raw = image.definition();
         if raw.stages.is_empty() {
             return Err(ExecError::NoStages);
         }
         // First pass: base references and `--from` values (they only see global ARGs).
-        let pre = raw.expand(&options.build_args)?;
+        let pre = expansions.expand(raw, &options.build_args, &BTreeMap::new())?;
         let target = target_stage(&pre, options.target_stage.as_deref())?;
         let stages = needed_stages(&pre, target, &options.contexts);
 
         let mut bases = vec![Base::Scratch; pre.stages.len()];
-        let mut base_env: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut base_env = BaseEnv::new();
         let mut stage_triggers: BTreeMap<usize, Vec<Instruction>> = BTreeMap::new();
         for &s in &stages {
             let reference = &pre.stages[s].base;
@@ -142,9 +144,7 @@ impl Plan {
             with_triggers = copy;
             &with_triggers
         };
-        let df = raw.expand_with_base_env(&options.build_args, &|r| {
-            base_env.get(r).cloned().unwrap_or_default()
-        })?;
+        let df = expansions.expand(raw, &options.build_args, &base_env)?;
 
         let mut from_images = BTreeMap::new();
         let mut first_step = BTreeMap::new();
@@ -190,6 +190,61 @@ impl Plan {
             stage: s,
             instruction,
         })
+    }
+}
+
+/// The definitions an executor expanded last, with what they were expanded with: a rebuild
+/// expands the same definition with the same arguments and base environments, twice
+/// (references first, then everything), which was a twelfth of an all-hit rebuild in
+/// process. Expansion is a function of those three, so an equal input gives the kept result.
+#[derive(Debug, Default)]
+pub(crate) struct Expansions {
+    kept: Mutex<Vec<Expansion>>,
+}
+
+/// One kept expansion: its inputs and the expanded definition.
+#[derive(Debug)]
+struct Expansion {
+    raw: Dockerfile,
+    build_args: BTreeMap<String, String>,
+    base_env: BaseEnv,
+    expanded: Arc<Dockerfile>,
+}
+
+/// Each base image's environment (its config's `Env`), by the reference `FROM` gives.
+type BaseEnv = BTreeMap<String, Vec<(String, String)>>;
+
+impl Expansions {
+    /// At most this many are kept (a build makes two).
+    const MAX: usize = 4;
+
+    /// `raw` expanded with `build_args` and `base_env` ([`Dockerfile::expand_with_base_env`]).
+    pub(crate) fn expand(
+        &self,
+        raw: &Dockerfile,
+        build_args: &BTreeMap<String, String>,
+        base_env: &BaseEnv,
+    ) -> Result<Arc<Dockerfile>, ExecError> {
+        let lock = || self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let same =
+            |e: &Expansion| e.raw == *raw && e.build_args == *build_args && e.base_env == *base_env;
+        if let Some(kept) = lock().iter().find(|e| same(e)) {
+            return Ok(kept.expanded.clone());
+        }
+        let expanded = Arc::new(raw.expand_with_base_env(build_args, &|r| {
+            base_env.get(r).cloned().unwrap_or_default()
+        })?);
+        let mut kept = lock();
+        if kept.len() >= Expansions::MAX {
+            kept.remove(0);
+        }
+        kept.push(Expansion {
+            raw: raw.clone(),
+            build_args: build_args.clone(),
+            base_env: base_env.clone(),
+            expanded: expanded.clone(),
+        });
+        Ok(expanded)
     }
 }
 
@@ -355,5 +410,33 @@ mod tests {
         assert_eq!(stage_ref(&d, 0, "a"), None);
         assert_eq!(stage_ref(&d, 1, "b"), None);
         assert_eq!(stage_ref(&d, 2, "busybox"), None);
+    }
+
+    #[test]
+    fn an_expansion_is_kept_for_equal_inputs_only() {
+        let raw = Dockerfile::parse("ARG V=1\nFROM base\nENV A=$V B=$HOME\n").unwrap();
+        let expansions = Expansions::default();
+        let args = |v: &str| BTreeMap::from([("V".to_string(), v.to_string())]);
+        let env = |home: &str| BaseEnv::from([("base".into(), vec![("HOME".into(), home.into())])]);
+        let first = expansions.expand(&raw, &args("2"), &env("/root")).unwrap();
+        let again = expansions.expand(&raw, &args("2"), &env("/root")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // What it gives is the expansion itself.
+        let direct = raw
+            .expand_with_base_env(&args("2"), &|_| vec![("HOME".into(), "/root".into())])
+            .unwrap();
+        assert_eq!(*first, direct);
+        // Any other input is expanded anew.
+        for (other_args, other_env) in [(args("3"), env("/root")), (args("2"), env("/home/u"))] {
+            let other = expansions.expand(&raw, &other_args, &other_env).unwrap();
+            assert_ne!(*other, *first);
+        }
+        let edited = Dockerfile::parse("ARG V=1\nFROM base\nENV A=$V\n").unwrap();
+        assert_ne!(
+            *expansions
+                .expand(&edited, &args("2"), &env("/root"))
+                .unwrap(),
+            *first
+        );
     }
 }

@@ -84,6 +84,8 @@ pub(crate) struct Build<'a> {
     pub(crate) section: Mutex<Option<lamina_store::ReadSection<'a>>>,
     /// What the build used before it took its lease, added to the lease when it does.
     pub(crate) used_before_lease: Mutex<Vec<lamina_store::Digest>>,
+    /// Layer variants this build's hits found stored (their layers are in use, so they stay).
+    pub(crate) stored_variants: Mutex<Vec<lamina_store::Digest>>,
     /// The `--cache-from` sources, in order (`None`: unreadable, or dropped after a layer
     /// of it failed to verify).
     pub(crate) remote_sources: &'a [Option<RemoteCache>],
@@ -219,6 +221,7 @@ fn build_with_sources<'a>(
             },
         ),
         used_before_lease: Mutex::new(Vec::new()),
+        stored_variants: Mutex::new(Vec::new()),
         remote_sources,
         remote: RemoteState::default(),
         bridge,
@@ -699,6 +702,7 @@ impl Build<'_> {
             compression,
             // All hits so far: the read section protects the build, with no lease.
             self.lease.get(),
+            &(self.stored_variants.lock()).unwrap_or_else(std::sync::PoisonError::into_inner),
         )?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
         // Untagged images live as long as these entries (the store's TTL); tagged ones too
