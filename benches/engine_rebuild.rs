@@ -2,9 +2,15 @@
 //! the Rust `Engine` (the same call the Python package makes: `Engine::build` on a tokio
 //! runtime), after one warm-up build. Prints one JSON line: each run's wall time (`ms`) and
 //! the executor's own time for it (`build_ms`, the report's duration), in milliseconds.
-//! `benches/scripts/python-vs-rust-rebuild.py` runs it beside the Python package.
+//! `benches/scripts/python-vs-rust-rebuild.py` runs it beside the Python package. It uses
+//! the allocator the CLI and the Python module use (mimalloc); built with
+//! `--features system-allocator`, glibc's malloc, as a Rust embedder that sets none gets.
 
 use std::time::Instant;
+
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use lamina::spec::Image;
 use lamina::{BuildOptions, Engine};

@@ -6,6 +6,10 @@ use std::io::Write;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: see the allocator note in docs/ARCHITECTURE.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SUCCESS: i32 = libc::EXIT_SUCCESS;
 const FAILURE: i32 = libc::EXIT_FAILURE;
 

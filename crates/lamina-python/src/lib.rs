@@ -7,6 +7,11 @@
 
 use pyo3::prelude::*;
 
+/// The allocator of the module's Rust code, as the CLI's (docs/ARCHITECTURE.md); Python's
+/// own objects keep Python's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod engine;
 mod errors;
 mod image;
