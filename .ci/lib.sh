@@ -48,24 +48,26 @@ ensure_rocksdb_lib() {
 }
 
 # ensure_disk_space GIB: says how much room the target directory and the temporary
-# directory have, and makes room when the target directory's file system has less than GIB
-# free. A full disk fails a run far from its cause (a test's "No space left on device"), and
-# the persistent target directory is what grows: cargo keeps the products of every earlier
-# dependency version. Its products are removed then (RocksDB's library, kept beside it,
-# stays), so the next build recompiles the Rust crates only.
+# directory have, and makes room when a run would not fit: a run from a cold target
+# directory takes about GIB in all (build products and the tests' stores). A full disk fails
+# a run far from its cause (a test's "No space left on device"), and the persistent target
+# directory is what grows: cargo keeps the products of every earlier dependency version.
+# When it holds more than GIB already and the disk is short, its products are removed
+# (RocksDB's library, kept beside it, stays; the next build recompiles the Rust crates
+# only); a directory of a cold run's size is never removed, so runs do not keep going cold.
+# The directory must not be in use by another cargo at the time (CI runs alone).
 ensure_disk_space() {
-    local need_kib=$(($1 * 1024 * 1024)) avail_kib
+    local gib=$((1024 * 1024)) need_kib=$(($1 * 1024 * 1024)) avail_kib target_kib
     avail_kib="$(df --output=avail -k "$CARGO_TARGET_DIR" | tail -n 1)"
-    if [ "$avail_kib" -lt "$need_kib" ] && [ -n "$(ls -A "$CARGO_TARGET_DIR")" ]; then
-        echo "only $((avail_kib / 1024 / 1024)) GiB free beside $CARGO_TARGET_DIR ($(du -sh "$CARGO_TARGET_DIR" | cut -f1) in it): removing its build products"
+    target_kib="$(du -sk "$CARGO_TARGET_DIR" | cut -f1)"
+    if [ $((avail_kib + target_kib)) -lt "$need_kib" ]; then
+        echo "warning: $((avail_kib / gib)) GiB free beside $CARGO_TARGET_DIR ($((target_kib / gib)) GiB in it); a run needs about $1 GiB in all: free some space or tests may fail with 'No space left on device'" >&2
+    elif [ "$target_kib" -gt "$need_kib" ] && [ "$avail_kib" -lt $((need_kib / 4)) ]; then
+        echo "only $((avail_kib / gib)) GiB free beside $CARGO_TARGET_DIR, which holds $((target_kib / gib)) GiB: removing its build products"
         cargo clean --quiet
         mkdir -p "$CARGO_TARGET_DIR"
     fi
     df -h "$CARGO_TARGET_DIR" "${TMPDIR:-/tmp}"
-    avail_kib="$(df --output=avail -k "$CARGO_TARGET_DIR" | tail -n 1)"
-    if [ "$avail_kib" -lt "$need_kib" ]; then
-        echo "warning: $((avail_kib / 1024 / 1024)) GiB free beside $CARGO_TARGET_DIR; a run from a cold target directory needs about $1 GiB: free some space or tests may fail with 'No space left on device'" >&2
-    fi
 }
 
 # ensure_cargo_tool BINARY CRATE: installs CRATE from the Rust crate registry when missing.

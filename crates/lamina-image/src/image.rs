@@ -411,26 +411,18 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 }
 
 /// The layer's record with its `compression` variant: from `layer` itself, else from the
-/// store's record (which may have gained the variant since), checking the blob is present.
+/// store's record (which may have gained the variant since), checking the blob is present;
+/// not checked when it is among `stored_variants` (the caller keeps it).
 fn stored_variant(
     store: &Store,
     layer: &LayerRecord,
     compression: Compression,
     stored_variants: &[Digest],
 ) -> Result<(LayerRecord, LayerVariant), ImageError> {
-    let seen = layer
-        .variants
-        .iter()
-        .find(|v| v.compression == compression && stored_variants.contains(&v.digest));
-    if let Some(variant) = seen {
-        return Ok((layer.clone(), variant.clone()));
+    let find = |r: &LayerRecord| r.variant_in(compression).cloned();
+    if let Some(variant) = find(layer).filter(|v| stored_variants.contains(&v.digest)) {
+        return Ok((layer.clone(), variant));
     }
-    let find = |r: &LayerRecord| {
-        r.variants
-            .iter()
-            .find(|v| v.compression == compression)
-            .cloned()
-    };
     let found = match find(layer) {
         Some(v) => Some((layer.clone(), v)),
         None => store

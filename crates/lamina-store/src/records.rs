@@ -196,6 +196,13 @@ impl LayerRecord {
         self.tar_split.is_some()
     }
 
+    /// The variant an image names for `compression`: the first of that compression (a
+    /// record may hold several, e.g. two gzip encodings by different tools; known variants
+    /// stay first).
+    pub fn variant_in(&self, compression: Compression) -> Option<&LayerVariant> {
+        self.variants.iter().find(|v| v.compression == compression)
+    }
+
     /// Whether `variant` is this record's plain variant served from its tree (no blob
     /// needed).
     pub fn served_from_tree(&self, variant: &LayerVariant) -> bool {

@@ -223,8 +223,10 @@ impl Store {
         let _gate = self.shared();
         let old = self.image(name)?;
         // A retag to what the name already holds (a warm rebuild's) needs no existence
-        // checks: the name has kept all of it from GC since it was tagged. Each check was a
-        // lookup or two (blobs, then layers) per reference, a tenth of an all-hit rebuild.
+        // checks: they passed when it was tagged in that state, and since then the name has
+        // kept all of it (GC keeps what a named image references; fsck's repair drops the
+        // name with what it lacks). Each check was a lookup or two (blobs, then layers) per
+        // reference, a tenth of an all-hit rebuild.
         let keys = std::iter::once(manifest)
             .chain(references)
             .map(|r| self.resolve(r).map(|key| key.map(Digest::blake3)))

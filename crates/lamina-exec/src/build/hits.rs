@@ -43,13 +43,13 @@ impl<'a> Build<'a> {
                 config
             }
         };
+        let mut seen = None;
         let layer = match entry.layer {
             None => None,
             Some(digest) => match store.layer(&digest)? {
                 Some(l) => match layers::stored_variant(store, &l)? {
                     Some(variant) => {
-                        // Kept while the layer is in use: the commit need not ask again.
-                        lock(&self.stored_variants).push(variant);
+                        seen = Some(variant);
                         Some(l)
                     }
                     // Only in a registry (an earlier remote hit): fetched if something
@@ -66,6 +66,18 @@ impl<'a> Build<'a> {
                 Ok(()) => {}
                 Err(lamina_store::StoreError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e.into()),
+            }
+        }
+        // Seen under the read section (no lease yet: the section was held all along, as a
+        // lease once taken stays), so no GC ran since, and the layer, now in use, keeps its
+        // variants: the commit need not ask again. Under a lease, a GC between the check and
+        // `use_digest` could have dropped a compressed variant, so the commit asks.
+        if let Some(variant) = seen
+            && self.lease.get().is_none()
+        {
+            let mut stored = lock(&self.stored_variants);
+            if !stored.contains(&variant) {
+                stored.push(variant);
             }
         }
         Ok(Some((config, layer)))
@@ -165,7 +177,7 @@ impl<'a> Build<'a> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

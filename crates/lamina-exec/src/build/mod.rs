@@ -571,7 +571,7 @@ pub(crate) struct LastConfig {
 }
 
 impl LastConfig {
-    /// [`StoredImage::commit_leased`](lamina_image::StoredImage::commit_leased), reading
+    /// [`StoredImage::commit_parsed`](lamina_image::StoredImage::commit_parsed), reading
     /// `config_bytes` only if they are not the last ones committed.
     pub(crate) fn commit(
         &self,

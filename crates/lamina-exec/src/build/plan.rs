@@ -228,8 +228,15 @@ impl Expansions {
         let lock = || self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let same =
             |e: &Expansion| e.raw == *raw && e.build_args == *build_args && e.base_env == *base_env;
-        if let Some(kept) = lock().iter().find(|e| same(e)) {
-            return Ok(kept.expanded.clone());
+        {
+            let mut kept = lock();
+            if let Some(at) = kept.iter().position(same) {
+                // The last used goes last: the first is the one dropped.
+                let hit = kept.remove(at);
+                let expanded = hit.expanded.clone();
+                kept.push(hit);
+                return Ok(expanded);
+            }
         }
         let expanded = Arc::new(raw.expand_with_base_env(build_args, &|r| {
             base_env.get(r).cloned().unwrap_or_default()

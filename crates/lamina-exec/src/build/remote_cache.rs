@@ -546,12 +546,13 @@ impl Build<'_> {
         let mut out = Vec::with_capacity(layers.len());
         let seen = lock(&self.stored_variants).clone();
         let seen_in = |l: &LayerRecord| {
-            (l.variants.iter()).any(|v| v.compression == compression && seen.contains(&v.digest))
+            l.variant_in(compression)
+                .is_some_and(|v| seen.contains(&v.digest))
         };
         for layer in layers {
             out.push(match store.remote_variant(layer)? {
                 Some(_) => store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone()),
-                // A hit of this build found it stored in this compression.
+                // The variant the image names, found stored by a hit of this build.
                 None if seen_in(layer) => layer.clone(),
                 None => lamina_image::variants::ensure_variant(store, layer, compression)?,
             });

@@ -15,6 +15,7 @@ use super::config::{ImageConfig, rfc3339, source_date_epoch};
 use super::explain::{self, BuildRecord, BuildState, MissReason, RecordedStep};
 use super::hash_cache::LazyHashCache;
 use super::history;
+use super::hits::lock;
 use super::key::{self, CacheKey, KeySettings, hex};
 use super::layers::{self, KeyLock};
 use super::lazy::StepInputs;
@@ -84,7 +85,8 @@ pub(crate) struct Build<'a> {
     pub(crate) section: Mutex<Option<lamina_store::ReadSection<'a>>>,
     /// What the build used before it took its lease, added to the lease when it does.
     pub(crate) used_before_lease: Mutex<Vec<lamina_store::Digest>>,
-    /// Layer variants this build's hits found stored (their layers are in use, so they stay).
+    /// Layer variants this build's hits found stored while its read section held GC off
+    /// (their layers are in use, so they stay; see `lookup`).
     pub(crate) stored_variants: Mutex<Vec<lamina_store::Digest>>,
     /// The `--cache-from` sources, in order (`None`: unreadable, or dropped after a layer
     /// of it failed to verify).
@@ -695,6 +697,7 @@ impl Build<'_> {
         // The Docker-shaped config as it is: the OCI type would drop Healthcheck, Shell
         // and OnBuild.
         let config_bytes = lamina_image::image::canonical_json(&config, "config")?;
+        let stored_variants = lock(&self.stored_variants).clone();
         let stored = self.inner.last_config.commit(
             store,
             &config_bytes,
@@ -702,7 +705,7 @@ impl Build<'_> {
             compression,
             // All hits so far: the read section protects the build, with no lease.
             self.lease.get(),
-            &(self.stored_variants.lock()).unwrap_or_else(std::sync::PoisonError::into_inner),
+            &stored_variants,
         )?;
         let final_key = key::final_key(&state.key, default_cmd.as_deref());
         // Untagged images live as long as these entries (the store's TTL); tagged ones too
