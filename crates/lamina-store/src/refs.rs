@@ -224,9 +224,10 @@ impl Store {
         let old = self.image(name)?;
         // A retag to what the name already holds (a warm rebuild's) needs no existence
         // checks: they passed when it was tagged in that state, and since then the name has
-        // kept all of it (GC keeps what a named image references; fsck's repair drops the
-        // name with what it lacks). Each check was a lookup or two (blobs, then layers) per
-        // reference, a tenth of an all-hit rebuild.
+        // kept all of it (GC keeps what a named image references; fsck's repair marks a name
+        // whose references are missing `Incomplete`, which a complete retag does not match).
+        // Each check was a lookup or two (blobs, then layers) per reference, a tenth of an
+        // all-hit rebuild.
         let keys = std::iter::once(manifest)
             .chain(references)
             .map(|r| self.resolve(r).map(|key| key.map(Digest::blake3)))

@@ -365,6 +365,11 @@ fn images_need_their_blobs_unless_incomplete() {
         .tag_image("a:1", &manifest.digest, &[absent], ImageState::Incomplete)
         .unwrap();
     assert_eq!(rec.references, vec![absent]);
+    // A complete retag of what an incomplete name holds is checked as a new tag is (fsck's
+    // repair marks a name with missing references incomplete): only an identical retag
+    // skips the checks.
+    let err = store.tag_image("a:1", &manifest.digest, &[absent], ImageState::Complete);
+    assert!(matches!(err, Err(StoreError::NotFound { digest }) if digest == absent));
     assert!(matches!(
         store.tag_image("", &manifest.digest, &[], ImageState::Complete),
         Err(StoreError::InvalidImageName { .. })
