@@ -27,8 +27,17 @@ fn corrupt(
 impl Store {
     /// Resolves a digest that must be stored (sha256 through its alias).
     fn require(&self, digest: &Digest) -> Result<Digest, StoreError> {
+        self.require_resolved(digest, self.resolve(digest)?)
+    }
+
+    /// [`Store::require`] of `digest`, whose blake3 key [`Store::resolve`] gave as `key`.
+    fn require_resolved(
+        &self,
+        digest: &Digest,
+        key: Option<[u8; 32]>,
+    ) -> Result<Digest, StoreError> {
         let db = self.index()?;
-        match self.resolve(digest)? {
+        match key {
             Some(key) if db.get(index::BLOBS, &key)?.is_some() => Ok(Digest::blake3(key)),
             Some(key) if db.get(index::LAYERS, &key)?.is_some() => Ok(Digest::blake3(key)),
             _ => Err(StoreError::NotFound { digest: *digest }),
@@ -230,33 +239,34 @@ impl Store {
         // all-hit rebuild.
         let keys = std::iter::once(manifest)
             .chain(references)
-            .map(|r| self.resolve(r).map(|key| key.map(Digest::blake3)))
-            .collect::<Result<Option<Vec<Digest>>, StoreError>>()?;
-        let retag = keys.filter(|keys| {
+            .map(|r| self.resolve(r))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let held = keys
+            .iter()
+            .map(|k| k.map(Digest::blake3))
+            .collect::<Option<Vec<_>>>();
+        let retag = held.filter(|held| {
             old.as_ref().is_some_and(|o| {
-                o.state == state && o.manifest == keys[0] && o.references == keys[1..]
+                o.state == state && o.manifest == held[0] && o.references == held[1..]
             })
         });
-        let (manifest, refs, unchanged) = match retag {
-            Some(mut keys) => (keys.remove(0), keys, true),
+        let (manifest, refs) = match retag {
+            Some(mut held) => (held.remove(0), held),
             None => {
-                let manifest = self.require(manifest)?;
-                let mut refs = Vec::with_capacity(references.len());
-                for r in references {
-                    match (state, self.resolve(r)?) {
-                        (ImageState::Complete, _) => refs.push(self.require(r)?),
-                        (_, Some(key)) => refs.push(Digest::blake3(key)),
-                        (_, None) => return Err(StoreError::NotFound { digest: *r }),
-                    }
-                }
-                // Checked: it may equal the old record all the same (a key resolved only
-                // now), and then, as above, only `updated` changes.
-                let unchanged = old.as_ref().is_some_and(|o| {
-                    o.manifest == manifest && o.references == refs && o.state == state
-                });
-                (manifest, refs, unchanged)
+                let manifest = self.require_resolved(manifest, keys[0])?;
+                let refs = (references.iter().zip(&keys[1..]))
+                    .map(|(r, key)| match (state, key) {
+                        (ImageState::Complete, _) => self.require_resolved(r, *key),
+                        (_, Some(key)) => Ok(Digest::blake3(*key)),
+                        (_, None) => Err(StoreError::NotFound { digest: *r }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (manifest, refs)
             }
         };
+        let unchanged = old
+            .as_ref()
+            .is_some_and(|o| o.manifest == manifest && o.references == refs && o.state == state);
         let now = from_ms(now_ms());
         // A retag to what the name already holds changes only `updated`: losing that to a
         // power cut is harmless, so a warm rebuild's retag does not wait for an fsync.

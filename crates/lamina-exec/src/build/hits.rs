@@ -7,13 +7,14 @@
 //! uses in the touch log). At the first miss (or before network work) the build takes its
 //! lease, adds what it used so far, and ends the section, so GC can run beside the step.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 use lamina_store::{BlobKind, CacheEntry, Digest, LayerRecord, Lease, ReadSection, StoreError};
 
 use super::config::ImageConfig;
 use super::key::CacheKey;
 use super::layers;
+use super::lock;
 use super::steps::{BUILD_LEASE_TTL, Build, StageState};
 use crate::ExecError;
 
@@ -175,12 +176,6 @@ impl<'a> Build<'a> {
         )?;
         Ok(())
     }
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

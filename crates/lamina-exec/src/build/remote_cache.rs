@@ -31,6 +31,7 @@ use super::BuildEvent;
 use super::config::ImageConfig;
 use super::explain::BuildRecord;
 use super::key::{CacheKey, hex};
+use super::lock;
 use super::steps::Build;
 use crate::ExecError;
 
@@ -762,12 +763,6 @@ fn cache_layer(record: &LayerRecord, variant: &LayerVariant) -> CacheLayer {
         tar: record.digest.to_string(),
         tar_size: record.size,
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
