@@ -241,14 +241,27 @@ fn the_size_budget_covers_unpacked_layers_least_recently_used_first() {
     let Some(project) = project_with_a_big_layer() else {
         return;
     };
-    let du = json(&project.ok(&["cache", "du", "--json"]));
+    // A store that received the image compressed (as from a registry): its layers are the
+    // gzip blobs it got, and their unpacked trees are copies.
+    let dir = project.dir.path();
+    let archive = dir.join("big.tar");
+    project.ok(&["image", "export", "big:1", "-o", archive.to_str().unwrap()]);
+    let received = dir.join("received");
+    let received = received.to_str().unwrap();
+    let in_received = |args: &[&str]| {
+        let mut all = vec!["--store", received];
+        all.extend_from_slice(args);
+        lamina_ok(dir, &all)
+    };
+    in_received(&["image", "import", archive.to_str().unwrap()]);
+    let du = json(&in_received(&["cache", "du", "--json"]));
     // The budget counts blobs (what gc keeps), then unpacked layers and cache mounts.
     let blob_bytes = du["blob_files_bytes"].as_u64().unwrap();
     assert_eq!(du["unpacked_layers"], 2, "{du}");
     // A budget with room for the store and a little more: the unpacked copies go (they are
     // copies of stored blobs); the images stay.
     let max = (blob_bytes + 100_000).to_string();
-    let gc = json(&project.ok(&[
+    let gc_args = [
         "cache",
         "gc",
         "--max-size",
@@ -256,17 +269,26 @@ fn the_size_budget_covers_unpacked_layers_least_recently_used_first() {
         "--min-age",
         "0s",
         "--json",
-    ]));
+    ];
+    let gc = json(&in_received(&gc_args));
     assert!(gc["unpacked_layers_removed"].as_u64().unwrap() >= 1, "{gc}");
-    let after = json(&project.ok(&["cache", "du", "--json"]));
+    let after = json(&in_received(&["cache", "du", "--json"]));
     assert!(
         after["unpacked_layers_bytes"].as_u64().unwrap() <= 100_000,
         "{after}"
     );
     // A RUN on the image unpacks what it needs again.
     crate::support::write_tree(
-        project.dir.path(),
+        dir,
         &[("more/Dockerfile", "FROM big:1\nRUN test -s /blob\n")],
     );
+    in_received(&["build", "more", "--progress", "plain"]);
+
+    // In the store that built it, the layers are tree-backed: their trees are the layers,
+    // which the same budget never evicts (a named image's layers stay whole).
+    let gc = json(&project.ok(&gc_args));
+    assert_eq!(gc["unpacked_layers_removed"], 0, "{gc}");
+    let du = json(&project.ok(&["cache", "du", "--json"]));
+    assert_eq!(du["unpacked_layers"], 2, "{du}");
     project.ok(&["build", "more", "--progress", "plain"]);
 }

@@ -67,6 +67,9 @@ struct Marker<'a> {
     /// Keys of tree-backed layers kept. Apart from `marked` because such a key is also the
     /// digest its plain blob would have, and keeping the layer does not keep that blob.
     tree_layers: HashSet<[u8; 32]>,
+    /// The size of the trees of `tree_layers`, counted at their tar's size: under a size
+    /// budget a tree-backed layer's tree weighs what its blob would.
+    tree_bytes: u64,
     /// Reproducible compressed variants of tree-backed layers reached through their layer
     /// (blob → layer key): kept last, while the size budget has room (see `gc_locked`).
     remakeable: HashMap<[u8; 32], [u8; 32]>,
@@ -84,6 +87,7 @@ impl Marker<'_> {
         };
         if layer.is_tree_backed() {
             if self.tree_layers.insert(digest) {
+                self.tree_bytes += layer.size;
                 newly.push(digest);
             }
         } else {
@@ -117,7 +121,9 @@ impl Marker<'_> {
     /// Unmarks what `mark` marked (a cache entry evicted under the budget).
     fn unmark(&mut self, digest: &[u8; 32]) {
         self.marked.remove(digest);
-        self.tree_layers.remove(digest);
+        if self.tree_layers.remove(digest) {
+            self.tree_bytes -= self.layers.get(digest).map_or(0, |l| l.size);
+        }
     }
 
     /// Whether the layer record `key` is kept.
@@ -216,6 +222,7 @@ impl Store {
             layers: &layers,
             marked: HashSet::new(),
             tree_layers: HashSet::new(),
+            tree_bytes: 0,
             remakeable: HashMap::new(),
             remakeable_allowed: false,
         };
@@ -312,17 +319,19 @@ impl Store {
         }
 
         let size_of = |d: &[u8; 32]| blobs.get(d).map_or(0, |b| b.size);
-        let mut kept: u64 = marker.marked.iter().map(size_of).sum();
+        let mut kept: u64 = marker.marked.iter().map(size_of).sum::<u64>() + marker.tree_bytes;
         // Newest first: keep entries while they fit, then evict the rest (strict LRU).
         candidates.sort_by_key(|c| std::cmp::Reverse(c.last_used));
         let mut evicting = false;
         for rec in candidates {
             if !evicting {
                 scratch.clear();
+                let trees_before = marker.tree_bytes;
                 for d in cache_refs(&rec) {
                     marker.mark(d, &mut scratch);
                 }
-                let extra: u64 = scratch.iter().map(size_of).sum();
+                let extra: u64 =
+                    scratch.iter().map(size_of).sum::<u64>() + (marker.tree_bytes - trees_before);
                 match self.options.max_size {
                     Some(max) if kept + extra > max => {
                         for d in &scratch {

@@ -19,6 +19,7 @@
 //! check`).
 
 mod archive;
+mod beside;
 mod config;
 mod copy;
 mod explain;

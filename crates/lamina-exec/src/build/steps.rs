@@ -75,6 +75,9 @@ pub(crate) struct Build<'a> {
     pub(crate) lazy: std::collections::BTreeSet<usize>,
     /// The git source of the current ADD, resolved to its commit for the key.
     pub(crate) git: Option<super::git::Resolved>,
+    /// Compressed variants of this build's layers, made beside its next steps. Declared
+    /// before `lease` so that it drops first: its thread ends before the lease does.
+    pub(crate) variants_beside: Mutex<super::beside::VariantsBeside>,
     /// Every blob and layer the build uses or writes, so that GC in any process (`cache
     /// gc` beside this build) leaves them until the build has referenced them; released
     /// when the build ends, and with this process if it dies. Taken at the first miss (see
@@ -213,6 +216,7 @@ fn build_with_sources<'a>(
         results: BTreeMap::new(),
         lazy: std::collections::BTreeSet::new(),
         git: None,
+        variants_beside: Mutex::new(Default::default()),
         lease: OnceLock::new(),
         // A remote cache means network work between lookups: a lease from the start.
         section: Mutex::new(
@@ -687,6 +691,7 @@ impl Build<'_> {
         }
         config.created = Some(self.created.clone());
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        lock(&self.variants_beside).wait();
         let (layers, compression) = self.image_layers(&state.layers)?;
         if let Some(inline) = self.inline_document(&layers, &self.shape, compression) {
             config.extra.insert(

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use lamina_exec::BuildOptions;
 use lamina_exec::sandbox::LayerCache;
+use lamina_exec::{BuildOptions, ExecConfig, Executor};
 use lamina_image::StoredImage;
+use lamina_store::Compression;
 
 use super::{Env, build, can_run};
 
@@ -84,6 +85,61 @@ fn a_kept_copy_reads_as_its_blob_unpacks() {
         );
     }
     assert_eq!(fresh.unpacks(), 5);
+}
+
+const TOOLS_AND_APP: &str = "FROM scratch AS tools\nCOPY rootfs/ /\nRUN echo tool > /tool && echo only > /only-in-tools\n\
+    FROM scratch\nCOPY rootfs/ /\nCOPY --from=tools /tool /tool\nRUN echo app > /app\n";
+
+/// With the layer cache in the store (the engine's layout) a zstd build's layers are
+/// tree-backed, their zstd variants made beside the next steps: the image is byte for byte
+/// the one a build that stores zstd blobs in each step makes, and a builder stage's layer
+/// gets no compressed variant.
+#[test]
+fn a_compressed_build_keeps_trees_and_makes_the_image_variants_beside() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context("ctx", &[]);
+    let in_store = Executor::new(
+        env.store.clone(),
+        ExecConfig::new(env.store.path().join("exec")),
+    )
+    .unwrap();
+    let report = build(
+        &in_store,
+        &env.image(&ctx, TOOLS_AND_APP),
+        BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let image = StoredImage::load(&env.store, &report.manifest_blob).unwrap();
+    assert_eq!(image.layers.len(), 3);
+    for layer in &image.layers {
+        let record = env.store.layer(&layer.record.digest).unwrap().unwrap();
+        assert!(record.is_tree_backed(), "layer {}", record.digest);
+        assert_eq!(layer.variant.compression, Compression::Zstd);
+        assert!(env.store.contains(&layer.variant.digest).unwrap());
+    }
+    // The tools stage's RUN layer: named by no image, so never compressed.
+    let step = report.steps.iter().find(|s| s.text.contains("echo tool"));
+    let tool = step.and_then(|s| s.layer).unwrap();
+    assert!(image.layers.iter().all(|l| l.record.digest != tool));
+    let record = env.store.layer(&tool).unwrap().unwrap();
+    assert!(record.is_tree_backed());
+    assert!(record.variant_in(Compression::Zstd).is_none(), "{record:?}");
+
+    // The same build where the store keeps no trees stores zstd blobs in its steps.
+    let elsewhere = Env::new();
+    let ctx = elsewhere.context("ctx", &[]);
+    let direct = build(
+        &elsewhere.executor(),
+        &elsewhere.image(&ctx, TOOLS_AND_APP),
+        BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(direct.digest, report.digest);
+    let direct_layer = elsewhere.store.layer(&tool).unwrap().unwrap();
+    assert!(!direct_layer.is_tree_backed());
 }
 
 /// Every entry below `dir` with what a later step can see of it.

@@ -421,3 +421,60 @@ fn variants_of_layers_an_image_names_are_kept_under_any_budget() {
     );
     assert!(store.fsck(FsckOptions::default()).unwrap().is_clean());
 }
+
+/// A tree-backed layer's tree is the layer: the budget weighs it at its tar's size, so a
+/// cache entry whose tree does not fit is evicted (and its layer with it) though its blobs
+/// are small.
+#[test]
+fn size_budget_counts_the_trees_of_tree_backed_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_size: Some(15_000),
+        ..quick()
+    };
+    let store = Store::open(dir.path().join("store"), options).unwrap();
+    let mut keys = Vec::new();
+    for seed in 1..=2u8 {
+        let tar = data(u64::from(seed), 10_000);
+        let key = Digest::blake3_of(&tar);
+        let split = store
+            .put_bytes(BlobKind::TarSplit, &data(u64::from(seed) + 100, 32))
+            .unwrap();
+        store
+            .put_layer(&LayerRecord {
+                digest: key,
+                diff_id: Digest::sha256_of(&tar),
+                size: tar.len() as u64,
+                variants: vec![LayerVariant::plain(
+                    key,
+                    Digest::sha256_of(&tar),
+                    tar.len() as u64,
+                )],
+                created: std::time::SystemTime::now(),
+                tar_split: Some(split.digest),
+            })
+            .unwrap();
+        let config = store
+            .put_bytes(BlobKind::Config, &data(u64::from(seed) + 300, 16))
+            .unwrap();
+        let entry = CacheEntry {
+            layer: Some(key),
+            config: config.digest,
+            ttl: Some(Duration::from_secs(3600)),
+        };
+        store.put_cache_entry(&[seed; 32], &entry).unwrap();
+        keys.push(key);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        store.stats().unwrap().stored_bytes < 1_000,
+        "the blobs are small"
+    );
+    let report = store.gc().unwrap();
+    assert_eq!(report.cache_evicted, 1);
+    assert_eq!(report.layers_removed, 1);
+    assert!(report.budget_met);
+    assert!(store.cache_entry(&[1; 32]).unwrap().is_none());
+    assert!(store.layer(&keys[0]).unwrap().is_none());
+    assert!(store.layer(&keys[1]).unwrap().is_some());
+}
