@@ -268,5 +268,17 @@ alternate_rounds() {
 }
 
 machine_line() {
-    echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, $(uname -r), $(findmnt -no FSTYPE -T "$tmp") at $tmp; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, $(uname -r), $(findmnt -no FSTYPE -T "$tmp") at $tmp$(journal_note); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# ", no journal (...)" when $tmp is on ext4 without a journal. Such an ext4 skips inodes freed
+# in the last 30 s (3 min while their inode table block is dirty) when it allocates, checking
+# them one by one: right after a round deleted a store, creating files is many times slower
+# for whichever tool runs next. Point TMPDIR at a journaled file system for steady figures.
+journal_note() {
+    local dev
+    dev="$(basename "$(findmnt -no SOURCE -T "$tmp")")"
+    if [[ "$(cat "/sys/fs/ext4/$dev/journal_task" 2>/dev/null)" == "<none>" ]]; then
+        echo ", no journal (inode allocation slows after deletions: see docs/benchmarks-cold.md)"
+    fi
 }
