@@ -241,26 +241,30 @@ fn the_size_budget_covers_unpacked_layers_least_recently_used_first() {
     let Some(project) = project_with_a_big_layer() else {
         return;
     };
-    // A store that received the image compressed (as from a registry): its layers are the
-    // gzip blobs it got, and their unpacked trees are copies.
+    // An image whose layer names one path twice (as some real images do): its tree cannot
+    // give that tar back, so the layer stays a blob and its unpacked tree is a copy.
     let dir = project.dir.path();
-    let archive = dir.join("big.tar");
-    project.ok(&["image", "export", "big:1", "-o", archive.to_str().unwrap()]);
-    let received = dir.join("received");
-    let received = received.to_str().unwrap();
-    let in_received = |args: &[&str]| {
-        let mut all = vec!["--store", received];
-        all.extend_from_slice(args);
-        lamina_ok(dir, &all)
-    };
-    in_received(&["image", "import", archive.to_str().unwrap()]);
-    let du = json(&in_received(&["cache", "du", "--json"]));
-    // The budget counts blobs (what gc keeps), then unpacked layers and cache mounts.
+    let layout = dir.join("twice");
+    write_oci_layout_of_one_tar(&layout, "twice:1", &tar_naming_a_path_twice(3_000_000));
+    project.ok(&["image", "import", layout.to_str().unwrap()]);
+    crate::support::write_tree(
+        dir,
+        &[(
+            "more/Dockerfile",
+            "FROM busybox:test\nCOPY --from=twice:1 /blob /blob\n",
+        )],
+    );
+    project.ok(&["build", "more", "--progress", "plain"]);
+
+    let du = json(&project.ok(&["cache", "du", "--json"]));
+    // The budget counts blobs (what gc keeps) and the trees of tree-backed layers, then
+    // unpacked copies and cache mounts.
     let blob_bytes = du["blob_files_bytes"].as_u64().unwrap();
-    assert_eq!(du["unpacked_layers"], 2, "{du}");
-    // A budget with room for the store and a little more: the unpacked copies go (they are
-    // copies of stored blobs); the images stay.
-    let max = (blob_bytes + 100_000).to_string();
+    let unpacked = du["unpacked_layers_bytes"].as_u64().unwrap();
+    // busybox, big's RUN, the COPY --from and the copy of twice:1's layer.
+    assert_eq!(du["unpacked_layers"], 4, "{du}");
+    // Room for the store and the trees that are layers, not for the 3 MB copy: the copy goes.
+    let max = (blob_bytes + unpacked - 2_000_000).to_string();
     let gc_args = [
         "cache",
         "gc",
@@ -270,25 +274,150 @@ fn the_size_budget_covers_unpacked_layers_least_recently_used_first() {
         "0s",
         "--json",
     ];
-    let gc = json(&in_received(&gc_args));
-    assert!(gc["unpacked_layers_removed"].as_u64().unwrap() >= 1, "{gc}");
-    let after = json(&in_received(&["cache", "du", "--json"]));
-    assert!(
-        after["unpacked_layers_bytes"].as_u64().unwrap() <= 100_000,
-        "{after}"
-    );
-    // A RUN on the image unpacks what it needs again.
+    let gc = json(&project.ok(&gc_args));
+    assert_eq!(gc["unpacked_layers_removed"], 1, "{gc}");
+    let after = json(&project.ok(&["cache", "du", "--json"]));
+    assert_eq!(after["unpacked_layers"], 3, "{after}");
+    // A build reading the image unpacks what it needs again; the named images are whole.
     crate::support::write_tree(
         dir,
-        &[("more/Dockerfile", "FROM big:1\nRUN test -s /blob\n")],
+        &[(
+            "again/Dockerfile",
+            "FROM busybox:test\nCOPY --from=twice:1 /blob /again\n",
+        )],
     );
-    in_received(&["build", "more", "--progress", "plain"]);
+    project.ok(&["build", "again", "--progress", "plain"]);
+    project.ok(&["build", "big", "--tag", "big:1", "--progress", "plain"]);
+}
 
-    // In the store that built it, the layers are tree-backed: their trees are the layers,
-    // which the same budget never evicts (a named image's layers stay whole).
-    let gc = json(&project.ok(&gc_args));
-    assert_eq!(gc["unpacked_layers_removed"], 0, "{gc}");
-    let du = json(&project.ok(&["cache", "du", "--json"]));
-    assert_eq!(du["unpacked_layers"], 2, "{du}");
-    project.ok(&["build", "more", "--progress", "plain"]);
+/// A tar of `/blob` (`size` bytes) written twice, the second copy winning.
+fn tar_naming_a_path_twice(size: usize) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for fill in [b'a', b'b'] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(size as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, "blob", &vec![fill; size][..])
+            .unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// An OCI image layout at `dir` holding one image, `name`, of the single plain layer `tar`.
+fn write_oci_layout_of_one_tar(dir: &Path, name: &str, tar: &[u8]) {
+    use lamina::types::Digest;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = Digest::sha256_of(bytes);
+        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+        (digest.to_string(), bytes.len())
+    };
+    let (layer, layer_size) = put(tar);
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    });
+    let (config, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+    });
+    let (manifest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest,
+            "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": name},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// A base received gzip (as from a registry) is tree-backed once unpacked and keeps its gzip
+/// blob: a build on it compresses nothing (its image names plain layers, as Docker keeps
+/// them until a push), and a gzip export names the base's layers by the digests received.
+#[test]
+fn a_build_on_a_base_received_gzip_compresses_nothing() {
+    let Some(project) = project_with_a_big_layer() else {
+        return;
+    };
+    let dir = project.dir.path();
+    let archive = dir.join("big.tar");
+    let archive = archive.to_str().unwrap();
+    let exported = project.ok(&[
+        "image",
+        "export",
+        "big:1",
+        "--compression",
+        "gzip",
+        "-o",
+        archive,
+    ]);
+    let received = dir.join("received");
+    let received = received.to_str().unwrap();
+    let in_received = |args: &[&str]| crate::support::lamina_in_store(dir, received, args);
+    let imported = in_received(&["image", "import", archive]);
+    assert_eq!(
+        crate::support::digest_of(&imported),
+        crate::support::digest_of(&exported)
+    );
+    let layer_blobs = |du: &serde_json::Value| du["kinds"]["layer"]["blobs"].as_u64().unwrap();
+    let before = layer_blobs(&json(&in_received(&["cache", "du", "--json"])));
+
+    crate::support::write_tree(dir, &[("on/Dockerfile", "FROM big:1\nRUN echo on > /on\n")]);
+    in_received(&["build", "on", "--tag", "on:1", "--progress", "plain"]);
+    let after = layer_blobs(&json(&in_received(&["cache", "du", "--json"])));
+    assert_eq!(after, before, "no layer blob was written");
+    let inspect = json(&in_received(&["image", "inspect", "on:1", "--json"]));
+    let layers = inspect["manifest"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    for layer in layers {
+        let media_type = layer["mediaType"].as_str().unwrap();
+        assert!(media_type.ends_with(".tar"), "a plain layer: {media_type}");
+    }
+
+    // Exported gzip, the base's layers are the bytes received.
+    let again = dir.join("on.tar");
+    in_received(&[
+        "image",
+        "export",
+        "on:1",
+        "--compression",
+        "gzip",
+        "--format",
+        "oci-dir",
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    let index = json(&std::fs::read_to_string(again.join("index.json")).unwrap());
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest_path = again.join("blobs/sha256").join(&manifest_digest[7..]);
+    let manifest = json(&std::fs::read_to_string(manifest_path).unwrap());
+    let base = json(&in_received(&["image", "inspect", "big:1", "--json"]));
+    for (i, layer) in base["manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            manifest["layers"][i]["digest"], layer["digest"],
+            "layer {i}"
+        );
+    }
+    let fsck = in_received(&["cache", "fsck"]);
+    assert!(fsck.contains("0 issue(s)"), "{fsck}");
 }

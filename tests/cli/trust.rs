@@ -75,9 +75,13 @@ fn layers_above_base(store: &Store, name: &str) -> (tempfile::TempDir, Vec<tempf
     let mut each = Vec::new();
     for layer in &image.layers[1..] {
         let unpack = |dir: &Path| {
-            let blob = store.get(&layer.variant.digest).unwrap().unwrap();
+            // A blob, or the tar of a tree-backed layer reassembled.
+            let (_, tar) =
+                lamina::image::layer_tar::open_blob_or_tree(store, &layer.variant.digest)
+                    .unwrap()
+                    .unwrap();
             lamina::layer::Unpacker::default()
-                .unpack(std::io::BufReader::new(blob.into_file()), dir)
+                .unpack(std::io::BufReader::new(tar), dir)
                 .unwrap();
         };
         unpack(merged.path());

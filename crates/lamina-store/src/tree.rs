@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::fsutil::remove_if_exists;
 use crate::index::{self, IndexBatch};
 use crate::records::BlobInfo;
-use crate::{Digest, LayerRecord, Store, StoreError};
+use crate::{Digest, LayerRecord, LayerVariant, Store, StoreError};
 
 /// Where a tree-backed layer's unpacked tree lives, below the store root: the executor's
 /// layer cache (`exec/layers/<hex>`), whose directories for tree-backed layers are store
@@ -44,7 +44,8 @@ impl Store {
 
     /// Makes the layer `layer` tree-backed: records `tar_split` (a stored blob of kind
     /// `TarSplit`) and deletes the blob of its plain variant, which the tree and the
-    /// tar-split now reproduce. The caller has checked that they do, and holds the tree in
+    /// tar-split now reproduce; a layer received compressed gains that plain variant and
+    /// keeps its compressed blobs (their bytes cannot be made again). The caller has checked that they do, and holds the tree in
     /// place (`layer_tree`) until this returns.
     ///
     /// The record and the blob's deletion are one index batch; the file is unlinked after it
@@ -65,6 +66,12 @@ impl Store {
             .stat(tar_split)?
             .ok_or(StoreError::NotFound { digest: *tar_split })?;
         record.tar_split = Some(split.digest);
+        // A layer received compressed gets its plain variant, served from the tree; the
+        // received bytes stay its first variant in their compression.
+        if !record.variants.iter().any(|v| record.served_from_tree(v)) {
+            let plain = LayerVariant::plain(record.digest, record.diff_id, record.size);
+            record.variants.push(plain);
+        }
         let mut batch = IndexBatch::default();
         batch.put(index::LAYERS, key, record.encode());
         let plain: Option<BlobInfo> =

@@ -192,7 +192,8 @@ fn build_with_sources<'a>(
     let started = Instant::now();
     let unpacks_before = inner.layer_unpacks();
     let store = &inner.store;
-    let compression = effective_compression(&plan, inner.config.layer_compression);
+    let remote = !remote_sources.is_empty() || !options.cache_to.is_empty();
+    let compression = effective_compression(&plan, inner.config.layer_compression, remote);
     let epoch = source_date_epoch();
     let shape = definition_shape(image, options);
     let record_paths =
@@ -282,8 +283,12 @@ fn build_with_sources<'a>(
 }
 
 /// The compression of new layers: the configured one, unless a base image's layers are
-/// not stored that way (a manifest names one compression for all its layers).
-fn effective_compression(plan: &Plan, wanted: Compression) -> Compression {
+/// not stored that way (a manifest names one compression for all its layers). Then none
+/// when every base layer has a plain variant (tree-backed: built, or received and unpacked),
+/// as Docker keeps layers uncompressed until a push, so a cold build compresses nothing;
+/// else what the bases have. A build with a registry cache (`remote`) prefers what the bases
+/// have to none: its image names its layers as the registry holds them, compressed.
+fn effective_compression(plan: &Plan, wanted: Compression, remote: bool) -> Compression {
     let bases: Vec<&LayerRecord> = plan
         .bases
         .iter()
@@ -298,15 +303,22 @@ fn effective_compression(plan: &Plan, wanted: Compression) -> Compression {
             .iter()
             .all(|l| l.variants.iter().any(|v| v.compression == c))
     };
-    [
-        wanted,
-        Compression::Gzip,
-        Compression::Zstd,
-        Compression::None,
-    ]
-    .into_iter()
-    .find(|c| has(*c))
-    .unwrap_or(wanted)
+    let order = if remote {
+        [
+            wanted,
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::None,
+        ]
+    } else {
+        [
+            wanted,
+            Compression::None,
+            Compression::Gzip,
+            Compression::Zstd,
+        ]
+    };
+    order.into_iter().find(|c| has(*c)).unwrap_or(wanted)
 }
 
 /// Identifies "the same definition" across builds for explaining misses: its unexpanded

@@ -383,8 +383,8 @@ fn clamp_below(dir: &OwnedFd, clamped: &rustix::fs::Timestamps) -> io::Result<()
 }
 
 /// Unpacks the first stored variant of `layer` into the empty directory `dir`, then writes its
-/// whiteouts in overlayfs form. With `split`, a plain variant is also recorded as a tar-split
-/// on the way (returned when the tar can be reassembled from the tree, see `tree_backing`).
+/// whiteouts in overlayfs form. With `split`, the tar is also recorded as a tar-split on the
+/// way (returned when the tar can be reassembled from the tree, see `tree_backing`).
 fn unpack_into(
     store: &Store,
     layer: &LayerRecord,
@@ -409,9 +409,11 @@ fn unpack_into(
         let options = UnpackOptions::default().same_owner(true).devices(devices);
         let unpacker = Unpacker::new(options);
         let reader = io::BufReader::new(blob);
-        let (stats, recorded) = if split && variant.compression == Compression::None {
+        let (stats, recorded) = if split {
+            // The tar-split records the plain tar, whatever the variant's compression.
             let mut recorder = super::tree_backing::Recorder::new(store)?;
-            let stats = unpacker.unpack(recorder.tee(reader), dir)?;
+            let plain = decompressed(variant.compression, reader, &layer_hex)?;
+            let stats = unpacker.unpack(recorder.tee(plain), dir)?;
             (stats, Some(recorder))
         } else {
             (unpacker.unpack(reader, dir)?, None)

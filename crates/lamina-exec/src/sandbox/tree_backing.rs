@@ -1,8 +1,9 @@
-//! Received layers become tree-backed when they are unpacked: the plain tar a layer arrived
-//! as (`image import` of a `docker save` archive, a plain pull) is recorded as a tar-split
-//! while it unpacks, the tree is checked to give the tar back, and the plain blob is then
-//! dropped (docs/format.md, "What a stored layer is"). Compressed blobs (gzip from a
-//! registry) are kept: their bytes cannot be made again from the tar.
+//! Received layers become tree-backed when they are unpacked: the tar a layer arrived as
+//! (`image import`, a pull; decompressed first if it came gzip or zstd) is recorded as a
+//! tar-split while it unpacks, the tree is checked to give the tar back, and a plain blob is
+//! then dropped (docs/format.md, "What a stored layer is"). Compressed blobs (gzip from a
+//! registry) are kept, their bytes cannot be made again from the tar; the layer gains a
+//! plain variant served from the tree, so builds on it need not compress.
 
 use std::io::{self, Read, Write};
 
