@@ -320,3 +320,53 @@ fn push_sends_gzip_by_default_made_once_and_pulled_back() {
         assert!(media_type.ends_with(".tar"), "{media_type}");
     }
 }
+
+/// A build that pulls its own base (gzip, never unpacked by a `pull`) names the same plain
+/// layers on its first run and on a rebuild: the build's compression does not depend on
+/// whether the base was unpacked before. It compresses nothing (no layer blob is written
+/// beyond the base's), and a push makes the gzip variants, the base's as it was received.
+#[test]
+fn a_build_on_a_base_it_pulls_is_the_same_image_every_time() {
+    if tools_missing() || crate::build::sandbox_missing() {
+        return;
+    }
+    let registry = server::Registry::start();
+    let project = crate::build::Project::new();
+    let dir = project.dir.path();
+    let base = format!("{}/lib/base:1", registry.host());
+    project.ok(&["push", "busybox:test", &base, "--compression", "gzip"]);
+    write_tree(
+        dir,
+        &[(
+            "pulled/Dockerfile",
+            &format!("FROM {base}\nRUN echo app > /app\n"),
+        )],
+    );
+    let store = dir.join("fresh");
+    let store = store.to_str().unwrap();
+    let build = || {
+        digest_of(&run(
+            dir,
+            store,
+            &["build", "pulled", "--tag", "app:1", "--progress", "plain"],
+        ))
+    };
+    let first = build();
+    let du: serde_json::Value =
+        serde_json::from_str(&run(dir, store, &["cache", "du", "--json"])).unwrap();
+    assert_eq!(
+        du["kinds"]["layer"]["blobs"], 1,
+        "the base's gzip layer only: {du}"
+    );
+    assert_eq!(build(), first, "the rebuild names the same layers");
+
+    let pushed = run(
+        dir,
+        store,
+        &["push", "app:1", &format!("{}/app:1", registry.host())],
+    );
+    assert!(
+        pushed.contains("already there"),
+        "the base's layer: {pushed}"
+    );
+}

@@ -227,6 +227,18 @@ pub fn recompress(
     record: &LayerRecord,
     target: Compression,
 ) -> Result<(LayerRecord, LayerVariant), ImageError> {
+    recompress_as(store, record, target, true)
+}
+
+/// [`recompress`], the new variant marked `reproducible` (a size budget may drop it from a
+/// tree-backed layer, the next push or export makes it again) or not (kept as long as its
+/// layer: a stored image's manifest names it).
+pub fn recompress_as(
+    store: &Store,
+    record: &LayerRecord,
+    target: Compression,
+    reproducible: bool,
+) -> Result<(LayerRecord, LayerVariant), ImageError> {
     let mut sources: Vec<&LayerVariant> = record.variants.iter().collect();
     sources.sort_by_key(|v| v.compression != Compression::None);
     let mut source: Option<(&LayerVariant, Box<dyn Read + Send>, PathBuf)> = None;
@@ -284,7 +296,7 @@ pub fn recompress(
         digest: stored.digest,
         sha256: stored.sha256,
         size: stored.size,
-        reproducible: true,
+        reproducible,
     };
     let mut updated = record.clone();
     updated.variants.retain(|v| v.compression != target);

@@ -16,6 +16,26 @@ pub fn ensure_variant(
     layer: &lamina_store::LayerRecord,
     compression: Compression,
 ) -> Result<lamina_store::LayerRecord, ImageError> {
+    ensure(store, layer, compression, true)
+}
+
+/// [`ensure_variant`] for the variant an image a build commits names: one made here is kept
+/// as long as its layer, not dropped under a size budget as a push's or export's may be
+/// (an untagged image, kept by its cache entries only, must load as it was stored).
+pub fn ensure_named_variant(
+    store: &Store,
+    layer: &lamina_store::LayerRecord,
+    compression: Compression,
+) -> Result<lamina_store::LayerRecord, ImageError> {
+    ensure(store, layer, compression, false)
+}
+
+fn ensure(
+    store: &Store,
+    layer: &lamina_store::LayerRecord,
+    compression: Compression,
+    reproducible: bool,
+) -> Result<lamina_store::LayerRecord, ImageError> {
     let record = store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone());
     for variant in record
         .variants
@@ -26,6 +46,6 @@ pub fn ensure_variant(
             return Ok(record);
         }
     }
-    let (record, _) = crate::codec::recompress(store, &record, compression)?;
+    let (record, _) = crate::codec::recompress_as(store, &record, compression, reproducible)?;
     Ok(record)
 }

@@ -45,8 +45,9 @@ impl Store {
     /// Makes the layer `layer` tree-backed: records `tar_split` (a stored blob of kind
     /// `TarSplit`) and deletes the blob of its plain variant, which the tree and the
     /// tar-split now reproduce; a layer received compressed gains that plain variant and
-    /// keeps its compressed blobs (their bytes cannot be made again). The caller has checked that they do, and holds the tree in
-    /// place (`layer_tree`) until this returns.
+    /// keeps its compressed blobs (their bytes cannot be made again). The caller has
+    /// checked that the tree gives the tar, and holds it in place (`layer_tree`) until this
+    /// returns.
     ///
     /// The record and the blob's deletion are one index batch; the file is unlinked after it
     /// (a `pending` key covers a crash in between, as in GC).

@@ -5,8 +5,10 @@
 //! a gzip or zstd build records its layer tree-backed (a tar-split beside the tree it
 //! wrote, as a plain build does: `kept.rs`) and queues the compressed variant here; the
 //! next steps run while it is made, and the commit waits for the queue before it names the
-//! variants. What this thread fails to make the commit makes itself (`ensure_variant`), so
-//! a failure here costs time, never an image.
+//! variants. What this thread fails to make the commit makes itself
+//! (`ensure_named_variant`), so a failure here costs time, never an image. The variants are
+//! kept as long as their layers (an untagged image's manifest names them), not dropped under
+//! a size budget as a push's may be.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -83,7 +85,7 @@ fn make_variants(
         if abandon.load(Ordering::Relaxed) {
             break;
         }
-        match lamina_image::variants::ensure_variant(store, &layer, compression) {
+        match lamina_image::variants::ensure_named_variant(store, &layer, compression) {
             Ok(_) => made += 1,
             Err(e) => tracing::debug!(
                 "the {} variant of layer {} is left to the commit: {e}",
@@ -158,7 +160,9 @@ mod tests {
             let record = store.layer(&layer.digest).unwrap().unwrap();
             assert!(record.is_tree_backed());
             let made = record.variant_in(compression).unwrap();
-            assert_eq!(made, direct.variant_in(compression).unwrap());
+            let stored = direct.variant_in(compression).unwrap();
+            assert_eq!((made.sha256, made.size), (stored.sha256, stored.size));
+            assert!(!made.reproducible, "kept with its layer");
             assert!(store.contains(&made.digest).unwrap());
         }
     }

@@ -555,7 +555,7 @@ impl Build<'_> {
                 Some(_) => store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone()),
                 // The variant the image names, found stored by a hit of this build.
                 None if seen_in(layer) => layer.clone(),
-                None => lamina_image::variants::ensure_variant(store, layer, compression)?,
+                None => lamina_image::variants::ensure_named_variant(store, layer, compression)?,
             });
         }
         Ok((out, compression))
@@ -733,15 +733,23 @@ impl Build<'_> {
         serde_json::to_value(document).ok()
     }
 
-    /// The layer's variant to export: this build's compression when stored, else any stored.
+    /// The layer's variant to export: this build's compression when stored (made first for a
+    /// tree-backed layer that lacks it: a builder stage's layer, or one whose variant the
+    /// build did not make), else any stored.
     fn stored_variant(
         &self,
         layer: &LayerRecord,
     ) -> Result<Option<(LayerRecord, LayerVariant)>, ExecError> {
         let store = &self.inner.store;
-        let Some(record) = store.layer(&layer.digest)? else {
+        let Some(mut record) = store.layer(&layer.digest)? else {
             return Ok(None);
         };
+        if self.compression != Compression::None
+            && record.is_tree_backed()
+            && record.variant_in(self.compression).is_none()
+        {
+            record = lamina_image::variants::ensure_variant(store, &record, self.compression)?;
+        }
         let mut variants: Vec<&LayerVariant> = record.variants.iter().collect();
         variants.sort_by_key(|v| v.compression != self.compression);
         for variant in variants {
