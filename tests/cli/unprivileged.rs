@@ -73,4 +73,12 @@ fn workdir_and_copy_from_build_as_nobody() {
     as_nobody(&["image", "import", archive.to_str().unwrap(), "base:1"]);
     let built = as_nobody(&["build", "app", "--tag", "app:1", "--progress", "plain"]);
     assert!(built.contains("built sha256:"), "{built}");
+    // Without root the base's layer cannot be unpacked into trees: the build keeps the base's
+    // gzip (a plain image would need a decompressed copy of every base layer).
+    let inspect: serde_json::Value =
+        serde_json::from_str(&as_nobody(&["image", "inspect", "app:1", "--json"])).unwrap();
+    for layer in inspect["manifest"]["layers"].as_array().unwrap() {
+        let media_type = layer["mediaType"].as_str().unwrap();
+        assert!(media_type.ends_with("gzip"), "{media_type}");
+    }
 }

@@ -193,7 +193,11 @@ fn build_with_sources<'a>(
     let unpacks_before = inner.layer_unpacks();
     let store = &inner.store;
     let remote = !remote_sources.is_empty() || !options.cache_to.is_empty();
-    let trees = || inner.layer_cache().is_ok_and(|c| c.holds_trees_of(store));
+    // Without root the layer cache cannot be filled (`view`): bases stay compressed.
+    let trees = || {
+        rustix::process::geteuid().is_root()
+            && inner.layer_cache().is_ok_and(|c| c.holds_trees_of(store))
+    };
     let compression = effective_compression(&plan, inner.config.layer_compression, remote, trees);
     if compression == Compression::None {
         back_bases_by_trees(inner, &plan);
@@ -288,9 +292,9 @@ fn build_with_sources<'a>(
 
 /// The compression of new layers: the configured one, unless a base image's layers are
 /// not stored that way (a manifest names one compression for all its layers). Then none
-/// where the store keeps trees (`holds_trees`): a base unpacked here is tree-backed, its
-/// tar served from the tree, as Docker keeps layers uncompressed until a push, so a cold
-/// build compresses nothing. Not decided by whether the bases have plain variants yet: that
+/// where the store keeps trees (`holds_trees`; as root, of the host or of a user namespace):
+/// a base unpacked here is tree-backed, its tar served from the tree, as Docker keeps layers
+/// uncompressed until a push, so a cold build compresses nothing. Not decided by whether the bases have plain variants yet: that
 /// changes when they are unpacked, and a build must name the same layers before and after.
 /// Else (no trees, or a registry cache, whose image names its layers as the registry holds
 /// them, compressed) what the bases have.
