@@ -78,7 +78,9 @@ pub struct ExecConfig {
     pub host_ca_bundle: bool,
     /// The host's CA bundle (default `/etc/ssl/certs/ca-certificates.crt`).
     pub host_ca_file: PathBuf,
-    /// How new layers are compressed (default zstd).
+    /// How new layers are compressed (default zstd) when every base layer has a variant in
+    /// it (a build FROM scratch, or on images built so); otherwise, as root, none (the layers
+    /// stay trees until a push, as Docker keeps them), else the bases' (docs/format.md).
     pub layer_compression: Compression,
     /// The longest an ADD download waits to connect or for the next bytes (default 60 s).
     pub download_timeout: Duration,
