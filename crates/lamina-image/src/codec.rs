@@ -10,6 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lamina_store::{BlobKind, Compression, Digest, LayerRecord, LayerVariant, Store};
 
@@ -227,17 +228,19 @@ pub fn recompress(
     record: &LayerRecord,
     target: Compression,
 ) -> Result<(LayerRecord, LayerVariant), ImageError> {
-    recompress_as(store, record, target, true)
+    recompress_as(store, record, target, true, None)
 }
 
 /// [`recompress`], the new variant marked `reproducible` (a size budget may drop it from a
 /// tree-backed layer, the next push or export makes it again) or not (kept as long as its
-/// layer: a stored image's manifest names it).
+/// layer: a stored image's manifest names it). Once `stop` is set the work ends within a
+/// chunk, with an error, and nothing is recorded (the blob written so far is dropped).
 pub fn recompress_as(
     store: &Store,
     record: &LayerRecord,
     target: Compression,
     reproducible: bool,
+    stop: Option<&AtomicBool>,
 ) -> Result<(LayerRecord, LayerVariant), ImageError> {
     let mut sources: Vec<&LayerVariant> = record.variants.iter().collect();
     sources.sort_by_key(|v| v.compression != Compression::None);
@@ -278,8 +281,13 @@ pub fn recompress_as(
     let encoder = encoder(target, writer).map_err(io_err)?;
     // Large writes into the compressor, as the layer writer makes them.
     let out = io::BufWriter::with_capacity(1 << 20, Tee(TarCheck::new(!plain), encoder));
+    let stopped = || stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    let check_stop = |_: &[u8]| match stopped() {
+        true => Err(io::Error::other("stopped: the variant is no longer needed")),
+        false => Ok(()),
+    };
     let decoder =
-        pump(blob, |_| Decoder::new(from.compression, out), |_| Ok(())).map_err(io_err)?;
+        pump(blob, |_| Decoder::new(from.compression, out), check_stop).map_err(io_err)?;
     let Tee(check, encoder) = decoder
         .finish()
         .map_err(io_err)?
@@ -345,5 +353,35 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, tar);
+    }
+
+    #[test]
+    fn a_stopped_recompression_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let tar = vec![7u8; 3 * CHUNK];
+        let info = store.put_bytes(BlobKind::Layer, &tar).unwrap();
+        let record = store
+            .put_layer(&LayerRecord {
+                digest: Digest::blake3_of(&tar),
+                diff_id: Digest::sha256_of(&tar),
+                size: tar.len() as u64,
+                variants: vec![LayerVariant::stored(Compression::None, &info)],
+                created: std::time::SystemTime::now(),
+                tar_split: None,
+            })
+            .unwrap();
+        let blobs = store.stats().unwrap().blobs;
+        let stop = AtomicBool::new(true);
+        let stopped = recompress_as(&store, &record, Compression::Zstd, false, Some(&stop));
+        assert!(stopped.is_err());
+        let after = store.layer(&record.digest).unwrap().unwrap();
+        assert!(after.variant_in(Compression::Zstd).is_none());
+        assert_eq!(store.stats().unwrap().blobs, blobs, "no blob is left");
+        // Not stopped, the same call makes it.
+        stop.store(false, Ordering::Relaxed);
+        let (made, _) =
+            recompress_as(&store, &record, Compression::Zstd, false, Some(&stop)).unwrap();
+        assert!(!made.variant_in(Compression::Zstd).unwrap().reproducible);
     }
 }

@@ -3,6 +3,8 @@
 //! whole images with it; a build whose hits name layers of another compression commits
 //! through [`ensure_variant`].
 
+use std::sync::atomic::AtomicBool;
+
 use lamina_store::{Compression, Store};
 
 use crate::ImageError;
@@ -16,18 +18,20 @@ pub fn ensure_variant(
     layer: &lamina_store::LayerRecord,
     compression: Compression,
 ) -> Result<lamina_store::LayerRecord, ImageError> {
-    ensure(store, layer, compression, true)
+    ensure(store, layer, compression, true, None)
 }
 
 /// [`ensure_variant`] for the variant an image a build commits names: one made here is kept
 /// as long as its layer, not dropped under a size budget as a push's or export's may be
-/// (an untagged image, kept by its cache entries only, must load as it was stored).
+/// (an untagged image, kept by its cache entries only, must load as it was stored). Once
+/// `stop` is set, making it ends early with an error.
 pub fn ensure_named_variant(
     store: &Store,
     layer: &lamina_store::LayerRecord,
     compression: Compression,
+    stop: Option<&AtomicBool>,
 ) -> Result<lamina_store::LayerRecord, ImageError> {
-    ensure(store, layer, compression, false)
+    ensure(store, layer, compression, false, stop)
 }
 
 fn ensure(
@@ -35,6 +39,7 @@ fn ensure(
     layer: &lamina_store::LayerRecord,
     compression: Compression,
     reproducible: bool,
+    stop: Option<&AtomicBool>,
 ) -> Result<lamina_store::LayerRecord, ImageError> {
     let record = store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone());
     for variant in record
@@ -46,6 +51,6 @@ fn ensure(
             return Ok(record);
         }
     }
-    let (record, _) = crate::codec::recompress_as(store, &record, compression, reproducible)?;
+    let (record, _) = crate::codec::recompress_as(store, &record, compression, reproducible, stop)?;
     Ok(record)
 }

@@ -66,8 +66,9 @@ impl VariantsBeside {
 
 impl Drop for VariantsBeside {
     /// A build that ends without a commit (a failed or cancelled step) needs none of what is
-    /// queued; the variant in progress is finished, so no thread outlives the build's lease
-    /// (`Build` declares this field before the lease, and fields drop in that order).
+    /// queued, nor the variant in progress (it stops within a chunk); the thread is joined, so
+    /// it never outlives the build's lease (`Build` declares this field before the lease, and
+    /// fields drop in that order).
     fn drop(&mut self) {
         self.abandon.store(true, Ordering::Relaxed);
         self.wait();
@@ -85,7 +86,12 @@ fn make_variants(
         if abandon.load(Ordering::Relaxed) {
             break;
         }
-        match lamina_image::variants::ensure_named_variant(store, &layer, compression) {
+        match lamina_image::variants::ensure_named_variant(
+            store,
+            &layer,
+            compression,
+            Some(abandon),
+        ) {
             Ok(_) => made += 1,
             Err(e) => tracing::debug!(
                 "the {} variant of layer {} is left to the commit: {e}",

@@ -555,7 +555,9 @@ impl Build<'_> {
                 Some(_) => store.layer(&layer.digest)?.unwrap_or_else(|| layer.clone()),
                 // The variant the image names, found stored by a hit of this build.
                 None if seen_in(layer) => layer.clone(),
-                None => lamina_image::variants::ensure_named_variant(store, layer, compression)?,
+                None => {
+                    lamina_image::variants::ensure_named_variant(store, layer, compression, None)?
+                }
             });
         }
         Ok((out, compression))
