@@ -20,6 +20,7 @@
 
 mod archive;
 mod beside;
+mod compression;
 mod config;
 mod copy;
 mod explain;

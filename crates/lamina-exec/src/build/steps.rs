@@ -192,16 +192,7 @@ fn build_with_sources<'a>(
     let started = Instant::now();
     let unpacks_before = inner.layer_unpacks();
     let store = &inner.store;
-    let remote = !remote_sources.is_empty() || !options.cache_to.is_empty();
-    // Without root the layer cache cannot be filled (`view`): bases stay compressed.
-    let trees = || {
-        rustix::process::geteuid().is_root()
-            && inner.layer_cache().is_ok_and(|c| c.holds_trees_of(store))
-    };
-    let compression = effective_compression(&plan, inner.config.layer_compression, remote, trees);
-    if compression == Compression::None {
-        back_bases_by_trees(inner, &plan);
-    }
+    let compression = super::compression::choose(inner, &plan, options, remote_sources);
     let epoch = source_date_epoch();
     let shape = definition_shape(image, options);
     let record_paths =
@@ -288,75 +279,6 @@ fn build_with_sources<'a>(
         remote_layers,
     };
     Ok((report, exports))
-}
-
-/// The compression of new layers: the configured one, unless a base image's layers are
-/// not stored that way (a manifest names one compression for all its layers). Then none
-/// where the store keeps trees (`holds_trees`; as root, of the host or of a user namespace):
-/// a base unpacked here is tree-backed, its tar served from the tree, as Docker keeps layers
-/// uncompressed until a push, so a cold build compresses nothing. Not decided by whether the bases have plain variants yet: that
-/// changes when they are unpacked, and a build must name the same layers before and after.
-/// Else (no trees, or a registry cache, whose image names its layers as the registry holds
-/// them, compressed) what the bases have.
-fn effective_compression(
-    plan: &Plan,
-    wanted: Compression,
-    remote: bool,
-    holds_trees: impl FnOnce() -> bool,
-) -> Compression {
-    let bases: Vec<&LayerRecord> = plan
-        .bases
-        .iter()
-        .filter_map(|b| match b {
-            Base::Image(image) => Some(image.layers.iter().map(|l| &l.record)),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let has = |c: Compression| {
-        bases
-            .iter()
-            .all(|l| l.variants.iter().any(|v| v.compression == c))
-    };
-    if has(wanted) {
-        return wanted;
-    }
-    if !remote && holds_trees() {
-        return Compression::None;
-    }
-    [Compression::Gzip, Compression::Zstd, Compression::None]
-        .into_iter()
-        .find(|c| has(*c))
-        .unwrap_or(wanted)
-}
-
-/// Unpacks the base layers that have no plain variant yet (received compressed, not unpacked
-/// at pull or import, e.g. a base this build fetched), which makes them tree-backed, as the
-/// first RUN on them would: an image of plain layers names their tars. Best effort: a layer
-/// left without one gets a plain blob at the commit instead.
-fn back_bases_by_trees(inner: &Inner, plan: &Plan) {
-    let store = &inner.store;
-    let layers = plan.bases.iter().flat_map(|base| match base {
-        Base::Image(image) => image.layers.iter().map(|l| &l.record).collect(),
-        _ => Vec::new(),
-    });
-    for layer in layers {
-        if layer.variant_in(Compression::None).is_some() {
-            continue;
-        }
-        let unpacked = store
-            .layer(&layer.digest)
-            .map_err(ExecError::from)
-            .and_then(|fresh| match fresh {
-                Some(fresh) if fresh.variant_in(Compression::None).is_some() => Ok(()),
-                _ => inner
-                    .layer_cache()
-                    .and_then(|cache| cache.unpacked(store, layer).map(drop)),
-            });
-        if let Err(e) = unpacked {
-            tracing::debug!("base layer {} left for the commit: {e}", layer.digest);
-        }
-    }
 }
 
 /// Identifies "the same definition" across builds for explaining misses: its unexpanded

@@ -261,30 +261,50 @@ fn options_with_auto() -> StoreOptions {
 /// variant of `len` bytes, kept by a cache entry (key `[seed; 32]`); returns the layer key
 /// and the gzip blob.
 fn tree_layer_with_gzip(store: &Store, seed: u8, len: usize) -> (Digest, lamina_store::BlobInfo) {
+    let (key, gz) = tree_layer(store, seed, 64, Some(len));
+    (key, gz.unwrap())
+}
+
+/// A tree-backed layer of a `tar_len`-byte tar (its tar-split stored, no plain blob), with
+/// a reproducible gzip variant of `gzip_len` bytes if given, kept by a cache entry (key
+/// `[seed; 32]`); returns the layer key and the gzip blob.
+fn tree_layer(
+    store: &Store,
+    seed: u8,
+    tar_len: usize,
+    gzip_len: Option<usize>,
+) -> (Digest, Option<lamina_store::BlobInfo>) {
     let seed64 = u64::from(seed);
-    let tar = data(seed64, 64);
+    let tar = data(seed64, tar_len);
     let key = Digest::blake3_of(&tar);
     let split = store
         .put_bytes(BlobKind::TarSplit, &data(seed64 + 100, 32))
         .unwrap();
-    let gz = store
-        .put_bytes(BlobKind::Layer, &data(seed64 + 200, len))
-        .unwrap();
+    let mut variants = vec![LayerVariant::plain(
+        key,
+        Digest::sha256_of(&tar),
+        tar.len() as u64,
+    )];
+    let gz = gzip_len.map(|len| {
+        store
+            .put_bytes(BlobKind::Layer, &data(seed64 + 200, len))
+            .unwrap()
+    });
+    if let Some(gz) = &gz {
+        variants.push(LayerVariant {
+            compression: Compression::Gzip,
+            digest: gz.digest,
+            sha256: gz.sha256,
+            size: gz.size,
+            reproducible: true,
+        });
+    }
     store
         .put_layer(&LayerRecord {
             digest: key,
             diff_id: Digest::sha256_of(&tar),
             size: tar.len() as u64,
-            variants: vec![
-                LayerVariant::plain(key, Digest::sha256_of(&tar), tar.len() as u64),
-                LayerVariant {
-                    compression: Compression::Gzip,
-                    digest: gz.digest,
-                    sha256: gz.sha256,
-                    size: gz.size,
-                    reproducible: true,
-                },
-            ],
+            variants,
             created: std::time::SystemTime::now(),
             tar_split: Some(split.digest),
         })
@@ -435,34 +455,7 @@ fn size_budget_counts_the_trees_of_tree_backed_layers() {
     let store = Store::open(dir.path().join("store"), options).unwrap();
     let mut keys = Vec::new();
     for seed in 1..=2u8 {
-        let tar = data(u64::from(seed), 10_000);
-        let key = Digest::blake3_of(&tar);
-        let split = store
-            .put_bytes(BlobKind::TarSplit, &data(u64::from(seed) + 100, 32))
-            .unwrap();
-        store
-            .put_layer(&LayerRecord {
-                digest: key,
-                diff_id: Digest::sha256_of(&tar),
-                size: tar.len() as u64,
-                variants: vec![LayerVariant::plain(
-                    key,
-                    Digest::sha256_of(&tar),
-                    tar.len() as u64,
-                )],
-                created: std::time::SystemTime::now(),
-                tar_split: Some(split.digest),
-            })
-            .unwrap();
-        let config = store
-            .put_bytes(BlobKind::Config, &data(u64::from(seed) + 300, 16))
-            .unwrap();
-        let entry = CacheEntry {
-            layer: Some(key),
-            config: config.digest,
-            ttl: Some(Duration::from_secs(3600)),
-        };
-        store.put_cache_entry(&[seed; 32], &entry).unwrap();
+        let (key, _) = tree_layer(&store, seed, 10_000, None);
         keys.push(key);
         std::thread::sleep(Duration::from_millis(5));
     }
