@@ -95,50 +95,59 @@ pub(crate) fn read_node(path: &Path) -> Result<Node, LayerError> {
 
 fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
     use rustix::fs::{lgetxattr, lgetxattr_query, llistxattr, llistxattr_query};
-    let err = |e: rustix::io::Errno| LayerError::Source {
+    use rustix::io::Errno;
+    let err = |e: Errno| LayerError::Source {
         path: path.to_owned(),
         source: e.into(),
     };
-    // Attributes can change between the size query and the read; retry on ERANGE.
-    for _ in 0..8 {
-        let size = match llistxattr_query(path) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
+    let list = match read_sized(|buf| llistxattr(path, buf), || llistxattr_query(path)) {
+        Ok(list) => list,
+        Err(Errno::OPNOTSUPP) => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    let mut out = Vec::new();
+    for name in list.split(|&c| c == 0).filter(|s| !s.is_empty()) {
+        match read_sized(
+            |buf| lgetxattr(path, name, buf),
+            || lgetxattr_query(path, name),
+        ) {
+            Ok(value) => out.push((name.to_vec(), value)),
+            // Removed since it was listed.
+            Err(Errno::NODATA) => {}
             Err(e) => return Err(err(e)),
-        };
-        let mut list = vec![0u8; size];
-        let n = match llistxattr(path, &mut list[..]) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(e) => return Err(err(e)),
-        };
-        let mut out = Vec::new();
-        for name in list[..n].split(|&c| c == 0).filter(|s| !s.is_empty()) {
-            let value = loop {
-                let len = match lgetxattr_query(path, name) {
-                    Ok(len) => len,
-                    Err(rustix::io::Errno::NODATA) => break None,
-                    Err(e) => return Err(err(e)),
-                };
-                let mut v = vec![0u8; len];
-                match lgetxattr(path, name, &mut v[..]) {
-                    Ok(n) => {
-                        v.truncate(n);
-                        break Some(v);
-                    }
-                    Err(rustix::io::Errno::RANGE) => continue,
-                    Err(rustix::io::Errno::NODATA) => break None,
-                    Err(e) => return Err(err(e)),
-                }
-            };
-            if let Some(v) = value {
-                out.push((name.to_vec(), v));
-            }
         }
-        out.sort();
-        return Ok(out);
     }
-    Err(err(rustix::io::Errno::RANGE))
+    out.sort();
+    Ok(out)
+}
+
+/// An attribute list or value read in one call when it fits a small buffer (nearly every
+/// file has none, or short ones: one system call per file, not a size query before every
+/// read), else at the size `query` reports; attributes can change between the query and
+/// the read, so that is tried a few times.
+fn read_sized(
+    mut read: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+    mut query: impl FnMut() -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
+    use rustix::io::Errno;
+    let mut small = [0u8; 256];
+    match read(&mut small) {
+        Ok(n) => return Ok(small[..n].to_vec()),
+        Err(Errno::RANGE) => {}
+        Err(e) => return Err(e),
+    }
+    for _ in 0..8 {
+        let mut buf = vec![0u8; query()?];
+        match read(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::RANGE)
 }
 
 /// The attributes a layer carries: all but overlayfs's own (`trusted.overlay.*`,
@@ -294,4 +303,34 @@ pub(crate) fn walk(
     }
     flatten(siblings, out);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_read_whole_at_any_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"x").unwrap();
+        assert!(read_xattrs(&path).unwrap().is_empty());
+        let set = |name: &str, value: &[u8]| {
+            rustix::fs::lsetxattr(&path, name, value, rustix::fs::XattrFlags::empty()).unwrap()
+        };
+        // Past the one-call buffer: a long value, and a list of names longer than it (an
+        // ext4 block holds them all).
+        let long: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        set("user.long", &long);
+        let mut expected = vec![(b"user.long".to_vec(), long)];
+        for i in 0..20 {
+            let name = format!("user.attribute-number-{i:02}");
+            set(&name, name.as_bytes());
+            expected.push((name.clone().into_bytes(), name.into_bytes()));
+        }
+        set("user.empty", b"");
+        expected.push((b"user.empty".to_vec(), Vec::new()));
+        expected.sort();
+        assert_eq!(read_xattrs(&path).unwrap(), expected);
+    }
 }
