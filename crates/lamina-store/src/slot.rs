@@ -107,6 +107,8 @@ struct State {
     closer_running: bool,
     /// How many times the index was opened, for tests and statistics.
     opens: u64,
+    /// Set by [`Slot::shutdown`]: a background open that has not begun stays undone.
+    shut: bool,
 }
 
 pub(crate) struct Slot {
@@ -124,6 +126,10 @@ pub(crate) struct Slot {
     /// process ("pthread lock: Invalid argument") when it exits in the middle of a close.
     /// Taken before `state`, never after.
     closing: Mutex<()>,
+    /// Held by the thread that opens the index read-write (a background open included,
+    /// see [`Slot::open_writable_in_background`]): one open serves every writer waiting
+    /// here, while readers go on through the open index. Taken before `closing`.
+    opening: Mutex<()>,
     wake: Condvar,
     after_open: Box<AfterOpen>,
     notice: Option<WaitNotice>,
@@ -157,8 +163,10 @@ impl Slot {
                 last_use: Instant::now(),
                 closer_running: false,
                 opens: 0,
+                shut: false,
             }),
             closing: Mutex::new(()),
+            opening: Mutex::new(()),
             wake: Condvar::new(),
             after_open,
             notice: options.wait_notice.clone(),
@@ -213,26 +221,36 @@ impl Slot {
                 _lock: None,
             })
         } else {
-            Arc::new(self.open_read_write()?)
+            // Through `opening`, as every read-write open: one may be under way already.
+            drop(state);
+            return self.get_writable();
         };
         self.install(&mut state, open.clone());
         Ok(open)
     }
 
     /// The index opened read-write: the open one if it is, else a new read-write open that
-    /// takes over from a read-only one (whose recorded uses it writes at once).
+    /// takes over from a read-only one (whose recorded uses it writes at once). Readers use
+    /// the read-only open while this one is made.
     pub(crate) fn get_writable(self: &Arc<Self>) -> Result<Arc<OpenIndex>, StoreError> {
-        let mut state = self.state();
-        state.last_use = Instant::now();
-        match &state.open {
-            Some(open) if !open.index.is_read_only() || self.read_only => {
-                return Ok(open.clone());
-            }
-            _ => {}
+        if let Some(open) = self.writable_open() {
+            return Ok(open);
         }
+        let _opening = lock(&self.opening);
+        // Opened by the thread this one waited for (a background open).
+        if let Some(open) = self.writable_open() {
+            return Ok(open);
+        }
+        self.take_over_writable()
+    }
+
+    /// Opens the index read-write and makes it the process's open index; the caller holds
+    /// `opening`.
+    fn take_over_writable(self: &Arc<Self>) -> Result<Arc<OpenIndex>, StoreError> {
         // The read-only open stays alive (and keeps the touch log shared) for as long as an
         // operation holds it; this process reads through the new open from here on.
         let writable = Arc::new(self.open_read_write()?);
+        let mut state = self.state();
         let reading = state.open.take();
         if let Some(reading) = &reading {
             let touches = reading.take_touches();
@@ -245,6 +263,43 @@ impl Slot {
         let _closing = self.closing();
         drop(reading);
         Ok(writable)
+    }
+
+    /// The open index if it can be written (or the store is read-only), marked as used.
+    fn writable_open(&self) -> Option<Arc<OpenIndex>> {
+        let mut state = self.state();
+        state.last_use = Instant::now();
+        match &state.open {
+            Some(open) if !open.index.is_read_only() || self.read_only => Some(open.clone()),
+            _ => None,
+        }
+    }
+
+    /// Starts opening the index read-write on a thread of its own, so that the caller's next
+    /// work (a build step's, before its first write) runs meanwhile; the first writer then
+    /// waits for that open instead of making its own. Readers keep the open index until it
+    /// is done. A failed open is left to that writer, which meets the error again.
+    pub(crate) fn open_writable_in_background(self: &Arc<Self>) {
+        if self.read_only
+            || self
+                .state()
+                .open
+                .as_ref()
+                .is_some_and(|o| !o.index.is_read_only())
+        {
+            return;
+        }
+        let slot = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("lamina-store-open".into())
+            .spawn(move || {
+                let _opening = lock(&slot.opening);
+                if !slot.state().shut && slot.writable_open().is_none() {
+                    let _ = slot.take_over_writable();
+                }
+            });
+        // No thread: the first writer opens it, as it would have.
+        drop(spawned);
     }
 
     /// Makes `open` the process's open index and starts the idle closer if needed.
@@ -375,8 +430,15 @@ impl Slot {
 
     /// Closes the index whatever the idle time (the store is being dropped).
     pub(crate) fn shutdown(&self) {
+        // After an open in progress (a background one): a process must not exit in its
+        // middle either.
+        let _opening = lock(&self.opening);
         let _closing = self.closing();
-        let closing = self.state().open.take();
+        let closing = {
+            let mut state = self.state();
+            state.shut = true;
+            state.open.take()
+        };
         drop(closing);
         self.wake.notify_all();
     }
@@ -390,6 +452,10 @@ impl Slot {
     pub(crate) fn opens(&self) -> u64 {
         self.state().opens
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A short pause between read-only open attempts, longer each time.

@@ -292,3 +292,54 @@ fn a_read_section_that_grows_the_log_past_its_bound_merges_it() {
     let recent = |t: std::time::SystemTime| now_ms() - to_ms(t) < 60_000;
     assert!(recent(store.cache_record(&key).unwrap().unwrap().last_used));
 }
+
+#[test]
+fn lookups_answer_while_an_open_for_writes_waits_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let wait = Duration::from_secs(20);
+    // Another writer keeps the index, and `LOCK`, open until released.
+    let writer = Store::open(
+        &path,
+        StoreOptions {
+            idle_close: None,
+            ..options(false)
+        },
+    )
+    .unwrap();
+    let old = writer.put_bytes(BlobKind::Other, b"old").unwrap();
+    let store = std::sync::Arc::new(
+        Store::open(
+            &path,
+            StoreOptions {
+                lock_timeout: wait,
+                ..options(true)
+            },
+        )
+        .unwrap(),
+    );
+    assert!(store.index().unwrap().is_read_only());
+    store.open_for_writes_in_background();
+    // The open waits for `LOCK`; a lookup meanwhile answers from the read-only open
+    // (it waited for the open, up to the lock timeout, when the open held the state).
+    let (done, answered) = std::sync::mpsc::channel();
+    let reader = std::sync::Arc::clone(&store);
+    std::thread::spawn(move || done.send(reader.contains(&old.digest).unwrap()));
+    let found = answered
+        .recv_timeout(wait / 2)
+        .expect("the lookup waited for the open");
+    assert!(found);
+    assert!(store.index().unwrap().is_read_only());
+    // Once `LOCK` is free the background open completes by itself, and the first write uses
+    // it: one read-only and one read-write open in all.
+    writer.release_index();
+    let deadline = std::time::Instant::now() + wait;
+    while store.index_opens() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.index_opens(), 2);
+    let new = store.put_bytes(BlobKind::Other, b"new").unwrap();
+    assert!(!store.index().unwrap().is_read_only());
+    assert_eq!(store.index_opens(), 2);
+    assert!(store.contains(&new.digest).unwrap() && store.contains(&old.digest).unwrap());
+}

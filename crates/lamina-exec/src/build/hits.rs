@@ -5,7 +5,10 @@
 //! in any process decides while it is held, so hits need no index write at all (a rebuild
 //! whose steps all hit opens the index read-only in a read-first store, and records its
 //! uses in the touch log). At the first miss (or before network work) the build takes its
-//! lease, adds what it used so far, and ends the section, so GC can run beside the step.
+//! lease, adds what it used so far, and ends the section, so GC can run beside the step:
+//! not as the miss is found but before anything long or written (a wait for another
+//! process's run of the step, a RUN's command, the step's first write), since the lease
+//! needs the index opened for writing, which opens meanwhile (`steps.rs`, `step`).
 
 use std::sync::MutexGuard;
 

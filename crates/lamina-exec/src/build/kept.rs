@@ -6,6 +6,8 @@
 //! trees (a build without root) the layer is stored as a compressed blob.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
 
 use lamina_image::layer_store::{LayerSource, record_tree_layer, store_layer, write_tar_split};
 use lamina_store::{Compression, LayerRecord};
@@ -66,5 +68,59 @@ impl Build<'_> {
             let compression = self.compression;
             lock(&self.variants_beside).queue(&self.inner.store, layer.clone(), compression);
         }
+    }
+}
+
+/// Staging trees a step did not keep (its layer had a tree already, as in a rebuild with
+/// `--no-cache`), removed on threads beside the build's next steps: a few hundred entries
+/// are milliseconds of unlinks. Joined when the build ends, so a build leaves none behind;
+/// what a killed process leaves is its staging tree, reclaimed as any (`crate::reclaim`).
+#[derive(Debug, Default)]
+pub(crate) struct RemovedBeside(Mutex<Vec<JoinHandle<()>>>);
+
+impl RemovedBeside {
+    /// Removes `tree` on a thread of its own (here, when no thread can be started).
+    pub(crate) fn remove(&self, tree: tempfile::TempDir) {
+        let spawned = std::thread::Builder::new()
+            .name("lamina-remove".into())
+            .spawn(move || drop(tree));
+        if let Ok(handle) = spawned {
+            lock(&self.0).push(handle);
+        }
+    }
+}
+
+impl Drop for RemovedBeside {
+    fn drop(&mut self) {
+        for handle in std::mem::take(&mut *lock(&self.0)) {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_removed_beside_are_gone_when_it_drops() {
+        let parent = tempfile::tempdir().unwrap();
+        let removed = RemovedBeside::default();
+        let mut paths = Vec::new();
+        for i in 0..3 {
+            let tree = tempfile::tempdir_in(parent.path()).unwrap();
+            for j in 0..200 {
+                let dir = tree.path().join(format!("d{j}"));
+                std::fs::create_dir(&dir).unwrap();
+                std::fs::write(dir.join("f"), format!("{i}.{j}")).unwrap();
+            }
+            paths.push(tree.path().to_path_buf());
+            removed.remove(tree);
+        }
+        drop(removed);
+        for path in paths {
+            assert!(!path.exists(), "{} is left", path.display());
+        }
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
     }
 }

@@ -61,25 +61,51 @@ pub(crate) fn temp_dir(work_dir: &Path, prefix: &str) -> Result<tempfile::TempDi
 }
 
 /// An exclusive lock on one cache key, across threads and processes (`flock` on
-/// `work_dir/locks/<key>.lock`); released on drop.
+/// `work_dir/locks/<key>.lock`); released on drop. A holder that stored the step marks the
+/// file ([`KeyLock::mark_stored`]), so the next holder knows the step may have been stored
+/// since its own lookup.
 #[derive(Debug)]
 pub(crate) struct KeyLock {
-    _file: File,
+    file: File,
 }
 
 impl KeyLock {
     /// Waits for the lock of `key`.
     pub fn acquire(work_dir: &Path, key: &CacheKey) -> Result<KeyLock, ExecError> {
-        let dir = work_dir.join(LOCKS);
-        std::fs::create_dir_all(&dir).map_err(|source| io(&dir, source))?;
-        let path = dir.join(format!("{}.lock", hex(key)));
+        let path = lock_path(work_dir, key)?;
         // Each acquisition opens its own file description, so flock also excludes other
         // threads of this process; the lock is checked to be on the file the path names,
         // since `prune_step_locks` unlinks unused lock files.
         let file =
             crate::sandbox::fsutil::lock_named(&path, rustix::fs::FlockOperation::LockExclusive)?;
-        Ok(KeyLock { _file: file })
+        Ok(KeyLock { file })
     }
+
+    /// The lock of `key` if nobody holds it now.
+    pub fn try_acquire(work_dir: &Path, key: &CacheKey) -> Result<Option<KeyLock>, ExecError> {
+        let path = lock_path(work_dir, key)?;
+        Ok(crate::sandbox::fsutil::try_lock_named(&path)?.map(|file| KeyLock { file }))
+    }
+
+    /// Whether a holder before this one stored the step (see [`KeyLock::mark_stored`]).
+    pub fn stored_before(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.len() > 0)
+    }
+
+    /// Marks the step as stored, for the holders after this one. Best effort: an unmarked
+    /// file only means that a build whose lookup came before this store runs the step too.
+    pub fn mark_stored(&self) {
+        use std::os::unix::fs::FileExt;
+        if !self.stored_before() {
+            let _ = self.file.write_at(b"1", 0);
+        }
+    }
+}
+
+fn lock_path(work_dir: &Path, key: &CacheKey) -> Result<PathBuf, ExecError> {
+    let dir = work_dir.join(LOCKS);
+    std::fs::create_dir_all(&dir).map_err(|source| io(&dir, source))?;
+    Ok(dir.join(format!("{}.lock", hex(key))))
 }
 
 const LOCKS: &str = "locks";
@@ -151,6 +177,28 @@ pub(crate) fn stored_variant(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_lock_tells_the_next_holder_that_the_step_was_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = [3u8; 32];
+        let first = KeyLock::try_acquire(dir.path(), &key).unwrap().unwrap();
+        assert!(!first.stored_before());
+        assert!(KeyLock::try_acquire(dir.path(), &key).unwrap().is_none());
+        drop(first);
+        // Released unmarked (a failed step): the next holder has nothing to look up again.
+        let second = KeyLock::acquire(dir.path(), &key).unwrap();
+        assert!(!second.stored_before());
+        second.mark_stored();
+        drop(second);
+        let third = KeyLock::acquire(dir.path(), &key).unwrap();
+        assert!(third.stored_before());
+        third.mark_stored();
+        assert_eq!(
+            std::fs::read(dir.path().join(LOCKS).join(format!("{}.lock", hex(&key)))).unwrap(),
+            b"1"
+        );
+    }
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -78,10 +78,13 @@ pub(crate) struct Build<'a> {
     /// Compressed variants of this build's layers, made beside its next steps. Declared
     /// before `lease` so that it drops first: its thread ends before the lease does.
     pub(crate) variants_beside: Mutex<super::beside::VariantsBeside>,
+    /// Staging trees no layer kept, being removed beside the next steps.
+    pub(crate) removed_beside: super::kept::RemovedBeside,
     /// Every blob and layer the build uses or writes, so that GC in any process (`cache
     /// gc` beside this build) leaves them until the build has referenced them; released
-    /// when the build ends, and with this process if it dies. Taken at the first miss (see
-    /// `hits`): until then the read section protects what the build found.
+    /// when the build ends, and with this process if it dies. Taken at the first miss, by
+    /// its first write or before its command runs (see `hits`): until then the read section
+    /// protects what the build found.
     pub(crate) lease: OnceLock<lamina_store::Lease<'a>>,
     /// While every step so far hit: no GC decides (in any process), and what the build
     /// found is recorded as used without writing the index (see `hits`).
@@ -217,6 +220,7 @@ fn build_with_sources<'a>(
         lazy: std::collections::BTreeSet::new(),
         git: None,
         variants_beside: Mutex::new(Default::default()),
+        removed_beside: Default::default(),
         lease: OnceLock::new(),
         // A remote cache means network work between lookups: a lease from the start.
         section: Mutex::new(
@@ -419,12 +423,26 @@ impl Build<'_> {
             self.lookup(&step_key)?
         };
         if found.is_none() {
-            // A miss: the lease from here on, so GC may run while the step does and while
-            // this build waits for another process running the same step.
-            self.lease()?;
-            let lock = KeyLock::acquire(&self.inner.config.work_dir, &step_key)?;
-            // Another build may have run this very step while we waited for the lock.
-            if !forced {
+            // A miss: the step will write. The index opens for writing beside the step's
+            // first work (a COPY's staging); the lease, which lets GC run while the step
+            // does, is taken before anything long: a wait for another process running this
+            // step, a RUN's command, the step's first write (`Build::lease`).
+            if self.lease.get().is_none() {
+                self.inner.store.open_for_writes_in_background();
+            }
+            let work_dir = &self.inner.config.work_dir;
+            let lock = match KeyLock::try_acquire(work_dir, &step_key)? {
+                Some(lock) => lock,
+                None => {
+                    self.lease()?;
+                    KeyLock::acquire(work_dir, &step_key)?
+                }
+            };
+            // Another build may have stored this very step since the lookup above (it marks
+            // the lock when it has): looked up again through the index opened for writing,
+            // which sees every write (a read-only open sees the index as it was opened).
+            if !forced && lock.stored_before() {
+                self.lease()?;
                 found = self.lookup(&step_key)?;
             }
             // `COPY --link`: the layer made on another base is this step's layer too.
@@ -448,7 +466,9 @@ impl Build<'_> {
                 {
                     state.config.push_history(created_by, false, &self.created);
                 }
+                self.lease()?;
                 self.save(&step_key, state, Some(&layer))?;
+                lock.mark_stored();
                 drop(lock);
                 if fingerprint_matches {
                     recorded.pending = matches;
@@ -476,10 +496,12 @@ impl Build<'_> {
                 self.realize_sources(s, &instruction)?;
                 self.current = (inputs, s);
                 let layer = self.execute(s, index, &text, &instruction, state, &matches)?;
+                self.lease()?;
                 self.save(&step_key, state, layer.as_ref())?;
                 if let Some(link) = &link {
                     self.save(link, state, layer.as_ref())?;
                 }
+                lock.mark_stored();
                 drop(lock);
                 self.finish(
                     index, text, recorded, step_key, state, layer, false, started,
@@ -642,7 +664,12 @@ impl Build<'_> {
     /// Stores the staged tree as a layer of this build, and keeps the tree itself as the
     /// layer's unpacked copy (see [`LayerCache::adopt`](crate::sandbox::LayerCache::adopt)).
     pub(crate) fn store_staged(&self, tree: tempfile::TempDir) -> Result<LayerRecord, ExecError> {
-        self.store_and_keep(LayerSource::Tree(tree.path()), tree.path())
+        let layer = self.store_and_keep(LayerSource::Tree(tree.path()), tree.path())?;
+        // Still there when the layer had its tree already.
+        if tree.path().exists() {
+            self.removed_beside.remove(tree);
+        }
+        Ok(layer)
     }
 
     /// Commits the target stage as an image; tags it or keeps it under a final cache key.
