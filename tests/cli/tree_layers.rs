@@ -375,3 +375,37 @@ fn a_build_killed_while_writing_a_tar_split_leaves_nothing_behind() {
     untar(&out, &unpacked);
     assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0);
 }
+
+/// One COPY of two sources: the second replaces a file the first placed with a symlink, and
+/// fills a directory the first made; the kept tree is the layer, as staged, and the rebuild
+/// with `--no-cache` (the layer's tree kept already) leaves no staging tree behind.
+#[test]
+fn a_copy_of_two_sources_replaces_and_fills_what_the_first_placed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tree(
+        d,
+        &[
+            ("a/x", "a file"),
+            ("a/d/f", "from a"),
+            ("b/d/g", "from b"),
+            ("Dockerfile", "FROM scratch\nCOPY a/ b/ /out/\n"),
+        ],
+    );
+    std::os::unix::fs::symlink("d/g", d.join("b/x")).unwrap();
+    let store = d.join("store");
+    let s = store.to_str().unwrap();
+    let dockerfile = d.join("Dockerfile");
+    run(d, s, &["build", dockerfile.to_str().unwrap()]);
+    let [tree] = trees(&store).try_into().expect("one layer tree");
+    let out = store.join("exec/layers").join(tree).join("out");
+    assert_eq!(std::fs::read_link(out.join("x")).unwrap(), Path::new("d/g"));
+    assert_eq!(std::fs::read_to_string(out.join("d/f")).unwrap(), "from a");
+    assert_eq!(std::fs::read_to_string(out.join("d/g")).unwrap(), "from b");
+    run(d, s, &["build", dockerfile.to_str().unwrap(), "--no-cache"]);
+    assert_eq!(trees(&store).len(), 1);
+    let staging: Vec<_> = std::fs::read_dir(store.join("exec/tmp"))
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "left in exec/tmp: {staging:?}");
+}

@@ -21,7 +21,7 @@
 //! ADD of a git repository stages its checkout (see the `git` module) as a directory.
 //! Not supported, with an error saying so: URLs and repositories in COPY (as BuildKit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,10 @@ struct Stage {
     /// Source files with several links (by device and inode) and where the first was
     /// staged, with the staged inode: later links to them become links to it.
     links: HashMap<(u64, u64), (PathBuf, u64)>,
+    /// Directories this step made or found in the staging tree (none is ever replaced
+    /// there): an entry below one needs no `mkdir -p` of its parent, a few system calls
+    /// per entry otherwise.
+    dirs: HashSet<PathBuf>,
 }
 
 impl Build<'_> {
@@ -137,6 +141,7 @@ impl Build<'_> {
             placed: Vec::new(),
             dir_modes: Vec::new(),
             links: HashMap::new(),
+            dirs: HashSet::new(),
         };
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
@@ -255,7 +260,7 @@ impl Build<'_> {
             } else {
                 stage.dest.clone()
             };
-            make_parents(&target, &stage.root).map_err(|e| e.to_string())?;
+            make_parents(&target, stage).map_err(|e| e.to_string())?;
             std::fs::write(&target, doc.body.as_bytes()).map_err(|e| e.to_string())?;
             set_mode(&target, stage.chmod.unwrap_or(0o644)).map_err(|e| e.to_string())?;
             stage.placed.push(target);
@@ -326,6 +331,8 @@ fn stage_matches(
                 super::archive::open_tar(&entry.host_path).map_err(|e| io(&entry.host_path, e))?
         {
             super::archive::extract(tar, &stage.dest, &m.path).map_err(invalid)?;
+            // The archive may have put anything anywhere below the destination.
+            stage.dirs.clear();
             continue;
         }
         for entry in &m.entries {
@@ -402,11 +409,13 @@ pub(crate) fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
-fn make_parents(target: &Path, root: &Path) -> Result<(), ExecError> {
+fn make_parents(target: &Path, stage: &mut Stage) -> Result<(), ExecError> {
     if let Some(parent) = target.parent()
-        && parent != root
+        && parent != stage.root
+        && !stage.dirs.contains(parent)
     {
         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        stage.dirs.insert(parent.to_path_buf());
     }
     Ok(())
 }
@@ -415,14 +424,17 @@ fn make_dir(target: &Path, mode: u32, stage: &mut Stage) -> Result<(), ExecError
     if target == stage.root {
         return Ok(());
     }
-    std::fs::create_dir_all(target).map_err(|e| io(target, e))?;
+    if !stage.dirs.contains(target) {
+        std::fs::create_dir_all(target).map_err(|e| io(target, e))?;
+        stage.dirs.insert(target.to_path_buf());
+    }
     stage.dir_modes.push((target.to_path_buf(), mode));
     stage.placed.push(target.to_path_buf());
     Ok(())
 }
 
 fn copy_file(source: &Path, target: &Path, mode: u32, stage: &mut Stage) -> Result<(), ExecError> {
-    make_parents(target, &stage.root)?;
+    make_parents(target, stage)?;
     if std::fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) {
         std::fs::remove_file(target).map_err(|e| io(target, e))?;
     }
@@ -467,11 +479,17 @@ fn copy_contents(source: &Path, target: &Path) -> Result<(), ExecError> {
 }
 
 fn make_symlink(link: &Path, target: &Path, stage: &mut Stage) -> Result<(), ExecError> {
-    make_parents(target, &stage.root)?;
-    if std::fs::symlink_metadata(target).is_ok() {
-        std::fs::remove_file(target).map_err(|e| io(target, e))?;
-    }
-    std::os::unix::fs::symlink(link, target).map_err(|e| io(target, e))?;
+    make_parents(target, stage)?;
+    // An earlier source's entry at the same path is replaced (found by the failed attempt:
+    // no lookup before every link).
+    let placed = match std::os::unix::fs::symlink(link, target) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(target).map_err(|e| io(target, e))?;
+            std::os::unix::fs::symlink(link, target)
+        }
+        other => other,
+    };
+    placed.map_err(|e| io(target, e))?;
     stage.placed.push(target.to_path_buf());
     Ok(())
 }
