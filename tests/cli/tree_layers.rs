@@ -409,3 +409,44 @@ fn a_copy_of_two_sources_replaces_and_fills_what_the_first_placed() {
         .unwrap_or_default();
     assert!(staging.is_empty(), "left in exec/tmp: {staging:?}");
 }
+
+/// A later source of one COPY never writes through a symlink an earlier one placed when it
+/// leads out of the image (the build runs as root: the file would land on the host); one
+/// leading inside the image is followed, as BuildKit does.
+#[test]
+fn a_copy_never_writes_through_a_symlink_out_of_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let outside = d.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    write_tree(
+        d,
+        &[
+            ("a/usr/lib/base", "base"),
+            ("b/lib/added", "added"),
+            ("c/x/f", "escaped"),
+            ("Dockerfile.inside", "FROM scratch\nCOPY a/ b/ /out/\n"),
+            ("Dockerfile.escape", "FROM scratch\nCOPY a/ c/ /out/\n"),
+        ],
+    );
+    std::os::unix::fs::symlink("usr/lib", d.join("a/lib")).unwrap();
+    std::os::unix::fs::symlink(&outside, d.join("a/x")).unwrap();
+    let store = d.join("store");
+    let s = store.to_str().unwrap();
+    let inside = d.join("Dockerfile.inside");
+    run(d, s, &["build", inside.to_str().unwrap()]);
+    let [tree] = trees(&store).try_into().expect("one layer tree");
+    let out = store.join("exec/layers").join(tree).join("out");
+    assert_eq!(
+        std::fs::read_to_string(out.join("usr/lib/added")).unwrap(),
+        "added"
+    );
+    let escape = d.join("Dockerfile.escape");
+    let err = crate::support::lamina_err(d, &["--store", s, "build", escape.to_str().unwrap()]);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        matches!(errors[..], [line] if line.contains("/out/x") && line.contains("symlink")),
+        "{err}"
+    );
+    assert!(!outside.join("f").exists(), "written through the symlink");
+}

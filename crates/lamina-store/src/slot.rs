@@ -71,6 +71,14 @@ impl OpenIndex {
         session.log.append(&touches).unwrap_or(0)
     }
 
+    /// Puts back uses taken by [`OpenIndex::take_touches`] that could not be written.
+    fn give_back(&self, touches: Vec<Touch>) {
+        if let Some(session) = &self.session {
+            let mut kept = session.touches.lock().unwrap_or_else(|p| p.into_inner());
+            kept.extend(touches);
+        }
+    }
+
     /// Takes the uses recorded so far (to write them into a read-write open instead).
     fn take_touches(&self) -> Vec<Touch> {
         self.session.as_ref().map_or_else(Vec::new, |s| {
@@ -241,23 +249,27 @@ impl Slot {
         if let Some(open) = self.writable_open() {
             return Ok(open);
         }
-        self.take_over_writable()
+        self.take_over_writable(true)
     }
 
     /// Opens the index read-write and makes it the process's open index; the caller holds
-    /// `opening`.
-    fn take_over_writable(self: &Arc<Self>) -> Result<Arc<OpenIndex>, StoreError> {
+    /// `opening`. Without `wait`, gives up at once when another process holds `LOCK`.
+    fn take_over_writable(self: &Arc<Self>, wait: bool) -> Result<Arc<OpenIndex>, StoreError> {
         // The read-only open stays alive (and keeps the touch log shared) for as long as an
         // operation holds it; this process reads through the new open from here on.
-        let writable = Arc::new(self.open_read_write()?);
+        let writable = Arc::new(self.open_read_write(wait)?);
         let mut state = self.state();
-        let reading = state.open.take();
-        if let Some(reading) = &reading {
+        if let Some(reading) = &state.open {
             let touches = reading.take_touches();
-            if !touches.is_empty() {
-                touchlog::apply(&writable.index, &touches)?;
+            if !touches.is_empty()
+                && let Err(e) = touchlog::apply(&writable.index, &touches)
+            {
+                // Kept for the touch log, where the read-only open appends them.
+                reading.give_back(touches);
+                return Err(e);
             }
         }
+        let reading = state.open.take();
         self.install(&mut state, writable.clone());
         drop(state);
         let _closing = self.closing();
@@ -278,7 +290,9 @@ impl Slot {
     /// Starts opening the index read-write on a thread of its own, so that the caller's next
     /// work (a build step's, before its first write) runs meanwhile; the first writer then
     /// waits for that open instead of making its own. Readers keep the open index until it
-    /// is done. A failed open is left to that writer, which meets the error again.
+    /// is done. While another process holds `LOCK` it gives up at once, and a failed open is
+    /// left to that writer: it waits (up to the lock timeout, with the notice) or meets the
+    /// error again.
     pub(crate) fn open_writable_in_background(self: &Arc<Self>) {
         if self.read_only
             || self
@@ -295,7 +309,7 @@ impl Slot {
             .spawn(move || {
                 let _opening = lock(&slot.opening);
                 if !slot.state().shut && slot.writable_open().is_none() {
-                    let _ = slot.take_over_writable();
+                    let _ = slot.take_over_writable(false);
                 }
             });
         // No thread: the first writer opens it, as it would have.
@@ -347,10 +361,14 @@ impl Slot {
 
     /// Opens the index read-write, with `LOCK` (waiting for other processes' sections) and
     /// recovery.
-    fn open_read_write(&self) -> Result<OpenIndex, StoreError> {
+    fn open_read_write(&self, wait: bool) -> Result<OpenIndex, StoreError> {
         let lock = StoreLock::acquire(
             &self.layout.lock,
-            self.lock_timeout,
+            if wait {
+                self.lock_timeout
+            } else {
+                Duration::ZERO
+            },
             NOTICE_AFTER,
             |holder| {
                 if let Some(notice) = &self.notice {
@@ -430,15 +448,12 @@ impl Slot {
 
     /// Closes the index whatever the idle time (the store is being dropped).
     pub(crate) fn shutdown(&self) {
-        // After an open in progress (a background one): a process must not exit in its
-        // middle either.
+        // A background open that has not begun stays undone; one in progress (it does not
+        // wait for `LOCK`) is waited for: a process must not exit in its middle either.
+        self.state().shut = true;
         let _opening = lock(&self.opening);
         let _closing = self.closing();
-        let closing = {
-            let mut state = self.state();
-            state.shut = true;
-            state.open.take()
-        };
+        let closing = self.state().open.take();
         drop(closing);
         self.wake.notify_all();
     }

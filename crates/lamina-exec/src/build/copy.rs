@@ -51,10 +51,12 @@ struct Stage {
     /// Source files with several links (by device and inode) and where the first was
     /// staged, with the staged inode: later links to them become links to it.
     links: HashMap<(u64, u64), (PathBuf, u64)>,
-    /// Directories this step made or found in the staging tree (none is ever replaced
-    /// there): an entry below one needs no `mkdir -p` of its parent, a few system calls
-    /// per entry otherwise.
+    /// Directories this step made or checked in the staging tree (symlinks to one inside it
+    /// included; forgotten when an entry is replaced): an entry below one needs no
+    /// `mkdir -p` of its parent, a few system calls per entry otherwise.
     dirs: HashSet<PathBuf>,
+    /// `root` with symlinks resolved, to tell where a symlink in the tree leads.
+    real_root: PathBuf,
 }
 
 impl Build<'_> {
@@ -87,6 +89,8 @@ impl Build<'_> {
         let mut downloaded = Vec::new();
         let matches = match url {
             Some(url) if matches.is_empty() => {
+                // GC may run during the download: leased from here.
+                self.lease()?;
                 let download = super::remote::fetch(
                     url,
                     copy.checksum.as_deref(),
@@ -142,6 +146,7 @@ impl Build<'_> {
             dir_modes: Vec::new(),
             links: HashMap::new(),
             dirs: HashSet::new(),
+            real_root: std::fs::canonicalize(staging.path()).map_err(|e| io(staging.path(), e))?,
         };
 
         self.stage_heredocs(copy, &mut stage).map_err(&invalid)?;
@@ -410,12 +415,62 @@ pub(crate) fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 fn make_parents(target: &Path, stage: &mut Stage) -> Result<(), ExecError> {
-    if let Some(parent) = target.parent()
-        && parent != stage.root
-        && !stage.dirs.contains(parent)
-    {
-        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-        stage.dirs.insert(parent.to_path_buf());
+    match target.parent() {
+        Some(parent) => ensure_dir(parent, stage),
+        None => Ok(()),
+    }
+}
+
+/// Makes `dir` of the staging tree a directory, as `mkdir -p` does, but never through a
+/// symlink an earlier source placed that leads out of the tree: an entry written through it
+/// would land on the host (the build runs as root). One inside the tree is followed, as
+/// BuildKit does.
+fn ensure_dir(dir: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+    if dir == stage.root || stage.dirs.contains(dir) {
+        return Ok(());
+    }
+    let Some(parent) = dir.parent().filter(|p| p.starts_with(&stage.root)) else {
+        return Err(io(dir, std::io::Error::other("outside the staging tree")));
+    };
+    ensure_dir(parent, stage)?;
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let inside = std::fs::canonicalize(dir)
+                .is_ok_and(|real| real.starts_with(&stage.real_root) && real.is_dir());
+            if !inside {
+                let in_image = Path::new("/").join(dir.strip_prefix(&stage.root).unwrap_or(dir));
+                return Err(io(
+                    in_image,
+                    std::io::Error::other(
+                        "a symlink an earlier source of this COPY placed, leading out of the \
+                         image or nowhere: not written through (copy the sources to separate \
+                         destinations)",
+                    ),
+                ));
+            }
+        }
+        Ok(_) => {
+            return Err(io(
+                dir,
+                std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(dir).map_err(|e| io(dir, e))?;
+        }
+        Err(e) => return Err(io(dir, e)),
+    }
+    stage.dirs.insert(dir.to_path_buf());
+    Ok(())
+}
+
+/// Removes the entry at `target` that a new one replaces; what was known of the tree's
+/// directories through it is forgotten.
+fn replace_entry(target: &Path, stage: &mut Stage) -> Result<(), ExecError> {
+    std::fs::remove_file(target).map_err(|e| io(target, e))?;
+    if stage.dirs.contains(target) {
+        stage.dirs.clear();
     }
     Ok(())
 }
@@ -424,10 +479,7 @@ fn make_dir(target: &Path, mode: u32, stage: &mut Stage) -> Result<(), ExecError
     if target == stage.root {
         return Ok(());
     }
-    if !stage.dirs.contains(target) {
-        std::fs::create_dir_all(target).map_err(|e| io(target, e))?;
-        stage.dirs.insert(target.to_path_buf());
-    }
+    ensure_dir(target, stage)?;
     stage.dir_modes.push((target.to_path_buf(), mode));
     stage.placed.push(target.to_path_buf());
     Ok(())
@@ -436,7 +488,7 @@ fn make_dir(target: &Path, mode: u32, stage: &mut Stage) -> Result<(), ExecError
 fn copy_file(source: &Path, target: &Path, mode: u32, stage: &mut Stage) -> Result<(), ExecError> {
     make_parents(target, stage)?;
     if std::fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) {
-        std::fs::remove_file(target).map_err(|e| io(target, e))?;
+        replace_entry(target, stage)?;
     }
     let meta = std::fs::metadata(source).map_err(|e| io(source, e))?;
     let source_id = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
@@ -484,7 +536,7 @@ fn make_symlink(link: &Path, target: &Path, stage: &mut Stage) -> Result<(), Exe
     // no lookup before every link).
     let placed = match std::os::unix::fs::symlink(link, target) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(target).map_err(|e| io(target, e))?;
+            replace_entry(target, stage)?;
             std::os::unix::fs::symlink(link, target)
         }
         other => other,

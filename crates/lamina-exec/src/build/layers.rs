@@ -96,9 +96,8 @@ impl KeyLock {
     /// file only means that a build whose lookup came before this store runs the step too.
     pub fn mark_stored(&self) {
         use std::os::unix::fs::FileExt;
-        if !self.stored_before() {
-            let _ = self.file.write_at(b"1", 0);
-        }
+        // Written every time: the time of the last store is what keeps it from a prune.
+        let _ = self.file.write_at(b"1", 0);
     }
 }
 
@@ -111,9 +110,9 @@ fn lock_path(work_dir: &Path, key: &CacheKey) -> Result<PathBuf, ExecError> {
 const LOCKS: &str = "locks";
 
 /// Removes the step-lock files no process holds (one is made per missed cache key, so they
-/// pile up: 70,000 after 10,000 builds); returns how many went. Each is unlinked while held,
-/// so a process that opened it before sees it is not the file the path names and opens the
-/// new one.
+/// pile up: 70,000 after 10,000 builds), but for those marked stored in the last hour;
+/// returns how many went. Each is unlinked while held, so a process that opened it before
+/// sees it is not the file the path names and opens the new one.
 pub fn prune_step_locks(work_dir: &Path) -> Result<u64, ExecError> {
     let dir = work_dir.join(LOCKS);
     let entries = match std::fs::read_dir(&dir) {
@@ -127,13 +126,27 @@ pub fn prune_step_locks(work_dir: &Path) -> Result<u64, ExecError> {
         if path.extension().is_none_or(|x| x != "lock") {
             continue;
         }
-        if let Some(_held) = crate::sandbox::fsutil::try_lock_named(&path)?
+        if let Some(held) = crate::sandbox::fsutil::try_lock_named(&path)?
+            && !recently_marked(&held)
             && std::fs::remove_file(&path).is_ok()
         {
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// How long a step lock marked as stored is kept: a build whose lookup came before the store
+/// and that takes the lock after it must find the mark (a new file has none), and that is
+/// seconds; an hour is ample.
+const MARK_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn recently_marked(lock: &File) -> bool {
+    lock.metadata().is_ok_and(|m| {
+        m.len() > 0
+            && m.modified()
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < MARK_KEPT))
+    })
 }
 
 pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ExecError {
@@ -216,6 +229,33 @@ mod tests {
         let again = KeyLock::acquire(dir.path(), &[2; 32]).unwrap();
         assert_eq!(prune_step_locks(dir.path()).unwrap(), 1);
         drop(again);
+    }
+
+    #[test]
+    fn a_step_lock_marked_stored_outlives_prunes_for_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let marked = KeyLock::acquire(dir.path(), &[4; 32]).unwrap();
+        marked.mark_stored();
+        drop(marked);
+        assert_eq!(prune_step_locks(dir.path()).unwrap(), 0);
+        assert!(
+            KeyLock::acquire(dir.path(), &[4; 32])
+                .unwrap()
+                .stored_before()
+        );
+        let path = dir
+            .path()
+            .join(LOCKS)
+            .join(format!("{}.lock", hex(&[4; 32])));
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        assert_eq!(prune_step_locks(dir.path()).unwrap(), 1);
+        assert!(!path.exists());
     }
 
     #[test]

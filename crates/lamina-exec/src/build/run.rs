@@ -28,6 +28,9 @@ impl Build<'_> {
             reason: reason.to_string(),
         };
         let args = argv(&state.config, run).map_err(|r| unsupported(&r))?;
+        // GC may run while the step does (its mounts and lower layers may need unpacking,
+        // its command may run for minutes): this build's layers are leased from here.
+        self.lease()?;
         let mut mounts = Vec::new();
         if self.inner.config.host_ca_bundle {
             mounts.push(BuildMount::HostCaBundle {
@@ -52,8 +55,6 @@ impl Build<'_> {
             .map(|l| l.path().to_path_buf())
             .collect();
         let sandbox = self.inner.sandbox()?;
-        // GC may run while the command does: this build's layers are leased from here.
-        self.lease()?;
         // The command may run for minutes; other processes get the store once nothing here
         // has used it for `StoreOptions::idle_close` (50 ms): closing it now would cost a
         // short command (most are) a reopen, with its OPTIONS file, fsyncs and recovery,
@@ -76,9 +77,6 @@ impl Build<'_> {
             on_output: &mut on_output,
             cancel: self.options.cancel.as_ref(),
         });
-        // A command longer than the index's idle close (50 ms) had it closed: it opens again
-        // while the upper directory is read for the layer, before the layer's first write.
-        self.inner.store.open_for_writes_in_background();
         if let Some(message) = crate::sandbox::take_fuse_notice() {
             self.emit(BuildEvent::Warning { message });
         }
@@ -91,6 +89,9 @@ impl Build<'_> {
                 last_lines: outcome.last_lines,
             });
         }
+        // A command longer than the index's idle close (50 ms) had it closed: it opens again
+        // while the upper directory is read for the layer, before the layer's first write.
+        self.inner.store.open_for_writes_in_background();
         let upper = outcome.upper.path();
         let empty = std::fs::read_dir(upper)
             .map_err(|e| layers::io(upper, e))?

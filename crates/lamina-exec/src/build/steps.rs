@@ -426,7 +426,7 @@ impl Build<'_> {
             // A miss: the step will write. The index opens for writing beside the step's
             // first work (a COPY's staging); the lease, which lets GC run while the step
             // does, is taken before anything long: a wait for another process running this
-            // step, a RUN's command, the step's first write (`Build::lease`).
+            // step, an unpack, a download, a RUN, the step's first write (`Build::lease`).
             if self.lease.get().is_none() {
                 self.inner.store.open_for_writes_in_background();
             }
@@ -484,12 +484,17 @@ impl Build<'_> {
             // Found in a `--cache-from` source: nothing runs, the layer stays remote until read.
             if found.is_none() && !forced {
                 found = self.remote_hit(&step_key, &state.layers)?;
+                // Its entry is stored now, as a run's would be.
+                if found.is_some() {
+                    lock.mark_stored();
+                }
             }
             if found.is_none() {
                 if fingerprint_matches {
                     recorded.inputs = key::input_fingerprints(&matches);
                 }
                 if self.first_miss.is_none() {
+                    self.mark_building()?;
                     self.first_miss = Some(self.miss_reason(&recorded, forced));
                 }
                 // A stage skipped so far (see `lazy.rs`) is built now if this step reads it.
@@ -647,6 +652,8 @@ impl Build<'_> {
     /// Without root the layer cache cannot be filled (its copies keep owners, devices and
     /// overlay attributes), so the layers are unpacked, merged, into a temporary tree.
     pub(crate) fn view(&self, layers: &[LayerRecord]) -> Result<LayerView, ExecError> {
+        // Layers may need unpacking (seconds for a large base): GC may run meanwhile.
+        self.lease()?;
         self.ensure_local(layers)?;
         if !rustix::process::geteuid().is_root() {
             let merged = layers::temp_dir(&self.inner.config.work_dir, "merged-")?;
