@@ -121,6 +121,8 @@ fn render_then_parse_keeps_odd_but_valid_models() {
         "FROM -- --x AS y\n",
         // Found by fuzzing: a word ending in an escaped escape must not end a line.
         "ARG a\\\\ b\nARG c\nFROM x\n",
+        // Found by fuzzing: an escaped escape ending a word that opened a quote.
+        "ARG \"a\\\\\nARG b\nFROM x\n",
         "ARG a \"b c\nARG d\nFROM x\n",
         "ARG a\\\t b\nFROM x\n",
         "ARG a\\\u{b} b\nFROM x\n",
