@@ -450,3 +450,43 @@ fn a_copy_never_writes_through_a_symlink_out_of_the_image() {
     );
     assert!(!outside.join("f").exists(), "written through the symlink");
 }
+
+/// A symlink inside the image that a later source of the same COPY turns into one leading
+/// out (`usr` replaced while `lib -> usr/lib` was written through): the next write through
+/// `lib` is refused, not sent to the host.
+#[test]
+fn a_copy_rechecks_symlinks_after_a_later_source_replaces_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let outside = d.join("outside");
+    std::fs::create_dir_all(outside.join("lib")).unwrap();
+    write_tree(
+        d,
+        &[
+            ("a/real/lib/base", "base"),
+            ("b/lib/y", "through lib"),
+            ("d/lib/z", "escaped"),
+            ("Dockerfile", "FROM scratch\nCOPY a/ b/ c/ d/ /out/\n"),
+        ],
+    );
+    std::os::unix::fs::symlink("real", d.join("a/usr")).unwrap();
+    std::os::unix::fs::symlink("usr/lib", d.join("a/lib")).unwrap();
+    std::fs::create_dir(d.join("c")).unwrap();
+    std::os::unix::fs::symlink(&outside, d.join("c/usr")).unwrap();
+    let store = d.join("store");
+    let dockerfile = d.join("Dockerfile");
+    let err = crate::support::lamina_err(
+        d,
+        &[
+            "--store",
+            store.to_str().unwrap(),
+            "build",
+            dockerfile.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("/out/lib") && err.contains("symlink"), "{err}");
+    assert!(
+        !outside.join("lib/z").exists(),
+        "written through the symlink"
+    );
+}

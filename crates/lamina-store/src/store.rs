@@ -291,9 +291,10 @@ impl Store {
 
     /// Starts opening the index for writing on a thread of its own and returns at once: a
     /// caller that will write soon (a build at its first missed step) does its next work
-    /// while the open (`LOCK`, recovery, RocksDB's own files: milliseconds) runs, and its
-    /// first write waits for that open instead of making its own. Lookups meanwhile go
-    /// through the open already in place. Does nothing when the index is open for writing.
+    /// while the open (recovery, RocksDB's own files: milliseconds) runs, and its first
+    /// write waits for that open instead of making its own. Lookups meanwhile go through the
+    /// open already in place. Does nothing when the index is open for writing; gives up when
+    /// another process holds `LOCK` (the first write then waits for it, as without this).
     pub fn open_for_writes_in_background(&self) {
         self.slot.open_writable_in_background();
     }

@@ -52,7 +52,7 @@ struct Stage {
     /// staged, with the staged inode: later links to them become links to it.
     links: HashMap<(u64, u64), (PathBuf, u64)>,
     /// Directories this step made or checked in the staging tree (symlinks to one inside it
-    /// included; forgotten when an entry is replaced): an entry below one needs no
+    /// included; all forgotten when an entry is replaced): an entry below one needs no
     /// `mkdir -p` of its parent, a few system calls per entry otherwise.
     dirs: HashSet<PathBuf>,
     /// `root` with symlinks resolved, to tell where a symlink in the tree leads.
@@ -465,13 +465,12 @@ fn ensure_dir(dir: &Path, stage: &mut Stage) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Removes the entry at `target` that a new one replaces; what was known of the tree's
-/// directories through it is forgotten.
+/// Removes the entry at `target` that a new one replaces. What was known of the tree's
+/// directories is forgotten: a cached directory may lie through a symlink replaced here,
+/// even one its own path does not name (a symlink inside the tree resolved through it).
 fn replace_entry(target: &Path, stage: &mut Stage) -> Result<(), ExecError> {
     std::fs::remove_file(target).map_err(|e| io(target, e))?;
-    if stage.dirs.contains(target) {
-        stage.dirs.clear();
-    }
+    stage.dirs.clear();
     Ok(())
 }
 

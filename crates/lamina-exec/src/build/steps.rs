@@ -82,9 +82,9 @@ pub(crate) struct Build<'a> {
     pub(crate) removed_beside: super::kept::RemovedBeside,
     /// Every blob and layer the build uses or writes, so that GC in any process (`cache
     /// gc` beside this build) leaves them until the build has referenced them; released
-    /// when the build ends, and with this process if it dies. Taken at the first miss, by
-    /// its first write or before its command runs (see `hits`): until then the read section
-    /// protects what the build found.
+    /// when the build ends, and with this process if it dies. Taken at the first miss,
+    /// before the step unpacks, downloads, runs, waits or writes (see `hits`): until then
+    /// the read section protects what the build found.
     pub(crate) lease: OnceLock<lamina_store::Lease<'a>>,
     /// While every step so far hit: no GC decides (in any process), and what the build
     /// found is recorded as used without writing the index (see `hits`).
