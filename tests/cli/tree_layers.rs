@@ -441,13 +441,7 @@ fn a_copy_never_writes_through_a_symlink_out_of_the_image() {
         std::fs::read_to_string(out.join("usr/lib/added")).unwrap(),
         "added"
     );
-    let escape = d.join("Dockerfile.escape");
-    let err = crate::support::lamina_err(d, &["--store", s, "build", escape.to_str().unwrap()]);
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert!(
-        matches!(errors[..], [line] if line.contains("/out/x") && line.contains("symlink")),
-        "{err}"
-    );
+    refused_through_symlink(d, &d.join("Dockerfile.escape"), "/out/x");
     assert!(!outside.join("f").exists(), "written through the symlink");
 }
 
@@ -473,8 +467,45 @@ fn a_copy_rechecks_symlinks_after_a_later_source_replaces_one() {
     std::os::unix::fs::symlink("usr/lib", d.join("a/lib")).unwrap();
     std::fs::create_dir(d.join("c")).unwrap();
     std::os::unix::fs::symlink(&outside, d.join("c/usr")).unwrap();
+    refused_through_symlink(d, &d.join("Dockerfile"), "/out/lib");
+    assert!(
+        !outside.join("lib/z").exists(),
+        "written through the symlink"
+    );
+}
+
+/// The modes a COPY applies last follow no symlink a later source re-pointed out of the
+/// image: `x -> y` is written through, then `x -> <host dir>` replaces it; the host
+/// directory keeps its mode.
+#[test]
+fn a_copy_sets_no_mode_through_a_symlink_a_later_source_re_pointed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let outside = d.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    write_tree(
+        d,
+        &[
+            ("c1/y/keep", "k"),
+            ("c2/x/f", "through x"),
+            ("Dockerfile", "FROM scratch\nCOPY c1/ c2/ c3/ /d/\n"),
+        ],
+    );
+    std::os::unix::fs::symlink("y", d.join("c1/x")).unwrap();
+    std::fs::set_permissions(d.join("c2/x"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir(d.join("c3")).unwrap();
+    std::os::unix::fs::symlink(&outside, d.join("c3/x")).unwrap();
+    refused_through_symlink(d, &d.join("Dockerfile"), "/d/x");
+    let mode = std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "the host directory's mode changed");
+}
+
+/// Builds `dockerfile` into a new store in `d`, which must fail with one error line naming
+/// `path` (in the image) as a symlink it would not write through.
+fn refused_through_symlink(d: &Path, dockerfile: &Path, path: &str) {
     let store = d.join("store");
-    let dockerfile = d.join("Dockerfile");
     let err = crate::support::lamina_err(
         d,
         &[
@@ -484,9 +515,9 @@ fn a_copy_rechecks_symlinks_after_a_later_source_replaces_one() {
             dockerfile.to_str().unwrap(),
         ],
     );
-    assert!(err.contains("/out/lib") && err.contains("symlink"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert!(
-        !outside.join("lib/z").exists(),
-        "written through the symlink"
+        matches!(errors[..], [line] if line.contains(path) && line.contains("symlink")),
+        "{err}"
     );
 }

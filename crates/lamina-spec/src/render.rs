@@ -14,8 +14,8 @@
 use crate::instruction::{
     ArgDecl, Command, Copy, Dockerfile, Healthcheck, Heredoc, Instruction, Run, Stage,
 };
+use crate::parse::heredocs_in;
 use crate::parse::words::{Json, is_blank, json_array, parse_name_val, parse_words};
-use crate::parse::{continued, heredocs_in};
 
 impl Dockerfile {
     /// The Dockerfile as text: parser directives, global `ARG`s, then each stage's `FROM`
@@ -33,15 +33,15 @@ impl Dockerfile {
             out.push('\n');
         }
         // One `ARG` per line (a word with an unclosed quote runs to the end of its line),
-        // except that a word ending in an unescaped escape character and whitespace
-        // (`a\<tab>`) stays on the line of the word after it, as it was written: the parser
-        // takes a line ending so for a continuation or rejects it. A word ending in an
-        // escaped escape (`a\\`) may end a line, and must when it opened a quote: gluing
-        // the next word on would put it inside the quote.
+        // except that a word ending in whitespace (only an escaped blank can end one: `a\<tab>`)
+        // stays on the line of the word after it, as it was written: a line ending so is
+        // trimmed, and the parser takes it for a continuation or drops the escape. A word
+        // ending otherwise may end a line, and must when it opened a quote: gluing the next
+        // word on would put it inside the quote.
         let mut line: Vec<String> = Vec::new();
         for arg in &self.global_args {
             let word = render_arg(arg);
-            let glued = continued(word.trim_end(), self.escape).is_some();
+            let glued = word.ends_with(char::is_whitespace);
             line.push(word);
             if !glued {
                 out.push_str("ARG ");

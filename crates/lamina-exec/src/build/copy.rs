@@ -215,11 +215,18 @@ impl Build<'_> {
                 }
             }
         }
+        // A later source may have re-pointed a symlink on these paths since they were
+        // placed: each is checked again before its mode (followed to the end) or owner (all
+        // but the last component) changes.
         for (dir, mode) in stage.dir_modes.iter().rev() {
+            stage.check_inside(dir)?;
             set_mode(dir, *mode)?;
         }
         if let Some((uid, gid)) = owner {
             for path in &stage.placed {
+                if let Some(parent) = path.parent() {
+                    stage.check_inside(parent)?;
+                }
                 std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| io(path, e))?;
             }
         }
@@ -436,19 +443,7 @@ fn ensure_dir(dir: &Path, stage: &mut Stage) -> Result<(), ExecError> {
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(meta) if meta.file_type().is_symlink() => {
-            let inside = std::fs::canonicalize(dir)
-                .is_ok_and(|real| real.starts_with(&stage.real_root) && real.is_dir());
-            if !inside {
-                let in_image = Path::new("/").join(dir.strip_prefix(&stage.root).unwrap_or(dir));
-                return Err(io(
-                    in_image,
-                    std::io::Error::other(
-                        "a symlink an earlier source of this COPY placed, leading out of the \
-                         image or nowhere: not written through (copy the sources to separate \
-                         destinations)",
-                    ),
-                ));
-            }
+            stage.check_inside(dir)?;
         }
         Ok(_) => {
             return Err(io(
@@ -463,6 +458,26 @@ fn ensure_dir(dir: &Path, stage: &mut Stage) -> Result<(), ExecError> {
     }
     stage.dirs.insert(dir.to_path_buf());
     Ok(())
+}
+
+impl Stage {
+    /// Fails unless `path` resolves to a directory inside the staging tree: a symlink an
+    /// earlier source placed may lead out of it (to the host: the build runs as root).
+    fn check_inside(&self, path: &Path) -> Result<(), ExecError> {
+        let inside = std::fs::canonicalize(path)
+            .is_ok_and(|real| real.starts_with(&self.real_root) && real.is_dir());
+        if inside {
+            return Ok(());
+        }
+        let in_image = Path::new("/").join(path.strip_prefix(&self.root).unwrap_or(path));
+        Err(io(
+            in_image,
+            std::io::Error::other(
+                "a symlink a source of this COPY placed, leading out of the image or nowhere: \
+                 not written through (copy the sources to separate destinations)",
+            ),
+        ))
+    }
 }
 
 /// Removes the entry at `target` that a new one replaces. What was known of the tree's

@@ -200,7 +200,7 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
 /// The text before a line continuation, if `line` ends in one: the escape character, then
 /// only blanks and tabs, where that escape character is not preceded by another (`a\\`
 /// ends the line: the escape is escaped).
-pub(crate) fn continued(line: &str, escape: char) -> Option<&str> {
+fn continued(line: &str, escape: char) -> Option<&str> {
     let kept = line.trim_end_matches([' ', '\t']).strip_suffix(escape)?;
     (!kept.ends_with(escape)).then_some(kept)
 }

@@ -123,6 +123,9 @@ fn render_then_parse_keeps_odd_but_valid_models() {
         "ARG a\\\\ b\nARG c\nFROM x\n",
         // Found by fuzzing: an escaped escape ending a word that opened a quote.
         "ARG \"a\\\\\nARG b\nFROM x\n",
+        // An odd run of escapes ending a word in an escaped blank.
+        "ARG a\\\\\\  b\nFROM x\n",
+        "ARG a\\  b\\\\\\\u{b} c\nFROM x\n",
         "ARG a \"b c\nARG d\nFROM x\n",
         "ARG a\\\t b\nFROM x\n",
         "ARG a\\\u{b} b\nFROM x\n",
