@@ -502,9 +502,37 @@ fn a_copy_sets_no_mode_through_a_symlink_a_later_source_re_pointed() {
     assert_eq!(mode, 0o700, "the host directory's mode changed");
 }
 
+/// A later source of one COPY that puts entries below a file an earlier one placed fails in
+/// one line naming the path in the image (not the staging tree on the host).
+#[test]
+fn a_copy_below_a_file_an_earlier_source_placed_names_the_path_in_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tree(
+        d,
+        &[
+            ("a/x", "a file"),
+            ("b/x/y", "below it"),
+            ("Dockerfile", "FROM scratch\nCOPY a/ b/ /out/\n"),
+        ],
+    );
+    let err = refused(d, &d.join("Dockerfile"));
+    assert!(
+        err.contains("/out/x:") && err.contains("placed a file here"),
+        "{err}"
+    );
+    assert!(!err.contains("exec/tmp"), "{err}");
+}
+
 /// Builds `dockerfile` into a new store in `d`, which must fail with one error line naming
 /// `path` (in the image) as a symlink it would not write through.
 fn refused_through_symlink(d: &Path, dockerfile: &Path, path: &str) {
+    let line = refused(d, dockerfile);
+    assert!(line.contains(path) && line.contains("symlink"), "{line}");
+}
+
+/// The one error line of a build of `dockerfile` into a new store in `d`, which must fail.
+fn refused(d: &Path, dockerfile: &Path) -> String {
     let store = d.join("store");
     let err = crate::support::lamina_err(
         d,
@@ -516,8 +544,8 @@ fn refused_through_symlink(d: &Path, dockerfile: &Path, path: &str) {
         ],
     );
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert!(
-        matches!(errors[..], [line] if line.contains(path) && line.contains("symlink")),
-        "{err}"
-    );
+    match errors[..] {
+        [line] => line.to_owned(),
+        _ => panic!("one error line expected: {err}"),
+    }
 }

@@ -440,27 +440,34 @@ fn ensure_dir(dir: &Path, stage: &mut Stage) -> Result<(), ExecError> {
         return Err(io(dir, std::io::Error::other("outside the staging tree")));
     };
     ensure_dir(parent, stage)?;
+    // Errors name the path in the image, not the staging tree's on the host.
+    let in_image = |e| io(stage.in_image(dir), e);
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(meta) if meta.file_type().is_symlink() => {
             stage.check_inside(dir)?;
         }
         Ok(_) => {
-            return Err(io(
-                dir,
-                std::io::Error::from(std::io::ErrorKind::NotADirectory),
-            ));
+            return Err(in_image(std::io::Error::other(
+                "an earlier source of this COPY placed a file here, and a later one puts \
+                 entries below it: copy the sources to separate destinations",
+            )));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(dir).map_err(|e| io(dir, e))?;
+            std::fs::create_dir(dir).map_err(in_image)?;
         }
-        Err(e) => return Err(io(dir, e)),
+        Err(e) => return Err(in_image(e)),
     }
     stage.dirs.insert(dir.to_path_buf());
     Ok(())
 }
 
 impl Stage {
+    /// Where `path` of the staging tree is in the image.
+    fn in_image(&self, path: &Path) -> PathBuf {
+        Path::new("/").join(path.strip_prefix(&self.root).unwrap_or(path))
+    }
+
     /// Fails unless `path` resolves to a directory inside the staging tree: a symlink an
     /// earlier source placed may lead out of it (to the host: the build runs as root).
     fn check_inside(&self, path: &Path) -> Result<(), ExecError> {
@@ -469,9 +476,8 @@ impl Stage {
         if inside {
             return Ok(());
         }
-        let in_image = Path::new("/").join(path.strip_prefix(&self.root).unwrap_or(path));
         Err(io(
-            in_image,
+            self.in_image(path),
             std::io::Error::other(
                 "a symlink a source of this COPY placed, leading out of the image or nowhere: \
                  not written through (copy the sources to separate destinations)",
