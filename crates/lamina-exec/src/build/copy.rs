@@ -37,6 +37,11 @@ use super::view::{self, Node};
 use crate::ExecError;
 
 /// Where staged entries go and who owns them.
+/// The most a COPY stages before its build takes the lease (see `Build::lease`): about
+/// 20 ms of work here, which a GC waiting for the read section does not notice.
+const STAGED_UNLEASED_ENTRIES: usize = 1000;
+const STAGED_UNLEASED_BYTES: u64 = 16 << 20;
+
 struct Stage {
     root: PathBuf,
     /// The destination inside `root`.
@@ -120,6 +125,19 @@ impl Build<'_> {
             Some(spec) => Some(self.resolve_owner(spec, state).map_err(invalid)?),
         };
 
+        // A small COPY stages beside the index opening for writing, under the read section;
+        // a large one could hold GC off for seconds: leased first.
+        let (entries, bytes) =
+            matches
+                .iter()
+                .flat_map(|m| &m.entries)
+                .fold((0usize, 0u64), |(n, b), e| match e.kind {
+                    EntryKind::File { size, .. } => (n + 1, b + size),
+                    _ => (n + 1, b),
+                });
+        if entries > STAGED_UNLEASED_ENTRIES || bytes > STAGED_UNLEASED_BYTES {
+            self.lease()?;
+        }
         let work_dir = &self.inner.config.work_dir;
         let staging = layers::temp_dir(work_dir, "copy-")?;
         let dest = resolve_path(state.config.workdir(), &copy.dest);
@@ -223,9 +241,14 @@ impl Build<'_> {
             set_mode(dir, *mode)?;
         }
         if let Some((uid, gid)) = owner {
+            let mut checked: Option<&Path> = None;
             for path in &stage.placed {
-                if let Some(parent) = path.parent() {
+                // Entries come directory by directory: each parent is checked once in a row.
+                if let Some(parent) = path.parent()
+                    && checked != Some(parent)
+                {
                     stage.check_inside(parent)?;
+                    checked = Some(parent);
                 }
                 std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| io(path, e))?;
             }
@@ -518,6 +541,9 @@ fn copy_file(source: &Path, target: &Path, mode: u32, stage: &mut Stage) -> Resu
         let (first_path, first_ino) = first;
         if first_path != target
             && std::fs::symlink_metadata(first_path).is_ok_and(|m| m.ino() == *first_ino)
+            && first_path
+                .parent()
+                .is_some_and(|parent| stage.check_inside(parent).is_ok())
         {
             std::fs::hard_link(first_path, target).map_err(|e| io(target, e))?;
             stage.placed.push(target.to_path_buf());

@@ -7,8 +7,9 @@
 //! uses in the touch log). At the first miss (or before network work) the build takes its
 //! lease, adds what it used so far, and ends the section, so GC can run beside the step:
 //! not as the miss is found but before anything long or written (a wait for another
-//! process's run of the step, an unpack, a download, a RUN, the step's first write), since
-//! the lease needs the index opened for writing, which opens meanwhile (`steps.rs`, `step`).
+//! process's run of the step, an unpack, a download, a RUN, a large COPY's staging, the
+//! step's first write), since the lease needs the index opened for writing, which opens
+//! meanwhile (`steps.rs`, `step`).
 
 use std::sync::MutexGuard;
 

@@ -122,8 +122,8 @@ pub(crate) fn build(
     bridge: &Bridge,
 ) -> Result<(BuildReport, Vec<PendingExport>), ExecError> {
     let work_dir = &inner.config.work_dir;
-    // `building` is written at the build's first miss (`Build::mark_building`): a rebuild
-    // whose steps all hit takes milliseconds and writes its state only if it changed.
+    // `building` is written at the build's first step run (`Build::mark_building`): a
+    // rebuild whose steps all hit takes milliseconds and writes its state only if it changed.
     let hash_cache = LazyHashCache::new(work_dir, &inner.hash_cache);
     let result = super::remote_cache::with_sources(options, sources, |sources| {
         build_with_sources(
@@ -296,7 +296,8 @@ fn definition_shape(image: &Image, options: &BuildOptions) -> CacheKey {
 }
 
 impl Build<'_> {
-    /// Records that a build of the tag is running (at its first miss).
+    /// Records that a build of the tag is running (at its first step run, or wait for
+    /// another process running one).
     pub(crate) fn mark_building(&self) -> Result<(), ExecError> {
         if let Some(tag) = &self.options.tag {
             explain::write_state(&self.inner.config.work_dir, tag, &BuildState::Building)?;
@@ -426,7 +427,8 @@ impl Build<'_> {
             // A miss: the step will write. The index opens for writing beside the step's
             // first work (a COPY's staging); the lease, which lets GC run while the step
             // does, is taken before anything long: a wait for another process running this
-            // step, an unpack, a download, a RUN, the step's first write (`Build::lease`).
+            // step, an unpack, a download, a RUN, a large COPY's staging, the step's first
+            // write (`Build::lease`).
             if self.lease.get().is_none() {
                 self.inner.store.open_for_writes_in_background();
             }
@@ -434,7 +436,9 @@ impl Build<'_> {
             let lock = match KeyLock::try_acquire(work_dir, &step_key)? {
                 Some(lock) => lock,
                 None => {
+                    // Another process runs this step: this build is running too.
                     self.lease()?;
+                    self.mark_building()?;
                     KeyLock::acquire(work_dir, &step_key)?
                 }
             };
