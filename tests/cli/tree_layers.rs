@@ -524,6 +524,38 @@ fn a_copy_below_a_file_an_earlier_source_placed_names_the_path_in_the_image() {
     assert!(!err.contains("exec/tmp"), "{err}");
 }
 
+/// A COPY destination that resolves to `/` (`/app/..`, or `..` from `/srv`) is the image's
+/// root directory, as in BuildKit: the file lands in it.
+#[test]
+fn a_copy_to_a_destination_resolving_to_the_root_copies_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tree(
+        d,
+        &[
+            ("f", "f"),
+            ("g", "g"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY f /app/..\nWORKDIR /srv\nCOPY g ..\n",
+            ),
+        ],
+    );
+    let store = d.join("store");
+    run(
+        d,
+        store.to_str().unwrap(),
+        &["build", d.join("Dockerfile").to_str().unwrap()],
+    );
+    let layers = store.join("exec/layers");
+    let at_root = |name: &str| {
+        trees(&store)
+            .iter()
+            .any(|tree| layers.join(tree).join(name).is_file())
+    };
+    assert!(at_root("f") && at_root("g"), "{:?}", trees(&store));
+}
+
 /// Builds `dockerfile` into a new store in `d`, which must fail with one error line naming
 /// `path` (in the image) as a symlink it would not write through.
 fn refused_through_symlink(d: &Path, dockerfile: &Path, path: &str) {

@@ -145,10 +145,13 @@ impl Build<'_> {
         let raw_dest = copy.dest.as_str();
         // `--parents` copies the matched paths below the destination (BuildKit copies the
         // source root's contents, filtered to them), so the destination is a directory.
+        // `..` and `/` name directories as `.` does (`COPY f /app/..` copies into `/`).
         let dest_is_dir = raw_dest.ends_with('/')
             || copy.parents
-            || raw_dest == "."
+            || dest == "/"
+            || [".", ".."].contains(&raw_dest)
             || raw_dest.ends_with("/.")
+            || raw_dest.ends_with("/..")
             || copy.sources.len() > 1
             || wildcard
             || matches.len() > 1
