@@ -48,11 +48,7 @@ impl OpenIndex {
     /// recorded, as before the touch log.
     pub(crate) fn record(&self, touch: Touch) {
         if let Some(session) = &self.session {
-            session
-                .touches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(touch);
+            lock(&session.touches).push(touch);
         }
     }
 
@@ -62,8 +58,7 @@ impl OpenIndex {
         let Some(session) = &self.session else {
             return 0;
         };
-        let touches =
-            std::mem::take(&mut *session.touches.lock().unwrap_or_else(|p| p.into_inner()));
+        let touches = std::mem::take(&mut *lock(&session.touches));
         if touches.is_empty() {
             return 0;
         }
@@ -74,16 +69,15 @@ impl OpenIndex {
     /// Puts back uses taken by [`OpenIndex::take_touches`] that could not be written.
     fn give_back(&self, touches: Vec<Touch>) {
         if let Some(session) = &self.session {
-            let mut kept = session.touches.lock().unwrap_or_else(|p| p.into_inner());
-            kept.extend(touches);
+            lock(&session.touches).extend(touches);
         }
     }
 
     /// Takes the uses recorded so far (to write them into a read-write open instead).
     fn take_touches(&self) -> Vec<Touch> {
-        self.session.as_ref().map_or_else(Vec::new, |s| {
-            std::mem::take(&mut *s.touches.lock().unwrap_or_else(|p| p.into_inner()))
-        })
+        self.session
+            .as_ref()
+            .map_or_else(Vec::new, |s| std::mem::take(&mut *lock(&s.touches)))
     }
 }
 
@@ -182,11 +176,11 @@ impl Slot {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     fn closing(&self) -> MutexGuard<'_, ()> {
-        self.closing.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.closing)
     }
 
     /// The open index, opening it (and waiting for `LOCK`) if needed. A read-first store
@@ -294,13 +288,7 @@ impl Slot {
     /// left to that writer: it waits (up to the lock timeout, with the notice) or meets the
     /// error again.
     pub(crate) fn open_writable_in_background(self: &Arc<Self>) {
-        if self.read_only
-            || self
-                .state()
-                .open
-                .as_ref()
-                .is_some_and(|o| !o.index.is_read_only())
-        {
+        if self.read_only || self.writable_open().is_some() {
             return;
         }
         let slot = Arc::clone(self);

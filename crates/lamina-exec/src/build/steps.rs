@@ -429,9 +429,7 @@ impl Build<'_> {
             // does, is taken before anything long: a wait for another process running this
             // step, an unpack, a download, a RUN, a large COPY's staging, the step's first
             // write (`Build::lease`).
-            if self.lease.get().is_none() {
-                self.inner.store.open_for_writes_in_background();
-            }
+            self.inner.store.open_for_writes_in_background();
             let work_dir = &self.inner.config.work_dir;
             let lock = match KeyLock::try_acquire(work_dir, &step_key)? {
                 Some(lock) => lock,
