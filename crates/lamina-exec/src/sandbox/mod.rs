@@ -16,6 +16,7 @@
 
 mod ca;
 mod cache_gc;
+mod cgroup_warmup;
 pub(crate) mod fsutil;
 mod fuse;
 mod layer_budget;
@@ -194,6 +195,7 @@ impl Sandbox {
                 reason: "the working directory must be an absolute path without `..`".into(),
             });
         }
+        cgroup_warmup::start();
         // The owner's token ties the run to this process (see `crate::owner`).
         let id = format!(
             "lamina-{}-{}",
