@@ -336,7 +336,8 @@ impl Store {
             drop(staged.file);
             remove_if_exists(staged.temp)?;
             batch.count(index::HITS, 1);
-            db.write(batch)?;
+            // Counters and a lease member only: nothing a power cut could leave wrong.
+            db.write_relaxed(batch)?;
             return Ok(info);
         }
         // Pending first: if we die between the rename and the index commit, the next

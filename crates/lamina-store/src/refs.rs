@@ -67,11 +67,12 @@ impl Store {
         record.created = from_ms(now_ms());
         // Remote variants whose bytes this record brings: their source records end.
         let mut made_local = Vec::new();
-        if let Some(old) = self.layer(&layer.digest)? {
+        let old = self.layer(&layer.digest)?;
+        if let Some(old) = &old {
             // Known variants stay first and are never dropped: an image's manifest may name
             // any of them, e.g. two gzip encodings of one tar by different tools.
             record.created = old.created;
-            let mut variants = old.variants;
+            let mut variants = old.variants.clone();
             for v in &layer.variants {
                 match variants.iter_mut().find(|o| o.sha256 == v.sha256) {
                     Some(slot) if slot.is_remote() && !v.is_remote() => {
@@ -93,6 +94,11 @@ impl Store {
                 ..layer.clone()
             },
         );
+        // The record as it stands (a step rebuilt with --no-cache records its layer again):
+        // no write, and no fsync.
+        if batch.is_empty() && old.is_some_and(|old| old.encode() == record.encode()) {
+            return Ok(record);
+        }
         batch.put(index::LAYERS, key, record.encode());
         batch.put(index::DIFF_IDS, record.diff_id.as_bytes(), key);
         db.write(batch)?;

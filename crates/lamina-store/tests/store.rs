@@ -390,6 +390,19 @@ fn data_survives_reopen() {
     assert_eq!(store.stats().unwrap().stored_bytes, 12345);
 }
 
+/// The bytes of the index's write-ahead logs under the store at `root`.
+fn index_log_bytes(root: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(root).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            total += index_log_bytes(&entry.path());
+        } else if entry.path().extension().is_some_and(|x| x == "log") {
+            total += entry.metadata().unwrap().len();
+        }
+    }
+    total
+}
+
 #[test]
 fn layer_records_merge_variants() {
     let dir = tempfile::tempdir().unwrap();
@@ -417,16 +430,29 @@ fn layer_records_merge_variants() {
         first.created > std::time::SystemTime::UNIX_EPOCH,
         "the store sets created"
     );
+    let logged = index_log_bytes(dir.path());
     store
         .put_layer(&record(variant(Compression::Zstd, b"zst")))
         .unwrap();
+    assert!(
+        index_log_bytes(dir.path()) > logged,
+        "a new variant is written"
+    );
     // Another gzip encoding of the same tar (another tool's bytes) joins; none is replaced.
     store
         .put_layer(&record(variant(Compression::Gzip, b"gz by another tool")))
         .unwrap();
-    store
+    // A variant the record has: nothing to write (as a step rebuilt with --no-cache).
+    let logged = index_log_bytes(dir.path());
+    let again = store
         .put_layer(&record(variant(Compression::Gzip, b"gz")))
         .unwrap();
+    assert_eq!(
+        index_log_bytes(dir.path()),
+        logged,
+        "the same record is not written again"
+    );
+    assert_eq!(again, store.layer(&tar).unwrap().unwrap());
     let got = store.layer(&tar).unwrap().unwrap();
     let digests: Vec<_> = got.variants.iter().map(|v| v.digest).collect();
     assert_eq!(
