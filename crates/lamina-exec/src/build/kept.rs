@@ -30,9 +30,12 @@ impl Build<'_> {
         // A layer is written: the build holds its lease from here on.
         let lease = self.lease()?;
         if cache.holds_trees_of(store) {
+            // A RUN's upper directory was not synced at its unmount (see `overlay.rs`).
+            let unsynced = matches!(source, LayerSource::OverlayUpper(_));
             let split = write_tar_split(store, &self.writer, source, Some(lease))?;
             let record = || Ok(record_tree_layer(store, &split, Some(lease))?);
-            let recorded = match cache.adopt_then(&split.info.blake3, tree, epoch, record)? {
+            let adopted = cache.adopt_then(&split.info.blake3, tree, epoch, unsynced, record)?;
+            let recorded = match adopted {
                 Some(layer) => Some(layer),
                 // The layer has a tree already: built or unpacked before. A tree-backed
                 // record stays so (the new tar-split is another record of the same tar).

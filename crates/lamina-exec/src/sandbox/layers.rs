@@ -157,7 +157,7 @@ impl LayerCache {
         mtime_clamp: u64,
     ) -> Result<bool, ExecError> {
         Ok(self
-            .adopt_then(&layer.digest, tree, mtime_clamp, || Ok(()))?
+            .adopt_then(&layer.digest, tree, mtime_clamp, false, || Ok(()))?
             .is_some())
     }
 
@@ -166,11 +166,15 @@ impl LayerCache {
     /// layer's record is written there, so no `cache gc` (which removes directories whose
     /// record is missing, taking that lock first) can see the tree before its record.
     /// `Ok(None)` when the tree was not adopted (left to the caller, `then` not run).
+    /// With `sync_first`, the file system holding `tree` is synced before the tree moves in:
+    /// a RUN's upper directory (its overlay is mounted `volatile`, so its unmount synced
+    /// nothing) reaches the disk before the record that makes it a layer's only copy.
     pub fn adopt_then<R>(
         &self,
         layer: &lamina_store::Digest,
         tree: &Path,
         mtime_clamp: u64,
+        sync_first: bool,
         then: impl FnOnce() -> Result<R, ExecError>,
     ) -> Result<Option<R>, ExecError> {
         // Without root a tree cannot hold what an unpack as root writes (owners, devices).
@@ -183,6 +187,12 @@ impl LayerCache {
             return Ok(None);
         };
         clamp_mtimes(tree, mtime_clamp).map_err(io_err(tree))?;
+        if sync_first {
+            let sync = |dir: &File| rustix::fs::syncfs(dir).map_err(std::io::Error::from);
+            File::open(tree)
+                .and_then(|dir| sync(&dir))
+                .map_err(io_err(tree))?;
+        }
         match fs::rename(tree, &dir) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {

@@ -13,6 +13,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rustix::mount::{MountFlags, UnmountFlags};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::fsutil::{container_components, io_err};
 use super::layers::opaque_xattr;
@@ -210,6 +211,9 @@ fn option_path(path: &Path) -> Result<&str, ExecError> {
     Ok(s)
 }
 
+/// Set once the kernel refused the `volatile` overlay option.
+static VOLATILE_REFUSED: AtomicBool = AtomicBool::new(false);
+
 /// Mounts an overlay of `lowers` (topmost first, at least one) with `upper` and `work` on
 /// `target`. `redirect_dir` and `metacopy` stay off so the upper directory is a plain
 /// description of the change (see `LayerWriter::write_overlay_upper`).
@@ -236,6 +240,12 @@ pub(crate) fn mount_overlay(
         option_path(upper)?,
         option_path(work)?
     );
+    // `volatile` (Linux 5.10): no sync at unmount. Without it the unmount syncs the whole
+    // file system under the upper directory (every process's dirty data on it), yet most
+    // upper directories are thrown away (a RUN that changed nothing, a layer the store has)
+    // and the one kept as a layer's tree is synced when adopted (`LayerCache::adopt_then`).
+    let volatile = !VOLATILE_REFUSED.load(Ordering::Relaxed);
+    let data = if volatile { data + ",volatile" } else { data };
     // The kernel takes the options in one page.
     if data.len() >= 4000 {
         return Err(ExecError::UnusablePath {
@@ -268,7 +278,21 @@ pub(crate) fn mount_overlay(
         };
         return fuse_mount(&reason);
     }
-    let mounted = rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data);
+    let mut mounted =
+        rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data);
+    if volatile && mounted == Err(rustix::io::Errno::INVAL) {
+        // A kernel before 5.10 (if the option is what it refused): the unmount syncs, as it
+        // always did.
+        let plain = data
+            .to_bytes()
+            .strip_suffix(b",volatile")
+            .unwrap_or(data.to_bytes());
+        let plain = CString::new(plain).expect("came from a CString");
+        mounted = rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*plain);
+        if mounted.is_ok() {
+            VOLATILE_REFUSED.store(true, Ordering::Relaxed);
+        }
+    }
     match mounted {
         Ok(()) => Ok(()),
         Err(errno) if !userxattr.is_empty() && super::fuse::falls_back(errno)? => fuse_mount(
@@ -437,6 +461,37 @@ mod tests {
         assert!(scaffold.join("proc").is_dir());
         let mode = fs::metadata(scaffold.join("etc")).unwrap().mode() & 0o7777;
         assert_eq!(mode, 0o750);
+    }
+
+    /// The overlay is mounted `volatile` (its unmount syncs nothing) and shows the lowers
+    /// and the writes that reach the upper directory (the tests run as root).
+    #[test]
+    fn an_overlay_is_mounted_volatile_and_writes_reach_the_upper_directory() {
+        let (tmp, l) = lowers(1);
+        fs::write(l[0].join("base"), "lower").unwrap();
+        let [upper, work, target] = ["upper", "work", "merged"].map(|d| tmp.path().join(d));
+        for d in [&upper, &work, &target] {
+            fs::create_dir(d).unwrap();
+        }
+        mount_overlay(&l, &upper, &work, &target).expect("mounting an overlay (as root)");
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = mountinfo
+            .lines()
+            .find(|line| line.split(' ').nth(4) == target.to_str())
+            .expect("the overlay in mountinfo")
+            .to_owned();
+        fs::write(target.join("new"), "upper").unwrap();
+        assert_eq!(fs::read_to_string(target.join("base")).unwrap(), "lower");
+        unmount_all_under(&target).unwrap();
+        let super_options = line.rsplit(' ').next().unwrap();
+        assert!(
+            // Newer kernels show the option as `fsync=volatile`.
+            super_options
+                .split(',')
+                .any(|o| o == "volatile" || o == "fsync=volatile"),
+            "{super_options}"
+        );
+        assert_eq!(fs::read_to_string(upper.join("new")).unwrap(), "upper");
     }
 
     #[test]
