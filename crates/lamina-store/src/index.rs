@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, CompactOptions, DB, DBCompactionStyle,
-    DataBlockIndexType, Direction, IteratorMode, MergeOperands, Options, ReadOptions,
+    DataBlockIndexType, Direction, IteratorMode, LogLevel, MergeOperands, Options, ReadOptions,
     UniversalCompactOptions, WaitForCompactOptions, WriteBatch, WriteOptions,
 };
 
@@ -204,6 +204,9 @@ impl Index {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_keep_log_file_num(2);
+        // RocksDB's `LOG` keeps warnings and errors. At its default level every read-write
+        // open wrote ~400 lines (the options dump): CPU beside a build's first step.
+        opts.set_log_level(LogLevel::Warn);
         // RocksDB opens every table file at open with up to 16 threads; the index holds a
         // few small files, which one thread opens faster than it can start the others.
         opts.set_max_file_opening_threads(1);

@@ -391,16 +391,50 @@ fn data_survives_reopen() {
 }
 
 /// The bytes of the index's write-ahead logs under the store at `root`.
-fn index_log_bytes(root: &std::path::Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(root).unwrap().flatten() {
-        if entry.file_type().unwrap().is_dir() {
-            total += index_log_bytes(&entry.path());
-        } else if entry.path().extension().is_some_and(|x| x == "log") {
-            total += entry.metadata().unwrap().len();
+fn index_log_bytes(root: &Path) -> u64 {
+    walkdir(root)
+        .iter()
+        .filter(|file| file.extension().is_some_and(|x| x == "log"))
+        .map(|file| file.metadata().unwrap().len())
+        .sum()
+}
+
+/// RocksDB's own log keeps warnings and errors only: a read-write open wrote its options
+/// dump (~400 lines, ~30 KB) into `LOG` at every open.
+#[test]
+fn read_write_opens_leave_rocksdb_log_without_the_options_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in 0..3 {
+        let store = open(dir.path());
+        store.put_bytes(BlobKind::Layer, &data(seed, 100)).unwrap();
+    }
+    let mut logs = 0;
+    for entry in walkdir(dir.path()) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "LOG" || name.starts_with("LOG.old") {
+            logs += 1;
+            let text = std::fs::read_to_string(&entry).unwrap();
+            assert!(
+                !text.contains("Options."),
+                "{}: {text:.300}",
+                entry.display()
+            );
         }
     }
-    total
+    assert!(logs > 0, "RocksDB keeps a LOG file for its warnings");
+}
+
+/// Every file below `root`.
+fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            files.extend(walkdir(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files
 }
 
 #[test]
