@@ -94,9 +94,16 @@ impl Store {
                 ..layer.clone()
             },
         );
-        // The record as it stands (a step rebuilt with --no-cache records its layer again):
-        // no write, and no fsync.
-        if batch.is_empty() && old.is_some_and(|old| old.encode() == record.encode()) {
+        // The record as it stands, its diff_id alias too (a store migrated from format v1
+        // may lack it: a new record writes it): no write, and no fsync. A step rebuilt
+        // with --no-cache records its layer again.
+        let unchanged = batch.is_empty()
+            && old.is_some_and(|old| old.encode() == record.encode())
+            && db
+                .get(index::DIFF_IDS, record.diff_id.as_bytes())?
+                .as_deref()
+                == Some(&key[..]);
+        if unchanged {
             return Ok(record);
         }
         batch.put(index::LAYERS, key, record.encode());

@@ -29,9 +29,9 @@ impl Build<'_> {
         let epoch = self.settings.epoch;
         // A layer is written: the build holds its lease from here on.
         let lease = self.lease()?;
+        // A RUN's upper directory was not synced at its unmount (see `overlay.rs`).
+        let unsynced = matches!(source, LayerSource::OverlayUpper(_));
         if cache.holds_trees_of(store) {
-            // A RUN's upper directory was not synced at its unmount (see `overlay.rs`).
-            let unsynced = matches!(source, LayerSource::OverlayUpper(_));
             let split = write_tar_split(store, &self.writer, source, Some(lease))?;
             let record = || Ok(record_tree_layer(store, &split, Some(lease))?);
             let adopted = cache.adopt_then(&split.info.blake3, tree, epoch, unsynced, record)?;
@@ -54,7 +54,7 @@ impl Build<'_> {
         }
         let layer = store_layer(store, &self.writer, source, Some(lease))?;
         // The layer is stored: failing to keep its tree only costs an unpack later.
-        if let Err(e) = cache.adopt(&layer, tree, epoch) {
+        if let Err(e) = cache.adopt(&layer, tree, epoch, unsynced) {
             tracing::warn!("cannot keep the tree of layer {}: {e}", layer.digest);
         }
         Ok(layer)

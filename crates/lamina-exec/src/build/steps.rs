@@ -122,11 +122,6 @@ pub(crate) fn build(
     bridge: &Bridge,
 ) -> Result<(BuildReport, Vec<PendingExport>), ExecError> {
     let work_dir = &inner.config.work_dir;
-    // With --no-cache every step runs and writes: the index opens for writing from here,
-    // beside the first step's key, not from its miss.
-    if options.no_cache {
-        inner.store.open_for_writes_in_background();
-    }
     // `building` is written at the build's first step run (`Build::mark_building`): a
     // rebuild whose steps all hit takes milliseconds and writes its state only if it changed.
     let hash_cache = LazyHashCache::new(work_dir, &inner.hash_cache);

@@ -1,54 +1,61 @@
 //! Lets the kernel's wait before runc's first cgroup move pass while the run is set up.
 //!
 //! `runc run` as root writes the container's pid into `cgroup.procs`. The kernel serialises
-//! every such move with one system-wide semaphore, and the first writer after a quiet spell
-//! waits out an RCU grace period before it gets it (8 ms on the benchmark machine, 15 ms seen
-//! inside runc); writers that come within a grace period or so of the last one do not wait.
-//! So a build's first RUN paid it inside runc, on the critical path. When a run starts
-//! being set up, [`start`] moves this process, on a thread, into the cgroup it is already
-//! in: the move changes nothing, and its wait passes beside the overlay mount and runc's
-//! own start-up. The 11-instruction benchmark build went from 100 to 85 ms (median of 30
-//! alternating `--no-cache` builds; docs/benchmarks-cold.md). Hosts that mount cgroups
-//! with `favordynmods` have no such wait, and the move costs microseconds.
+//! every move of a task it names by id with one system-wide semaphore, and the first writer
+//! after a quiet spell waits out an RCU grace period before it gets it (8 ms on the benchmark
+//! machine, 15 ms seen inside runc); writers that come within a grace period or so of the
+//! last one do not wait. So a build's first RUN paid it inside runc, on the critical path.
+//! When a run starts being set up, [`start`] starts a thread that moves itself, by its
+//! thread id, into the cgroup it is already in (`tasks` in a v1 hierarchy,
+//! `cgroup.threads` in v2): the move changes nothing and concerns only that thread, which
+//! then ends, and its wait passes beside the overlay mount and runc's own start-up. The
+//! 11-instruction benchmark build went from 100 to 85 ms (median of 30 alternating
+//! `--no-cache` builds; docs/benchmarks-cold.md). Hosts that mount cgroups with
+//! `favordynmods` have no such wait, and the move costs microseconds.
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
 
-/// Starts the move on a thread; does nothing without a writable cgroup of this process
-/// (no cgroup file system, not root) or in a user namespace, where runc sets no cgroups.
+/// Starts the move on a thread (none in a user namespace, where runc sets no cgroups). The
+/// thread reads where it is each time (the process may have been moved since the last run)
+/// and gives up quietly when it cannot write there (not root, a read-only cgroup file
+/// system).
 pub(crate) fn start() {
     if crate::rootless::in_user_namespace() {
         return;
     }
-    static OWN_PROCS: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let Some(procs) = OWN_PROCS.get_or_init(own_cgroup_procs).clone() else {
-        return;
-    };
-    std::thread::spawn(move || {
-        let _ = move_into(&procs);
-    });
+    // No thread (a pids limit reached): runc waits, as before.
+    let _ = std::thread::Builder::new()
+        .name("lamina-cgroup".into())
+        .spawn(|| {
+            if let Some(tasks) = own_cgroup_tasks() {
+                let _ = move_into(&tasks);
+            }
+        });
 }
 
-/// Writes this process's pid into `procs`; never creates the file.
-fn move_into(procs: &std::path::Path) -> std::io::Result<()> {
-    let mut file = OpenOptions::new().write(true).open(procs)?;
-    file.write_all(std::process::id().to_string().as_bytes())
+/// Writes the calling thread's id into `tasks`; never creates the file.
+fn move_into(tasks: &Path) -> std::io::Result<()> {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    let mut file = OpenOptions::new().write(true).open(tasks)?;
+    file.write_all(tid.to_string().as_bytes())
 }
 
-/// The `cgroup.procs` file of the cgroup this process is in, in one mounted hierarchy: the
-/// unified (v2) one when mounted, else the first v1 hierarchy found.
-fn own_cgroup_procs() -> Option<PathBuf> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+/// The file listing the threads of the cgroup this thread is in, in one mounted hierarchy:
+/// the unified (v2) one when mounted, else the first v1 hierarchy found.
+fn own_cgroup_tasks() -> Option<PathBuf> {
+    let cgroups = std::fs::read_to_string("/proc/thread-self/cgroup").ok()?;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let procs = cgroup_procs_paths(&cgroups, &mounts);
-    procs.into_iter().find(|p| p.is_file())
+    cgroup_task_files(&cgroups, &mounts)
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
-/// Candidate `cgroup.procs` paths of the process whose `/proc/<pid>/cgroup` is `cgroups`,
-/// from the mount table `mountinfo`, the unified hierarchy first.
-fn cgroup_procs_paths(cgroups: &str, mountinfo: &str) -> Vec<PathBuf> {
+/// Candidate thread-list files (`cgroup.threads` in v2, `tasks` in v1) of the thread whose
+/// `/proc/<pid>/task/<tid>/cgroup` is `cgroups`, from the mount table `mountinfo`, the
+/// unified hierarchy first.
+fn cgroup_task_files(cgroups: &str, mountinfo: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for line in cgroups.lines() {
         // "hierarchy-id:controllers:path"; v2 is "0::path".
@@ -79,13 +86,14 @@ fn cgroup_procs_paths(cgroups: &str, mountinfo: &str) -> Vec<PathBuf> {
             let Some(below) = below_root(path, root) else {
                 continue;
             };
-            let mut procs = PathBuf::from(mount_point);
-            procs.extend(below.split('/').filter(|c| !c.is_empty()));
-            procs.push("cgroup.procs");
+            let mut tasks = PathBuf::from(mount_point);
+            tasks.extend(below.split('/').filter(|c| !c.is_empty()));
             if unified {
-                found.insert(0, procs);
+                tasks.push("cgroup.threads");
+                found.insert(0, tasks);
             } else {
-                found.push(procs);
+                tasks.push("tasks");
+                found.push(tasks);
             }
             break;
         }
@@ -109,8 +117,12 @@ fn mount_fields(line: &str) -> Option<(&str, &str, &str, &str)> {
     Some((root, mount_point, fs_type, super_options))
 }
 
-/// `path` relative to `root`, both absolute cgroup paths; `None` when it is not below it.
+/// `path` relative to `root`, both absolute cgroup paths; `None` when it is not below it,
+/// as a cgroup outside this process's cgroup namespace shows (`/../x`).
 fn below_root<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    if path.split('/').any(|c| c == ".." || c == ".") {
+        return None;
+    }
     let root = root.trim_end_matches('/');
     let rest = path.strip_prefix(root)?;
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
@@ -139,47 +151,52 @@ mod tests {
 2:cpu,cpuacct:/
 0::/user.slice
 ";
-        let paths: Vec<String> = cgroup_procs_paths(cgroups, MOUNTINFO)
+        let paths: Vec<String> = cgroup_task_files(cgroups, MOUNTINFO)
             .iter()
             .map(|p| p.display().to_string())
             .collect();
         assert_eq!(
             paths,
             [
-                "/sys/fs/cgroup/unified/user.slice/cgroup.procs",
-                "/sys/fs/cgroup/systemd/cgroup.procs",
-                "/sys/fs/cgroup/pids/inner/cgroup.procs",
-                "/sys/fs/cgroup/memory/process_api/x y/cgroup.procs",
-                "/sys/fs/cgroup/cpu,cpuacct/cgroup.procs",
+                "/sys/fs/cgroup/unified/user.slice/cgroup.threads",
+                "/sys/fs/cgroup/systemd/tasks",
+                "/sys/fs/cgroup/pids/inner/tasks",
+                "/sys/fs/cgroup/memory/process_api/x y/tasks",
+                "/sys/fs/cgroup/cpu,cpuacct/tasks",
             ]
         );
     }
 
     #[test]
-    fn a_cgroup_outside_the_mounted_root_or_a_controller_not_mounted_gives_no_path() {
-        // pids is mounted from /docker/abc: /docker/abcd is not below it; blkio is not mounted.
-        let cgroups = "8:pids:/docker/abcd\n7:blkio:/\n";
-        assert!(cgroup_procs_paths(cgroups, MOUNTINFO).is_empty());
+    fn a_cgroup_outside_the_mounted_root_or_the_namespace_gives_no_path() {
+        // pids is mounted from /docker/abc: /docker/abcd is not below it; blkio is not
+        // mounted; a cgroup outside this process's cgroup namespace shows as `/../x`, which
+        // must not resolve to a sibling hierarchy (`unified/../memory`).
+        let cgroups = "8:pids:/docker/abcd\n7:blkio:/\n0::/../memory\n8:pids:/docker/abc/../x\n";
+        assert!(cgroup_task_files(cgroups, MOUNTINFO).is_empty());
         assert_eq!(below_root("/docker/abc", "/docker/abc/"), Some(""));
         assert_eq!(below_root("/a", "/"), Some("/a"));
+        assert_eq!(below_root("/a/./b", "/"), None);
     }
 
-    /// The move goes through (the tests run as root) and leaves the process in every cgroup it was in.
+    /// The move goes through (the tests run as root), moves only the calling thread and
+    /// leaves it, and the process, in every cgroup they were in.
     #[test]
-    fn the_move_leaves_this_process_where_it_was() {
-        let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let procs = own_cgroup_procs().expect("a cgroup.procs file of this process");
-        move_into(&procs).expect("writing this process's pid into its own cgroup (as root)");
-        assert_eq!(
-            std::fs::read_to_string("/proc/self/cgroup").unwrap(),
-            before
-        );
-        let pid = std::process::id().to_string();
-        let members = std::fs::read_to_string(&procs).unwrap();
+    fn the_move_leaves_the_thread_where_it_was() {
+        let thread_before = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+        let process_before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let tasks = own_cgroup_tasks().expect("a thread list of this thread's cgroup");
+        move_into(&tasks).expect("writing this thread's id into its own cgroup (as root)");
+        let thread_after = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+        assert_eq!(thread_after, thread_before);
+        let process_after = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert_eq!(process_after, process_before);
+        let tid = rustix::thread::gettid().as_raw_nonzero().get().to_string();
+        let members = std::fs::read_to_string(&tasks).unwrap();
         assert!(
-            members.lines().any(|l| l == pid),
-            "{pid} in {}",
-            procs.display()
+            members.lines().any(|l| l == tid),
+            "{tid} in {}",
+            tasks.display()
         );
     }
 }

@@ -149,15 +149,16 @@ impl LayerCache {
     /// the directory must read the same whether adopted or unpacked, so that later steps see
     /// the same files on a cold build and on a rebuild. When the layer already has a
     /// directory, or `tree` is on another file system, `tree` is left to the caller and
-    /// `Ok(false)` says so.
+    /// `Ok(false)` says so. `sync_first`: see [`LayerCache::adopt_then`].
     pub fn adopt(
         &self,
         layer: &LayerRecord,
         tree: &Path,
         mtime_clamp: u64,
+        sync_first: bool,
     ) -> Result<bool, ExecError> {
         Ok(self
-            .adopt_then(&layer.digest, tree, mtime_clamp, false, || Ok(()))?
+            .adopt_then(&layer.digest, tree, mtime_clamp, sync_first, || Ok(()))?
             .is_some())
     }
 
@@ -168,7 +169,8 @@ impl LayerCache {
     /// `Ok(None)` when the tree was not adopted (left to the caller, `then` not run).
     /// With `sync_first`, the file system holding `tree` is synced before the tree moves in:
     /// a RUN's upper directory (its overlay is mounted `volatile`, so its unmount synced
-    /// nothing) reaches the disk before the record that makes it a layer's only copy.
+    /// nothing) reaches the disk before the record that makes it a layer's only copy, or
+    /// before a cache that takes an existing directory for a complete one holds it.
     pub fn adopt_then<R>(
         &self,
         layer: &lamina_store::Digest,
