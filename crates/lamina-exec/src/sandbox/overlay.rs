@@ -11,9 +11,9 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::mount::{MountFlags, UnmountFlags};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::fsutil::{container_components, io_err};
 use super::layers::opaque_xattr;
