@@ -556,6 +556,44 @@ fn a_copy_to_a_destination_resolving_to_the_root_copies_into_it() {
     assert!(at_root("f") && at_root("g"), "{:?}", trees(&store));
 }
 
+/// `COPY f /srv` where the image has `/srv` as a directory (from `WORKDIR`, or from an
+/// earlier COPY of a directory) copies into it, as BuildKit does, and does not replace it.
+#[test]
+fn a_copy_to_a_directory_the_image_has_copies_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tree(
+        d,
+        &[
+            ("f", "f"),
+            ("g", "g"),
+            ("h", "h"),
+            ("d/.keep", ""),
+            (
+                "Dockerfile",
+                "FROM scratch\nWORKDIR /srv\nCOPY f /srv\nCOPY g /srv/sub\nCOPY d /opt/d\n\
+                 COPY h /opt/d\n",
+            ),
+        ],
+    );
+    let store = d.join("store");
+    run(
+        d,
+        store.to_str().unwrap(),
+        &["build", d.join("Dockerfile").to_str().unwrap()],
+    );
+    let layers = store.join("exec/layers");
+    let file_in_a_layer = |path: &str| {
+        trees(&store)
+            .iter()
+            .any(|tree| layers.join(tree).join(path).is_file())
+    };
+    // Into the existing directories; a destination that does not exist yet is the file.
+    assert!(file_in_a_layer("srv/f"), "{:?}", trees(&store));
+    assert!(file_in_a_layer("srv/sub") && file_in_a_layer("opt/d/h"));
+    assert!(!file_in_a_layer("srv") && !file_in_a_layer("opt/d"));
+}
+
 /// Builds `dockerfile` into a new store in `d`, which must fail with one error line naming
 /// `path` (in the image) as a symlink it would not write through.
 fn refused_through_symlink(d: &Path, dockerfile: &Path, path: &str) {

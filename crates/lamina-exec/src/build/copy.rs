@@ -158,6 +158,9 @@ impl Build<'_> {
             || matches
                 .first()
                 .is_some_and(|m| m.entries.first().is_some_and(|e| e.kind == EntryKind::Dir));
+        // A destination the image has as a directory (symlinks followed) takes the source
+        // into it, as in BuildKit: `WORKDIR /app` then `COPY f /app` gives `/app/f`.
+        let dest_is_dir = dest_is_dir || self.is_dir_in_image(&dest, state)?;
         let mut stage = Stage {
             dest: staging.path().join(dest.trim_start_matches('/')),
             root: staging.path().to_path_buf(),
@@ -304,6 +307,18 @@ impl Build<'_> {
             stage.placed.push(target);
         }
         Ok(())
+    }
+
+    /// Whether `path` is a directory in the stage's image so far.
+    fn is_dir_in_image(&self, path: &str, state: &StageState) -> Result<bool, ExecError> {
+        if state.layers.is_empty() {
+            return Ok(false);
+        }
+        let view = self.view(&state.layers)?;
+        let node = view
+            .lookup(path, true)
+            .map_err(|e| io(Path::new(path), e))?;
+        Ok(node.is_some_and(|node| node.is_dir()))
     }
 
     /// `--chown=user[:group]`: numbers as they are, names from the image's
