@@ -541,18 +541,8 @@ fn a_copy_to_a_destination_resolving_to_the_root_copies_into_it() {
             ),
         ],
     );
-    let store = d.join("store");
-    run(
-        d,
-        store.to_str().unwrap(),
-        &["build", d.join("Dockerfile").to_str().unwrap()],
-    );
-    let layers = store.join("exec/layers");
-    let at_root = |name: &str| {
-        trees(&store)
-            .iter()
-            .any(|tree| layers.join(tree).join(name).is_file())
-    };
+    let store = build_in_new_store(d);
+    let at_root = |name: &str| file_in_a_layer(&store, name);
     assert!(at_root("f") && at_root("g"), "{:?}", trees(&store));
 }
 
@@ -576,22 +566,31 @@ fn a_copy_to_a_directory_the_image_has_copies_into_it() {
             ),
         ],
     );
+    let store = build_in_new_store(d);
+    let file = |path: &str| file_in_a_layer(&store, path);
+    // Into the existing directories; a destination that does not exist yet is the file.
+    assert!(file("srv/f"), "{:?}", trees(&store));
+    assert!(file("srv/sub") && file("opt/d/h"));
+    assert!(!file("srv") && !file("opt/d"));
+}
+
+/// Builds `d/Dockerfile` into a new store `d/store`, which it returns.
+fn build_in_new_store(d: &Path) -> PathBuf {
     let store = d.join("store");
     run(
         d,
         store.to_str().unwrap(),
         &["build", d.join("Dockerfile").to_str().unwrap()],
     );
+    store
+}
+
+/// Whether some layer tree of `store` has a regular file at `path`.
+fn file_in_a_layer(store: &Path, path: &str) -> bool {
     let layers = store.join("exec/layers");
-    let file_in_a_layer = |path: &str| {
-        trees(&store)
-            .iter()
-            .any(|tree| layers.join(tree).join(path).is_file())
-    };
-    // Into the existing directories; a destination that does not exist yet is the file.
-    assert!(file_in_a_layer("srv/f"), "{:?}", trees(&store));
-    assert!(file_in_a_layer("srv/sub") && file_in_a_layer("opt/d/h"));
-    assert!(!file_in_a_layer("srv") && !file_in_a_layer("opt/d"));
+    trees(store)
+        .iter()
+        .any(|tree| layers.join(tree).join(path).is_file())
 }
 
 /// Builds `dockerfile` into a new store in `d`, which must fail with one error line naming
