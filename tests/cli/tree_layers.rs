@@ -381,24 +381,19 @@ fn a_build_killed_while_writing_a_tar_split_leaves_nothing_behind() {
 /// with `--no-cache` (the layer's tree kept already) leaves no staging tree behind.
 #[test]
 fn a_copy_of_two_sources_replaces_and_fills_what_the_first_placed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = context(&[
+        ("a/x", "a file"),
+        ("a/d/f", "from a"),
+        ("b/d/g", "from b"),
+        ("Dockerfile", "FROM scratch\nCOPY a/ b/ /out/\n"),
+    ]);
     let d = dir.path();
-    write_tree(
-        d,
-        &[
-            ("a/x", "a file"),
-            ("a/d/f", "from a"),
-            ("b/d/g", "from b"),
-            ("Dockerfile", "FROM scratch\nCOPY a/ b/ /out/\n"),
-        ],
-    );
     std::os::unix::fs::symlink("d/g", d.join("b/x")).unwrap();
     let store = d.join("store");
     let s = store.to_str().unwrap();
     let dockerfile = d.join("Dockerfile");
     run(d, s, &["build", dockerfile.to_str().unwrap()]);
-    let [tree] = trees(&store).try_into().expect("one layer tree");
-    let out = store.join("exec/layers").join(tree).join("out");
+    let out = only_tree(&store).join("out");
     assert_eq!(std::fs::read_link(out.join("x")).unwrap(), Path::new("d/g"));
     assert_eq!(std::fs::read_to_string(out.join("d/f")).unwrap(), "from a");
     assert_eq!(std::fs::read_to_string(out.join("d/g")).unwrap(), "from b");
@@ -415,28 +410,23 @@ fn a_copy_of_two_sources_replaces_and_fills_what_the_first_placed() {
 /// leading inside the image is followed, as BuildKit does.
 #[test]
 fn a_copy_never_writes_through_a_symlink_out_of_the_image() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = context(&[
+        ("a/usr/lib/base", "base"),
+        ("b/lib/added", "added"),
+        ("c/x/f", "escaped"),
+        ("Dockerfile.inside", "FROM scratch\nCOPY a/ b/ /out/\n"),
+        ("Dockerfile.escape", "FROM scratch\nCOPY a/ c/ /out/\n"),
+    ]);
     let d = dir.path();
     let outside = d.join("outside");
     std::fs::create_dir(&outside).unwrap();
-    write_tree(
-        d,
-        &[
-            ("a/usr/lib/base", "base"),
-            ("b/lib/added", "added"),
-            ("c/x/f", "escaped"),
-            ("Dockerfile.inside", "FROM scratch\nCOPY a/ b/ /out/\n"),
-            ("Dockerfile.escape", "FROM scratch\nCOPY a/ c/ /out/\n"),
-        ],
-    );
     std::os::unix::fs::symlink("usr/lib", d.join("a/lib")).unwrap();
     std::os::unix::fs::symlink(&outside, d.join("a/x")).unwrap();
     let store = d.join("store");
     let s = store.to_str().unwrap();
     let inside = d.join("Dockerfile.inside");
     run(d, s, &["build", inside.to_str().unwrap()]);
-    let [tree] = trees(&store).try_into().expect("one layer tree");
-    let out = store.join("exec/layers").join(tree).join("out");
+    let out = only_tree(&store).join("out");
     assert_eq!(
         std::fs::read_to_string(out.join("usr/lib/added")).unwrap(),
         "added"
@@ -450,19 +440,15 @@ fn a_copy_never_writes_through_a_symlink_out_of_the_image() {
 /// `lib` is refused, not sent to the host.
 #[test]
 fn a_copy_rechecks_symlinks_after_a_later_source_replaces_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = context(&[
+        ("a/real/lib/base", "base"),
+        ("b/lib/y", "through lib"),
+        ("d/lib/z", "escaped"),
+        ("Dockerfile", "FROM scratch\nCOPY a/ b/ c/ d/ /out/\n"),
+    ]);
     let d = dir.path();
     let outside = d.join("outside");
     std::fs::create_dir_all(outside.join("lib")).unwrap();
-    write_tree(
-        d,
-        &[
-            ("a/real/lib/base", "base"),
-            ("b/lib/y", "through lib"),
-            ("d/lib/z", "escaped"),
-            ("Dockerfile", "FROM scratch\nCOPY a/ b/ c/ d/ /out/\n"),
-        ],
-    );
     std::os::unix::fs::symlink("real", d.join("a/usr")).unwrap();
     std::os::unix::fs::symlink("usr/lib", d.join("a/lib")).unwrap();
     std::fs::create_dir(d.join("c")).unwrap();
@@ -480,19 +466,15 @@ fn a_copy_rechecks_symlinks_after_a_later_source_replaces_one() {
 #[test]
 fn a_copy_sets_no_mode_through_a_symlink_a_later_source_re_pointed() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = context(&[
+        ("c1/y/keep", "k"),
+        ("c2/x/f", "through x"),
+        ("Dockerfile", "FROM scratch\nCOPY c1/ c2/ c3/ /d/\n"),
+    ]);
     let d = dir.path();
     let outside = d.join("outside");
     std::fs::create_dir(&outside).unwrap();
     std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
-    write_tree(
-        d,
-        &[
-            ("c1/y/keep", "k"),
-            ("c2/x/f", "through x"),
-            ("Dockerfile", "FROM scratch\nCOPY c1/ c2/ c3/ /d/\n"),
-        ],
-    );
     std::os::unix::fs::symlink("y", d.join("c1/x")).unwrap();
     std::fs::set_permissions(d.join("c2/x"), std::fs::Permissions::from_mode(0o777)).unwrap();
     std::fs::create_dir(d.join("c3")).unwrap();
@@ -506,16 +488,12 @@ fn a_copy_sets_no_mode_through_a_symlink_a_later_source_re_pointed() {
 /// one line naming the path in the image (not the staging tree on the host).
 #[test]
 fn a_copy_below_a_file_an_earlier_source_placed_names_the_path_in_the_image() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = context(&[
+        ("a/x", "a file"),
+        ("b/x/y", "below it"),
+        ("Dockerfile", "FROM scratch\nCOPY a/ b/ /out/\n"),
+    ]);
     let d = dir.path();
-    write_tree(
-        d,
-        &[
-            ("a/x", "a file"),
-            ("b/x/y", "below it"),
-            ("Dockerfile", "FROM scratch\nCOPY a/ b/ /out/\n"),
-        ],
-    );
     let err = refused(d, &d.join("Dockerfile"));
     assert!(
         err.contains("/out/x:") && err.contains("placed a file here"),
@@ -528,19 +506,15 @@ fn a_copy_below_a_file_an_earlier_source_placed_names_the_path_in_the_image() {
 /// root directory, as in BuildKit: the file lands in it.
 #[test]
 fn a_copy_to_a_destination_resolving_to_the_root_copies_into_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = context(&[
+        ("f", "f"),
+        ("g", "g"),
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY f /app/..\nWORKDIR /srv\nCOPY g ..\n",
+        ),
+    ]);
     let d = dir.path();
-    write_tree(
-        d,
-        &[
-            ("f", "f"),
-            ("g", "g"),
-            (
-                "Dockerfile",
-                "FROM scratch\nCOPY f /app/..\nWORKDIR /srv\nCOPY g ..\n",
-            ),
-        ],
-    );
     let store = build_in_new_store(d);
     let at_root = |name: &str| file_in_a_layer(&store, name);
     assert!(at_root("f") && at_root("g"), "{:?}", trees(&store));
@@ -550,28 +524,37 @@ fn a_copy_to_a_destination_resolving_to_the_root_copies_into_it() {
 /// earlier COPY of a directory) copies into it, as BuildKit does, and does not replace it.
 #[test]
 fn a_copy_to_a_directory_the_image_has_copies_into_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = context(&[
+        ("f", "f"),
+        ("g", "g"),
+        ("h", "h"),
+        ("d/.keep", ""),
+        (
+            "Dockerfile",
+            "FROM scratch\nWORKDIR /srv\nCOPY f /srv\nCOPY g /srv/sub\nCOPY d /opt/d\n\
+             COPY h /opt/d\n",
+        ),
+    ]);
     let d = dir.path();
-    write_tree(
-        d,
-        &[
-            ("f", "f"),
-            ("g", "g"),
-            ("h", "h"),
-            ("d/.keep", ""),
-            (
-                "Dockerfile",
-                "FROM scratch\nWORKDIR /srv\nCOPY f /srv\nCOPY g /srv/sub\nCOPY d /opt/d\n\
-                 COPY h /opt/d\n",
-            ),
-        ],
-    );
     let store = build_in_new_store(d);
     let file = |path: &str| file_in_a_layer(&store, path);
     // Into the existing directories; a destination that does not exist yet is the file.
     assert!(file("srv/f"), "{:?}", trees(&store));
     assert!(file("srv/sub") && file("opt/d/h"));
     assert!(!file("srv") && !file("opt/d"));
+}
+
+/// A temporary build context holding `files`.
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), files);
+    dir
+}
+
+/// The layer tree of a store that holds one.
+fn only_tree(store: &Path) -> PathBuf {
+    let [tree] = trees(store).try_into().expect("one layer tree");
+    store.join("exec/layers").join(tree)
 }
 
 /// Builds `d/Dockerfile` into a new store `d/store`, which it returns.

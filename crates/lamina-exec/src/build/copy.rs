@@ -36,12 +36,12 @@ use super::steps::{Build, StageState};
 use super::view::{self, Node};
 use crate::ExecError;
 
-/// Where staged entries go and who owns them.
 /// The most a COPY stages before its build takes the lease (see `Build::lease`): about
 /// 20 ms of work here, which a GC waiting for the read section does not notice.
 const STAGED_UNLEASED_ENTRIES: usize = 1000;
 const STAGED_UNLEASED_BYTES: u64 = 16 << 20;
 
+/// Where staged entries go and who owns them.
 struct Stage {
     root: PathBuf,
     /// The destination inside `root`.
