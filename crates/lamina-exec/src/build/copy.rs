@@ -5,11 +5,10 @@
 //! destination is a directory with `--parents`, when it ends in `/` (or is `.`), when there
 //! are several sources or matches, when a source has a wildcard, or when the source is a
 //! directory (whose contents are copied); otherwise a single file is written at the
-//! destination path. A wildcard that matches nothing copies nothing (no layer).
-//! Unlike BuildKit, an existing directory in the image at a destination without a trailing
-//! `/` is not detected: write the `/`. Copied entries are owned by 0:0 unless `--chown`
-//! says otherwise (names resolve against the image's `/etc/passwd` and `/etc/group`);
-//! `--chmod` takes octal modes. Directories created on the way to the destination are
+//! destination path, unless the image has a directory there (symlinks followed), which
+//! takes the file as BuildKit does. A wildcard that matches nothing copies nothing (no
+//! layer). Copied entries are owned by 0:0 unless `--chown` says otherwise (names resolve
+//! against the image's `/etc/passwd` and `/etc/group`); `--chmod` takes octal modes. Directories created on the way to the destination are
 //! 0755 root. Files that are hard links of one another among one COPY's sources stay
 //! linked (one inode; the layer holds one file entry and hard link entries, as BuildKit
 //! writes it); a link to a file outside the copied set becomes a plain file.

@@ -75,15 +75,18 @@ impl Build<'_> {
 }
 
 /// Staging trees a step did not keep (its layer had a tree already, as in a rebuild with
-/// `--no-cache`), removed on threads beside the build's next steps: a few hundred entries
-/// are milliseconds of unlinks. Joined when the build ends, so a build leaves none behind;
-/// what a killed process leaves is its staging tree, reclaimed as any (`crate::reclaim`).
+/// `--no-cache`) and what is left of a RUN's run directory (the overlay's work directory,
+/// the scaffold, the bundle, the upper directory when not kept), removed on threads beside
+/// the build's next steps: a few hundred entries are milliseconds of unlinks. Joined when
+/// the build ends, so a build leaves none behind; what a killed process leaves is reclaimed
+/// as any (`crate::reclaim`).
 #[derive(Debug, Default)]
 pub(crate) struct RemovedBeside(Mutex<Vec<JoinHandle<()>>>);
 
 impl RemovedBeside {
-    /// Removes `tree` on a thread of its own (here, when no thread can be started).
-    pub(crate) fn remove(&self, tree: tempfile::TempDir) {
+    /// Drops `tree`, which removes itself when dropped (a `TempDir`, a run's `UpperDir`), on a
+    /// thread of its own (here, when no thread can be started).
+    pub(crate) fn remove(&self, tree: impl Send + 'static) {
         let spawned = std::thread::Builder::new()
             .name("lamina-remove".into())
             .spawn(move || drop(tree));

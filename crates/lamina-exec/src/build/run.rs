@@ -97,12 +97,14 @@ impl Build<'_> {
             .map_err(|e| layers::io(upper, e))?
             .next()
             .is_none();
-        if empty {
-            return Ok(None);
-        }
         // The upper directory, whiteouts in overlay form, is the layer's unpacked copy.
-        let layer = self.store_and_keep(LayerSource::OverlayUpper(upper), upper)?;
-        Ok(Some(layer))
+        let layer = if empty {
+            None
+        } else {
+            Some(self.store_and_keep(LayerSource::OverlayUpper(upper), upper)?)
+        };
+        self.removed_beside.remove(outcome.upper);
+        Ok(layer)
     }
 }
 

@@ -6,10 +6,11 @@
 //! A run lives in `work_dir/runs/<id>/`: `upper/` and `work/` of the overlay, `scaffold/` (a
 //! lower directory with the mount points the image lacks, so runc creates nothing in the upper
 //! directory), `rootfs/` (the mount point) and the bundle's `config.json`. After the run
-//! everything is unmounted and removed except `upper/`, which holds exactly the change (0:0
-//! character devices for deletions, `trusted.overlay.opaque` directories, or
-//! `user.overlay.opaque` in a user namespace, also after fuse-overlayfs, see `fuse`), ready for
-//! `lamina_layer::LayerWriter::write_overlay_upper`; [`UpperDir`] removes it when dropped.
+//! everything is unmounted; `upper/` holds exactly the change (0:0 character devices for
+//! deletions, `trusted.overlay.opaque` directories, or `user.overlay.opaque` in a user
+//! namespace, also after fuse-overlayfs, see `fuse`), ready for
+//! `lamina_layer::LayerWriter::write_overlay_upper`. [`UpperDir`] removes the run directory
+//! (what is left of `upper/` included) when dropped.
 //!
 //! Running needs root, of the host or of a user namespace (see [`crate::rootless`]);
 //! [`Sandbox::new`] checks that up front.
@@ -281,7 +282,9 @@ impl Sandbox {
         }
         guard.finish()?;
         if fused {
-            fuse::normalize_upper(&upper, &lowers)?;
+            // Against the image's layers only: the run's own lowers (scaffold, trust) are not
+            // part of the image the change applies to.
+            fuse::normalize_upper(&upper, &image_lowers)?;
         }
         let upper = UpperDir {
             path: upper,
@@ -332,23 +335,10 @@ impl RunGuard<'_> {
         overlay::unmount_all_under(&self.dir)
     }
 
-    /// Tears down but keeps `upper/`.
+    /// Tears down but keeps the run directory: the [`UpperDir`] made of it removes it all
+    /// when dropped (a build drops it on a thread beside its next steps).
     fn finish(&mut self) -> Result<(), ExecError> {
         self.teardown()?;
-        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
-            let entry = entry.map_err(io_err(&self.dir))?;
-            let path = entry.path();
-            if entry.file_name() == "upper" {
-                continue;
-            }
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            let removed = if is_dir {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            removed.map_err(io_err(&path))?;
-        }
         self.finished = true;
         Ok(())
     }

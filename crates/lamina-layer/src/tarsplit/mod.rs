@@ -8,7 +8,7 @@
 //! the unpacker's reader) and records it; [`TarSplitReader`] gives the tar back, reading
 //! file contents from the tree.
 //!
-//! The format (zstd-compressed as a whole; little state, so it streams both ways):
+//! The format (zstd-compressed as a whole, at level 1; little state, so it streams both ways):
 //!
 //! ```text
 //! "lamina-tar-split v1\n"
@@ -49,6 +49,7 @@ const LITERAL_FLUSH: usize = 1 << 20;
 /// PAX and GNU long-name records larger than this are not parsed (the tar is not split).
 const META_LIMIT: u64 = 16 << 20;
 const BLOCK: u64 = 512;
+const TAR_SPLIT_ZSTD_LEVEL: i32 = 1;
 
 /// What [`TarSplitWriter::finish`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +103,10 @@ pub struct TarSplitWriter<W: Write> {
 impl<W: Write> TarSplitWriter<W> {
     /// A writer recording into `out`.
     pub fn new(out: W) -> io::Result<Self> {
-        let mut out = zstd::stream::write::Encoder::new(out, 3)?;
+        // Level 1: a tar-split is mostly tar headers, which it packs within ~3% of level 3
+        // (measured on 4 and 7 MB tar-splits of documentation and headers), while level 3's
+        // tables (768 KiB, cleared for every stream) cost ~0.3 ms per layer written.
+        let mut out = zstd::stream::write::Encoder::new(out, TAR_SPLIT_ZSTD_LEVEL)?;
         out.write_all(MAGIC)?;
         Ok(TarSplitWriter {
             out,
