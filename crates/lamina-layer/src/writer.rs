@@ -192,7 +192,7 @@ impl LayerWriter {
         let hasher = TarHasher::new(Tee(enc, tar_copy)).map_err(LayerError::sink)?;
         let mut tar = BufWriter::with_capacity(1 << 20, hasher);
         let mut links = HashMap::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; copy_buffer_len(plan)];
         for entry in plan {
             self.write_entry(entry, &mut tar, &mut links, &mut buf)?;
         }
@@ -334,6 +334,23 @@ fn hardlink_of(
     }
     links.insert(key, name.to_vec());
     None
+}
+
+/// The copy buffer for `plan`'s files: 1 MiB, or the largest file's size when smaller. It is
+/// zeroed, so each of its pages costs a page fault: a full-size buffer took 256 of them for
+/// every layer, one without file contents (a WORKDIR's) included.
+fn copy_buffer_len(plan: &Plan) -> usize {
+    const MAX: usize = 1 << 20;
+    const MIN: usize = 4096;
+    let largest = plan
+        .iter()
+        .filter_map(|entry| match entry {
+            PlanEntry::Node { node, .. } if node.meta.is_file() => Some(node.meta.len()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    usize::try_from(largest).map_or(MAX, |n| n.clamp(MIN, MAX))
 }
 
 /// Streams exactly `size` bytes: a file that grew or shrank would corrupt the archive.
