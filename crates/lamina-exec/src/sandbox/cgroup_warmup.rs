@@ -10,7 +10,7 @@
 //! `cgroup.threads` in v2): the move changes nothing and concerns only that thread, which
 //! then ends, and its wait passes beside the overlay mount and runc's own start-up. The
 //! 11-instruction benchmark build went from 100 to 85 ms (median of 30 alternating
-//! `--no-cache` builds; docs/benchmarks-cold.md). Hosts that mount cgroups with
+//! `--no-cache` builds; docs/benchmarks-cold-rounds.md). Hosts that mount cgroups with
 //! `favordynmods` have no such wait, and the move costs microseconds.
 
 use std::fs::OpenOptions;
