@@ -283,8 +283,9 @@ fn a_build_leaves_no_run_directory_behind() {
     let runs = store.join("exec/runs");
     let left = || -> Vec<std::ffi::OsString> {
         std::fs::read_dir(&runs)
-            .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
-            .unwrap_or_default()
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
     };
     let built = run(d, s, &["build", "many", "--tag", "many:1"]);
     assert_eq!(left(), Vec::<std::ffi::OsString>::new());

@@ -352,6 +352,11 @@ fn secrets_are_readable_but_not_in_the_layer() {
     assert_eq!(out.exit_code, 0, "{lines:?}");
     assert_eq!(stdout(&lines), ["s3cret", "s3cret", "", "400"]);
     assert!(entries(out.upper.path()).is_empty());
+    // The copy made for the mount is gone as the run ends, though the run directory lives
+    // on with the outcome (a build removes it later, on a thread).
+    let run_dir = out.upper.path().parent().unwrap();
+    assert!(run_dir.join("work").exists());
+    assert!(!run_dir.join("secrets").exists());
 }
 
 #[test]

@@ -8,10 +8,11 @@
 //! destination path, unless the image has a directory there (symlinks followed), which
 //! takes the file as BuildKit does. A wildcard that matches nothing copies nothing (no
 //! layer). Copied entries are owned by 0:0 unless `--chown` says otherwise (names resolve
-//! against the image's `/etc/passwd` and `/etc/group`); `--chmod` takes octal modes. Directories created on the way to the destination are
-//! 0755 root. Files that are hard links of one another among one COPY's sources stay
-//! linked (one inode; the layer holds one file entry and hard link entries, as BuildKit
-//! writes it); a link to a file outside the copied set becomes a plain file.
+//! against the image's `/etc/passwd` and `/etc/group`); `--chmod` takes octal modes.
+//! Directories created on the way to the destination are 0755 root. Files that are hard
+//! links of one another among one COPY's sources stay linked (one inode; the layer holds one
+//! file entry and hard link entries, as BuildKit writes it); a link to a file outside the
+//! copied set becomes a plain file.
 //!
 //! ADD extracts a local source file that is a tar archive into the destination directory
 //! (see the `archive` module) unless `--unpack=false`; entries extracted keep the archive's

@@ -78,7 +78,8 @@ pub(crate) struct Build<'a> {
     /// Compressed variants of this build's layers, made beside its next steps. Declared
     /// before `lease` so that it drops first: its thread ends before the lease does.
     pub(crate) variants_beside: Mutex<super::beside::VariantsBeside>,
-    /// Staging trees no layer kept, being removed beside the next steps.
+    /// Staging trees no layer kept and finished runs' directories, being removed beside the
+    /// next steps.
     pub(crate) removed_beside: super::kept::RemovedBeside,
     /// Every blob and layer the build uses or writes, so that GC in any process (`cache
     /// gc` beside this build) leaves them until the build has referenced them; released

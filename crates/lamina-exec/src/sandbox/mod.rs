@@ -281,15 +281,16 @@ impl Sandbox {
             }
         }
         guard.finish()?;
-        if fused {
-            // Against the image's layers only: the run's own lowers (scaffold, trust) are not
-            // part of the image the change applies to.
-            fuse::normalize_upper(&upper, &image_lowers)?;
-        }
+        // From here the run directory goes with `upper`, on every path.
         let upper = UpperDir {
             path: upper,
             run_dir: dir,
         };
+        if fused {
+            // Against the image's layers only: the run's own lowers (scaffold, trust) are not
+            // part of the image the change applies to.
+            fuse::normalize_upper(upper.path(), &image_lowers)?;
+        }
         if let Some(trust) = &trust {
             trust.restore(upper.path(), &image_lowers)?;
         }
@@ -302,15 +303,21 @@ impl Sandbox {
 }
 
 /// Removes a run directory unless something is still mounted below it (removing through a
-/// mount would reach into the mounted file system).
+/// mount would reach into the mounted file system). What cannot be removed is left, with a
+/// warning, to the reclaim of a later process (see [`crate::reclaim`]).
 fn remove_run_dir(dir: &Path) {
-    if overlay::mounts_under(dir).is_ok_and(|m| m.is_empty()) {
-        let _ = fs::remove_dir_all(dir);
+    let removed = match overlay::mounts_under(dir) {
+        Ok(mounts) if mounts.is_empty() => fs::remove_dir_all(dir).map_err(|e| e.to_string()),
+        Ok(mounts) => Err(format!("{} is still mounted", mounts[0].display())),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(why) = removed {
+        tracing::warn!("cannot remove the run directory {}: {why}", dir.display());
     }
 }
 
 /// Tears a run down on every path: kills and deletes the container, unmounts, removes the run
-/// directory (all of it unless [`RunGuard::finish`] kept the upper directory).
+/// directory (unless [`RunGuard::finish`] handed it to the run's [`UpperDir`]).
 struct RunGuard<'s> {
     state: &'s Path,
     id: String,
@@ -339,6 +346,15 @@ impl RunGuard<'_> {
     /// when dropped (a build drops it on a thread beside its next steps).
     fn finish(&mut self) -> Result<(), ExecError> {
         self.teardown()?;
+        // Secret copies go as the run ends, not with the rest of the run directory, which a
+        // build removes later on a thread.
+        let secrets = self.dir.join(mounts::SECRETS_DIR);
+        match fs::remove_dir_all(&secrets) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err(&secrets)(e));
+            }
+            _ => {}
+        }
         self.finished = true;
         Ok(())
     }

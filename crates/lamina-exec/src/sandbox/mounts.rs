@@ -158,6 +158,9 @@ fn cache_name(id: &str) -> String {
     }
 }
 
+/// Where a run's secret copies go in its run directory (removed as the run ends).
+pub(crate) const SECRETS_DIR: &str = "secrets";
+
 /// Sets up `mounts` for a run in `run_dir` (copies of secrets, overlays of stages and images,
 /// throwaway overlays for writable binds, cache directories under `work_dir/cache-mounts/`).
 pub(crate) fn prepare(
@@ -181,7 +184,7 @@ pub(crate) fn prepare(
                     out.env.push(format!("{name}={value}"));
                 }
                 if let Some(target) = target {
-                    let dir = run_dir.join("secrets");
+                    let dir = run_dir.join(SECRETS_DIR);
                     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
                     let copy = dir.join(n.to_string());
                     fs::copy(source, &copy).map_err(io_err(source))?;
