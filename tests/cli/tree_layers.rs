@@ -297,6 +297,7 @@ fn a_build_leaves_no_run_directory_behind() {
         out.split_whitespace()
             .find(|w| w.starts_with("sha256:"))
             .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no digest printed: {out}"))
     };
     assert_eq!(digest(&rebuilt), digest(&built), "{built}\n{rebuilt}");
 }
