@@ -591,6 +591,46 @@ fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// A destination resolves through the image's symlinks, as BuildKit resolves it: on a
+/// merged-/usr image `COPY f /lib/` writes `/usr/lib/f`, leaving the `/lib` symlink (and all
+/// of `/usr/lib` through it) in place, and an absolute symlink resolves from the image's
+/// root; so does a WORKDIR the image lacks. A `--link` layer does not look at the image: its
+/// path is as written.
+#[test]
+fn a_copy_destination_resolves_through_the_images_symlinks() {
+    let dir = context(&[
+        ("base/usr/lib/orig.so", "orig"),
+        ("base/srv/data/.keep", ""),
+        ("f", "f"),
+        ("g", "g"),
+        ("h", "h"),
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY base /\nCOPY f /lib/\nCOPY g /data/g\nWORKDIR /lib/app\n\
+             COPY --link h /lib/h\n",
+        ),
+    ]);
+    let d = dir.path();
+    std::os::unix::fs::symlink("usr/lib", d.join("base/lib")).unwrap();
+    std::os::unix::fs::symlink("/srv/data", d.join("base/data")).unwrap();
+    let store = build_in_new_store(d);
+    let file = |path: &str| file_in_a_layer(&store, path);
+    assert!(
+        file("usr/lib/f") && file("srv/data/g"),
+        "{:?}",
+        trees(&store)
+    );
+    assert!(!file("lib/f") && !file("data/g"));
+    let dir_in_a_layer = |path: &str| {
+        let layers = store.join("exec/layers");
+        trees(&store)
+            .iter()
+            .any(|t| layers.join(t).join(path).is_dir())
+    };
+    assert!(dir_in_a_layer("usr/lib/app") && !dir_in_a_layer("lib/app"));
+    assert!(file("lib/h") && !file("usr/lib/h"));
+}
+
 /// The layer tree of a store that holds one.
 fn only_tree(store: &Path) -> PathBuf {
     let [tree] = trees(store).try_into().expect("one layer tree");

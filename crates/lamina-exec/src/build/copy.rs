@@ -1,7 +1,8 @@
 //! COPY and ADD: the sources are staged into a temporary tree laid out as the rootfs (the
 //! destination below its root), which then becomes the layer.
 //!
-//! Destination rules, as Docker's: a relative destination is relative to `WORKDIR`; the
+//! Destination rules, as Docker's: a relative destination is relative to `WORKDIR`, and it
+//! resolves through the image's symlinks, the last component's too (not with `--link`); the
 //! destination is a directory with `--parents`, when it ends in `/` (or is `.`), when there
 //! are several sources or matches, when a source has a wildcard, or when the source is a
 //! directory (whose contents are copied); otherwise a single file is written at the
@@ -141,6 +142,15 @@ impl Build<'_> {
         let work_dir = &self.inner.config.work_dir;
         let staging = layers::temp_dir(work_dir, "copy-")?;
         let dest = resolve_path(state.config.workdir(), &copy.dest);
+        // Through the image's symlinks, as BuildKit resolves a destination: `COPY f /lib/` on a
+        // merged-/usr base writes `/usr/lib/f`; staged as `/lib/f`, its directory would hide
+        // the image's `/lib` symlink and all of `/usr/lib` below it. Not with `--link`, whose
+        // layer does not depend on the image (as in BuildKit).
+        let (dest, dir_in_image) = if super::steps::linkable(copy) {
+            (dest, false)
+        } else {
+            self.dest_in_image(&dest, state)?
+        };
         let wildcard = url.is_none() && copy.sources.iter().any(|s| s.contains(['*', '?', '[']));
         let raw_dest = copy.dest.as_str();
         // `--parents` copies the matched paths below the destination (BuildKit copies the
@@ -160,7 +170,7 @@ impl Build<'_> {
                 .is_some_and(|m| m.entries.first().is_some_and(|e| e.kind == EntryKind::Dir));
         // A destination the image has as a directory (symlinks followed) takes the source
         // into it, as in BuildKit: `WORKDIR /app` then `COPY f /app` gives `/app/f`.
-        let dest_is_dir = dest_is_dir || self.is_dir_in_image(&dest, state)?;
+        let dest_is_dir = dest_is_dir || dir_in_image;
         let mut stage = Stage {
             dest: staging.path().join(dest.trim_start_matches('/')),
             root: staging.path().to_path_buf(),
@@ -309,16 +319,17 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// Whether `path` is a directory in the stage's image so far.
-    fn is_dir_in_image(&self, path: &str, state: &StageState) -> Result<bool, ExecError> {
+    /// `dest` as the stage's image so far resolves it (see `LayerView::resolve`), and whether
+    /// it is a directory there.
+    fn dest_in_image(&self, dest: &str, state: &StageState) -> Result<(String, bool), ExecError> {
         if state.layers.is_empty() {
-            return Ok(false);
+            return Ok((dest.to_owned(), false));
         }
         let view = self.view(&state.layers)?;
-        let node = view
-            .lookup(path, true)
-            .map_err(|e| io(Path::new(path), e))?;
-        Ok(node.is_some_and(|node| node.is_dir()))
+        let in_image = |e| io(Path::new(dest), e);
+        let resolved = view.resolve(dest).map_err(in_image)?;
+        let node = view.lookup(&resolved, true).map_err(in_image)?;
+        Ok((resolved, node.is_some_and(|node| node.is_dir())))
     }
 
     /// `--chown=user[:group]`: numbers as they are, names from the image's

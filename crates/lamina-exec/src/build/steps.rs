@@ -638,15 +638,17 @@ impl Build<'_> {
             return Ok(None);
         }
         let work_dir = &self.inner.config.work_dir;
-        let existing = self
-            .view(&state.layers)?
-            .lookup(&workdir, true)
-            .map_err(|e| layers::io(&workdir, e))?;
+        let view = self.view(&state.layers)?;
+        // Made through the image's symlinks, as BuildKit makes it: `WORKDIR /lib/app` on a
+        // merged-/usr base is `/usr/lib/app`, not a `/lib` directory hiding the symlink.
+        let in_image = |e| layers::io(&workdir, e);
+        let resolved = view.resolve(&workdir).map_err(in_image)?;
+        let existing = view.lookup(&resolved, true).map_err(in_image)?;
         if existing.is_some_and(|node| node.is_dir()) {
             return Ok(None);
         }
         let tree = layers::temp_dir(work_dir, "workdir-")?;
-        let dir = tree.path().join(&workdir);
+        let dir = tree.path().join(resolved.trim_start_matches('/'));
         std::fs::create_dir_all(&dir).map_err(|e| layers::io(&dir, e))?;
         Ok(Some(self.store_staged(tree)?))
     }
@@ -749,7 +751,7 @@ impl Build<'_> {
 
 /// Whether a COPY's layer is independent of the image below it (`--link`, as Docker has
 /// it): owners by number only, since a name would be looked up in the image.
-fn linkable(copy: &lamina_spec::Copy) -> bool {
+pub(crate) fn linkable(copy: &lamina_spec::Copy) -> bool {
     let numeric = |s: &str| s.split(':').all(|p| p.parse::<u32>().is_ok());
     copy.link && copy.chown.as_deref().is_none_or(numeric)
 }

@@ -121,23 +121,64 @@ impl LayerView {
             };
             let last = todo.iter().all(|p| p.is_empty() || p == ".");
             if node.meta.file_type().is_symlink() && (!last || follow) {
-                hops += 1;
-                if hops > MAX_SYMLINK_HOPS {
-                    return Err(std::io::Error::other(format!(
-                        "too many symlinks resolving {path}"
-                    )));
-                }
-                let target = std::fs::read_link(node.host())?;
-                let target = target.to_string_lossy();
-                if target.starts_with('/') {
+                let (absolute, target) = follow_link(&node, &mut hops, path)?;
+                if absolute {
                     trail.truncate(1);
                 }
-                todo.extend(target.split('/').rev().map(str::to_string));
+                todo.extend(target);
                 continue;
             }
             trail.push(node);
         }
         Ok(trail.pop())
+    }
+
+    /// `path` (absolute or not, taken from `/`) as a process in the container would reach
+    /// it: each symlink on the way, the last component's too, replaced by its target (an
+    /// absolute one taken from the view's root, `..` never above it); from the first
+    /// component that does not exist (or lies below a non-directory) on, the components are
+    /// kept as written. An absolute path, cleaned.
+    pub fn resolve(&self, path: &str) -> std::io::Result<String> {
+        let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut names: Vec<String> = Vec::new();
+        // The root, then the node of each leading component of `names` that exists.
+        let mut found: Vec<Node> = Vec::new();
+        if !self.top_first.is_empty() {
+            found.push(self.root()?);
+        }
+        let mut hops = 0;
+        while let Some(part) = todo.pop() {
+            match part.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    names.pop();
+                    found.truncate(names.len() + 1);
+                    continue;
+                }
+                _ => {}
+            }
+            let parent = found.last().filter(|_| found.len() == names.len() + 1);
+            let node = match parent {
+                Some(parent) if parent.is_dir() => child(parent, part.as_ref())?,
+                _ => None,
+            };
+            match node {
+                Some(node) if node.meta.file_type().is_symlink() => {
+                    let (absolute, target) = follow_link(&node, &mut hops, path)?;
+                    if absolute {
+                        names.clear();
+                        found.truncate(1);
+                    }
+                    todo.extend(target);
+                }
+                Some(node) => {
+                    names.push(part);
+                    found.push(node);
+                }
+                None => names.push(part),
+            }
+        }
+        Ok(format!("/{}", names.join("/")))
     }
 
     /// The content of the file at `path` (symlinks followed), `None` if there is none.
@@ -147,6 +188,21 @@ impl LayerView {
             _ => Ok(None),
         }
     }
+}
+
+/// The target of the symlink `node`, met resolving `path`: whether it is absolute, and its
+/// components in the order a resolver pops them. Fails past [`MAX_SYMLINK_HOPS`] links.
+fn follow_link(node: &Node, hops: &mut usize, path: &str) -> std::io::Result<(bool, Vec<String>)> {
+    *hops += 1;
+    if *hops > MAX_SYMLINK_HOPS {
+        return Err(std::io::Error::other(format!(
+            "too many symlinks resolving {path}"
+        )));
+    }
+    let target = std::fs::read_link(node.host())?;
+    let target = target.to_string_lossy();
+    let parts = target.split('/').rev().map(str::to_string).collect();
+    Ok((target.starts_with('/'), parts))
 }
 
 /// The nodes `source` names in the view, in name order: symlinks followed, `*` and `?`

@@ -62,6 +62,33 @@ fn the_top_layer_decides_and_directories_merge() {
     assert!(view.lookup("/etc/passwd/x", true).unwrap().is_none());
 }
 
+/// How a COPY's destination is resolved in the image: `/lib/` on a merged-/usr base is
+/// `/usr/lib`, not a directory that would hide the symlink.
+#[test]
+fn paths_resolve_through_the_views_symlinks_and_keep_missing_tails() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = layers(dir.path());
+    let lower = dir.path().join("lower");
+    std::os::unix::fs::symlink("/usr/sbin", lower.join("sbin")).unwrap();
+    std::os::unix::fs::symlink("../../etc", lower.join("usr/lib/up")).unwrap();
+    std::os::unix::fs::symlink("loop", lower.join("loop")).unwrap();
+    let resolve = |path: &str| view.resolve(path).unwrap();
+    assert_eq!(resolve("/lib/"), "/usr/lib");
+    assert_eq!(resolve("/lib/new/file"), "/usr/lib/new/file");
+    assert_eq!(resolve("lib/x"), "/usr/lib/x");
+    // An absolute target from the view's root, missing parts kept as written.
+    assert_eq!(resolve("/sbin/tool"), "/usr/sbin/tool");
+    assert_eq!(resolve("/lib/up/passwd"), "/etc/passwd");
+    assert_eq!(resolve("/../../lib"), "/usr/lib");
+    assert_eq!(resolve("/missing/../lib/x"), "/usr/lib/x");
+    assert_eq!(resolve("/etc/passwd/below"), "/etc/passwd/below");
+    assert_eq!(resolve("/"), "/");
+    assert!(view.resolve("/loop/x").is_err());
+    // Without layers only the spelling changes.
+    let empty = LayerView::of_dirs(Vec::<PathBuf>::new().into_iter());
+    assert_eq!(empty.resolve("a/./b/../c").unwrap(), "/a/c");
+}
+
 #[test]
 fn an_opaque_directory_hides_the_layers_below() {
     // trusted.* attributes need root.
