@@ -601,34 +601,58 @@ fn a_copy_destination_resolves_through_the_images_symlinks() {
     let dir = context(&[
         ("base/usr/lib/orig.so", "orig"),
         ("base/srv/data/.keep", ""),
+        ("base/usr/share/zone/UTC", "utc"),
+        ("base/etc/hostname", "h"),
         ("f", "f"),
+        ("f2", "f2"),
         ("g", "g"),
         ("h", "h"),
+        ("z", "z"),
         (
             "Dockerfile",
-            "FROM scratch\nCOPY base /\nCOPY f /lib/\nCOPY g /data/g\nWORKDIR /lib/app\n\
-             COPY --link h /lib/h\n",
+            "FROM scratch\nCOPY base /\nCOPY f /lib/\nCOPY f2 /lib\nCOPY g /data/g\n\
+             COPY z /etc/zone\nWORKDIR /lib/app\nCOPY --link h /lib/h\n",
         ),
     ]);
     let d = dir.path();
     std::os::unix::fs::symlink("usr/lib", d.join("base/lib")).unwrap();
     std::os::unix::fs::symlink("/srv/data", d.join("base/data")).unwrap();
+    std::os::unix::fs::symlink("/usr/share/zone/UTC", d.join("base/etc/zone")).unwrap();
     let store = build_in_new_store(d);
     let file = |path: &str| file_in_a_layer(&store, path);
-    assert!(
-        file("usr/lib/f") && file("srv/data/g"),
-        "{:?}",
-        trees(&store)
-    );
-    assert!(!file("lib/f") && !file("data/g"));
-    let dir_in_a_layer = |path: &str| {
-        let layers = store.join("exec/layers");
-        trees(&store)
-            .iter()
-            .any(|t| layers.join(t).join(path).is_dir())
-    };
-    assert!(dir_in_a_layer("usr/lib/app") && !dir_in_a_layer("lib/app"));
+    assert!(file("usr/lib/f") && file("usr/lib/f2") && file("srv/data/g"));
     assert!(file("lib/h") && !file("usr/lib/h"));
+    let layers = store.join("exec/layers");
+    let trees = trees(&store);
+    // A symlink as the last component is followed too: its target gets the file.
+    let mut utc: Vec<String> = trees
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(layers.join(t).join("usr/share/zone/UTC")).ok())
+        .collect();
+    utc.sort();
+    assert_eq!(utc, ["utc", "z"], "{trees:?}");
+    assert!(
+        trees
+            .iter()
+            .any(|t| layers.join(t).join("usr/lib/app").is_dir())
+    );
+    // The directories each layer has at the symlinks' names (not followed): only the
+    // `--link` layer's `/lib`, holding `h`.
+    let real_dirs = |name: &str| -> Vec<Vec<std::ffi::OsString>> {
+        trees
+            .iter()
+            .map(|t| layers.join(t).join(name))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+            .map(|p| {
+                std::fs::read_dir(p)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(real_dirs("lib"), [["h"]]);
+    assert!(real_dirs("data").is_empty() && real_dirs("etc/zone").is_empty());
 }
 
 /// The layer tree of a store that holds one.

@@ -146,7 +146,7 @@ impl Build<'_> {
         // merged-/usr base writes `/usr/lib/f`; staged as `/lib/f`, its directory would hide
         // the image's `/lib` symlink and all of `/usr/lib` below it. Not with `--link`, whose
         // layer does not depend on the image (as in BuildKit).
-        let (dest, dir_in_image) = if super::steps::linkable(copy) {
+        let (dest, dir_in_image) = if copy.link {
             (dest, false)
         } else {
             self.dest_in_image(&dest, state)?

@@ -200,7 +200,12 @@ fn follow_link(node: &Node, hops: &mut usize, path: &str) -> std::io::Result<(bo
         )));
     }
     let target = std::fs::read_link(node.host())?;
-    let target = target.to_string_lossy();
+    // A lossy spelling would name another path: a COPY would write there.
+    let target = target.to_str().ok_or_else(|| {
+        std::io::Error::other(format!(
+            "a symlink on the way to {path} has a target that is not UTF-8"
+        ))
+    })?;
     let parts = target.split('/').rev().map(str::to_string).collect();
     Ok((target.starts_with('/'), parts))
 }
