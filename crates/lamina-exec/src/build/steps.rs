@@ -751,7 +751,7 @@ impl Build<'_> {
 
 /// Whether a COPY's layer is independent of the image below it (`--link`, as Docker has
 /// it): owners by number only, since a name would be looked up in the image.
-pub(crate) fn linkable(copy: &lamina_spec::Copy) -> bool {
+fn linkable(copy: &lamina_spec::Copy) -> bool {
     let numeric = |s: &str| s.split(':').all(|p| p.parse::<u32>().is_ok());
     copy.link && copy.chown.as_deref().is_none_or(numeric)
 }
