@@ -327,8 +327,7 @@ impl Build<'_> {
         }
         let view = self.view(&state.layers)?;
         let in_image = |e| io(Path::new(dest), e);
-        let resolved = view.resolve(dest).map_err(in_image)?;
-        let node = view.lookup(&resolved, true).map_err(in_image)?;
+        let (resolved, node) = view.resolve(dest).map_err(in_image)?;
         Ok((resolved, node.is_some_and(|node| node.is_dir())))
     }
 

@@ -642,8 +642,7 @@ impl Build<'_> {
         // Made through the image's symlinks, as BuildKit makes it: `WORKDIR /lib/app` on a
         // merged-/usr base is `/usr/lib/app`, not a `/lib` directory hiding the symlink.
         let in_image = |e| layers::io(&workdir, e);
-        let resolved = view.resolve(&workdir).map_err(in_image)?;
-        let existing = view.lookup(&resolved, true).map_err(in_image)?;
+        let (resolved, existing) = view.resolve(&workdir).map_err(in_image)?;
         if existing.is_some_and(|node| node.is_dir()) {
             return Ok(None);
         }

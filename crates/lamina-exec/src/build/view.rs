@@ -95,50 +95,23 @@ impl LayerView {
     /// The node at `path` (absolute or not, taken from `/`); symlinks in the middle are
     /// followed, the last one only with `follow`. `None` when nothing is there.
     pub fn lookup(&self, path: &str, follow: bool) -> std::io::Result<Option<Node>> {
-        if self.top_first.is_empty() {
-            return Ok(None);
-        }
-        let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
-        let mut trail: Vec<Node> = vec![self.root()?];
-        let mut hops = 0;
-        while let Some(part) = todo.pop() {
-            match part.as_str() {
-                "" | "." => continue,
-                ".." => {
-                    if trail.len() > 1 {
-                        trail.pop();
-                    }
-                    continue;
-                }
-                _ => {}
-            }
-            let parent = trail.last().expect("the root stays");
-            if !parent.is_dir() {
-                return Ok(None);
-            }
-            let Some(node) = child(parent, part.as_ref())? else {
-                return Ok(None);
-            };
-            let last = todo.iter().all(|p| p.is_empty() || p == ".");
-            if node.meta.file_type().is_symlink() && (!last || follow) {
-                let (absolute, target) = follow_link(&node, &mut hops, path)?;
-                if absolute {
-                    trail.truncate(1);
-                }
-                todo.extend(target);
-                continue;
-            }
-            trail.push(node);
-        }
-        Ok(trail.pop())
+        Ok(self.walk(path, follow)?.1)
     }
 
     /// `path` (absolute or not, taken from `/`) as a process in the container would reach
-    /// it: each symlink on the way, the last component's too, replaced by its target (an
-    /// absolute one taken from the view's root, `..` never above it); from the first
-    /// component that does not exist (or lies below a non-directory) on, the components are
-    /// kept as written. An absolute path, cleaned.
-    pub fn resolve(&self, path: &str) -> std::io::Result<String> {
+    /// it, an absolute path, cleaned: each symlink on the way, the last component's too,
+    /// replaced by its target; from the first component that does not exist (or lies below a
+    /// non-directory) on, the components are kept as written. With the node there, if any.
+    pub fn resolve(&self, path: &str) -> std::io::Result<(String, Option<Node>)> {
+        let (names, node) = self.walk(path, true)?;
+        Ok((format!("/{}", names.join("/")), node))
+    }
+
+    /// Walks `path` from the root: the names of where it leads, each symlink on the way (the
+    /// last one only with `follow_last`) replaced by its target (an absolute one taken from
+    /// the view's root, `..` never above it), missing components kept as written; and the
+    /// node there when every component exists.
+    fn walk(&self, path: &str, follow_last: bool) -> std::io::Result<(Vec<String>, Option<Node>)> {
         let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
         let mut names: Vec<String> = Vec::new();
         // The root, then the node of each leading component of `names` that exists.
@@ -162,8 +135,9 @@ impl LayerView {
                 Some(parent) if parent.is_dir() => child(parent, part.as_ref())?,
                 _ => None,
             };
+            let last = todo.iter().all(|p| p.is_empty() || p == ".");
             match node {
-                Some(node) if node.meta.file_type().is_symlink() => {
+                Some(node) if node.meta.file_type().is_symlink() && (!last || follow_last) => {
                     let (absolute, target) = follow_link(&node, &mut hops, path)?;
                     if absolute {
                         names.clear();
@@ -178,7 +152,12 @@ impl LayerView {
                 None => names.push(part),
             }
         }
-        Ok(format!("/{}", names.join("/")))
+        let node = if found.len() == names.len() + 1 {
+            found.pop()
+        } else {
+            None
+        };
+        Ok((names, node))
     }
 
     /// The content of the file at `path` (symlinks followed), `None` if there is none.

@@ -72,7 +72,7 @@ fn paths_resolve_through_the_views_symlinks_and_keep_missing_tails() {
     std::os::unix::fs::symlink("/usr/sbin", lower.join("sbin")).unwrap();
     std::os::unix::fs::symlink("../../etc", lower.join("usr/lib/up")).unwrap();
     std::os::unix::fs::symlink("loop", lower.join("loop")).unwrap();
-    let resolve = |path: &str| view.resolve(path).unwrap();
+    let resolve = |path: &str| view.resolve(path).unwrap().0;
     assert_eq!(resolve("/lib/"), "/usr/lib");
     assert_eq!(resolve("/lib/new/file"), "/usr/lib/new/file");
     assert_eq!(resolve("lib/x"), "/usr/lib/x");
@@ -84,9 +84,13 @@ fn paths_resolve_through_the_views_symlinks_and_keep_missing_tails() {
     assert_eq!(resolve("/etc/passwd/below"), "/etc/passwd/below");
     assert_eq!(resolve("/"), "/");
     assert!(view.resolve("/loop/x").is_err());
+    // With the node there, found in the same walk.
+    assert!(view.resolve("/lib/x").unwrap().1.unwrap().meta.is_file());
+    assert!(view.resolve("/lib/").unwrap().1.unwrap().is_dir());
+    assert!(view.resolve("/lib/new/file").unwrap().1.is_none());
     // Without layers only the spelling changes.
     let empty = LayerView::of_dirs(Vec::<PathBuf>::new().into_iter());
-    assert_eq!(empty.resolve("a/./b/../c").unwrap(), "/a/c");
+    assert_eq!(empty.resolve("a/./b/../c").unwrap().0, "/a/c");
 }
 
 #[test]
